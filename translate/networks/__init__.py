@@ -1,0 +1,44 @@
+"""The network zoo: generators and discriminators built by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from . import discriminators, generators  # noqa: F401  (fills the registries)
+from .registry import DISCRIMINATORS, GENERATORS
+
+
+def build_generator(
+    name: str, in_channels: int = 3, out_channels: int = 3, **options: Any
+) -> nn.Module:
+    """A generator from the zoo, e.g. ``build_generator("unet_256", norm="instance")``.
+
+    Names: ``resnet_9blocks``/``resnet_6blocks`` (``n_blocks``), ``unet_256``/``unet_128``
+    (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
+    ``init_gain``. The module's ``size_multiple`` is the multiple its input sides must be.
+    """
+    return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
+
+
+def build_discriminator(name: str, in_channels: int, **options: Any) -> nn.Module:
+    """A discriminator from the zoo: ``patch`` (alias ``basic``), ``pixel`` or ``multiscale``.
+
+    Options: ``ndf``, ``n_layers``, ``norm``, ``num_scales``, ``spectral_norm``, ``init``,
+    ``init_gain``.
+    """
+    return DISCRIMINATORS.build(name, in_channels=in_channels, **options)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "build_discriminator",
+    "build_generator",
+    "count_parameters",
+]

@@ -1,0 +1,153 @@
+"""PatchGAN discriminators: n-layer (70x70 at 3 layers), pixel (1x1) and multi-scale."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from .layers import conv_bias, init_weights, norm_layer
+from .registry import DISCRIMINATORS
+
+
+class PatchDiscriminator(nn.Module):
+    """Stride-2 4x4 convolutions, then two stride-1 ones: one logit per image patch."""
+
+    def __init__(
+        self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1; got {n_layers}")
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
+                norm_layer(norm, ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activation after every LeakyReLU, then the logits (for feature matching)."""
+        outputs = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                outputs.append(x)
+        return outputs + [x]
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: classifies every pixel on its own (colour statistics only)."""
+
+    def __init__(self, in_channels: int, ndf: int = 64, norm: str = "batch") -> None:
+        super().__init__()
+        bias = conv_bias(norm)
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, ndf, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=bias),
+            norm_layer(norm, ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """``num_scales`` PatchGANs on an image pyramid (pix2pixHD).
+
+    ``forward`` returns, per scale (full resolution first), the list of intermediate
+    features with the logits last; the GAN loss reads the logits, the feature-matching
+    loss the rest.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "batch",
+        num_scales: int = 3,
+    ) -> None:
+        super().__init__()
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1; got {num_scales}")
+        self.scales = nn.ModuleList(
+            PatchDiscriminator(in_channels, ndf, n_layers, norm) for _ in range(num_scales)
+        )
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        outputs = []
+        for i, disc in enumerate(self.scales):
+            if i:
+                x = self.downsample(x)
+            outputs.append(disc.features(x))
+        return outputs
+
+
+def _finish(net: nn.Module, spectral_norm: bool, init: str, init_gain: float) -> nn.Module:
+    """Initialise weights, then (optionally) put spectral norm on every convolution."""
+    init_weights(net, init, init_gain)
+    if spectral_norm:
+        for module in list(net.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Conv2d):
+                    setattr(module, name, _spectral_norm(child))
+    return net
+
+
+@DISCRIMINATORS.register("patch", "basic")
+def patch(
+    in_channels: int,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "batch",
+    spectral_norm: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    net = PatchDiscriminator(in_channels, ndf, n_layers, norm)
+    return _finish(net, spectral_norm, init, init_gain)
+
+
+@DISCRIMINATORS.register("pixel")
+def pixel(
+    in_channels: int,
+    ndf: int = 64,
+    norm: str = "batch",
+    spectral_norm: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    return _finish(PixelDiscriminator(in_channels, ndf, norm), spectral_norm, init, init_gain)
+
+
+@DISCRIMINATORS.register("multiscale")
+def multiscale(
+    in_channels: int,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "batch",
+    num_scales: int = 3,
+    spectral_norm: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales)
+    return _finish(net, spectral_norm, init, init_gain)
