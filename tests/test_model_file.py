@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from translate.atomic import atomic_path
+from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
+
+
+def _spec() -> GeneratorSpec:
+    return GeneratorSpec("unet_128", 1, 3, {"ngf": 4, "num_downs": 3, "norm": "batch"})
+
+
+def test_roundtrip_rebuilds_the_same_generators(tmp_path):
+    spec_a, spec_b = _spec(), GeneratorSpec("resnet_6blocks", 3, 1, {"ngf": 4, "n_blocks": 1})
+    g_a, g_b = spec_a.build().eval(), spec_b.build().eval()
+    g_a.model.model[0].weight.data.fill_(0.5)  # not the init: proves weights travel
+    path = tmp_path / "g.safetensors"
+    save_generators(
+        path,
+        {"AtoB": (spec_a, g_a), "BtoA": (spec_b, g_b)},
+        preprocess={"mode": "none", "input_channels": 1},
+        training={"model": "cyclegan", "steps": 7},
+    )
+    loaded = load_generators(path)
+    assert set(loaded.generators) == {"AtoB", "BtoA"}
+    assert loaded.specs["AtoB"] == spec_a
+    assert loaded.preprocess["input_channels"] == 1 and loaded.training["steps"] == 7
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.equal(loaded.generators["AtoB"](x), g_a(x))
+    assert not loaded.generators["AtoB"].training
+    assert read_metadata(path)["generators"]["BtoA"]["name"] == "resnet_6blocks"
+
+
+def test_fp16_storage_halves_the_file_and_loads_as_fp32(tmp_path):
+    spec = _spec()
+    net = spec.build().eval()
+    save_generators(tmp_path / "32.safetensors", {"AtoB": (spec, net)})
+    save_generators(tmp_path / "16.safetensors", {"AtoB": (spec, net)}, dtype=torch.float16)
+    size32 = (tmp_path / "32.safetensors").stat().st_size
+    size16 = (tmp_path / "16.safetensors").stat().st_size
+    assert size16 < 0.6 * size32
+    loaded = load_generators(tmp_path / "16.safetensors").generators["AtoB"]
+    assert next(loaded.parameters()).dtype == torch.float32
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.allclose(loaded(x), net(x), atol=1e-2)
+
+
+def test_unknown_direction_and_foreign_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="direction"):
+        save_generators(tmp_path / "x.safetensors", {"AB": (_spec(), _spec().build())})
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        load_generators(junk)
+
+
+def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"

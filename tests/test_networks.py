@@ -1,0 +1,186 @@
+import pytest
+import torch
+from torch import nn
+
+import translate
+from translate.networks import DISCRIMINATORS, GENERATORS, count_parameters
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("resnet_9blocks", {}, 11_378_179),
+        ("resnet_6blocks", {}, 7_837_699),
+        ("unet_256", {"norm": "batch"}, 54_413_955),
+        ("unet_128", {"norm": "batch"}, 41_828_995),
+    ],
+)
+def test_generator_parameter_counts_match_reference(name, options, expected):
+    assert count_parameters(translate.build_generator(name, 3, 3, **options)) == expected
+
+
+@pytest.mark.parametrize(
+    ("in_channels", "norm", "expected"), [(3, "instance", 2_764_737), (6, "batch", 2_768_705)]
+)
+def test_patchgan_parameter_counts_match_reference(in_channels, norm, expected):
+    net = translate.build_discriminator("patch", in_channels, norm=norm)
+    assert count_parameters(net) == expected
+    assert count_parameters(translate.build_discriminator("basic", in_channels, norm=norm)) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "size"),
+    [
+        ("resnet_6blocks", {"n_blocks": 2}, 20),
+        ("resnet_9blocks", {"norm": "batch", "dropout": True}, 16),
+        ("unet_128", {"num_downs": 3}, 24),
+        ("unet_256", {"num_downs": 6, "norm": "instance", "dropout": True}, 64),
+        ("unet", {"num_downs": 2, "norm": "none"}, 12),
+    ],
+)
+def test_generators_map_channels_and_keep_size_in_tanh_range(name, options, size):
+    net = translate.build_generator(name, in_channels=1, out_channels=4, ngf=4, **options)
+    assert size % net.size_multiple == 0
+    out = net(torch.randn(2, 1, size, size) * 5)
+    assert out.shape == (2, 4, size, size)
+    assert out.abs().max() <= 1
+
+
+def test_unet_depth_sets_size_multiple():
+    assert translate.build_generator("unet_256", ngf=4).size_multiple == 256
+    assert translate.build_generator("unet_128", ngf=4, num_downs=5).size_multiple == 32
+    assert translate.build_generator("resnet_6blocks", ngf=4).size_multiple == 4
+
+
+def test_resnet_blocks_and_dropout_are_configurable():
+    net = translate.build_generator("resnet_9blocks", ngf=4, n_blocks=3, dropout=True)
+    blocks = [m for m in net.modules() if type(m).__name__ == "ResnetBlock"]
+    assert len(blocks) == 3
+    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 3
+
+
+def test_unet_dropout_only_on_middle_levels():
+    # Reference: num_downs - 5 middle levels at ngf * 8 carry dropout.
+    net = translate.build_generator("unet_256", ngf=4, dropout=True)
+    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 3
+
+
+def test_norm_choices():
+    batch = translate.build_generator("resnet_6blocks", ngf=4, norm="batch")
+    inst = translate.build_generator("resnet_6blocks", ngf=4, norm="instance")
+    affine = translate.build_generator("resnet_6blocks", ngf=4, norm="instance", norm_affine=True)
+    none = translate.build_generator("resnet_6blocks", ngf=4, norm="none")
+    assert any(isinstance(m, nn.BatchNorm2d) for m in batch.modules())
+    norms = [m for m in inst.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and not any(m.affine for m in norms)
+    assert all(m.affine for m in affine.modules() if isinstance(m, nn.InstanceNorm2d))
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.InstanceNorm2d) for m in none.modules())
+    # Batch norm replaces the convolution bias, as in the reference.
+    assert batch.model[1].bias is None and inst.model[1].bias is not None
+
+
+@pytest.mark.parametrize("init", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_weight_init_modes(init):
+    net = translate.build_generator("resnet_6blocks", ngf=8, n_blocks=1, init=init, init_gain=0.02)
+    conv = net.model[4]  # the first downsampling convolution: 8 -> 16 channels, 3x3
+    std = conv.weight.std().item()
+    fan_in = 8 * 9
+    expected = {
+        "normal": 0.02,
+        "xavier": 0.02 * (2 / (fan_in + 16 * 9)) ** 0.5,
+        "kaiming": (2 / fan_in) ** 0.5,
+        "orthogonal": None,
+    }[init]
+    if expected is not None:
+        assert std == pytest.approx(expected, rel=0.15)
+    else:
+        rows = conv.weight.flatten(1)
+        gram = rows @ rows.T
+        assert torch.allclose(gram, 0.02**2 * torch.eye(16), atol=1e-6)
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_unknown_names_and_options_list_valid_ones():
+    with pytest.raises(ValueError, match="unet_256"):
+        translate.build_generator("unet_512")
+    with pytest.raises(ValueError, match="multiscale"):
+        translate.build_discriminator("stylegan", 3)
+    with pytest.raises(ValueError, match="n_blocks"):
+        translate.build_generator("resnet_9blocks", blocks=3)
+    with pytest.raises(ValueError, match="instance"):
+        translate.build_generator("resnet_9blocks", norm="group")
+    assert "num_scales" in DISCRIMINATORS.options("multiscale")
+    assert {"resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"} <= set(GENERATORS.names())
+
+
+def test_patch_discriminator_receptive_field_is_70():
+    net = translate.build_discriminator("patch", 3, ndf=4, norm="none")
+    net.eval()
+    x = torch.zeros(1, 3, 140, 140, requires_grad=True)
+    out = net(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+    assert rows.max() - rows.min() + 1 == 70
+
+
+def test_pixel_discriminator_keeps_resolution():
+    net = translate.build_discriminator("pixel", 6, ndf=4)
+    assert net(torch.randn(2, 6, 9, 11)).shape == (2, 1, 9, 11)
+
+
+def test_multiscale_returns_features_per_scale():
+    net = translate.build_discriminator("multiscale", 3, ndf=4, n_layers=2, num_scales=3)
+    out = net(torch.randn(1, 3, 64, 64))
+    assert len(out) == 3
+    assert all(len(scale) == 4 for scale in out)  # 3 activations + logits
+    assert [scale[-1].shape[-1] for scale in out] == [14, 6, 2]
+
+
+# Options that let each discriminator run on 64x64 inputs.
+SMALL = {"patch": {}, "pixel": {}, "multiscale": {"n_layers": 2, "num_scales": 2}}
+
+
+@pytest.mark.parametrize("name", ["patch", "pixel", "multiscale"])
+def test_spectral_norm_on_every_convolution(name):
+    net = translate.build_discriminator(name, 3, ndf=4, spectral_norm=True, **SMALL[name])
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    # After a few power iterations the largest singular value of each weight is about 1.
+    net.train()
+    for _ in range(20):
+        net(torch.randn(1, 3, 64, 64))
+    net.eval()
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("resnet_6blocks", {"n_blocks": 1}), ("unet_256", {"num_downs": 4, "norm": "instance"})],
+)
+def test_generators_channels_last_and_bf16_autocast(name, options):
+    net = translate.build_generator(name, ngf=4, **options).eval()
+    x = torch.randn(2, 3, 32, 32)
+    reference = net(x)
+    net_cl = net.to(memory_format=torch.channels_last)
+    out_cl = net_cl(x.to(memory_format=torch.channels_last))
+    assert torch.allclose(out_cl, reference, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_bf16 = net_cl(x.to(memory_format=torch.channels_last))
+    assert out_bf16.dtype == torch.bfloat16
+    assert (out_bf16.float() - reference).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("name", ["patch", "pixel", "multiscale"])
+def test_discriminators_backward_under_bf16_autocast(name):
+    net = translate.build_discriminator(name, 3, ndf=4, **SMALL[name])
+    net = net.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = translate.GANLoss("lsgan")(net(x), True)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
