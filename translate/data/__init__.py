@@ -1,0 +1,1 @@
+"""Image reading, datasets, augmentation and dataset tools."""

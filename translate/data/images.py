@@ -1,0 +1,131 @@
+"""Reading and writing images as HWC uint8 arrays, whatever their mode on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from translate.atomic import atomic_path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+ALPHA_MODES = ("composite", "drop", "keep")
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be read; the message starts with the file's path."""
+
+
+def set_max_image_pixels(n: int | None) -> None:
+    """Set the decompression-bomb limit (None turns it off)."""
+    Image.MAX_IMAGE_PIXELS = n
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    # 16-bit and float modes: PIL's convert("L") clips instead of scaling, so scale by hand.
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return img
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    channels: int = 3,
+    alpha: str = "composite",
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """Read an image file as an HWC uint8 array with ``channels`` (1 or 3) channels.
+
+    ``alpha``: ``composite`` blends transparent pixels onto ``background``, ``drop``
+    discards the alpha channel, ``keep`` appends it as an extra channel.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    return _to_array(img, channels, alpha, background)
+
+
+def _to_array(
+    img: Image.Image, channels: int, alpha: str, background: tuple[int, int, int]
+) -> np.ndarray:
+    img = _to_8bit(img)
+    alpha_band = None
+    if _has_alpha(img):
+        rgba = img.convert("RGBA")
+        alpha_band = rgba.getchannel("A")
+        if alpha == "composite":
+            base = Image.new("RGBA", rgba.size, (*background, 255))
+            img = Image.alpha_composite(base, rgba).convert("RGB")
+        else:
+            img = rgba.convert("RGB")
+    img = img.convert("L" if channels == 1 else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if alpha == "keep" and alpha_band is not None:
+        arr = np.concatenate([arr, np.asarray(alpha_band, dtype=np.uint8)[:, :, None]], axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def write_image(
+    path: str | os.PathLike[str], array: np.ndarray, quality: int | None = None
+) -> None:
+    """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix."""
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{path}: write_image needs uint8 data, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr)
+    kwargs = {} if quality is None else {"quality": quality}
+    if Path(path).suffix.lower() in (".jpg", ".jpeg") and img.mode == "RGBA":
+        img = img.convert("RGB")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()], **kwargs)
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_images(root: str | os.PathLike[str]) -> list[Path]:
+    """All image files under ``root``, recursive and sorted; hidden entries are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    # followlinks with an inode set: symlinked folders are read once, loops end.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath) / f for f in filenames if is_image_path(Path(f)))
+    return sorted(found)

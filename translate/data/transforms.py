@@ -1,0 +1,176 @@
+"""Preprocessing: the reference's resize/crop/flip modes on albumentations, tensor conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+@dataclass
+class Preprocess:
+    """How training images are resized, cropped and flipped (YAML-friendly fields)."""
+
+    mode: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    size_multiple: int = 4
+    input_augment: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess.mode: {self.mode!r} is not one of {PREPROCESS_MODES}")
+        for name in ("load_size", "crop_size", "size_multiple"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"preprocess.{name}: must be a positive integer, got {value!r}")
+        if self.mode in ("resize_and_crop", "scale_width_and_crop") and (
+            self.crop_size > self.load_size
+        ):
+            raise ValueError(
+                f"preprocess.crop_size: {self.crop_size} is larger than load_size {self.load_size}"
+            )
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"preprocess.flip: must be true or false, got {self.flip!r}")
+        for i, spec in enumerate(self.input_augment):
+            _build_augment(spec, f"preprocess.input_augment[{i}]")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"preprocess: unknown key(s) {unknown}; expected {sorted(names)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build_augment(spec: dict[str, Any], where: str) -> A.BasicTransform:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"{where}: needs a 'name' key naming an albumentations transform")
+    params = {k: v for k, v in spec.items() if k != "name"}
+    cls = getattr(A, str(spec["name"]), None)
+    if cls is None or not isinstance(cls, type):
+        raise ValueError(f"{where}: albumentations has no transform {spec['name']!r}")
+    try:
+        return cls(**params)
+    except Exception as exc:
+        raise ValueError(f"{where}: bad parameters for {spec['name']}: {exc}") from exc
+
+
+class _ScaleWidth(A.DualTransform):
+    """Resize so the width is ``width`` (at least ``min_height`` tall), keeping the aspect."""
+
+    def __init__(self, width: int, min_height: int) -> None:
+        super().__init__(p=1.0)
+        self.width = width
+        self.min_height = min_height
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        h, w = img.shape[:2]
+        if w == self.width and h >= self.min_height:
+            return img
+        new_h = max(self.min_height, round(h * self.width / w))
+        out = cv2.resize(img, (self.width, new_h), interpolation=cv2.INTER_CUBIC)
+        return out[:, :, None] if out.ndim == 2 else out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("width", "min_height")
+
+
+def _crop(size: int, train: bool) -> list[A.BasicTransform]:
+    pad = A.PadIfNeeded(size, size, border_mode=cv2.BORDER_REFLECT_101)
+    return [pad, A.RandomCrop(size, size) if train else A.CenterCrop(size, size)]
+
+
+def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
+    """The geometric transform shared by both images of a pair (``target`` is the second)."""
+    steps: list[A.BasicTransform] = []
+    if pre.mode == "resize_and_crop":
+        steps += [A.Resize(pre.load_size, pre.load_size, interpolation=cv2.INTER_CUBIC)]
+        steps += _crop(pre.crop_size, train)
+    elif pre.mode == "crop":
+        steps += _crop(pre.crop_size, train)
+    elif pre.mode == "scale_width":
+        steps += [_ScaleWidth(pre.load_size, pre.crop_size)]
+    elif pre.mode == "scale_width_and_crop":
+        steps += [_ScaleWidth(pre.load_size, pre.crop_size)] + _crop(pre.crop_size, train)
+    if pre.mode in ("scale_width", "none"):
+        m = pre.size_multiple
+        steps += [
+            A.PadIfNeeded(
+                pad_height_divisor=m,
+                pad_width_divisor=m,
+                min_height=None,
+                min_width=None,
+                border_mode=cv2.BORDER_REFLECT_101,
+                position="top_left",
+            )
+        ]
+    if train and pre.flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(steps, additional_targets={"target": "image"})
+
+
+def build_input_augment(pre: Preprocess) -> A.Compose | None:
+    """Extra transforms from the config, applied to the input image only."""
+    if not pre.input_augment:
+        return None
+    return A.Compose(
+        [
+            _build_augment(s, f"preprocess.input_augment[{i}]")
+            for i, s in enumerate(pre.input_augment)
+        ]
+    )
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> CHW float in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return t.float().div_(127.5).sub_(1.0)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """CHW float in [-1, 1] -> HWC uint8."""
+    t = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round()
+    return t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to_multiple(image: np.ndarray | torch.Tensor, multiple: int, channels_last: bool = True):
+    """Reflect-pad the bottom and right of an HWC (or CHW) image to a multiple of ``multiple``.
+
+    Returns the padded image and the original (height, width) for :func:`crop_to`.
+    """
+    h_axis, w_axis = (0, 1) if channels_last else (-2, -1)
+    h, w = image.shape[h_axis], image.shape[w_axis]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return image, (h, w)
+    if isinstance(image, torch.Tensor):
+        x = image if channels_last is False else image.permute(2, 0, 1)
+        batched = x.unsqueeze(0) if x.ndim == 3 else x
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        out = torch.nn.functional.pad(batched.float(), (0, pw, 0, ph), mode=mode).to(image.dtype)
+        out = out[0] if x.ndim == 3 else out
+        return (out.permute(1, 2, 0) if channels_last else out), (h, w)
+    pads = [(0, 0)] * image.ndim
+    pads[h_axis] = (0, ph)
+    pads[w_axis] = (0, pw)
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(image, pads, mode=mode), (h, w)
+
+
+def crop_to(image, size: tuple[int, int], channels_last: bool = True):
+    """Undo :func:`pad_to_multiple`: keep the top-left ``size`` = (height, width)."""
+    h, w = size
+    return image[:h, :w] if channels_last else image[..., :h, :w]
