@@ -92,7 +92,7 @@ def detect_paired_layout(root: Path, split: str) -> tuple[str, Path, Path, Path]
     return "aligned", d, d, d
 
 
-def _resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if image.shape[:2] == shape[:2]:
         return image
     out = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
@@ -159,7 +159,7 @@ class PairedFolder(Dataset):
             b = _with_channels(both[:, w : 2 * w], ch_b)
         else:
             a = read_image(path_a, channels=ch_a)
-            b = _resize_like(read_image(path_b, channels=ch_b), a.shape)
+            b = resize_like(read_image(path_b, channels=ch_b), a.shape)
         return (a, b) if self.direction == "AtoB" else (b, a)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

@@ -83,7 +83,7 @@ def _to_array(
         else:
             img = rgba.convert("RGB")
     img = img.convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if alpha == "keep" and alpha_band is not None:
