@@ -1,0 +1,194 @@
+"""Tests for image reading, preprocessing, datasets and the worldmaps builder."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from translate.data.cli import data, prepare
+from translate.data.datasets import DatasetError, ImageFolder, PairedFolder, UnpairedFolder
+from translate.data.images import ImageReadError, list_images, read_image, write_image
+from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_image
+from translate.data.worldmaps import build_worldmaps, tile_grid
+
+SMALL = Preprocess(load_size=24, crop_size=16)
+
+
+def noise(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    arr = np.full((4, 4), 65535 // 2, dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png", channels=1)
+    assert out.shape == (4, 4, 1) and abs(int(out[0, 0, 0]) - 128) <= 1
+
+
+def test_cmyk_jpeg_and_palette_become_rgb(tmp_path: Path) -> None:
+    Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
+    Image.new("RGB", (8, 6), (0, 0, 255)).convert("P").save(tmp_path / "p.png")
+    red = read_image(tmp_path / "c.jpg")
+    assert red.shape == (6, 8, 3) and red[0, 0, 0] > 200 and red[0, 0, 1] < 60
+    assert tuple(read_image(tmp_path / "p.png")[0, 0]) == (0, 0, 255)
+
+
+def test_rgba_composite_drop_keep(tmp_path: Path) -> None:
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(tmp_path / "a.png")
+    assert tuple(read_image(tmp_path / "a.png", background=(0, 255, 0))[0, 0]) == (0, 255, 0)
+    assert tuple(read_image(tmp_path / "a.png", alpha="drop")[0, 0]) == (255, 0, 0)
+    assert read_image(tmp_path / "a.png", alpha="keep").shape == (4, 4, 4)
+
+
+def test_exif_orientation_applied(tmp_path: Path) -> None:
+    img = Image.new("RGB", (8, 4))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (8, 4, 3)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", None])
+def test_bad_files_raise_with_path(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "bad.png"
+    if content is None:  # a truncated JPEG
+        buf = io.BytesIO()
+        Image.fromarray(noise(32, 32)).save(buf, format="JPEG")
+        path = tmp_path / "bad.jpg"
+        content = buf.getvalue()[:200]
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=str(path)):
+        read_image(path)
+
+
+def test_list_images_skips_hidden_and_non_images(tmp_path: Path) -> None:
+    write_image(tmp_path / "sub" / "x.PNG", noise(4, 4))
+    write_image(tmp_path / ".hidden.png", noise(4, 4))
+    (tmp_path / "notes.txt").write_text("hi")
+    assert [p.name for p in list_images(tmp_path)] == ["x.PNG"]
+
+
+def _aligned_dataset(root: Path, n: int = 2) -> None:
+    for i in range(n):
+        a = noise(32, 32, seed=i)
+        write_image(root / "train" / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
+
+
+def test_same_crop_and_flip_on_both_halves(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path)
+    cropped = PairedFolder(tmp_path, preprocess=Preprocess(mode="crop", crop_size=16))
+    whole = PairedFolder(tmp_path, preprocess=Preprocess(mode="crop", crop_size=32))
+    flipped = set()
+    for _ in range(20):
+        item = cropped[0]
+        a, b = to_image(item["input"]), to_image(item["target"])
+        assert a.shape == (16, 16, 3) and np.array_equal(b, 255 - a)
+        item = whole[0]
+        a, b = to_image(item["input"]), to_image(item["target"])
+        assert np.array_equal(b, 255 - a)
+        flipped.add(bool(np.array_equal(a, noise(32, 32)[:, ::-1])))
+    assert flipped == {True, False}
+
+
+def test_direction_swaps_input_and_target(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path)
+    kw = {"preprocess": Preprocess(mode="none"), "train": False}
+    ab, ba = PairedFolder(tmp_path, **kw)[0], PairedFolder(tmp_path, direction="BtoA", **kw)[0]
+    assert torch.equal(ab["input"], ba["target"]) and ab["input"].shape == (3, 32, 32)
+
+
+def test_folders_layout_pairs_by_stem_and_names_missing(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "A" / "train" / f"{i}.png", noise(20, 20, seed=i))
+        write_image(tmp_path / "B" / "train" / f"{i}.jpg", noise(20, 20, seed=i))
+    ds = PairedFolder(tmp_path, preprocess=SMALL, output_channels=1)
+    assert ds.layout == "folders" and len(ds) == 3 and ds[0]["target"].shape == (1, 16, 16)
+    write_image(tmp_path / "A" / "train" / "lonely.png", noise(20, 20))
+    with pytest.raises(DatasetError, match="lonely.png"):
+        PairedFolder(tmp_path, preprocess=SMALL)
+
+
+def test_corrupt_file_skipped_with_one_warning(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path)
+    (tmp_path / "train" / "broken.png").write_bytes(b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = PairedFolder(tmp_path, preprocess=SMALL)
+    assert len(ds) == 2 and any("broken.png" in str(w.message) for w in caught)
+
+
+def test_unpaired_epoch_is_larger_domain(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "trainA" / f"{i}.png", noise(20, 30, seed=i))
+    write_image(tmp_path / "trainB" / "b.png", noise(40, 20))
+    ds = UnpairedFolder(tmp_path, preprocess=SMALL, serial=True)
+    assert len(ds) == 3 and ds[2]["B"].shape == (3, 16, 16) and ds[2]["B_path"].endswith("b.png")
+
+
+def test_image_folder_keeps_relative_paths(tmp_path: Path) -> None:
+    write_image(tmp_path / "x" / "y.png", noise(6, 10))
+    item = ImageFolder(tmp_path, channels=1)[0]
+    assert item["path"] == "x/y.png" and item["image"].shape == (1, 6, 10)
+
+
+def test_preprocess_validation_names_field() -> None:
+    with pytest.raises(ValueError, match="preprocess.mode"):
+        Preprocess(mode="zoom")
+    with pytest.raises(ValueError, match="crop_size"):
+        Preprocess(load_size=10, crop_size=20)
+    with pytest.raises(ValueError, match="input_augment"):
+        Preprocess(input_augment=[{"name": "NoSuchTransform"}])
+
+
+def test_pad_to_multiple_round_trip() -> None:
+    img = noise(13, 18)
+    padded, size = pad_to_multiple(img, 8)
+    assert padded.shape == (16, 24, 3) and np.array_equal(crop_to(padded, size), img)
+    t = torch.rand(3, 13, 18)
+    tp, size = pad_to_multiple(t, 4, channels_last=False)
+    assert tp.shape == (3, 16, 20) and torch.equal(crop_to(tp, size, channels_last=False), t)
+
+
+def test_worldmaps_split_has_no_overlap(tmp_path: Path) -> None:
+    grid = tile_grid(256, 32, 4)
+    val_cols = {c for _, c, s in grid if s == "val"}
+    train_cols = {c for _, c, s in grid if s == "train"}
+    assert val_cols and train_cols and not val_cols & train_cols
+    counts = build_worldmaps(tmp_path, tile_size=32, width=256, count=3, progress=False)
+    assert counts == {"train": 3, "val": 3}
+    ds = PairedFolder(tmp_path, split="val", preprocess=Preprocess(mode="none"), train=False)
+    assert len(ds) == 3 and ds[0]["input"].shape == (3, 32, 32)
+    assert len(list((tmp_path / "trainA").iterdir())) == 3
+
+
+def test_data_check_reports_problems(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(data, ["check", str(tmp_path)]).exit_code == 0
+    (tmp_path / "train" / "junk.png").write_text("text")
+    result = runner.invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1 and "junk.png" in result.output
+
+
+def test_combine_then_split_round_trip(tmp_path: Path) -> None:
+    write_image(tmp_path / "A" / "p.png", noise(8, 8))
+    write_image(tmp_path / "B" / "p.png", noise(8, 8, seed=1))
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            prepare, ["combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "ab")]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(prepare, ["split", str(tmp_path / "ab"), str(tmp_path / "out")]).exit_code
+        == 0
+    )
+    assert np.array_equal(read_image(tmp_path / "out" / "B" / "p.png"), noise(8, 8, seed=1))
