@@ -192,3 +192,16 @@ def test_combine_then_split_round_trip(tmp_path: Path) -> None:
         == 0
     )
     assert np.array_equal(read_image(tmp_path / "out" / "B" / "p.png"), noise(8, 8, seed=1))
+
+
+def test_diffaugment_same_params_for_real_and_fake() -> None:
+    from translate.data.gpu_augment import DiffAugment
+
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    fake = real.clone().requires_grad_(True)
+    aug_real, aug_fake = DiffAugment()(real, fake)
+    assert torch.allclose(aug_real, aug_fake) and not torch.allclose(aug_real, real)
+    aug_fake.sum().backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="zoom"):
+        DiffAugment("zoom")
