@@ -205,3 +205,16 @@ def test_diffaugment_same_params_for_real_and_fake() -> None:
     assert fake.grad is not None and fake.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="zoom"):
         DiffAugment("zoom")
+
+
+@pytest.mark.parametrize("kind", ["edges", "grayscale"])
+def test_prepare_derived_pairs(tmp_path: Path, kind: str) -> None:
+    photo = np.zeros((16, 16, 3), np.uint8)
+    photo[:, 8:] = (200, 30, 30)
+    write_image(tmp_path / "in" / "p.png", photo)
+    result = CliRunner().invoke(prepare, [kind, str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    pair = read_image(tmp_path / "out" / "p.png")
+    assert pair.shape == (16, 32, 3) and np.array_equal(pair[:, 16:], photo)
+    a = pair[:, :16]
+    assert np.array_equal(a[..., 0], a[..., 1]) and len(np.unique(a)) > 1

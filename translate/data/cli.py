@@ -131,3 +131,17 @@ def check(root: str) -> None:
         click.echo(f"problem: {p}", err=True)
     click.echo(f"{len(problems)} problem(s)")
     sys.exit(1 if problems else 0)
+
+
+def _derived_command(kind: str, doc: str) -> None:
+    @prepare.command(kind, help=doc)
+    @click.argument("src", type=click.Path(exists=True, file_okay=False))
+    @click.argument("out", type=click.Path(file_okay=False))
+    def command(src: str, out: str) -> None:
+        from translate.data.tools import make_paired
+
+        click.echo(f"{out}: {make_paired(src, out, kind)} aligned pairs")
+
+
+_derived_command("edges", "Aligned pairs (Canny edges -> photo) from the photos in SRC.")
+_derived_command("grayscale", "Aligned pairs (grayscale -> colour) from the photos in SRC.")

@@ -35,3 +35,34 @@ def split_aligned(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> i
         write_image(Path(out) / "A" / rel, both[:, :w])
         write_image(Path(out) / "B" / rel, both[:, w : 2 * w])
     return len(files)
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    import kornia
+    import torch
+
+    x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    _, edges = kornia.filters.canny(x)
+    # Dark lines on white, like the reference edges2* datasets.
+    line = (255 - edges[0, 0] * 255).round().to(torch.uint8).numpy()
+    return np.repeat(line[:, :, None], 3, axis=2)
+
+
+def _grayscale(image: np.ndarray) -> np.ndarray:
+    gray = (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round()
+    return np.repeat(gray.astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+DERIVED = {"edges": _edges, "grayscale": _grayscale}
+
+
+def make_paired(src: str | os.PathLike[str], out: str | os.PathLike[str], kind: str) -> int:
+    """Aligned pairs (A = ``kind`` of the photo, B = the photo) for every image under ``src``."""
+    if kind not in DERIVED:
+        raise ValueError(f"unknown kind {kind!r}; choose from {sorted(DERIVED)}")
+    files = list_images(src)
+    for path in tqdm(files, desc=kind):
+        photo = read_image(path)
+        rel = path.relative_to(src).with_suffix(".png")
+        write_image(Path(out) / rel, np.concatenate([DERIVED[kind](photo), photo], axis=1))
+    return len(files)
