@@ -218,3 +218,15 @@ def test_prepare_derived_pairs(tmp_path: Path, kind: str) -> None:
     assert pair.shape == (16, 32, 3) and np.array_equal(pair[:, 16:], photo)
     a = pair[:, :16]
     assert np.array_equal(a[..., 0], a[..., 1]) and len(np.unique(a)) > 1
+
+
+def test_truncated_jpeg_mid_epoch_is_skipped(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path, n=1)
+    buf = io.BytesIO()
+    Image.fromarray(noise(32, 64)).save(buf, format="JPEG")
+    (tmp_path / "train" / "0_cut.jpg").write_bytes(buf.getvalue()[:-600])
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        ds = PairedFolder(tmp_path, preprocess=SMALL)
+        items = [ds[i] for i in range(len(ds))]
+    assert len(ds) == 2 and all(item["input_path"].endswith("0.png") for item in items)

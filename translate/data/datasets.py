@@ -106,7 +106,23 @@ def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return image
 
 
-class PairedFolder(Dataset):
+class _SkipsBadFiles(Dataset):
+    """A file that passes the up-front header check but fails to decode (e.g. a truncated
+    JPEG) is reported once and replaced by the next item, so an epoch never crashes."""
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        for attempt in range(len(self)):
+            try:
+                return self._item((index + attempt) % len(self))
+            except ImageReadError as exc:
+                warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
+        raise DatasetError(f"{self.root}: no readable images")
+
+
+class PairedFolder(_SkipsBadFiles):
     """Paired images: aligned files (A left, B right) or ``A/`` and ``B/`` folders."""
 
     def __init__(
@@ -162,7 +178,7 @@ class PairedFolder(Dataset):
             b = resize_like(read_image(path_b, channels=ch_b), a.shape)
         return (a, b) if self.direction == "AtoB" else (b, a)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
         source, target = self._read(index)
         out = self.transform(
             image=np.ascontiguousarray(source), target=np.ascontiguousarray(target)
@@ -181,7 +197,7 @@ class PairedFolder(Dataset):
         }
 
 
-class UnpairedFolder(Dataset):
+class UnpairedFolder(_SkipsBadFiles):
     """Two unaligned domains in ``trainA/`` and ``trainB/`` (or ``testA/``, ``testB/``)."""
 
     def __init__(
@@ -217,7 +233,7 @@ class UnpairedFolder(Dataset):
     def __len__(self) -> int:
         return max(len(self.paths_a), len(self.paths_b))
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
         path_a = self.paths_a[index % len(self.paths_a)]
         if self.serial:
             path_b = self.paths_b[index % len(self.paths_b)]
