@@ -104,8 +104,11 @@ def write_image(
     kwargs = {} if quality is None else {"quality": quality}
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and img.mode == "RGBA":
         img = img.convert("RGB")
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image format for suffix {Path(path).suffix!r}")
     with atomic_path(path) as tmp:
-        img.save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()], **kwargs)
+        img.save(tmp, format=fmt, **kwargs)
 
 
 def is_image_path(path: Path) -> bool:
