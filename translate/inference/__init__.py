@@ -1,0 +1,1 @@
+"""Inference: load models, translate images and folders, export generators."""
