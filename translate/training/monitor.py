@@ -1,0 +1,112 @@
+"""Mode-collapse and balance checks on a fixed validation batch.
+
+``monitor_batch`` measures; ``monitor_warnings`` turns the measures into sentences for the
+log and the progress bar. The thresholds are module constants so tests and users can see
+what "collapsed" means.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from translate.losses import GAN_MODES, Prediction, _logits
+from translate.metrics import diversity
+
+# Where the discriminator's output splits "real" from "fake": LSGAN regresses to 0/1, the
+# other objectives score logits around 0 (for WGAN-GP the critic's offset is arbitrary, so
+# its accuracies are only a rough guide).
+DECISION_THRESHOLD = {"vanilla": 0.0, "lsgan": 0.5, "hinge": 0.0, "wgangp": 0.0}
+
+# Outputs less than a fifth as varied as the real targets: the generator ignores its input.
+COLLAPSE_RATIO = 0.2
+# D right on more than 95 % of real and fake patches: G's adversarial gradient is vanishing.
+OVERPOWER_ACCURACY = 0.95
+# D calls fewer than 5 % of fake patches fake: it has stopped teaching G anything.
+FOOLED_ACCURACY = 0.05
+
+# Below this the real targets are (nearly) identical and a diversity ratio means nothing.
+_MIN_DIVERSITY = 1e-8
+
+
+def d_accuracy(prediction: Prediction, gan_mode: str, real: bool) -> float:
+    """Fraction of the discriminator's patch outputs on the correct side of its threshold.
+
+    ``prediction`` is what D returns: a logits tensor, or (multiscale) per-scale feature
+    lists ending with the logits; scales are averaged, as the losses do.
+    """
+    if gan_mode not in DECISION_THRESHOLD:
+        raise ValueError(f"GAN loss mode must be one of {', '.join(GAN_MODES)}; got {gan_mode!r}")
+    threshold = DECISION_THRESHOLD[gan_mode]
+    per_scale = []
+    for logits in _logits(prediction):
+        above = logits.detach().float() > threshold
+        per_scale.append((above if real else ~above).float().mean())
+    return torch.stack(per_scale).mean().item()
+
+
+def diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """Diversity of the generated batch over that of the real targets (1.0 = as varied)."""
+    real_div = diversity(real)
+    if real_div < _MIN_DIVERSITY:
+        return 1.0
+    return diversity(fake) / real_div
+
+
+@torch.no_grad()
+def monitor_batch(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    d_real: Prediction,
+    d_fake: Prediction,
+    gan_mode: str,
+) -> dict[str, float]:
+    """``diversity_ratio``, ``d_acc_real`` and ``d_acc_fake`` for one batch.
+
+    ``fake`` and ``real`` are NCHW in [-1, 1]; ``diversity_ratio`` is left out when the
+    batch holds a single image (diversity needs two).
+    """
+    stats = {
+        "d_acc_real": d_accuracy(d_real, gan_mode, real=True),
+        "d_acc_fake": d_accuracy(d_fake, gan_mode, real=False),
+    }
+    if fake.shape[0] >= 2 and real.shape[0] >= 2:
+        stats["diversity_ratio"] = diversity_ratio(fake, real)
+    return stats
+
+
+def monitor_warnings(
+    stats: dict[str, float],
+    collapse_ratio: float = COLLAPSE_RATIO,
+    overpower_accuracy: float = OVERPOWER_ACCURACY,
+    fooled_accuracy: float = FOOLED_ACCURACY,
+) -> list[str]:
+    """Human-readable warnings for the stats of :func:`monitor_batch`; empty when healthy.
+
+    - mode collapse: ``diversity_ratio < collapse_ratio``;
+    - D overpowering G: ``d_acc_real`` and ``d_acc_fake`` both above ``overpower_accuracy``;
+    - G fooling D: ``d_acc_fake < fooled_accuracy``.
+    Missing keys are skipped.
+    """
+    out = []
+    ratio = stats.get("diversity_ratio")
+    if ratio is not None and ratio < collapse_ratio:
+        out.append(
+            f"possible mode collapse: outputs are {ratio:.2f}x as diverse as the real targets "
+            f"(warning below {collapse_ratio:g})"
+        )
+    acc_real, acc_fake = stats.get("d_acc_real"), stats.get("d_acc_fake")
+    if (
+        acc_real is not None
+        and acc_fake is not None
+        and min(acc_real, acc_fake) > overpower_accuracy
+    ):
+        out.append(
+            f"discriminator overpowers the generator: it is right on {acc_real:.0%} of real and "
+            f"{acc_fake:.0%} of fake patches (try a lower D learning rate or fewer D steps)"
+        )
+    if acc_fake is not None and acc_fake < fooled_accuracy:
+        out.append(
+            f"generator fools the discriminator: it calls only {acc_fake:.0%} of fake patches "
+            f"fake (try a higher D learning rate or more D steps)"
+        )
+    return out

@@ -1,0 +1,263 @@
+"""What a training run leaves for people to read: metrics.jsonl, sample grids, losses.png,
+index.html and (when installed) TensorBoard logs.
+
+Plot panels are chosen by metric name: keys starting with ``val`` are validation metrics,
+the monitoring stats (``diversity_ratio``, ``d_acc_*``) get their own panel, keys starting
+with ``lr`` are not plotted, and everything else is drawn as a loss curve.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
+
+from translate.atomic import atomic_path, atomic_write_text
+from translate.data.images import write_image
+
+MONITOR_KEYS = ("diversity_ratio", "d_acc_real", "d_acc_fake")
+SAMPLE_NAME = re.compile(r"epoch(\d+)_step(\d+)\.png$")
+_HEADER = 14  # pixels of column labels above a sample grid
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file; a line cut short by a crash is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
+
+
+def _series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per metric, steps and values in step order; a step logged twice (a run resumed from
+    an earlier checkpoint) keeps its latest value."""
+    by_key: dict[str, dict[int, float]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key in ("step", "epoch") or not _is_number(value):
+                continue
+            by_key.setdefault(key, {})[int(record["step"])] = float(value)
+    return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in by_key.items()}
+
+
+def _panel(key: str) -> str | None:
+    if key.startswith("lr"):
+        return None
+    if key.startswith("val"):
+        return "validation"
+    if key in MONITOR_KEYS:
+        return "monitoring"
+    return "losses"
+
+
+def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Write a PNG of the loss curves vs step, and validation/monitoring panels when logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for key, series in sorted(_series(records).items()):
+        name = _panel(key)
+        if name is not None:
+            panels.setdefault(name, {})[key] = series
+    names = [n for n in ("losses", "validation", "monitoring") if n in panels] or ["losses"]
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 3.2 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        for key, (steps, values) in panels.get(name, {}).items():
+            ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None, lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if panels.get(name):
+            ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def sample_grid(images: dict[str, torch.Tensor]) -> np.ndarray:
+    """HWC uint8 grid: one column per key, one row per example, a label above each column.
+
+    Tensors are NCHW in [-1, 1]; one-channel images are shown as gray.
+    """
+    if not images:
+        raise ValueError("sample_grid needs at least one image batch")
+    shapes = {k: (v.shape[0], *v.shape[-2:]) for k, v in images.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"sample batches differ in count or size (N, H, W): {shapes}")
+    columns = []
+    for key, batch in images.items():
+        if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+            raise ValueError(f"sample {key!r}: expected N x (1 or 3) x H x W, got {batch.shape}")
+        columns.append(batch.detach().float().cpu().expand(-1, 3, -1, -1))
+    width = next(iter(shapes.values()))[2]
+    # rows of [key0, key1, ...] for each example, as make_grid fills row by row
+    tiles = torch.stack(columns, dim=1).flatten(0, 1)
+    grid = make_grid((tiles.clamp(-1, 1) + 1) / 2, nrow=len(images), padding=2, pad_value=1)
+    body = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    header = Image.new("RGB", (body.shape[1], _HEADER), (255, 255, 255))
+    draw = ImageDraw.Draw(header)
+    font = ImageFont.load_default()
+    for i, key in enumerate(images):
+        draw.text((2 + i * (width + 2) + 2, 1), key, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(header), body], axis=0)
+
+
+class RunReport:
+    """The run directory's human-readable side; every method is a no-op when disabled."""
+
+    def __init__(
+        self, run_dir: str | os.PathLike[str], enabled: bool = True, tensorboard: bool = True
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.samples_dir = self.run_dir / "samples"
+        self._file = None
+        self._writer = None
+        if not enabled:
+            return
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.metrics_path, "a+", encoding="utf-8")  # noqa: SIM115
+        self._end_cut_line()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                pass
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _end_cut_line(self) -> None:
+        # A run killed mid-write leaves a line without its newline; start ours on a fresh one.
+        self._file.seek(0, os.SEEK_END)
+        if self._file.tell() == 0:
+            return
+        with open(self.metrics_path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                self._file.write("\n")
+                self._file.flush()
+
+    def log(
+        self,
+        step: int,
+        epoch: int,
+        metrics: dict[str, float],
+        warnings: Sequence[str] = (),
+    ) -> None:
+        """Append one record to metrics.jsonl (flushed at once) and to TensorBoard.
+
+        ``warnings`` (e.g. from ``monitor_warnings``) are stored with the record and shown
+        on index.html.
+        """
+        if not self.enabled:
+            return
+        values = {}
+        for key, value in metrics.items():
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"metric {key!r} is not a number: {value!r}") from exc
+        record: dict[str, Any] = {"step": int(step), "epoch": int(epoch), **values}
+        if warnings:
+            record["warnings"] = list(warnings)
+        # NaN/inf are written as NaN/Infinity, which Python's json reads back
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in values.items():
+                if math.isfinite(value):
+                    self._writer.add_scalar(key, value, step)
+            for message in warnings:
+                self._writer.add_text("warnings", message, step)
+
+    def samples(self, epoch: int, step: int, images: dict[str, torch.Tensor]) -> Path | None:
+        """Save ``samples/epoch<EEE>_step<SSSSSSS>.png``, a grid of the given batches."""
+        if not self.enabled:
+            return None
+        grid = sample_grid(images)
+        path = self.samples_dir / f"epoch{epoch:03d}_step{step:07d}.png"
+        write_image(path, grid)
+        if self._writer is not None:
+            self._writer.add_image("samples", grid, step, dataformats="HWC")
+        return path
+
+    def update_index(self) -> None:
+        """Redraw losses.png and index.html from metrics.jsonl and the sample files."""
+        if not self.enabled:
+            return
+        records = read_metrics(self.metrics_path)
+        plot_metrics(records, self.run_dir / "losses.png")
+        atomic_write_text(self.run_dir / "index.html", self._html(records))
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _html(self, records: list[dict[str, Any]]) -> str:
+        title = html.escape(self.run_dir.resolve().name)
+        last = records[-1] if records else {}
+        parts = [
+            "<!doctype html>",
+            f"<html><head><meta charset='utf-8'><title>{title}</title>",
+            "<style>body{font-family:sans-serif;margin:1em} img{max-width:100%}"
+            " .warn{color:#a00}</style></head><body>",
+            f"<h1>{title}</h1>",
+            f"<p>step {last.get('step', 0)}, epoch {last.get('epoch', 0)}</p>",
+            f"<img src='losses.png?step={last.get('step', 0)}' alt='loss curves'>",
+        ]
+        warned = [(r["step"], r["epoch"], w) for r in records for w in r.get("warnings", ())]
+        if warned:
+            parts.append("<h2>Warnings</h2><ul class='warn'>")
+            parts += [f"<li>step {s}, epoch {e}: {html.escape(str(w))}</li>" for s, e, w in warned]
+            parts.append("</ul>")
+        parts.append("<h2>Samples</h2>")
+        for path in sorted(self.samples_dir.glob("epoch*_step*.png"), reverse=True):
+            match = SAMPLE_NAME.search(path.name)
+            if match is None:
+                continue
+            epoch, step = int(match[1]), int(match[2])
+            parts.append(
+                f"<h3>epoch {epoch}, step {step}</h3>"
+                f"<img src='samples/{html.escape(path.name)}' alt='samples at step {step}'>"
+            )
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> RunReport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
