@@ -66,12 +66,16 @@ def read_image(
         raise ImageReadError(f"{path}: file not found") from exc
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
-    return _to_array(img, channels, alpha, background)
+    return image_to_array(img, channels, alpha, background)
 
 
-def _to_array(
-    img: Image.Image, channels: int, alpha: str, background: tuple[int, int, int]
+def image_to_array(
+    img: Image.Image,
+    channels: int = 3,
+    alpha: str = "composite",
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
+    """A PIL image already in memory as :func:`read_image` would return it."""
     img = _to_8bit(img)
     alpha_band = None
     if _has_alpha(img):
