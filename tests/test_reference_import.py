@@ -1,0 +1,170 @@
+"""State dicts in the reference code's layout, written by the tests, loaded back by inference."""
+
+import pytest
+import torch
+
+from translate.inference.loading import load_model
+from translate.networks import build_generator
+
+RESNET = {"ngf": 4, "n_blocks": 2}
+UNET = {"ngf": 4, "num_downs": 5}
+# Each case is saved with another of the prefixes that wrappers add to keys.
+CASES = [
+    ("resnet_9blocks", {**RESNET, "norm": "instance", "dropout": False}, ""),
+    (
+        "resnet_9blocks",
+        {**RESNET, "norm": "instance", "norm_affine": True, "dropout": True},
+        "module.",
+    ),
+    ("resnet_9blocks", {**RESNET, "norm": "batch", "dropout": False}, "_orig_mod."),
+    ("resnet_9blocks", {**RESNET, "norm": "batch", "dropout": True}, "module._orig_mod."),
+    ("unet_256", {**UNET, "norm": "batch", "dropout": True}, "_orig_mod.module."),
+    ("unet_256", {**UNET, "norm": "instance", "dropout": True}, "module."),
+    ("unet_256", {**UNET, "norm": "instance", "norm_affine": True, "dropout": True}, "_orig_mod."),
+]
+
+
+def _reference_net(name, options):
+    """Our module with every parameter and buffer randomised, so a misplaced tensor shows."""
+    net = build_generator(name, **options)
+    with torch.no_grad():
+        for key, value in net.state_dict().items():
+            if "running_var" in key:
+                value.uniform_(0.5, 1.5)
+            elif value.is_floating_point():
+                value.uniform_(-0.5, 0.5)
+    return net.eval()
+
+
+def _outputs_equal(a, b, size=32):
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        return torch.allclose(a.eval()(x), b.eval()(x), atol=1e-6)
+
+
+def _rename(key):
+    """What a fork that renamed its attributes writes."""
+    return key.replace("model.", "layers.").replace("conv_block.", "body.")
+
+
+def _expected_options(options):
+    return {"norm_affine": True, **options} if "norm_affine" in options else options
+
+
+@pytest.mark.parametrize(("name", "options", "prefix"), CASES)
+def test_reference_layout(tmp_path, name, options, prefix):
+    net = _reference_net(name, options)
+    path = tmp_path / "latest_net_G.pth"
+    torch.save({prefix + k: v for k, v in net.state_dict().items()}, path)
+    model = load_model(path)
+    spec = model.specs["AtoB"]
+    assert (spec.name, spec.in_channels, spec.out_channels) == (name, 3, 3)
+    assert spec.options == _expected_options(options)
+    assert model.preprocess["size_multiple"] == net.size_multiple
+    assert model.training["source"] == "reference checkpoint"
+    assert _outputs_equal(net, model.generators["AtoB"])
+
+
+@pytest.mark.parametrize(("name", "options", "prefix"), CASES)
+def test_renamed_keys_map_by_structure(tmp_path, name, options, prefix):
+    net = _reference_net(name, options)
+    path = tmp_path / "fork.pth"
+    renamed = {prefix + _rename(k): v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": renamed}, path)
+    model = load_model(path)
+    assert model.specs["AtoB"].options["norm"] == options["norm"]
+    assert any("mapped by order and shape" in note for note in model.training["notes"])
+    assert _outputs_equal(net, model.generators["AtoB"])
+
+
+def test_instance_norm_without_parameters_is_ambiguous_with_none(tmp_path):
+    net = _reference_net("resnet_9blocks", {**RESNET, "norm": "instance"})
+    torch.save(net.state_dict(), tmp_path / "g.pth")
+    model = load_model(tmp_path / "g.pth")
+    assert any("also fit instance or none" in note for note in model.training["notes"])
+    none = load_model(tmp_path / "g.pth", norm="none")
+    assert none.specs["AtoB"].options["norm"] == "none"
+    assert not _outputs_equal(net, none.generators["AtoB"])
+
+
+def test_pre_0_4_instance_norm_stats_are_dropped(tmp_path):
+    net = _reference_net("resnet_9blocks", {**RESNET, "norm": "instance"})
+    state = net.state_dict()
+    state["model.2.running_mean"] = torch.zeros(4)
+    state["model.2.running_var"] = torch.ones(4)
+    torch.save(state, tmp_path / "old.pth")
+    model = load_model(tmp_path / "old.pth")
+    assert any("dropped running stats" in note for note in model.training["notes"])
+    assert _outputs_equal(net, model.generators["AtoB"])
+
+
+def test_cyclegan_pair_loads_both_directions(tmp_path):
+    nets = {d: _reference_net("resnet_9blocks", RESNET) for d in ("A", "B")}
+    for d, net in nets.items():
+        torch.save(net.state_dict(), tmp_path / f"latest_net_G_{d}.pth")
+    model = load_model(tmp_path / "latest_net_G_A.pth")
+    assert _outputs_equal(nets["A"], model.generators["AtoB"])
+    assert _outputs_equal(nets["B"], model.generators["BtoA"])
+    (tmp_path / "latest_net_G_B.pth").unlink()
+    assert list(load_model(tmp_path / "latest_net_G_A.pth").generators) == ["AtoB"]
+
+
+def test_any_torch_save_suffix_and_fp16(tmp_path):
+    net = _reference_net("unet_128", {"ngf": 4, "norm": "batch"})
+    torch.save({"model": {k: v.half() for k, v in net.state_dict().items()}}, tmp_path / "g.ckpt")
+    model = load_model(tmp_path / "g.ckpt")
+    assert model.specs["AtoB"].name == "unet_128"
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(net(x), model.generators["AtoB"](x), atol=5e-2)
+
+
+def test_arch_override(tmp_path):
+    net = _reference_net("resnet_6blocks", {"ngf": 4})
+    torch.save(net.state_dict(), tmp_path / "g.pth")
+    model = load_model(tmp_path / "g.pth", arch="resnet_6blocks")
+    assert model.specs["AtoB"].name == "resnet_6blocks"
+    assert "n_blocks" not in model.specs["AtoB"].options
+    assert _outputs_equal(net, model.generators["AtoB"])
+    with pytest.raises(ValueError, match="fit no resnet_9blocks generator"):
+        load_model(tmp_path / "g.pth", arch="resnet_9blocks")
+    with pytest.raises(ValueError, match="unknown generator 'bogus'"):
+        load_model(tmp_path / "g.pth", arch="bogus")
+
+
+def test_wrong_shape_names_the_key(tmp_path):
+    state = _reference_net("resnet_9blocks", RESNET).state_dict()
+    state["model.10.conv_block.5.weight"] = torch.zeros(16, 16, 5, 5)
+    torch.save(state, tmp_path / "g.pth")
+    with pytest.raises(ValueError, match=r"model\.10\.conv_block\.5\.weight \(16, 16, 5, 5\)"):
+        load_model(tmp_path / "g.pth")
+
+
+def test_truncated_dict_names_the_missing_key(tmp_path):
+    state = _reference_net("resnet_9blocks", RESNET).state_dict()
+    del state["model.19.bias"]
+    torch.save(state, tmp_path / "g.pth")
+    with pytest.raises(ValueError, match=r"ends before the expected model\.19\.bias"):
+        load_model(tmp_path / "g.pth")
+
+
+class Payload:
+    """Any class: unpickling it would mean running code named by the file."""
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    torch.save({"netG": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="evil.pth: refused: the file holds pickled Python"):
+        load_model(tmp_path / "evil.pth")
+    torch.save(build_generator("resnet_9blocks", **RESNET), tmp_path / "module.pth")
+    with pytest.raises(ValueError, match="module.pth: refused"):
+        load_model(tmp_path / "module.pth")
+
+
+def test_not_a_generator(tmp_path):
+    torch.save({"netG_A": {}, "optimizer": {}}, tmp_path / "train.pth")
+    with pytest.raises(ValueError, match="top-level keys: netG_A, optimizer"):
+        load_model(tmp_path / "train.pth")
+    (tmp_path / "broken.pth").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="broken.pth: not a readable torch checkpoint"):
+        load_model(tmp_path / "broken.pth")
