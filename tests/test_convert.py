@@ -1,0 +1,178 @@
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from translate.cli import main
+from translate.data.images import read_image
+from translate.inference.convert import convert_folder, distributed_rank, shard
+from translate.inference.translator import Translator
+from translate.model_file import GeneratorSpec, save_generators
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "g.safetensors"
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
+    save_generators(path, {"AtoB": (spec, spec.build())})
+    return path
+
+
+def _save(path, shape, seed=0, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(arr).save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    src = tmp_path / "in"
+    _save(src / "a.png", (20, 24, 3), 1)
+    _save(src / "b.png", (20, 24, 3), 2)
+    _save(src / "nested" / "deep" / "c.jpg", (17, 31, 3), 3)
+    _save(src / "nested" / "d.png", (20, 24), 4)
+    return src
+
+
+def _outputs(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_folder_is_mirrored_and_each_output_is_the_translation(model, folder, tmp_path):
+    dst = tmp_path / "out"
+    summary = convert_folder(folder, dst, model, device="cpu", batch_size=2, progress=False)
+    assert (summary.converted, summary.skipped, summary.failed) == (4, 0, [])
+    assert _outputs(dst) == ["a.png", "b.png", "nested/d.png", "nested/deep/c.jpg"]
+    translator = Translator.load(model, device="cpu")
+    expected = translator(read_image(folder / "nested" / "d.png"))
+    assert np.array_equal(read_image(dst / "nested" / "d.png"), expected)
+    assert Image.open(dst / "nested" / "deep" / "c.jpg").size == (31, 17)
+
+
+def test_a_single_file_goes_into_the_output_folder(model, folder, tmp_path):
+    summary = convert_folder(folder / "a.png", tmp_path / "one", model, progress=False)
+    assert summary.converted == 1 and _outputs(tmp_path / "one") == ["a.png"]
+
+
+def test_corrupt_file_in_the_middle_is_reported_and_the_rest_converted(model, folder, tmp_path):
+    (folder / "b2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dst = tmp_path / "out"
+    summary = convert_folder(folder, dst, model, device="cpu", progress=False)
+    assert summary.converted == 4
+    assert [p.name for p, _ in summary.failed] == ["b2.png"]
+    assert "not a readable image" in summary.failed[0][1]
+    assert not (dst / "b2.png").exists()
+
+    result = CliRunner().invoke(main, ["convert", str(model), str(folder), str(dst), "--overwrite"])
+    assert result.exit_code == 1
+    assert "converted 4" in result.output and "failed 1" in result.output
+    assert "b2.png" in result.output
+
+
+def test_interrupted_run_leaves_no_partial_files_and_resumes(model, folder, tmp_path, monkeypatch):
+    dst = tmp_path / "out"
+    real_translate = Translator.translate_batch
+    calls = []
+
+    def translate_then_interrupt(self, images):
+        calls.append(len(images))
+        if len(calls) == 3:  # Ctrl-C while the model runs on the third image
+            raise KeyboardInterrupt
+        return real_translate(self, images)
+
+    monkeypatch.setattr(Translator, "translate_batch", translate_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        convert_folder(folder, dst, model, device="cpu", batch_size=1, progress=False)
+    monkeypatch.undo()
+    done = _outputs(dst)
+    assert len(done) == 2  # no temporary or half-written file beside them
+
+    summary = convert_folder(folder, dst, model, device="cpu", progress=False)
+    assert (summary.converted, summary.skipped) == (2, 2)
+    assert len(_outputs(dst)) == 4
+
+    (dst / "a.png").write_bytes(b"stale")
+    again = convert_folder(folder, dst, model, device="cpu", overwrite=True, progress=False)
+    assert (again.converted, again.skipped) == (4, 0)
+    assert read_image(dst / "a.png").shape == (20, 24, 3)
+
+
+def test_refuses_to_write_into_the_input_or_over_an_input(model, folder):
+    with pytest.raises(ValueError, match="inside the input folder"):
+        convert_folder(folder, folder / "out", model, progress=False)
+    with pytest.raises(ValueError, match="inside the input folder"):
+        convert_folder(folder, folder, model, progress=False)
+    with pytest.raises(ValueError, match="over an input file"):
+        convert_folder(folder / "a.png", folder, model, progress=False)
+    result = CliRunner().invoke(main, ["convert", str(model), str(folder), str(folder / "x")])
+    assert result.exit_code == 1 and "inside the input folder" in result.output
+
+
+def test_format_quality_and_alpha(model, tmp_path):
+    src = tmp_path / "in"
+    rgba = np.random.default_rng(0).integers(0, 256, (24, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(_save(src / "x.png", (1, 1)))
+    as_png = convert_folder(src, tmp_path / "png", model, format="png", progress=False)
+    assert as_png.converted == 1
+    with Image.open(tmp_path / "png" / "x.png") as out:
+        assert out.mode == "RGBA"
+        assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
+    for q in (20, 95):
+        convert_folder(src, tmp_path / f"q{q}", model, format="jpg", quality=q, progress=False)
+        with Image.open(tmp_path / f"q{q}" / "x.jpg") as out:
+            assert out.format == "JPEG" and out.mode == "RGB"  # alpha dropped
+    assert (tmp_path / "q20" / "x.jpg").stat().st_size < (tmp_path / "q95" / "x.jpg").stat().st_size
+
+
+def test_outputs_that_would_collide_are_reported(model, tmp_path):
+    src = tmp_path / "in"
+    _save(src / "x.png", (16, 16, 3))
+    _save(src / "x.jpg", (16, 16, 3))
+    summary = convert_folder(src, tmp_path / "out", model, format="webp", progress=False)
+    assert summary.converted == 1
+    assert [p.name for p, _ in summary.failed] == ["x.png"]
+    assert "same output" in summary.failed[0][1]
+
+
+def test_symlink_loop_does_not_hang(model, folder, tmp_path):
+    os.symlink(folder, folder / "nested" / "loop")
+    summary = convert_folder(folder, tmp_path / "out", model, progress=False)
+    assert summary.converted >= 4 and not summary.failed
+
+
+def test_shards_cover_every_file_once(model, folder, tmp_path, monkeypatch):
+    items = list(range(11))
+    shares = [shard(items, rank, 3) for rank in range(3)]
+    assert sorted(sum(shares, [])) == items
+    assert all(len(s) in (3, 4) for s in shares)
+
+    assert distributed_rank() == (0, 1)
+    converted = []
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        summary = convert_folder(folder, tmp_path / "out", model, progress=False)
+        converted.append(summary.converted)
+        assert summary.skipped == 0  # the other rank's outputs are not even looked at
+    assert converted == [2, 2] and len(_outputs(tmp_path / "out")) == 4
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="WORLD_SIZE"):
+        distributed_rank()
+
+
+def test_cli_convert_prints_the_summary(model, folder, tmp_path):
+    dst = tmp_path / "out"
+    args = ["convert", str(model), str(folder), str(dst), "--device", "cpu", "--batch-size", "3"]
+    result = CliRunner().invoke(main, [*args, "--format", "png", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "converted 4, skipped 0" in result.output and str(dst) in result.output
+    assert "nested/deep/c.png" in _outputs(dst)
+    rerun = CliRunner().invoke(main, [*args, "--format", "png", "--no-progress"])
+    assert rerun.exit_code == 0 and "skipped 4" in rerun.output
+    bad = CliRunner().invoke(main, [*args, "--precision", "fp16"])
+    assert bad.exit_code == 1 and "fp16 needs a CUDA" in bad.output
+    missing = CliRunner().invoke(main, ["convert", str(tmp_path / "no.safetensors"), *args[2:]])
+    assert missing.exit_code == 1 and "no.safetensors" in missing.output

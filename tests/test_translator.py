@@ -1,0 +1,195 @@
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms as T
+
+from translate.data.images import image_to_array
+from translate.inference.translator import TranslateTransform, Translator, resolve_device
+from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+
+
+def _model_file(path, in_channels=3, out_channels=3, both=False):
+    """A tiny U-Net (size multiple 8) and, with ``both``, a one-block ResNet as BtoA."""
+    spec = GeneratorSpec("unet_128", in_channels, out_channels, {"ngf": 4, "num_downs": 3})
+    generators = {"AtoB": (spec, spec.build())}
+    if both:
+        spec_b = GeneratorSpec(
+            "resnet_6blocks", out_channels, in_channels, {"ngf": 4, "n_blocks": 1, "norm": "batch"}
+        )
+        generators["BtoA"] = (spec_b, spec_b.build())
+    save_generators(path, generators, preprocess={"mode": "none"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory):
+    return _model_file(tmp_path_factory.mktemp("m") / "rgb.safetensors", both=True)
+
+
+@pytest.fixture(scope="module")
+def translator(rgb_model):
+    return Translator.load(rgb_model, device="cpu", batch_size=2)
+
+
+class _Pointwise(nn.Module):
+    """A per-pixel net: tiling must not change its output at all."""
+
+    size_multiple = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return torch.tanh(self.conv(x))
+
+
+def _random_rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_each_input_kind_comes_back_as_the_same_kind_with_the_same_values(translator):
+    arr = _random_rgb(24, 40)
+    out_np = translator(arr)
+    assert out_np.dtype == np.uint8 and out_np.shape == (24, 40, 3)
+    out_pil = translator(Image.fromarray(arr))
+    assert isinstance(out_pil, Image.Image) and out_pil.mode == "RGB"
+    assert np.array_equal(np.asarray(out_pil), out_np)
+    chw_u8 = torch.from_numpy(arr).permute(2, 0, 1)
+    out_u8 = translator(chw_u8)
+    assert out_u8.dtype == torch.uint8 and out_u8.shape == (3, 24, 40)
+    assert np.array_equal(out_u8.permute(1, 2, 0).numpy(), out_np)
+    nchw_float = chw_u8[None].float() / 255
+    out_float = translator(nchw_float)
+    assert out_float.dtype == torch.float32 and out_float.shape == (1, 3, 24, 40)
+    assert out_float.min() >= 0 and out_float.max() <= 1
+    assert torch.allclose(out_float[0] * 255, out_u8.float(), atol=0.51)
+
+
+def test_output_matches_the_generator_on_a_padded_input(rgb_model, translator):
+    arr = _random_rgb(16, 24)  # already a multiple of 8: no padding, a direct comparison
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 127.5 - 1
+    gen = translator.generator
+    expected = ((gen(x)[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(translator(arr).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_odd_size_comes_back_at_its_size(translator):
+    img = Image.fromarray(_random_rgb(203, 301))
+    assert translator(img).size == (301, 203)
+
+
+def test_grayscale_and_rgba_inputs(tmp_path, translator):
+    gray = Image.fromarray(_random_rgb(20, 28)).convert("L")
+    assert translator(gray).mode == "RGB"  # a 3-channel model: the gray image is replicated
+    gray_model = Translator.load(_model_file(tmp_path / "g.safetensors", 1, 1), device="cpu")
+    assert gray_model(gray).mode == "L"
+    assert gray_model(np.asarray(gray)).shape == (20, 28)  # HW in, HW out
+    assert gray_model(Image.fromarray(_random_rgb(20, 28))).mode == "L"
+
+    rgba = np.dstack([_random_rgb(20, 28), np.full((20, 28), 255, np.uint8)])
+    rgba[:10, :, 3] = 0
+    out = translator(Image.fromarray(rgba))
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
+    # As in training, transparent pixels are composited onto white before translation.
+    white = translator(np.full((20, 28, 3), 255, np.uint8))
+    assert np.array_equal(np.asarray(out)[:4, :, :3], white[:4])
+
+
+def test_translate_batch_groups_sizes_and_keeps_order(translator):
+    images = [_random_rgb(16, 16, 1), _random_rgb(24, 16, 2), _random_rgb(16, 16, 3)]
+    batched = translator.translate_batch(images)
+    assert [b.shape[:2] for b in batched] == [(16, 16), (24, 16), (16, 16)]
+    for image, out in zip(images, batched, strict=True):
+        assert np.abs(translator(image).astype(int) - out.astype(int)).max() <= 1
+
+
+def test_direction_picks_the_generator(rgb_model):
+    arr = _random_rgb(16, 16)
+    a = Translator.load(rgb_model, device="cpu")(arr)
+    b = Translator.load(rgb_model, device="cpu", direction="BtoA")(arr)
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="AtoB"):
+        Translator.load(_model_file_path_only_atob(rgb_model), direction="BtoA")
+
+
+def _model_file_path_only_atob(rgb_model):
+    gf = Translator.load(rgb_model, device="cpu").model
+    return GeneratorFile({"AtoB": gf.generators["AtoB"]}, {"AtoB": gf.specs["AtoB"]})
+
+
+def test_tiles_blend_without_seams():
+    spec = GeneratorSpec("pointwise", 3, 3)
+    model = GeneratorFile({"AtoB": _Pointwise()}, {"AtoB": spec})
+    whole = Translator(model, device="cpu")
+    tiled = Translator(model, device="cpu", tile=32, overlap=12)
+    x = torch.rand(2, 3, 77, 90)
+    assert torch.allclose(tiled(x), whole(x), atol=1e-5)
+
+
+def test_tiles_match_a_conv_net_away_from_the_tile_borders(rgb_model):
+    whole = Translator.load(rgb_model, device="cpu", direction="BtoA")  # batch norm: a local op
+    tiled = Translator.load(rgb_model, device="cpu", direction="BtoA", tile=48, overlap=16)
+    x = torch.rand(1, 3, 80, 80)
+    diff = (tiled(x) - whole(x)).abs()
+    assert diff.mean() < 1e-3
+    # Each corner is deep inside one tile: the tile sees the same neighbourhood there.
+    assert diff[..., :8, :8].max() < 1e-5 and diff[..., -8:, -8:].max() < 1e-5
+
+
+def test_size_resizes_for_the_model_and_back(translator, rgb_model):
+    arr = _random_rgb(40, 56)
+    sized = Translator.load(rgb_model, device="cpu", size=32)
+    assert sized(arr).shape == (40, 56, 3)
+    assert not np.array_equal(sized(arr), translator(arr))
+    same = Translator.load(rgb_model, device="cpu", size=40)
+    assert np.array_equal(same(arr[:, :40]), translator(arr[:, :40]))
+
+
+def test_precision_choices(rgb_model, translator):
+    x = torch.rand(1, 3, 16, 16)
+    bf16 = Translator.load(rgb_model, device="cpu", precision="bf16")
+    assert torch.allclose(bf16(x), translator(x), atol=0.05)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        Translator.load(rgb_model, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        Translator.load(rgb_model, device="cpu", precision="int8")
+
+
+def test_bad_inputs_are_named(translator):
+    with pytest.raises(TypeError, match="uint8"):
+        translator(np.zeros((8, 8, 3), np.float64))
+    with pytest.raises(ValueError, match="channels"):
+        translator(torch.rand(5, 8, 8))
+    with pytest.raises(TypeError, match="PIL image"):
+        translator([1, 2, 3])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_device_auto_falls_back_and_missing_cuda_is_refused():
+    assert resolve_device("auto").type in ("cpu", "mps")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_transform_in_albumentations_compose(translator):
+    image = _random_rgb(24, 24)
+    always = A.Compose([TranslateTransform(translator, p=1.0)])
+    never = A.Compose([TranslateTransform(translator, p=0.0)])
+    assert np.array_equal(always(image=image)["image"], translator(image))
+    assert np.array_equal(never(image=image)["image"], image)
+
+
+def test_transform_in_torchvision_pipeline(translator):
+    image = Image.fromarray(_random_rgb(24, 24))
+    always = T.Compose([TranslateTransform(translator, p=1.0), T.PILToTensor()])
+    never = T.Compose([TranslateTransform(translator, p=0.0), T.PILToTensor()])
+    expected = image_to_array(translator(image))
+    assert np.array_equal(always(image).permute(1, 2, 0).numpy(), expected)
+    assert np.array_equal(never(image).permute(1, 2, 0).numpy(), np.asarray(image))
+    tensor = T.PILToTensor()(image)
+    assert torch.equal(TranslateTransform(translator, p=1.0)(tensor), translator(tensor))

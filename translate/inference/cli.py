@@ -1,0 +1,220 @@
+"""`translate convert`, `translate export` and `translate info`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .convert import FORMATS, ConvertSummary, convert_folder, distributed_rank
+from .translator import PRECISIONS
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def _model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--arch``/``--norm``: override what is inferred from a reference checkpoint."""
+    command = click.option(
+        "--norm", default=None, help="Norm layers of a reference .pth (batch, instance, none)."
+    )(command)
+    return click.option(
+        "--arch", default=None, help="Architecture of a reference .pth, e.g. resnet_9blocks."
+    )(command)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad models, paths and options end with one clear line, not a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, NotADirectoryError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.argument("model")
+@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option(
+    "--direction",
+    type=click.Choice(DIRECTIONS),
+    default="AtoB",
+    show_default=True,
+    help="Which generator of a CycleGAN model to use.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="same",
+    show_default=True,
+    help="Output format; 'same' keeps each input's.",
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=95,
+    show_default=True,
+    help="JPEG/WebP quality.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize to SIZE x SIZE for the model, then back. Default: native resolution.",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Translate large images in TILE x TILE tiles.",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="Pixels shared by neighbouring tiles, blended.",
+)
+@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Decoding threads (default: up to 4).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_model_options
+def convert(
+    model: str,
+    input: Path,
+    output: Path,
+    direction: str,
+    batch_size: int,
+    device: str,
+    precision: str,
+    fmt: str,
+    quality: int,
+    size: int | None,
+    tile: int | None,
+    overlap: int,
+    overwrite: bool,
+    workers: int | None,
+    progress: bool,
+    arch: str | None,
+    norm: str | None,
+) -> None:
+    """Translate INPUT (an image or a folder, recursive) into the folder OUTPUT.
+
+    MODEL is a .safetensors generator file, a run directory, a bundled model name (demo)
+    or a reference pytorch-CycleGAN-and-pix2pix .pth. OUTPUT mirrors INPUT's relative
+    paths; existing outputs are skipped (so a rerun resumes) unless --overwrite. Under
+    torchrun each rank converts its share. Exit code 1 when any image failed.
+    """
+    with _user_errors():
+        summary = convert_folder(
+            input,
+            output,
+            model,
+            direction=direction,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            format=fmt,
+            quality=quality,
+            size=size,
+            tile=tile,
+            overlap=overlap,
+            overwrite=overwrite,
+            workers=workers,
+            progress=progress,
+            arch=arch,
+            norm=norm,
+        )
+    _print_summary(summary, output)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _print_summary(summary: ConvertSummary, output: Path) -> None:
+    rank, world = distributed_rank()
+    who = "" if world == 1 else f"rank {rank}/{world}: "
+    click.echo(
+        f"{who}converted {summary.converted}, skipped {summary.skipped} (already there), "
+        f"failed {len(summary.failed)}; outputs in {output}"
+    )
+    if summary.skipped:
+        click.echo("  skipped outputs were kept; --overwrite redoes them")
+    for path, reason in summary.failed:
+        click.echo(f"  failed: {path}: {reason}", err=True)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("torchscript", "onnx")),
+    required=True,
+    help="TorchScript (.pt) or ONNX (needs the onnx extra).",
+)
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True)
+@click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset.")
+@_model_options
+def export(
+    model: str,
+    out: Path,
+    fmt: str,
+    direction: str,
+    opset: int | None,
+    arch: str | None,
+    norm: str | None,
+) -> None:
+    """Export MODEL's generator to OUT with dynamic batch, height and width."""
+    from .export import export_generator
+    from .loading import load_model
+
+    with _user_errors():
+        written = export_generator(
+            load_model(model, arch=arch, norm=norm), out, fmt, direction=direction, opset=opset
+        )
+    click.echo(f"wrote {written}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_model_options
+def info(model: str, as_json: bool, arch: str | None, norm: str | None) -> None:
+    """Describe MODEL: architecture, parameters, expected input, training summary."""
+    from .export import describe_model
+    from .loading import load_model
+
+    with _user_errors():
+        description = describe_model(load_model(model, arch=arch, norm=norm), model)
+    if as_json:
+        click.echo(json.dumps(description, indent=2, default=str))
+    else:
+        click.echo("\n".join(_describe_lines(description)))
+
+
+def _describe_lines(value: Any, indent: int = 0) -> Iterator[str]:
+    """Nested dicts and lists as indented ``key: value`` lines."""
+    pad = "  " * indent
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        label = f"{pad}{key}:" if isinstance(value, dict) else f"{pad}-"
+        if isinstance(item, (dict, list)) and item:
+            yield label
+            yield from _describe_lines(item, indent + 1)
+        else:
+            yield f"{label} {item}"

@@ -1,0 +1,276 @@
+"""Convert an image or a folder of images with a translator, mirroring the folder layout.
+
+Decoding runs in a thread pool ahead of the model, encoding in a writer thread behind it, so
+the three overlap; decoded images wait in per-size buckets so same-size images share a batch.
+Every output is written atomically and an existing output is skipped unless ``overwrite``,
+so an interrupted run is resumed by running it again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from translate.data.images import is_image_path, list_images, read_image, write_image
+from translate.model_file import GeneratorFile
+
+from .translator import Translator
+
+FORMATS = ("same", "png", "jpg", "webp")
+# Output formats that can hold an alpha channel; for the others it is dropped.
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+_QUALITY_SUFFIXES = (".jpg", ".jpeg", ".webp")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion did; ``failed`` holds (input path, reason) pairs."""
+
+    converted: int = 0
+    skipped: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    src: Path
+    dst: Path
+    image: np.ndarray | None = None
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun's ``RANK``/``WORLD_SIZE``; (0, 1) outside torchrun."""
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError as exc:
+        raise ValueError(f"RANK/WORLD_SIZE must be integers ({exc})") from exc
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} does not fit WORLD_SIZE={world}")
+    return rank, world
+
+
+def shard(items: list[T], rank: int, world_size: int) -> list[T]:
+    """This rank's share of a sorted list: every ``world_size``-th item, from ``rank``."""
+    return items[rank::world_size]
+
+
+def output_path(rel: Path, dst: Path, fmt: str) -> Path:
+    """Where the translation of ``rel`` (relative to the input root) is written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    out = dst / rel
+    return out if fmt == "same" else out.with_suffix(f".{fmt}")
+
+
+def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, str]]]:
+    """The (input, output) pairs, sorted by input; refuses outputs that would hit inputs.
+
+    Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
+    the first; the second is returned as a failure.
+    """
+    if src.is_dir():
+        src_root = src.resolve()
+        dst_res = dst.resolve()
+        if dst_res == src_root or src_root in dst_res.parents:
+            raise ValueError(
+                f"{dst}: the output folder is inside the input folder {src}; "
+                "choose an output folder outside it"
+            )
+        inputs, root = list_images(src), src
+    elif src.is_file():
+        if not is_image_path(src):
+            raise ValueError(f"{src}: not an image file (expected one of the image suffixes)")
+        inputs, root = [src], src.parent
+    else:
+        raise FileNotFoundError(f"{src}: no such file or directory")
+    resolved_inputs = {p.resolve() for p in inputs}
+    jobs: list[_Job] = []
+    clashes: list[tuple[Path, str]] = []
+    first_writer: dict[Path, Path] = {}
+    for path in inputs:
+        out = output_path(path.relative_to(root), dst, fmt)
+        key = out.resolve()
+        if key in resolved_inputs:
+            raise ValueError(f"{out}: refusing to write over an input file; choose another output")
+        if key in first_writer:
+            clashes.append((path, f"same output {out} as {first_writer[key]}"))
+            continue
+        first_writer[key] = path
+        jobs.append(_Job(path, out))
+    return jobs, clashes
+
+
+def convert_folder(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    model: str | os.PathLike[str] | GeneratorFile | Translator,
+    *,
+    direction: str = "AtoB",
+    batch_size: int = 4,
+    device: str = "auto",
+    precision: str = "auto",
+    format: str = "same",
+    quality: int = 95,
+    size: int | None = None,
+    tile: int | None = None,
+    overlap: int = 32,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    arch: str | None = None,
+    norm: str | None = None,
+) -> ConvertSummary:
+    """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
+
+    ``dst`` mirrors the relative paths and names (the suffix changes with ``format``);
+    ``quality`` applies to JPEG and WebP outputs. A
+    ready :class:`Translator` as ``model`` is used as it is (the model options are then
+    ignored). Under torchrun each rank converts its share of the sorted file list.
+    """
+    src, dst = Path(src), Path(dst)
+    jobs, clashes = plan(src, dst, format)
+    rank, world = distributed_rank()
+    summary = ConvertSummary(failed=shard(clashes, rank, world))
+    todo = []
+    for job in shard(jobs, rank, world):
+        if job.dst.exists() and not overwrite:
+            summary.skipped += 1
+        else:
+            todo.append(job)
+    if not todo:
+        return summary
+    if not isinstance(model, Translator):
+        model = Translator.load(
+            model,
+            device=device,
+            precision=precision,
+            direction=direction,
+            size=size,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            arch=arch,
+            norm=norm,
+        )
+    batch_size = model.batch_size
+    workers = min(4, os.cpu_count() or 1) if workers is None else max(1, workers)
+    desc = "convert" if world == 1 else f"convert (rank {rank})"
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
+        ThreadPoolExecutor(1, thread_name_prefix="encode") as writer,
+        tqdm(total=len(todo), unit="img", desc=desc, disable=not progress) as bar,
+    ):
+        channels = model.in_channels
+
+        def read(job: _Job) -> _Job | tuple[Path, str]:
+            try:
+                job.image = read_image(job.src, channels=channels, alpha="keep")
+                return job
+            except Exception as exc:  # any undecodable file is reported, never fatal
+                return job.src, _reason(exc, job.src)
+
+        def fail(path: Path, reason: str) -> None:
+            summary.failed.append((path, reason))
+            bar.update(1)
+
+        writes: deque[tuple[_Job, Future[None]]] = deque()
+        decoded = _ordered_map(readers, read, todo, ahead=max(2 * batch_size, 2 * workers))
+        for batch in _same_size_batches(decoded, fail, batch_size, pending=4 * batch_size):
+            try:
+                outputs = model.translate_batch([job.image for job in batch])
+            except Exception as exc:  # e.g. out of memory on one huge image: report, go on
+                for job in batch:
+                    fail(job.src, f"translation failed ({exc})")
+                continue
+            for job, out in zip(batch, outputs, strict=True):
+                job.image = None
+                out = _fit_alpha(out, job.dst, model.out_channels)
+                q = quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
+                writes.append((job, writer.submit(write_image, job.dst, out, q)))
+            while len(writes) > 2 * batch_size:
+                _finish(writes.popleft(), summary, bar, fail)
+        while writes:
+            _finish(writes.popleft(), summary, bar, fail)
+    return summary
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """The error message without the leading path that image errors already carry."""
+    return str(exc).removeprefix(f"{path}: ") or type(exc).__name__
+
+
+def _fit_alpha(image: np.ndarray, dst: Path, color_channels: int) -> np.ndarray:
+    has_alpha = image.ndim == 3 and image.shape[2] == color_channels + 1
+    if has_alpha and dst.suffix.lower() not in ALPHA_SUFFIXES:
+        return image[..., :color_channels]
+    return image
+
+
+def _finish(
+    write: tuple[_Job, Future[None]],
+    summary: ConvertSummary,
+    bar: tqdm,
+    fail: Callable[[Path, str], None],
+) -> None:
+    job, future = write
+    try:
+        future.result()
+    except Exception as exc:  # disk full, permissions: the input is reported as not converted
+        fail(job.src, f"cannot write {job.dst} ({_reason(exc, job.dst)})")
+        return
+    summary.converted += 1
+    bar.update(1)
+
+
+def _ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], ahead: int
+) -> Iterator[R]:
+    """``map`` on a pool that keeps at most ``ahead`` results in flight, in input order."""
+    it = iter(items)
+    futures: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, ahead))
+    while futures:
+        result = futures.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            futures.append(pool.submit(fn, nxt))
+        yield result
+
+
+def _same_size_batches(
+    decoded: Iterable[_Job | tuple[Path, str]],
+    fail: Callable[[Path, str], None],
+    batch_size: int,
+    pending: int,
+) -> Iterator[list[_Job]]:
+    """Group decoded jobs by image shape; read failures go to ``fail`` on the way.
+
+    A bucket is released when full, or (the fullest one) when ``pending`` images wait.
+    """
+    buckets: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
+    waiting = 0
+    for item in decoded:
+        if not isinstance(item, _Job):
+            fail(*item)
+            continue
+        bucket = buckets[item.image.shape]
+        bucket.append(item)
+        waiting += 1
+        if len(bucket) < batch_size and waiting < pending:
+            continue
+        full = len(bucket) >= batch_size
+        shape = item.image.shape if full else max(buckets, key=lambda k: len(buckets[k]))
+        waiting -= len(buckets[shape])
+        yield buckets.pop(shape)
+    yield from buckets.values()

@@ -1,0 +1,298 @@
+"""The translator: a generator wrapped for images of any kind and size.
+
+Every input kind (PIL image, numpy array, tensor) is turned into one NCHW float batch and
+goes through the same steps: alpha set aside, channels matched to the model, optional resize,
+reflect padding to the generator's size multiple (or overlapping tiles), the forward pass,
+and the way back to the caller's kind, layout, dtype and size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from translate.data.images import image_to_array
+from translate.data.transforms import crop_to, pad_to_multiple
+from translate.model_file import GeneratorFile
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA (this process's ``LOCAL_RANK`` GPU under torchrun), else MPS, else CPU."""
+    if str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None for fp32); ``auto`` is fp16 on CUDA, fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA device (got {device}); use bf16 or fp32")
+    return _DTYPES[precision]
+
+
+def _ramp(n: int, overlap: int) -> torch.Tensor:
+    """A 1-D blending weight: linear ramps of ``overlap`` pixels at both ends, never zero."""
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.minimum((i + 1) / (overlap + 1), (n - i) / (overlap + 1)).clamp(max=1.0)
+
+
+def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    return [*range(0, n - tile, tile - overlap), n - tile]
+
+
+def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """NCHW with 1 or 3 channels -> ``channels`` channels, as training reads images."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        weights = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * weights).sum(dim=1, keepdim=True)
+    return x.expand(-1, channels, -1, -1)
+
+
+class Translator:
+    """Translate PIL images, numpy arrays or tensors with one generator of a model file.
+
+    ``size``: resize each image to ``size`` x ``size`` (bicubic, as the reference's test mode
+    feeds the model), translate, and resize the result back to the input's size; None keeps
+    the native resolution (reflect-padded to the generator's size multiple, cropped back).
+    ``tile``: translate images larger than ``tile`` pixels in overlapping tiles, blended
+    with linear ramps over ``overlap`` pixels so no seams show.
+    """
+
+    def __init__(
+        self,
+        model: GeneratorFile,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        direction: str = "AtoB",
+        size: int | None = None,
+        tile: int | None = None,
+        overlap: int = 32,
+        batch_size: int = 4,
+    ) -> None:
+        if direction not in model.generators:
+            raise ValueError(
+                f"direction {direction!r} is not in this model; it has {sorted(model.generators)}"
+            )
+        if size is not None and size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        if tile is not None and not 0 <= overlap < tile:
+            raise ValueError(f"overlap must be in [0, tile={tile}), got {overlap}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.direction = direction
+        self.spec = model.specs[direction]
+        self.in_channels = self.spec.in_channels
+        self.out_channels = self.spec.out_channels
+        self.size, self.tile, self.overlap, self.batch_size = size, tile, overlap, batch_size
+        generator = model.generators[direction].eval().requires_grad_(False)
+        self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        self.generator = generator.to(self.device, memory_format=torch.channels_last)
+        self.model = model
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | GeneratorFile,
+        *,
+        arch: str | None = None,
+        norm: str | None = None,
+        **options: Any,
+    ) -> Translator:
+        """A translator for a generator file, run directory, bundled name or reference .pth.
+
+        ``arch``/``norm`` override what is inferred from a reference checkpoint; ``options``
+        (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...) are the
+        constructor's.
+        """
+        if not isinstance(model, GeneratorFile):
+            from .loading import load_model
+
+            model = load_model(model, device="cpu", arch=arch, norm=norm)
+        return cls(model, **options)
+
+    def __repr__(self) -> str:
+        return (
+            f"Translator({self.spec.name}, {self.direction}, {self.in_channels}->"
+            f"{self.out_channels} channels, device={self.device}, size={self.size}, "
+            f"tile={self.tile})"
+        )
+
+    # --- public entry points -------------------------------------------------------------
+
+    def __call__(self, image: Any) -> Any:
+        """PIL -> PIL, numpy HW/HWC uint8 -> numpy, tensor CHW/NCHW -> tensor of the same kind."""
+        if isinstance(image, Image.Image):
+            return self._translate_pil(image)
+        if isinstance(image, np.ndarray):
+            return self.translate_batch([image])[0]
+        if isinstance(image, torch.Tensor):
+            return self.translate_tensor(image)
+        raise TypeError(
+            f"Translator takes a PIL image, a numpy array or a torch tensor, got {type(image)}"
+        )
+
+    def translate_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Translate HW or HWC uint8 arrays; same-size ones run together, ``batch_size`` at a time.
+
+        An extra channel after the gray or RGB ones (LA, RGBA) is alpha: it is kept.
+        """
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, arr in enumerate(images):
+            _check_array(arr)
+            groups[arr.shape].append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(images)
+        for shape, indices in groups.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                batch = np.stack([images[i] for i in chunk])
+                if len(shape) == 2:
+                    batch = batch[..., None]
+                result = self.translate_tensor(torch.from_numpy(batch).permute(0, 3, 1, 2))
+                result = result.permute(0, 2, 3, 1).numpy()
+                for i, arr in zip(chunk, result, strict=True):
+                    out[i] = arr[..., 0] if len(shape) == 2 and arr.shape[-1] == 1 else arr
+        return out
+
+    @torch.inference_mode()
+    def translate_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        """CHW or NCHW, float in [0, 1] or uint8 -> the same layout, dtype and device."""
+        if image.ndim not in (3, 4):
+            raise ValueError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
+        x = image.unsqueeze(0) if image.ndim == 3 else image
+        if x.shape[1] not in (1, 2, 3, 4):
+            raise ValueError(
+                f"expected 1 (gray), 3 (RGB) channels, plus optional alpha; got {x.shape[1]}"
+            )
+        x = x.to(self.device, non_blocking=True)
+        x = x.float() / 255 if image.dtype == torch.uint8 else x.float()
+        alpha = None
+        if x.shape[1] in (2, 4):  # as training does: composite onto white, keep alpha aside
+            x, alpha = x[:, :-1], x[:, -1:]
+            x = x * alpha + (1 - alpha)
+        x = _match_channels(x, self.in_channels) * 2 - 1
+        y = self._run(x).add(1).div(2).clamp(0, 1)
+        if alpha is not None:
+            y = torch.cat([y, alpha], dim=1)
+        y = (y * 255).round().to(torch.uint8) if image.dtype == torch.uint8 else y.to(image.dtype)
+        y = y.to(image.device)
+        return y[0] if image.ndim == 3 else y
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _translate_pil(self, image: Image.Image) -> Image.Image:
+        arr = image_to_array(image, channels=self.in_channels, alpha="keep")
+        out = self.translate_batch([arr])[0]
+        return Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW in [-1, 1] on the device -> the generator's output at the same size."""
+        height, width = x.shape[-2:]
+        if self.size is not None:
+            x = _resize(x, (self.size, self.size))
+        y = torch.cat([self._tiled(chunk) for chunk in x.split(self.batch_size)])
+        if self.size is not None:
+            y = _resize(y, (height, width))
+        return y
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if self.tile is None or (height <= self.tile and width <= self.tile):
+            return self._forward(x)
+        th, tw = min(self.tile, height), min(self.tile, width)
+        window = (_ramp(th, self.overlap)[:, None] * _ramp(tw, self.overlap)[None, :]).to(x.device)
+        out = x.new_zeros(x.shape[0], self.out_channels, height, width)
+        weight = x.new_zeros(height, width)
+        for top in _tile_starts(height, self.tile, self.overlap):
+            for left in _tile_starts(width, self.tile, self.overlap):
+                region = (..., slice(top, top + th), slice(left, left + tw))
+                out[region] += self._forward(x[region]) * window
+                weight[region[1:]] += window
+        return out / weight
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, hw = pad_to_multiple(x, self.size_multiple, channels_last=False)
+        padded = padded.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            y = self.generator(padded)
+        return crop_to(y.float(), hw, channels_last=False)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def _check_array(arr: np.ndarray) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+        got = arr.dtype if isinstance(arr, np.ndarray) else type(arr)
+        raise TypeError(f"expected a uint8 numpy array, got {got}")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected an HW or HWC array, got shape {arr.shape}")
+
+
+class TranslateTransform(A.ImageOnlyTransform):
+    """Apply a translator with probability ``p``: in ``A.Compose`` or a torchvision pipeline.
+
+    In albumentations it translates the ``image`` target (HWC uint8); called directly on a PIL
+    image or tensor (torchvision style) it draws from torch's random generator, as
+    ``torchvision.transforms.RandomApply`` does.
+    """
+
+    def __init__(
+        self, translator: Translator | str | os.PathLike[str] | GeneratorFile, p: float = 0.5
+    ) -> None:
+        super().__init__(p=p)
+        if not isinstance(translator, Translator):
+            translator = Translator.load(translator)
+        self.translator = translator
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return self.translator(img)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs:  # torchvision: transform(image)
+            image = args[0]
+            return self.translator(image) if torch.rand(1).item() < self.p else image
+        return super().__call__(*args, **kwargs)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("translator",)
+
+
+__all__ = ["PRECISIONS", "TranslateTransform", "Translator", "resolve_device"]
