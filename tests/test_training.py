@@ -1,0 +1,220 @@
+"""The training engine: steps change weights, runs learn, files, config errors, CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from translate.cli import main
+from translate.data.images import write_image
+from translate.model_file import load_generators
+from translate.training.config import from_dict, load_config
+from translate.training.engine import Trainer, _to_device
+from translate.training.schedules import LinearDecay
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+SIZE = 16
+
+
+def _image(rng: np.random.Generator) -> np.ndarray:
+    """A smooth random colour image: a few blobs, so crops and flips change it."""
+    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.kron(small, np.ones((SIZE // 4, SIZE // 4, 1), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aligned pairs (B = inverted A) in train/ and val/, and unpaired trainA/B, testA/B."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for i in range(count):
+            a = _image(rng)
+            write_image(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
+            domain = "train" if split == "train" else "test"
+            write_image(root / f"{domain}A" / f"{i}.png", a)
+            write_image(root / f"{domain}B" / f"{i}.png", 255 - _image(rng))
+    return root
+
+
+def tiny(model: str, root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A config dict for tiny networks on 16 px images; ``sections`` update it."""
+    config: dict[str, Any] = {
+        "model": model,
+        "data": {
+            "root": str(root),
+            "preprocess": {"mode": "resize_and_crop", "load_size": 18, "crop_size": SIZE},
+            "num_workers": 0,
+            "val_size": 4,
+        },
+        "generator": (
+            {"name": "unet", "options": {"ngf": 4, "num_downs": 4}}
+            if model == "pix2pix"
+            else {"name": "resnet", "options": {"ngf": 4, "n_blocks": 1}}
+        ),
+        "discriminator": {"options": {"ndf": 4, "n_layers": 2}},
+        "schedule": {"epochs": 2, "decay_epochs": 2},
+        "train": {"batch_size": 2, "max_steps": 3},
+        "log": {"every": 1, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
+
+
+def trainer(config: dict[str, Any], run_dir: Path, resume: bool = False) -> Trainer:
+    return Trainer(from_dict(config), run_dir, resume=resume, progress=False)
+
+
+def weights(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_one_step_changes_every_network(data: Path, tmp_path: Path, model: str) -> None:
+    t = trainer(tiny(model, data), tmp_path)
+    before = weights(t)
+    batch = _to_device(next(iter(t.loader)), t.device, False)
+    losses = t.model.train_step(batch, t.stepper)
+    assert all(torch.isfinite(v) for v in losses.values())
+    nets = {"pix2pix": ("G", "D"), "cyclegan": ("G_AB", "G_BA", "D_A", "D_B")}[model]
+    after = t.model.state_dict()
+    for net in nets:
+        keys = [k for k in before if k.startswith(f"{net}.") and k.endswith("weight")]
+        assert keys and any(not torch.equal(before[k], after[k]) for k in keys), net
+
+
+def test_d_steps_update_the_generator_every_kth_batch(data: Path, tmp_path: Path) -> None:
+    t = trainer(tiny("pix2pix", data, optim={"d_steps": 2}), tmp_path)
+    batch = _to_device(next(iter(t.loader)), t.device, False)
+    g_before = [p.clone() for p in t.model.G.parameters()]
+    losses = t.model.train_step(batch, t.stepper, update_g=False)
+    assert set(losses) == {"D"}
+    assert all(torch.equal(a, b) for a, b in zip(g_before, t.model.G.parameters(), strict=True))
+
+
+def test_short_run_lowers_the_loss(data: Path, tmp_path: Path) -> None:
+    """Inverting colours is easy: L1 to the target must fall within a few dozen steps."""
+    config = tiny(
+        "pix2pix",
+        data,
+        optim={"lr_g": 0.002},
+        schedule={"epochs": 20, "decay_epochs": 0},
+        train={"batch_size": 4, "max_steps": 30},
+        log={"every": 5, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
+    )
+    t = trainer(config, tmp_path)
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    l1 = [r["G_L1"] for r in records if "G_L1" in r]
+    assert len(l1) == 6
+    assert l1[-1] < 0.8 * l1[0]
+
+
+def test_run_directory_and_generator_files(data: Path, tmp_path: Path) -> None:
+    config = tiny("pix2pix", data, log={"every": 1, "eval_every": 2, "checkpoint_every": 2})
+    config["log"]["keep"] = 1
+    t = trainer(config, tmp_path)
+    summary = t.fit()
+    assert summary["steps"] == 3
+    for name in ("config.yaml", "metrics.jsonl", "index.html", "losses.png"):
+        assert (tmp_path / name).is_file(), name
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["state_3.pt"]
+    assert list((tmp_path / "samples").glob("*.png"))
+    gen = load_generators(tmp_path / "generator_latest.safetensors")
+    assert gen.preprocess["crop_size"] == SIZE and gen.preprocess["input_channels"] == 3
+    assert gen.training["model"] == "pix2pix" and gen.training["steps"] == 3
+    best = load_generators(tmp_path / "generator_best.safetensors")
+    assert "val_L1" in best.training["best_val"]
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    t.model.G.eval()
+    assert torch.allclose(gen.generators["AtoB"](x), t.model.G(x))
+    # the resolved config reloads to the same config
+    assert load_config(tmp_path / "config.yaml") == t.config
+
+
+def test_linear_schedule_matches_the_reference() -> None:
+    rule = LinearDecay(epochs=100, decay_epochs=100)
+    assert rule(0) == rule(99) == 1.0
+    assert rule(100) == pytest.approx(1 - 1 / 101)
+    assert rule(199) == pytest.approx(1 / 101)
+
+
+def test_cli_trains_and_resumes(data: Path, tmp_path: Path) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data)))
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    result = runner.invoke(main, [*args, "--set", "train.max_steps=2"])
+    assert result.exit_code == 0, result.output
+    assert f"run directory: {run_dir}" in result.output
+    assert (run_dir / "checkpoints" / "state_2.pt").is_file()
+    result = runner.invoke(
+        main, ["train", "--resume", str(run_dir), "--no-progress", "--set", "train.max_steps=4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "checkpoints" / "state_4.pt").is_file()
+
+
+def test_reference_configs_load_with_paper_defaults() -> None:
+    p2p = load_config(CONFIGS / "pix2pix_facades.yaml")
+    assert p2p.generator.name == "unet_256" and p2p.loss.lambda_l1 == 100
+    assert p2p.loss.gan_mode == "vanilla" and p2p.optim.lr_g == 2e-4 and p2p.optim.beta1 == 0.5
+    cyc = load_config(CONFIGS / "cyclegan_horse2zebra.yaml")
+    assert cyc.generator.name == "resnet_9blocks" and cyc.loss.gan_mode == "lsgan"
+    assert cyc.discriminator.pool_size == 50 and cyc.loss.lambda_identity == 0.5
+    for name in ("pix2pix_maps", "worldmaps_pix2pix", "worldmaps_cyclegan"):
+        load_config(CONFIGS / f"{name}.yaml")
+
+
+def test_unknown_key_names_it_and_the_closest(data: Path) -> None:
+    with pytest.raises(ValueError, match=r"'optim.lr_gg'.*'lr_g'"):
+        from_dict(tiny("pix2pix", data, optim={"lr_gg": 1e-3}))
+    with pytest.raises(ValueError, match=r"'generator.options.ngff'.*'ngf'"):
+        from_dict(tiny("pix2pix", data), ["generator.options.ngff=8"])
+    with pytest.raises(ValueError, match=r"'train.batch_size': expected int"):
+        from_dict(tiny("pix2pix", data), ["train.batch_size=big"])
+
+
+def test_overrides_parse_yaml_values(data: Path) -> None:
+    config = from_dict(tiny("pix2pix", data), ["optim.grad_clip=1e1", "data.serial=true"])
+    assert config.optim.grad_clip == 10.0 and config.data.serial is True
+
+
+def test_bad_setups_are_refused_before_the_first_step(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        trainer(tiny("pix2pix", tmp_path / "missing"), tmp_path)
+    with pytest.raises(ValueError, match=r"crop_size.*multiple of 32"):
+        trainer(tiny("pix2pix", data, generator={"options": {"ngf": 4, "num_downs": 5}}), tmp_path)
+    with pytest.raises(ValueError, match="identity loss"):
+        from_dict(tiny("cyclegan", data, data={"output_channels": 1}))
+    config = tiny("cyclegan", data)
+    config["data"] = {**config["data"], "root": str(data / "train")}
+    with pytest.raises(ValueError, match="trainA"):
+        trainer(config, tmp_path)
+
+
+def test_unpaired_data_is_refused_for_pix2pix(tmp_path: Path, data: Path) -> None:
+    root = tmp_path / "unpaired"
+    for d in ("trainA", "trainB"):
+        (root / d).mkdir(parents=True)
+        for f in (data / d).iterdir():
+            (root / d / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ValueError, match="unpaired"):
+        trainer(tiny("pix2pix", root), tmp_path / "run")
+
+
+def test_config_copy_is_independent(data: Path) -> None:
+    base = tiny("pix2pix", data)
+    snapshot = copy.deepcopy(base)
+    from_dict(base, ["optim.lr_g=0.1"])
+    assert base == snapshot

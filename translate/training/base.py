@@ -1,0 +1,170 @@
+"""What the two models share: the update step they call and the discriminator loss."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.optim import Optimizer
+
+from translate.data.gpu_augment import DiffAugment
+from translate.losses import GANLoss, Prediction, feature_matching_loss, gradient_penalty
+from translate.model_file import GeneratorSpec
+from translate.networks import build_discriminator
+from translate.training.config import Config
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Stepper:
+    """Backward passes and optimizer updates with the run's precision, clipping and ranks.
+
+    Gradients are averaged across ranks in one all-reduce per update, which keeps the
+    models plain ``nn.Module``s however many times a step calls a network.
+    """
+
+    def __init__(
+        self,
+        optimizers: dict[str, Optimizer],
+        device: torch.device,
+        precision: str = "fp32",
+        grad_clip: float | None = None,
+        world_size: int = 1,
+    ) -> None:
+        self.optimizers, self.device, self.precision = optimizers, device, precision
+        self.grad_clip, self.world_size = grad_clip, world_size
+        # One scaler per optimizer: each update is its own backward pass.
+        self.scalers = {
+            name: torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+            for name in optimizers
+        }
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = AUTOCAST_DTYPES.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        optimizer, scaler = self.optimizers[name], self.scalers[name]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if self.world_size > 1:
+            _average_gradients(params, self.world_size)
+        if self.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, self.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def _average_gradients(params: list[nn.Parameter], world_size: int) -> None:
+    grads = [p.grad for p in params]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world_size
+    for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        grad.copy_(reduced)
+
+
+@contextlib.contextmanager
+def frozen(*nets: nn.Module) -> Iterator[None]:
+    """No weight gradients for ``nets`` (the discriminators during a generator update)."""
+    params = [p for net in nets for p in net.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class GANModel(nn.Module):
+    """Networks plus ``train_step``; subclasses build the networks and define the step."""
+
+    kind = ""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.gan_loss = GANLoss(config.loss.gan_mode)
+        policy = config.discriminator.diff_augment
+        self.augment = DiffAugment(policy) if policy else None
+
+    def generator_spec(self, in_channels: int, out_channels: int) -> GeneratorSpec:
+        g = self.config.generator
+        return GeneratorSpec(g.name, in_channels, out_channels, dict(g.options))
+
+    def build_discriminator(self, in_channels: int) -> nn.Module:
+        d = self.config.discriminator
+        return build_discriminator(d.name, in_channels, **d.options)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``{"G": ..., "D": ...}``: the parameters each optimizer updates."""
+        raise NotImplementedError
+
+    def generators(self) -> dict[str, tuple[GeneratorSpec, nn.Module]]:
+        """``{direction: (spec, module)}`` for the generator file."""
+        raise NotImplementedError
+
+    def train_step(
+        self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """One optimization step; returns the detached losses."""
+        raise NotImplementedError
+
+    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Sample columns for the grid, and what the monitor and metrics need."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """Training state outside the state dict (CycleGAN's image pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any], device: torch.device) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def discriminator_loss(
+        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Prediction]:
+        """Real vs (detached) fake, halved as in the reference, plus WGAN-GP's penalty.
+
+        Returns the loss and D's prediction on the real input (for feature matching).
+        """
+        fake = fake.detach()
+        if self.augment is not None:
+            real, fake = self.augment(real, fake)
+        pred_real = D(real)
+        loss = 0.5 * (self.gan_loss(pred_real, True) + self.gan_loss(D(fake), False))
+        if self.config.loss.gan_mode == "wgangp":
+            loss = loss + gradient_penalty(D, real, fake, self.config.loss.gp_weight)
+        return loss, pred_real
+
+    def real_prediction(self, D: nn.Module, real: torch.Tensor) -> Prediction | None:
+        """D on real images for feature matching, when it is on and no D pass supplies it."""
+        if self.config.loss.feature_matching <= 0:
+            return None
+        with torch.no_grad():
+            return D(self.augment(real) if self.augment is not None else real)
+
+    def adversarial_loss(
+        self, D: nn.Module, fake: torch.Tensor, pred_real: Prediction | None = None
+    ) -> torch.Tensor:
+        """The generator's GAN loss on ``fake``, plus feature matching against ``pred_real``."""
+        if self.augment is not None:
+            fake = self.augment(fake)
+        pred_fake = D(fake)
+        loss = self.gan_loss(pred_fake, True, for_discriminator=False)
+        weight = self.config.loss.feature_matching
+        if weight > 0 and pred_real is not None:
+            loss = loss + weight * feature_matching_loss(pred_real, pred_fake)
+        return loss
+
+
+def parameters(*nets: nn.Module) -> list[nn.Parameter]:
+    return [p for net in nets for p in net.parameters()]

@@ -1,0 +1,75 @@
+"""Training-state checkpoints: ``checkpoints/state_<step>.pt``, written atomically, last K kept."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from translate.atomic import atomic_path
+
+STATE_NAME = re.compile(r"state_(\d+)\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) generator states, as tensors and plain values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The run's state files, oldest step first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [
+        (int(m.group(1)), p) for p in folder.glob("state_*.pt") if (m := STATE_NAME.match(p.name))
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def save_state(
+    run_dir: str | os.PathLike[str], step: int, state: dict[str, Any], keep: int
+) -> Path:
+    """Write ``state_<step>.pt`` atomically, then delete all but the newest ``keep``."""
+    path = Path(run_dir) / "checkpoints" / f"state_{step}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A state file, read with ``weights_only`` (no code runs from the file)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable training checkpoint ({exc})") from exc
+
+
+def latest_state(run_dir: str | os.PathLike[str]) -> Path:
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise ValueError(f"{run_dir}: no checkpoints/state_<step>.pt to resume from")
+    return paths[-1]

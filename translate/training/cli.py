@@ -1,0 +1,61 @@
+"""``translate train CONFIG [--set key=value ...]`` and ``translate train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+def _default_run_dir(config_path: Path) -> Path:
+    return Path("runs") / f"{config_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@click.command()
+@click.argument("config_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set optim.lr_g=1e-4 (value parsed as YAML).",
+)  # fmt: skip
+@click.option(
+    "--run-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the run (default: runs/<config>-<time>).",
+)  # fmt: skip
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Continue the run in this directory from its newest checkpoint.",
+)  # fmt: skip
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
+def train(
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    no_progress: bool,
+) -> None:
+    """Train a Pix2Pix or CycleGAN model from a YAML CONFIG (see configs/)."""
+    from translate.training.config import load_config
+    from translate.training.engine import Trainer
+
+    if (config_path is None) == (resume_dir is None):
+        raise click.UsageError("give a CONFIG file or --resume RUN_DIR (not both)")
+    if resume_dir is not None:
+        if run_dir is not None:
+            raise click.UsageError("--run-dir and --resume both name the run directory")
+        run_dir, config_path = resume_dir, resume_dir / "config.yaml"
+    else:
+        run_dir = run_dir or _default_run_dir(config_path)
+    try:
+        config = load_config(config_path, overrides)
+        trainer = Trainer(config, run_dir, resume=resume_dir is not None, progress=not no_progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if trainer.ranks.main:
+        click.echo(f"run directory: {run_dir}")
+    summary = trainer.fit()
+    if trainer.ranks.main:
+        click.echo(
+            f"done: {summary['steps']} steps, {summary['epochs']} epochs; "
+            f"generator: {run_dir / 'generator_latest.safetensors'}"
+        )

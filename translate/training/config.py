@@ -1,0 +1,298 @@
+"""Training configuration: nested dataclasses loaded from YAML, with ``--set a.b=value`` overrides.
+
+Defaults depend on the model: ``pix2pix`` starts from the reference pix2pix settings (U-Net 256,
+batch norm, vanilla GAN, lambda_L1 100), ``cyclegan`` from the reference CycleGAN settings
+(ResNet 9 blocks, instance norm, LSGAN, cycle 10, identity 0.5, image pool 50). A YAML file
+only lists what differs. Unknown keys are errors naming the key and the closest valid ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from translate.data.transforms import Preprocess
+from translate.losses import GAN_MODES
+from translate.networks import DISCRIMINATORS, GENERATORS
+
+MODELS = ("pix2pix", "cyclegan")
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class DataConfig:
+    root: str = "datasets/facades"
+    direction: str = "AtoB"  # pix2pix: which half of a pair is the input
+    input_channels: int = 3  # pix2pix input / CycleGAN domain A
+    output_channels: int = 3  # pix2pix target / CycleGAN domain B
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    max_dataset_size: int | None = None
+    val_split: str = "val"  # pix2pix: val/ ; CycleGAN: testA/, testB/
+    val_size: int = 16  # fixed validation images for samples, metrics and monitoring
+    serial: bool = False  # CycleGAN: pair A[i] with B[i] instead of a random B
+    num_workers: int = 4
+
+
+@dataclass
+class NetworkConfig:
+    name: str = "unet_256"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the zoo builder
+
+
+@dataclass
+class DiscriminatorConfig:
+    name: str = "patch"
+    options: dict[str, Any] = field(default_factory=dict)
+    pool_size: int = 0  # image pool of generated images for D updates (CycleGAN: 50)
+    diff_augment: str = ""  # DiffAugment policy before D, e.g. "translation,cutout,color"
+
+
+@dataclass
+class LossConfig:
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0  # pix2pix
+    lambda_a: float = 10.0  # CycleGAN cycle A -> B -> A
+    lambda_b: float = 10.0  # CycleGAN cycle B -> A -> B
+    lambda_identity: float = 0.5  # CycleGAN, relative to lambda_a / lambda_b
+    gp_weight: float = 10.0  # wgangp
+    feature_matching: float = 0.0  # weight; needs a multiscale discriminator
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # discriminator updates per generator update (each on its own batch)
+    grad_clip: float | None = None  # max gradient norm, per network
+
+
+@dataclass
+class ScheduleConfig:
+    policy: str = "linear"
+    epochs: int = 100  # at the initial learning rate (linear), or before decay starts
+    decay_epochs: int = 100  # linear decay to zero; total epochs = epochs + decay_epochs
+    step_size: int = 50  # step: multiply by gamma every step_size epochs
+    gamma: float = 0.1  # step and plateau factor
+    patience: int = 5  # plateau: epochs without improvement
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 1
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    precision: str = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 on the CPU
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    max_steps: int | None = None  # stop early (quick runs, tests)
+
+
+@dataclass
+class LogConfig:
+    every: int = 100  # steps between loss logs
+    eval_every: int = 1000  # steps between samples, val metrics and monitoring
+    checkpoint_every: int = 2000  # steps between training-state checkpoints
+    keep: int = 3  # checkpoints kept
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    model: str = "pix2pix"
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: NetworkConfig = field(default_factory=NetworkConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# What differs from the dataclass defaults per model, as in the reference code.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pix2pix": {
+        "generator": {"name": "unet_256", "options": {"norm": "batch", "dropout": True}},
+        "discriminator": {"name": "patch", "options": {"norm": "batch"}},
+    },
+    "cyclegan": {
+        "data": {"val_split": "test"},
+        "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
+        "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
+        "loss": {"gan_mode": "lsgan"},
+    },
+}
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _unknown_key(path: str, key: str, valid: list[str]) -> ValueError:
+    where = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return ValueError(f"unknown config key {where!r}{hint} (valid: {', '.join(sorted(valid))})")
+
+
+def _check_value(path: str, value: Any, hint: Any) -> Any:
+    """Light type checking of YAML scalars against a field's annotation."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is float and not isinstance(value, bool):
+        # YAML 1.1 reads 2e-4 (no dot) as a string; accept it as the number it means.
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    plain = typing.get_origin(hint) or hint
+    ok = isinstance(value, plain) and not (plain is int and isinstance(value, bool))
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"config key {path!r}: expected {name}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config key {path or '<top>'!r}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(path, str(key), names)
+        sub = f"{path}.{key}" if path else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, sub)
+        else:
+            kwargs[key] = _check_value(sub, value, hint)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # e.g. Preprocess's own checks
+        raise ValueError(f"config key {path!r}: {exc}") from exc
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"config key {key!r}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
+    _check_choice(f"{key}.name", name, registry.names())
+    valid = registry.options(name)
+    for option in options:
+        if option not in valid:
+            raise _unknown_key(f"{key}.options", option, valid)
+
+
+def validate(config: Config) -> None:
+    """Checks that need no data: names, choices and ranges."""
+    _check_choice("model", config.model, MODELS)
+    _check_choice("data.direction", config.data.direction, ("AtoB", "BtoA"))
+    for key in ("input_channels", "output_channels"):
+        _check_choice(f"data.{key}", getattr(config.data, key), (1, 3))  # type: ignore[arg-type]
+    _check_options("generator", GENERATORS, config.generator.name, config.generator.options)
+    d = config.discriminator
+    _check_options("discriminator", DISCRIMINATORS, d.name, d.options)
+    _check_choice("loss.gan_mode", config.loss.gan_mode, GAN_MODES)
+    _check_choice("schedule.policy", config.schedule.policy, LR_POLICIES)
+    _check_choice("train.precision", config.train.precision, PRECISIONS)
+    positive = {
+        "data.val_size": config.data.val_size,
+        "optim.d_steps": config.optim.d_steps,
+        "train.batch_size": config.train.batch_size,
+        "log.every": config.log.every,
+        "log.eval_every": config.log.eval_every,
+        "log.checkpoint_every": config.log.checkpoint_every,
+        "log.keep": config.log.keep,
+        "schedule.step_size": config.schedule.step_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ValueError(f"config key {key!r}: must be at least 1, got {value}")
+    if config.schedule.epochs + config.schedule.decay_epochs < 1:
+        raise ValueError("config keys 'schedule.epochs' + 'schedule.decay_epochs' must be >= 1")
+    if config.loss.feature_matching > 0 and d.name != "multiscale":
+        raise ValueError(
+            "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "
+            f"(got {d.name!r})"
+        )
+    a_ch, b_ch = config.data.input_channels, config.data.output_channels
+    if config.model == "cyclegan" and config.loss.lambda_identity > 0 and a_ch != b_ch:
+        raise ValueError(
+            "config key 'loss.lambda_identity': the identity loss needs domains with the same "
+            f"channels (data.input_channels {a_ch}, data.output_channels {b_ch}); set it to 0"
+        )
+
+
+def set_key(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML) to a config dict."""
+    if "=" not in assignment:
+        raise ValueError(f"--set {assignment!r}: expected key=value, e.g. optim.lr_g=1e-4")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {assignment!r}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A validated config: model defaults, then ``data``, then ``overrides`` (``a.b=value``)."""
+    data = copy.deepcopy(data or {})
+    for assignment in overrides:
+        set_key(data, assignment)
+    model = data.get("model", "pix2pix")
+    _check_choice("model", model, MODELS)
+    config = _build(Config, _merge(MODEL_DEFAULTS[model], data), "")
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file; errors name the file and the bad key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a mapping of sections")
+    try:
+        return from_dict(data, overrides)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

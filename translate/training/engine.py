@@ -1,0 +1,463 @@
+"""The training engine: devices, precision, data, the epoch loop, evaluation and checkpoints.
+
+Written once for both models; a model only defines its networks and ``train_step``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm import tqdm
+
+from translate import metrics
+from translate.atomic import atomic_write_text
+from translate.data.datasets import PairedFolder, UnpairedFolder
+from translate.model_file import save_generators
+from translate.training.base import GANModel, Stepper
+from translate.training.checkpoint import (
+    latest_state,
+    load_state,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
+from translate.training.config import Config, dump_config
+from translate.training.cyclegan import CycleGAN
+from translate.training.monitor import monitor_batch, monitor_warnings
+from translate.training.pix2pix import Pix2Pix
+from translate.training.report import RunReport
+from translate.training.sampling import ResumableSampler, SeededItems
+from translate.training.schedules import build_scheduler
+
+MODELS: dict[str, type[GANModel]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+VAL_CHUNK = 8  # validation images per forward pass; the first chunk is the sample grid
+CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
+
+
+@dataclass
+class Ranks:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Ranks:
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Ranks()
+    if not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def select_device(name: str, ranks: Ranks) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"config key 'train.device': {name!r} but CUDA is not available")
+        if ranks.world_size > 1:
+            device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA where supported, else fp16; fp32 on the CPU."""
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        if not cuda:
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and not cuda:
+        raise ValueError("config key 'train.precision': fp16 (with a grad scaler) needs CUDA")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError("config key 'train.precision': this GPU does not support bf16")
+    return precision
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _has_split(config: Config, split: str) -> bool:
+    root = Path(config.data.root)
+    if config.model == "cyclegan":
+        return (root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()
+    return any((root / p).is_dir() for p in (split, f"A/{split}", f"{split}/A"))
+
+
+def build_datasets(config: Config) -> tuple[Dataset, Dataset]:
+    """Training set and fixed validation set (the first ``val_size`` val images, or of the
+    training images, uncropped and unflipped, when the dataset has no val split)."""
+    d = config.data
+    root = Path(d.root)
+    if not root.is_dir():
+        raise ValueError(f"config key 'data.root': dataset folder {root} does not exist")
+    val_split = d.val_split if _has_split(config, d.val_split) else "train"
+    if config.model == "cyclegan":
+
+        def unpaired(split: str, train: bool, size: int | None) -> Dataset:
+            return UnpairedFolder(
+                root, split, d.preprocess, d.input_channels, d.output_channels,
+                serial=d.serial or not train, max_dataset_size=size, train=train,
+            )  # fmt: skip
+
+        return unpaired("train", True, d.max_dataset_size), unpaired(val_split, False, d.val_size)
+    if (root / "trainA").is_dir() and not _has_split(config, "train"):
+        raise ValueError(f"{root}: holds unpaired data (trainA/); pix2pix needs paired data")
+
+    def paired(split: str, train: bool, size: int | None) -> Dataset:
+        return PairedFolder(
+            root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
+            max_dataset_size=size, train=train,
+        )  # fmt: skip
+
+    return paired("train", True, d.max_dataset_size), paired(val_split, False, d.val_size)
+
+
+def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None:
+    """Refuse image sizes the generator cannot take (U-Net depth vs crop size)."""
+    multiple = max(getattr(g, "size_multiple", 1) for _, g in model.generators().values())
+    pre, name = config.data.preprocess, config.generator.name
+    if pre.mode in CROPPING_MODES and pre.crop_size % multiple:
+        raise ValueError(
+            f"config key 'data.preprocess.crop_size': {pre.crop_size} is not a multiple of "
+            f"{multiple}, which generator {name!r} needs (a U-Net needs 2**num_downs); "
+            f"use a crop size of {max(multiple, pre.crop_size // multiple * multiple)} "
+            "or a shallower generator"
+        )
+    if pre.mode not in CROPPING_MODES and pre.size_multiple % multiple:
+        raise ValueError(
+            f"config key 'data.preprocess.size_multiple': {pre.size_multiple} is not a "
+            f"multiple of {multiple}, which generator {name!r} needs"
+        )
+    image = next(v for v in sample.values() if isinstance(v, torch.Tensor))
+    if image.shape[-1] % multiple or image.shape[-2] % multiple:
+        raise ValueError(
+            f"{config.data.root}: training images come out {tuple(image.shape[-2:])} but "
+            f"generator {name!r} needs sides divisible by {multiple}"
+        )
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so the run saves a
+    checkpoint and exits cleanly. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self) -> StopRequest:
+        if hasattr(signal, "SIGTERM"):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread: leave signals alone
+                    break
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+class Trainer:
+    """Builds everything from a config, checks it before step 1, and trains with :meth:`fit`.
+
+    ``resume=True`` continues from the newest ``checkpoints/state_<step>.pt`` in ``run_dir``.
+    """
+
+    def __init__(
+        self, config: Config, run_dir: str | os.PathLike[str], resume: bool = False,
+        progress: bool = True,
+    ) -> None:  # fmt: skip
+        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        train = config.train
+        self.ranks = init_distributed(train.device)
+        self.device = select_device(train.device, self.ranks)
+        self.precision = resolve_precision(train.precision, self.device)
+        self.channels_last = train.channels_last and self.device.type == "cuda"
+        seed_everything(train.seed)
+
+        self.train_set, val_set = build_datasets(config)
+        self.model = MODELS[config.model](config)
+        check_sizes(config, self.model, val_set[0])
+        self._prepare_model()
+        self.val_batches = self._val_batches(val_set)
+
+        cuda = self.device.type == "cuda"
+        lrs = {"G": config.optim.lr_g, "D": config.optim.lr_d}
+        optimizers = {
+            name: torch.optim.Adam(
+                params,
+                lr=lrs[name],
+                betas=(config.optim.beta1, config.optim.beta2),
+                fused=True if cuda else None,
+            )  # fmt: skip
+            for name, params in self.model.param_groups().items()
+        }
+        self.stepper = Stepper(
+            optimizers, self.device, self.precision, config.optim.grad_clip, self.ranks.world_size
+        )
+        self.schedulers = {n: build_scheduler(o, config.schedule) for n, o in optimizers.items()}
+
+        self.sampler = ResumableSampler(
+            len(self.train_set), train.batch_size, train.seed,
+            rank=self.ranks.rank, world_size=self.ranks.world_size,
+        )  # fmt: skip
+        workers = config.data.num_workers
+        self.loader = DataLoader(
+            SeededItems(self.train_set, train.seed), batch_size=train.batch_size,
+            sampler=self.sampler, num_workers=workers, pin_memory=cuda,
+            persistent_workers=workers > 0, generator=torch.Generator(),
+        )  # fmt: skip
+
+        self.step = self.epoch = self.epoch_batches = 0
+        self.best: dict[str, float] = {}
+        self.epoch_losses: dict[str, list[float]] = {}  # logged means, for the plateau policy
+        self.report = RunReport(
+            self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard
+        )
+        if resume:
+            self.load(latest_state(self.run_dir))
+        if self.ranks.main:
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.schedule.epochs + self.config.schedule.decay_epochs
+
+    def _prepare_model(self) -> None:
+        model, cuda = self.model, self.device.type == "cuda"
+        if cuda and self.ranks.world_size > 1:
+            self.model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.ranks.world_size > 1:  # identical starting weights on every rank
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor.data, 0)
+        if self.config.train.compile:
+            for net in model.children():
+                if any(True for _ in net.parameters()):
+                    net.compile()  # in place: state dict keys stay the same
+
+    def _val_batches(self, val_set: Dataset) -> list[dict[str, Any]]:
+        items = [val_set[i] for i in range(min(len(val_set), self.config.data.val_size))]
+        chunks = [items[i : i + VAL_CHUNK] for i in range(0, len(items), VAL_CHUNK)]
+        return [_to_device(default_collate(c), self.device, self.channels_last) for c in chunks]
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end of the schedule (or ``train.max_steps``, or a stop signal);
+        returns the training summary stored in the generator file."""
+        with StopRequest() as stop:
+            while self.epoch < self.total_epochs and not self._at_max_steps():
+                finished = self._run_epoch(stop)
+                if not finished:
+                    break
+                self._end_epoch()
+        if stop.signal is not None and self.ranks.main:
+            tqdm.write(f"stopped by signal {stop.signal}; resume with --resume {self.run_dir}")
+        self.save_checkpoint()
+        self.evaluate()
+        self.report.update_index()
+        self.report.close()
+        return self.summary()
+
+    def _at_max_steps(self) -> bool:
+        return self.config.train.max_steps is not None and self.step >= self.config.train.max_steps
+
+    def _run_epoch(self, stop: StopRequest) -> bool:
+        """One epoch from where the data order stands; False when stopped early."""
+        cfg = self.config
+        self.sampler.set_epoch(self.epoch, self.epoch_batches)
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        bar = tqdm(
+            self.loader, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
+            initial=self.epoch_batches, total=self.sampler.batches_per_epoch(),
+            disable=not (self.progress and self.ranks.main), dynamic_ncols=True,
+        )  # fmt: skip
+        for batch in bar:
+            batch = _to_device(batch, self.device, self.channels_last)
+            update_g = (self.step + 1) % cfg.optim.d_steps == 0
+            losses = self.model.train_step(batch, self.stepper, update_g)
+            self.step += 1
+            self.epoch_batches += 1
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0) + value
+                counts[key] = counts.get(key, 0) + 1
+            if self.step % cfg.log.every == 0:
+                means = {k: (sums[k] / counts[k]).item() for k in sums}
+                self._log_losses(means)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                sums, counts = {}, {}
+            if self.step % cfg.log.eval_every == 0:
+                warnings = self.evaluate()
+                if warnings:
+                    bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
+            if self.step % cfg.log.checkpoint_every == 0:
+                self.save_checkpoint()
+            if stop.signal is not None or self._at_max_steps():
+                bar.close()
+                return False
+        bar.close()
+        return True
+
+    def _log_losses(self, means: dict[str, float]) -> None:
+        for key, value in means.items():
+            self.epoch_losses.setdefault(key, []).append(value)
+        lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
+        self.report.log(self.step, self.epoch, {**means, **lrs})
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.epoch_batches = 0
+        self.epoch_losses = {}
+        for scheduler in self.schedulers.values():
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(self._plateau_metric())
+            else:
+                scheduler.step()
+
+    def _plateau_metric(self) -> float:
+        """The epoch's mean generator loss, the same on every rank."""
+        g_losses = [v for k, vals in self.epoch_losses.items() if k.startswith("G") for v in vals]
+        value = torch.tensor(float(np.mean(g_losses)) if g_losses else 0.0)
+        if self.ranks.world_size > 1:
+            dist.all_reduce(value)
+            value /= self.ranks.world_size
+        return value.item()
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> list[str]:
+        """Samples, paired metrics and monitoring on the fixed validation batches; saves
+        generator_latest (and generator_best when val L1 improves). Returns warnings."""
+        if not self.ranks.main:
+            return []
+        self.model.eval()
+        stats: dict[str, list[float]] = {}
+        for i, batch in enumerate(self.val_batches):
+            with self.stepper.autocast():
+                images, outputs = self.model.validate(batch)
+            if i == 0:
+                self.report.samples(self.epoch, self.step, images)
+                monitor = monitor_batch(
+                    outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
+                    self.config.loss.gan_mode,
+                )  # fmt: skip
+            if self.config.model == "pix2pix":
+                fake, real = outputs["fake"], outputs["real"]
+                for name, fn in (("val_L1", metrics.l1), ("val_PSNR", metrics.psnr),
+                                 ("val_SSIM", metrics.ssim)):  # fmt: skip
+                    stats.setdefault(name, []).append(fn(fake, real) * len(fake))
+        self.model.train()
+        count = sum(len(next(iter(b.values()))) for b in self.val_batches)
+        values = {k: sum(v) / count for k, v in stats.items()}
+        warnings = monitor_warnings(monitor)
+        for message in warnings:
+            tqdm.write(f"step {self.step}: {message}")
+        self.report.log(self.step, self.epoch, {**values, **monitor}, warnings)
+        self.report.update_index()
+        improved = "val_L1" in values and values["val_L1"] < self.best.get("val_L1", math.inf)
+        if improved:
+            self.best = {**values, "step": self.step, "epoch": self.epoch}
+        self.save_generators("generator_latest.safetensors")
+        if improved:
+            self.save_generators("generator_best.safetensors")
+        return warnings
+
+    # --- files ----------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "dataset": str(self.config.data.root),
+            "best_val": self.best,
+        }
+
+    def save_generators(self, name: str) -> None:
+        d = self.config.data
+        preprocess = {
+            **d.preprocess.to_dict(),
+            "input_channels": d.input_channels,
+            "output_channels": d.output_channels,
+        }
+        save_generators(self.run_dir / name, self.model.generators(), preprocess, self.summary())
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self.stepper
+        return {
+            "model": self.model.state_dict(),
+            "extra": self.model.extra_state(),
+            "optimizers": {n: o.state_dict() for n, o in s.optimizers.items()},
+            "schedulers": {n: sch.state_dict() for n, sch in self.schedulers.items()},
+            "scalers": {n: sc.state_dict() for n, sc in s.scalers.items()},
+            "step": self.step,
+            "epoch": self.epoch,
+            "epoch_batches": self.epoch_batches,
+            "best": self.best,
+            "epoch_losses": self.epoch_losses,
+            "rng": rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.ranks.main and self.step > 0:
+            save_state(self.run_dir, self.step, self.state_dict(), self.config.log.keep)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        state = load_state(path)
+        self.model.load_state_dict(state["model"])
+        self.model.load_extra_state(state["extra"], self.device)
+        s = self.stepper
+        for name, optimizer in s.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
+            s.scalers[name].load_state_dict(state["scalers"][name])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.epoch_batches, self.best = state["epoch_batches"], state["best"]
+        self.epoch_losses = state["epoch_losses"]
+        set_rng_state(state["rng"])

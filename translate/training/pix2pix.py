@@ -1,0 +1,60 @@
+"""Pix2Pix (Isola et al.): a generator and a conditional discriminator on (input, output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.config import Config
+
+
+class Pix2Pix(GANModel):
+    kind = "pix2pix"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        in_ch, out_ch = config.data.input_channels, config.data.output_channels
+        self.spec = self.generator_spec(in_ch, out_ch)
+        self.G = self.spec.build()
+        self.D = self.build_discriminator(in_ch + out_ch)
+
+    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"G": parameters(self.G), "D": parameters(self.D)}
+
+    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
+        return {"AtoB": (self.spec, self.G)}
+
+    def train_step(
+        self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
+    ) -> dict[str, torch.Tensor]:
+        real_a, real_b = batch["input"], batch["target"]
+        with stepper.autocast(), torch.set_grad_enabled(update_g):
+            fake_b = self.G(real_a)
+
+        # Discriminator: real pairs against generated pairs.
+        with stepper.autocast():
+            loss_d, pred_real = self.discriminator_loss(
+                self.D, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1)
+            )
+        stepper.update("D", loss_d)
+        if not update_g:
+            return {"D": loss_d.detach()}
+
+        # Generator: fool the updated discriminator and stay close to the target.
+        with frozen(self.D), stepper.autocast():
+            loss_gan = self.adversarial_loss(self.D, torch.cat([real_a, fake_b], 1), pred_real)
+            loss_l1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.loss.lambda_l1
+        stepper.update("G", loss_gan + loss_l1)
+        return {"D": loss_d.detach(), "G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        real_a, real_b = batch["input"], batch["target"]
+        fake_b = self.G(real_a).float()
+        d_real = self.D(torch.cat([real_a, real_b], 1))
+        d_fake = self.D(torch.cat([real_a, fake_b], 1))
+        images = {"input": real_a, "output": fake_b, "target": real_b}
+        return images, {"fake": fake_b, "real": real_b, "d_real": d_real, "d_fake": d_fake}
