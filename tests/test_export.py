@@ -1,0 +1,119 @@
+import sys
+
+import pytest
+import torch
+
+from translate.inference import export
+from translate.inference.export import describe_model, export_generator
+from translate.inference.loading import load_model
+from translate.model_file import GeneratorFile, GeneratorSpec
+from translate.networks import count_parameters
+
+SPECS = {
+    "resnet": GeneratorSpec("resnet_9blocks", options={"ngf": 4, "n_blocks": 1, "init_gain": 0.3}),
+    "unet": GeneratorSpec(
+        "unet_256", 3, 1, options={"ngf": 4, "num_downs": 3, "norm": "instance", "init_gain": 0.3}
+    ),
+}
+
+
+def _model(*specs):
+    specs = dict(zip(("AtoB", "BtoA")[: len(specs)], specs, strict=True))
+    return GeneratorFile({d: s.build().eval() for d, s in specs.items()}, specs)
+
+
+def _max_diff(run, net, shape):
+    x = torch.rand(shape) * 2 - 1
+    with torch.no_grad():
+        return (run(x) - net(x)).abs().max().item()
+
+
+# Sizes other than the one the export traces at (64x64), including batch 3 and non-square.
+SIZES = [(3, 3, 24, 40), (1, 3, 16, 8)]
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_torchscript_runs_at_other_sizes(tmp_path, kind):
+    model = _model(SPECS[kind])
+    out = export_generator(model, tmp_path / "g.pt", "torchscript")
+    scripted = torch.jit.load(str(out))
+    for shape in SIZES:
+        assert _max_diff(scripted, model.generators["AtoB"], shape) <= 1e-4
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_onnx_runs_at_other_sizes(tmp_path, kind):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _model(SPECS[kind])
+    out = export_generator(model, tmp_path / "g.onnx", "onnx", opset=17)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+    def run(x):
+        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+    for shape in SIZES:
+        assert _max_diff(run, model.generators["AtoB"], shape) <= 1e-4
+
+
+def test_direction_of_a_cyclegan_model(tmp_path):
+    model = _model(SPECS["resnet"], SPECS["unet"])
+    scripted = torch.jit.load(str(export_generator(model, tmp_path / "b.pt", direction="BtoA")))
+    assert scripted(torch.zeros(1, 3, 16, 16)).shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"direction 'CtoD' is not in this model"):
+        export_generator(model, tmp_path / "c.pt", direction="CtoD")
+
+
+def test_mismatch_writes_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"previous export")
+
+    def broken(net, path):
+        path.write_bytes(b"bad")
+        return lambda x: net(x) + 1e-3
+
+    monkeypatch.setattr(export, "_export_torchscript", broken)
+    with pytest.raises(ValueError, match=r"g\.pt: the torchscript export differs .* by 1\.00e-03"):
+        export_generator(_model(SPECS["resnet"]), out)
+    assert out.read_bytes() == b"previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.pt"]
+
+
+def test_onnx_missing_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"pip install 'translate\[onnx\]'"):
+        export_generator(_model(SPECS["resnet"]), tmp_path / "g.onnx", "onnx")
+    assert not (tmp_path / "g.onnx").exists()
+
+
+def test_bad_options(tmp_path):
+    model = _model(SPECS["resnet"])
+    with pytest.raises(ValueError, match="format must be one of torchscript, onnx"):
+        export_generator(model, tmp_path / "g.tflite", "tflite")
+    with pytest.raises(ValueError, match="--opset only applies to --format onnx"):
+        export_generator(model, tmp_path / "g.pt", "torchscript", opset=17)
+
+
+def test_describe_generator_file(tmp_path):
+    model = _model(SPECS["resnet"], SPECS["unet"])
+    model.preprocess = {"mode": "resize_and_crop", "load_size": 72, "crop_size": 64}
+    model.training = {"model": "cycle_gan", "epochs": 3}
+    info = describe_model(model, "run1")
+    assert info["source"] == "run1"
+    assert info["training"] == {"model": "cycle_gan", "epochs": 3}
+    assert "64x64 crops" in info["preprocess"]["native_size"]
+    b = info["generators"]["BtoA"]
+    assert b["architecture"] == "unet_256"
+    assert b["options"]["num_downs"] == 3
+    assert b["parameters"] == count_parameters(model.generators["BtoA"])
+    assert b["input"]["channels"] == 3 and b["output_channels"] == 1
+    assert b["input"]["size_multiple"] == 8
+    assert info["generators"]["AtoB"]["input"]["size_multiple"] == 4
+
+
+def test_describe_reference_checkpoint(tmp_path):
+    net = SPECS["resnet"].build()
+    torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")
+    info = describe_model(load_model(tmp_path / "latest_net_G.pth"), tmp_path / "x")
+    assert info["generators"]["AtoB"]["parameters"] == count_parameters(net)
+    assert info["training"]["source"] == "reference checkpoint"
+    assert info["preprocess"]["native_size"] == "any size (padded to the size multiple)"

@@ -1,0 +1,174 @@
+"""Export a generator to TorchScript or ONNX, and describe a model for ``translate info``.
+
+Exports take any batch size, height and width (sides a multiple of the generator's
+``size_multiple``), and are checked against PyTorch at two sizes before they are written:
+an export that does not match is never left on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..model_file import GeneratorFile
+from ..networks import count_parameters
+
+FORMATS = ("torchscript", "onnx")
+TOLERANCE = 1e-4
+# Exports map [-1, 1] NCHW float tensors to the same; this is what callers must feed them.
+TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], H and W multiples of size_multiple"
+
+
+def export_generator(
+    model: GeneratorFile,
+    out: str | os.PathLike[str],
+    fmt: str = "torchscript",
+    direction: str = "AtoB",
+    opset: int | None = None,
+) -> Path:
+    """Write ``model``'s ``direction`` generator to ``out`` as ``fmt``; return the path.
+
+    The export runs on the CPU in fp32. Its outputs are compared with PyTorch's at two
+    input sizes and batch sizes; a difference above 1e-4 raises and writes nothing.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if direction not in model.generators:
+        raise ValueError(
+            f"direction {direction!r} is not in this model; it has {sorted(model.generators)}"
+        )
+    if opset is not None and fmt != "onnx":
+        raise ValueError("--opset only applies to --format onnx")
+    net = copy.deepcopy(model.generators[direction]).cpu().float().eval()
+    inputs = _check_inputs(net, model.specs[direction].in_channels)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        if fmt == "torchscript":
+            run = _export_torchscript(net, tmp)
+        else:
+            run = _export_onnx(net, inputs[0], tmp, opset)
+        _verify(net, run, inputs, out, fmt)
+    return out
+
+
+def _check_inputs(net: nn.Module, channels: int) -> list[torch.Tensor]:
+    """The trace input and a second input of another batch size and shape."""
+    multiple = int(getattr(net, "size_multiple", 1))
+    side = multiple * math.ceil(64 / multiple)
+    generator = torch.Generator().manual_seed(0)
+    return [
+        torch.rand(shape, generator=generator) * 2 - 1
+        for shape in [(1, channels, side, side), (2, channels, side + multiple, side)]
+    ]
+
+
+def _export_torchscript(net: nn.Module, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    # Scripting, not tracing: the module keeps no sizes from an example input.
+    torch.jit.save(torch.jit.script(net), str(path))
+    return torch.jit.load(str(path), map_location="cpu")
+
+
+def _export_onnx(
+    net: nn.Module, example: torch.Tensor, path: Path, opset: int | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError(
+            f"ONNX export needs onnx and onnxruntime ({exc}); pip install 'translate[onnx]'"
+        ) from exc
+    axes = {0: "batch", 2: "height", 3: "width"}
+    # The TorchScript-based exporter takes dynamic_axes and works with every supported
+    # torch; the dynamo exporter would also need onnxscript.
+    legacy = (
+        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    )
+    with warnings.catch_warnings():
+        # The tracer warns that shape checks become constants and that instance norm
+        # exports in training mode (it always normalises by the input's statistics); the
+        # check at a second size below catches an export that does not generalise.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes},
+            opset_version=opset,
+            **legacy,
+        )
+    onnx.checker.check_model(str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+    return run
+
+
+def _verify(
+    net: nn.Module,
+    run: Callable[[torch.Tensor], torch.Tensor],
+    inputs: list[torch.Tensor],
+    out: Path,
+    fmt: str,
+) -> None:
+    for x in inputs:
+        with torch.inference_mode():
+            expected = net(x)
+            got = run(x)
+        diff = (got - expected).abs().max().item() if got.shape == expected.shape else float("inf")
+        if not diff <= TOLERANCE:
+            raise ValueError(
+                f"{out}: the {fmt} export differs from PyTorch by {diff:.2e} on an input of "
+                f"shape {tuple(x.shape)} (tolerance {TOLERANCE}); nothing written"
+            )
+
+
+def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``translate info`` prints: per direction the architecture, parameter count and
+    expected input, plus the preprocessing and training summary stored with the model."""
+    generators = {}
+    for direction, net in model.generators.items():
+        spec = model.specs[direction]
+        generators[direction] = {
+            "architecture": spec.name,
+            "options": spec.options,
+            "parameters": count_parameters(net),
+            "input": {
+                "channels": spec.in_channels,
+                "size_multiple": int(getattr(net, "size_multiple", 1)),
+                "tensor": TENSOR_CONTRACT,
+            },
+            "output_channels": spec.out_channels,
+        }
+    return {
+        "source": str(source),
+        "generators": generators,
+        "preprocess": {**model.preprocess, "native_size": _native_size(model.preprocess)},
+        "training": model.training,
+    }
+
+
+def _native_size(preprocess: dict[str, Any]) -> str:
+    """The image size the generator saw in training, in words."""
+    mode = preprocess.get("mode")
+    if mode in ("resize_and_crop", "crop", "scale_width_and_crop") and "crop_size" in preprocess:
+        size = preprocess["crop_size"]
+        return f"trained on {size}x{size} crops; any size runs (padded to the size multiple)"
+    if mode == "scale_width" and "load_size" in preprocess:
+        return f"trained at width {preprocess['load_size']}; any size runs"
+    return "any size (padded to the size multiple)"
