@@ -89,7 +89,7 @@ def _user_errors() -> Iterator[None]:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Decoding threads (default: up to 4).",
+    help="Decoding threads, and as many encoding threads (default: up to 8).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_model_options
@@ -217,4 +217,12 @@ def _describe_lines(value: Any, indent: int = 0) -> Iterator[str]:
             yield label
             yield from _describe_lines(item, indent + 1)
         else:
-            yield f"{label} {item}"
+            yield f"{label} {_plain(item)}"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "(none)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

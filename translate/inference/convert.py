@@ -1,7 +1,8 @@
 """Convert an image or a folder of images with a translator, mirroring the folder layout.
 
-Decoding runs in a thread pool ahead of the model, encoding in a writer thread behind it, so
-the three overlap; decoded images wait in per-size buckets so same-size images share a batch.
+Decoding runs in a thread pool ahead of the model, encoding in another behind it (PIL and
+zlib release the GIL while they work), so the three overlap; decoded images wait in
+per-size buckets so that same-size images share a batch.
 Every output is written atomically and an existing output is skipped unless ``overwrite``,
 so an interrupted run is resumed by running it again.
 """
@@ -135,7 +136,8 @@ def convert_folder(
     """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
 
     ``dst`` mirrors the relative paths and names (the suffix changes with ``format``);
-    ``quality`` applies to JPEG and WebP outputs. A
+    ``quality`` applies to JPEG and WebP outputs; ``workers`` threads decode and as many
+    encode (default: up to 8). A
     ready :class:`Translator` as ``model`` is used as it is (the model options are then
     ignored). Under torchrun each rank converts its share of the sorted file list.
     """
@@ -165,11 +167,11 @@ def convert_folder(
             norm=norm,
         )
     batch_size = model.batch_size
-    workers = min(4, os.cpu_count() or 1) if workers is None else max(1, workers)
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     desc = "convert" if world == 1 else f"convert (rank {rank})"
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
-        ThreadPoolExecutor(1, thread_name_prefix="encode") as writer,
+        ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
         tqdm(total=len(todo), unit="img", desc=desc, disable=not progress) as bar,
     ):
         channels = model.in_channels
@@ -198,8 +200,8 @@ def convert_folder(
                 job.image = None
                 out = _fit_alpha(out, job.dst, model.out_channels)
                 q = quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
-                writes.append((job, writer.submit(write_image, job.dst, out, q)))
-            while len(writes) > 2 * batch_size:
+                writes.append((job, writers.submit(write_image, job.dst, out, q)))
+            while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
             _finish(writes.popleft(), summary, bar, fail)

@@ -1,0 +1,57 @@
+"""`translate export` and `translate info` as a user runs them (convert: test_convert.py)."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from translate.cli import main
+from translate.model_file import GeneratorSpec, save_generators
+from translate.networks import count_parameters
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "g.safetensors"
+    spec = GeneratorSpec("unet_128", 1, 3, {"ngf": 4, "num_downs": 3})
+    net = spec.build().eval()
+    save_generators(path, {"AtoB": (spec, net)}, training={"model": "pix2pix", "epochs": 3})
+    return path, net
+
+
+def test_info_prints_architecture_parameters_and_training(model):
+    path, net = model
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "unet_128" in result.output and f"parameters: {count_parameters(net):,}" in result.output
+    assert "epochs: 3" in result.output
+
+    as_json = CliRunner().invoke(main, ["info", str(path), "--json"])
+    described = json.loads(as_json.output)
+    assert described["generators"]["AtoB"]["parameters"] == count_parameters(net)
+    assert described["generators"]["AtoB"]["input"]["channels"] == 1
+
+
+def test_export_torchscript_matches_pytorch(model, tmp_path):
+    path, net = model
+    out = tmp_path / "g.pt"
+    result = CliRunner().invoke(main, ["export", str(path), "--format", "torchscript", str(out)])
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+    x = torch.rand(2, 1, 24, 40) * 2 - 1  # another batch and shape than any export check
+    with torch.inference_mode():
+        assert torch.allclose(torch.jit.load(str(out))(x), net(x), atol=1e-4)
+
+
+def test_model_errors_are_one_line_not_a_traceback(model, tmp_path):
+    path, _ = model
+    arch = CliRunner().invoke(main, ["info", str(path), "--arch", "resnet_9blocks"])
+    assert arch.exit_code == 1 and "--arch" in arch.output
+    assert "Traceback" not in arch.output
+    opset = CliRunner().invoke(
+        main, ["export", str(path), "--format", "torchscript", "--opset", "17", str(tmp_path / "x")]
+    )
+    assert opset.exit_code == 1 and "--opset" in opset.output
+    missing = CliRunner().invoke(main, ["info", str(tmp_path / "missing.safetensors")])
+    assert missing.exit_code == 1 and "missing.safetensors" in missing.output
