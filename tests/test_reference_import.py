@@ -81,7 +81,7 @@ def test_instance_norm_without_parameters_is_ambiguous_with_none(tmp_path):
     net = _reference_net("resnet_9blocks", {**RESNET, "norm": "instance"})
     torch.save(net.state_dict(), tmp_path / "g.pth")
     model = load_model(tmp_path / "g.pth")
-    assert any("also fit instance or none" in note for note in model.training["notes"])
+    assert any("fit instance and none alike" in note for note in model.training["notes"])
     none = load_model(tmp_path / "g.pth", norm="none")
     assert none.specs["AtoB"].options["norm"] == "none"
     assert not _outputs_equal(net, none.generators["AtoB"])
@@ -96,6 +96,22 @@ def test_pre_0_4_instance_norm_stats_are_dropped(tmp_path):
     model = load_model(tmp_path / "old.pth")
     assert any("dropped running stats" in note for note in model.training["notes"])
     assert _outputs_equal(net, model.generators["AtoB"])
+
+
+def test_pre_0_4_batch_norm_without_counters(tmp_path):
+    net = _reference_net("unet_256", {**UNET, "norm": "batch"})
+    state = {k: v for k, v in net.state_dict().items() if "num_batches_tracked" not in k}
+    torch.save(state, tmp_path / "old.pth")
+    assert _outputs_equal(net, load_model(tmp_path / "old.pth").generators["AtoB"])
+
+
+def test_reference_norm_none_is_explained(tmp_path):
+    net = _reference_net("resnet_9blocks", {**RESNET, "norm": "none"})
+    last_conv = "model.19.bias"  # the reference keeps only the output convolution's bias
+    state = {k: v for k, v in net.state_dict().items() if k == last_conv or "bias" not in k}
+    torch.save(state, tmp_path / "none.pth")
+    with pytest.raises(ValueError, match="what the reference writes for --norm none"):
+        load_model(tmp_path / "none.pth")
 
 
 def test_cyclegan_pair_loads_both_directions(tmp_path):

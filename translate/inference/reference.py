@@ -102,18 +102,30 @@ def import_generator(
     by_shape = [c for c in candidates if c.shapes == [shape for _, shape in theirs]]
     chosen = (by_name or by_shape or [None])[0]
     if chosen is None:
-        raise ValueError(_misfit(path, theirs, candidates))
+        message = _misfit(path, theirs, candidates)
+        if not _has_conv_bias(state) and not any(k.endswith(".running_mean") for k in state):
+            message += (
+                "; convolutions without bias and no norm layers are what the reference writes "
+                "for --norm none, which drops the bias too; our generators keep it, so such "
+                "a checkpoint cannot be imported"
+            )
+        raise ValueError(message)
     if not by_name:
         notes.append("key names differ from the reference; weights mapped by order and shape")
     notes += _ambiguities(chosen.spec, by_name or by_shape)
-    net = chosen.spec.build()
+    return _build(chosen, list(tensors.values())), chosen.spec, notes
+
+
+def _build(candidate: _Candidate, tensors: list[torch.Tensor]) -> torch.nn.Module:
+    """The candidate's module holding ``tensors``, given in the order of its state dict."""
+    net = candidate.spec.build()
     ours = net.state_dict()
-    mapped = dict(zip(chosen.keys, tensors.values(), strict=True))
+    mapped = dict(zip(candidate.keys, tensors, strict=True))
     for key, value in ours.items():
         if _is_stat_counter(key):
             mapped[key] = value  # absent from pre-0.4 files; unused in eval mode
     net.load_state_dict({k: v.to(ours[k].dtype) for k, v in mapped.items()})
-    return net, chosen.spec, notes
+    return net
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -145,7 +157,8 @@ def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
             raise ValueError(
                 f"{path}: not a generator state dict; top-level keys: "
                 f"{', '.join(map(str, list(obj)[:10]))}; a wrapper should hold it under "
-                f"exactly one of {', '.join(WRAPPER_KEYS)}"
+                f"exactly one of {', '.join(WRAPPER_KEYS)} (for a translate training "
+                "state, pass its run directory)"
             )
         obj = obj[wrapped[0]]
     if not isinstance(obj, dict) or not obj:
@@ -177,8 +190,9 @@ def _module(key: str) -> str:
     return key.rpartition(".")[0]
 
 
-def _first_conv(state: dict[str, torch.Tensor]) -> str:
-    return next(k for k, v in state.items() if v.dim() == 4)
+def _has_conv_bias(state: dict[str, torch.Tensor]) -> bool:
+    first = next(k for k, v in state.items() if v.dim() == 4)
+    return _module(first) + ".bias" in state
 
 
 def _drop_old_instance_norm_stats(state: dict[str, torch.Tensor]) -> bool:
@@ -187,7 +201,7 @@ def _drop_old_instance_norm_stats(state: dict[str, torch.Tensor]) -> bool:
     Biased convolutions mean instance norm in the reference, and PyTorch before 0.4 saved
     running stats for it; the reference's own loader drops them the same way.
     """
-    if _module(_first_conv(state)) + ".bias" not in state:
+    if not _has_conv_bias(state):
         return False
     modules: dict[str, set[str]] = {}
     for key in state:
@@ -222,7 +236,7 @@ def _candidates(
         )
     else:
         raise ValueError(
-            f"{path}: first convolution {_first_conv(state)} is {kernel}x{kernel}; "
+            f"{path}: the first convolution is {kernel}x{kernel}; "
             "expected 7x7 (ResNet generator) or 4x4 (U-Net generator); pass --arch"
         )
     if arch:
@@ -250,8 +264,8 @@ def _ambiguities(chosen: GeneratorSpec, fitting: list[_Candidate]) -> list[str]:
     if any(c.spec.options["norm"] != chosen.options["norm"] for c in fitting):
         alternatives = sorted({c.spec.options["norm"] for c in fitting})
         notes.append(
-            f"norm {chosen.options['norm']!r} assumed; the weights also fit "
-            f"{' or '.join(alternatives)} (pass --norm to choose)"
+            f"norm {chosen.options['norm']!r} assumed; the weights fit "
+            f"{' and '.join(alternatives)} alike (pass --norm to choose)"
         )
     if chosen.name.startswith("unet"):
         notes.append("U-Net dropout cannot be seen in the weights; assumed on (pix2pix)")
