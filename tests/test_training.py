@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +22,23 @@ from click.testing import CliRunner
 from translate.cli import main
 from translate.data.images import write_image
 from translate.model_file import load_generators
+from translate.training.checkpoint import latest_state, load_state
 from translate.training.config import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
 from translate.training.schedules import LinearDecay
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny networks gain nothing from a second thread, and on a busy 2-core machine
+    # OpenMP threads waiting for each other make each step 100x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _image(rng: np.random.Generator) -> np.ndarray:
@@ -218,3 +235,111 @@ def test_config_copy_is_independent(data: Path) -> None:
     snapshot = copy.deepcopy(base)
     from_dict(base, ["optim.lr_g=0.1"])
     assert base == snapshot
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_resume_is_exact(data: Path, tmp_path: Path, model: str) -> None:
+    """2N steps in one go == N steps, stop, resume for N more: identical weights.
+
+    N = 5 with 4 batches per epoch stops mid-epoch, so the data order, the schedulers, the
+    image pool, dropout and augmentation randomness must all be restored.
+    """
+    sections = {
+        "data": {"max_dataset_size": 8},
+        "optim": {"d_steps": 2},
+        "schedule": {"epochs": 1, "decay_epochs": 3},
+        "discriminator": {"options": {"ndf": 4, "n_layers": 2}, "pool_size": 3},
+        "train": {"batch_size": 2, "max_steps": 10},
+    }
+    full = trainer(tiny(model, data, **sections), tmp_path / "full")
+    full.fit()
+    half_config = tiny(model, data, **sections)
+    half_config["train"]["max_steps"] = 5
+    trainer(half_config, tmp_path / "half").fit()
+    resumed = trainer(tiny(model, data, **sections), tmp_path / "half", resume=True)
+    assert resumed.step == 5
+    resumed.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    opt_a = full.stepper.optimizers["G"].state_dict()["state"]
+    opt_b = resumed.stepper.optimizers["G"].state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"]) for i in opt_a)
+
+
+def test_bf16_autocast_step_on_the_cpu(data: Path, tmp_path: Path) -> None:
+    t = trainer(tiny("pix2pix", data, train={"precision": "bf16", "device": "cpu"}), tmp_path)
+    batch = _to_device(next(iter(t.loader)), t.device, False)
+    with t.stepper.autocast():
+        assert t.model.G(batch["input"]).dtype == torch.bfloat16
+    before = weights(t)
+    losses = t.model.train_step(batch, t.stepper)
+    assert all(torch.isfinite(v) for v in losses.values())
+    after = t.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("G."))
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())  # fp32 master weights
+
+
+def test_fp16_on_the_cpu_is_refused(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        trainer(tiny("pix2pix", data, train={"precision": "fp16", "device": "cpu"}), tmp_path)
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(data: Path, tmp_path: Path) -> None:
+    config = tiny("pix2pix", data, schedule={"epochs": 1000, "decay_epochs": 0})
+    config["train"]["max_steps"] = None
+    config_path = tmp_path / "long.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "translate.cli", "train", str(config_path), "--run-dir"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*cmd, str(run_dir), "--no-progress"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run_dir / "metrics.jsonl"
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert proc.poll() is None, "training exited early"
+            assert time.monotonic() < deadline, "no training steps within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    state = load_state(latest_state(run_dir))
+    assert state["step"] >= 2
+    resumed = trainer(config, run_dir, resume=True)
+    assert resumed.step == state["step"]
+
+
+def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    t = Trainer(from_dict(config), run_dir, progress=False)
+    t.fit()
+    params = {k: v.detach() for k, v in t.model.named_parameters()}
+    torch.save(params, run_dir / f"params_rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_on_gloo_keeps_ranks_identical(data: Path, tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tiny("pix2pix", data, train={"batch_size": 2, "max_steps": 3, "device": "cpu"})
+    mp.spawn(_ddp_worker, args=(config, tmp_path, port), nprocs=2, join=True)
+    p0 = torch.load(tmp_path / "params_rank0.pt")
+    p1 = torch.load(tmp_path / "params_rank1.pt")
+    single = trainer(tiny("pix2pix", data), tmp_path / "single")
+    initial = dict(single.model.named_parameters())
+    for key in p0:
+        assert torch.equal(p0[key], p1[key]), key
+    assert any(not torch.equal(p0[k], initial[k]) for k in p0)
+    assert (tmp_path / "generator_latest.safetensors").is_file()  # rank 0 wrote the files

@@ -298,8 +298,8 @@ class Trainer:
         if stop.signal is not None and self.ranks.main:
             tqdm.write(f"stopped by signal {stop.signal}; resume with --resume {self.run_dir}")
         self.save_checkpoint()
-        self.evaluate()
-        self.report.update_index()
+        if self.step % self.config.log.eval_every:  # else the last step was just evaluated
+            self.evaluate()
         self.report.close()
         return self.summary()
 
