@@ -107,6 +107,8 @@ def test_refuses_to_write_into_the_input_or_over_an_input(model, folder):
         convert_folder(folder, folder, model, progress=False)
     with pytest.raises(ValueError, match="over an input file"):
         convert_folder(folder / "a.png", folder, model, progress=False)
+    with pytest.raises(ValueError, match="must be a folder"):
+        convert_folder(folder / "a.png", folder / "b.png", model, progress=False)
     result = CliRunner().invoke(main, ["convert", str(model), str(folder), str(folder / "x")])
     assert result.exit_code == 1 and "inside the input folder" in result.output
 

@@ -139,12 +139,12 @@ def convert(
             arch=arch,
             norm=norm,
         )
-    _print_summary(summary, output)
+    _print_summary(summary, input, output)
     if summary.failed:
         sys.exit(1)
 
 
-def _print_summary(summary: ConvertSummary, output: Path) -> None:
+def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     rank, world = distributed_rank()
     who = "" if world == 1 else f"rank {rank}/{world}: "
     click.echo(
@@ -153,6 +153,8 @@ def _print_summary(summary: ConvertSummary, output: Path) -> None:
     )
     if summary.skipped:
         click.echo("  skipped outputs were kept; --overwrite redoes them")
+    if not (summary.converted or summary.skipped or summary.failed):
+        click.echo(f"  no images found in {source}", err=True)
     for path, reason in summary.failed:
         click.echo(f"  failed: {path}: {reason}", err=True)
 

@@ -81,6 +81,8 @@ def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, s
     Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
     the first; the second is returned as a failure.
     """
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"{dst}: the output must be a folder (outputs mirror the input names)")
     if src.is_dir():
         src_root = src.resolve()
         dst_res = dst.resolve()
@@ -144,15 +146,7 @@ def convert_folder(
     src, dst = Path(src), Path(dst)
     jobs, clashes = plan(src, dst, format)
     rank, world = distributed_rank()
-    summary = ConvertSummary(failed=shard(clashes, rank, world))
-    todo = []
-    for job in shard(jobs, rank, world):
-        if job.dst.exists() and not overwrite:
-            summary.skipped += 1
-        else:
-            todo.append(job)
-    if not todo:
-        return summary
+    # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     if not isinstance(model, Translator):
         model = Translator.load(
             model,
@@ -166,6 +160,15 @@ def convert_folder(
             arch=arch,
             norm=norm,
         )
+    summary = ConvertSummary(failed=shard(clashes, rank, world))
+    todo = []
+    for job in shard(jobs, rank, world):
+        if job.dst.exists() and not overwrite:
+            summary.skipped += 1
+        else:
+            todo.append(job)
+    if not todo:
+        return summary
     batch_size = model.batch_size
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     desc = "convert" if world == 1 else f"convert (rank {rank})"
