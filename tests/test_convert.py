@@ -178,3 +178,18 @@ def test_cli_convert_prints_the_summary(model, folder, tmp_path):
     assert bad.exit_code == 1 and "fp16 needs a CUDA" in bad.output
     missing = CliRunner().invoke(main, ["convert", str(tmp_path / "no.safetensors"), *args[2:]])
     assert missing.exit_code == 1 and "no.safetensors" in missing.output
+
+
+def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    ramp = (np.arange(16 * 20, dtype=np.uint16).reshape(16, 20) * 200).astype(np.uint16)
+    Image.fromarray(ramp).save(src / "deep.png")  # 16-bit grayscale
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 20, 3), np.uint8)
+    Image.fromarray(rgb).convert("P").save(src / "palette.png")
+    summary = convert_folder(src, tmp_path / "out", model, device="cpu", progress=False)
+    assert summary.converted == 2 and not summary.failed
+    translator = Translator.load(model, device="cpu")
+    for name in ("deep.png", "palette.png"):
+        expected = translator(read_image(src / name))
+        assert np.array_equal(read_image(tmp_path / "out" / name), expected)

@@ -83,7 +83,10 @@ class Translator:
     feeds the model), translate, and resize the result back to the input's size; None keeps
     the native resolution (reflect-padded to the generator's size multiple, cropped back).
     ``tile``: translate images larger than ``tile`` pixels in overlapping tiles, blended
-    with linear ramps over ``overlap`` pixels so no seams show.
+    with linear ramps over ``overlap`` pixels so no seams show. ``device``: ``auto``, ``cpu``,
+    ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
+    fp16 on CUDA, fp32 elsewhere); ``batch_size``: images per forward pass. The generator
+    is moved to the device in place.
     """
 
     def __init__(
