@@ -1,0 +1,457 @@
+"""Speed and memory figures for the README.
+
+    python tools/benchmark.py [--quick] [--device auto|cpu|cuda] [--json OUT]
+
+Three measurements on synthetic data, each case in a fresh child process so that its peak
+memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
+``torch.cuda.max_memory_allocated``):
+
+- training: iterations/s and peak memory of pix2pix (unet_256, batch norm, PatchGAN) and
+  CycleGAN (resnet_9blocks, instance norm) at 256x256, batch 1, per precision, with our
+  trainers' ``train_step`` and with the reference-style steps below (``REFERENCE_STEPS``);
+- converter: ``convert_folder`` images/s over a folder of PNGs against the bare generator's
+  forward images/s at the same batch size and precision;
+- data loader: ``PairedFolder`` + ``DataLoader`` images/s against the training step's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import translate
+from translate import Translator, convert_folder
+from translate.atomic import atomic_write_text
+from translate.data.datasets import PairedFolder
+from translate.data.images import write_image
+from translate.data.transforms import Preprocess
+from translate.model_file import GeneratorSpec, save_generators
+from translate.training.image_pool import ImagePool
+
+MODELS = {
+    # model -> (generator, its options, discriminator options, GAN loss) as the reference has them
+    "pix2pix": ("unet_256", {"norm": "batch", "dropout": True}, {"norm": "batch"}, "vanilla"),
+    "cyclegan": ("resnet_9blocks", {"norm": "instance"}, {"norm": "instance"}, "lsgan"),
+}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mb(device: str) -> float:
+    """Peak memory so far: CUDA allocations, or this process's peak RSS on the CPU."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes vs KiB
+
+
+def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: int = 1) -> float:
+    """Calls (times ``per_call`` items) per second, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return iters * per_call / (time.perf_counter() - start)
+
+
+def isolated(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """Run ``fn(**kwargs)`` in a fresh process (spawned, so CUDA and peak RSS start clean)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, **kwargs).result()
+
+
+def precisions(device: str) -> list[str]:
+    if device == "cuda":
+        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return ["fp32", "bf16"] if bf16 else ["fp32"]
+
+
+def synthetic_batch(size: int, device: str, seed: int, batch: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
+
+
+# --- the reference-style training steps ----------------------------------------------------
+# What pytorch-CycleGAN-and-pix2pix does per iteration, as written for the PyTorch of its time:
+# fp32, contiguous NCHW, zero_grad() that zeroes gradients in place (set_to_none=False),
+# single-tensor Adam (foreach=False), requires_grad toggled on D every step, cudnn.benchmark on.
+
+
+def _requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def _adam(params: Any) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999), foreach=False)
+
+
+def _gan(mode: str, prediction: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.full_like(prediction, 1.0 if real else 0.0)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(prediction, target)
+    return F.mse_loss(prediction, target)
+
+
+def reference_pix2pix(device: str, size: int) -> Callable[[], None]:
+    """One reference pix2pix iteration: D on (fake, real) pairs, then G on GAN + 100 * L1."""
+    gen, g_opts, d_opts, gan = MODELS["pix2pix"]
+    G = translate.build_generator(gen, 3, 3, **g_opts).to(device).train()
+    D = translate.build_discriminator("patch", 6, **d_opts).to(device).train()
+    opt_g, opt_d = _adam(G.parameters()), _adam(D.parameters())
+    real_a, real_b = synthetic_batch(size, device, 0), synthetic_batch(size, device, 1)
+
+    def step() -> None:
+        fake_b = G(real_a)
+        _requires_grad([D], True)
+        opt_d.zero_grad(set_to_none=False)
+        loss_d_fake = _gan(gan, D(torch.cat((real_a, fake_b), 1).detach()), False)
+        loss_d_real = _gan(gan, D(torch.cat((real_a, real_b), 1)), True)
+        ((loss_d_fake + loss_d_real) * 0.5).backward()
+        opt_d.step()
+        _requires_grad([D], False)
+        opt_g.zero_grad(set_to_none=False)
+        loss_g_gan = _gan(gan, D(torch.cat((real_a, fake_b), 1)), True)
+        (loss_g_gan + F.l1_loss(fake_b, real_b) * 100.0).backward()
+        opt_g.step()
+
+    return step
+
+
+def reference_cyclegan(device: str, size: int) -> Callable[[], None]:
+    """One reference CycleGAN iteration: both G on GAN + cycle + identity, then both D."""
+    gen, g_opts, d_opts, gan = MODELS["cyclegan"]
+    G_A, G_B = (translate.build_generator(gen, 3, 3, **g_opts).to(device) for _ in "AB")
+    D_A, D_B = (translate.build_discriminator("patch", 3, **d_opts).to(device) for _ in "AB")
+    opt_g = _adam([*G_A.parameters(), *G_B.parameters()])
+    opt_d = _adam([*D_A.parameters(), *D_B.parameters()])
+    pool_a, pool_b = ImagePool(50), ImagePool(50)
+    real_a, real_b = synthetic_batch(size, device, 0), synthetic_batch(size, device, 1)
+    lam, idt = 10.0, 0.5
+
+    def d_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss = (_gan(gan, D(real), True) + _gan(gan, D(fake.detach()), False)) * 0.5
+        loss.backward()
+        return loss
+
+    def step() -> None:
+        fake_b = G_A(real_a)
+        rec_a = G_B(fake_b)
+        fake_a = G_B(real_b)
+        rec_b = G_A(fake_a)
+        _requires_grad([D_A, D_B], False)
+        opt_g.zero_grad(set_to_none=False)
+        loss_idt = (
+            F.l1_loss(G_A(real_b), real_b) * lam * idt + F.l1_loss(G_B(real_a), real_a) * lam * idt
+        )
+        loss_gan = _gan(gan, D_A(fake_b), True) + _gan(gan, D_B(fake_a), True)
+        loss_cycle = F.l1_loss(rec_a, real_a) * lam + F.l1_loss(rec_b, real_b) * lam
+        (loss_gan + loss_cycle + loss_idt).backward()
+        opt_g.step()
+        _requires_grad([D_A, D_B], True)
+        opt_d.zero_grad(set_to_none=False)
+        d_loss(D_A, real_b, pool_b.query(fake_b))
+        d_loss(D_B, real_a, pool_a.query(fake_a))
+        opt_d.step()
+
+    return step
+
+
+REFERENCE_STEPS = {"pix2pix": reference_pix2pix, "cyclegan": reference_cyclegan}
+
+
+# --- our trainers' step -------------------------------------------------------------------
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A photo-like test image (smooth shapes plus grain), so that decoding and encoding cost
+    what they cost on real images; pure noise would be far slower."""
+    coarse = torch.from_numpy(rng.random((1, 3, height // 16, width // 16), dtype=np.float32))
+    shapes = F.interpolate(coarse * 255, size=(height, width), mode="bicubic")[0]
+    grain = torch.from_numpy(rng.normal(0, 6, (3, height, width)).astype(np.float32))
+    return (shapes + grain).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def write_dataset(root: Path, model: str, size: int, count: int = 2) -> None:
+    """A tiny dataset of the layout ``model`` trains on: aligned A|B pairs or trainA/trainB."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        if model == "pix2pix":
+            write_image(root / "train" / f"{i}.jpg", smooth_image(rng, size, 2 * size), 95)
+        else:
+            for domain in "AB":
+                write_image(root / f"train{domain}" / f"{i}.jpg", smooth_image(rng, size, size), 95)
+
+
+def our_step(
+    model: str, device: str, precision: str, size: int, workdir: Path
+) -> Callable[[], Any]:
+    """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
+    optimizers, precision and memory format), with the reference defaults and batch 1."""
+    from translate.training.config import from_dict
+    from translate.training.engine import Trainer
+
+    write_dataset(workdir / "data", model, size)
+    preprocess = {"mode": "crop", "crop_size": size, "flip": False}
+    config = from_dict({
+        "model": model,
+        "data": {"root": str(workdir / "data"), "num_workers": 0, "val_size": 1,
+                 "preprocess": preprocess},
+        "train": {"device": device, "precision": precision},
+        "log": {"tensorboard": False},
+    })  # fmt: skip
+    trainer = Trainer(config, workdir / "run", progress=False)
+    layout = torch.channels_last if trainer.channels_last else torch.contiguous_format
+    item = torch.utils.data.default_collate([trainer.train_set[0]])
+    batch = {
+        k: v.to(trainer.device).contiguous(memory_format=layout) if torch.is_tensor(v) else v
+        for k, v in item.items()
+    }
+    return lambda: trainer.model.train_step(batch, trainer.stepper)
+
+
+# --- the cases, each run in its own process -----------------------------------------------
+
+
+def train_case(
+    model: str, impl: str, precision: str, device: str, size: int, quick: bool
+) -> dict[str, Any]:
+    torch.backends.cudnn.benchmark = True
+    warmup, iters = (1, 2) if quick else (3, 10)
+    if model == "pix2pix":  # about ten times faster than CycleGAN
+        warmup, iters = warmup * 2, iters * 3
+    with tempfile.TemporaryDirectory() as tmp:
+        if impl == "reference":
+            step = REFERENCE_STEPS[model](device, size)
+        else:
+            step = our_step(model, device, precision, size, Path(tmp))
+        reset_peak(device)
+        it_s = rate(step, device, warmup, iters)
+    return {"it/s": it_s, "peak MB": peak_mb(device)}
+
+
+def convert_case(precision: str, device: str, size: int, quick: bool, batch: int) -> dict[str, Any]:
+    """convert_folder over PNGs (decode, translate, encode, write) against the bare pix2pix
+    generator's forward pass on a tensor already on the device, same batch and precision."""
+    count = 16 if quick else 64
+    name, options, _, _ = MODELS["pix2pix"]
+    spec = GeneratorSpec(name, 3, 3, options)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, model_path = Path(tmp, "in"), Path(tmp, "model.safetensors")
+        for i in range(count):
+            write_image(src / f"{i:04d}.png", smooth_image(rng, size, size))
+        save_generators(model_path, {"AtoB": (spec, spec.build())})
+        translator = Translator.load(
+            model_path, device=device, precision=precision, batch_size=batch
+        )
+        translator.translate_batch([smooth_image(rng, size, size)] * batch)  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        summary = convert_folder(src, Path(tmp, "out"), translator, progress=False)
+        sync(device)
+        convert_s = count / (time.perf_counter() - start)
+    if summary.converted != count:
+        raise RuntimeError(
+            f"convert_folder converted {summary.converted} of {count}: {summary.failed}"
+        )
+
+    # The same network in the same memory format the Translator uses, so that the ratio is
+    # the cost of the pipeline around the forward pass (decode, pad, encode, write).
+    generator = spec.build().to(device, memory_format=torch.channels_last).eval()
+    x = synthetic_batch(size, device, 0, batch).contiguous(memory_format=torch.channels_last)
+    dtype = AUTOCAST.get(precision)
+
+    @torch.inference_mode()
+    def forward() -> None:
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            generator(x)
+
+    forward_s = rate(forward, device, 2, max(2, count // batch), per_call=batch)
+    return {
+        "convert img/s": convert_s,
+        "forward img/s": forward_s,
+        "convert/forward": convert_s / forward_s,
+    }
+
+
+def loader_case(device: str, size: int, quick: bool, workers: int) -> dict[str, Any]:
+    """Images/s that PairedFolder + DataLoader deliver with the reference preprocessing
+    (resize to 286/256 of the size, random crop, flip) from aligned JPEGs; worker start-up
+    is left out."""
+    count = 32 if quick else 128
+    rng = np.random.default_rng(0)
+    preprocess = Preprocess(load_size=size * 286 // 256, crop_size=size)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            write_image(Path(tmp, "train", f"{i:04d}.jpg"), smooth_image(rng, size, 2 * size), 95)
+        loader = torch.utils.data.DataLoader(
+            PairedFolder(tmp, "train", preprocess=preprocess), batch_size=1, shuffle=True,
+            num_workers=workers, pin_memory=device == "cuda",
+        )  # fmt: skip
+        batches = iter(loader)
+        next(batches)
+        start = time.perf_counter()
+        for batch in batches:
+            batch["input"].to(device, non_blocking=True)
+        sync(device)
+        images_s = (count - 1) / (time.perf_counter() - start)
+    return {"images/s": images_s}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def machine(device: str) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = cpuinfo.read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info = {
+        "cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "device": device,
+    }  # fmt: skip
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def table(title: str, rows: list[dict[str, Any]]) -> str:
+    """A plain-text table; floats get three significant figures."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:#.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
+    """Our steps against the reference step of the same model, and the loader against our
+    pix2pix fp32 step (batch 1, so iterations/s = images/s)."""
+    train = results["training"]
+    reference = {r["model"]: r["it/s"] for r in train if r["step"] == "reference"}
+    for row in train:
+        row["vs reference"] = row["it/s"] / reference[row["model"]]
+    ours = next(r["it/s"] for r in train if r["model"] == "pix2pix" and r["step"] == "ours")
+    for row in results["loader"]:
+        row["pix2pix train it/s"] = ours
+        row["loader/train"] = row["images/s"] / ours
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description="Training, converter and data loader speed.")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations: minutes on 2 cores")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument("--batch", type=int, default=4, help="converter batch size")
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader workers"
+    )
+    args = parser.parse_args(argv)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.size % 256:
+        parser.error(f"--size {args.size}: unet_256 needs a multiple of 256")
+
+    common = {"device": device, "size": args.size, "quick": args.quick}
+    cases: list[tuple[str, dict[str, Any], Callable[..., dict[str, Any]], dict[str, Any]]] = []
+    for model in MODELS:
+        label = {"model": model, "step": "reference", "precision": "fp32"}
+        cases.append(
+            (
+                "training",
+                label,
+                train_case,
+                {"model": model, "impl": "reference", "precision": "fp32", **common},
+            )
+        )
+        for precision in precisions(device):
+            label = {"model": model, "step": "ours", "precision": precision}
+            cases.append(
+                (
+                    "training",
+                    label,
+                    train_case,
+                    {"model": model, "impl": "ours", "precision": precision, **common},
+                )
+            )
+    for precision in precisions(device):
+        label = {"precision": precision, "batch": args.batch}
+        cases.append(
+            (
+                "converter",
+                label,
+                convert_case,
+                {"precision": precision, "batch": args.batch, **common},
+            )
+        )
+    cases.append(("loader", {"workers": args.workers}, loader_case,
+                  {"workers": args.workers, **common}))  # fmt: skip
+
+    results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
+    sections: dict[str, list[dict[str, Any]]] = {"training": [], "converter": [], "loader": []}
+    for section, label, fn, kwargs in tqdm(cases, desc="benchmark", unit="case"):
+        sections[section].append({**label, **isolated(fn, **kwargs)})
+    add_ratios(sections)
+    results.update(sections)
+
+    info = results["machine"]
+    print(", ".join(f"{k}: {v}" for k, v in info.items()) + (" (quick)" if args.quick else ""))
+    print(table(f"\ntraining, {args.size}x{args.size}, batch 1", sections["training"]))
+    print(table(f"\nconverter, {args.size}x{args.size} PNGs", sections["converter"]))
+    print(table(f"\ndata loader, {args.size}x{args.size} crops", sections["loader"]))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=2))
+        print(f"\nwrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
