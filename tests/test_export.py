@@ -28,7 +28,7 @@ def _max_diff(run, net, shape):
         return (run(x) - net(x)).abs().max().item()
 
 
-# Sizes other than the one the export traces at (64x64), including batch 3 and non-square.
+# Sizes other than the one the export traces at (32x32), including batch 3 and non-square.
 SIZES = [(3, 3, 24, 40), (1, 3, 16, 8)]
 
 

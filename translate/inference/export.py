@@ -64,7 +64,7 @@ def export_generator(
 def _check_inputs(net: nn.Module, channels: int) -> list[torch.Tensor]:
     """The trace input and a second input of another batch size and shape."""
     multiple = int(getattr(net, "size_multiple", 1))
-    side = multiple * math.ceil(64 / multiple)
+    side = multiple * math.ceil(32 / multiple)
     generator = torch.Generator().manual_seed(0)
     return [
         torch.rand(shape, generator=generator) * 2 - 1
