@@ -343,3 +343,47 @@ def test_ddp_on_gloo_keeps_ranks_identical(data: Path, tmp_path: Path) -> None:
         assert torch.equal(p0[key], p1[key]), key
     assert any(not torch.equal(p0[k], initial[k]) for k in p0)
     assert (tmp_path / "generator_latest.safetensors").is_file()  # rank 0 wrote the files
+
+
+@pytest.mark.parametrize(
+    ("model", "sections"),
+    [
+        (
+            "pix2pix",
+            {
+                "discriminator": {
+                    "name": "multiscale",
+                    "options": {"ndf": 4, "n_layers": 1, "num_scales": 2},
+                    "diff_augment": "translation,cutout,color",
+                },
+                "loss": {"gan_mode": "hinge", "feature_matching": 10.0},
+                "optim": {"grad_clip": 1.0, "lr_d": 1e-4},
+            },
+        ),
+        ("cyclegan", {"loss": {"gan_mode": "wgangp"}, "schedule": {"policy": "cosine"}}),
+        ("pix2pix", {"loss": {"gan_mode": "lsgan"}, "schedule": {"policy": "plateau"}}),
+    ],
+)
+def test_options_train(data: Path, tmp_path: Path, model: str, sections: dict) -> None:
+    """Feature matching, DiffAugment, clipping, WGAN-GP and the other lr policies run."""
+    t = trainer(tiny(model, data, **sections), tmp_path)
+    t.config.train.max_steps = 5  # crosses an epoch end, so the scheduler steps
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [v for r in records for k, v in r.items() if k.startswith(("G", "D"))]
+    assert losses and all(np.isfinite(losses))
+    assert t.epoch == 1
+
+
+def test_step_schedule_and_separate_lrs(data: Path, tmp_path: Path) -> None:
+    config = tiny(
+        "pix2pix",
+        data,
+        optim={"lr_g": 1e-3, "lr_d": 1e-4},
+        schedule={"policy": "step", "step_size": 1, "gamma": 0.5},
+        train={"batch_size": 4, "max_steps": 5},
+    )
+    t = trainer(config, tmp_path)
+    t.fit()  # 2 batches per epoch: two epoch ends before step 5
+    assert t.stepper.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
+    assert t.stepper.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1e-4 / 4)

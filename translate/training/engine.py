@@ -337,11 +337,20 @@ class Trainer:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
             if self.step % cfg.log.checkpoint_every == 0:
                 self.save_checkpoint()
-            if stop.signal is not None or self._at_max_steps():
+            if self._stop_requested(stop) or self._at_max_steps():
                 bar.close()
                 return False
         bar.close()
         return True
+
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """A signal on any rank stops every rank after the same step."""
+        requested = stop.signal is not None
+        if self.ranks.world_size == 1:
+            return requested
+        flag = torch.tensor(float(requested), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _log_losses(self, means: dict[str, float]) -> None:
         for key, value in means.items():
