@@ -184,3 +184,6 @@ def test_not_a_generator(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="broken.pth: not a readable torch checkpoint"):
         load_model(tmp_path / "broken.pth")
+    torch.jit.save(torch.jit.script(build_generator("resnet_9blocks", **RESNET)), tmp_path / "g.pt")
+    with pytest.raises(ValueError, match="g.pt: a TorchScript module"):
+        load_model(tmp_path / "g.pt")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     Only ``weights_only`` loading is used: a file that needs to run pickled code is refused.
     """
+    if _is_torchscript(path):
+        raise ValueError(
+            f"{path}: a TorchScript module (as `translate export` writes), not a state dict; "
+            "pass the model it was exported from"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -145,9 +151,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "state_dict() instead"
         ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable torch checkpoint ({reason})") from exc
     obj = _unwrap(path, obj)
     return {_strip_prefixes(key): value for key, value in obj.items()}
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files, like ``torch.save``'s, but also hold constants."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
