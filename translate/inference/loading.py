@@ -48,7 +48,10 @@ def load_model(
 
 
 def resolve_model_path(source: str | os.PathLike[str]) -> Path:
-    """The file that ``source`` names: itself, a run directory's generator or a bundled file."""
+    """The file that ``source`` names: itself, a run directory's generator or a bundled file.
+
+    A bundled name wins over a same-named file or folder; ``./demo`` names the folder.
+    """
     if isinstance(source, str) and source in BUNDLED:
         return bundled_path(source)
     path = Path(source)
