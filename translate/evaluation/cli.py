@@ -1,0 +1,159 @@
+"""``translate evaluate``: score outputs against targets, or a model on a paired dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+import torch
+
+# metric -> (label, note) in table order
+ROWS = {
+    "images": ("images", ""),
+    "images_targets": ("target images", ""),
+    "l1": ("L1", "lower is better, [-1, 1] scale"),
+    "psnr": ("PSNR (dB)", "higher is better"),
+    "ssim": ("SSIM", "higher is better"),
+    "fid": ("FID", "lower is better"),
+    "kid": ("KID", "lower is better"),
+    "kid_std": ("KID std", "over subsets"),
+    "diversity_outputs": ("diversity (outputs)", "mean pairwise L1"),
+    "diversity_targets": ("diversity (targets)", "mean pairwise L1"),
+    "diversity_ratio": ("diversity ratio", "outputs / targets; near 0 = collapse"),
+}
+
+
+def format_table(result: dict[str, float]) -> str:
+    rows = []
+    for key, (label, note) in ROWS.items():
+        if key not in result:
+            continue
+        value = result[key]
+        text = f"{int(value)}" if key.startswith("images") else f"{value:.4f}"
+        rows.append((label, "n/a" if math.isnan(value) else text, note))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{a:<{width[0]}}  {b:>{width[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) -> torch.nn.Module:
+    # CycleGAN files hold both directions; a pix2pix file holds one, trained for its dataset's
+    # direction, whatever the data's direction option is here.
+    if direction in generators:
+        return generators[direction]
+    if len(generators) == 1:
+        return next(iter(generators.values()))
+    raise click.UsageError(f"the model has no {direction} generator")
+
+
+@click.command()
+@click.option(
+    "--outputs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of generated images.",
+)
+@click.option(
+    "--targets",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of ground truth (matched to --outputs by relative path and name).",
+)
+@click.option(
+    "--unpaired",
+    is_flag=True,
+    help="Treat --outputs and --targets as two unmatched sets: FID/KID and diversity.",
+)
+@click.option("--model", "model_source", help="Model file, run directory or bundled name.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Paired dataset root to run --model over.",
+)
+@click.option("--split", default="val", show_default=True, help="Split of --data.")
+@click.option(
+    "--direction",
+    type=click.Choice(["AtoB", "BtoA"]),
+    default="AtoB",
+    show_default=True,
+    help="Which side of --data is the input.",
+)
+@click.option(
+    "--inception-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Inception-v3 state dict (torchvision or pytorch-fid) for FID/KID.",
+)
+@click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--device", default=None, help="torch device (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON only.")
+def evaluate(
+    outputs: Path | None,
+    targets: Path | None,
+    unpaired: bool,
+    model_source: str | None,
+    data: Path | None,
+    split: str,
+    direction: str,
+    inception_weights: Path | None,
+    kid_subsets: int,
+    kid_subset_size: int,
+    batch_size: int,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
+    --inception-weights (nothing is downloaded), and the diversity of the outputs.
+
+    \b
+    translate evaluate --outputs results/ --targets datasets/maps/val_B/
+    translate evaluate --model run/ --data datasets/maps --split val
+    translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
+    translate evaluate --outputs results/          # diversity only
+    """
+    from translate.data.datasets import DatasetError
+    from translate.data.images import ImageReadError
+    from translate.evaluation import scores
+    from translate.evaluation.inception import load_inception
+
+    if (model_source is None) != (data is None):
+        raise click.UsageError("--model and --data go together")
+    if (model_source is None) == (outputs is None):
+        raise click.UsageError("give either --outputs (with optional --targets) or --model/--data")
+    if model_source is not None and (targets is not None or unpaired):
+        raise click.UsageError("--targets/--unpaired are for --outputs, not --model")
+    if unpaired and targets is None:
+        raise click.UsageError("--unpaired needs --targets")
+    if inception_weights is not None and outputs is not None and targets is None:
+        raise click.UsageError("FID/KID compare two sets: add --targets")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
+    try:
+        extractor = None if inception_weights is None else load_inception(inception_weights, device)
+        if model_source is not None:
+            from translate.inference.loading import load_model
+
+            model = load_model(model_source, device)
+            generator = _choose_generator(model.generators, direction)
+            source = scores.model_images(
+                generator, data, model.preprocess, split, direction, batch_size, device
+            )
+            result = scores.score_pairs(*source, extractor, **common)
+        elif targets is not None and not unpaired:
+            pairs = scores.paired_folder_images(outputs, targets)
+            result = scores.score_pairs(*pairs, extractor, **common)
+        else:
+            second = scores.folder_images(targets) if targets is not None else None
+            result = scores.score_sets(scores.folder_images(outputs), second, extractor, **common)
+    except (DatasetError, ImageReadError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
+        return
+    click.echo(format_table(result))
+    if "fid" in result and min(result["images"], result.get("images_targets", 1e9)) < 2048:
+        click.echo(
+            "note: FID from fewer than 2048 images is biased upwards; compare only scores "
+            "computed on the same number of images",
+            err=True,
+        )

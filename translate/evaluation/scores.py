@@ -1,0 +1,261 @@
+"""Scoring image sets: paired L1/PSNR/SSIM, diversity, FID/KID, from folders or a model.
+
+Images stream through accumulators one at a time, so a folder of any size fits in memory:
+:class:`PairedScores` averages the per-image metrics, :class:`SetScores` keeps Inception
+features and a spread-out sample of images for the diversity score.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from translate import metrics
+from translate.data.datasets import PairedFolder, match_pairs
+from translate.data.images import list_images, read_image
+from translate.data.transforms import Preprocess, to_tensor
+from translate.evaluation.inception import fid, kid
+
+# Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
+# resized to at most DIVERSITY_SIDE pixels a side: all pairs of a large folder would cost
+# quadratic time and a full-size copy of every image.
+DIVERSITY_SAMPLES = 128
+DIVERSITY_SIDE = 256
+
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+class PairedScores:
+    """Mean per-image L1, PSNR and SSIM of outputs against targets (NCHW in [-1, 1])."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0}
+
+    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        # The images of a batch share one size, so a batch mean is the mean of per-image scores.
+        n = output.shape[0]
+        self.sums["l1"] += metrics.l1(output, target) * n
+        self.sums["psnr"] += metrics.psnr(output, target) * n
+        self.sums["ssim"] += metrics.ssim(output, target) * n
+        self.count += n
+
+    def result(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("no image pairs were scored")
+        return {k: v / self.count for k, v in self.sums.items()}
+
+
+def _spread(total: int, samples: int) -> set[int]:
+    if total <= samples:
+        return set(range(total))
+    return {round(i * (total - 1) / (samples - 1)) for i in range(samples)}
+
+
+class SetScores:
+    """Per image set: Inception features (when an extractor is given) and diversity samples.
+
+    ``total`` (the number of images that will be added) spreads the diversity sample over
+    the whole set.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        extractor: FeatureExtractor | None = None,
+        batch_size: int = 16,
+        diversity_samples: int = DIVERSITY_SAMPLES,
+    ) -> None:
+        self.extractor = extractor
+        self.batch_size = batch_size
+        self.keep = _spread(total, diversity_samples)
+        self.count = 0
+        self.kept: list[torch.Tensor] = []
+        self.pending: list[torch.Tensor] = []
+        self.feature_batches: list[torch.Tensor] = []
+
+    def add(self, images: torch.Tensor) -> None:
+        for image in images:
+            if self.count in self.keep:
+                self.kept.append(self._diversity_copy(image))
+            if self.extractor is not None:
+                # a batch holds one image size: flush before one of another size joins it
+                if self.pending and self.pending[0].shape != image.shape:
+                    self._extract()
+                self.pending.append(image)
+                if len(self.pending) >= self.batch_size:
+                    self._extract()
+            self.count += 1
+
+    def _diversity_copy(self, image: torch.Tensor) -> torch.Tensor:
+        image = image.detach().float().cpu().expand(3, -1, -1)
+        size = tuple(self.kept[0].shape[-2:]) if self.kept else None
+        if size is None and max(image.shape[-2:]) > DIVERSITY_SIDE:
+            scale = DIVERSITY_SIDE / max(image.shape[-2:])
+            size = tuple(max(1, round(s * scale)) for s in image.shape[-2:])
+        if size is not None and tuple(image.shape[-2:]) != size:
+            image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
+        return image
+
+    def _extract(self) -> None:
+        if not self.pending:
+            return
+        self.feature_batches.append(self.extractor(torch.stack(self.pending)).cpu())
+        self.pending = []
+
+    def features(self) -> torch.Tensor:
+        self._extract()
+        return torch.cat(self.feature_batches)
+
+    def diversity(self) -> float | None:
+        """Mean pairwise L1 of the sample (``translate.metrics.diversity``); None below 2."""
+        return metrics.diversity(torch.stack(self.kept)) if len(self.kept) >= 2 else None
+
+
+def _read(path: Path) -> torch.Tensor:
+    return to_tensor(read_image(path, channels=3))
+
+
+def paired_folder_images(
+    outputs: str | os.PathLike[str], targets: str | os.PathLike[str]
+) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """Pairs of ``outputs`` and ``targets`` matched by relative path and stem, as [1,3,H,W].
+
+    Unmatched files and pairs of different sizes raise ``ValueError`` naming the files.
+    """
+    pairs = match_pairs(Path(outputs), Path(targets))
+
+    def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for out_path, tgt_path in pairs:
+            out, tgt = _read(out_path), _read(tgt_path)
+            if out.shape != tgt.shape:
+                raise ValueError(
+                    f"{out_path}: {out.shape[2]}x{out.shape[1]} pixels but its target "
+                    f"{tgt_path} is {tgt.shape[2]}x{tgt.shape[1]}"
+                )
+            yield out[None], tgt[None]
+
+    return len(pairs), generate()
+
+
+def folder_images(folder: str | os.PathLike[str]) -> tuple[int, Iterator[torch.Tensor]]:
+    """Every image under ``folder`` as [1,3,H,W] in [-1, 1]."""
+    paths = list_images(folder)
+    if not paths:
+        raise ValueError(f"{folder}: no images found")
+    return len(paths), (_read(p)[None] for p in paths)
+
+
+def model_images(
+    generator: torch.nn.Module,
+    data_root: str | os.PathLike[str],
+    preprocess: dict,
+    split: str = "val",
+    direction: str = "AtoB",
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """(output, target) batches of ``generator`` run over a paired dataset's ``split``.
+
+    ``preprocess`` is a generator file's preprocessing (Preprocess fields plus
+    ``input_channels``/``output_channels``), applied without random crop or flip.
+    """
+    fields = dict(preprocess)
+    in_ch, out_ch = fields.pop("input_channels", 3), fields.pop("output_channels", 3)
+    dataset = PairedFolder(
+        data_root,
+        split=split,
+        direction=direction,
+        preprocess=Preprocess.from_dict(fields),
+        input_channels=in_ch,
+        output_channels=out_ch,
+        train=False,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+    def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        with torch.inference_mode():
+            for batch in loader:
+                output = generator(batch["input"].to(device)).float().clamp(-1, 1).cpu()
+                yield output, batch["target"]
+
+    return len(dataset), generate()
+
+
+def score_pairs(
+    total: int,
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    extractor: FeatureExtractor | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    progress: bool = True,
+) -> dict[str, float]:
+    """L1/PSNR/SSIM, diversity of outputs and targets, and FID/KID with an extractor."""
+    paired = PairedScores()
+    outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
+    with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
+        for output, target in pairs:
+            paired.add(output, target)
+            outputs.add(output)
+            targets.add(target)
+            bar.update(output.shape[0])
+    result = {"images": float(paired.count), **paired.result()}
+    result.update(_set_comparison(outputs, targets, extractor, kid_subsets, kid_subset_size))
+    return result
+
+
+def score_sets(
+    outputs: tuple[int, Iterator[torch.Tensor]],
+    targets: tuple[int, Iterator[torch.Tensor]] | None = None,
+    extractor: FeatureExtractor | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Diversity of ``outputs`` and, against an unpaired ``targets`` set, FID/KID."""
+    scored = []
+    for name, source in (("outputs", outputs), ("targets", targets)):
+        if source is None:
+            continue
+        total, images = source
+        scores = SetScores(total, extractor if targets is not None else None)
+        for image in tqdm(images, total=total, desc=name, unit="img", disable=not progress):
+            scores.add(image)
+        scored.append(scores)
+    result = {"images": float(scored[0].count)}
+    if len(scored) == 1:
+        result["diversity_outputs"] = _or_nan(scored[0].diversity())
+        return result
+    result["images_targets"] = float(scored[1].count)
+    result.update(_set_comparison(*scored, extractor, kid_subsets, kid_subset_size))
+    return result
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _set_comparison(
+    outputs: SetScores,
+    targets: SetScores,
+    extractor: FeatureExtractor | None,
+    kid_subsets: int,
+    kid_subset_size: int,
+) -> dict[str, float]:
+    div_out, div_tgt = outputs.diversity(), targets.diversity()
+    result = {"diversity_outputs": _or_nan(div_out), "diversity_targets": _or_nan(div_tgt)}
+    if div_out is not None and div_tgt:
+        result["diversity_ratio"] = div_out / div_tgt
+    if extractor is not None:
+        feats_out, feats_tgt = outputs.features(), targets.features()
+        result["fid"] = fid(feats_out, feats_tgt)
+        result["kid"], result["kid_std"] = kid(
+            feats_out, feats_tgt, subsets=kid_subsets, subset_size=kid_subset_size
+        )
+    return result
