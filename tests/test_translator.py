@@ -174,6 +174,8 @@ def test_device_auto_falls_back_and_missing_cuda_is_refused():
     assert resolve_device("auto").type in ("cpu", "mps")
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda:0")
+    with pytest.raises(ValueError, match="expected auto, cpu"):
+        resolve_device("gpu")
 
 
 def test_transform_in_albumentations_compose(translator):
