@@ -31,7 +31,7 @@ def format_table(result: dict[str, float]) -> str:
         if key not in result:
             continue
         value = result[key]
-        text = f"{int(value)}" if key.startswith("images") else f"{value:.4f}"
+        text = str(value) if isinstance(value, int) else f"{value:.4f}"
         rows.append((label, "n/a" if math.isnan(value) else text, note))
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     return "\n".join(f"{a:<{width[0]}}  {b:>{width[1]}}  {c}".rstrip() for a, b, c in rows)

@@ -205,7 +205,7 @@ def score_pairs(
             outputs.add(output)
             targets.add(target)
             bar.update(output.shape[0])
-    result = {"images": float(paired.count), **paired.result()}
+    result: dict[str, float] = {"images": paired.count, **paired.result()}
     result.update(_set_comparison(outputs, targets, extractor, kid_subsets, kid_subset_size))
     return result
 
@@ -228,11 +228,11 @@ def score_sets(
         for image in tqdm(images, total=total, desc=name, unit="img", disable=not progress):
             scores.add(image)
         scored.append(scores)
-    result = {"images": float(scored[0].count)}
+    result: dict[str, float] = {"images": scored[0].count}
     if len(scored) == 1:
         result["diversity_outputs"] = _or_nan(scored[0].diversity())
         return result
-    result["images_targets"] = float(scored[1].count)
+    result["images_targets"] = scored[1].count
     result.update(_set_comparison(*scored, extractor, kid_subsets, kid_subset_size))
     return result
 

@@ -27,6 +27,7 @@ from translate.data.images import write_image
 
 MONITOR_KEYS = ("diversity_ratio", "d_acc_real", "d_acc_fake")
 SAMPLE_NAME = re.compile(r"epoch(\d+)_step(\d+)\.png$")
+MAX_WARNINGS_SHOWN = 50  # a long collapsed run repeats itself; metrics.jsonl has them all
 _HEADER = 14  # pixels of column labels above a sample grid
 
 
@@ -73,7 +74,10 @@ def _panel(key: str) -> str | None:
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    """Write a PNG of the loss curves vs step, and validation/monitoring panels when logged."""
+    """Write a PNG of the loss curves vs step, and validation/monitoring panels when logged.
+
+    Validation metrics get one small plot each, since their scales differ (L1 vs PSNR).
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
@@ -84,17 +88,23 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) ->
         name = _panel(key)
         if name is not None:
             panels.setdefault(name, {})[key] = series
-    names = [n for n in ("losses", "validation", "monitoring") if n in panels] or ["losses"]
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 3.2 * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        for key, (steps, values) in panels.get(name, {}).items():
-            ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None, lw=1)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if panels.get(name):
-            ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
+    # rows of plots, each plot a title and its curves
+    rows = [[("losses", panels.get("losses", {}))]]
+    rows += [[(key, {key: series}) for key, series in panels.get("validation", {}).items()]]
+    rows += [[("monitoring", panels["monitoring"])]] if "monitoring" in panels else []
+    rows = [row for row in rows if row]
+    fig = plt.figure(figsize=(9, 3.2 * len(rows)), layout="constrained")
+    for subfig, row in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows, strict=True):
+        for ax, (title, curves) in zip(
+            np.atleast_1d(subfig.subplots(1, len(row))), row, strict=True
+        ):
+            for key, (steps, values) in curves.items():
+                ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None, lw=1)
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if curves and list(curves) != [title]:
+                ax.legend(fontsize="small", loc="best")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
@@ -232,8 +242,13 @@ class RunReport:
         ]
         warned = [(r["step"], r["epoch"], w) for r in records for w in r.get("warnings", ())]
         if warned:
-            parts.append("<h2>Warnings</h2><ul class='warn'>")
-            parts += [f"<li>step {s}, epoch {e}: {html.escape(str(w))}</li>" for s, e, w in warned]
+            parts.append("<h2>Warnings (newest first)</h2><ul class='warn'>")
+            parts += [
+                f"<li>step {s}, epoch {e}: {html.escape(str(w))}</li>"
+                for s, e, w in warned[::-1][:MAX_WARNINGS_SHOWN]
+            ]
+            if len(warned) > MAX_WARNINGS_SHOWN:
+                parts.append(f"<li>... and {len(warned) - MAX_WARNINGS_SHOWN} earlier</li>")
             parts.append("</ul>")
         parts.append("<h2>Samples</h2>")
         for path in sorted(self.samples_dir.glob("epoch*_step*.png"), reverse=True):
