@@ -222,32 +222,16 @@ class Trainer:
         self._prepare_model()
         self.val_batches = self._val_batches(val_set)
 
-        cuda = self.device.type == "cuda"
-        lrs = {"G": config.optim.lr_g, "D": config.optim.lr_d}
-        optimizers = {
-            name: torch.optim.Adam(
-                params,
-                lr=lrs[name],
-                betas=(config.optim.beta1, config.optim.beta2),
-                fused=True if cuda else None,
-            )  # fmt: skip
-            for name, params in self.model.param_groups().items()
+        self.stepper = self._stepper()
+        self.schedulers = {
+            name: build_scheduler(optimizer, config.schedule)
+            for name, optimizer in self.stepper.optimizers.items()
         }
-        self.stepper = Stepper(
-            optimizers, self.device, self.precision, config.optim.grad_clip, self.ranks.world_size
-        )
-        self.schedulers = {n: build_scheduler(o, config.schedule) for n, o in optimizers.items()}
-
         self.sampler = ResumableSampler(
             len(self.train_set), train.batch_size, train.seed,
             rank=self.ranks.rank, world_size=self.ranks.world_size,
         )  # fmt: skip
-        workers = config.data.num_workers
-        self.loader = DataLoader(
-            SeededItems(self.train_set, train.seed), batch_size=train.batch_size,
-            sampler=self.sampler, num_workers=workers, pin_memory=cuda,
-            persistent_workers=workers > 0, generator=torch.Generator(),
-        )  # fmt: skip
+        self.loader = self._loader()
 
         self.step = self.epoch = self.epoch_batches = 0
         self.best: dict[str, float] = {}
@@ -278,6 +262,36 @@ class Trainer:
             for net in model.children():
                 if any(True for _ in net.parameters()):
                     net.compile()  # in place: state dict keys stay the same
+
+    def _stepper(self) -> Stepper:
+        optim, cuda = self.config.optim, self.device.type == "cuda"
+        lrs = {"G": optim.lr_g, "D": optim.lr_d}
+        optimizers = {
+            name: torch.optim.Adam(
+                params,
+                lr=lrs[name],
+                betas=(optim.beta1, optim.beta2),
+                fused=True if cuda else None,
+            )  # fmt: skip
+            for name, params in self.model.param_groups().items()
+        }
+        return Stepper(
+            optimizers, self.device, self.precision, optim.grad_clip, self.ranks.world_size
+        )
+
+    def _loader(self) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(
+            SeededItems(self.train_set, self.config.train.seed),
+            batch_size=self.config.train.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            # its own generator, so creating an iterator mid-epoch (resume) leaves the
+            # global RNG alone
+            generator=torch.Generator(),
+        )
 
     def _val_batches(self, val_set: Dataset) -> list[dict[str, Any]]:
         items = [val_set[i] for i in range(min(len(val_set), self.config.data.val_size))]

@@ -23,6 +23,16 @@ class LinearDecay:
         return 1.0 - max(0, epoch + 1 - self.epochs) / float(self.decay_epochs + 1)
 
 
+class StepDecay:
+    """Factor ``gamma ** (epoch // step_size)``."""
+
+    def __init__(self, step_size: int, gamma: float) -> None:
+        self.step_size, self.gamma = step_size, gamma
+
+    def __call__(self, epoch: int) -> float:
+        return math.pow(self.gamma, epoch // self.step_size)
+
+
 def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig) -> LRScheduler | ReduceLROnPlateau:
     """The scheduler for ``cfg.policy``; ``plateau`` needs ``step(metric)`` (lower is better)."""
     if cfg.policy == "linear":
@@ -34,13 +44,3 @@ def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig) -> LRScheduler | 
     if cfg.policy == "cosine":
         return CosineAnnealingLR(optimizer, T_max=cfg.epochs + cfg.decay_epochs)
     raise ValueError(f"schedule.policy: unknown {cfg.policy!r}")
-
-
-class StepDecay:
-    """Factor ``gamma ** (epoch // step_size)``."""
-
-    def __init__(self, step_size: int, gamma: float) -> None:
-        self.step_size, self.gamma = step_size, gamma
-
-    def __call__(self, epoch: int) -> float:
-        return math.pow(self.gamma, epoch // self.step_size)
