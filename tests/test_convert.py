@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -9,7 +10,7 @@ from translate.cli import main
 from translate.data.images import read_image
 from translate.inference.convert import convert_folder, distributed_rank, shard
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, save_generators
+from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +179,8 @@ def test_cli_convert_prints_the_summary(model, folder, tmp_path):
     assert bad.exit_code == 1 and "fp16 needs a CUDA" in bad.output
     missing = CliRunner().invoke(main, ["convert", str(tmp_path / "no.safetensors"), *args[2:]])
     assert missing.exit_code == 1 and "no.safetensors" in missing.output
+    arch = CliRunner().invoke(main, [*args, "--arch", "resnet_9blocks"])  # reaches load_model
+    assert arch.exit_code == 1 and "--arch/--norm only apply" in arch.output
 
 
 def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
@@ -193,3 +196,19 @@ def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
     for name in ("deep.png", "palette.png"):
         expected = translator(read_image(src / name))
         assert np.array_equal(read_image(tmp_path / "out" / name), expected)
+
+
+def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path):
+    # Our ResNet has the reference's state-dict layout; DataParallel's prefix is stripped.
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 2})
+    net = spec.build().eval()
+    pth = tmp_path / "latest_net_G.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, pth)
+    dst = tmp_path / "out"
+    args = ["convert", str(pth), str(folder / "a.png"), str(dst), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    expected = Translator(
+        GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu", precision="fp32"
+    )(read_image(folder / "a.png"))
+    assert np.array_equal(read_image(dst / "a.png"), expected)

@@ -49,7 +49,13 @@ def _user_errors() -> Iterator[None]:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Autocast precision; auto is fp16 on CUDA, fp32 elsewhere (fp16 needs CUDA).",
+)
 @click.option(
     "--format",
     "fmt",
