@@ -387,3 +387,20 @@ def test_step_schedule_and_separate_lrs(data: Path, tmp_path: Path) -> None:
     t.fit()  # 2 batches per epoch: two epoch ends before step 5
     assert t.stepper.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
     assert t.stepper.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1e-4 / 4)
+
+
+def test_data_order_does_not_depend_on_workers_or_resume(data: Path, tmp_path: Path) -> None:
+    """Each item's crop and flip are seeded by (seed, epoch, index): two loader workers and
+    a mid-epoch restart give the same batches as one process reading the whole epoch."""
+
+    def epoch_batches(workers: int, skip: int = 0, epoch: int = 1) -> list[torch.Tensor]:
+        t = trainer(tiny("cyclegan", data, data={"num_workers": workers}), tmp_path)
+        t.sampler.set_epoch(epoch, skip)
+        return [torch.cat([b["A"], b["B"]]) for b in t.loader]
+
+    serial = epoch_batches(0)
+    assert len(serial) == 4
+    assert all(torch.equal(a, b) for a, b in zip(serial, epoch_batches(2), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(serial[1:], epoch_batches(0, 1), strict=True))
+    next_epoch = epoch_batches(0, epoch=2)
+    assert not all(torch.equal(a, b) for a, b in zip(serial, next_epoch, strict=True))
