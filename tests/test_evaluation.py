@@ -270,6 +270,7 @@ def test_model_on_paired_dataset(tmp_path):
         ([], "either --outputs"),
         (["--outputs", "."], "FID/KID compare two sets"),
         (["--outputs", ".", "--unpaired"], "--unpaired needs --targets"),
+        (["--outputs", ".", "--device", "gpu"], "Invalid value for --device"),
     ],
 )
 def test_usage_errors(args, message, inception_file):

@@ -127,6 +127,11 @@ def evaluate(
     if inception_weights is not None and outputs is not None and targets is None:
         raise click.UsageError("FID/KID compare two sets: add --targets")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available here", param_hint="--device")
+    except RuntimeError as exc:  # an unknown device string
+        raise click.BadParameter(str(exc), param_hint="--device") from exc
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
     try:
         extractor = None if inception_weights is None else load_inception(inception_weights, device)

@@ -97,7 +97,8 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().expand(-1, 3, -1, -1)
+        device = next(self.net.parameters()).device
+        x = images.to(device, torch.float32).expand(-1, 3, -1, -1)
         # Both weight sets take [-1, 1] at 299x299 (torchvision with transform_input=False).
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear")
         return self.net(x).double()
