@@ -91,8 +91,8 @@ def monitor_warnings(
     ratio = stats.get("diversity_ratio")
     if ratio is not None and ratio < collapse_ratio:
         out.append(
-            f"possible mode collapse: outputs are {ratio:.2f}x as diverse as the real targets "
-            f"(warning below {collapse_ratio:g})"
+            f"low output diversity: outputs are {ratio:.2f}x as diverse as the real targets "
+            f"(below {collapse_ratio:g}); mode collapse if it persists past the first evaluations"
         )
     acc_real, acc_fake = stats.get("d_acc_real"), stats.get("d_acc_fake")
     if (
