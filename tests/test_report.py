@@ -5,13 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
+from translate.networks import build_discriminator
 from translate.training.monitor import (
     d_accuracy,
     diversity_ratio,
     monitor_batch,
     monitor_warnings,
 )
-from translate.training.report import RunReport, read_metrics, sample_grid
+from translate.training.report import RunReport, _series, read_metrics, sample_grid
 
 # ---------------------------------------------------------------- monitoring
 
@@ -31,6 +32,14 @@ def test_d_accuracy_multiscale_averages_scales_and_uses_last_item():
     scale1 = [features, torch.ones(1, 1, 4, 4)]  # all right for real
     scale2 = [features, -torch.ones(1, 1, 2, 2)]  # all wrong for real
     assert d_accuracy([scale1, scale2], "vanilla", real=True) == pytest.approx(0.5)
+
+
+def test_d_accuracy_on_the_zoo_multiscale_discriminator():
+    disc = build_discriminator("multiscale", in_channels=3, ndf=4, n_layers=1, num_scales=2)
+    pred = disc(torch.rand(2, 3, 32, 32))
+    real = d_accuracy(pred, "lsgan", real=True)
+    assert 0.0 <= real <= 1.0
+    assert d_accuracy(pred, "lsgan", real=False) == pytest.approx(1.0 - real)
 
 
 def test_d_accuracy_rejects_unknown_mode():
@@ -89,6 +98,16 @@ def test_log_appends_flushed_json_lines_and_resumes(tmp_path):
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 3]
     assert records[1]["warnings"] == ["possible mode collapse"]
+
+
+def test_a_step_logged_again_after_resume_keeps_its_latest_value():
+    records = [
+        {"step": 1, "epoch": 0, "G": 3.0},
+        {"step": 2, "epoch": 0, "G": 2.0},  # logged, then the run died before a checkpoint
+        {"step": 2, "epoch": 0, "G": 1.5},  # the resumed run logs step 2 again
+        {"step": 3, "epoch": 0, "G": 1.0, "warnings": ["text is not plotted"]},
+    ]
+    assert _series(records) == {"G": ([1, 2, 3], [3.0, 1.5, 1.0])}
 
 
 def test_log_names_a_non_numeric_metric(tmp_path):
