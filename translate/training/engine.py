@@ -61,10 +61,13 @@ def init_distributed(device: str) -> Ranks:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Ranks()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:  # NCCL binds each process to the GPU current when it starts
+            torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def select_device(name: str, ranks: Ranks) -> torch.device:
@@ -245,6 +248,11 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
 
     @property
+    def epoch_number(self) -> int:
+        """The 1-based epoch the latest step belongs to, as the progress bar counts."""
+        return self.epoch + 1 if self.epoch_batches else self.epoch
+
+    @property
     def total_epochs(self) -> int:
         return self.config.schedule.epochs + self.config.schedule.decay_epochs
 
@@ -370,7 +378,7 @@ class Trainer:
         for key, value in means.items():
             self.epoch_losses.setdefault(key, []).append(value)
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
-        self.report.log(self.step, self.epoch, {**means, **lrs})
+        self.report.log(self.step, self.epoch_number, {**means, **lrs})
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -405,7 +413,7 @@ class Trainer:
             with self.stepper.autocast():
                 images, outputs = self.model.validate(batch)
             if i == 0:
-                self.report.samples(self.epoch, self.step, images)
+                self.report.samples(self.epoch_number, self.step, images)
                 monitor = monitor_batch(
                     outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
                     self.config.loss.gan_mode,
@@ -421,11 +429,11 @@ class Trainer:
         warnings = monitor_warnings(monitor)
         for message in warnings:
             tqdm.write(f"step {self.step}: {message}")
-        self.report.log(self.step, self.epoch, {**values, **monitor}, warnings)
+        self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
         self.report.update_index()
         improved = "val_L1" in values and values["val_L1"] < self.best.get("val_L1", math.inf)
         if improved:
-            self.best = {**values, "step": self.step, "epoch": self.epoch}
+            self.best = {**values, "step": self.step, "epoch": self.epoch_number}
         self.save_generators("generator_latest.safetensors")
         if improved:
             self.save_generators("generator_best.safetensors")
