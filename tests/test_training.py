@@ -187,6 +187,10 @@ def test_cli_trains_and_resumes(data: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (run_dir / "checkpoints" / "state_4.pt").is_file()
+    result = runner.invoke(
+        main, ["train", "--resume", str(run_dir), "--set", "generator.options.ngf=8"]
+    )
+    assert result.exit_code != 0 and "do not fit this config" in result.output
 
 
 def test_reference_configs_load_with_paper_defaults() -> None:

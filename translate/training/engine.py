@@ -481,7 +481,10 @@ class Trainer:
 
     def load(self, path: str | os.PathLike[str]) -> None:
         state = load_state(path)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
         self.model.load_extra_state(state["extra"], self.device)
         s = self.stepper
         for name, optimizer in s.optimizers.items():
