@@ -384,6 +384,8 @@ def test_options_train(data: Path, tmp_path: Path, model: str, sections: dict) -
     losses = [v for r in records for k, v in r.items() if k.startswith(("G", "D"))]
     assert losses and all(np.isfinite(losses))
     assert t.epoch == 1
+    saved = load_generators(tmp_path / "generator_latest.safetensors")
+    assert set(saved.generators) == ({"AtoB", "BtoA"} if model == "cyclegan" else {"AtoB"})
 
 
 def test_step_schedule_and_separate_lrs(data: Path, tmp_path: Path) -> None:
