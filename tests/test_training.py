@@ -187,6 +187,8 @@ def test_cli_trains_and_resumes(data: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (run_dir / "checkpoints" / "state_4.pt").is_file()
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0 and "already holds a run" in result.output
     result = runner.invoke(
         main, ["train", "--resume", str(run_dir), "--set", "generator.options.ngf=8"]
     )

@@ -26,6 +26,7 @@ from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.model_file import save_generators
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
+    checkpoint_paths,
     latest_state,
     load_state,
     rng_state,
@@ -212,6 +213,11 @@ class Trainer:
         progress: bool = True,
     ) -> None:  # fmt: skip
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        if not resume and checkpoint_paths(self.run_dir):
+            raise ValueError(
+                f"{self.run_dir}: already holds a run; continue it with --resume or give "
+                "another --run-dir"
+            )
         train = config.train
         self.ranks = init_distributed(train.device)
         self.device = select_device(train.device, self.ranks)
