@@ -64,8 +64,8 @@ class CycleGAN(GANModel):
             stepper.update("G", gan_ab + gan_ba + cycle_a + cycle_b + identity)
             losses = {
                 "G_GAN": (gan_ab + gan_ba).detach(),
-                "cycle": (cycle_a + cycle_b).detach(),
-                "identity": identity.detach(),
+                "G_cycle": (cycle_a + cycle_b).detach(),
+                "G_identity": identity.detach(),
             }
 
         # Discriminators: real images against a mix of current and earlier fakes.

@@ -245,6 +245,8 @@ class Trainer:
         self.step = self.epoch = self.epoch_batches = 0
         self.best: dict[str, float] = {}
         self.epoch_losses: dict[str, list[float]] = {}  # logged means, for the plateau policy
+        self.loss_sums: dict[str, torch.Tensor] = {}  # since the last log
+        self.loss_counts: dict[str, int] = {}
         self.report = RunReport(
             self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard
         )
@@ -338,8 +340,6 @@ class Trainer:
         """One epoch from where the data order stands; False when stopped early."""
         cfg = self.config
         self.sampler.set_epoch(self.epoch, self.epoch_batches)
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
         bar = tqdm(
             self.loader, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
             initial=self.epoch_batches, total=self.sampler.batches_per_epoch(),
@@ -352,13 +352,11 @@ class Trainer:
             self.step += 1
             self.epoch_batches += 1
             for key, value in losses.items():
-                sums[key] = sums.get(key, 0) + value
-                counts[key] = counts.get(key, 0) + 1
+                self.loss_sums[key] = self.loss_sums.get(key, 0) + value
+                self.loss_counts[key] = self.loss_counts.get(key, 0) + 1
             if self.step % cfg.log.every == 0:
-                means = {k: (sums[k] / counts[k]).item() for k in sums}
-                self._log_losses(means)
+                means = self._log_losses()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-                sums, counts = {}, {}
             if self.step % cfg.log.eval_every == 0:
                 warnings = self.evaluate()
                 if warnings:
@@ -380,26 +378,32 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
-    def _log_losses(self, means: dict[str, float]) -> None:
+    def _log_losses(self) -> dict[str, float]:
+        """Log the mean of each loss since the last log; returns the means."""
+        means = {k: (v / self.loss_counts[k]).item() for k, v in self.loss_sums.items()}
+        self.loss_sums, self.loss_counts = {}, {}
         for key, value in means.items():
             self.epoch_losses.setdefault(key, []).append(value)
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
         self.report.log(self.step, self.epoch_number, {**means, **lrs})
+        return means
 
     def _end_epoch(self) -> None:
+        plateau = self.config.schedule.policy == "plateau"
+        metric = self._plateau_metric() if plateau else None
+        for scheduler in self.schedulers.values():
+            if plateau:
+                scheduler.step(metric)
+            else:
+                scheduler.step()
         self.epoch += 1
         self.epoch_batches = 0
         self.epoch_losses = {}
-        for scheduler in self.schedulers.values():
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(self._plateau_metric())
-            else:
-                scheduler.step()
 
     def _plateau_metric(self) -> float:
-        """The epoch's mean generator loss, the same on every rank."""
-        g_losses = [v for k, vals in self.epoch_losses.items() if k.startswith("G") for v in vals]
-        value = torch.tensor(float(np.mean(g_losses)) if g_losses else 0.0)
+        """The epoch's total generator loss (its ``G_*`` terms), the same on every rank."""
+        total = sum(float(np.mean(v)) for k, v in self.epoch_losses.items() if k.startswith("G"))
+        value = torch.tensor(total, device=self.device)
         if self.ranks.world_size > 1:
             dist.all_reduce(value)
             value /= self.ranks.world_size
@@ -478,6 +482,7 @@ class Trainer:
             "epoch_batches": self.epoch_batches,
             "best": self.best,
             "epoch_losses": self.epoch_losses,
+            "loss_window": (self.loss_sums, self.loss_counts),
             "rng": rng_state(),
         }
 
@@ -500,4 +505,6 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches, self.best = state["epoch_batches"], state["best"]
         self.epoch_losses = state["epoch_losses"]
+        sums, self.loss_counts = state["loss_window"]
+        self.loss_sums = {k: v.to(self.device) for k, v in sums.items()}
         set_rng_state(state["rng"])
