@@ -75,5 +75,7 @@ class SeededItems(Dataset):
         for name in ("transform", "input_augment"):  # albumentations keeps its own generators
             compose = getattr(self.dataset, name, None)
             if compose is not None:
-                compose.set_random_seed(seed)
+                # One shared generator pair: set_random_seed would give every transform the
+                # same seed, tying e.g. the flip to the crop position.
+                compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
         return self.dataset[index]
