@@ -72,10 +72,12 @@ class SeededItems(Dataset):
         epoch, index = key
         seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         random.seed(seed)  # UnpairedFolder's random partner
-        for name in ("transform", "input_augment"):  # albumentations keeps its own generators
+        # albumentations keeps its own generators: one pair per Compose, with its own seed
+        # (set_random_seed would give every transform the same one, tying the flip to the
+        # crop position).
+        for offset, name in enumerate(("transform", "input_augment")):
             compose = getattr(self.dataset, name, None)
             if compose is not None:
-                # One shared generator pair: set_random_seed would give every transform the
-                # same seed, tying e.g. the flip to the crop position.
-                compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+                rng, py_rng = np.random.default_rng(seed + offset), random.Random(seed + offset)
+                compose.set_random_state(rng, py_rng)
         return self.dataset[index]
