@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -75,15 +76,18 @@ def peak_mb(device: str) -> float:
 
 
 def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: int = 1) -> float:
-    """Calls (times ``per_call`` items) per second, after ``warmup`` untimed calls."""
+    """Items per second (``per_call`` per call) from the median call time after ``warmup``
+    untimed calls; the median shrugs off the stalls other processes on a shared machine cause."""
     for _ in range(warmup):
         fn()
-    sync(device)
-    start = time.perf_counter()
+    times = []
     for _ in range(iters):
+        sync(device)
+        start = time.perf_counter()
         fn()
-    sync(device)
-    return iters * per_call / (time.perf_counter() - start)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return per_call / statistics.median(times)
 
 
 def isolated(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
@@ -251,7 +255,7 @@ def train_case(
     model: str, impl: str, precision: str, device: str, size: int, quick: bool
 ) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
-    warmup, iters = (1, 2) if quick else (3, 10)
+    warmup, iters = (1, 3) if quick else (3, 10)
     if model == "pix2pix":  # about ten times faster than CycleGAN
         warmup, iters = warmup * 2, iters * 3
     with tempfile.TemporaryDirectory() as tmp:
