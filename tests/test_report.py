@@ -71,13 +71,18 @@ def test_diversity_ratio_scales_and_guards_identical_targets():
 
 def test_monitor_warnings():
     assert monitor_warnings({"diversity_ratio": 0.9, "d_acc_real": 0.7, "d_acc_fake": 0.6}) == []
-    collapse = monitor_warnings({"diversity_ratio": 0.05})
-    assert len(collapse) == 1 and "mode collapse" in collapse[0]
+    # An untrained generator is uniform: no alarm until the ratio stays low or falls.
+    assert monitor_warnings({"diversity_ratio": 0.05}) == []
+    assert monitor_warnings({"diversity_ratio": 0.05}, [0.01]) == []
+    stuck = monitor_warnings({"diversity_ratio": 0.05}, [0.01, 0.02])
+    assert len(stuck) == 1 and "mode collapse" in stuck[0] and "3 evaluations" in stuck[0]
+    fell = monitor_warnings({"diversity_ratio": 0.05}, [0.01, 0.8])
+    assert len(fell) == 1 and "more varied before" in fell[0]
     strong = monitor_warnings({"d_acc_real": 0.99, "d_acc_fake": 0.98})
     assert len(strong) == 1 and "overpowers" in strong[0]
     fooled = monitor_warnings({"d_acc_real": 0.99, "d_acc_fake": 0.01})
     assert len(fooled) == 1 and "fools" in fooled[0]
-    assert monitor_warnings({"diversity_ratio": 0.3}, collapse_ratio=0.5) != []
+    assert monitor_warnings({"diversity_ratio": 0.3}, [0.6], collapse_ratio=0.5) != []
     assert monitor_warnings({}) == []
 
 

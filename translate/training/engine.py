@@ -244,6 +244,7 @@ class Trainer:
 
         self.step = self.epoch = self.epoch_batches = 0
         self.best: dict[str, float] = {}
+        self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         self.epoch_losses: dict[str, list[float]] = {}  # logged means, for the plateau policy
         self.loss_sums: dict[str, torch.Tensor] = {}  # since the last log
         self.loss_counts: dict[str, int] = {}
@@ -436,7 +437,9 @@ class Trainer:
         self.model.train()
         count = sum(len(next(iter(b.values()))) for b in self.val_batches)
         values = {k: sum(v) / count for k, v in stats.items()}
-        warnings = monitor_warnings(monitor)
+        warnings = monitor_warnings(monitor, self.diversity_history)
+        if "diversity_ratio" in monitor:
+            self.diversity_history.append(monitor["diversity_ratio"])
         for message in warnings:
             tqdm.write(f"step {self.step}: {message}")
         self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
@@ -481,6 +484,7 @@ class Trainer:
             "epoch": self.epoch,
             "epoch_batches": self.epoch_batches,
             "best": self.best,
+            "diversity_history": self.diversity_history,
             "epoch_losses": self.epoch_losses,
             "loss_window": (self.loss_sums, self.loss_counts),
             "rng": rng_state(),
@@ -504,6 +508,7 @@ class Trainer:
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches, self.best = state["epoch_batches"], state["best"]
+        self.diversity_history = state["diversity_history"]
         self.epoch_losses = state["epoch_losses"]
         sums, self.loss_counts = state["loss_window"]
         self.loss_sums = {k: v.to(self.device) for k, v in sums.items()}

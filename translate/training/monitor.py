@@ -7,6 +7,8 @@ what "collapsed" means.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from translate.losses import GAN_MODES, Prediction, _logits
@@ -19,6 +21,10 @@ DECISION_THRESHOLD = {"vanilla": 0.0, "lsgan": 0.5, "hinge": 0.0, "wgangp": 0.0}
 
 # Outputs less than a fifth as varied as the real targets: the generator ignores its input.
 COLLAPSE_RATIO = 0.2
+# An untrained generator's outputs are near-uniform too, so a low ratio only counts as
+# collapse once it has lasted this many evaluations, or right away when earlier outputs
+# were healthy and diversity fell.
+COLLAPSE_GRACE = 3
 # D right on more than 95 % of real and fake patches: G's adversarial gradient is vanishing.
 OVERPOWER_ACCURACY = 0.95
 # D calls fewer than 5 % of fake patches fake: it has stopped teaching G anything.
@@ -76,13 +82,16 @@ def monitor_batch(
 
 def monitor_warnings(
     stats: dict[str, float],
+    history: Sequence[float] = (),
     collapse_ratio: float = COLLAPSE_RATIO,
     overpower_accuracy: float = OVERPOWER_ACCURACY,
     fooled_accuracy: float = FOOLED_ACCURACY,
 ) -> list[str]:
     """Human-readable warnings for the stats of :func:`monitor_batch`; empty when healthy.
 
-    - mode collapse: ``diversity_ratio < collapse_ratio``;
+    - mode collapse: ``diversity_ratio < collapse_ratio``, when ``history`` (the ratios of
+      the earlier evaluations, oldest first) shows it was healthy before or has been low for
+      ``COLLAPSE_GRACE`` evaluations in a row;
     - D overpowering G: ``d_acc_real`` and ``d_acc_fake`` both above ``overpower_accuracy``;
     - G fooling D: ``d_acc_fake < fooled_accuracy``.
     Missing keys are skipped.
@@ -90,10 +99,15 @@ def monitor_warnings(
     out = []
     ratio = stats.get("diversity_ratio")
     if ratio is not None and ratio < collapse_ratio:
-        out.append(
-            f"low output diversity: outputs are {ratio:.2f}x as diverse as the real targets "
-            f"(below {collapse_ratio:g}); mode collapse if it persists past the first evaluations"
-        )
+        recent = [*history, ratio][-COLLAPSE_GRACE:]
+        fell = any(r >= collapse_ratio for r in history)
+        stuck = len(recent) >= COLLAPSE_GRACE and max(recent) < collapse_ratio
+        if fell or stuck:
+            out.append(
+                f"mode collapse: outputs are {ratio:.2f}x as diverse as the real targets "
+                f"(below {collapse_ratio:g}) "
+                + ("after being more varied before" if fell else f"for {len(recent)} evaluations")
+            )
     acc_real, acc_fake = stats.get("d_acc_real"), stats.get("d_acc_fake")
     if (
         acc_real is not None
