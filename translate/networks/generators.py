@@ -178,7 +178,8 @@ class UnetGenerator(nn.Module):
 
 
 @GENERATORS.register("resnet_9blocks", "resnet")
-def resnet_9blocks(
+@GENERATORS.register("resnet_6blocks", n_blocks=6)
+def resnet(
     in_channels: int = 3,
     out_channels: int = 3,
     ngf: int = 64,
@@ -193,25 +194,9 @@ def resnet_9blocks(
     return init_weights(net, init, init_gain)
 
 
-@GENERATORS.register("resnet_6blocks")
-def resnet_6blocks(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    n_blocks: int = 6,
-    norm: str = "instance",
-    norm_affine: bool | None = None,
-    dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    return resnet_9blocks(
-        in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, init, init_gain
-    )
-
-
 @GENERATORS.register("unet_256", "unet")
-def unet_256(
+@GENERATORS.register("unet_128", num_downs=7)
+def unet(
     in_channels: int = 3,
     out_channels: int = 3,
     ngf: int = 64,
@@ -224,20 +209,3 @@ def unet_256(
 ) -> nn.Module:
     net = UnetGenerator(in_channels, out_channels, ngf, num_downs, norm, norm_affine, dropout)
     return init_weights(net, init, init_gain)
-
-
-@GENERATORS.register("unet_128")
-def unet_128(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    num_downs: int = 7,
-    norm: str = "batch",
-    norm_affine: bool | None = None,
-    dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    return unet_256(
-        in_channels, out_channels, ngf, num_downs, norm, norm_affine, dropout, init, init_gain
-    )

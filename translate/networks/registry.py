@@ -14,14 +14,21 @@ class Registry:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._builders: dict[str, Callable[..., nn.Module]] = {}
+        # name -> (constructor, the defaults this name sets, e.g. resnet_6blocks: n_blocks=6)
+        self._builders: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {}
 
     def register(
-        self, *names: str
+        self, *names: str, **defaults: Any
     ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+        """Register ``builder`` under ``names``; ``defaults`` override its own defaults, so one
+        constructor serves several named variants."""
+
         def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+            unknown = set(defaults) - set(inspect.signature(builder).parameters)
+            if unknown:
+                raise TypeError(f"{builder.__name__} has no option(s) {sorted(unknown)}")
             for name in names:
-                self._builders[name] = builder
+                self._builders[name] = (builder, defaults)
             return builder
 
         return decorator
@@ -31,10 +38,10 @@ class Registry:
 
     def options(self, name: str) -> list[str]:
         """The keyword options the named network accepts (besides its channel counts)."""
-        params = inspect.signature(self._lookup(name)).parameters
+        params = inspect.signature(self._lookup(name)[0]).parameters
         return [p for p in params if p not in ("in_channels", "out_channels")]
 
-    def _lookup(self, name: str) -> Callable[..., nn.Module]:
+    def _lookup(self, name: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
         try:
             return self._builders[name]
         except KeyError:
@@ -43,7 +50,7 @@ class Registry:
             ) from None
 
     def build(self, name: str, **kwargs: Any) -> nn.Module:
-        builder = self._lookup(name)
+        builder, defaults = self._lookup(name)
         valid = inspect.signature(builder).parameters
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
@@ -51,7 +58,7 @@ class Registry:
                 f"unknown option(s) {', '.join(map(repr, unknown))} for {self.kind} {name!r}; "
                 f"valid options: {', '.join(self.options(name))}"
             )
-        return builder(**kwargs)
+        return builder(**{**defaults, **kwargs})
 
 
 GENERATORS = Registry("generator")
