@@ -3,6 +3,7 @@ sample tiles (val tiles it never saw in training)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,18 @@ def test_quickstart_convert_demo_writes_one_output_per_sample(tmp_path: Path) ->
     written = sorted(p.name for p in list_images(out))
     assert written == sorted(p.name for p in list_images(SAMPLES))
     assert read_image(out / written[0]).shape == read_image(SAMPLES / written[0]).shape
+
+
+def test_demo_figure_has_a_row_per_kind_and_a_column_per_tile() -> None:
+    spec = importlib.util.spec_from_file_location("demo_figure", ROOT / "tools" / "demo_figure.py")
+    demo_figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_figure)
+    samples = list_images(SAMPLES)[:3]
+    translator = Translator.load("demo", device="cpu", precision="fp32")
+    grid = demo_figure.figure(translator, samples, TARGETS, gap=4, label_width=96)
+    side = read_image(samples[0]).shape[0]
+    assert grid.shape == (3 * (side + 4), 96 + 3 * (side + 4), 3)
+    # The middle row holds the model's outputs, not a copy of the inputs or the targets.
+    first_output = grid[side + 4 : 2 * side + 4, 96 : 96 + side]
+    assert not np.array_equal(first_output, read_image(samples[0]))
+    assert not np.array_equal(first_output, read_image(TARGETS / samples[0].name))
