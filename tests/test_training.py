@@ -156,6 +156,7 @@ def test_run_directory_and_generator_files(data: Path, tmp_path: Path) -> None:
     gen = load_generators(tmp_path / "generator_latest.safetensors")
     assert gen.preprocess["crop_size"] == SIZE and gen.preprocess["input_channels"] == 3
     assert gen.training["model"] == "pix2pix" and gen.training["steps"] == 3
+    assert gen.training["epochs"] == 1  # 3 of epoch 1's 4 batches: counted as the bar counts
     best = load_generators(tmp_path / "generator_best.safetensors")
     assert "val_L1" in best.training["best_val"]
     x = torch.zeros(1, 3, SIZE, SIZE)

