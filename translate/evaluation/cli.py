@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 import torch
 
+from translate.devices import resolve_device
+
 # metric -> (label, note) in table order
 ROWS = {
     "images": ("images", ""),
@@ -85,7 +87,7 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 @click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--device", default=None, help="torch device (default: cuda when available).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON only.")
 def evaluate(
     outputs: Path | None,
@@ -99,7 +101,7 @@ def evaluate(
     kid_subsets: int,
     kid_subset_size: int,
     batch_size: int,
-    device: str | None,
+    device: str,
     as_json: bool,
 ) -> None:
     """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
@@ -126,11 +128,9 @@ def evaluate(
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
         raise click.UsageError("FID/KID compare two sets: add --targets")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            raise click.BadParameter("CUDA is not available here", param_hint="--device")
-    except RuntimeError as exc:  # an unknown device string
+        device = resolve_device(device)
+    except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
     try:

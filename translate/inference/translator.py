@@ -21,33 +21,13 @@ from PIL import Image
 
 from translate.data.images import image_to_array
 from translate.data.transforms import crop_to, pad_to_multiple
+from translate.devices import resolve_device
 from translate.model_file import GeneratorFile
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA (this process's ``LOCAL_RANK`` GPU under torchrun), else MPS, else CPU."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device {device!r}: expected auto, cpu, cuda, cuda:N or mps") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
-    if dev.type == "mps" and not _mps_available():
-        raise ValueError(f"device {device!r}: MPS is not available on this machine")
-    return dev
-
-
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

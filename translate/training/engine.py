@@ -23,6 +23,7 @@ from tqdm import tqdm
 from translate import metrics
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
+from translate.devices import resolve_device
 from translate.model_file import save_generators
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
@@ -72,12 +73,14 @@ def init_distributed(device: str) -> Ranks:
 
 
 def select_device(name: str, ranks: Ranks) -> torch.device:
+    """``auto`` trains on CUDA when there is a GPU, else on the CPU (not MPS)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = resolve_device(name)
+    except ValueError as exc:
+        raise ValueError(f"config key 'train.device': {exc}") from exc
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"config key 'train.device': {name!r} but CUDA is not available")
         if ranks.world_size > 1:
             device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
