@@ -40,3 +40,25 @@ def diversity(images: torch.Tensor) -> float:
     dists = torch.cdist(flat, flat, p=1) / flat.shape[1]
     n = flat.shape[0]
     return (dists.sum() / (n * (n - 1))).item()
+
+
+class PairedScores:
+    """Mean per-image L1, PSNR and SSIM of outputs against targets (NCHW in [-1, 1]),
+    accumulated batch by batch (validation during training, ``translate evaluate``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0}
+
+    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        # The images of a batch share one size, so a batch mean is the mean of per-image scores.
+        n = output.shape[0]
+        self.sums["l1"] += l1(output, target) * n
+        self.sums["psnr"] += psnr(output, target) * n
+        self.sums["ssim"] += ssim(output, target) * n
+        self.count += n
+
+    def result(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("no image pairs were scored")
+        return {k: v / self.count for k, v in self.sums.items()}

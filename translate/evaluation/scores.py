@@ -21,6 +21,7 @@ from translate.data.datasets import PairedFolder, match_pairs
 from translate.data.images import list_images, read_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
+from translate.metrics import PairedScores
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
 # resized to at most DIVERSITY_SIDE pixels a side: all pairs of a large folder would cost
@@ -29,27 +30,6 @@ DIVERSITY_SAMPLES = 128
 DIVERSITY_SIDE = 256
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
-
-
-class PairedScores:
-    """Mean per-image L1, PSNR and SSIM of outputs against targets (NCHW in [-1, 1])."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0}
-
-    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        # The images of a batch share one size, so a batch mean is the mean of per-image scores.
-        n = output.shape[0]
-        self.sums["l1"] += metrics.l1(output, target) * n
-        self.sums["psnr"] += metrics.psnr(output, target) * n
-        self.sums["ssim"] += metrics.ssim(output, target) * n
-        self.count += n
-
-    def result(self) -> dict[str, float]:
-        if self.count == 0:
-            raise ValueError("no image pairs were scored")
-        return {k: v / self.count for k, v in self.sums.items()}
 
 
 def _spread(total: int, samples: int) -> set[int]:

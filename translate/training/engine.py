@@ -425,7 +425,7 @@ class Trainer:
         if not self.ranks.main:
             return []
         self.model.eval()
-        stats: dict[str, list[float]] = {}
+        paired = metrics.PairedScores() if self.config.model == "pix2pix" else None
         for i, batch in enumerate(self.val_batches):
             with self.stepper.autocast():
                 images, outputs = self.model.validate(batch)
@@ -435,14 +435,10 @@ class Trainer:
                     outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
                     self.config.loss.gan_mode,
                 )  # fmt: skip
-            if self.config.model == "pix2pix":
-                fake, real = outputs["fake"], outputs["real"]
-                for name, fn in (("val_L1", metrics.l1), ("val_PSNR", metrics.psnr),
-                                 ("val_SSIM", metrics.ssim)):  # fmt: skip
-                    stats.setdefault(name, []).append(fn(fake, real) * len(fake))
+            if paired is not None:
+                paired.add(outputs["fake"], outputs["real"])
         self.model.train()
-        count = sum(len(next(iter(b.values()))) for b in self.val_batches)
-        values = {k: sum(v) / count for k, v in stats.items()}
+        values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
         warnings = monitor_warnings(monitor, self.diversity_history)
         if "diversity_ratio" in monitor:
             self.diversity_history.append(monitor["diversity_ratio"])
