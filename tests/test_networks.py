@@ -184,3 +184,49 @@ def test_discriminators_backward_under_bf16_autocast(name):
     loss.backward()
     assert loss.dtype == torch.float32
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def _tiny_generator(name):
+    options = {"ngf": 4} if "ngf" in GENERATORS.options(name) else {}
+    net = translate.build_generator(name, **options).eval()
+    side = max(net.size_multiple, 16)
+    return net, torch.randn(1, 3, side, side)
+
+
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_every_generator_taps_features_and_stops_at_the_deepest(name):
+    net, x = _tiny_generator(name)
+    points = net.tap_points()
+    assert len(points) > 3
+    with torch.no_grad():
+        out = net(x)
+        # The last tap point is the output layer; taps come back in the order asked.
+        last, first, again = net(x, layers=[-1, 0, 0])
+        assert torch.equal(last, out)
+        assert torch.equal(first, again)
+        assert net(x, layers=[]) == []
+        ran = []
+        points[-1].register_forward_hook(lambda *_: ran.append(True))
+        (middle,) = net(x, layers=[len(points) // 2])
+        assert middle.dim() == 4 and not ran  # nothing after the deepest tap ran
+        net(x)
+        assert ran
+    with pytest.raises(ValueError, match=f"tap points 0..{len(points) - 1}"):
+        net(x, layers=[len(points)])
+
+
+def test_resnet_taps_count_as_the_reference_cut():
+    """Layers 0, 4, 8, 12, 16 of resnet_9blocks index the top-level layers, a ResNet block
+    counting as one, and a tap sees what the reference's layer-by-layer loop sees."""
+    net = translate.build_generator("resnet_9blocks", ngf=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    feats = net(x, layers=[0, 4, 8, 12, 16])
+    expected, h = [], x
+    for i, layer in enumerate(net.model[:17]):
+        h = layer(h)
+        if i in (0, 4, 8, 12, 16):
+            expected.append(h)
+    assert [f.shape[1] for f in feats] == [3, 8, 16, 16, 16]
+    for got, want in zip(feats, expected, strict=True):
+        assert torch.equal(got, want)
+    assert type(net.model[12]).__name__ == "ResnetBlock"

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from . import discriminators, generators  # noqa: F401  (fills the registries)
+from .features import Generator
 from .registry import DISCRIMINATORS, GENERATORS
 
 
@@ -17,7 +18,8 @@ def build_generator(
 
     Names: ``resnet_9blocks``/``resnet_6blocks`` (``n_blocks``), ``unet_256``/``unet_128``
     (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
-    ``init_gain``. The module's ``size_multiple`` is the multiple its input sides must be.
+    ``init_gain``. The module's ``size_multiple`` is the multiple its input sides must be;
+    ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
     """
     return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
 
@@ -38,6 +40,7 @@ def count_parameters(net: nn.Module) -> int:
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
+    "Generator",
     "build_discriminator",
     "build_generator",
     "count_parameters",

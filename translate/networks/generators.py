@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .features import Generator
 from .layers import conv_bias, init_weights, norm_layer
 from .registry import GENERATORS
 
@@ -38,8 +39,14 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class ResnetGenerator(nn.Module):
-    """7x7 stem, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings."""
+class ResnetGenerator(Generator):
+    """7x7 stem, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings.
+
+    Tap points are the entries of ``model`` (a ResNet block is one), as the reference CUT
+    counts them: 0 is the padded input, 4 the first downsampling convolution, 8 the second
+    downsampling's normalized output (rectified in place by layer 9) and 12, 16 the outputs
+    of ResNet blocks 2 and 6.
+    """
 
     size_multiple = 4  # two stride-2 convolutions
 
@@ -83,7 +90,10 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def tap_points(self) -> list[nn.Module]:
+        return list(self.model)
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
@@ -130,11 +140,13 @@ class UnetSkipBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)
 
 
-class UnetGenerator(nn.Module):
+class UnetGenerator(Generator):
     """U-Net with ``num_downs`` stride-2 levels; 8 levels take 256x256 down to 1x1.
 
     Level ``i`` (0 = outermost) has ``ngf * min(2**i, 8)`` inner channels, as in the
     reference; dropout, when on, applies to the middle levels at ``ngf * 8`` channels.
+    Tap points are the leaf layers in execution order (the default): the encoder's come
+    first, then the decoder's.
     """
 
     def __init__(
@@ -173,7 +185,7 @@ class UnetGenerator(nn.Module):
             norm_affine=norm_affine,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 

@@ -1,0 +1,73 @@
+"""The generators' base class: ``G(x)`` translates, ``G(x, layers=[...])`` returns features.
+
+Feature taps serve losses that compare what the generator sees inside, such as CUT's
+PatchNCE, for every generator in the zoo without the loss knowing its architecture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class _Reached(Exception):
+    """Raised by the deepest tap's hook: the layers after it need not run."""
+
+
+class Generator(nn.Module):
+    """Base class of the zoo's generators; subclasses define :meth:`generate`.
+
+    ``G(x, layers=[i, ...])`` returns, in the order asked, the outputs of the tap points
+    ``i`` on ``x`` and runs the network only as far as the deepest one. Tap points are
+    :meth:`tap_points`: by default every leaf module in the order it was registered, which
+    is execution order for networks built from ``nn.Sequential``. Negative indices count
+    from the end. A tap returns the tensor its layer produced; an in-place activation right
+    after it may update that tensor, as in the reference CUT code.
+    """
+
+    size_multiple = 1  # input sides must be a multiple of this
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tap_points(self) -> list[nn.Module]:
+        return [m for m in self.modules() if next(m.children(), None) is None]
+
+    def forward(self, x: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
+        if layers is not None and not torch.jit.is_scripting():
+            return self._tap(x, layers)
+        return self.generate(x)
+
+    @torch.jit.unused
+    def _tap(self, x: torch.Tensor, layers: list[int]) -> Any:
+        points = self.tap_points()
+        try:
+            index = [range(len(points))[i] for i in layers]
+        except (IndexError, TypeError):
+            raise ValueError(
+                f"layers {list(layers)}: {type(self).__name__} has tap points 0..{len(points) - 1}"
+            ) from None
+        if not index:
+            return []
+        found: dict[int, torch.Tensor] = {}
+        deepest = max(index)
+
+        def hook(i: int) -> Any:
+            def capture(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+                found[i] = output
+                if i == deepest:
+                    raise _Reached
+
+            return capture
+
+        handles = [points[i].register_forward_hook(hook(i)) for i in sorted(set(index))]
+        try:
+            self.generate(x)
+        except _Reached:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [found[i] for i in index]
