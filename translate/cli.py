@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": ("translate.evaluation.cli", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
     "prepare": ("translate.data.cli", "prepare", "Build and reshape datasets."),
     "data": ("translate.data.cli", "data", "Inspect datasets."),
+    "serve": ("translate.serve.cli", "serve", "Web page: try models, live camera, watch runs."),
 }
 
 

@@ -63,7 +63,8 @@ def _series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[fl
     return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in by_key.items()}
 
 
-def _panel(key: str) -> str | None:
+def metric_panel(key: str) -> str | None:
+    """The plot a metric is drawn in: losses, validation, monitoring or None (not plotted)."""
     if key.startswith("lr"):
         return None
     if key.startswith("val"):
@@ -92,7 +93,7 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) ->
 
     panels: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for key, series in sorted(_series(records).items()):
-        name = _panel(key)
+        name = metric_panel(key)
         if name is not None:
             panels.setdefault(name, {})[key] = series
     # rows of plots, each plot a title and its curves

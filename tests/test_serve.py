@@ -1,0 +1,327 @@
+"""`translate serve`'s API in process: translation, bad files, limits, busy, token, live, runs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from translate.cli import main  # noqa: E402
+from translate.model_file import GeneratorSpec, save_generators  # noqa: E402
+from translate.serve import app as app_module  # noqa: E402
+from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
+from translate.serve.cli import is_loopback  # noqa: E402
+from translate.serve.models import Busy, Gate, Models  # noqa: E402
+from translate.serve.runs import Runs  # noqa: E402
+
+
+def png(width: int, height: int, seed: int = 0, fmt: str = "PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def two_way(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CycleGAN-like file: two different generators."""
+    path = tmp_path_factory.mktemp("model") / "cycle.safetensors"
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
+    save_generators(path, {"AtoB": (spec, spec.build()), "BtoA": (spec, spec.build())})
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(two_way: Path) -> Models:
+    return Models(["demo", str(two_way)], device="cpu")
+
+
+@pytest.fixture
+def client(models: Models) -> TestClient:
+    return TestClient(create_app(models, max_bytes=200_000, max_pixels=100 * 100))
+
+
+def test_models_lists_only_those_named(client: TestClient, two_way: Path) -> None:
+    info = client.get("/api/models").json()
+    assert [m["name"] for m in info["models"]] == ["demo", str(two_way)]
+    assert info["models"][1]["directions"] == ["AtoB", "BtoA"]
+    assert info["max_pixels"] == 100 * 100 and info["runs"] is False
+    page = client.get("/")
+    assert page.status_code == 200 and "getUserMedia" in client.get("/static/app.js").text
+
+
+def test_translate_returns_png_at_input_size(client: TestClient) -> None:
+    response = client.post("/api/translate?model=demo&name=x.jpg", content=png(30, 22, fmt="JPEG"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    out = Image.open(io.BytesIO(response.content))
+    assert out.size == (30, 22) and response.headers["x-size"] == "30x22"
+    # tiled: same size, close to the untiled output for a per-pixel-ish U-Net
+    tiled = client.post("/api/translate?model=demo&name=x.jpg&tile=32", content=png(60, 44))
+    assert tiled.status_code == 200 and Image.open(io.BytesIO(tiled.content)).size == (60, 44)
+
+
+def test_direction_picks_the_generator(client: TestClient, two_way: Path) -> None:
+    body = png(16, 16)
+    outputs = {}
+    for direction in ("AtoB", "BtoA"):
+        query = {"model": str(two_way), "name": "a.png", "direction": direction}
+        response = client.post("/api/translate", params=query, content=body)
+        assert response.status_code == 200, response.text
+        outputs[direction] = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert not np.array_equal(outputs["AtoB"], outputs["BtoA"])
+    bad = client.post("/api/translate?model=demo&name=a.png&direction=BtoA", content=body)
+    assert bad.status_code == 400 and "'BtoA' is not in this model" in bad.json()["error"]
+
+
+def test_bad_files_get_the_converters_reasons(client: TestClient, tmp_path: Path) -> None:
+    def error(name: str, body: bytes) -> tuple[int, str]:
+        response = client.post(
+            "/api/translate", params={"model": "demo", "name": name}, content=body
+        )
+        return response.status_code, response.json()["error"]
+
+    status, message = error("broken.png", b"not an image at all")
+    assert status == 422 and message.startswith("broken.png: not a readable image")
+    assert "/tmp" not in message and "\n" not in message
+    status, message = error("notes.txt", png(8, 8))
+    assert status == 422 and message == (
+        "notes.txt: not an image file (expected one of .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"
+    )
+    status, message = error("big.png", png(101, 100))
+    assert status == 422 and "image too large (101x100 = 10,100 pixels" in message
+    status, message = error("huge.png", b"\0" * 200_001)
+    assert status == 413 and "200,000 bytes" in message
+    # a name is only a name: a path in it reaches nothing
+    ok = client.post(
+        "/api/translate", params={"model": "demo", "name": "../../x.png"}, content=png(8, 8)
+    )
+    assert ok.status_code == 200
+
+
+def test_models_and_paths_from_requests_are_refused(client: TestClient, two_way: Path) -> None:
+    other = two_way.parent / "other.safetensors"
+    other.write_bytes(two_way.read_bytes())
+    for model in (str(other), "../demo", "demo2"):
+        response = client.post(
+            "/api/translate", params={"model": model, "name": "a.png"}, content=png(8, 8)
+        )
+        assert response.status_code == 400 and "is not served here" in response.json()["error"]
+    bad_tile = client.post("/api/translate?model=demo&name=a.png&tile=x", content=png(8, 8))
+    assert bad_tile.status_code == 400 and "tile" in bad_tile.json()["error"]
+    assert (
+        client.post("/api/translate?model=demo&name=a.png&tile=8", content=png(8, 8)).status_code
+        == 400
+    )
+
+
+def test_one_model_copy_shared_by_translators(models: Models, two_way: Path) -> None:
+    a = models.translator(str(two_way), "AtoB", None)
+    b = models.translator(str(two_way), "AtoB", 64)
+    assert a is not b and a.generator is b.generator
+    assert models.translator(str(two_way), "AtoB", 64) is b
+
+
+def test_full_queue_answers_busy(models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = app_module._translate_upload
+
+    def slow(*args: object) -> tuple[bytes, tuple[int, int]]:
+        started.set()
+        release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "_translate_upload", slow)
+    gate = Gate(workers=1, queue=1)
+    app = create_app(models, gate=gate)
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            post = lambda: http.post("/api/translate?model=demo&name=a.png", content=png(8, 8))  # noqa: E731
+            first, second = asyncio.create_task(post()), asyncio.create_task(post())
+            while gate.pending < 2:  # one running, one waiting: the line is full
+                await asyncio.sleep(0.01)
+            third = await post()
+            assert third.headers["retry-after"] == "1" and "busy" in third.json()["error"]
+            release.set()
+            return [third.status_code, (await first).status_code, (await second).status_code]
+
+    assert asyncio.run(scenario()) == [503, 200, 200]
+    assert gate.pending == 0
+
+
+def test_gate_refuses_beyond_capacity() -> None:
+    async def scenario() -> None:
+        gate = Gate(workers=1, queue=0)
+        release = threading.Event()
+        running = asyncio.create_task(gate.run(release.wait, 30))
+        while gate.pending < 1:
+            await asyncio.sleep(0.01)
+        with pytest.raises(Busy):
+            await gate.run(int, 1)
+        release.set()
+        assert await running is True
+        assert await gate.run(int, "7") == 7
+
+    asyncio.run(scenario())
+
+
+def test_token_guards_every_request(models: Models) -> None:
+    app = create_app(models, token="s3cret", trusted_hosts=["testserver"])
+    client = TestClient(app)
+    assert client.get("/api/models").status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.get("/static/app.js").status_code == 401
+    with pytest.raises(Exception), client.websocket_connect("/api/live?model=demo") as ws:  # noqa: B017
+        ws.receive_bytes()
+    assert client.get("/api/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    page = client.get("/?token=s3cret")  # the printed URL: sets the cookie for the page
+    assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+    assert client.get("/api/models").status_code == 200  # the cookie now
+    other_host = TestClient(app, base_url="http://evil.example")
+    assert other_host.get("/api/models?token=s3cret").status_code == 400
+
+
+def frame(sent_at: float, width: int = 24, height: int = 16) -> bytes:
+    return FRAME_HEADER.pack(sent_at) + png(width, height, fmt="JPEG")
+
+
+def test_live_frames_come_back_translated(client: TestClient) -> None:
+    with client.websocket_connect("/api/live?model=demo") as ws:
+        ws.send_bytes(frame(12.5))
+        reply = ws.receive_bytes()
+        assert struct.unpack_from("<d", reply)[0] == 12.5
+        assert Image.open(io.BytesIO(reply[FRAME_HEADER.size :])).size == (24, 16)
+        stats = ws.receive_json()
+        assert stats["dropped"] == 0 and stats["model_ms"] > 0
+        ws.send_bytes(FRAME_HEADER.pack(1.0) + b"garbage")
+        assert "frame: not a readable image" in ws.receive_json()["error"]
+
+
+def test_live_drops_frames_while_the_model_is_busy(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = app_module._translate_frame
+
+    def slow(*args: object) -> bytes:
+        started.set()
+        release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "_translate_frame", slow)
+    client = TestClient(create_app(models))
+    with client.websocket_connect("/api/live?model=demo") as ws:
+        ws.send_bytes(frame(1))
+        assert started.wait(30)
+        for i in range(2, 6):  # 2, 3 and 4 are replaced by newer ones while 1 runs
+            ws.send_bytes(frame(i))
+        assert [ws.receive_json()["dropped"] for _ in range(3)] == [1, 2, 3]
+        release.set()
+        got = []
+        while len(got) < 2:
+            message = ws.receive()
+            if message.get("bytes"):
+                got.append(FRAME_HEADER.unpack_from(message["bytes"])[0])
+        assert got == [1, 5]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "runs" / "exp1"
+    (run / "samples").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: pix2pix\n")
+    lines = [
+        {"step": 1, "epoch": 1, "G_GAN": 0.7, "G_L1": 30.0, "lr_g": 0.0002},
+        {"step": 2, "epoch": 1, "G_GAN": float("nan"), "G_L1": 20.0, "warnings": ["collapse"]},
+        {"step": 2, "epoch": 1, "val_L1": 0.3, "diversity_ratio": 0.5},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    for step in (1, 2):
+        Image.new("RGB", (8, 8)).save(run / "samples" / f"epoch001_step{step:07d}.png")
+    (run / "secret.png").write_bytes(b"x")
+    (tmp_path / "runs" / "not_a_run").mkdir()
+    return tmp_path / "runs"
+
+
+def test_runs_api(models: Models, run_dir: Path) -> None:
+    client = TestClient(create_app(models, Runs(run_dir)))
+    assert client.get("/api/models").json()["runs"] is True
+    runs = client.get("/api/runs").json()["runs"]
+    assert [(r["name"], r["step"]) for r in runs] == [("exp1", 2)]
+    detail = client.get("/api/runs/exp1").json()
+    assert detail["config"] == "model: pix2pix\n"
+    assert detail["samples"] == ["epoch001_step0000002.png", "epoch001_step0000001.png"]
+    metrics = client.get("/api/runs/exp1/metrics").json()
+    assert metrics["next"] == 3 and metrics["records"][1]["G_GAN"] is None
+    assert metrics["records"][1]["warnings"] == ["collapse"]
+    assert metrics["panels"] == {
+        "G_GAN": "losses",
+        "G_L1": "losses",
+        "lr_g": None,
+        "val_L1": "validation",
+        "diversity_ratio": "monitoring",
+    }
+    # new lines while training writes: only those come, a half-written one waits
+    with open(run_dir / "exp1" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3, "epoch": 1, "G_L1": 10.0}) + '\n{"step": 4, "G')
+    later = client.get("/api/runs/exp1/metrics?since=3").json()
+    assert [r["step"] for r in later["records"]] == [3] and later["next"] == 4
+    sample = client.get("/api/runs/exp1/samples/epoch001_step0000001.png")
+    assert sample.status_code == 200 and sample.headers["content-type"] == "image/png"
+    for path in (
+        "/api/runs/exp1/samples/..%2Fsecret.png",
+        "/api/runs/exp1/samples/secret.png",
+        "/api/runs/not_a_run",
+        "/api/runs/..%2F..%2Fetc",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+
+
+def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    seen = {}
+
+    def fake_run(self: uvicorn.Server, sockets: list) -> None:
+        seen["port"] = sockets[0].getsockname()[1]
+        seen["app"] = self.config.app
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    runner = CliRunner()
+    result = runner.invoke(main, ["serve", "demo", "--port", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"http://127.0.0.1:{seen['port']}/\n"
+    result = runner.invoke(main, ["serve", "demo", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    url = result.output.strip()
+    assert url.startswith(f"http://0.0.0.0:{seen['port']}/?token=") and len(url.split("=")[1]) > 16
+    guarded = TestClient(seen["app"])
+    assert guarded.get("/api/models").status_code == 401
+    assert guarded.get("/api/models?token=" + url.split("=")[1]).status_code == 200
+    result = runner.invoke(main, ["serve", "missing.safetensors", "--port", "0"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "missing.safetensors: no such file" in result.output
+    result = runner.invoke(main, ["serve", "demo", "--device", "tpu", "--port", "0"])
+    assert result.exit_code == 1 and "device 'tpu'" in result.output
+
+
+def test_is_loopback() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.com"]))

@@ -1,0 +1,131 @@
+"""`translate serve`: load the models, bind, print the one URL to open, serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+from pathlib import Path
+
+import click
+
+from translate.inference.cli import _user_errors
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), so the URL printed is the real one."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url(host: str, port: int, token: str | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option(
+    "--runs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Watch the training runs in this folder (a run folder or a folder of runs).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option(
+    "--token",
+    default=None,
+    help="Required on every request. Default: none on loopback, a random one otherwise.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--queue",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Translations that may wait for the model; more are answered 503 busy.",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50,
+    show_default=True,
+    help="Largest image file accepted.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Largest image accepted, in pixels (default 4096 x 4096).",
+)
+def serve(
+    models: tuple[str, ...],
+    runs: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    device: str,
+    queue: int,
+    max_upload_mb: float,
+    max_pixels: int | None,
+) -> None:
+    """Serve a web page to try MODELS on images and the camera, and to watch training.
+
+    MODELS are what `translate convert` takes: generator files, run directories, bundled
+    names (demo). Only these are served. It listens on 127.0.0.1 unless --host says
+    otherwise; any other address needs the token, which the printed URL carries.
+    """
+    try:
+        import uvicorn
+
+        from .app import MAX_PIXELS, create_app
+        from .models import Gate, Models
+        from .runs import Runs
+    except ImportError as exc:
+        raise click.ClickException(
+            f"translate serve needs the serve extra ({exc.name} is missing): "
+            'pip install -e ".[serve]"'
+        ) from exc
+
+    loopback = is_loopback(host)
+    if token is None and not loopback:
+        token = secrets.token_urlsafe(16)
+    with _user_errors():
+        served = Models(models, device=device)
+        watched = Runs(runs) if runs is not None else None
+    app = create_app(
+        served,
+        watched,
+        token=token,
+        trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
+        max_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels or MAX_PIXELS,
+        gate=Gate(workers=1, queue=queue),
+    )
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"--host {host} --port {port}: cannot listen ({exc})") from exc
+    click.echo(url(host, sock.getsockname()[1], token), nl=True)
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=8 * 1024 * 1024)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

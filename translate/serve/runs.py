@@ -1,0 +1,107 @@
+"""Training runs under a folder, as the page shows them: list, config, metrics, samples.
+
+Runs are found by scanning, and a request names a run and a sample only by the names that
+scan found: no path from a request ever reaches the file system.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics
+
+RUN_FILES = ("config.yaml", "metrics.jsonl")
+SAMPLES_SHOWN = 6  # the latest grids; older ones stay in the run folder
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+def _finite(value: Any) -> Any:
+    # NaN/inf losses are worth showing as gaps, and JSON has no spelling for them.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Runs:
+    """The runs in ``root``: ``root`` itself when it is a run, and its run subfolders."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise FileNotFoundError(f"--runs {root}: not a directory")
+        self.root = root
+
+    def scan(self) -> dict[str, Path]:
+        """Run name -> folder, newest change first."""
+        candidates = [self.root, *(p for p in self.root.iterdir() if p.is_dir())]
+        found = {
+            (p.name if p != self.root else p.resolve().name): p
+            for p in candidates
+            if not p.name.startswith(".") and any((p / f).is_file() for f in RUN_FILES)
+        }
+        return dict(sorted(found.items(), key=lambda item: -_changed(item[1])))
+
+    def path(self, name: str) -> Path:
+        runs = self.scan()
+        if name not in runs:
+            raise RunNotFound(f"no run named {name!r} in {self.root}")
+        return runs[name]
+
+    def summary(self) -> list[dict[str, Any]]:
+        result = []
+        for name, path in self.scan().items():
+            records = read_metrics(path / "metrics.jsonl")
+            last = records[-1] if records else {}
+            result.append(
+                {
+                    "name": name,
+                    "step": last.get("step", 0),
+                    "epoch": last.get("epoch", 0),
+                    "changed": _changed(path),
+                }
+            )
+        return result
+
+    def detail(self, name: str) -> dict[str, Any]:
+        path = self.path(name)
+        config = path / "config.yaml"
+        return {
+            "name": name,
+            "config": config.read_text(encoding="utf-8") if config.is_file() else "",
+            "samples": self.samples(name)[:SAMPLES_SHOWN],
+        }
+
+    def metrics(self, name: str, since: int = 0) -> dict[str, Any]:
+        """Records from the ``since``-th on, the count to ask from next time, and the plot
+        (``panels``) of each metric in them, as losses.png groups them.
+
+        A line still being written is left out until it is whole: it is the last one, so the
+        count stays right.
+        """
+        records = read_metrics(self.path(name) / "metrics.jsonl")
+        new = [{k: _finite(v) for k, v in r.items()} for r in records[max(0, since) :]]
+        keys = {k for r in new for k, v in r.items() if isinstance(v, (int, float))}
+        panels = {k: metric_panel(k) for k in keys - {"step", "epoch"}}
+        return {"records": new, "next": len(records), "panels": panels}
+
+    def samples(self, name: str) -> list[str]:
+        """Sample grid file names, newest (highest step) first."""
+        folder = self.path(name) / "samples"
+        if not folder.is_dir():
+            return []
+        names = [p.name for p in folder.iterdir() if SAMPLE_NAME.fullmatch(p.name)]
+        return sorted(names, key=lambda n: int(SAMPLE_NAME.fullmatch(n)[2]), reverse=True)
+
+    def sample_path(self, name: str, sample: str) -> Path:
+        if sample not in self.samples(name):
+            raise RunNotFound(f"run {name!r} has no sample {sample!r}")
+        return self.path(name) / "samples" / sample
+
+
+def _changed(run: Path) -> float:
+    times = [(run / f).stat().st_mtime for f in RUN_FILES if (run / f).is_file()]
+    return max(times, default=0.0)
