@@ -15,6 +15,7 @@ from PIL import Image
 from translate.data.cli import data, prepare
 from translate.data.datasets import DatasetError, ImageFolder, PairedFolder, UnpairedFolder
 from translate.data.images import ImageReadError, list_images, read_image, write_image
+from translate.data.layout import detect_layouts, find_layout, hold_out
 from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_image
 from translate.data.worldmaps import build_worldmaps, tile_grid
 
@@ -230,3 +231,91 @@ def test_truncated_jpeg_mid_epoch_is_skipped(tmp_path: Path) -> None:
         ds = PairedFolder(tmp_path, preprocess=SMALL)
         items = [ds[i] for i in range(len(ds))]
     assert len(ds) == 2 and all(item["input_path"].endswith("0.png") for item in items)
+
+
+def test_one_folder_lists_every_layout_it_holds(tmp_path: Path) -> None:
+    _aligned_dataset(tmp_path)
+    write_image(tmp_path / "val" / "v.png", noise(16, 32))
+    for split in ("train", "test"):
+        for d in "AB":
+            write_image(tmp_path / f"{split}{d}" / "x.png", noise(16, 16))
+    layouts = {layout.name: layout for layout in detect_layouts(tmp_path)}
+    assert set(layouts) == {"aligned", "unpaired"}
+    assert list(layouts["aligned"].splits) == ["train", "val"]
+    assert list(layouts["unpaired"].splits) == ["test", "train"]
+    assert find_layout(tmp_path, "paired").name == "aligned"
+    result = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "paired aligned A|B (paired data" in result.output and "train 2, val 1" in result.output
+    assert "unpaired (unpaired data" in result.output and "test 1 A + 1 B" in result.output
+
+
+def test_folders_layout_splits_and_unknown_split(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        write_image(tmp_path / "A" / split / "x.png", noise(8, 8))
+        write_image(tmp_path / "B" / split / "x.png", noise(8, 8))
+    (layout,) = detect_layouts(tmp_path)
+    assert layout.name == "folders" and list(layout.splits) == ["train", "val"]
+    with pytest.raises(DatasetError, match=r"no split 'vall'.*'train', 'val'"):
+        PairedFolder(tmp_path, split="vall", preprocess=SMALL)
+    with pytest.raises(DatasetError, match="holds paired A/ B/; unpaired data needs trainA/"):
+        UnpairedFolder(tmp_path)
+
+
+def test_data_check_flags_size_mismatch_and_empty_split(tmp_path: Path) -> None:
+    write_image(tmp_path / "A" / "same.png", noise(8, 8))
+    write_image(tmp_path / "B" / "same.png", noise(8, 8))
+    write_image(tmp_path / "A" / "odd.png", noise(8, 8))
+    write_image(tmp_path / "B" / "odd.png", noise(12, 8))
+    (tmp_path / "trainA").mkdir()
+    write_image(tmp_path / "trainB" / "b.png", noise(8, 8))
+    result = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "1 pair(s) whose A and B differ in size" in result.output
+    assert "odd.png (8x8) and" in result.output and "same.png (8x8) and" not in result.output
+    assert "trainA: split 'train' of the unpaired layout is empty" in result.output
+    assert "paired A/ B/ (paired data, e.g. pix2pix): . 2" in result.output
+
+
+def test_single_photos_are_not_aligned_pairs(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / f"photo{i}.png", noise(12, 12, seed=i))
+    write_image(tmp_path / "pair.png", noise(12, 24))
+    result = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "3 image(s) are not A|B pairs" in result.output
+    assert all(f"photo{i}.png (12x12)" in result.output for i in range(3))
+    assert "pair.png" not in result.output.split("not A|B pairs")[1]
+    with pytest.raises(DatasetError, match="exactly twice as wide as high") as err:
+        PairedFolder(tmp_path, split=".", preprocess=SMALL)
+    assert "photo2.png (12x12)" in str(err.value)
+
+
+def test_dataset_without_splits_trains_on_its_root(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", noise(8, 16, seed=i))
+    (layout,) = detect_layouts(tmp_path)
+    assert layout.train_split() == "." and layout.val_split("auto") == "holdout"
+    with pytest.raises(DatasetError, match=r"no split 'val'.*'\.' \(the folder itself\)"):
+        layout.val_split("val")
+    rest = PairedFolder(tmp_path, split=".", holdout="rest", preprocess=SMALL)
+    held = PairedFolder(tmp_path, split=".", holdout="held", preprocess=SMALL)
+    assert [Path(p).name for p, _ in held.pairs] == ["2.png"]
+    assert [Path(p).name for p, _ in rest.pairs] == ["0.png", "1.png"]
+
+
+def test_hold_out_is_every_tenth_file() -> None:
+    files = list(range(25))
+    assert hold_out(files, held=True) == [9, 19]
+    assert len(hold_out(files, held=False)) == 23
+    with pytest.raises(DatasetError, match="data.val_split=train"):
+        hold_out([1], held=True)
+
+
+def test_combine_refuses_halves_that_are_not_square(tmp_path: Path) -> None:
+    write_image(tmp_path / "A" / "p.png", noise(8, 12))
+    write_image(tmp_path / "B" / "p.png", noise(8, 12))
+    result = CliRunner().invoke(
+        prepare, ["combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "ab")]
+    )
+    assert result.exit_code == 1 and "12x8 is not square" in result.output

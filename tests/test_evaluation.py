@@ -278,3 +278,20 @@ def test_usage_errors(args, message, inception_file):
         args = [*args, "--inception-weights", str(inception_file)]
     result = CliRunner().invoke(evaluate, args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_unknown_or_missing_split_lists_the_splits(tmp_path):
+    spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, spec.build())}, {"mode": "none"})
+    for side in "AB":
+        _write(tmp_path / "flat" / side / "x.png", np.zeros((8, 8, 3), np.uint8))
+        _write(tmp_path / "split" / side / "train" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    model = ["--model", str(tmp_path / "g.safetensors"), "--device", "cpu"]
+    result = CliRunner().invoke(evaluate, [*model, "--data", str(tmp_path / "flat")])
+    assert result.exit_code == 1 and "no split 'val'" in result.output
+    assert "splits present: '.' (the folder itself)" in result.output
+    result = CliRunner().invoke(
+        evaluate, [*model, "--data", str(tmp_path / "split"), "--split", "vall"]
+    )
+    assert result.exit_code == 1 and "no split 'vall'" in result.output
+    assert "splits present: 'train'" in result.output

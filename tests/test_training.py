@@ -424,3 +424,66 @@ def test_data_order_does_not_depend_on_workers_or_resume(data: Path, tmp_path: P
     assert all(torch.equal(a, b) for a, b in zip(serial[1:], epoch_batches(0, 1), strict=True))
     next_epoch = epoch_batches(0, epoch=2)
     assert not all(torch.equal(a, b) for a, b in zip(serial, next_epoch, strict=True))
+
+
+def _copy_split(data: Path, root: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for f in (data / name).iterdir():
+            (root / name / f.name).write_bytes(f.read_bytes())
+    return root
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_dataset_without_val_holds_out_training_files(
+    data: Path, tmp_path: Path, model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _copy_split(data, tmp_path / "d", ("train", "trainA", "trainB"))
+    t = trainer(tiny(model, root), tmp_path / "run")
+    assert t.config.data.val_split == "holdout" and t.val_images == 1
+    if model == "pix2pix":
+        trained = {Path(a).name for a, _ in t.train_set.pairs}
+        held = [Path(a).name for a, _ in t.val_set.pairs]
+    else:
+        trained = {p.name for p in t.train_set.paths_a}
+        held = [p.name for p in t.val_set.paths_a]
+    assert held == ["7.png"] and len(trained) == 7 and "7.png" not in trained
+    assert "validation: 1 images (held out of the training files)" in capsys.readouterr().err
+    summary = t.fit()
+    assert summary["val_split"] == "holdout" and summary["val_images"] == 1
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["val_split"] == "holdout"
+
+
+def test_training_images_validate_only_when_asked(data: Path, tmp_path: Path) -> None:
+    root = _copy_split(data, tmp_path / "d", ("train",))
+    t = trainer(tiny("pix2pix", root, data={"val_split": "train"}), tmp_path / "a")
+    assert len(t.train_set) == 8 and t.config.data.val_split == "train" and t.val_images == 4
+    with pytest.raises(ValueError, match=r"no split 'vall'.*splits present: 'train', 'val'"):
+        trainer(tiny("pix2pix", data, data={"val_split": "vall"}), tmp_path / "b")
+
+
+def test_validation_scores_the_whole_split_up_to_val_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from translate import metrics
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("val", 11)):
+        for i in range(count):
+            a = _image(rng)
+            write_image(tmp_path / "d" / split / f"{i}.png", np.concatenate([a, a], axis=1))
+    scored: list[int] = []
+    add = metrics.PairedScores.add
+    monkeypatch.setattr(
+        metrics.PairedScores, "add", lambda self, o, t: (scored.append(len(o)), add(self, o, t))
+    )
+    config = tiny("pix2pix", tmp_path / "d")
+    del config["data"]["val_size"]
+    t = trainer(config, tmp_path / "run")
+    t.evaluate()
+    assert sum(scored) == 11 and t.summary()["val_images"] == 11
+    scored.clear()
+    t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
+    t.evaluate()
+    assert scored == [8, 1] and t.summary()["val_images"] == 9

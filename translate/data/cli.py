@@ -9,8 +9,18 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from translate.data.datasets import DatasetError, match_pairs
 from translate.data.images import list_images
+from translate.data.layout import (
+    ALIGNED_RULE,
+    PAIRED,
+    UNPAIRED,
+    DatasetError,
+    Layout,
+    detect_layouts,
+    image_size,
+    name_some,
+    not_aligned,
+)
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
 
 
@@ -78,54 +88,79 @@ def data() -> None:
     """Inspect datasets."""
 
 
-def detect_layout(root: Path) -> str:
-    names = {p.name for p in root.iterdir() if p.is_dir()}
-    if {"trainA", "trainB"} <= names or {"testA", "testB"} <= names:
-        return "unpaired"
-    if {"A", "B"} <= names or any(
-        {"A", "B"} <= {q.name for q in (root / n).iterdir() if q.is_dir()} for n in names
-    ):
-        return "folders"
-    return "aligned"
+# which trainers read each kind of data, for people reading `data check`
+TRAINERS = {PAIRED: "pix2pix", UNPAIRED: "cyclegan"}
+
+
+def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, Path]]:
+    """Per split the image count (A + B when unpaired), and the pairs to check, as
+    {A file: B file}; missing partners and empty splits go to ``problems``."""
+    counts, pairs = [], {}
+    for split, (dir_a, dir_b) in layout.splits.items():
+        if layout.data == UNPAIRED:
+            files_a, files_b = layout.domains(split)
+            counts.append(f"{split} {len(files_a)} A + {len(files_b)} B")
+            empty = [d for d, f in ((dir_a, files_a), (dir_b, files_b)) if not f]
+        else:
+            try:
+                found = layout.pairs(split)
+            except DatasetError as exc:
+                problems.append(str(exc))
+                found = []
+            counts.append(f"{split} {len(found)}")
+            pairs.update(found)
+            empty = [] if found else [dir_a]
+        problems += [f"{d}: split {split!r} of the {layout.title} layout is empty" for d in empty]
+    return ", ".join(counts), pairs
 
 
 @data.command("check")
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 def check(root: str) -> None:
-    """Validate a dataset folder: counts, sizes, modes, layout and every problem found."""
+    """Validate a dataset folder: every layout it holds (so every kind of trainer it can
+    feed), counts, sizes, modes and every problem found."""
     base = Path(root)
-    layout = detect_layout(base)
-    click.echo(f"{base}: layout {layout}")
     problems: list[str] = []
+    layouts = detect_layouts(base)
+    click.echo(f"{base}: {len(layouts)} layout(s)")
+    to_check: dict[str, dict[Path, Path]] = {}
+    for layout in layouts:
+        counts, to_check[layout.name] = _split_counts(layout, problems)
+        trainers = f"{layout.data} data, e.g. {TRAINERS[layout.data]}"
+        click.echo(f"  {layout.title} ({trainers}): {counts}")
     files = list_images(base)
-    sizes: Counter[tuple[int, int]] = Counter()
+    sizes: dict[Path, tuple[int, int]] = {}
     modes: Counter[str] = Counter()
-    per_folder: Counter[str] = Counter()
     for path in files:
-        per_folder[str(path.parent.relative_to(base))] += 1
         try:
+            sizes[path] = image_size(path)
             with Image.open(path) as img:
-                sizes[img.size] += 1
                 modes[img.mode] += 1
                 img.load()
         except Exception as exc:
+            sizes.pop(path, None)
             problems.append(f"{path}: not a readable image ({exc})")
-    if layout == "folders":
-        for a_dir in sorted(base.rglob("A")):
-            if (a_dir.parent / "B").is_dir():
-                try:
-                    match_pairs(a_dir, a_dir.parent / "B")
-                except DatasetError as exc:
-                    problems.append(str(exc))
-    if layout == "aligned":
-        problems += [
-            f"{base}: image {w}x{h} has an odd width for A|B halves" for (w, h) in sizes if w % 2
-        ]
+    aligned = {a: sizes[a] for a in to_check.get("aligned", {}) if a in sizes}
+    wrong = not_aligned(aligned)
+    if wrong:
+        problems.append(
+            f"{len(wrong)} image(s) are not A|B pairs; {ALIGNED_RULE}:" + name_some(wrong)
+        )
+    different = [
+        f"{a} ({sizes[a][0]}x{sizes[a][1]}) and {b} ({sizes[b][0]}x{sizes[b][1]})"
+        for a, b in to_check.get("folders", {}).items()
+        if a in sizes and b in sizes and sizes[a] != sizes[b]
+    ]
+    if different:
+        problems.append(
+            f"{len(different)} pair(s) whose A and B differ in size:" + name_some(different)
+        )
     if not files:
         problems.append(f"{base}: no images found")
-    for folder, n in sorted(per_folder.items()):
-        click.echo(f"  {folder or '.'}: {n} images")
-    click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(5)))
+    elif not layouts:
+        problems.append(f"{base}: no layout found (datasets/README.md lists them)")
+    shown = Counter(sizes.values()).most_common(5)
+    click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
     for p in problems:
         click.echo(f"problem: {p}", err=True)

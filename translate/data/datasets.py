@@ -10,86 +10,41 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from translate.data.images import ImageReadError, list_images, read_image
+from translate.data.layout import (
+    ALIGNED_RULE,
+    PAIRED,
+    UNPAIRED,
+    DatasetError,
+    T,
+    find_layout,
+    hold_out,
+    image_size,
+    name_some,
+    not_aligned,
+)
 from translate.data.transforms import Preprocess, build_input_augment, build_transform, to_tensor
 
-MAX_NAMED = 30
 
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be used as it is; the message says why."""
-
-
-def _name_some(paths: list[str]) -> str:
-    shown = "\n  ".join(paths[:MAX_NAMED])
-    more = f"\n  ... and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else ""
-    return f"\n  {shown}{more}"
-
-
-def _split_dir(root: Path, split: str) -> Path:
-    """``root/split`` when it exists, else ``root`` itself (a dataset without splits)."""
-    return root / split if (root / split).is_dir() else root
-
-
-def _unreadable(paths: list[Path]) -> list[Path]:
-    """Files whose header PIL cannot parse (cheap: no pixel decoding)."""
-    bad = []
+def _header_sizes(paths: list[Path], what: str) -> dict[Path, tuple[int, int]]:
+    """Image sizes read from the headers (cheap: no pixel decoding). Files PIL cannot even
+    open are skipped with one warning naming all of them."""
+    sizes, bad = {}, []
     for p in paths:
         try:
-            with Image.open(p) as img:
-                img.verify()
+            sizes[p] = image_size(p)
         except Exception:
-            bad.append(p)
-    return bad
-
-
-def _drop_unreadable(paths: list[Path], what: str) -> list[Path]:
-    """Skip files PIL cannot even open, with one warning naming all of them."""
-    bad = set(_unreadable(paths))
+            bad.append(str(p))
     if bad:
-        warnings.warn(
-            f"{what}: skipping {len(bad)} unreadable file(s):" + _name_some(sorted(map(str, bad))),
-            stacklevel=3,
-        )
-    return [p for p in paths if p not in bad]
+        message = f"{what}: skipping {len(bad)} unreadable file(s):" + name_some(bad)
+        warnings.warn(message, stacklevel=3)
+    return sizes
 
 
-def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
-    """Pair files of ``dir_a`` and ``dir_b`` by relative path and stem; extensions may differ.
-
-    Raises :class:`DatasetError` naming every file that lacks a partner.
-    """
-
-    def keyed(d: Path) -> dict[str, Path]:
-        out: dict[str, Path] = {}
-        for p in list_images(d):
-            key = p.relative_to(d).with_suffix("").as_posix()
-            if key in out:
-                raise DatasetError(f"{p}: same name as {out[key]} with another extension")
-            out[key] = p
-        return out
-
-    a, b = keyed(dir_a), keyed(dir_b)
-    missing = [f"{a[k]} (no partner in {dir_b})" for k in sorted(a.keys() - b.keys())]
-    missing += [f"{b[k]} (no partner in {dir_a})" for k in sorted(b.keys() - a.keys())]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) without a partner:" + _name_some(missing))
-    return [(a[k], b[k]) for k in sorted(a)]
-
-
-def detect_paired_layout(root: Path, split: str) -> tuple[str, Path, Path, Path]:
-    """``("folders", dir)`` when ``dir/A`` and ``dir/B`` exist, else ``("aligned", dir)``."""
-    for base in (root / split / "", root / ""):
-        if (base / "A").is_dir() and (base / "B").is_dir():
-            sub_a, sub_b = base / "A" / split, base / "B" / split
-            if sub_a.is_dir() and sub_b.is_dir():
-                return "folders", base, sub_a, sub_b
-            return "folders", base, base / "A", base / "B"
-    d = _split_dir(root, split)
-    return "aligned", d, d, d
+def _select(files: list[T], holdout: str | None) -> list[T]:
+    return files if holdout is None else hold_out(files, held=holdout == "held")
 
 
 def resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -123,7 +78,11 @@ class _SkipsBadFiles(Dataset):
 
 
 class PairedFolder(_SkipsBadFiles):
-    """Paired images: aligned files (A left, B right) or ``A/`` and ``B/`` folders."""
+    """Paired images: aligned files (A left, B right) or ``A/`` and ``B/`` folders.
+
+    ``holdout`` ``"rest"`` leaves out the files :func:`~translate.data.layout.hold_out` keeps
+    for validation, ``"held"`` takes only those.
+    """
 
     def __init__(
         self,
@@ -135,23 +94,26 @@ class PairedFolder(_SkipsBadFiles):
         output_channels: int = 3,
         max_dataset_size: int | None = None,
         train: bool = True,
+        holdout: str | None = None,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset folder does not exist")
         self.direction = direction
         self.preprocess = preprocess or Preprocess()
         self.input_channels, self.output_channels = input_channels, output_channels
-        self.layout, _, dir_a, dir_b = detect_paired_layout(self.root, split)
-        if self.layout == "folders":
-            pairs = match_pairs(dir_a, dir_b)
-            good = set(_drop_unreadable([p for pair in pairs for p in pair], str(self.root)))
-            pairs = [(a, b) for a, b in pairs if a in good and b in good]
-        else:
-            files = _drop_unreadable(list_images(dir_a), str(self.root))
-            pairs = [(f, f) for f in files]
+        layout = find_layout(self.root, PAIRED)
+        self.layout = layout.name
+        pairs = _select(layout.pairs(split), holdout)
+        sizes = _header_sizes(sorted({p for pair in pairs for p in pair}), str(self.root))
+        pairs = [(a, b) for a, b in pairs if a in sizes and b in sizes]
+        if self.layout == "aligned":
+            wrong = not_aligned(sizes)
+            if wrong:
+                raise DatasetError(
+                    f"{self.root}: {len(wrong)} image(s) are not A|B pairs; {ALIGNED_RULE}:"
+                    + name_some(wrong)
+                )
         if not pairs:
             raise DatasetError(f"{self.root}: no images found for split {split!r}")
         self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
@@ -198,7 +160,8 @@ class PairedFolder(_SkipsBadFiles):
 
 
 class UnpairedFolder(_SkipsBadFiles):
-    """Two unaligned domains in ``trainA/`` and ``trainB/`` (or ``testA/``, ``testB/``)."""
+    """Two unaligned domains in ``trainA/`` and ``trainB/`` (or ``testA/``, ``testB/``);
+    ``holdout`` as for :class:`PairedFolder`, applied to each domain."""
 
     def __init__(
         self,
@@ -210,20 +173,17 @@ class UnpairedFolder(_SkipsBadFiles):
         serial: bool = False,
         max_dataset_size: int | None = None,
         train: bool = True,
+        holdout: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.preprocess = preprocess or Preprocess()
         self.a_channels, self.b_channels, self.serial = a_channels, b_channels, serial
+        layout = find_layout(self.root, UNPAIRED)
         domains = []
-        for d in ("A", "B"):
-            folder = self.root / f"{split}{d}"
-            if not folder.is_dir():
-                raise DatasetError(
-                    f"{folder}: folder missing (unpaired data needs {split}A/ and {split}B/)"
-                )
-            files = _drop_unreadable(list_images(folder), str(folder))
+        for d, folder, files in zip("AB", layout.dirs(split), layout.domains(split), strict=True):
+            files = list(_header_sizes(_select(files, holdout), str(folder)))
             if not files:
-                raise DatasetError(f"{folder}: no images found")
+                raise DatasetError(f"{folder}: no images found for split {split!r} domain {d}")
             domains.append(files[:max_dataset_size] if max_dataset_size else files)
         self.paths_a, self.paths_b = domains
         # Each domain gets its own crop and flip: the images are unrelated.

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from translate.data.datasets import match_pairs, resize_like
+from translate.data.datasets import resize_like
 from translate.data.images import list_images, read_image, write_image
+from translate.data.layout import ALIGNED_RULE, DatasetError, match_pairs
 
 
 def combine_pairs(
@@ -19,6 +20,8 @@ def combine_pairs(
     pairs = match_pairs(Path(dir_a), Path(dir_b))
     for path_a, path_b in tqdm(pairs, desc="combine"):
         a = read_image(path_a)
+        if a.shape[0] != a.shape[1]:
+            raise DatasetError(f"{path_a}: {a.shape[1]}x{a.shape[0]} is not square; {ALIGNED_RULE}")
         b = resize_like(read_image(path_b), a.shape)
         rel = path_a.relative_to(dir_a).with_suffix(".png")
         write_image(Path(out) / rel, np.concatenate([a, b], axis=1))

@@ -113,8 +113,8 @@ def evaluate(
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
-    from translate.data.datasets import DatasetError
     from translate.data.images import ImageReadError
+    from translate.data.layout import DatasetError
     from translate.evaluation import scores
     from translate.evaluation.inception import load_inception
 

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from translate import metrics
-from translate.data.datasets import PairedFolder, match_pairs
+from translate.data.datasets import PairedFolder
 from translate.data.images import list_images, read_image
+from translate.data.layout import match_pairs
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores

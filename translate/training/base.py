@@ -88,6 +88,7 @@ class GANModel(nn.Module):
     """Networks plus ``train_step``; subclasses build the networks and define the step."""
 
     kind = ""
+    data = ""  # the data it trains on: "paired" or "unpaired" (translate.data.layout)
 
     def __init__(self, config: Config) -> None:
         super().__init__()

@@ -36,8 +36,10 @@ class DataConfig:
     output_channels: int = 3  # pix2pix target / CycleGAN domain B
     preprocess: Preprocess = field(default_factory=Preprocess)
     max_dataset_size: int | None = None
-    val_split: str = "val"  # pix2pix: val/ ; CycleGAN: testA/, testB/
-    val_size: int = 16  # fixed validation images for samples, metrics and monitoring
+    # auto: val, else test, else holdout (every 10th training file, kept out of training);
+    # train: validate on the training images; any other name must be a split present
+    val_split: str = "auto"
+    val_size: int = 200  # validation images scored (the first of them are the sample grid)
     serial: bool = False  # CycleGAN: pair A[i] with B[i] instead of a random B
     num_workers: int = 4
 
@@ -130,7 +132,6 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "discriminator": {"name": "patch", "options": {"norm": "batch"}},
     },
     "cyclegan": {
-        "data": {"val_split": "test"},
         "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
         "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
         "loss": {"gan_mode": "lsgan"},

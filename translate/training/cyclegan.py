@@ -18,6 +18,7 @@ from translate.training.image_pool import ImagePool
 
 class CycleGAN(GANModel):
     kind = "cyclegan"
+    data = "unpaired"
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

@@ -9,6 +9,8 @@ import math
 import os
 import random
 import signal
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from tqdm import tqdm
 from translate import metrics
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
+from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
 from translate.devices import resolve_device
 from translate.model_file import save_generators
 from translate.training.base import GANModel, Stepper
@@ -107,40 +110,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _has_split(config: Config, split: str) -> bool:
-    root = Path(config.data.root)
-    if config.model == "cyclegan":
-        return (root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()
-    return any((root / p).is_dir() for p in (split, f"A/{split}", f"{split}/A"))
-
-
-def build_datasets(config: Config) -> tuple[Dataset, Dataset]:
-    """Training set and fixed validation set (the first ``val_size`` val images, or of the
-    training images, uncropped and unflipped, when the dataset has no val split)."""
+def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
+    """Training set, validation set (the first ``data.val_size`` images of the validation
+    split, uncropped and unflipped) and the name of that split, resolved from
+    ``data.val_split`` (``holdout``: files of the training split kept out of training)."""
     d = config.data
-    root = Path(d.root)
-    if not root.is_dir():
-        raise ValueError(f"config key 'data.root': dataset folder {root} does not exist")
-    val_split = d.val_split if _has_split(config, d.val_split) else "train"
-    if config.model == "cyclegan":
+    if not Path(d.root).is_dir():
+        raise ValueError(f"config key 'data.root': dataset folder {d.root} does not exist")
+    layout = find_layout(d.root, MODELS[config.model].data)
+    train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
+    holdout = val_split == HOLDOUT
+    if layout.data == UNPAIRED:
 
-        def unpaired(split: str, train: bool, size: int | None) -> Dataset:
+        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
             return UnpairedFolder(
-                root, split, d.preprocess, d.input_channels, d.output_channels,
-                serial=d.serial or not train, max_dataset_size=size, train=train,
+                d.root, split, d.preprocess, d.input_channels, d.output_channels,
+                serial=d.serial or not train, max_dataset_size=size, train=train, holdout=part,
+            )  # fmt: skip
+    else:
+
+        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
+            return PairedFolder(
+                d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
+                max_dataset_size=size, train=train, holdout=part,
             )  # fmt: skip
 
-        return unpaired("train", True, d.max_dataset_size), unpaired(val_split, False, d.val_size)
-    if (root / "trainA").is_dir() and not _has_split(config, "train"):
-        raise ValueError(f"{root}: holds unpaired data (trainA/); pix2pix needs paired data")
-
-    def paired(split: str, train: bool, size: int | None) -> Dataset:
-        return PairedFolder(
-            root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
-            max_dataset_size=size, train=train,
-        )  # fmt: skip
-
-    return paired("train", True, d.max_dataset_size), paired(val_split, False, d.val_size)
+    train_set = dataset(train_split, True, d.max_dataset_size, "rest" if holdout else None)
+    val_set = dataset(
+        train_split if holdout else val_split, False, d.val_size, "held" if holdout else None
+    )
+    return train_set, val_set, val_split
 
 
 def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None:
@@ -228,11 +227,16 @@ class Trainer:
         self.channels_last = train.channels_last and self.device.type == "cuda"
         seed_everything(train.seed)
 
-        self.train_set, val_set = build_datasets(config)
+        self.train_set, val_set, config.data.val_split = build_datasets(config)
+        self.val_images = min(len(val_set), config.data.val_size)
+        if self.ranks.main:
+            holdout = config.data.val_split == HOLDOUT
+            where = "held out of the training files" if holdout else config.data.val_split
+            tqdm.write(f"validation: {self.val_images} images ({where})", file=sys.stderr)
         self.model = MODELS[config.model](config)
         check_sizes(config, self.model, val_set[0])
         self._prepare_model()
-        self.val_batches = self._val_batches(val_set)
+        self.val_set = val_set
 
         self.stepper = self._stepper()
         self.schedulers = {
@@ -316,10 +320,13 @@ class Trainer:
             generator=torch.Generator(),
         )
 
-    def _val_batches(self, val_set: Dataset) -> list[dict[str, Any]]:
-        items = [val_set[i] for i in range(min(len(val_set), self.config.data.val_size))]
-        chunks = [items[i : i + VAL_CHUNK] for i in range(0, len(items), VAL_CHUNK)]
-        return [_to_device(default_collate(c), self.device, self.channels_last) for c in chunks]
+    def _val_batches(self) -> Iterator[dict[str, Any]]:
+        """The validation images in chunks, read afresh each time (200 images of 256 px
+        would hold 300 MB of device memory for the whole run)."""
+        for start in range(0, self.val_images, VAL_CHUNK):
+            stop = min(start + VAL_CHUNK, self.val_images)
+            batch = default_collate([self.val_set[i] for i in range(start, stop)])
+            yield _to_device(batch, self.device, self.channels_last)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -426,7 +433,7 @@ class Trainer:
             return []
         self.model.eval()
         paired = metrics.PairedScores() if self.config.model == "pix2pix" else None
-        for i, batch in enumerate(self.val_batches):
+        for i, batch in enumerate(self._val_batches()):
             with self.stepper.autocast():
                 images, outputs = self.model.validate(batch)
             if i == 0:
@@ -435,8 +442,9 @@ class Trainer:
                     outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
                     self.config.loss.gan_mode,
                 )  # fmt: skip
-            if paired is not None:
-                paired.add(outputs["fake"], outputs["real"])
+            if paired is None:
+                break  # nothing to score beyond the sample grid and monitoring
+            paired.add(outputs["fake"], outputs["real"])
         self.model.train()
         values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
         warnings = monitor_warnings(monitor, self.diversity_history)
@@ -463,6 +471,8 @@ class Trainer:
             "steps": self.step,
             "dataset": str(self.config.data.root),
             "best_val": self.best,
+            "val_split": self.config.data.val_split,
+            "val_images": self.val_images,
         }
 
     def save_generators(self, name: str) -> None:

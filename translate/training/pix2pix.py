@@ -13,6 +13,7 @@ from translate.training.config import Config
 
 class Pix2Pix(GANModel):
     kind = "pix2pix"
+    data = "paired"
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

@@ -1,0 +1,251 @@
+"""Dataset layouts: which folders of a dataset root hold which split, for which kind of data.
+
+One folder can serve several trainers (``datasets/worldmaps`` holds aligned pairs in
+``train/``, ``val/`` and unpaired domains in ``trainA/`` ... ``testB/``), so
+:func:`detect_layouts` returns every layout found and :func:`find_layout` the one a trainer's
+data kind (``paired`` or ``unpaired``) reads. Nothing here decodes pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from PIL import Image
+
+from translate.data.images import is_image_path, list_images
+
+PAIRED, UNPAIRED = "paired", "unpaired"
+DATA_KINDS = (PAIRED, UNPAIRED)
+ROOT_SPLIT = "."  # a dataset without split folders: the files of the root itself
+SPLIT_NAMES = ("train", "val", "test")  # reported (as empty) even when they hold no images
+MAX_NAMED = 30
+T = TypeVar("T")
+HOLDOUT = "holdout"  # validation split taken out of the training files
+HOLDOUT_EVERY = 10  # every 10th training file (sorted by path) is held out
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used as it is; the message says why."""
+
+
+def name_some(paths: list[str]) -> str:
+    """The first ``MAX_NAMED`` entries, one per line, and how many more there are."""
+    shown = "\n  ".join(paths[:MAX_NAMED])
+    more = f"\n  ... and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else ""
+    return f"\n  {shown}{more}"
+
+
+def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
+    """Pair files of ``dir_a`` and ``dir_b`` by relative path and stem; extensions may differ.
+
+    Raises :class:`DatasetError` naming every file that lacks a partner.
+    """
+
+    def keyed(d: Path) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in list_images(d):
+            key = p.relative_to(d).with_suffix("").as_posix()
+            if key in out:
+                raise DatasetError(f"{p}: same name as {out[key]} with another extension")
+            out[key] = p
+        return out
+
+    a, b = keyed(dir_a), keyed(dir_b)
+    missing = [f"{a[k]} (no partner in {dir_b})" for k in sorted(a.keys() - b.keys())]
+    missing += [f"{b[k]} (no partner in {dir_a})" for k in sorted(b.keys() - a.keys())]
+    if missing:
+        raise DatasetError(f"{len(missing)} file(s) without a partner:" + name_some(missing))
+    return [(a[k], b[k]) for k in sorted(a)]
+
+
+def _root_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (not in its subfolders), sorted."""
+    files = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in files if is_image_path(p))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way of reading a dataset root.
+
+    ``name`` is ``aligned`` (A|B side by side in one file), ``folders`` (matching files in
+    ``A/`` and ``B/``) or ``unpaired`` (``<split>A/`` and ``<split>B/``); ``splits`` maps each
+    split present to its A and B folders (the same folder twice for aligned images).
+    """
+
+    name: str
+    root: Path
+    splits: dict[str, tuple[Path, Path]]
+
+    @property
+    def data(self) -> str:
+        """The kind of data it holds: ``paired`` or ``unpaired``."""
+        return UNPAIRED if self.name == "unpaired" else PAIRED
+
+    @property
+    def title(self) -> str:
+        titles = {"aligned": "paired aligned A|B", "folders": "paired A/ B/"}
+        return titles.get(self.name, self.name)
+
+    def has(self, split: str) -> bool:
+        return split in self.splits
+
+    def split_names(self) -> str:
+        return ", ".join(
+            "'.' (the folder itself)" if s == ROOT_SPLIT else repr(s) for s in self.splits
+        )
+
+    def dirs(self, split: str) -> tuple[Path, Path]:
+        """The A and B folders of ``split``; an unknown split names the splits present."""
+        if split not in self.splits:
+            raise DatasetError(
+                f"{self.root}: no split {split!r} in its {self.title} layout "
+                f"(splits present: {self.split_names() or 'none'})"
+            )
+        return self.splits[split]
+
+    def train_split(self) -> str:
+        """``train``, or ``.`` for a dataset without split folders."""
+        if ROOT_SPLIT in self.splits and "train" not in self.splits:
+            return ROOT_SPLIT
+        self.dirs("train")  # raises, naming the splits present, when there is none
+        return "train"
+
+    def val_split(self, requested: str) -> str:
+        """The split to validate on: ``auto`` is ``val``, else ``test``, else ``holdout`` (a
+        part of the training files kept out of training); ``train`` validates on the
+        training files; any other name must be present."""
+        if requested == "auto":
+            return next((s for s in ("val", "test") if s in self.splits), HOLDOUT)
+        if requested == HOLDOUT:
+            return HOLDOUT
+        if requested == "train":
+            return self.train_split()
+        self.dirs(requested)
+        return requested
+
+    def pairs(self, split: str) -> list[tuple[Path, Path]]:
+        """The (A, B) files of a paired split; an aligned file is its own partner."""
+        dir_a, dir_b = self.dirs(split)
+        if self.name == "folders":
+            return match_pairs(dir_a, dir_b)
+        if self.name == "aligned":
+            files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
+            return [(f, f) for f in files]
+        raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
+
+    def domains(self, split: str) -> tuple[list[Path], list[Path]]:
+        """The A files and the B files of a split, unmatched."""
+        if self.name != "unpaired":
+            pairs = self.pairs(split)
+            return [a for a, _ in pairs], [b for _, b in pairs]
+        dir_a, dir_b = self.dirs(split)
+        return list_images(dir_a), list_images(dir_b)
+
+
+def hold_out(files: list[T], held: bool) -> list[T]:
+    """The held-out part of a split's files (``held``) or the rest: every
+    ``HOLDOUT_EVERY``-th file in path order, or the last one of a smaller split. The same
+    files on every run and every resume, whatever the seed or ``data.val_size``."""
+    if len(files) < 2:
+        raise DatasetError(
+            f"{len(files)} training file(s): too few to hold some out for validation; add a "
+            "val split or set data.val_split=train to validate on the training images"
+        )
+    every = min(HOLDOUT_EVERY, len(files))
+    return [f for i, f in enumerate(files) if (i % every == every - 1) == held]
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(is_image_path(Path(f)) for _, _, files in os.walk(folder) for f in files)
+
+
+def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
+    """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files.
+
+    Folders one layout claims (``trainA``, ``A``, ``train/A`` ...) are no split of another.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder does not exist")
+    subdirs = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and p.name[0] != "."}
+    layouts: list[Layout] = []
+    claimed: set[str] = set()
+
+    unpaired = {
+        n[:-1]: (subdirs[n], subdirs[n[:-1] + "B"])
+        for n in subdirs
+        if len(n) > 1 and n.endswith("A") and n[:-1] + "B" in subdirs
+    }
+    if unpaired:
+        layouts.append(Layout("unpaired", root, unpaired))
+        claimed |= {f"{s}{d}" for s in unpaired for d in "AB"}
+
+    folders: dict[str, tuple[Path, Path]] = {}
+    if "A" in subdirs and "B" in subdirs:
+        a, b = subdirs["A"], subdirs["B"]
+        common = [s for s in SPLIT_NAMES if (a / s).is_dir() and (b / s).is_dir()]
+        folders = {s: (a / s, b / s) for s in common} or {ROOT_SPLIT: (a, b)}
+        claimed |= {"A", "B"}
+    for name, d in subdirs.items():
+        if name not in claimed and (d / "A").is_dir() and (d / "B").is_dir():
+            folders[name] = (d / "A", d / "B")
+            claimed.add(name)
+    if folders:
+        layouts.append(Layout("folders", root, folders))
+
+    aligned = {
+        n: (d, d)
+        for n, d in subdirs.items()
+        if n not in claimed and (n in SPLIT_NAMES or _holds_images(d))
+    }
+    if _root_images(root):
+        aligned[ROOT_SPLIT] = (root, root)
+    if aligned:
+        layouts.append(Layout("aligned", root, aligned))
+    return layouts
+
+
+def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
+    """The layout of ``root`` that holds ``data`` (``paired`` or ``unpaired``); A/ B/ folders
+    win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
+    if data not in DATA_KINDS:
+        raise ValueError(f"data kind must be one of {', '.join(DATA_KINDS)}, got {data!r}")
+    layouts = detect_layouts(root)
+    for layout in layouts:
+        if layout.data == data:
+            return layout
+    found = ", ".join(layout.title for layout in layouts) or "no images"
+    need = (
+        "trainA/ and trainB/ (optionally testA/, testB/)"
+        if data == UNPAIRED
+        else "aligned A|B images in train/, val/ or A/ and B/ folders"
+    )
+    raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF rotation applied), from the header only.
+
+    Raises any error PIL raises for a file that is no image.
+    """
+    with Image.open(path) as img:
+        img.verify()  # must come straight after open, hence a second open below
+    with Image.open(path) as img:
+        width, height = img.size
+        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    return (height, width) if rotated else (width, height)
+
+
+def not_aligned(sizes: dict[Path, tuple[int, int]]) -> list[str]:
+    """Files that cannot be an A|B pair: an aligned image is exactly twice as wide as high."""
+    return [f"{p} ({w}x{h})" for p, (w, h) in sizes.items() if w != 2 * h]
+
+
+ALIGNED_RULE = (
+    "an aligned image holds A and B side by side as two squares, so it is exactly twice "
+    "as wide as high; put unaligned pairs in A/ and B/ folders (datasets/README.md)"
+)
