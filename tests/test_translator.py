@@ -7,9 +7,9 @@ from torch import nn
 from torchvision import transforms as T
 
 from translate.data.images import image_to_array
-from translate.devices import resolve_device
 from translate.inference.translator import TranslateTransform, Translator
 from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+from translate.runtime import resolve_device
 
 
 def _model_file(path, in_channels=3, out_channels=3, both=False):

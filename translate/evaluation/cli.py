@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import torch
 
-from translate.devices import resolve_device
+from translate.runtime import resolve_device
 
 # metric -> (label, note) in table order
 ROWS = {

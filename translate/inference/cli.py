@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from .convert import FORMATS, ConvertSummary, convert_folder, distributed_rank
-from .translator import PRECISIONS
+from translate.runtime import PRECISIONS, Ranks
+
+from .convert import FORMATS, ConvertSummary, convert_folder
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -54,7 +55,8 @@ def _user_errors() -> Iterator[None]:
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="Autocast precision; auto is fp16 on CUDA, fp32 elsewhere (fp16 needs CUDA).",
+    help="Autocast precision; auto is fp16 on CUDA, bf16 on a CPU with native bf16, "
+    "else fp32 (fp16 needs CUDA).",
 )
 @click.option(
     "--format",
@@ -151,8 +153,8 @@ def convert(
 
 
 def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
-    rank, world = distributed_rank()
-    who = "" if world == 1 else f"rank {rank}/{world}: "
+    ranks = Ranks.from_env()
+    who = "" if ranks.world_size == 1 else f"rank {ranks.rank}/{ranks.world_size}: "
     click.echo(
         f"{who}converted {summary.converted}, skipped {summary.skipped} (already there), "
         f"failed {len(summary.failed)}; outputs in {output}"

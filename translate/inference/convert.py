@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from translate.data.images import is_image_path, list_images, read_image, write_image
 from translate.model_file import GeneratorFile
+from translate.runtime import Ranks
 
 from .translator import Translator
 
@@ -49,17 +50,6 @@ class _Job:
     src: Path
     dst: Path
     image: np.ndarray | None = None
-
-
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) from torchrun's ``RANK``/``WORLD_SIZE``; (0, 1) outside torchrun."""
-    try:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError as exc:
-        raise ValueError(f"RANK/WORLD_SIZE must be integers ({exc})") from exc
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-    return rank, world
 
 
 def shard(items: list[T], rank: int, world_size: int) -> list[T]:
@@ -145,7 +135,7 @@ def convert_folder(
     """
     src, dst = Path(src), Path(dst)
     jobs, clashes = plan(src, dst, format)
-    rank, world = distributed_rank()
+    ranks = Ranks.from_env()
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     if not isinstance(model, Translator):
         model = Translator.load(
@@ -160,9 +150,9 @@ def convert_folder(
             arch=arch,
             norm=norm,
         )
-    summary = ConvertSummary(failed=shard(clashes, rank, world))
+    summary = ConvertSummary(failed=shard(clashes, ranks.rank, ranks.world_size))
     todo = []
-    for job in shard(jobs, rank, world):
+    for job in shard(jobs, ranks.rank, ranks.world_size):
         if job.dst.exists() and not overwrite:
             summary.skipped += 1
         else:
@@ -171,7 +161,7 @@ def convert_folder(
         return summary
     batch_size = model.batch_size
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
-    desc = "convert" if world == 1 else f"convert (rank {rank})"
+    desc = "convert" if ranks.world_size == 1 else f"convert (rank {ranks.rank})"
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,

@@ -21,24 +21,11 @@ from PIL import Image
 
 from translate.data.images import image_to_array
 from translate.data.transforms import crop_to, pad_to_multiple
-from translate.devices import resolve_device
 from translate.model_file import GeneratorFile
+from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None for fp32); ``auto`` is fp16 on CUDA, fp32 elsewhere."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA device (got {device}); use bf16 or fp32")
-    return _DTYPES[precision]
 
 
 def _ramp(n: int, overlap: int) -> torch.Tensor:
@@ -72,8 +59,8 @@ class Translator:
     ``tile``: translate images larger than ``tile`` pixels in overlapping tiles, blended
     with linear ramps over ``overlap`` pixels so no seams show. ``device``: ``auto``, ``cpu``,
     ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
-    fp16 on CUDA, fp32 elsewhere); ``batch_size``: images per forward pass. The generator
-    is moved to the device in place.
+    fp16 on CUDA, bf16 on a CPU with native bf16, else fp32: ``translate.runtime``);
+    ``batch_size``: images per forward pass. The generator is moved to the device in place.
     """
 
     def __init__(
@@ -99,7 +86,7 @@ class Translator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
         self.direction = direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -233,11 +220,7 @@ class Translator:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, hw = pad_to_multiple(x, self.size_multiple, channels_last=False)
         padded = padded.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            self.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        ):
+        with self.precision.autocast():
             y = self.generator(padded)
         return crop_to(y.float(), hw, channels_last=False)
 

@@ -16,9 +16,8 @@ from translate.data.gpu_augment import DiffAugment
 from translate.losses import GANLoss, Prediction, feature_matching_loss, gradient_penalty
 from translate.model_file import GeneratorSpec
 from translate.networks import build_discriminator
+from translate.runtime import Precision
 from translate.training.config import Config
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Stepper:
@@ -32,21 +31,21 @@ class Stepper:
         self,
         optimizers: dict[str, Optimizer],
         device: torch.device,
-        precision: str = "fp32",
+        precision: Precision | None = None,
         grad_clip: float | None = None,
         world_size: int = 1,
     ) -> None:
-        self.optimizers, self.device, self.precision = optimizers, device, precision
+        self.precision = precision or Precision("fp32", device.type)
+        self.optimizers, self.device = optimizers, device
         self.grad_clip, self.world_size = grad_clip, world_size
         # One scaler per optimizer: each update is its own backward pass.
         self.scalers = {
-            name: torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+            name: torch.amp.GradScaler(device.type, enabled=self.precision.grad_scaling)
             for name in optimizers
         }
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dtype = AUTOCAST_DTYPES.get(self.precision)
-        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        return self.precision.autocast()
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         optimizer, scaler = self.optimizers[name], self.scalers[name]

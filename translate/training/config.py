@@ -22,10 +22,10 @@ import yaml
 from translate.data.transforms import Preprocess
 from translate.losses import GAN_MODES
 from translate.networks import DISCRIMINATORS, GENERATORS
+from translate.runtime import PRECISIONS
 
 MODELS = ("pix2pix", "cyclegan")
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass

@@ -11,7 +11,6 @@ import random
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from translate import metrics
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
-from translate.devices import resolve_device
 from translate.model_file import save_generators
+from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
     checkpoint_paths,
@@ -50,37 +49,24 @@ VAL_CHUNK = 8  # validation images per forward pass; the first chunk is the samp
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
-@dataclass
-class Ranks:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def init_distributed(device: str) -> Ranks:
     """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Ranks()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ranks = Ranks.from_env()
+    if ranks.world_size == 1:
+        return ranks
     if not dist.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
         if use_cuda:  # NCCL binds each process to the GPU current when it starts
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(ranks.local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
+    return Ranks(dist.get_rank(), dist.get_world_size(), ranks.local_rank)
 
 
 def select_device(name: str, ranks: Ranks) -> torch.device:
-    """``auto`` trains on CUDA when there is a GPU, else on the CPU (not MPS)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """``auto`` trains on CUDA when there is a GPU, else on the CPU (not MPS); under
+    torchrun each rank takes its own GPU."""
     try:
-        device = resolve_device(name)
+        device = resolve_device(name, use="train")
     except ValueError as exc:
         raise ValueError(f"config key 'train.device': {exc}") from exc
     if device.type == "cuda":
@@ -88,20 +74,6 @@ def select_device(name: str, ranks: Ranks) -> torch.device:
             device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA where supported, else fp16; fp32 on the CPU."""
-    cuda = device.type == "cuda"
-    if precision == "auto":
-        if not cuda:
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and not cuda:
-        raise ValueError("config key 'train.precision': fp16 (with a grad scaler) needs CUDA")
-    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        raise ValueError("config key 'train.precision': this GPU does not support bf16")
-    return precision
 
 
 def seed_everything(seed: int) -> None:
@@ -223,7 +195,9 @@ class Trainer:
         train = config.train
         self.ranks = init_distributed(train.device)
         self.device = select_device(train.device, self.ranks)
-        self.precision = resolve_precision(train.precision, self.device)
+        self.precision = resolve_precision(
+            train.precision, self.device, use="train", key="config key 'train.precision'"
+        )
         self.channels_last = train.channels_last and self.device.type == "cuda"
         seed_everything(train.seed)
 
