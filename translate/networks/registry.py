@@ -41,6 +41,10 @@ class Registry:
         params = inspect.signature(self._lookup(name)[0]).parameters
         return [p for p in params if p not in ("in_channels", "out_channels")]
 
+    def get(self, name: str) -> Callable[..., nn.Module]:
+        """The constructor registered under ``name`` (for trainers: the class itself)."""
+        return self._lookup(name)[0]
+
     def _lookup(self, name: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
         try:
             return self._builders[name]

@@ -1,10 +1,10 @@
-"""What the two models share: the update step they call and the discriminator loss."""
+"""What every trainer shares: its declarations, the update step it calls and the GAN losses."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -12,12 +12,13 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.optim import Optimizer
 
+from translate import metrics
 from translate.data.gpu_augment import DiffAugment
 from translate.losses import GANLoss, Prediction, feature_matching_loss, gradient_penalty
 from translate.model_file import GeneratorSpec
 from translate.networks import build_discriminator
 from translate.runtime import Precision
-from translate.training.config import Config
+from translate.training.config import Config, LossConfig
 
 
 class Stepper:
@@ -38,7 +39,7 @@ class Stepper:
         self.precision = precision or Precision("fp32", device.type)
         self.optimizers, self.device = optimizers, device
         self.grad_clip, self.world_size = grad_clip, world_size
-        # One scaler per optimizer: each update is its own backward pass.
+        # One scaler per optimizer; a joint update (several names) uses the first one's.
         self.scalers = {
             name: torch.amp.GradScaler(device.type, enabled=self.precision.grad_scaling)
             for name in optimizers
@@ -47,17 +48,26 @@ class Stepper:
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         return self.precision.autocast()
 
-    def update(self, name: str, loss: torch.Tensor) -> None:
-        optimizer, scaler = self.optimizers[name], self.scalers[name]
-        optimizer.zero_grad(set_to_none=True)
+    def update(self, names: str | tuple[str, ...], loss: torch.Tensor) -> None:
+        """One backward pass of ``loss``, then a step of the optimizer(s) ``names``.
+
+        Several names share the pass (CUT's generator and its feature MLP) and the first
+        one's grad scaler; clipping stays per optimizer.
+        """
+        names = (names,) if isinstance(names, str) else names
+        optimizers = [self.optimizers[n] for n in names]
+        scaler = self.scalers[names[0]]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if self.world_size > 1:
-            _average_gradients(params, self.world_size)
-        if self.grad_clip:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, self.grad_clip)
-        scaler.step(optimizer)
+        for optimizer in optimizers:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if self.world_size > 1:
+                _average_gradients(params, self.world_size)
+            if self.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, self.grad_clip)
+            scaler.step(optimizer)
         scaler.update()
 
 
@@ -84,10 +94,20 @@ def frozen(*nets: nn.Module) -> Iterator[None]:
 
 
 class GANModel(nn.Module):
-    """Networks plus ``train_step``; subclasses build the networks and define the step."""
+    """A trainer: its networks plus ``train_step``, registered by name in ``TRAINERS``
+    (``translate.training.models``). The engine reads only these declarations and methods:
 
-    kind = ""
-    data = ""  # the data it trains on: "paired" or "unpaired" (translate.data.layout)
+    - ``data``: what it trains on, ``"paired"`` (items ``input``/``target``) or
+      ``"unpaired"`` (items ``A``/``B``), as ``translate.data.layout`` names them;
+    - ``Loss``: its loss dataclass (a :class:`LossConfig`), the type of ``config.loss``;
+    - ``defaults``: the config sections where its defaults differ from the dataclasses';
+    - :meth:`check_config`, :meth:`initialize`, :meth:`optimizers`, :meth:`generators`,
+      :meth:`train_step`, :meth:`validate`, :meth:`validation_scores` and the extra state.
+    """
+
+    data: ClassVar[str] = ""
+    Loss: ClassVar[type[LossConfig]] = LossConfig
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -104,8 +124,17 @@ class GANModel(nn.Module):
         d = self.config.discriminator
         return build_discriminator(d.name, in_channels, **d.options)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """``{"G": ..., "D": ...}``: the parameters each optimizer updates."""
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Refuse option combinations this trainer cannot train (before any data is read)."""
+
+    def initialize(self, batch: dict[str, Any]) -> None:
+        """Build the networks whose sizes come from the data, from one batch on the CPU;
+        called once before the optimizers are made (and before a resume loads weights)."""
+
+    def optimizers(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        """``{name: (parameters, learning rate)}``: one Adam optimizer (and scheduler) per
+        name; ``train_step`` updates them by name through the :class:`Stepper`."""
         raise NotImplementedError
 
     def generators(self) -> dict[str, tuple[GeneratorSpec, nn.Module]]:
@@ -121,6 +150,11 @@ class GANModel(nn.Module):
     def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Sample columns for the grid, and what the monitor and metrics need."""
         raise NotImplementedError
+
+    def validation_scores(self) -> metrics.PairedScores | None:
+        """Scores of ``validate``'s ``fake`` against ``real`` over the validation set (those
+        of paired data), or None when outputs have no ground truth."""
+        return None
 
     def extra_state(self) -> dict[str, Any]:
         """Training state outside the state dict (CycleGAN's image pools)."""

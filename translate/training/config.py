@@ -1,9 +1,10 @@
 """Training configuration: nested dataclasses loaded from YAML, with ``--set a.b=value`` overrides.
 
-Defaults depend on the model: ``pix2pix`` starts from the reference pix2pix settings (U-Net 256,
-batch norm, vanilla GAN, lambda_L1 100), ``cyclegan`` from the reference CycleGAN settings
-(ResNet 9 blocks, instance norm, LSGAN, cycle 10, identity 0.5, image pool 50). A YAML file
-only lists what differs. Unknown keys are errors naming the key and the closest valid ones.
+The chosen ``model`` (a trainer in ``translate.training.models``) supplies the defaults that
+differ from the dataclasses' (pix2pix: U-Net 256, batch norm, vanilla GAN, lambda_l1 100;
+CycleGAN: ResNet 9 blocks, instance norm, LSGAN, cycle 10, identity 0.5, image pool 50) and
+the type of the ``loss`` section, so a loss key of another model is an unknown key. A YAML
+file only lists what differs. Unknown keys are errors naming the key and the closest valid ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,7 +25,9 @@ from translate.losses import GAN_MODES
 from translate.networks import DISCRIMINATORS, GENERATORS
 from translate.runtime import PRECISIONS
 
-MODELS = ("pix2pix", "cyclegan")
+if TYPE_CHECKING:
+    from translate.training.base import GANModel
+
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 
 
@@ -60,11 +63,9 @@ class DiscriminatorConfig:
 
 @dataclass
 class LossConfig:
+    """The GAN terms every trainer has; each trainer's ``Loss`` subclasses this."""
+
     gan_mode: str = "vanilla"
-    lambda_l1: float = 100.0  # pix2pix
-    lambda_a: float = 10.0  # CycleGAN cycle A -> B -> A
-    lambda_b: float = 10.0  # CycleGAN cycle B -> A -> B
-    lambda_identity: float = 0.5  # CycleGAN, relative to lambda_a / lambda_b
     gp_weight: float = 10.0  # wgangp
     feature_matching: float = 0.0  # weight; needs a multiscale discriminator
 
@@ -115,7 +116,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     generator: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)  # the model's Loss dataclass
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -123,20 +124,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# What differs from the dataclass defaults per model, as in the reference code.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pix2pix": {
-        "generator": {"name": "unet_256", "options": {"norm": "batch", "dropout": True}},
-        "discriminator": {"name": "patch", "options": {"norm": "batch"}},
-    },
-    "cyclegan": {
-        "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
-        "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
-        "loss": {"gan_mode": "lsgan"},
-    },
-}
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -178,10 +165,11 @@ def _check_value(path: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def _build(cls: type, data: Any, path: str, types: dict[str, type] | None = None) -> Any:
+    """``cls`` from a mapping; ``types`` replaces the annotated type of some sections."""
     if not isinstance(data, dict):
         raise ValueError(f"config key {path or '<top>'!r}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = {**typing.get_type_hints(cls), **(types or {})}
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
@@ -212,9 +200,19 @@ def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) 
             raise _unknown_key(f"{key}.options", option, valid)
 
 
+def trainer_class(model: Any) -> type[GANModel]:
+    """The trainer class registered as ``model``: its ``defaults``, ``Loss`` and checks."""
+    # Imported here: the trainers import this module for the config dataclasses.
+    from translate.training.models import TRAINERS
+
+    try:
+        return TRAINERS.get(str(model))
+    except ValueError as exc:
+        raise ValueError(f"config key 'model': {exc}") from None
+
+
 def validate(config: Config) -> None:
     """Checks that need no data: names, choices and ranges."""
-    _check_choice("model", config.model, MODELS)
     _check_choice("data.direction", config.data.direction, ("AtoB", "BtoA"))
     for key in ("input_channels", "output_channels"):
         _check_choice(f"data.{key}", getattr(config.data, key), (1, 3))  # type: ignore[arg-type]
@@ -244,12 +242,7 @@ def validate(config: Config) -> None:
             "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "
             f"(got {d.name!r})"
         )
-    a_ch, b_ch = config.data.input_channels, config.data.output_channels
-    if config.model == "cyclegan" and config.loss.lambda_identity > 0 and a_ch != b_ch:
-        raise ValueError(
-            "config key 'loss.lambda_identity': the identity loss needs domains with the same "
-            f"channels (data.input_channels {a_ch}, data.output_channels {b_ch}); set it to 0"
-        )
+    trainer_class(config.model).check_config(config)
 
 
 def set_key(tree: dict[str, Any], assignment: str) -> None:
@@ -271,9 +264,10 @@ def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ())
     data = copy.deepcopy(data or {})
     for assignment in overrides:
         set_key(data, assignment)
-    model = data.get("model", "pix2pix")
-    _check_choice("model", model, MODELS)
-    config = _build(Config, _merge(MODEL_DEFAULTS[model], data), "")
+    trainer = trainer_class(data.get("model", "pix2pix"))
+    tree = _merge(trainer.defaults, data)
+    tree.setdefault("loss", {})  # built as the trainer's Loss even when not given
+    config = _build(Config, tree, "", {"loss": trainer.Loss})
     validate(config)
     return config
 

@@ -1,6 +1,7 @@
 """The training engine: devices, precision, data, the epoch loop, evaluation and checkpoints.
 
-Written once for both models; a model only defines its networks and ``train_step``.
+Written once for every trainer: it reads a trainer's declarations (``GANModel``), never its
+name, so a new trainer is a new module in ``translate.training.models``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from translate import metrics
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
@@ -37,14 +37,12 @@ from translate.training.checkpoint import (
     set_rng_state,
 )
 from translate.training.config import Config, dump_config
-from translate.training.cyclegan import CycleGAN
+from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
-from translate.training.pix2pix import Pix2Pix
 from translate.training.report import RunReport
 from translate.training.sampling import ResumableSampler, SeededItems
 from translate.training.schedules import build_scheduler
 
-MODELS: dict[str, type[GANModel]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 VAL_CHUNK = 8  # validation images per forward pass; the first chunk is the sample grid
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
@@ -89,7 +87,7 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     d = config.data
     if not Path(d.root).is_dir():
         raise ValueError(f"config key 'data.root': dataset folder {d.root} does not exist")
-    layout = find_layout(d.root, MODELS[config.model].data)
+    layout = find_layout(d.root, TRAINERS.get(config.model).data)
     train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
     holdout = val_split == HOLDOUT
     if layout.data == UNPAIRED:
@@ -136,6 +134,31 @@ def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None
             f"{config.data.root}: training images come out {tuple(image.shape[-2:])} but "
             f"generator {name!r} needs sides divisible by {multiple}"
         )
+
+
+class LossMeans:
+    """Sums and counts of each step loss, kept as tensors so steps never wait for the device."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: (v / self.counts[k]).item() for k, v in self.sums.items()}
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        return self.sums, self.counts
+
+    def load_state_dict(
+        self, state: tuple[dict[str, torch.Tensor], dict[str, int]], device: torch.device
+    ) -> None:
+        sums, self.counts = state
+        self.sums = {k: v.to(device) for k, v in sums.items()}
 
 
 class StopRequest:
@@ -207,8 +230,9 @@ class Trainer:
             holdout = config.data.val_split == HOLDOUT
             where = "held out of the training files" if holdout else config.data.val_split
             tqdm.write(f"validation: {self.val_images} images ({where})", file=sys.stderr)
-        self.model = MODELS[config.model](config)
+        self.model: GANModel = TRAINERS.get(config.model)(config)
         check_sizes(config, self.model, val_set[0])
+        self.model.initialize(default_collate([val_set[0]]))
         self._prepare_model()
         self.val_set = val_set
 
@@ -226,9 +250,8 @@ class Trainer:
         self.step = self.epoch = self.epoch_batches = 0
         self.best: dict[str, float] = {}
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
-        self.epoch_losses: dict[str, list[float]] = {}  # logged means, for the plateau policy
-        self.loss_sums: dict[str, torch.Tensor] = {}  # since the last log
-        self.loss_counts: dict[str, int] = {}
+        self.log_window = LossMeans()  # since the last log
+        self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         self.report = RunReport(
             self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard
         )
@@ -266,15 +289,11 @@ class Trainer:
         # The fused kernel updates every tensor in one pass: ~5x faster than the per-tensor
         # loop on the CPU too (0.03 s vs 0.17 s per unet_256 update on one CPU thread).
         fused = self.device.type in ("cuda", "cpu")
-        lrs = {"G": optim.lr_g, "D": optim.lr_d}
         optimizers = {
             name: torch.optim.Adam(
-                params,
-                lr=lrs[name],
-                betas=(optim.beta1, optim.beta2),
-                fused=fused or None,
-            )  # fmt: skip
-            for name, params in self.model.param_groups().items()
+                params, lr=lr, betas=(optim.beta1, optim.beta2), fused=fused or None
+            )
+            for name, (params, lr) in self.model.optimizers().items()
         }
         return Stepper(
             optimizers, self.device, self.precision, optim.grad_clip, self.ranks.world_size
@@ -339,9 +358,8 @@ class Trainer:
             losses = self.model.train_step(batch, self.stepper, update_g)
             self.step += 1
             self.epoch_batches += 1
-            for key, value in losses.items():
-                self.loss_sums[key] = self.loss_sums.get(key, 0) + value
-                self.loss_counts[key] = self.loss_counts.get(key, 0) + 1
+            self.log_window.add(losses)
+            self.epoch_window.add(losses)
             if self.step % cfg.log.every == 0:
                 means = self._log_losses()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
@@ -368,10 +386,8 @@ class Trainer:
 
     def _log_losses(self) -> dict[str, float]:
         """Log the mean of each loss since the last log; returns the means."""
-        means = {k: (v / self.loss_counts[k]).item() for k, v in self.loss_sums.items()}
-        self.loss_sums, self.loss_counts = {}, {}
-        for key, value in means.items():
-            self.epoch_losses.setdefault(key, []).append(value)
+        means = self.log_window.means()
+        self.log_window = LossMeans()
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
         self.report.log(self.step, self.epoch_number, {**means, **lrs})
         return means
@@ -386,11 +402,12 @@ class Trainer:
                 scheduler.step()
         self.epoch += 1
         self.epoch_batches = 0
-        self.epoch_losses = {}
+        self.epoch_window = LossMeans()
 
     def _plateau_metric(self) -> float:
-        """The epoch's total generator loss (its ``G_*`` terms), the same on every rank."""
-        total = sum(float(np.mean(v)) for k, v in self.epoch_losses.items() if k.startswith("G"))
+        """The epoch's total generator loss (the mean of each ``G_*`` term over the epoch's
+        steps, summed), the same on every rank."""
+        total = sum(v for k, v in self.epoch_window.means().items() if k.startswith("G"))
         value = torch.tensor(total, device=self.device)
         if self.ranks.world_size > 1:
             dist.all_reduce(value)
@@ -406,7 +423,7 @@ class Trainer:
         if not self.ranks.main:
             return []
         self.model.eval()
-        paired = metrics.PairedScores() if self.config.model == "pix2pix" else None
+        paired = self.model.validation_scores()
         for i, batch in enumerate(self._val_batches()):
             with self.stepper.autocast():
                 images, outputs = self.model.validate(batch)
@@ -471,8 +488,8 @@ class Trainer:
             "epoch_batches": self.epoch_batches,
             "best": self.best,
             "diversity_history": self.diversity_history,
-            "epoch_losses": self.epoch_losses,
-            "loss_window": (self.loss_sums, self.loss_counts),
+            "loss_window": self.log_window.state_dict(),
+            "epoch_window": self.epoch_window.state_dict(),
             "rng": rng_state(),
         }
 
@@ -495,7 +512,7 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches, self.best = state["epoch_batches"], state["best"]
         self.diversity_history = state["diversity_history"]
-        self.epoch_losses = state["epoch_losses"]
-        sums, self.loss_counts = state["loss_window"]
-        self.loss_sums = {k: v.to(self.device) for k, v in sums.items()}
+        self.log_window.load_state_dict(state["loss_window"], self.device)
+        # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
+        self.epoch_window.load_state_dict(state.get("epoch_window", ({}, {})), self.device)
         set_rng_state(state["rng"])

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from translate import metrics
 from translate.training.base import GANModel, Stepper, frozen, parameters
-from translate.training.config import Config
+from translate.training.config import Config, LossConfig
+from translate.training.models import TRAINERS
 
 
+@dataclass
+class Pix2PixLoss(LossConfig):
+    lambda_l1: float = 100.0  # weight of the L1 distance to the target
+
+
+@TRAINERS.register("pix2pix")
 class Pix2Pix(GANModel):
-    kind = "pix2pix"
     data = "paired"
+    Loss = Pix2PixLoss
+    defaults = {
+        "generator": {"name": "unet_256", "options": {"norm": "batch", "dropout": True}},
+        "discriminator": {"name": "patch", "options": {"norm": "batch"}},
+    }
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -22,8 +35,9 @@ class Pix2Pix(GANModel):
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + out_ch)
 
-    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"G": parameters(self.G), "D": parameters(self.D)}
+    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+        optim = self.config.optim
+        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
 
     def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
         return {"AtoB": (self.spec, self.G)}
@@ -59,3 +73,6 @@ class Pix2Pix(GANModel):
         d_fake = self.D(torch.cat([real_a, fake_b], 1))
         images = {"input": real_a, "output": fake_b, "target": real_b}
         return images, {"fake": fake_b, "real": real_b, "d_real": d_real, "d_fake": d_fake}
+
+    def validation_scores(self) -> metrics.PairedScores:
+        return metrics.PairedScores()

@@ -6,19 +6,44 @@ reference calls these G_A and D_A).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from translate.training.base import GANModel, Stepper, frozen, parameters
-from translate.training.config import Config
+from translate.training.config import Config, LossConfig
 from translate.training.image_pool import ImagePool
+from translate.training.models import TRAINERS
 
 
+@dataclass
+class CycleGANLoss(LossConfig):
+    gan_mode: str = "lsgan"
+    lambda_a: float = 10.0  # cycle A -> B -> A
+    lambda_b: float = 10.0  # cycle B -> A -> B
+    lambda_identity: float = 0.5  # relative to lambda_a / lambda_b
+
+
+@TRAINERS.register("cyclegan")
 class CycleGAN(GANModel):
-    kind = "cyclegan"
     data = "unpaired"
+    Loss = CycleGANLoss
+    defaults = {
+        "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
+        "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
+    }
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        a_ch, b_ch = config.data.input_channels, config.data.output_channels
+        if config.loss.lambda_identity > 0 and a_ch != b_ch:
+            raise ValueError(
+                "config key 'loss.lambda_identity': the identity loss needs domains with the "
+                f"same channels (data.input_channels {a_ch}, data.output_channels {b_ch}); "
+                "set it to 0"
+            )
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -30,8 +55,12 @@ class CycleGAN(GANModel):
         size = config.discriminator.pool_size
         self.pool_a, self.pool_b = ImagePool(size), ImagePool(size)
 
-    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"G": parameters(self.G_AB, self.G_BA), "D": parameters(self.D_A, self.D_B)}
+    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+        optim = self.config.optim
+        return {
+            "G": (parameters(self.G_AB, self.G_BA), optim.lr_g),
+            "D": (parameters(self.D_A, self.D_B), optim.lr_d),
+        }
 
     def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
         return {"AtoB": (self.spec_ab, self.G_AB), "BtoA": (self.spec_ba, self.G_BA)}
