@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import socket
 from pathlib import Path
 
 import click
@@ -21,22 +20,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: any free port), so the URL printed is the real one."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def url(host: str, port: int, token: str | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
 @click.command()
@@ -69,6 +52,13 @@ def url(host: str, port: int, token: str | None) -> str:
     show_default=True,
     help="Largest image file accepted.",
 )
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Serve HTTPS (browsers give the camera only to localhost or HTTPS pages).",
+)
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
@@ -84,6 +74,8 @@ def serve(
     device: str,
     queue: int,
     max_upload_mb: float,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
     max_pixels: int | None,
 ) -> None:
     """Serve a web page to try MODELS on images and the camera, and to watch training.
@@ -93,11 +85,10 @@ def serve(
     otherwise; any other address needs the token, which the printed URL carries.
     """
     try:
-        import uvicorn
-
         from .app import MAX_PIXELS, create_app
         from .models import Gate, Models
         from .runs import Runs
+        from .server import bind, make_server, url
     except ImportError as exc:
         raise click.ClickException(
             f"translate serve needs the serve extra ({exc.name} is missing): "
@@ -123,9 +114,10 @@ def serve(
         sock = bind(host, port)
     except OSError as exc:
         raise click.ClickException(f"--host {host} --port {port}: cannot listen ({exc})") from exc
-    click.echo(url(host, sock.getsockname()[1], token), nl=True)
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=8 * 1024 * 1024)
+    scheme = "https" if ssl_certfile else "http"
+    click.echo(url(host, sock.getsockname()[1], token, scheme))
+    server = make_server(app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         sock.close()

@@ -1,0 +1,199 @@
+"""The web page in headless Chromium: images in and out, the live camera, a training run
+watched while a test trains it. Skipped without the Debian chromium/chromium-driver."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("browser", ROOT / "tools" / "browser.py")
+browser = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(browser)
+
+if browser.missing():
+    pytest.skip(f"browser tests need Chromium: {browser.missing()}", allow_module_level=True)
+pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from translate.data.images import write_image  # noqa: E402
+from translate.serve.app import create_app  # noqa: E402
+from translate.serve.models import Models  # noqa: E402
+from translate.serve.runs import Runs  # noqa: E402
+from translate.serve.server import BackgroundServer  # noqa: E402
+from translate.training.config import from_dict  # noqa: E402
+from translate.training.engine import Trainer  # noqa: E402
+
+WAIT = 90  # seconds: generous for a busy 2-core machine, never reached when things work
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models(["demo"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads: Path) -> Iterator[Any]:
+    chrome = browser.chromium(download_dir=downloads)
+    yield chrome
+    chrome.quit()
+
+
+def wait(driver: Any, condition: Any, message: str) -> Any:
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+        lambda d: condition(d), message=message
+    )
+
+
+def test_upload_shows_outputs_at_input_size_and_zips_them(
+    driver: Any, models: Models, tmp_path: Path, downloads: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    sizes = {"a.png": (40, 28), "b.jpg": (36, 20)}
+    paths = []
+    for name, (w, h) in sizes.items():
+        write_image(tmp_path / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        paths.append(tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    paths.append(tmp_path / "broken.png")
+    with BackgroundServer(create_app(models)) as url:
+        driver.get(url)
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+        cards = wait(
+            driver,
+            lambda d: (
+                (c := d.find_elements(By.CSS_SELECTOR, ".card"))
+                and len(c) == 3
+                and all(x.get_attribute("data-state") in ("done", "error") for x in c)
+                and c
+            ),
+            "the three files were not all answered",
+        )
+        by_name = {c.get_attribute("title"): c for c in cards}
+        for name, size in sizes.items():
+            card = by_name[name]
+            assert card.get_attribute("data-state") == "done"
+            after = card.find_element(By.CSS_SELECTOR, "img.after")
+            natural = driver.execute_script(
+                "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", after
+            )
+            assert tuple(natural) == size
+            assert (
+                card.find_element(By.CSS_SELECTOR, "a.download").get_attribute("download")
+                == name.rsplit(".", 1)[0] + "_demo.png"
+            )
+        broken = by_name["broken.png"]
+        assert broken.get_attribute("data-state") == "error"
+        assert broken.find_element(By.CSS_SELECTOR, ".status").text.startswith(
+            "broken.png: not a readable image"
+        )
+        driver.find_element(By.ID, "zip").click()
+        archive = downloads / "translations.zip"
+        # Chromium writes translations.zip.crdownload and renames it when complete
+        wait(driver, lambda d: archive.is_file(), "no zip was downloaded")
+        with zipfile.ZipFile(archive) as zf:
+            assert zf.testzip() is None
+            assert sorted(zf.namelist()) == ["a_demo.png", "b_demo.png"]
+            with zf.open("a_demo.png") as f:
+                assert Image.open(f).size == sizes["a.png"]
+
+
+def test_live_camera_frames_come_back_with_fps(driver: Any, models: Models) -> None:
+    with BackgroundServer(create_app(models)) as url:
+        driver.get(url + "#live")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        driver.find_element(By.ID, "live-width").send_keys("128")
+        driver.find_element(By.ID, "live-start").click()
+        out = driver.find_element(By.ID, "live-out")
+        wait(driver, lambda d: int(out.get_attribute("data-frames")) >= 5, "no frames came back")
+        fps = float(driver.find_element(By.ID, "fps").text)
+        latency = float(driver.find_element(By.ID, "latency").text)
+        assert fps > 0 and latency > 0
+        assert driver.find_element(By.ID, "live-error").get_attribute("hidden")
+        width = driver.execute_script("return arguments[0].width", out)
+        assert width == 128
+        driver.find_element(By.ID, "live-stop").click()
+
+
+def _tiny_run_config(data: Path) -> dict[str, Any]:
+    return {
+        "model": "pix2pix",
+        "data": {
+            "root": str(data),
+            "preprocess": {"mode": "resize_and_crop", "load_size": 18, "crop_size": 16},
+            "num_workers": 0,
+            "val_size": 2,
+        },
+        "generator": {"name": "unet", "options": {"ngf": 4, "num_downs": 4}},
+        "discriminator": {"options": {"ndf": 4, "n_layers": 2}},
+        "schedule": {"epochs": 10, "decay_epochs": 0},
+        "train": {"batch_size": 2, "max_steps": 6},
+        "log": {"every": 1, "eval_every": 2, "checkpoint_every": 1000, "tensorboard": False},
+    }
+
+
+def test_training_page_shows_new_loss_points_as_the_run_writes(
+    driver: Any, models: Models, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        for i in range(count):
+            a = np.kron(
+                rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)
+            )
+            write_image(tmp_path / "data" / split / f"{i}.png", np.concatenate([a, 255 - a], 1))
+    run_dir = tmp_path / "runs" / "tiny"
+    trainer = Trainer(from_dict(_tiny_run_config(tmp_path / "data")), run_dir, progress=False)
+    # The run pauses before logging step 3 until the page has shown steps 1 and 2.
+    go_on = threading.Event()
+    log = trainer.report.log
+
+    def gated_log(step: int, *args: Any, **kwargs: Any) -> None:
+        if step == 3:
+            go_on.wait(WAIT)
+        log(step, *args, **kwargs)
+
+    trainer.report.log = gated_log
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    training = threading.Thread(target=trainer.fit, daemon=True)
+    training.start()
+    try:
+        with BackgroundServer(create_app(models, Runs(tmp_path / "runs"))) as url:
+            driver.get(url + "#runs")
+            chart = wait(driver, lambda d: d.find_element(By.ID, "chart-losses"), "no chart")
+            points = lambda: int(chart.get_attribute("data-points"))  # noqa: E731
+            wait(driver, lambda d: points() == 2, "the first two loss points did not show")
+            assert "tiny" in driver.find_element(By.ID, "run-list").text
+            go_on.set()
+            wait(driver, lambda d: points() >= 3, "no new loss point appeared")
+            wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples img"), "no samples")
+            wait(
+                driver,
+                lambda d: "val_L1" in d.find_element(By.ID, "val-table").text,
+                "no validation scores",
+            )
+            config = driver.execute_script("return document.getElementById('config').textContent")
+            assert "pix2pix" in config
+    finally:
+        go_on.set()
+        training.join(WAIT)
+        torch.set_num_threads(threads)
+    assert not training.is_alive()
