@@ -55,7 +55,7 @@ def test_missing_bundled_file_is_named(monkeypatch):
 
 def test_unknown_name_lists_bundled():
     with pytest.raises(FileNotFoundError, match="bundled models: demo"):
-        load_model("horse2zebra")
+        load_model("zebra2unicorn")  # horse2zebra is a pretrained name now
 
 
 def test_missing_file_is_named(tmp_path):

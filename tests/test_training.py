@@ -487,3 +487,36 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
     t.evaluate()
     assert scored == [8, 1] and t.summary()["val_images"] == 9
+
+
+def test_missing_reference_data_says_how_to_get_it(tmp_path: Path) -> None:
+    for name, command in (
+        ("pix2pix_facades", "translate prepare download facades"),
+        ("pix2pix_maps", "translate prepare download maps"),
+        ("cyclegan_horse2zebra", "translate prepare download horse2zebra"),
+    ):
+        config = load_config(CONFIGS / f"{name}.yaml")
+        config.data.root = str(tmp_path / "datasets" / Path(config.data.root).name)
+        with pytest.raises(ValueError, match=f"get it with: {command} --root {tmp_path}"):
+            Trainer(config, tmp_path / name, progress=False)
+    config = from_dict(tiny("cyclegan", tmp_path / "datasets" / "maps"))
+    with pytest.raises(ValueError, match="download maps --unpaired"):
+        Trainer(config, tmp_path / "run", progress=False)
+
+
+def test_missing_data_under_torchrun_is_reported_once(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "translate.cli", "train"]
+    command += [str(CONFIGS / "pix2pix_facades.yaml"), "--set", "train.device=cpu"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    message = "dataset folder datasets/facades does not exist; get it with: "
+    message += "translate prepare download facades"
+    assert done.returncode != 0
+    assert output.count(f"Error: config key 'data.root': {message}") == 1
+    assert f"traceback : config key 'data.root': {message}" in output  # torchrun's root cause
+    assert "translate/training" not in output  # no traceback of ours

@@ -21,6 +21,7 @@ from translate.data.layout import (
     name_some,
     not_aligned,
 )
+from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
 
 
@@ -56,6 +57,32 @@ def worldmaps(
     """Build the worldmaps dataset (satellite -> relief/elevation tiles) in OUT."""
     counts = build_worldmaps(out, tile_size, width, target, layouts, val_every)
     click.echo(f"{out}: {counts['train']} train and {counts['val']} val tiles")
+
+
+@prepare.command("download")
+@click.argument("name", type=click.Choice(NAMES))
+@click.option(
+    "--root", default="datasets", show_default=True, type=click.Path(file_okay=False),
+    help="The dataset goes to ROOT/NAME.",
+)  # fmt: skip
+@click.option(
+    "--unpaired", is_flag=True,
+    help="The CycleGAN version of facades, maps or cityscapes (trainA/ ... testB/).",
+)  # fmt: skip
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def download(name: str, root: str, unpaired: bool, no_progress: bool) -> None:
+    """Download a public pix2pix or CycleGAN dataset (the reference's archives) to ROOT/NAME.
+
+    An interrupted download resumes; TRANSLATE_MIRROR replaces the reference server.
+    """
+    from translate.data.public import download_dataset
+    from translate.download import DownloadError
+
+    try:
+        out = download_dataset(name, root, unpaired, progress=not no_progress)
+    except (DatasetError, DownloadError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(out)
 
 
 @prepare.command("combine")

@@ -1,4 +1,5 @@
-"""Find and load a model for inference: a generator file, a run directory or a bundled name.
+"""Find and load a model for inference: a generator file, a run directory, a bundled name or
+a pretrained reference model's name (:mod:`translate.inference.pretrained`).
 
 Reference checkpoints (``.pth``/``.pt``) go to :mod:`translate.inference.reference`, which
 infers their architecture from the weights.
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..model_file import GeneratorFile, load_generators
+from .pretrained import PRETRAINED, pretrained_path
 
 # Bundled model name -> file in translate/assets.
 BUNDLED = {"demo": "demo.safetensors"}
@@ -54,14 +56,16 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
     """
     if isinstance(source, str) and source in BUNDLED:
         return bundled_path(source)
+    if isinstance(source, str) and source in PRETRAINED:  # fetched once into TRANSLATE_HOME
+        return pretrained_path(source)
     path = Path(source)
     if path.is_dir():
         return run_generator(path)
     if not path.exists():
         if isinstance(source, str) and not path.suffix and len(path.parts) == 1:
             raise FileNotFoundError(
-                f"{source!r} is neither a file, a directory nor a bundled model; "
-                f"bundled models: {', '.join(sorted(BUNDLED))}"
+                f"{source!r} is neither a file, a directory nor a model name; "
+                f"bundled models: {', '.join(sorted(BUNDLED))}; `translate models` lists all"
             )
         raise FileNotFoundError(f"{path}: no such file or directory")
     if path.suffix != ".safetensors" and not is_reference_checkpoint(path):

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 
 def _default_run_dir(config_path: Path) -> Path:
     return Path("runs") / f"{config_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _user_error(message: str) -> NoReturn:
+    """Exit 1 with one line. Under torchrun rank 0 alone prints it, and also leaves it in
+    torchrun's error file, so torchrun's failure summary names it as the root cause."""
+    from translate.runtime import Ranks
+
+    if not Ranks.from_env().main:
+        sys.exit(1)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        Path(error_file).write_text(json.dumps({"message": message, "timestamp": int(time.time())}))
+    raise click.ClickException(message)
 
 
 @click.command()
@@ -50,7 +67,7 @@ def train(
         config = load_config(config_path, overrides)
         trainer = Trainer(config, run_dir, resume=resume_dir is not None, progress=not no_progress)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        _user_error(str(exc))
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")
     summary = trainer.fit()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
+from translate.data.public import missing_data_hint
 from translate.model_file import save_generators
 from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
@@ -85,9 +86,13 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     split, uncropped and unflipped) and the name of that split, resolved from
     ``data.val_split`` (``holdout``: files of the training split kept out of training)."""
     d = config.data
+    data = TRAINERS.get(config.model).data
     if not Path(d.root).is_dir():
-        raise ValueError(f"config key 'data.root': dataset folder {d.root} does not exist")
-    layout = find_layout(d.root, TRAINERS.get(config.model).data)
+        raise ValueError(
+            f"config key 'data.root': dataset folder {d.root} does not exist; "
+            + missing_data_hint(d.root, data)
+        )
+    layout = find_layout(d.root, data)
     train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
     holdout = val_split == HOLDOUT
     if layout.data == UNPAIRED:
