@@ -38,22 +38,24 @@ def name_some(paths: list[str]) -> str:
     return f"\n  {shown}{more}"
 
 
+def by_stem(folder: Path) -> dict[str, Path]:
+    """The images under ``folder`` keyed by relative path without extension."""
+    out: dict[str, Path] = {}
+    for p in list_images(folder):
+        key = p.relative_to(folder).with_suffix("").as_posix()
+        if key in out:
+            raise DatasetError(f"{p}: same name as {out[key]} with another extension")
+        out[key] = p
+    return out
+
+
 def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
     """Pair files of ``dir_a`` and ``dir_b`` by relative path and stem; extensions may differ.
 
     Raises :class:`DatasetError` naming every file that lacks a partner.
     """
 
-    def keyed(d: Path) -> dict[str, Path]:
-        out: dict[str, Path] = {}
-        for p in list_images(d):
-            key = p.relative_to(d).with_suffix("").as_posix()
-            if key in out:
-                raise DatasetError(f"{p}: same name as {out[key]} with another extension")
-            out[key] = p
-        return out
-
-    a, b = keyed(dir_a), keyed(dir_b)
+    a, b = by_stem(dir_a), by_stem(dir_b)
     missing = [f"{a[k]} (no partner in {dir_b})" for k in sorted(a.keys() - b.keys())]
     missing += [f"{b[k]} (no partner in {dir_a})" for k in sorted(b.keys() - a.keys())]
     if missing:

@@ -100,6 +100,14 @@ def _user_errors() -> Iterator[None]:
     help="Decoding threads, and as many encoding threads (default: up to 8).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--report", is_flag=True,
+    help="Also write OUTPUT/index.html: input | output (| target) side by side.",
+)  # fmt: skip
+@click.option(
+    "--targets", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Ground truth for --report (matched by relative path and stem): shown, and scored.",
+)  # fmt: skip
 @_model_options
 def convert(
     model: str,
@@ -117,6 +125,8 @@ def convert(
     overwrite: bool,
     workers: int | None,
     progress: bool,
+    report: bool,
+    targets: Path | None,
     arch: str | None,
     norm: str | None,
 ) -> None:
@@ -127,6 +137,10 @@ def convert(
     paths; existing outputs are skipped (so a rerun resumes) unless --overwrite. Under
     torchrun each rank converts its share. Exit code 1 when any image failed.
     """
+    if targets is not None and not report:
+        raise click.UsageError("--targets is for --report")
+    if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
+        raise click.UsageError("--report: run it without torchrun")
     with _user_errors():
         summary = convert_folder(
             input,
@@ -148,6 +162,11 @@ def convert(
             norm=norm,
         )
     _print_summary(summary, input, output)
+    if report:
+        from .report import write_report
+
+        with _user_errors():
+            click.echo(write_report(input, output, fmt, targets))
     if summary.failed:
         sys.exit(1)
 
