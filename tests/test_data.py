@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.data.cli import data, prepare
-from translate.data.datasets import DatasetError, ImageFolder, PairedFolder, UnpairedFolder
+from translate.data.datasets import DatasetError, PairedFolder, UnpairedFolder
 from translate.data.images import ImageReadError, list_images, read_image, write_image
 from translate.data.layout import detect_layouts, find_layout, hold_out
-from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_image
+from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_tensor
 from translate.data.worldmaps import build_worldmaps, tile_grid
 
 SMALL = Preprocess(load_size=24, crop_size=16)
@@ -88,13 +88,14 @@ def test_same_crop_and_flip_on_both_halves(tmp_path: Path) -> None:
     whole = PairedFolder(tmp_path, preprocess=Preprocess(mode="crop", crop_size=32))
     flipped = set()
     for _ in range(20):
+        # The target half is 255 - input, which is -input in [-1, 1].
         item = cropped[0]
-        a, b = to_image(item["input"]), to_image(item["target"])
-        assert a.shape == (16, 16, 3) and np.array_equal(b, 255 - a)
+        a, b = item["input"], item["target"]
+        assert a.shape == (3, 16, 16) and torch.allclose(b, -a, atol=1e-6)
         item = whole[0]
-        a, b = to_image(item["input"]), to_image(item["target"])
-        assert np.array_equal(b, 255 - a)
-        flipped.add(bool(np.array_equal(a, noise(32, 32)[:, ::-1])))
+        a, b = item["input"], item["target"]
+        assert torch.allclose(b, -a, atol=1e-6)
+        flipped.add(torch.equal(a, to_tensor(noise(32, 32)[:, ::-1])))
     assert flipped == {True, False}
 
 
@@ -133,12 +134,6 @@ def test_unpaired_epoch_is_larger_domain(tmp_path: Path) -> None:
     assert len(ds) == 3 and ds[2]["B"].shape == (3, 16, 16) and ds[2]["B_path"].endswith("b.png")
 
 
-def test_image_folder_keeps_relative_paths(tmp_path: Path) -> None:
-    write_image(tmp_path / "x" / "y.png", noise(6, 10))
-    item = ImageFolder(tmp_path, channels=1)[0]
-    assert item["path"] == "x/y.png" and item["image"].shape == (1, 6, 10)
-
-
 def test_preprocess_validation_names_field() -> None:
     with pytest.raises(ValueError, match="preprocess.mode"):
         Preprocess(mode="zoom")
@@ -149,12 +144,16 @@ def test_preprocess_validation_names_field() -> None:
 
 
 def test_pad_to_multiple_round_trip() -> None:
-    img = noise(13, 18)
-    padded, size = pad_to_multiple(img, 8)
-    assert padded.shape == (16, 24, 3) and np.array_equal(crop_to(padded, size), img)
     t = torch.rand(3, 13, 18)
-    tp, size = pad_to_multiple(t, 4, channels_last=False)
-    assert tp.shape == (3, 16, 20) and torch.equal(crop_to(tp, size, channels_last=False), t)
+    padded, size = pad_to_multiple(t, 4)
+    assert padded.shape == (3, 16, 20) and torch.equal(crop_to(padded, size), t)
+    # Reflected, not zero: the first padded row mirrors the row above the last one.
+    assert torch.equal(padded[:, 13, :18], t[:, 11])
+    batch = torch.rand(2, 1, 2, 5, dtype=torch.float64)
+    padded, size = pad_to_multiple(batch, 4)  # 2 rows cannot reflect 2 rows: edges repeat
+    assert padded.shape == (2, 1, 4, 8) and padded.dtype == torch.float64
+    assert torch.equal(padded[..., 3, :5], batch[..., 1, :])
+    assert torch.equal(crop_to(padded, size), batch)
 
 
 def test_worldmaps_split_has_no_overlap(tmp_path: Path) -> None:

@@ -251,6 +251,7 @@ def test_config_copy_is_independent(data: Path) -> None:
     assert base == snapshot
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
 def test_resume_is_exact(data: Path, tmp_path: Path, model: str) -> None:
     """2N steps in one go == N steps, stop, resume for N more: identical weights.
@@ -302,6 +303,7 @@ def test_fp16_on_the_cpu_is_refused(data: Path, tmp_path: Path) -> None:
         trainer(tiny("pix2pix", data, train={"precision": "fp16", "device": "cpu"}), tmp_path)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_loadable_checkpoint(data: Path, tmp_path: Path) -> None:
     config = tiny("pix2pix", data, schedule={"epochs": 1000, "decay_epochs": 0})
     config["train"]["max_steps"] = None
@@ -341,6 +343,7 @@ def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> 
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_on_gloo_keeps_ranks_identical(data: Path, tmp_path: Path) -> None:
     import socket
 

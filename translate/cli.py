@@ -7,6 +7,8 @@ import importlib
 
 import click
 
+from translate import __version__
+
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
     "train": ("translate.training.cli", "train", "Train a Pix2Pix or CycleGAN model."),
@@ -37,7 +39,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="translate")
+@click.version_option(__version__, prog_name="translate")
 def main() -> None:
     """Image-to-image translation with GANs: train Pix2Pix/CycleGAN, convert folders."""
 

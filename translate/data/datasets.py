@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from translate.data.images import ImageReadError, list_images, read_image
+from translate.data.images import ImageReadError, read_image
 from translate.data.layout import (
     ALIGNED_RULE,
     PAIRED,
@@ -204,22 +204,3 @@ class UnpairedFolder(_SkipsBadFiles):
         if self.input_augment is not None:
             a = self.input_augment(image=a)["image"]
         return {"A": to_tensor(a), "B": to_tensor(b), "A_path": str(path_a), "B_path": str(path_b)}
-
-
-class ImageFolder(Dataset):
-    """Every image under ``root`` (recursive), for conversion; paths are kept relative."""
-
-    def __init__(self, root: str | os.PathLike[str], channels: int = 3) -> None:
-        self.root = Path(root)
-        self.channels = channels
-        self.paths = list_images(self.root)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        path = self.paths[index]
-        return {
-            "image": to_tensor(read_image(path, channels=self.channels)),
-            "path": path.relative_to(self.root).as_posix(),
-        }

@@ -140,37 +140,23 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return t.float().div_(127.5).sub_(1.0)
 
 
-def to_image(tensor: torch.Tensor) -> np.ndarray:
-    """CHW float in [-1, 1] -> HWC uint8."""
-    t = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round()
-    return t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad the bottom and right of a float CHW or NCHW tensor to a multiple of ``multiple``.
 
-
-def pad_to_multiple(image: np.ndarray | torch.Tensor, multiple: int, channels_last: bool = True):
-    """Reflect-pad the bottom and right of an HWC (or CHW) image to a multiple of ``multiple``.
-
-    Returns the padded image and the original (height, width) for :func:`crop_to`.
+    Returns the padded tensor and the original (height, width) for :func:`crop_to`.
     """
-    h_axis, w_axis = (0, 1) if channels_last else (-2, -1)
-    h, w = image.shape[h_axis], image.shape[w_axis]
+    h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
-        return image, (h, w)
-    if isinstance(image, torch.Tensor):
-        x = image if channels_last is False else image.permute(2, 0, 1)
-        batched = x.unsqueeze(0) if x.ndim == 3 else x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        out = torch.nn.functional.pad(batched.float(), (0, pw, 0, ph), mode=mode).to(image.dtype)
-        out = out[0] if x.ndim == 3 else out
-        return (out.permute(1, 2, 0) if channels_last else out), (h, w)
-    pads = [(0, 0)] * image.ndim
-    pads[h_axis] = (0, ph)
-    pads[w_axis] = (0, pw)
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(image, pads, mode=mode), (h, w)
+        return x, (h, w)
+    batched = x.unsqueeze(0) if x.ndim == 3 else x
+    # Reflection needs more pixels than it pads; a tiny side repeats its edge instead.
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    out = torch.nn.functional.pad(batched, (0, pw, 0, ph), mode=mode)
+    return (out[0] if x.ndim == 3 else out), (h, w)
 
 
-def crop_to(image, size: tuple[int, int], channels_last: bool = True):
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Undo :func:`pad_to_multiple`: keep the top-left ``size`` = (height, width)."""
     h, w = size
-    return image[:h, :w] if channels_last else image[..., :h, :w]
+    return x[..., :h, :w]

@@ -218,11 +218,11 @@ class Translator:
         return out / weight
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, hw = pad_to_multiple(x, self.size_multiple, channels_last=False)
+        padded, hw = pad_to_multiple(x, self.size_multiple)
         padded = padded.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
             y = self.generator(padded)
-        return crop_to(y.float(), hw, channels_last=False)
+        return crop_to(y.float(), hw)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
