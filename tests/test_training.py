@@ -451,7 +451,8 @@ def test_dataset_without_val_holds_out_training_files(
         trained = {p.name for p in t.train_set.paths_a}
         held = [p.name for p in t.val_set.paths_a]
     assert held == ["7.png"] and len(trained) == 7 and "7.png" not in trained
-    assert "validation: 1 images (held out of the training files)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "validation: 1 images" in err and "(held out of the training files)" in err
     summary = t.fit()
     assert summary["val_split"] == "holdout" and summary["val_images"] == 1
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
@@ -523,3 +524,15 @@ def test_missing_data_under_torchrun_is_reported_once(tmp_path: Path) -> None:
     assert output.count(f"Error: config key 'data.root': {message}") == 1
     assert f"traceback : config key 'data.root': {message}" in output  # torchrun's root cause
     assert "translate/training" not in output  # no traceback of ours
+
+
+def test_unpaired_validation_counts_only_the_images_it_uses(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("test", 11)):
+        for d in "AB":
+            for i in range(count):
+                write_image(tmp_path / "d" / f"{split}{d}" / f"{i}.png", _image(rng))
+    config = tiny("cyclegan", tmp_path / "d")
+    del config["data"]["val_size"]
+    t = trainer(config, tmp_path / "run")
+    assert t.val_images == 8 and sum(len(b["A"]) for b in t._val_batches()) == 8

@@ -230,12 +230,16 @@ class Trainer:
         seed_everything(train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
-        self.val_images = min(len(val_set), config.data.val_size)
+        self.model: GANModel = TRAINERS.get(config.model)(config)
+        # without ground truth to score, validation is the sample grid and monitoring only
+        scored = self.model.validation_scores() is not None
+        cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
+        self.val_images = min(len(val_set), cap)
         if self.ranks.main:
             holdout = config.data.val_split == HOLDOUT
             where = "held out of the training files" if holdout else config.data.val_split
-            tqdm.write(f"validation: {self.val_images} images ({where})", file=sys.stderr)
-        self.model: GANModel = TRAINERS.get(config.model)(config)
+            what = "images" if scored else "images (samples and monitoring; no targets to score)"
+            tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
         check_sizes(config, self.model, val_set[0])
         self.model.initialize(default_collate([val_set[0]]))
         self._prepare_model()
