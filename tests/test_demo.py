@@ -36,11 +36,11 @@ def test_demo_file_is_small_fp16_and_describes_its_training() -> None:
     assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
     meta = read_metadata(path)
     config = load_config(ROOT / "configs" / "demo.yaml")  # the file says what trained it
-    assert meta["generators"]["AtoB"]["name"] == config.generator.name
-    assert meta["generators"]["AtoB"]["options"] == config.generator.options
-    assert meta["training"]["model"] == "pix2pix"
-    assert {"val_L1", "val_PSNR", "val_SSIM"} <= set(meta["training"]["best_val"])
-    assert meta["preprocess"]["input_channels"] == meta["preprocess"]["output_channels"] == 3
+    assert meta.specs["AtoB"].name == config.generator.name
+    assert meta.specs["AtoB"].options == config.generator.options
+    assert meta.training["model"] == "pix2pix"
+    assert {"val_L1", "val_PSNR", "val_SSIM"} <= set(meta.training["best_val"])
+    assert meta.preprocess.input_channels == meta.preprocess.output_channels == 3
 
 
 @pytest.fixture(scope="module")

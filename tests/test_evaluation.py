@@ -13,7 +13,7 @@ from torchvision.models.inception import BasicConv2d
 
 from translate import metrics
 from translate.data.images import write_image
-from translate.data.transforms import to_tensor
+from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation import SetScores, fid, frechet_distance, kid, load_inception
 from translate.evaluation import inception as inception_module
 from translate.evaluation.cli import evaluate
@@ -22,7 +22,7 @@ from translate.evaluation.inception import (
     _tf_fid_inception,
     feature_statistics,
 )
-from translate.model_file import GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, Preprocessing, save_generators
 
 # ---------------------------------------------------------------- statistics
 
@@ -241,7 +241,7 @@ def test_unpaired_fid_kid(folders, inception_file, monkeypatch):
 def test_model_on_paired_dataset(tmp_path):
     spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
     generator = spec.build().eval()
-    preprocess = {"mode": "none", "flip": False, "input_channels": 3, "output_channels": 3}
+    preprocess = Preprocessing(Preprocess(mode="none", flip=False))
     save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)}, preprocess)
     rng = np.random.default_rng(1)
     inputs, targets = [], []
@@ -282,7 +282,11 @@ def test_usage_errors(args, message, inception_file):
 
 def test_unknown_or_missing_split_lists_the_splits(tmp_path):
     spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
-    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, spec.build())}, {"mode": "none"})
+    save_generators(
+        tmp_path / "g.safetensors",
+        {"AtoB": (spec, spec.build())},
+        Preprocessing(Preprocess(mode="none")),
+    )
     for side in "AB":
         _write(tmp_path / "flat" / side / "x.png", np.zeros((8, 8, 3), np.uint8))
         _write(tmp_path / "split" / side / "train" / "x.png", np.zeros((8, 8, 3), np.uint8))

@@ -3,10 +3,11 @@ import sys
 import pytest
 import torch
 
+from translate.data.transforms import Preprocess
 from translate.inference import export
 from translate.inference.export import describe_model, export_generator
 from translate.inference.loading import load_model
-from translate.model_file import GeneratorFile, GeneratorSpec
+from translate.model_file import GeneratorFile, GeneratorSpec, Preprocessing
 from translate.networks import count_parameters
 
 SPECS = {
@@ -95,7 +96,7 @@ def test_bad_options(tmp_path):
 
 def test_describe_generator_file(tmp_path):
     model = _model(SPECS["resnet"], SPECS["unet"])
-    model.preprocess = {"mode": "resize_and_crop", "load_size": 72, "crop_size": 64}
+    model.preprocess = Preprocessing(Preprocess(load_size=72, crop_size=64))
     model.training = {"model": "cycle_gan", "epochs": 3}
     info = describe_model(model, "run1")
     assert info["source"] == "run1"

@@ -1,16 +1,18 @@
 import pytest
 import torch
 
+from translate.data.transforms import Preprocess
 from translate.inference import loading
 from translate.inference.loading import load_model
-from translate.model_file import GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, Preprocessing, save_generators
 
 SPEC = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
+PRE = Preprocessing(Preprocess(mode="none", size_multiple=4))
 
 
 def _save(path, net=None):
     net = net or SPEC.build()
-    save_generators(path, {"AtoB": (SPEC, net)}, preprocess={"size_multiple": 4})
+    save_generators(path, {"AtoB": (SPEC, net)}, preprocess=PRE)
     return net
 
 
@@ -24,7 +26,7 @@ def test_generator_file(tmp_path):
     net = _save(tmp_path / "g.safetensors")
     model = load_model(tmp_path / "g.safetensors")
     assert model.specs["AtoB"] == SPEC
-    assert model.preprocess == {"size_multiple": 4}
+    assert model.preprocess == PRE
     assert _same_output(net, model.generators["AtoB"])
 
 

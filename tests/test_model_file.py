@@ -1,8 +1,21 @@
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from translate.atomic import atomic_path
-from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
+from translate.data.transforms import Preprocess
+from translate.inference.loading import bundled_path
+from translate.model_file import (
+    FORMAT,
+    GeneratorSpec,
+    Preprocessing,
+    load_generators,
+    read_metadata,
+    save_generators,
+)
 
 
 def _spec() -> GeneratorSpec:
@@ -17,17 +30,19 @@ def test_roundtrip_rebuilds_the_same_generators(tmp_path):
     save_generators(
         path,
         {"AtoB": (spec_a, g_a), "BtoA": (spec_b, g_b)},
-        preprocess={"mode": "none", "input_channels": 1},
+        preprocess=Preprocessing(Preprocess(mode="crop", crop_size=16), input_channels=1),
         training={"model": "cyclegan", "steps": 7},
     )
     loaded = load_generators(path)
     assert set(loaded.generators) == {"AtoB", "BtoA"}
     assert loaded.specs["AtoB"] == spec_a
-    assert loaded.preprocess["input_channels"] == 1 and loaded.training["steps"] == 7
+    assert loaded.preprocess.transforms.crop_size == 16 and loaded.preprocess.input_channels == 1
+    assert loaded.training["steps"] == 7
     x = torch.randn(1, 1, 16, 16)
     assert torch.equal(loaded.generators["AtoB"](x), g_a(x))
     assert not loaded.generators["AtoB"].training
-    assert read_metadata(path)["generators"]["BtoA"]["name"] == "resnet_6blocks"
+    meta = read_metadata(path)
+    assert meta.version == 2 and meta.specs["BtoA"].name == "resnet_6blocks"
 
 
 def test_fp16_storage_halves_the_file_and_loads_as_fp32(tmp_path):
@@ -73,3 +88,43 @@ def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
     plain.write_text("x")
     atomic_write_text(tmp_path / "atomic.txt", "x")
     assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
+def _raw_metadata(path):
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_version_1_files_still_load(tmp_path):
+    """The bundled demo was written as version 1: a flat preprocess dict with channel counts."""
+    demo = bundled_path("demo")
+    raw = _raw_metadata(demo)
+    assert raw["format"] == "translate.generator/1"
+    assert json.loads(raw["preprocess"])["crop_size"] == 128
+    meta = read_metadata(demo)
+    assert meta.version == 1
+    assert meta.preprocess == Preprocessing(
+        Preprocess(load_size=143, crop_size=128, flip=False), input_channels=3, output_channels=3
+    )
+    assert isinstance(load_generators(demo).preprocess.transforms, Preprocess)
+    # A version-1 file with only some fields (as early runs wrote) gets Preprocess's defaults.
+    tensors = load_file(str(demo))
+    partial = tmp_path / "partial.safetensors"
+    save_file(tensors, str(partial), {**raw, "preprocess": json.dumps({"input_channels": 1})})
+    assert read_metadata(partial).preprocess == Preprocessing(Preprocess(), 1, 3)
+
+
+def test_files_are_written_as_version_2_and_newer_ones_are_named(tmp_path):
+    spec = _spec()
+    path = tmp_path / "g.safetensors"
+    save_generators(path, {"AtoB": (spec, spec.build())}, Preprocessing(input_channels=1))
+    raw = _raw_metadata(path)
+    assert raw["format"] == FORMAT == "translate.generator/2"
+    assert json.loads(raw["preprocess"]) == {
+        "transforms": Preprocess(mode="none").to_dict(),
+        "input_channels": 1,
+        "output_channels": 3,
+    }
+    save_file(load_file(str(path)), str(path), {**raw, "format": "translate.generator/9"})
+    with pytest.raises(ValueError, match=r"g\.safetensors: format: 'translate.generator/9' is not"):
+        read_metadata(path)

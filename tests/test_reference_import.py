@@ -60,7 +60,7 @@ def test_reference_layout(tmp_path, name, options, prefix):
     spec = model.specs["AtoB"]
     assert (spec.name, spec.in_channels, spec.out_channels) == (name, 3, 3)
     assert spec.options == _expected_options(options)
-    assert model.preprocess["size_multiple"] == net.size_multiple
+    assert model.preprocess.transforms.size_multiple == net.size_multiple
     assert model.training["source"] == "reference checkpoint"
     assert _outputs_equal(net, model.generators["AtoB"])
 

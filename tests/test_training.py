@@ -154,7 +154,7 @@ def test_run_directory_and_generator_files(data: Path, tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["state_3.pt"]
     assert list((tmp_path / "samples").glob("*.png"))
     gen = load_generators(tmp_path / "generator_latest.safetensors")
-    assert gen.preprocess["crop_size"] == SIZE and gen.preprocess["input_channels"] == 3
+    assert gen.preprocess.transforms.crop_size == SIZE and gen.preprocess.input_channels == 3
     assert gen.training["model"] == "pix2pix" and gen.training["steps"] == 3
     assert gen.training["epochs"] == 1  # 3 of epoch 1's 4 batches: counted as the bar counts
     best = load_generators(tmp_path / "generator_best.safetensors")

@@ -21,7 +21,7 @@ def _model_file(path, in_channels=3, out_channels=3, both=False):
             "resnet_6blocks", out_channels, in_channels, {"ngf": 4, "n_blocks": 1, "norm": "batch"}
         )
         generators["BtoA"] = (spec_b, spec_b.build())
-    save_generators(path, generators, preprocess={"mode": "none"})
+    save_generators(path, generators)
     return path
 
 

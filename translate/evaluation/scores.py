@@ -20,9 +20,10 @@ from translate import metrics
 from translate.data.datasets import PairedFolder
 from translate.data.images import list_images, read_image
 from translate.data.layout import match_pairs
-from translate.data.transforms import Preprocess, to_tensor
+from translate.data.transforms import to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
+from translate.model_file import Preprocessing
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
 # resized to at most DIVERSITY_SIDE pixels a side: all pairs of a large folder would cost
@@ -136,7 +137,7 @@ def folder_images(folder: str | os.PathLike[str]) -> tuple[int, Iterator[torch.T
 def model_images(
     generator: torch.nn.Module,
     data_root: str | os.PathLike[str],
-    preprocess: dict,
+    preprocess: Preprocessing,
     split: str = "val",
     direction: str = "AtoB",
     batch_size: int = 8,
@@ -144,18 +145,15 @@ def model_images(
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, target) batches of ``generator`` run over a paired dataset's ``split``.
 
-    ``preprocess`` is a generator file's preprocessing (Preprocess fields plus
-    ``input_channels``/``output_channels``), applied without random crop or flip.
+    ``preprocess`` is a generator file's preprocessing, applied without random crop or flip.
     """
-    fields = dict(preprocess)
-    in_ch, out_ch = fields.pop("input_channels", 3), fields.pop("output_channels", 3)
     dataset = PairedFolder(
         data_root,
         split=split,
         direction=direction,
-        preprocess=Preprocess.from_dict(fields),
-        input_channels=in_ch,
-        output_channels=out_ch,
+        preprocess=preprocess.transforms,
+        input_channels=preprocess.input_channels,
+        output_channels=preprocess.output_channels,
         train=False,
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..data.transforms import Preprocess
 from ..model_file import GeneratorFile
 from ..networks import count_parameters
 
@@ -159,20 +160,20 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
             },
             "output_channels": spec.out_channels,
         }
+    preprocess = model.preprocess
     return {
         "source": str(source),
         "generators": generators,
-        "preprocess": {**model.preprocess, "native_size": _native_size(model.preprocess)},
+        "preprocess": {**preprocess.to_dict(), "native_size": _native_size(preprocess.transforms)},
         "training": model.training,
     }
 
 
-def _native_size(preprocess: dict[str, Any]) -> str:
+def _native_size(transforms: Preprocess) -> str:
     """The image size the generator saw in training, in words."""
-    mode = preprocess.get("mode")
-    if mode in ("resize_and_crop", "crop", "scale_width_and_crop") and "crop_size" in preprocess:
-        size = preprocess["crop_size"]
+    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        size = transforms.crop_size
         return f"trained on {size}x{size} crops; any size runs (padded to the size multiple)"
-    if mode == "scale_width" and "load_size" in preprocess:
-        return f"trained at width {preprocess['load_size']}; any size runs"
+    if transforms.mode == "scale_width":
+        return f"trained at width {transforms.load_size}; any size runs"
     return "any size (padded to the size multiple)"

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..model_file import GeneratorFile, GeneratorSpec
+from ..data.transforms import Preprocess
+from ..model_file import GeneratorFile, GeneratorSpec, Preprocessing
 from ..networks import GENERATORS
 
 # Added by DataParallel/DDP and by torch.compile (the reference's 2025 version saves it).
@@ -72,12 +73,9 @@ def load_reference(
         specs[direction] = spec
         notes += [f"{file.name}: {note}" for note in file_notes]
     first = specs["AtoB"]
-    preprocess = {
-        "mode": "none",  # the reference trained at a fixed size; any size runs natively
-        "size_multiple": generators["AtoB"].size_multiple,
-        "input_channels": first.in_channels,
-        "output_channels": first.out_channels,
-    }
+    # The reference trained at a fixed size; any size runs natively.
+    transforms = Preprocess(mode="none", flip=False, size_multiple=generators["AtoB"].size_multiple)
+    preprocess = Preprocessing(transforms, first.in_channels, first.out_channels)
     training = {
         "source": "reference checkpoint",
         "path": [str(f) for f in files.values()] if len(files) > 1 else str(path),

@@ -26,7 +26,7 @@ from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
-from translate.model_file import save_generators
+from translate.model_file import Preprocessing, save_generators
 from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
@@ -477,11 +477,7 @@ class Trainer:
 
     def save_generators(self, name: str) -> None:
         d = self.config.data
-        preprocess = {
-            **d.preprocess.to_dict(),
-            "input_channels": d.input_channels,
-            "output_channels": d.output_channels,
-        }
+        preprocess = Preprocessing(d.preprocess, d.input_channels, d.output_channels)
         save_generators(self.run_dir / name, self.model.generators(), preprocess, self.summary())
 
     def state_dict(self) -> dict[str, Any]:
