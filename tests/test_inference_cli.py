@@ -55,3 +55,17 @@ def test_model_errors_are_one_line_not_a_traceback(model, tmp_path):
     assert opset.exit_code == 1 and "--opset" in opset.output
     missing = CliRunner().invoke(main, ["info", str(tmp_path / "missing.safetensors")])
     assert missing.exit_code == 1 and "missing.safetensors" in missing.output
+
+
+def test_info_on_a_malformed_generator_file_is_one_line(model, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path, _ = model
+    with safe_open(str(path), framework="pt") as f:
+        raw = f.metadata()
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(path)), str(bad), {k: v for k, v in raw.items() if k != "training"})
+    result = CliRunner().invoke(main, ["info", str(bad)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {bad}: training: missing from the metadata\n"

@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from translate.atomic import atomic_path
 from translate.data.transforms import Preprocess
-from translate.inference.loading import bundled_path
+from translate.inference.loading import bundled_path, load_model
 from translate.model_file import (
     FORMAT,
     GeneratorSpec,
@@ -128,3 +128,96 @@ def test_files_are_written_as_version_2_and_newer_ones_are_named(tmp_path):
     save_file(load_file(str(path)), str(path), {**raw, "format": "translate.generator/9"})
     with pytest.raises(ValueError, match=r"g\.safetensors: format: 'translate.generator/9' is not"):
         read_metadata(path)
+
+
+def _tiny_file(tmp_path):
+    spec = GeneratorSpec("unet_128", 3, 3, {"ngf": 4, "num_downs": 3})
+    path = tmp_path / "g.safetensors"
+    save_generators(path, {"AtoB": (spec, spec.build())}, training={"steps": 1})
+    return path, load_file(str(path)), _raw_metadata(path)
+
+
+def _generators(raw, **changes):
+    entry = json.loads(raw["generators"])["AtoB"]
+    return json.dumps({"AtoB": {**entry, "options": {**entry["options"], **changes}}})
+
+
+MALFORMED = {
+    "missing generators": (
+        lambda raw: {k: v for k, v in raw.items() if k != "generators"},
+        "generators: missing",
+    ),
+    "missing preprocess": (
+        lambda raw: {k: v for k, v in raw.items() if k != "preprocess"},
+        "preprocess: missing",
+    ),
+    "missing training": (
+        lambda raw: {k: v for k, v in raw.items() if k != "training"},
+        "training: missing",
+    ),
+    "generators as a list": (
+        lambda raw: {**raw, "generators": json.dumps([json.loads(raw["generators"])["AtoB"]])},
+        "generators: expected an object of direction -> generator",
+    ),
+    "ngf as a string": (
+        lambda raw: {**raw, "generators": _generators(raw, ngf="4")},
+        r"generators\.AtoB\.options: ngf: expected int .*got '4'",
+    ),
+    "bad JSON": (lambda raw: {**raw, "preprocess": "{not json"}, "preprocess: not valid JSON"),
+    "unknown generator": (
+        lambda raw: {**raw, "generators": raw["generators"].replace("unet_128", "unet_9")},
+        r"generators\.AtoB\.name: unknown generator 'unet_9'",
+    ),
+    "bad channel count": (
+        lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 2})},
+        r"preprocess\.input_channels: expected 1 or 3, got 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_metadata_is_one_line_naming_file_and_field(tmp_path, case):
+    path, tensors, raw = _tiny_file(tmp_path)
+    change, message = MALFORMED[case]
+    save_file(tensors, str(path), change(raw))
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/g\.safetensors: {message}") as error:
+        load_generators(path)
+    assert "\n" not in str(error.value)
+
+
+def test_metadata_is_checked_against_the_weights_before_anything_is_built(tmp_path):
+    """A few bytes of weights with metadata asking for ngf 4000 (65 GB as built) are refused
+    from the header; building first would fail to allocate instead."""
+    path, _, raw = _tiny_file(tmp_path)
+    save_file(
+        {"AtoB.x": torch.zeros(1)},
+        str(path),
+        {**raw, "generators": _generators(raw, ngf=4000, num_downs=5)},
+    )
+    assert path.stat().st_size < 1000
+    with pytest.raises(
+        ValueError,
+        match=r"g\.safetensors: generators\.AtoB: the metadata .* does not fit the weights: "
+        r"the file has no AtoB\.model\.model\.0\.weight \(4000, 3, 4, 4\)",
+    ):
+        load_generators(path)
+    # The same check names a tensor of the wrong shape, and a stray one.
+    path, tensors, raw = _tiny_file(tmp_path)
+    save_file(tensors, str(path), {**raw, "generators": _generators(raw, ngf=8)})
+    with pytest.raises(
+        ValueError,
+        match=r"AtoB\.model\.model\.0\.weight is \(4, 3, 4, 4\) in the file, \(8, 3, 4, 4\) "
+        "expected",
+    ):
+        load_generators(path)
+    save_file({**tensors, "AtoB.extra": torch.zeros(1)}, str(path), raw)
+    with pytest.raises(ValueError, match=r"AtoB\.extra is not part of that network"):
+        load_generators(path)
+
+
+def test_a_torch_zip_named_safetensors_is_named(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "g.safetensors")
+    with pytest.raises(
+        ValueError, match=r"g\.safetensors: not a readable safetensors file .*zip archive"
+    ):
+        load_model(tmp_path / "g.safetensors")

@@ -170,11 +170,39 @@ class Payload:
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"netG": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="evil.pth: refused: the file holds pickled Python"):
+    with pytest.raises(ValueError, match=r"evil.pth: refused: would run code: .*Payload"):
         load_model(tmp_path / "evil.pth")
     torch.save(build_generator("resnet_9blocks", **RESNET), tmp_path / "module.pth")
     with pytest.raises(ValueError, match="module.pth: refused"):
         load_model(tmp_path / "module.pth")
+
+
+class SystemCall:
+    """A pickle that calls os.system when loaded without weights_only."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_code_is_refused_as_code_and_damage_as_damage(tmp_path, monkeypatch):
+    """Decided from the pickle's opcodes, not from the installed torch's wording."""
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    torch.save({"netG": SystemCall()}, tmp_path / "zip.pth")  # torch's zip format
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps(SystemCall(), protocol=2))  # GLOBAL
+    (tmp_path / "stack.pth").write_bytes(pickle.dumps(SystemCall(), protocol=4))  # STACK_GLOBAL
+    for name in ("zip.pth", "plain.pth", "stack.pth"):
+        with pytest.raises(ValueError, match=rf"{name}: refused: would run code: .*system"):
+            load_model(tmp_path / name)
+    assert not (tmp_path / "pwned.txt").exists()
+    (tmp_path / "cut.pth").write_bytes(pickle.dumps(SystemCall(), protocol=2)[:-3])
+    (tmp_path / "junk.pth").write_bytes(b"\x80\x02garbage")
+    for name in ("cut.pth", "junk.pth"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable torch checkpoint"):
+            load_model(tmp_path / name)
 
 
 def test_not_a_generator(tmp_path):

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .atomic import atomic_path
 from .data.transforms import Preprocess
-from .networks import build_generator
+from .networks import GENERATORS, build_generator
 
 FORMAT_PREFIX = "translate.generator/"
 VERSION = 2
@@ -142,30 +143,119 @@ def save_generators(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> Metadata:
-    """The decoded metadata of a generator file, without loading the weights."""
-    from safetensors import safe_open
+    """The decoded metadata of a generator file, without loading the weights.
 
+    Anything malformed raises ``ValueError`` in one line naming the file and the field.
+    """
+    raw, _ = _read_header(path)
+    try:
+        return _parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def _read_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """The raw metadata and each tensor's shape: the file's header, no weights read."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
+            shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}  # noqa: SIM118
+            return f.metadata() or {}, shapes
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+        hint = ""
+        if zipfile.is_zipfile(path):
+            hint = "; it is a zip archive as torch.save writes (a .pt/.pth checkpoint?)"
+        raise ValueError(f"{path}: not a readable safetensors file ({exc}){hint}") from exc
+
+
+def _parse(raw: dict[str, str]) -> Metadata:
     fmt = raw.get("format")
     if not isinstance(fmt, str) or not fmt.startswith(FORMAT_PREFIX):
-        raise ValueError(f"{path}: not a translate generator file (no {FORMAT!r} metadata)")
+        raise ValueError(f"not a translate generator file (no {FORMAT!r} metadata)")
     version = fmt[len(FORMAT_PREFIX) :]
     if not version.isdigit() or int(version) not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: format: {fmt!r} is not one this translate reads "
+            f"format: {fmt!r} is not one this translate reads "
             f"({', '.join(FORMAT_PREFIX + str(v) for v in READABLE_VERSIONS)}); upgrade translate"
         )
-    decoded = {key: json.loads(raw[key]) for key in ("generators", "preprocess", "training")}
-    specs = {d: GeneratorSpec(**spec) for d, spec in decoded["generators"].items()}
-    try:
-        preprocess = Preprocessing.from_dict(decoded["preprocess"], int(version))
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    return Metadata(int(version), specs, preprocess, decoded["training"])
+    decoded = {}
+    for key in ("generators", "preprocess", "training"):
+        if key not in raw:
+            raise ValueError(f"{key}: missing from the metadata")
+        try:
+            decoded[key] = json.loads(raw[key])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{key}: not valid JSON ({exc})") from None
+    if not isinstance(decoded["training"], dict):
+        raise ValueError(f"training: expected an object, got {type(decoded['training']).__name__}")
+    return Metadata(
+        int(version),
+        _specs(decoded["generators"]),
+        Preprocessing.from_dict(decoded["preprocess"], int(version)),
+        decoded["training"],
+    )
+
+
+def _specs(generators: Any) -> dict[str, GeneratorSpec]:
+    """``{direction: GeneratorSpec}`` from the ``generators`` entry, checked field by field."""
+    if not isinstance(generators, dict) or not generators:
+        raise ValueError(
+            f"generators: expected an object of direction -> generator, got {generators!r:.60}"
+        )
+    specs = {}
+    for direction, entry in generators.items():
+        where = f"generators.{direction}"
+        if direction not in DIRECTIONS:
+            raise ValueError(f"{where}: unknown direction; expected {' or '.join(DIRECTIONS)}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"{where}: expected an object with a 'name', got {entry!r:.60}")
+        unknown = sorted(set(entry) - {"name", "in_channels", "out_channels", "options"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}")
+        spec = GeneratorSpec(**entry)
+        for name in ("in_channels", "out_channels"):
+            value = getattr(spec, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
+        if not isinstance(spec.options, dict):
+            raise ValueError(f"{where}.options: expected an object, got {spec.options!r:.60}")
+        try:
+            GENERATORS.check_options(spec.name, spec.options)
+        except ValueError as exc:
+            field_name = "name" if spec.name not in GENERATORS.names() else "options"
+            raise ValueError(f"{where}.{field_name}: {exc}") from None
+        specs[direction] = spec
+    return specs
+
+
+def check_weights(path: str | os.PathLike[str], specs: dict[str, GeneratorSpec]) -> None:
+    """Check that each spec's tensors are exactly the file's, from the header alone.
+
+    The networks are built on the meta device (no memory), so metadata that asks for a
+    huge network (``ngf: 4000`` beside a few small tensors) is refused before anything is
+    allocated: a network that passes holds no more than the file does.
+    """
+    _, shapes = _read_header(path)
+    for direction, spec in specs.items():
+        where = f"{path}: generators.{direction}"
+        try:
+            with torch.device("meta"):
+                expected = {k: list(v.shape) for k, v in spec.build().state_dict().items()}
+        except Exception as exc:  # any builder error: the metadata is what is wrong
+            raise ValueError(f"{where}: cannot build {spec.name} {spec.options}: {exc}") from exc
+        prefix = f"{direction}."
+        found = {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)}
+        head = f"{where}: the metadata ({spec.name} {spec.options}) does not fit the weights"
+        for key, shape in expected.items():
+            if key not in found:
+                raise ValueError(f"{head}: the file has no {prefix}{key} {tuple(shape)}")
+            if found[key] != shape:
+                raise ValueError(
+                    f"{head}: {prefix}{key} is {tuple(found[key])} in the file, "
+                    f"{tuple(shape)} expected"
+                )
+        extra = sorted(set(found) - set(expected))
+        if extra:
+            raise ValueError(f"{head}: {prefix}{extra[0]} is not part of that network")
 
 
 def load_generators(
@@ -174,17 +264,13 @@ def load_generators(
     """Rebuild every generator in ``path`` in eval mode, in fp32 on ``device``."""
     path = Path(path)
     meta = read_metadata(path)
+    check_weights(path, meta.specs)
     tensors = load_file(str(path))
     generators = {}
     for direction, spec in meta.specs.items():
         net = spec.build()
         prefix = f"{direction}."
         state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path}: weights for {direction} do not fit {spec.name}: {exc}"
-            ) from exc
+        net.load_state_dict(state)
         generators[direction] = net.to(device).eval()
     return GeneratorFile(generators, meta.specs, meta.preprocess, meta.training)

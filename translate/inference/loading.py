@@ -78,7 +78,10 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
 
 
 def is_reference_checkpoint(path: Path) -> bool:
-    """A ``.pth``/``.pt`` file, or any other file that ``torch.save`` wrote (a zip archive)."""
+    """A ``.pth``/``.pt`` file, or a file that ``torch.save`` wrote (a zip archive) under
+    another name; a ``.safetensors`` name always means a generator file."""
+    if path.suffix == ".safetensors":
+        return False
     return path.suffix in REFERENCE_SUFFIXES or (path.is_file() and zipfile.is_zipfile(path))
 
 

@@ -53,15 +53,34 @@ class Registry:
                 f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}"
             ) from None
 
-    def build(self, name: str, **kwargs: Any) -> nn.Module:
-        builder, defaults = self._lookup(name)
+    def check_options(self, name: str, options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for an unknown name or option, or a value whose type differs
+        from the option's default (``ngf: "24"``); the message starts with the option."""
+        builder, _ = self._lookup(name)
         valid = inspect.signature(builder).parameters
-        unknown = sorted(set(kwargs) - set(valid))
+        unknown = sorted(set(options) - set(valid))
         if unknown:
             raise ValueError(
                 f"unknown option(s) {', '.join(map(repr, unknown))} for {self.kind} {name!r}; "
                 f"valid options: {', '.join(self.options(name))}"
             )
+        for key, value in options.items():
+            default = valid[key].default
+            if default is inspect.Parameter.empty or default is None:
+                continue
+            # bool is an int subclass, and an int may stand for a float, not the reverse.
+            expected = (float, int) if type(default) is float else type(default)
+            if isinstance(value, bool) is not isinstance(default, bool) or not isinstance(
+                value, expected
+            ):
+                raise ValueError(
+                    f"{key}: expected {type(default).__name__} (like the default "
+                    f"{default!r}), got {value!r}"
+                )
+
+    def build(self, name: str, **kwargs: Any) -> nn.Module:
+        builder, defaults = self._lookup(name)
+        self.check_options(name, kwargs)
         return builder(**{**defaults, **kwargs})
 
 
