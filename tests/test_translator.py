@@ -85,7 +85,7 @@ def test_odd_size_comes_back_at_its_size(translator):
 
 def test_grayscale_and_rgba_inputs(tmp_path, translator):
     gray = Image.fromarray(_random_rgb(20, 28)).convert("L")
-    assert translator(gray).mode == "RGB"  # a 3-channel model: the gray image is replicated
+    assert translator(gray).mode == "L"  # RGB to RGB model: gray in, gray out
     gray_model = Translator.load(_model_file(tmp_path / "g.safetensors", 1, 1), device="cpu")
     assert gray_model(gray).mode == "L"
     assert gray_model(np.asarray(gray)).shape == (20, 28)  # HW in, HW out
@@ -169,8 +169,10 @@ def test_precision_choices(rgb_model, translator):
 
 
 def test_bad_inputs_are_named(translator):
-    with pytest.raises(TypeError, match="uint8"):
-        translator(np.zeros((8, 8, 3), np.float64))
+    with pytest.raises(TypeError, match="uint8, uint16 or float numpy array, got int32"):
+        translator(np.zeros((8, 8, 3), np.int32))
+    with pytest.raises(TypeError, match="uint8, uint16 or float values, got torch.int64"):
+        translator(torch.zeros(3, 8, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="channels"):
         translator(torch.rand(5, 8, 8))
     with pytest.raises(TypeError, match="PIL image"):
@@ -203,3 +205,107 @@ def test_transform_in_torchvision_pipeline(translator):
     assert np.array_equal(never(image).permute(1, 2, 0).numpy(), np.asarray(image))
     tensor = T.PILToTensor()(image)
     assert torch.equal(TranslateTransform(translator, p=1.0)(tensor), translator(tensor))
+
+
+# --- value ranges: one test per row of the README's table ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(translator):
+    """An RGB and a gray image, and what the translator makes of them as uint8 arrays."""
+    rgb = _random_rgb(16, 24, seed=3)
+    gray = rgb[..., 1].copy()
+    return rgb, translator(rgb), gray, translator(gray)
+
+
+def _close(got, expected_u8, scale=1.0, offset=0.0, atol=0.51):
+    """``got`` mapped back to 0-255 is within rounding of the uint8 result."""
+    got = (np.asarray(got, dtype=np.float64) - offset) * scale
+    return np.abs(got - expected_u8.astype(np.float64)).max() <= atol
+
+
+def test_row_numpy_uint8_keeps_layout(reference):
+    rgb, out_rgb, gray, out_gray = reference
+    assert out_rgb.dtype == np.uint8 and out_rgb.shape == (16, 24, 3)
+    assert out_gray.dtype == np.uint8 and out_gray.shape == (16, 24)  # HW in, HW out
+
+
+def test_row_numpy_uint16(translator, reference):
+    rgb, out_rgb, gray, out_gray = reference
+    out = translator(rgb.astype(np.uint16) * 257)
+    assert out.dtype == np.uint16 and out.shape == rgb.shape
+    assert _close(out, out_rgb, scale=1 / 257)
+    assert translator(gray.astype(np.uint16) * 257).shape == gray.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_row_numpy_float_in_0_1(translator, reference, dtype):
+    rgb, out_rgb, gray, out_gray = reference
+    out = translator((rgb / 255).astype(dtype))
+    assert out.dtype == dtype and out.shape == rgb.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert _close(out, out_rgb, scale=255, atol=0.51 if dtype != np.float16 else 1.0)
+    assert translator((gray / 255).astype(dtype)).shape == gray.shape
+
+
+def test_row_normalized_input_with_value_range(rgb_model, reference):
+    rgb, out_rgb, _, _ = reference
+    normalized = Translator.load(rgb_model, device="cpu", value_range=(-1, 1))
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1  # Normalize(0.5, 0.5)
+    out = normalized(chw)
+    assert out.dtype == torch.float32 and out.shape == chw.shape
+    assert out.min() >= -1 and out.max() <= 1 and out.min() < 0  # still in [-1, 1]
+    assert _close(out.permute(1, 2, 0).numpy(), out_rgb, scale=127.5, offset=-1)
+    assert _close(normalized(rgb.astype(np.float32) / 127.5 - 1), out_rgb, 127.5, -1)
+    assert np.array_equal(normalized(rgb), out_rgb)  # integer inputs keep their fixed range
+
+
+def test_row_out_of_range_float_is_an_error_naming_the_range(translator, reference):
+    rgb = reference[0]
+    normalized = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1
+    with pytest.raises(
+        ValueError,
+        match=r"span \[-1, 1\], outside the expected value_range "
+        r"\(0, 1\); pass value_range=\(-1, 1\)",
+    ):
+        translator(normalized)
+    with pytest.raises(ValueError, match=r"span \[0, 255\].*value_range=\(0, 255\)"):
+        translator(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        translator(np.full((8, 8), np.nan, np.float32))
+
+
+def test_row_torch_uint8_and_float(translator, reference):
+    rgb, out_rgb, gray, out_gray = reference
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)
+    out = translator(chw[None])
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 16, 24)
+    assert np.array_equal(out[0].permute(1, 2, 0).numpy(), out_rgb)
+    out = translator(torch.from_numpy(rgb.astype(np.uint16) * 257).permute(2, 0, 1))
+    assert out.dtype == torch.uint16 and _close(out.permute(1, 2, 0).numpy(), out_rgb, 1 / 257)
+    out = translator(torch.from_numpy(gray)[None].double() / 255)
+    assert out.dtype == torch.float64 and out.shape == (1, 16, 24)
+    assert _close(out[0].numpy(), out_gray, scale=255)
+
+
+def test_row_pil_modes(translator, reference):
+    rgb, out_rgb, gray, out_gray = reference
+    assert np.array_equal(np.asarray(translator(Image.fromarray(rgb))), out_rgb)
+    out = translator(Image.fromarray(gray))
+    assert out.mode == "L" and np.array_equal(np.asarray(out), out_gray)
+    for mode in ("P", "CMYK"):
+        assert translator(Image.fromarray(rgb).convert(mode)).mode == "RGB"
+    la = Image.fromarray(np.dstack([gray, np.full_like(gray, 200)]), "LA")
+    out = translator(la)
+    assert out.mode == "LA" and np.all(np.asarray(out)[..., 1] == 200)
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 257)
+    assert sixteen.mode == "I;16"
+    out = translator(sixteen)
+    assert out.mode == "I;16" and _close(np.asarray(out), out_gray, scale=1 / 257)
+
+
+def test_row_gray_to_rgb_model_gives_rgb(tmp_path, reference):
+    colorize = Translator.load(_model_file(tmp_path / "c.safetensors", 1, 3), device="cpu")
+    gray = reference[2]
+    assert colorize(gray).shape == (16, 24, 3)
+    assert colorize(Image.fromarray(gray)).mode == "RGB"

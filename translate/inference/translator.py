@@ -8,6 +8,7 @@ and the way back to the caller's kind, layout, dtype and size.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -61,6 +62,13 @@ class Translator:
     ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
     fp16 on CUDA, bf16 on a CPU with native bf16, else fp32: ``translate.runtime``);
     ``batch_size``: images per forward pass. The generator is moved to the device in place.
+
+    Values: uint8 inputs are 0-255 and uint16 ones 0-65535; float inputs (tensors and numpy
+    arrays) are expected in ``value_range``, ``(0, 1)`` unless given, e.g. ``(-1, 1)`` after
+    ``Normalize(0.5, 0.5)``; a float input outside it is an error naming the range found.
+    The output has the input's kind, dtype, range and layout (HW stays HW). A gray input to
+    a model that maps RGB to RGB comes back gray; only a model whose output has other
+    channels than its input (gray to RGB, RGB to gray) changes the channel count.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class Translator:
         tile: int | None = None,
         overlap: int = 32,
         batch_size: int = 4,
+        value_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         if direction not in model.generators:
             raise ValueError(
@@ -85,6 +94,9 @@ class Translator:
             raise ValueError(f"overlap must be in [0, tile={tile}), got {overlap}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if len(value_range) != 2 or not value_range[0] < value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+        self.value_range = (float(value_range[0]), float(value_range[1]))
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.direction = direction
@@ -128,7 +140,7 @@ class Translator:
     # --- public entry points -------------------------------------------------------------
 
     def __call__(self, image: Any) -> Any:
-        """PIL -> PIL, numpy HW/HWC uint8 -> numpy, tensor CHW/NCHW -> tensor of the same kind."""
+        """PIL -> PIL, numpy HW/HWC -> numpy, tensor CHW/NCHW -> tensor of the same kind."""
         if isinstance(image, Image.Image):
             return self._translate_pil(image)
         if isinstance(image, np.ndarray):
@@ -140,16 +152,17 @@ class Translator:
         )
 
     def translate_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Translate HW or HWC uint8 arrays; same-size ones run together, ``batch_size`` at a time.
+        """Translate HW or HWC arrays (uint8, uint16 or float in ``value_range``); same-size
+        ones of one dtype run together, ``batch_size`` at a time.
 
         An extra channel after the gray or RGB ones (LA, RGBA) is alpha: it is kept.
         """
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for i, arr in enumerate(images):
             _check_array(arr)
-            groups[arr.shape].append(i)
+            groups[(arr.shape, arr.dtype)].append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(images)
-        for shape, indices in groups.items():
+        for (shape, _), indices in groups.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])
@@ -163,7 +176,8 @@ class Translator:
 
     @torch.inference_mode()
     def translate_tensor(self, image: torch.Tensor) -> torch.Tensor:
-        """CHW or NCHW, float in [0, 1] or uint8 -> the same layout, dtype and device."""
+        """CHW or NCHW, uint8, uint16 or float in ``value_range`` -> the same layout, dtype,
+        range and device."""
         if image.ndim not in (3, 4):
             raise ValueError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
         x = image.unsqueeze(0) if image.ndim == 3 else image
@@ -171,26 +185,45 @@ class Translator:
             raise ValueError(
                 f"expected 1 (gray), 3 (RGB) channels, plus optional alpha; got {x.shape[1]}"
             )
-        x = x.to(self.device, non_blocking=True)
-        x = x.float() / 255 if image.dtype == torch.uint8 else x.float()
+        low, high = self._range_of(image.dtype)
+        x = x.to(self.device, non_blocking=True).float()
+        if image.is_floating_point():
+            _check_range(x, low, high)
+        x = ((x - low) / (high - low)).clamp(0, 1)
         alpha = None
         if x.shape[1] in (2, 4):  # as training does: composite onto white, keep alpha aside
             x, alpha = x[:, :-1], x[:, -1:]
             x = x * alpha + (1 - alpha)
+        gray = x.shape[1] == 1
         x = _match_channels(x, self.in_channels) * 2 - 1
         y = self._run(x).add(1).div(2).clamp(0, 1)
+        if gray and self.in_channels == self.out_channels:
+            y = _match_channels(y, 1)  # gray in, gray out: the replicated channels go again
         if alpha is not None:
             y = torch.cat([y, alpha], dim=1)
-        y = (y * 255).round().to(torch.uint8) if image.dtype == torch.uint8 else y.to(image.dtype)
+        y = y * (high - low) + low
+        y = y.to(image.dtype) if image.is_floating_point() else y.round().to(image.dtype)
         y = y.to(image.device)
         return y[0] if image.ndim == 3 else y
 
     # --- internals -----------------------------------------------------------------------
 
+    def _range_of(self, dtype: torch.dtype) -> tuple[float, float]:
+        """The values an input of ``dtype`` spans: fixed for integers, ``value_range`` else."""
+        if dtype.is_floating_point:
+            return self.value_range
+        if dtype in _INTEGER_RANGES:
+            return _INTEGER_RANGES[dtype]
+        raise TypeError(f"expected uint8, uint16 or float values, got {dtype}")
+
     def _translate_pil(self, image: Image.Image) -> Image.Image:
-        arr = image_to_array(image, channels=self.in_channels, alpha="keep")
-        out = self.translate_batch([arr])[0]
-        return Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
+        if image.mode.startswith("I;16"):  # 16-bit gray stays 16-bit
+            out = self.translate_batch([np.asarray(image, dtype=np.uint16)])[0]
+        else:
+            gray = image.getbands()[0] in ("L", "I", "F", "1") and len(image.getbands()) <= 2
+            arr = image_to_array(image, channels=1 if gray else 3, alpha="keep")
+            out = self.translate_batch([arr])[0]
+        return Image.fromarray(out[..., 0] if out.ndim == 3 and out.shape[-1] == 1 else out)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW in [-1, 1] on the device -> the generator's output at the same size."""
@@ -231,12 +264,36 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
+_INTEGER_RANGES = {torch.uint8: (0.0, 255.0), torch.uint16: (0.0, 65535.0)}
+_NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+
+
 def _check_array(arr: np.ndarray) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+    if not isinstance(arr, np.ndarray) or arr.dtype not in _NUMPY_DTYPES:
         got = arr.dtype if isinstance(arr, np.ndarray) else type(arr)
-        raise TypeError(f"expected a uint8 numpy array, got {got}")
+        raise TypeError(f"expected a uint8, uint16 or float numpy array, got {got}")
     if arr.ndim not in (2, 3):
         raise ValueError(f"expected an HW or HWC array, got shape {arr.shape}")
+
+
+def _check_range(x: torch.Tensor, low: float, high: float) -> None:
+    """Float input must lie in ``[low, high]`` (with rounding slack): a wrong range would
+    give a plausible-looking but wrong result."""
+    found_low, found_high = (v.item() for v in torch.aminmax(x))
+    slack = 1e-3 * (high - low)
+    if found_low >= low - slack and found_high <= high + slack:
+        return
+    if math.isnan(found_low) or math.isnan(found_high):
+        raise ValueError("the input holds NaN values")
+    hint = ""
+    for candidate in ((0, 1), (-1, 1), (0, 255)):
+        if candidate[0] - slack <= found_low and found_high <= candidate[1] + slack:
+            hint = f"; pass value_range={candidate} if that is its range"
+            break
+    raise ValueError(
+        f"input values span [{found_low:.4g}, {found_high:.4g}], outside the expected "
+        f"value_range ({low:g}, {high:g}){hint}"
+    )
 
 
 class TranslateTransform(A.ImageOnlyTransform):
