@@ -536,3 +536,50 @@ def test_unpaired_validation_counts_only_the_images_it_uses(tmp_path: Path) -> N
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
     assert t.val_images == 8 and sum(len(b["A"]) for b in t._val_batches()) == 8
+
+
+def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
+    data: Path, tmp_path: Path
+) -> None:
+    """``checkpoints/state_<step>.pt`` works wherever MODEL is taken; generator snapshots
+    every ``snapshot_every`` steps are never deleted by ``keep``."""
+    from translate import Translator
+    from translate.inference.loading import load_model
+
+    log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 1, "snapshot_every": 2}
+    config = tiny("cyclegan", data, train={"batch_size": 2, "max_steps": 4}, log=log)
+    t = trainer(config, tmp_path)
+    t.fit()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["state_4.pt"]
+    snapshots = sorted(p.name for p in (tmp_path / "generators").iterdir())
+    assert snapshots == ["generator_2.safetensors", "generator_4.safetensors"]
+    state = tmp_path / "checkpoints" / "state_4.pt"
+    model = load_model(state)
+    assert model.training["steps"] == 4 and model.training["checkpoint"] == str(state)
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    t.model.eval()
+    for direction, net in (("AtoB", t.model.G_AB), ("BtoA", t.model.G_BA)):
+        assert torch.equal(model.generators[direction](x), net(x)), direction
+        snapshot = load_generators(tmp_path / "generators" / "generator_4.safetensors")
+        assert torch.equal(snapshot.generators[direction](x), net(x)), direction
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    translated = Translator.load(state, device="cpu", precision="fp32", direction="BtoA")(image)
+    assert translated.shape == image.shape
+    runner = CliRunner()
+    result = runner.invoke(main, ["info", str(state)])
+    assert result.exit_code == 0 and "architecture: resnet" in result.output, result.output
+    exported = tmp_path / "g.pt"
+    result = runner.invoke(main, ["export", str(state), "--format", "torchscript", str(exported)])
+    assert result.exit_code == 0 and exported.is_file(), result.output
+    out = tmp_path / "out"
+    write_image(tmp_path / "in" / "x.png", image)
+    result = runner.invoke(main, ["convert", str(state), str(tmp_path / "in"), str(out)])
+    assert result.exit_code == 0 and (out / "x.png").is_file(), result.output
+
+
+def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
+    from translate.inference.loading import load_model
+
+    torch.save({"model": {}, "optimizers": {}, "step": 3}, tmp_path / "state_3.pt")
+    with pytest.raises(ValueError, match="state_3.pt: a translate training checkpoint written"):
+        load_model(tmp_path / "state_3.pt")

@@ -32,6 +32,8 @@ VERSION = 2
 FORMAT = f"{FORMAT_PREFIX}{VERSION}"
 READABLE_VERSIONS = (1, 2)
 DIRECTIONS = ("AtoB", "BtoA")
+# Where a training checkpoint keeps what inference needs to take its generators out.
+CHECKPOINT_KEY = "generator_file"
 CHANNELS = ("input_channels", "output_channels")
 
 
@@ -122,24 +124,81 @@ def save_generators(
     dtype: torch.dtype | None = None,
 ) -> None:
     """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo)."""
+    metadata = encode_metadata(generators, preprocess, training)
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
         module = getattr(module, "module", module)  # unwrap DDP
         for key, value in module.state_dict().items():
             value = value.detach().cpu()
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
             tensors[f"{direction}.{key}"] = value.contiguous()
-    metadata = {
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def encode_metadata(
+    generators: dict[str, tuple[GeneratorSpec, nn.Module]],
+    preprocess: Preprocessing | None = None,
+    training: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The metadata a generator file carries (also kept in training checkpoints)."""
+    for direction in generators:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
+    return {
         "format": FORMAT,
         "generators": json.dumps({d: vars(spec) for d, (spec, _) in generators.items()}),
         "preprocess": json.dumps((preprocess or Preprocessing()).to_dict()),
         "training": json.dumps(training or {}),
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def checkpoint_entry(
+    model: nn.Module,
+    generators: dict[str, tuple[GeneratorSpec, nn.Module]],
+    preprocess: Preprocessing | None = None,
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
+    take the generators out of it: the generator file's metadata, and where each generator's
+    tensors sit in ``model.state_dict()`` (the checkpoint's ``"model"``)."""
+    names = {id(module): name for name, module in model.named_modules()}
+    prefixes = {}
+    for direction, (_, module) in generators.items():
+        module = getattr(module, "module", module)
+        if id(module) not in names:
+            raise ValueError(f"the {direction} generator is not part of the model")
+        prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
+    return {"metadata": encode_metadata(generators, preprocess, training), "prefixes": prefixes}
+
+
+def is_training_checkpoint(state: Any) -> bool:
+    """A ``torch.load``ed object that :func:`generators_from_checkpoint` can read."""
+    return isinstance(state, dict) and CHECKPOINT_KEY in state and "model" in state
+
+
+def generators_from_checkpoint(
+    path: str | os.PathLike[str], state: dict[str, Any], device: str | torch.device = "cpu"
+) -> GeneratorFile:
+    """The generators of a training checkpoint (``checkpoints/state_<step>.pt``)."""
+    entry = state[CHECKPOINT_KEY]
+    try:
+        meta = _parse(entry["metadata"])
+        prefixes = entry["prefixes"]
+        tensors = {
+            f"{direction}.{key[len(prefixes[direction]) :]}": value
+            for direction in meta.specs
+            for key, value in state["model"].items()
+            if key.startswith(prefixes[direction])
+        }
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: {CHECKPOINT_KEY}: malformed ({exc!r})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    check_weights(path, meta.specs, {k: list(v.shape) for k, v in tensors.items()})
+    training = {**meta.training, "checkpoint": str(path)}
+    return _build(meta, tensors, device, training)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> Metadata:
@@ -227,14 +286,16 @@ def _specs(generators: Any) -> dict[str, GeneratorSpec]:
     return specs
 
 
-def check_weights(path: str | os.PathLike[str], specs: dict[str, GeneratorSpec]) -> None:
-    """Check that each spec's tensors are exactly the file's, from the header alone.
+def check_weights(
+    path: str | os.PathLike[str], specs: dict[str, GeneratorSpec], shapes: dict[str, list[int]]
+) -> None:
+    """Check that each spec's tensors are exactly the file's (``{"<direction>.<key>": shape}``,
+    from a safetensors header: no weights read).
 
     The networks are built on the meta device (no memory), so metadata that asks for a
     huge network (``ngf: 4000`` beside a few small tensors) is refused before anything is
     allocated: a network that passes holds no more than the file does.
     """
-    _, shapes = _read_header(path)
     for direction, spec in specs.items():
         where = f"{path}: generators.{direction}"
         try:
@@ -263,9 +324,23 @@ def load_generators(
 ) -> GeneratorFile:
     """Rebuild every generator in ``path`` in eval mode, in fp32 on ``device``."""
     path = Path(path)
-    meta = read_metadata(path)
-    check_weights(path, meta.specs)
-    tensors = load_file(str(path))
+    raw, shapes = _read_header(path)
+    try:
+        meta = _parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    check_weights(path, meta.specs, shapes)
+    return _build(meta, load_file(str(path)), device, meta.training)
+
+
+def _build(
+    meta: Metadata,
+    tensors: dict[str, torch.Tensor],
+    device: str | torch.device,
+    training: dict[str, Any],
+) -> GeneratorFile:
+    """The generators of ``meta`` holding ``tensors`` (``"<direction>.<key>"``, checked by
+    :func:`check_weights`), in eval mode, in fp32 on ``device``."""
     generators = {}
     for direction, spec in meta.specs.items():
         net = spec.build()
@@ -273,4 +348,4 @@ def load_generators(
         state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         net.load_state_dict(state)
         generators[direction] = net.to(device).eval()
-    return GeneratorFile(generators, meta.specs, meta.preprocess, meta.training)
+    return GeneratorFile(generators, meta.specs, meta.preprocess, training)

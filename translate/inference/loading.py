@@ -1,5 +1,6 @@
-"""Find and load a model for inference: a generator file, a run directory, a bundled name or
-a pretrained reference model's name (:mod:`translate.inference.pretrained`).
+"""Find and load a model for inference: a generator file, a run directory, a training
+checkpoint (``checkpoints/state_<step>.pt``), a bundled name or a pretrained reference
+model's name (:mod:`translate.inference.pretrained`).
 
 Reference checkpoints (``.pth``/``.pt``) go to :mod:`translate.inference.reference`, which
 infers their architecture from the weights.
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..model_file import GeneratorFile, load_generators
+from ..model_file import (
+    GeneratorFile,
+    generators_from_checkpoint,
+    is_training_checkpoint,
+    load_generators,
+)
 from .pretrained import PRETRAINED, pretrained_path
 
 # Bundled model name -> file in translate/assets.
@@ -37,15 +43,20 @@ def load_model(
     refused there rather than silently ignored.
     """
     path = resolve_model_path(source)
+    checkpoint = None
     if is_reference_checkpoint(path):
-        from .reference import load_reference
+        from .reference import load_reference, read_checkpoint
 
-        return load_reference(path, device=device, arch=arch, norm=norm)
+        checkpoint = read_checkpoint(path)
+        if not is_training_checkpoint(checkpoint):
+            return load_reference(path, device, arch, norm, checkpoint)
     if arch is not None or norm is not None:
         raise ValueError(
             f"{path}: --arch/--norm only apply to reference checkpoints "
-            f"({', '.join(REFERENCE_SUFFIXES)}); a generator file records its architecture"
+            f"({', '.join(REFERENCE_SUFFIXES)}); a translate model records its architecture"
         )
+    if checkpoint is not None:
+        return generators_from_checkpoint(path, checkpoint, device)
     return load_generators(path, device)
 
 

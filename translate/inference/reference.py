@@ -55,11 +55,13 @@ def load_reference(
     device: str | torch.device = "cpu",
     arch: str | None = None,
     norm: str | None = None,
+    checkpoint: Any = None,
 ) -> GeneratorFile:
     """Load a reference generator checkpoint as direction ``AtoB``.
 
     A CycleGAN ``*net_G_A.pth`` whose ``*net_G_B.pth`` lies beside it loads both, as
-    ``AtoB`` and ``BtoA``. ``arch`` (a zoo name) and ``norm`` override the inference.
+    ``AtoB`` and ``BtoA``. ``arch`` (a zoo name) and ``norm`` override the inference;
+    ``checkpoint`` is ``path``'s content when the caller has already read it.
     """
     path = Path(path)
     files = {"AtoB": path}
@@ -69,7 +71,8 @@ def load_reference(
             files["BtoA"] = partner
     generators, specs, notes = {}, {}, []
     for direction, file in files.items():
-        net, spec, file_notes = import_generator(file, arch=arch, norm=norm)
+        content = checkpoint if file == path else None
+        net, spec, file_notes = import_generator(file, arch=arch, norm=norm, checkpoint=content)
         generators[direction] = net.to(device).eval()
         specs[direction] = spec
         notes += [f"{file.name}: {note}" for note in file_notes]
@@ -86,10 +89,10 @@ def load_reference(
 
 
 def import_generator(
-    path: Path, arch: str | None = None, norm: str | None = None
+    path: Path, arch: str | None = None, norm: str | None = None, checkpoint: Any = None
 ) -> tuple[torch.nn.Module, GeneratorSpec, list[str]]:
     """One checkpoint as ``(module on CPU, spec, notes on what was assumed)``."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, checkpoint)
     if not any(v.dim() == 4 for v in state.values()):
         raise ValueError(f"{path}: no convolution weights; not a generator state dict")
     notes: list[str] = []
@@ -128,11 +131,15 @@ def _build(candidate: _Candidate, tensors: list[torch.Tensor]) -> torch.nn.Modul
     return net
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``torch.save``d state dict, unwrapped and with prefixes stripped.
+def read_state_dict(path: Path, checkpoint: Any = None) -> dict[str, torch.Tensor]:
+    """The tensors of a ``torch.save``d state dict, unwrapped and with prefixes stripped."""
+    obj = _unwrap(path, read_checkpoint(path) if checkpoint is None else checkpoint)
+    return {_strip_prefixes(key): value for key, value in obj.items()}
 
-    Only ``weights_only`` loading is used: a file that needs to run pickled code is refused.
-    """
+
+def read_checkpoint(path: Path) -> Any:
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only``: a file that needs
+    to run pickled code is refused."""
     if _is_torchscript(path):
         raise ValueError(
             f"{path}: a TorchScript module (as `translate export` writes), not a state dict; "
@@ -155,8 +162,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{path}: not a readable torch checkpoint ({reason})") from exc
-    obj = _unwrap(path, obj)
-    return {_strip_prefixes(key): value for key, value in obj.items()}
+    return obj
 
 
 def pickled_globals(path: Path) -> list[str] | None:
@@ -204,13 +210,17 @@ def _is_torchscript(path: Path) -> bool:
 
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     while isinstance(obj, dict) and not _is_state_dict(obj):
+        if {"model", "optimizers", "step"} <= set(obj):
+            raise ValueError(
+                f"{path}: a translate training checkpoint written before checkpoints carried "
+                "the generators' metadata; pass its run directory (generator_latest/best)"
+            )
         wrapped = [key for key in WRAPPER_KEYS if key in obj]
         if len(wrapped) != 1:
             raise ValueError(
                 f"{path}: not a generator state dict; top-level keys: "
                 f"{', '.join(map(str, list(obj)[:10]))}; a wrapper should hold it under "
-                f"exactly one of {', '.join(WRAPPER_KEYS)} (for a translate training "
-                "state, pass its run directory)"
+                f"exactly one of {', '.join(WRAPPER_KEYS)}"
             )
         obj = obj[wrapped[0]]
     if not isinstance(obj, dict) or not obj:

@@ -107,6 +107,7 @@ class LogConfig:
     eval_every: int = 1000  # steps between samples, val metrics and monitoring
     checkpoint_every: int = 2000  # steps between training-state checkpoints
     keep: int = 3  # checkpoints kept
+    snapshot_every: int = 0  # steps between generators/generator_<step>.safetensors (0: none)
     tensorboard: bool = True
 
 
@@ -235,6 +236,11 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ValueError(f"config key {key!r}: must be at least 1, got {value}")
+    if config.log.snapshot_every < 0:
+        raise ValueError(
+            f"config key 'log.snapshot_every': must be 0 (off) or more, got "
+            f"{config.log.snapshot_every}"
+        )
     if config.schedule.epochs + config.schedule.decay_epochs < 1:
         raise ValueError("config keys 'schedule.epochs' + 'schedule.decay_epochs' must be >= 1")
     if config.loss.feature_matching > 0 and d.name != "multiscale":

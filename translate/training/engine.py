@@ -26,7 +26,12 @@ from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
-from translate.model_file import Preprocessing, save_generators
+from translate.model_file import (
+    CHECKPOINT_KEY,
+    Preprocessing,
+    checkpoint_entry,
+    save_generators,
+)
 from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
@@ -378,6 +383,9 @@ class Trainer:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
             if self.step % cfg.log.checkpoint_every == 0:
                 self.save_checkpoint()
+            snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
+            if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
+                self.save_generators(f"generators/generator_{self.step}.safetensors")
             if self._stop_requested(stop) or self._at_max_steps():
                 bar.close()
                 return False
@@ -475,10 +483,14 @@ class Trainer:
             "val_images": self.val_images,
         }
 
-    def save_generators(self, name: str) -> None:
+    def preprocessing(self) -> Preprocessing:
         d = self.config.data
-        preprocess = Preprocessing(d.preprocess, d.input_channels, d.output_channels)
-        save_generators(self.run_dir / name, self.model.generators(), preprocess, self.summary())
+        return Preprocessing(d.preprocess, d.input_channels, d.output_channels)
+
+    def save_generators(self, name: str) -> None:
+        save_generators(
+            self.run_dir / name, self.model.generators(), self.preprocessing(), self.summary()
+        )
 
     def state_dict(self) -> dict[str, Any]:
         s = self.stepper
@@ -496,6 +508,10 @@ class Trainer:
             "loss_window": self.log_window.state_dict(),
             "epoch_window": self.epoch_window.state_dict(),
             "rng": rng_state(),
+            # So that convert/info/export/Translator.load take a checkpoint as MODEL.
+            CHECKPOINT_KEY: checkpoint_entry(
+                self.model, self.model.generators(), self.preprocessing(), self.summary()
+            ),
         }
 
     def save_checkpoint(self) -> None:
