@@ -7,6 +7,7 @@ from translate.data.transforms import Preprocess
 from translate.inference import export
 from translate.inference.export import describe_model, export_generator
 from translate.inference.loading import load_model
+from translate.inference.translator import Translator
 from translate.model_file import GeneratorFile, GeneratorSpec, Preprocessing
 from translate.networks import count_parameters
 
@@ -54,6 +55,30 @@ def test_onnx_runs_at_other_sizes(tmp_path, kind):
 
     for shape in SIZES:
         assert _max_diff(run, model.generators["AtoB"], shape) <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("kind", SPECS)
+def test_exports_pad_and_crop_as_the_converter_does(tmp_path, kind, fmt):
+    """Sides that are no multiple of the generator's (8 for this U-Net, 4 for the ResNet)."""
+    if fmt == "onnx":
+        onnxruntime = pytest.importorskip("onnxruntime")
+    model = _model(SPECS[kind])
+    out = export_generator(model, tmp_path / f"g.{fmt}", fmt)
+    if fmt == "onnx":
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+        def run(x):
+            return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    else:
+        run = torch.jit.load(str(out))
+    converter = Translator(model, device="cpu", precision="fp32", value_range=(-1, 1))
+    for height, width in ((120, 120), (203, 301)):
+        x = torch.rand(1, 3, height, width) * 2 - 1
+        with torch.no_grad():
+            got = run(x)
+        assert got.shape == (1, SPECS[kind].out_channels, height, width)
+        assert (got - converter(x)).abs().max().item() <= 1e-4
 
 
 def test_direction_of_a_cyclegan_model(tmp_path):

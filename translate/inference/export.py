@@ -1,8 +1,9 @@
 """Export a generator to TorchScript or ONNX, and describe a model for ``translate info``.
 
-Exports take any batch size, height and width (sides a multiple of the generator's
-``size_multiple``), and are checked against PyTorch at two sizes before they are written:
-an export that does not match is never left on disk.
+Exports take any batch size, height and width: the graph reflect-pads to the generator's
+``size_multiple`` and crops back, with the converter's own module (:class:`PadToMultiple`).
+They are checked against PyTorch at sizes that need padding before they are written: an
+export that does not match is never left on disk.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from ..atomic import atomic_path
 from ..data.transforms import Preprocess
 from ..model_file import GeneratorFile
 from ..networks import count_parameters
+from .padding import PadToMultiple
 
 FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-4
 # Exports map [-1, 1] NCHW float tensors to the same; this is what callers must feed them.
-TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], H and W multiples of size_multiple"
+TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], any H and W (padded inside)"
 
 
 def export_generator(
@@ -39,8 +41,9 @@ def export_generator(
 ) -> Path:
     """Write ``model``'s ``direction`` generator to ``out`` as ``fmt``; return the path.
 
-    The export runs on the CPU in fp32. Its outputs are compared with PyTorch's at two
-    input sizes and batch sizes; a difference above 1e-4 raises and writes nothing.
+    The export runs on the CPU in fp32 and takes any height and width (padded inside as the
+    converter pads). Its outputs are compared with PyTorch's at three input sizes and two
+    batch sizes; a difference above 1e-4 raises and writes nothing.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -50,8 +53,9 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
-    net = copy.deepcopy(model.generators[direction]).cpu().float().eval()
-    inputs = _check_inputs(net, model.specs[direction].in_channels)
+    generator = copy.deepcopy(model.generators[direction]).cpu().float().eval()
+    net = PadToMultiple(generator).eval()
+    inputs = _check_inputs(net.multiple, model.specs[direction].in_channels)
     out = Path(out)
     with atomic_path(out) as tmp:
         if fmt == "torchscript":
@@ -62,15 +66,14 @@ def export_generator(
     return out
 
 
-def _check_inputs(net: nn.Module, channels: int) -> list[torch.Tensor]:
-    """The trace input and a second input of another batch size and shape."""
-    multiple = int(getattr(net, "size_multiple", 1))
+def _check_inputs(multiple: int, channels: int) -> list[torch.Tensor]:
+    """The trace input and two more of other batch sizes and shapes; the last two are no
+    multiple of ``multiple``, so the padding inside the export is checked too."""
     side = multiple * math.ceil(32 / multiple)
     generator = torch.Generator().manual_seed(0)
-    return [
-        torch.rand(shape, generator=generator) * 2 - 1
-        for shape in [(1, channels, side, side), (2, channels, side + multiple, side)]
-    ]
+    shapes = [(1, channels, side, side), (2, channels, side + multiple + 1, side - 1)]
+    shapes.append((1, channels, side + 3, side + multiple // 2 + 2))
+    return [torch.rand(shape, generator=generator) * 2 - 1 for shape in shapes]
 
 
 def _export_torchscript(net: nn.Module, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from translate.data.images import image_to_array
-from translate.data.transforms import crop_to, pad_to_multiple
+from translate.inference.padding import PadToMultiple
 from translate.model_file import GeneratorFile
 from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
@@ -107,6 +107,7 @@ class Translator:
         generator = model.generators[direction].eval().requires_grad_(False)
         self.size_multiple = int(getattr(generator, "size_multiple", 1))
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
+        self.padded = PadToMultiple(self.generator)
         self.model = model
 
     @classmethod
@@ -251,11 +252,8 @@ class Translator:
         return out / weight
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, hw = pad_to_multiple(x, self.size_multiple)
-        padded = padded.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
-            y = self.generator(padded)
-        return crop_to(y.float(), hw)
+            return self.padded(x).float()
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,32 @@
+"""Any input size for a generator that needs sides divisible by its ``size_multiple``.
+
+The same module runs inside the converter and inside exported graphs (TorchScript and
+ONNX), so an export pads and crops exactly as ``translate convert`` does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PadToMultiple(nn.Module):
+    """Reflect-pad the bottom and right of NCHW input to the generator's size multiple, run
+    it, crop the output back. Inputs smaller than the padding are edge-padded instead; a
+    traced graph (ONNX) always takes the reflect branch, so there sides must be at least the
+    multiple."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        self.multiple = int(getattr(generator, "size_multiple", 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w, m = x.shape[-2], x.shape[-1], self.multiple
+        ph, pw = (m - h % m) % m, (m - w % m) % m  # no negative modulo: TorchScript, ONNX
+        if ph > 0 or pw > 0 or torch.jit.is_tracing():  # a traced graph (ONNX) always pads
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        y = self.generator(x.contiguous(memory_format=torch.channels_last))
+        return y[..., :h, :w]
