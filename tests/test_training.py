@@ -486,11 +486,12 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
     t.evaluate()
-    assert sum(scored) == 11 and t.summary()["val_images"] == 11
+    # Twice: this batch norm generator is scored in both test modes (running, per image).
+    assert sum(scored) == 2 * 11 and t.summary()["val_images"] == 11
     scored.clear()
     t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
     t.evaluate()
-    assert scored == [8, 1] and t.summary()["val_images"] == 9
+    assert scored == [8, 1, 8, 1] and t.summary()["val_images"] == 9
 
 
 def test_missing_reference_data_says_how_to_get_it(tmp_path: Path) -> None:
@@ -583,3 +584,21 @@ def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
     torch.save({"model": {}, "optimizers": {}, "step": 3}, tmp_path / "state_3.pt")
     with pytest.raises(ValueError, match="state_3.pt: a translate training checkpoint written"):
         load_model(tmp_path / "state_3.pt")
+
+
+def test_validation_scores_both_test_modes_and_records_the_better(
+    data: Path, tmp_path: Path
+) -> None:
+    """Running statistics against each image's own with dropout (the reference's test);
+    the generator file records the better, and `translate info` shows it."""
+    config = tiny("pix2pix", data, log={"every": 1, "eval_every": 2, "checkpoint_every": 2})
+    trainer(config, tmp_path).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "val_L1" in r]
+    assert scored and all("val_L1_batch_stats" in r for r in scored)
+    last = scored[-1]
+    better = "batch" if last["val_L1_batch_stats"] < last["val_L1"] else "running"
+    gen = load_generators(tmp_path / "generator_latest.safetensors")
+    assert gen.test_mode.norm_stats == better and gen.test_mode.dropout == (better == "batch")
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "generator_latest.safetensors")])
+    assert f"norm_stats: {better}" in result.output

@@ -6,7 +6,9 @@ metadata is enough to rebuild the networks, so the converter needs nothing else.
 
 Metadata versions: ``translate.generator/1`` stored ``preprocess`` as one flat dict of
 ``Preprocess`` fields plus channel counts; ``/2`` stores :class:`Preprocessing` as
-``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read.
+``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read. An
+optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
+validation scored best) sets how inference normalises by default.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 from .atomic import atomic_path
 from .data.transforms import Preprocess
 from .networks import GENERATORS, build_generator
+from .networks.test_mode import TestMode
 
 FORMAT_PREFIX = "translate.generator/"
 VERSION = 2
@@ -104,6 +107,7 @@ class GeneratorFile:
     specs: dict[str, GeneratorSpec]
     preprocess: Preprocessing = field(default_factory=Preprocessing)
     training: dict[str, Any] = field(default_factory=dict)
+    test_mode: TestMode = field(default_factory=TestMode)
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Metadata:
     specs: dict[str, GeneratorSpec]
     preprocess: Preprocessing
     training: dict[str, Any]
+    test_mode: TestMode
 
 
 def save_generators(
@@ -122,9 +127,11 @@ def save_generators(
     preprocess: Preprocessing | None = None,
     training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    test_mode: TestMode | None = None,
 ) -> None:
-    """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo)."""
-    metadata = encode_metadata(generators, preprocess, training)
+    """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo);
+    ``test_mode`` is how inference normalises by default (running statistics unless given)."""
+    metadata = encode_metadata(generators, preprocess, training, test_mode)
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
         module = getattr(module, "module", module)  # unwrap DDP
@@ -141,6 +148,7 @@ def encode_metadata(
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: Preprocessing | None = None,
     training: dict[str, Any] | None = None,
+    test_mode: TestMode | None = None,
 ) -> dict[str, str]:
     """The metadata a generator file carries (also kept in training checkpoints)."""
     for direction in generators:
@@ -151,6 +159,7 @@ def encode_metadata(
         "generators": json.dumps({d: vars(spec) for d, (spec, _) in generators.items()}),
         "preprocess": json.dumps((preprocess or Preprocessing()).to_dict()),
         "training": json.dumps(training or {}),
+        "test_mode": json.dumps(vars(test_mode or TestMode())),
     }
 
 
@@ -159,6 +168,7 @@ def checkpoint_entry(
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: Preprocessing | None = None,
     training: dict[str, Any] | None = None,
+    test_mode: TestMode | None = None,
 ) -> dict[str, Any]:
     """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
     take the generators out of it: the generator file's metadata, and where each generator's
@@ -170,7 +180,8 @@ def checkpoint_entry(
         if id(module) not in names:
             raise ValueError(f"the {direction} generator is not part of the model")
         prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
-    return {"metadata": encode_metadata(generators, preprocess, training), "prefixes": prefixes}
+    metadata = encode_metadata(generators, preprocess, training, test_mode)
+    return {"metadata": metadata, "prefixes": prefixes}
 
 
 def is_training_checkpoint(state: Any) -> bool:
@@ -251,7 +262,24 @@ def _parse(raw: dict[str, str]) -> Metadata:
         _specs(decoded["generators"]),
         Preprocessing.from_dict(decoded["preprocess"], int(version)),
         decoded["training"],
+        _test_mode(raw.get("test_mode")),
     )
+
+
+def _test_mode(raw: str | None) -> TestMode:
+    """The optional ``test_mode`` entry; files without one normalise by running statistics."""
+    if raw is None:
+        return TestMode()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"test_mode: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or set(data) - {"norm_stats", "dropout"}:
+        raise ValueError(f"test_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
+    try:
+        return TestMode(**data)
+    except ValueError as exc:
+        raise ValueError(f"test_mode.{exc}") from None
 
 
 def _specs(generators: Any) -> dict[str, GeneratorSpec]:
@@ -348,4 +376,4 @@ def _build(
         state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         net.load_state_dict(state)
         generators[direction] = net.to(device).eval()
-    return GeneratorFile(generators, meta.specs, meta.preprocess, training)
+    return GeneratorFile(generators, meta.specs, meta.preprocess, training, meta.test_mode)

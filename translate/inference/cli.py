@@ -13,6 +13,7 @@ import click
 
 from translate.runtime import PRECISIONS, Ranks
 
+from ..networks.test_mode import NORM_STATS
 from .convert import FORMATS, ConvertSummary, convert_folder
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -25,6 +26,23 @@ def _model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     return click.option(
         "--arch", default=None, help="Architecture of a reference .pth, e.g. resnet_9blocks."
+    )(command)
+
+
+def _test_mode_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--norm-stats``/``--dropout``: how batch norm generators normalise at test time."""
+    command = click.option(
+        "--dropout/--no-dropout",
+        default=None,
+        help="Keep dropout on at test time (random outputs). Default: as the model records.",
+    )(command)
+    return click.option(
+        "--norm-stats",
+        type=click.Choice(NORM_STATS),
+        default=None,
+        help="Batch norm statistics: running (eval mode) or batch (each image's own, as the "
+        "reference's default test). Default: what validation scored better, as the model "
+        "records (else running).",
     )(command)
 
 
@@ -109,6 +127,7 @@ def _user_errors() -> Iterator[None]:
     help="Ground truth for --report (matched by relative path and stem): shown, and scored.",
 )  # fmt: skip
 @_model_options
+@_test_mode_options
 def convert(
     model: str,
     input: Path,
@@ -129,6 +148,8 @@ def convert(
     targets: Path | None,
     arch: str | None,
     norm: str | None,
+    norm_stats: str | None,
+    dropout: bool | None,
 ) -> None:
     """Translate INPUT (an image or a folder, recursive) into the folder OUTPUT.
 
@@ -160,6 +181,8 @@ def convert(
             progress=progress,
             arch=arch,
             norm=norm,
+            norm_stats=norm_stats,
+            dropout=dropout,
         )
     _print_summary(summary, input, output)
     if report:
@@ -199,6 +222,7 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True)
 @click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset.")
 @_model_options
+@_test_mode_options
 def export(
     model: str,
     out: Path,
@@ -207,6 +231,8 @@ def export(
     opset: int | None,
     arch: str | None,
     norm: str | None,
+    norm_stats: str | None,
+    dropout: bool | None,
 ) -> None:
     """Export MODEL's generator to OUT with dynamic batch, height and width."""
     from .export import export_generator
@@ -214,7 +240,13 @@ def export(
 
     with _user_errors():
         written = export_generator(
-            load_model(model, arch=arch, norm=norm), out, fmt, direction=direction, opset=opset
+            load_model(model, arch=arch, norm=norm),
+            out,
+            fmt,
+            direction=direction,
+            opset=opset,
+            norm_stats=norm_stats,
+            dropout=dropout,
         )
     click.echo(f"wrote {written}")
 

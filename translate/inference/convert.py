@@ -124,6 +124,8 @@ def convert_folder(
     progress: bool = True,
     arch: str | None = None,
     norm: str | None = None,
+    norm_stats: str | None = None,
+    dropout: bool | None = None,
 ) -> ConvertSummary:
     """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
 
@@ -149,6 +151,8 @@ def convert_folder(
             batch_size=batch_size,
             arch=arch,
             norm=norm,
+            norm_stats=norm_stats,
+            dropout=dropout,
         )
     summary = ConvertSummary(failed=shard(clashes, ranks.rank, ranks.world_size))
     todo = []

@@ -24,6 +24,7 @@ from ..atomic import atomic_path
 from ..data.transforms import Preprocess
 from ..model_file import GeneratorFile
 from ..networks import count_parameters
+from ..networks.test_mode import set_test_mode
 from .padding import PadToMultiple
 
 FORMATS = ("torchscript", "onnx")
@@ -38,12 +39,15 @@ def export_generator(
     fmt: str = "torchscript",
     direction: str = "AtoB",
     opset: int | None = None,
+    norm_stats: str | None = None,
+    dropout: bool | None = None,
 ) -> Path:
     """Write ``model``'s ``direction`` generator to ``out`` as ``fmt``; return the path.
 
     The export runs on the CPU in fp32 and takes any height and width (padded inside as the
     converter pads). Its outputs are compared with PyTorch's at three input sizes and two
-    batch sizes; a difference above 1e-4 raises and writes nothing.
+    batch sizes; a difference above 1e-4 raises and writes nothing. ``norm_stats`` and
+    ``dropout`` as for :class:`Translator` (None: what the model file records).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -53,8 +57,14 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
-    generator = copy.deepcopy(model.generators[direction]).cpu().float().eval()
-    net = PadToMultiple(generator).eval()
+    mode = model.test_mode.override(norm_stats, dropout)
+    if mode.dropout and fmt == "onnx":
+        raise ValueError(
+            "dropout at test time exports to TorchScript only (onnxruntime's dropout cannot "
+            "be checked against PyTorch's); pass --no-dropout or --format torchscript"
+        )
+    net = PadToMultiple(copy.deepcopy(model.generators[direction]).cpu().float())
+    set_test_mode(net, mode)  # the wrapper too: the ONNX exporter restores modes from it
     inputs = _check_inputs(net.multiple, model.specs[direction].in_channels)
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -135,8 +145,10 @@ def _verify(
     fmt: str,
 ) -> None:
     for x in inputs:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same dropout masks, when dropout is on
             expected = net(x)
+            torch.manual_seed(0)
             got = run(x)
         diff = (got - expected).abs().max().item() if got.shape == expected.shape else float("inf")
         if not diff <= TOLERANCE:
@@ -169,6 +181,7 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
         "generators": generators,
         "preprocess": {**preprocess.to_dict(), "native_size": _native_size(preprocess.transforms)},
         "training": model.training,
+        "test_mode": vars(model.test_mode),
     }
 
 

@@ -8,6 +8,7 @@ and the way back to the caller's kind, layout, dtype and size.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections import defaultdict
@@ -23,6 +24,7 @@ from PIL import Image
 from translate.data.images import image_to_array
 from translate.inference.padding import PadToMultiple
 from translate.model_file import GeneratorFile
+from translate.networks.test_mode import TestMode, set_test_mode
 from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
@@ -69,6 +71,10 @@ class Translator:
     The output has the input's kind, dtype, range and layout (HW stays HW). A gray input to
     a model that maps RGB to RGB comes back gray; only a model whose output has other
     channels than its input (gray to RGB, RGB to gray) changes the channel count.
+
+    ``norm_stats``: ``running`` (batch norm's running statistics) or ``batch`` (each image's
+    own statistics, as the reference's default test in train mode at batch 1); ``dropout``
+    keeps dropout on. None takes what the model file records (validation's better mode).
     """
 
     def __init__(
@@ -83,6 +89,8 @@ class Translator:
         overlap: int = 32,
         batch_size: int = 4,
         value_range: tuple[float, float] = (0.0, 1.0),
+        norm_stats: str | None = None,
+        dropout: bool | None = None,
     ) -> None:
         if direction not in model.generators:
             raise ValueError(
@@ -104,7 +112,11 @@ class Translator:
         self.in_channels = self.spec.in_channels
         self.out_channels = self.spec.out_channels
         self.size, self.tile, self.overlap, self.batch_size = size, tile, overlap, batch_size
-        generator = model.generators[direction].eval().requires_grad_(False)
+        self.test_mode = model.test_mode.override(norm_stats, dropout)
+        generator = model.generators[direction].requires_grad_(False)
+        if self.test_mode != TestMode():  # the file's module stays as loaded for others
+            generator = copy.deepcopy(generator)
+        set_test_mode(generator, self.test_mode)
         self.size_multiple = int(getattr(generator, "size_multiple", 1))
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         self.padded = PadToMultiple(self.generator)
@@ -135,7 +147,8 @@ class Translator:
         return (
             f"Translator({self.spec.name}, {self.direction}, {self.in_channels}->"
             f"{self.out_channels} channels, device={self.device}, size={self.size}, "
-            f"tile={self.tile})"
+            f"tile={self.tile}, norm_stats={self.test_mode.norm_stats}, "
+            f"dropout={self.test_mode.dropout})"
         )
 
     # --- public entry points -------------------------------------------------------------

@@ -32,6 +32,7 @@ from translate.model_file import (
     checkpoint_entry,
     save_generators,
 )
+from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
 from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
@@ -263,6 +264,7 @@ class Trainer:
 
         self.step = self.epoch = self.epoch_batches = 0
         self.best: dict[str, float] = {}
+        self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
@@ -453,8 +455,10 @@ class Trainer:
             if paired is None:
                 break  # nothing to score beyond the sample grid and monitoring
             paired.add(outputs["fake"], outputs["real"])
-        self.model.train()
         values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
+        if paired is not None:
+            values.update(self._choose_test_mode(values["val_L1"]))
+        self.model.train()
         warnings = monitor_warnings(monitor, self.diversity_history)
         if "diversity_ratio" in monitor:
             self.diversity_history.append(monitor["diversity_ratio"])
@@ -469,6 +473,33 @@ class Trainer:
         if improved:
             self.save_generators("generator_best.safetensors")
         return warnings
+
+    def _choose_test_mode(self, running_l1: float) -> dict[str, float]:
+        """Score the validation set again as the reference tests (each image's batch norm
+        statistics, dropout on) and keep the better mode for the generator file."""
+        nets = [net for _, net in self.model.generators().values()]
+        if not any(has_batch_norm(net) for net in nets):
+            return {}
+        batch_mode = TestMode("batch", dropout=True)
+        undo = [set_test_mode(net, batch_mode) for net in nets]
+        paired = self.model.validation_scores()
+        assert paired is not None  # called for trainers that score validation only
+        cuda = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda):  # dropout leaves training's RNG alone
+                for batch in self._val_batches():
+                    with self.stepper.autocast():
+                        _, outputs = self.model.validate(batch)
+                    paired.add(outputs["fake"], outputs["real"])
+        except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
+            self.test_mode = TestMode()
+            return {}
+        finally:
+            for restore in undo:
+                restore()
+        batch_l1 = paired.result()["l1"]
+        self.test_mode = batch_mode if batch_l1 < running_l1 else TestMode()
+        return {"val_L1_batch_stats": batch_l1}
 
     # --- files ----------------------------------------------------------------------------
 
@@ -489,7 +520,11 @@ class Trainer:
 
     def save_generators(self, name: str) -> None:
         save_generators(
-            self.run_dir / name, self.model.generators(), self.preprocessing(), self.summary()
+            self.run_dir / name,
+            self.model.generators(),
+            self.preprocessing(),
+            self.summary(),
+            test_mode=self.test_mode,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -510,7 +545,11 @@ class Trainer:
             "rng": rng_state(),
             # So that convert/info/export/Translator.load take a checkpoint as MODEL.
             CHECKPOINT_KEY: checkpoint_entry(
-                self.model, self.model.generators(), self.preprocessing(), self.summary()
+                self.model,
+                self.model.generators(),
+                self.preprocessing(),
+                self.summary(),
+                self.test_mode,
             ),
         }
 
