@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import struct
+import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
 from translate.serve.cli import is_loopback  # noqa: E402
 from translate.serve.models import Busy, Gate, Models  # noqa: E402
 from translate.serve.runs import Runs  # noqa: E402
+from translate.serve.server import BackgroundServer  # noqa: E402
 
 
 def png(width: int, height: int, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -325,3 +328,17 @@ def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(
 def test_is_loopback() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.com"]))
+
+
+def test_small_load_loses_nothing(models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tools/load_test.py in small: concurrent clients within the queue all get answers."""
+    spec = importlib.util.spec_from_file_location(
+        "load_test", Path(__file__).resolve().parent.parent / "tools" / "load_test.py"
+    )
+    load_test = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "load_test", load_test)  # its dataclass looks itself up
+    spec.loader.exec_module(load_test)
+    with BackgroundServer(create_app(models, gate=Gate(workers=1, queue=2))) as url:
+        result = asyncio.run(load_test.run_load(url, png(16, 16), clients=3, requests=3))
+    assert result.statuses == {200: 9} and result.lost == 0 and result.failed == 0
+    assert len(result.latencies) == 9 and "p95" in result.report()

@@ -229,6 +229,9 @@ function setupImages() {
     const files = [...event.clipboardData.files];
     if (files.length) addFiles(files);
   });
+  $("view").addEventListener("change", () => {
+    $("results").classList.toggle("side", $("view").value === "side");
+  });
   $("zip").addEventListener("click", downloadZip);
   $("clear").addEventListener("click", () => {
     $("results").replaceChildren();
@@ -435,7 +438,8 @@ function drawChart(panel) {
   [y0, y1] = [f(y0), f(y1)];
   if (x1 === x0) x1 = x0 + 1;
   if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
-  const left = 48, right = 8, top = 8, bottom = 22;
+  const legendRows = Math.ceil(lines.length / 4);
+  const left = 48, right = 8, top = 10 + 14 * legendRows, bottom = 22;
   const w = canvas.width - left - right, h = canvas.height - top - bottom;
   const px = (x) => left + ((x - x0) / (x1 - x0)) * w;
   const py = (y) => top + h - ((f(y) - y0) / (y1 - y0)) * h;
@@ -457,7 +461,7 @@ function drawChart(panel) {
     s.points.forEach(([x, y], j) => (j ? ctx.lineTo(px(x), py(y)) : ctx.moveTo(px(x), py(y))));
     ctx.stroke();
     if (s.points.length < 30) for (const [x, y] of s.points) ctx.fillRect(px(x) - 2, py(y) - 2, 4, 4);
-    ctx.fillText(s.key, left + 8 + (i % 4) * 120, top + 14 + Math.floor(i / 4) * 14);
+    ctx.fillText(s.key, left + (i % 4) * 120, 12 + Math.floor(i / 4) * 14);
   });
 }
 
@@ -485,6 +489,7 @@ function showWarnings() {
   $("warnings").replaceChildren(...(shown.length ? shown : ["none"]).map((text) => {
     const item = document.createElement("li");
     item.textContent = text;
+    item.className = shown.length ? "" : "muted";
     return item;
   }));
 }

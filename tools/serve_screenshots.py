@@ -1,0 +1,129 @@
+"""Screenshots of the `translate serve` pages for the README, taken in headless Chromium.
+
+    python tools/serve_screenshots.py [--out docs] [--steps 80]
+
+It trains a small Pix2Pix run on the twelve sample tiles and their real shaded relief
+(``datasets/samples`` and ``tests/data/demo_targets``; 10 train, 2 val), serves ``demo`` and
+that run with ``--runs``, and saves ``serve_images.png`` (four tiles translated by demo),
+``serve_live.png`` (Chromium's fake camera through demo) and ``serve_training.png``.
+Needs the Debian chromium and chromium-driver packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from translate.data.images import list_images, read_image, write_image
+from translate.serve.app import create_app
+from translate.serve.models import Models
+from translate.serve.runs import Runs
+from translate.serve.server import BackgroundServer
+from translate.training.config import from_dict
+from translate.training.engine import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "datasets" / "samples"
+TARGETS = ROOT / "tests" / "data" / "demo_targets"
+SHOWN = ("r01_c07", "r02_c03", "r02_c11", "r05_c15")
+WAIT = 120
+
+_spec = importlib.util.spec_from_file_location("browser", ROOT / "tools" / "browser.py")
+browser = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(browser)
+
+
+def train_run(data: Path, run_dir: Path, steps: int) -> None:
+    """A small real run: aligned input|target pairs, 64 px crops, a 4-level U-Net."""
+    tiles = list_images(SAMPLES)
+    for i, tile in enumerate(tiles):
+        target = read_image(next(TARGETS.glob(f"{tile.stem}.*")))
+        split = "val" if i >= len(tiles) - 2 else "train"
+        write_image(data / split / tile.name, np.concatenate([read_image(tile), target], axis=1))
+    config = {
+        "model": "pix2pix",
+        "data": {
+            "root": str(data),
+            "preprocess": {"mode": "resize_and_crop", "load_size": 72, "crop_size": 64},
+            "num_workers": 0,
+            "val_size": 2,
+        },
+        "generator": {"name": "unet", "options": {"ngf": 8, "num_downs": 4}},
+        "discriminator": {"options": {"ndf": 8, "n_layers": 2}},
+        "schedule": {"epochs": 1000, "decay_epochs": 0},
+        "train": {"batch_size": 4, "max_steps": steps},
+        "log": {"every": 2, "eval_every": 20, "checkpoint_every": 1000, "tensorboard": False},
+    }
+    Trainer(from_dict(config), run_dir, progress=False).fit()
+
+
+def wait(driver: Any, condition: Any, message: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(condition, message=message)
+
+
+def screenshots(url: str, out: Path) -> list[Path]:
+    from selenium.webdriver.common.by import By
+
+    driver = browser.chromium(size=(1280, 860))
+    saved = []
+    try:
+        driver.get(url)
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        files = [str(next(SAMPLES.glob(f"{name}.*"))) for name in SHOWN]
+        driver.find_element(By.ID, "files").send_keys("\n".join(files))
+        wait(
+            driver,
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card[data-state=done]")) == len(files),
+            "the images were not translated",
+        )
+        saved.append(out / "serve_images.png")
+        driver.save_screenshot(str(saved[-1]))
+
+        driver.get(url + "#live")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        driver.find_element(By.ID, "live-start").click()
+        frames = driver.find_element(By.ID, "live-out")
+        wait(driver, lambda d: int(frames.get_attribute("data-frames")) >= 30, "no live frames")
+        saved.append(out / "serve_live.png")
+        driver.save_screenshot(str(saved[-1]))
+        driver.find_element(By.ID, "live-stop").click()
+
+        driver.set_window_size(1280, 1750)
+        driver.get(url + "#runs")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples img"), "no samples")
+        wait(driver, lambda d: "val_L1" in d.find_element(By.ID, "val-table").text, "no scores")
+        saved.append(out / "serve_training.png")
+        driver.save_screenshot(str(saved[-1]))
+    finally:
+        driver.quit()
+    return saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--steps", type=int, default=80, help="training steps of the run shown")
+    args = parser.parse_args()
+    if browser.missing():
+        raise SystemExit(browser.missing())
+    out = args.out.resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # the run is served as a model by the short name runs/worldmaps_small
+        runs = Path("runs")
+        train_run(Path("data"), runs / "worldmaps_small", args.steps)
+        models = Models(["demo", str(runs / "worldmaps_small")])
+        with BackgroundServer(create_app(models, Runs(runs))) as url:
+            for path in screenshots(url, out):
+                print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
