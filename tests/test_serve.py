@@ -25,7 +25,7 @@ from translate.model_file import GeneratorSpec, save_generators  # noqa: E402
 from translate.serve import app as app_module  # noqa: E402
 from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
 from translate.serve.cli import is_loopback  # noqa: E402
-from translate.serve.models import Busy, Gate, Models  # noqa: E402
+from translate.serve.models import TRANSLATORS_KEPT, Busy, Gate, Models  # noqa: E402
 from translate.serve.runs import Runs  # noqa: E402
 from translate.serve.server import BackgroundServer  # noqa: E402
 
@@ -135,6 +135,9 @@ def test_one_model_copy_shared_by_translators(models: Models, two_way: Path) -> 
     b = models.translator(str(two_way), "AtoB", 64)
     assert a is not b and a.generator is b.generator
     assert models.translator(str(two_way), "AtoB", 64) is b
+    for tile in range(100, 100 + 2 * TRANSLATORS_KEPT):  # tiles come from requests: kept bounded
+        models.translator("demo", "AtoB", tile)
+    assert len(models._translators) == TRANSLATORS_KEPT
 
 
 def test_full_queue_answers_busy(models: Models, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,8 +72,10 @@ def test_upload_shows_outputs_at_input_size_and_zips_them(
         paths.append(tmp_path / name)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     paths.append(tmp_path / "broken.png")
-    with BackgroundServer(create_app(models)) as url:
-        driver.get(url)
+    # with a token, as when serving other hosts: the printed URL's token becomes the cookie
+    # that the page's own requests carry
+    with BackgroundServer(create_app(models, token="t0k")) as url:
+        driver.get(url + "?token=t0k")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
         driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
         cards = wait(
@@ -116,8 +118,8 @@ def test_upload_shows_outputs_at_input_size_and_zips_them(
 
 
 def test_live_camera_frames_come_back_with_fps(driver: Any, models: Models) -> None:
-    with BackgroundServer(create_app(models)) as url:
-        driver.get(url + "#live")
+    with BackgroundServer(create_app(models, token="t0k")) as url:
+        driver.get(url + "?token=t0k#live")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
         driver.find_element(By.ID, "live-width").send_keys("128")
         driver.find_element(By.ID, "live-start").click()

@@ -9,6 +9,7 @@ anything beyond that is refused with :class:`Busy` (HTTP 503) instead of piling 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ T = TypeVar("T")
 # Pixels shared by neighbouring tiles (at most a quarter of the tile), as convert's --overlap.
 TILE_OVERLAP = 32
 MIN_TILE = 32
+# Translators kept for reuse: requests choose the tile size, so keep the recent ones only.
+TRANSLATORS_KEPT = 16
 
 
 class Busy(Exception):
@@ -72,7 +75,7 @@ class Models:
         self.device = device
         # Loaded on the CPU, moved to the device once by the first translator.
         self.files: dict[str, GeneratorFile] = {src: load_model(src) for src in sources}
-        self._translators: dict[tuple[str, str, int | None], Translator] = {}
+        self._translators: OrderedDict[tuple[str, str, int | None], Translator] = OrderedDict()
         # Built now, so a bad --device fails at start and not on the first request.
         for name, model in self.files.items():
             self.translator(name, next(iter(model.generators)), None)
@@ -102,4 +105,7 @@ class Models:
                 overlap=min(TILE_OVERLAP, tile // 4) if tile else TILE_OVERLAP,
                 batch_size=1,
             )
+            if len(self._translators) > TRANSLATORS_KEPT:
+                self._translators.popitem(last=False)
+        self._translators.move_to_end(key)
         return self._translators[key]
