@@ -4,6 +4,7 @@ from torch import nn
 
 import translate
 from translate.networks import DISCRIMINATORS, GENERATORS, count_parameters
+from translate.networks.layers import MinibatchStdDev
 
 
 @pytest.mark.parametrize(
@@ -175,8 +176,9 @@ def test_generators_channels_last_and_bf16_autocast(name, options):
 
 
 @pytest.mark.parametrize("name", ["patch", "pixel", "multiscale"])
-def test_discriminators_backward_under_bf16_autocast(name):
-    net = translate.build_discriminator(name, 3, ndf=4, **SMALL[name])
+@pytest.mark.parametrize("stddev", [False, True])
+def test_discriminators_backward_under_bf16_autocast(name, stddev):
+    net = translate.build_discriminator(name, 3, ndf=4, minibatch_stddev=stddev, **SMALL[name])
     net = net.to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -230,3 +232,35 @@ def test_resnet_taps_count_as_the_reference_cut():
     for got, want in zip(feats, expected, strict=True):
         assert torch.equal(got, want)
     assert type(net.model[12]).__name__ == "ResnetBlock"
+
+
+def test_minibatch_stddev_channel_is_the_batch_spread():
+    x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1).expand(2, 3, 2, 2)
+    out = MinibatchStdDev()(x)
+    # Every feature is 0 in one sample and 2 in the other: standard deviation 1 everywhere.
+    assert out.shape == (2, 4, 2, 2) and torch.equal(out[:, :3], x)
+    assert torch.allclose(out[:, 3], torch.ones(2, 2, 2))
+
+
+def _logits(out) -> list[torch.Tensor]:
+    """The logits of any discriminator's output (multi-scale: the last feature per scale)."""
+    return [scale[-1] for scale in out] if isinstance(out, list) else [out]
+
+
+@pytest.mark.parametrize("name", ["patch", "pixel", "multiscale"])
+def test_minibatch_stddev_changes_the_output_only_when_the_batch_varies(name):
+    torch.manual_seed(0)
+    # No batch norm: it would tie samples together by itself.
+    opts = {"ndf": 4, "norm": "instance", "init": "kaiming", **SMALL[name]}
+    x, y = torch.randn(2, 1, 3, 64, 64)
+    for stddev in (False, True):
+        net = translate.build_discriminator(name, 3, minibatch_stddev=stddev, **opts).eval()
+        alone = _logits(net(x))
+        same = _logits(net(torch.cat([x, x])))
+        mixed = _logits(net(torch.cat([x, y])))
+        for a, s, m in zip(alone, same, mixed, strict=True):
+            # A batch of identical samples scores each as the sample alone...
+            assert torch.allclose(s[0], a[0], atol=1e-6) and torch.allclose(s[1], a[0], atol=1e-6)
+            # ...and a varied batch changes x's score only when the option is on.
+            changed = (m[0] - a[0]).abs().max().item()
+            assert changed > 1e-3 if stddev else changed < 1e-6, (stddev, changed)

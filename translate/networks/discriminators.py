@@ -1,4 +1,7 @@
-"""PatchGAN discriminators: n-layer (70x70 at 3 layers), pixel (1x1) and multi-scale."""
+"""PatchGAN discriminators: n-layer (70x70 at 3 layers), pixel (1x1) and multi-scale.
+
+Each takes ``minibatch_stddev``: the :class:`MinibatchStdDev` channel before the last layer.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from .layers import conv_bias, init_weights, norm_layer
+from .layers import MinibatchStdDev, conv_bias, init_weights, norm_layer
 from .registry import DISCRIMINATORS
 
 
@@ -14,7 +17,12 @@ class PatchDiscriminator(nn.Module):
     """Stride-2 4x4 convolutions, then two stride-1 ones: one logit per image patch."""
 
     def __init__(
-        self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"
+        self,
+        in_channels: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "batch",
+        minibatch_stddev: bool = False,
     ) -> None:
         super().__init__()
         if n_layers < 1:
@@ -33,7 +41,9 @@ class PatchDiscriminator(nn.Module):
                 norm_layer(norm, ndf * mult),
                 nn.LeakyReLU(0.2, True),
             ]
-        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        layers += _stddev_then(
+            nn.Conv2d(ndf * mult + int(minibatch_stddev), 1, 4, padding=1), minibatch_stddev
+        )
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +62,9 @@ class PatchDiscriminator(nn.Module):
 class PixelDiscriminator(nn.Module):
     """1x1 PatchGAN: classifies every pixel on its own (colour statistics only)."""
 
-    def __init__(self, in_channels: int, ndf: int = 64, norm: str = "batch") -> None:
+    def __init__(
+        self, in_channels: int, ndf: int = 64, norm: str = "batch", minibatch_stddev: bool = False
+    ) -> None:
         super().__init__()
         bias = conv_bias(norm)
         self.net = nn.Sequential(
@@ -61,7 +73,9 @@ class PixelDiscriminator(nn.Module):
             nn.Conv2d(ndf, ndf * 2, 1, bias=bias),
             norm_layer(norm, ndf * 2),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf * 2, 1, 1, bias=bias),
+            *_stddev_then(
+                nn.Conv2d(ndf * 2 + int(minibatch_stddev), 1, 1, bias=bias), minibatch_stddev
+            ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,12 +97,14 @@ class MultiscaleDiscriminator(nn.Module):
         n_layers: int = 3,
         norm: str = "batch",
         num_scales: int = 3,
+        minibatch_stddev: bool = False,
     ) -> None:
         super().__init__()
         if num_scales < 1:
             raise ValueError(f"num_scales must be >= 1; got {num_scales}")
         self.scales = nn.ModuleList(
-            PatchDiscriminator(in_channels, ndf, n_layers, norm) for _ in range(num_scales)
+            PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev)
+            for _ in range(num_scales)
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
@@ -99,6 +115,12 @@ class MultiscaleDiscriminator(nn.Module):
                 x = self.downsample(x)
             outputs.append(disc.features(x))
         return outputs
+
+
+def _stddev_then(last: nn.Module, minibatch_stddev: bool) -> list[nn.Module]:
+    """The last layer, after the minibatch standard-deviation channel when it is on (the
+    layer's input channels count that channel)."""
+    return [MinibatchStdDev(), last] if minibatch_stddev else [last]
 
 
 def _finish(net: nn.Module, spectral_norm: bool, init: str, init_gain: float) -> nn.Module:
@@ -121,8 +143,9 @@ def patch(
     spectral_norm: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
+    minibatch_stddev: bool = False,
 ) -> nn.Module:
-    net = PatchDiscriminator(in_channels, ndf, n_layers, norm)
+    net = PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)
 
 
@@ -134,8 +157,10 @@ def pixel(
     spectral_norm: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
+    minibatch_stddev: bool = False,
 ) -> nn.Module:
-    return _finish(PixelDiscriminator(in_channels, ndf, norm), spectral_norm, init, init_gain)
+    net = PixelDiscriminator(in_channels, ndf, norm, minibatch_stddev)
+    return _finish(net, spectral_norm, init, init_gain)
 
 
 @DISCRIMINATORS.register("multiscale")
@@ -148,6 +173,7 @@ def multiscale(
     spectral_norm: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
+    minibatch_stddev: bool = False,
 ) -> nn.Module:
-    net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales)
+    net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)

@@ -1,7 +1,9 @@
-"""Small pieces shared by the generators and discriminators: norm layers and weight init."""
+"""Small pieces shared by the generators and discriminators: norm layers, weight init and
+the minibatch standard-deviation feature."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 NORMS = ("batch", "instance", "none")
@@ -54,3 +56,20 @@ def init_weights(net: nn.Module, init: str = "normal", gain: float = 0.02) -> nn
             nn.init.normal_(module.weight, 1.0, gain)
             nn.init.zeros_(module.bias)
     return net
+
+
+class MinibatchStdDev(nn.Module):
+    """Appends one channel holding how much the batch varies, as in progressive GANs.
+
+    The standard deviation of every feature at every position over the batch, averaged
+    into one number per batch: a discriminator that sees it can tell a generator's
+    collapsed batch (all alike) from a real one. A batch of one, or of identical samples,
+    gives the same constant channel (about 0), so the feature only acts when the batch varies.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Float32 statistics: bf16 under autocast loses small spreads. The epsilon keeps
+        # the square root's gradient finite where the batch does not vary.
+        var = x.float().var(dim=0, correction=0)
+        std = torch.sqrt(var + 1e-8).mean().to(x.dtype)
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
