@@ -24,7 +24,9 @@ from translate.data.images import write_image
 from translate.model_file import load_generators
 from translate.training.checkpoint import latest_state, load_state
 from translate.training.config import from_dict, load_config
+from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
+from translate.training.report import RunReport
 from translate.training.schedules import LinearDecay
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -264,7 +266,8 @@ def test_resume_is_exact(data: Path, tmp_path: Path, model: str) -> None:
         "optim": {"d_steps": 2},
         "schedule": {"epochs": 1, "decay_epochs": 3, "policy": "plateau", "patience": 0},
         "discriminator": {"options": {"ndf": 4, "n_layers": 2}, "pool_size": 3},
-        "train": {"batch_size": 2, "max_steps": 10},
+        "train": {"batch_size": 2, "max_steps": 10, "ema": 0.9},
+        "log": {"eval_every": 3},  # evaluations swap the averaged weights in and out
     }
     full = trainer(tiny(model, data, **sections), tmp_path / "full")
     full.fit()
@@ -278,11 +281,71 @@ def test_resume_is_exact(data: Path, tmp_path: Path, model: str) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    average_a, average_b = full.ema.state_dict(), resumed.ema.state_dict()
+    assert average_a["updates"] == average_b["updates"] == 10
+    for name, tensors in average_a["average"].items():
+        for key, value in tensors.items():
+            assert torch.equal(value, average_b["average"][name][key]), (name, key)
     if model == "pix2pix":  # its generator loss stalls within these steps
         assert full.stepper.optimizers["G"].param_groups[0]["lr"] < 2e-4
     opt_a = full.stepper.optimizers["G"].state_dict()["state"]
     opt_b = resumed.stepper.optimizers["G"].state_dict()["state"]
     assert all(torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"]) for i in opt_a)
+
+
+def test_ema_must_be_a_decay(data: Path) -> None:
+    with pytest.raises(ValueError, match=r"'train.ema': must be in \[0, 1\), got 1"):
+        from_dict(tiny("pix2pix", data, train={"ema": 1.0}))
+
+
+def test_weight_average_follows_the_decay_ramp() -> None:
+    net = torch.nn.Linear(2, 1)
+    start = net.weight.detach().clone()
+    average = WeightAverage({"AtoB": net}, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    average.update()  # decay min(0.5, 2 / 11)
+    expected = start + (1 - 2 / 11) * (1 - start)
+    assert torch.allclose(average.average["AtoB"]["weight"], expected)
+    average.update()  # decay min(0.5, 3 / 12)
+    expected = expected + 0.75 * (1 - expected)
+    assert torch.allclose(average.average["AtoB"]["weight"], expected)
+    for _ in range(20):
+        average.update()
+    assert torch.allclose(average.average["AtoB"]["weight"], torch.ones(1, 2), atol=1e-5)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    average.update()  # the ramp is over: decay 0.5
+    assert torch.allclose(average.average["AtoB"]["weight"], torch.full((1, 2), 2.0), atol=1e-4)
+
+
+def test_ema_weights_are_validated_and_written(data: Path, tmp_path: Path) -> None:
+    t = trainer(tiny("pix2pix", data, train={"ema": 0.5, "max_steps": 4}), tmp_path)
+    t.fit()
+    live = {k: v.clone() for k, v in t.model.G.state_dict().items()}
+    average = t.ema.average["AtoB"]
+    assert any(not torch.equal(live[k], average[k]) for k in live if k.endswith("weight"))
+    written = load_generators(tmp_path / "generator_latest.safetensors").generators["AtoB"]
+    for key, value in written.state_dict().items():
+        assert torch.equal(value, average[key]), key
+    t.model.G.eval()
+    x = torch.rand(1, 3, SIZE, SIZE)
+    assert not torch.allclose(written(x), t.model.G(x))
+
+    # Validation scores the averaged weights, not the live ones, which come back afterwards.
+    t.report = RunReport(tmp_path, enabled=True, tensorboard=False)  # fit closed it
+
+    def val_l1() -> float:
+        t.evaluate()
+        lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+        return json.loads(lines[-1])["val_L1"]
+
+    with_ema = val_l1()
+    assert all(torch.equal(v, t.model.G.state_dict()[k]) for k, v in live.items())
+    ema, t.ema = t.ema, None
+    assert val_l1() != with_ema
+    with ema.applied():
+        assert val_l1() == with_ema
 
 
 def test_bf16_autocast_step_on_the_cpu(data: Path, tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False
     max_steps: int | None = None  # stop early (quick runs, tests)
+    ema: float = 0.0  # decay of the generators' weight average (e.g. 0.999); 0: off
 
 
 @dataclass
@@ -243,6 +244,8 @@ def validate(config: Config) -> None:
         )
     if config.schedule.epochs + config.schedule.decay_epochs < 1:
         raise ValueError("config keys 'schedule.epochs' + 'schedule.decay_epochs' must be >= 1")
+    if not 0 <= config.train.ema < 1:
+        raise ValueError(f"config key 'train.ema': must be in [0, 1), got {config.train.ema}")
     if config.loss.feature_matching > 0 and d.name != "multiscale":
         raise ValueError(
             "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "

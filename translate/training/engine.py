@@ -6,6 +6,7 @@ name, so a new trainer is a new module in ``translate.training.models``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -44,6 +45,7 @@ from translate.training.checkpoint import (
     set_rng_state,
 )
 from translate.training.config import Config, dump_config
+from translate.training.ema import WeightAverage
 from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
 from translate.training.report import RunReport
@@ -249,6 +251,8 @@ class Trainer:
         check_sizes(config, self.model, val_set[0])
         self.model.initialize(default_collate([val_set[0]]))
         self._prepare_model()
+        generators = {name: net for name, (_, net) in self.model.generators().items()}
+        self.ema = WeightAverage(generators, train.ema) if train.ema else None
         self.val_set = val_set
 
         self.stepper = self._stepper()
@@ -372,6 +376,8 @@ class Trainer:
             batch = _to_device(batch, self.device, self.channels_last)
             update_g = (self.step + 1) % cfg.optim.d_steps == 0
             losses = self.model.train_step(batch, self.stepper, update_g)
+            if self.ema is not None:
+                self.ema.update()
             self.step += 1
             self.epoch_batches += 1
             self.log_window.add(losses)
@@ -438,9 +444,15 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> list[str]:
         """Samples, paired metrics and monitoring on the fixed validation batches; saves
-        generator_latest (and generator_best when val L1 improves). Returns warnings."""
+        generator_latest (and generator_best when val L1 improves). Returns warnings.
+
+        With ``train.ema`` all of it uses the averaged generator weights."""
         if not self.ranks.main:
             return []
+        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            return self._evaluate()
+
+    def _evaluate(self) -> list[str]:
         self.model.eval()
         paired = self.model.validation_scores()
         for i, batch in enumerate(self._val_batches()):
@@ -551,6 +563,7 @@ class Trainer:
                 self.summary(),
                 self.test_mode,
             ),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def save_checkpoint(self) -> None:
@@ -576,3 +589,7 @@ class Trainer:
         # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
         self.epoch_window.load_state_dict(state.get("epoch_window", ({}, {})), self.device)
         set_rng_state(state["rng"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:
+            tqdm.write(f"{path}: no weight average (trained without train.ema); it starts now")
