@@ -23,7 +23,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..data.transforms import Preprocess
 from ..model_file import GeneratorFile
-from ..networks import count_parameters
+from ..networks import count_macs, count_parameters
 from ..networks.test_mode import set_test_mode
 from .padding import PadToMultiple
 
@@ -164,10 +164,13 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
     generators = {}
     for direction, net in model.generators.items():
         spec = model.specs[direction]
+        side = _macs_side(model.preprocess.transforms, int(getattr(net, "size_multiple", 1)))
         generators[direction] = {
             "architecture": spec.name,
             "options": spec.options,
             "parameters": count_parameters(net),
+            "gmac": round(count_macs(net, (spec.in_channels, side, side)) / 1e9, 3),
+            "gmac_at": f"{side}x{side}",
             "input": {
                 "channels": spec.in_channels,
                 "size_multiple": int(getattr(net, "size_multiple", 1)),
@@ -183,6 +186,18 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
         "training": model.training,
         "test_mode": vars(model.test_mode),
     }
+
+
+def _macs_side(transforms: Preprocess, multiple: int) -> int:
+    """The side a generator's MACs are quoted at: its training crop (or scaled width), else
+    256 as in the papers; rounded up to the size multiple the network would pad to."""
+    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        side = transforms.crop_size
+    elif transforms.mode == "scale_width":
+        side = transforms.load_size
+    else:
+        side = 256
+    return multiple * math.ceil(side / multiple)
 
 
 def _native_size(transforms: Preprocess) -> str:

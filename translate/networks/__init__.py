@@ -8,6 +8,7 @@ from torch import nn
 
 from . import discriminators, generators  # noqa: F401  (fills the registries)
 from .features import Generator
+from .macs import count_macs
 from .registry import DISCRIMINATORS, GENERATORS
 
 
@@ -16,7 +17,8 @@ def build_generator(
 ) -> nn.Module:
     """A generator from the zoo, e.g. ``build_generator("unet_256", norm="instance")``.
 
-    Names: ``resnet_9blocks``/``resnet_6blocks`` (``n_blocks``), ``unet_256``/``unet_128``
+    Names: ``resnet_9blocks``/``resnet_6blocks`` and ``mobile_resnet_9blocks``/
+    ``mobile_resnet_6blocks`` (``n_blocks``, ``widths``, ``mobile``), ``unet_256``/``unet_128``
     (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
     ``init_gain``. The module's ``size_multiple`` is the multiple its input sides must be;
     ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
@@ -43,5 +45,6 @@ __all__ = [
     "Generator",
     "build_discriminator",
     "build_generator",
+    "count_macs",
     "count_parameters",
 ]

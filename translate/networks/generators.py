@@ -1,4 +1,5 @@
-"""Generators of the pix2pix/CycleGAN papers: a ResNet encoder-decoder and a U-Net.
+"""Generators of the pix2pix/CycleGAN papers: a ResNet encoder-decoder and a U-Net, plus
+the depthwise-separable "mobile" ResNet of GAN Compression (Li et al., CVPR 2020).
 
 Layer order and module nesting follow the reference implementation, so a reference state
 dict maps onto these modules key for key and the parameter counts are identical.
@@ -14,38 +15,84 @@ from .layers import conv_bias, init_weights, norm_layer
 from .registry import GENERATORS
 
 
-class ResnetBlock(nn.Module):
-    """Two 3x3 convolutions with reflection padding and a residual connection."""
+class SeparableConv(nn.Sequential):
+    """A depthwise 3x3 convolution, a norm, then a pointwise 1x1 convolution to ``out_dim``:
+    about ``9 / out_dim + 1 / 9`` of a full 3x3 convolution's multiply-adds."""
 
-    def __init__(self, dim: int, norm: str, dropout: bool, norm_affine: bool | None = None) -> None:
-        super().__init__()
+    def __init__(self, dim: int, out_dim: int, norm: str, norm_affine: bool | None) -> None:
         bias = conv_bias(norm)
+        super().__init__(
+            nn.Conv2d(dim, dim, 3, groups=dim, bias=bias),
+            norm_layer(norm, dim, norm_affine),
+            nn.Conv2d(dim, out_dim, 1, bias=bias),
+        )
+
+
+class ResnetBlock(nn.Module):
+    """Two 3x3 convolutions with reflection padding and a residual connection.
+
+    The first maps to ``inner`` channels (default ``dim``), the second back to ``dim``.
+    ``separable`` makes both depthwise-separable: GAN Compression's mobile block.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        norm: str,
+        dropout: bool,
+        norm_affine: bool | None = None,
+        inner: int | None = None,
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        inner = dim if inner is None else inner
+        bias = conv_bias(norm)
+
+        def conv(c_in: int, c_out: int) -> nn.Module:
+            if separable:
+                return SeparableConv(c_in, c_out, norm, norm_affine)
+            return nn.Conv2d(c_in, c_out, 3, bias=bias)
+
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, 3, bias=bias),
-            norm_layer(norm, dim, norm_affine),
+            conv(dim, inner),
+            norm_layer(norm, inner, norm_affine),
             nn.ReLU(True),
         ]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, 3, bias=bias),
-            norm_layer(norm, dim, norm_affine),
-        ]
+        layers += [nn.ReflectionPad2d(1), conv(inner, dim), norm_layer(norm, dim, norm_affine)]
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv_block(x)
 
 
-class ResnetGenerator(Generator):
-    """7x7 stem, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings.
+def stage_widths(ngf: int, widths: list[int] | None) -> list[int]:
+    """Channel widths ``[stem, downsampled, residual, block inner]`` from ``ngf`` (``ngf``,
+    ``2 ngf``, ``4 ngf``, ``4 ngf``) or from an explicit list of 3 or 4 widths; the decoder
+    mirrors the encoder."""
+    if widths is None:
+        return [ngf, ngf * 2, ngf * 4, ngf * 4]
+    widths = list(widths)
+    if len(widths) not in (3, 4) or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(
+            "widths must be 3 or 4 positive integers (stem, downsampled, residual[, block "
+            f"inner]); got {widths!r}"
+        )
+    return widths if len(widths) == 4 else [*widths, widths[2]]
 
-    Tap points are the entries of ``model`` (a ResNet block is one), as the reference CUT
+
+class ResnetGenerator(Generator):
+    """7x7 stem, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings.
+
+    Tap points are the entries of ``model`` (a residual block is one), as the reference CUT
     counts them: 0 is the padded input, 4 the first downsampling convolution, 8 the second
     downsampling's normalized output (rectified in place by layer 9) and 12, 16 the outputs
-    of ResNet blocks 2 and 6.
+    of residual blocks 2 and 6.
+
+    ``mobile`` swaps the reference's full 3x3 residual blocks for separable ones;
+    ``widths`` (see :func:`stage_widths`) replaces the ``ngf`` multiples per stage.
     """
 
     size_multiple = 4  # two stride-2 convolutions
@@ -59,35 +106,39 @@ class ResnetGenerator(Generator):
         norm: str = "instance",
         norm_affine: bool | None = None,
         dropout: bool = False,
+        mobile: bool = False,
+        widths: list[int] | None = None,
     ) -> None:
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0; got {n_blocks}")
+        stem, down, dim, inner = stage_widths(ngf, widths)
         bias = conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, ngf, 7, bias=bias),
-            norm_layer(norm, ngf, norm_affine),
+            nn.Conv2d(in_channels, stem, 7, bias=bias),
+            norm_layer(norm, stem, norm_affine),
             nn.ReLU(True),
         ]
-        for i in range(2):
-            ch = ngf * 2**i
+        for ch_in, ch_out in ((stem, down), (down, dim)):
             layers += [
-                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=bias),
-                norm_layer(norm, ch * 2, norm_affine),
+                nn.Conv2d(ch_in, ch_out, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, ch_out, norm_affine),
                 nn.ReLU(True),
             ]
-        layers += [ResnetBlock(ngf * 4, norm, dropout, norm_affine) for _ in range(n_blocks)]
-        for i in range(2):
-            ch = ngf * 2 ** (2 - i)
+        layers += [
+            ResnetBlock(dim, norm, dropout, norm_affine, inner, separable=mobile)
+            for _ in range(n_blocks)
+        ]
+        for ch_in, ch_out in ((dim, down), (down, stem)):
             layers += [
                 nn.ConvTranspose2d(
-                    ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=bias
+                    ch_in, ch_out, 3, stride=2, padding=1, output_padding=1, bias=bias
                 ),
-                norm_layer(norm, ch // 2, norm_affine),
+                norm_layer(norm, ch_out, norm_affine),
                 nn.ReLU(True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(stem, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def tap_points(self) -> list[nn.Module]:
@@ -191,18 +242,24 @@ class UnetGenerator(Generator):
 
 @GENERATORS.register("resnet_9blocks", "resnet")
 @GENERATORS.register("resnet_6blocks", n_blocks=6)
+@GENERATORS.register("mobile_resnet_9blocks", "mobile_resnet", mobile=True)
+@GENERATORS.register("mobile_resnet_6blocks", n_blocks=6, mobile=True)
 def resnet(
     in_channels: int = 3,
     out_channels: int = 3,
     ngf: int = 64,
     n_blocks: int = 9,
+    widths: list[int] | None = None,
+    mobile: bool = False,
     norm: str = "instance",
     norm_affine: bool | None = None,
     dropout: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
 ) -> nn.Module:
-    net = ResnetGenerator(in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout)
+    net = ResnetGenerator(
+        in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, mobile, widths
+    )
     return init_weights(net, init, init_gain)
 
 
