@@ -132,6 +132,6 @@ def test_feature_taps_match_the_teachers_stages():
     assert [f.shape[1] for f in s_feats] == [6, 8, 8, 8]
     assert [f.shape[1] for f in t_feats] == [8, 16, 16, 16]
     assert [f.shape[2:] for f in s_feats] == [f.shape[2:] for f in t_feats]
-    # Block 2's output (tap 12) is the residual stream after two separable blocks.
+    # Tap 12 is entry 12 of the network: the residual stream after three separable blocks.
     expected = student.model[:13](x)
     assert torch.equal(s_feats[2], expected)
