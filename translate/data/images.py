@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,12 @@ def is_image_path(path: Path) -> bool:
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
     """All image files under ``root``, recursive and sorted; hidden entries are skipped."""
+    return list_files(root, is_image_path)
+
+
+def list_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> list[Path]:
+    """The files under ``root`` whose names ``accept`` takes, recursive and sorted; hidden
+    folders are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
@@ -134,5 +141,5 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
             continue
         seen.add((st.st_dev, st.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath) / f for f in filenames if is_image_path(Path(f)))
+        found.extend(Path(dirpath) / f for f in filenames if accept(Path(f)))
     return sorted(found)

@@ -15,6 +15,8 @@ from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
 from .convert import FORMATS, ConvertSummary, convert_folder
+from .translator import Translator
+from .video import CODEC, convert_videos, is_video_path
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -117,6 +119,13 @@ def _user_errors() -> Iterator[None]:
     default=None,
     help="Decoding threads, and as many encoding threads (default: up to 8).",
 )
+@click.option("--codec", default=CODEC, show_default=True, help="Video encoder (FFmpeg's name).")
+@click.option(
+    "--crf",
+    type=click.IntRange(0, 63),
+    default=None,
+    help="Video quality, lower is better (H.264: 0-51, encoder default 23).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option(
     "--report", is_flag=True,
@@ -143,6 +152,8 @@ def convert(
     overlap: int,
     overwrite: bool,
     workers: int | None,
+    codec: str,
+    crf: int | None,
     progress: bool,
     report: bool,
     targets: Path | None,
@@ -151,39 +162,52 @@ def convert(
     norm_stats: str | None,
     dropout: bool | None,
 ) -> None:
-    """Translate INPUT (an image or a folder, recursive) into the folder OUTPUT.
+    """Translate INPUT (an image, a video or a folder of them, recursive) into the folder
+    OUTPUT (for one video, OUTPUT may also be a video file such as out.mp4).
 
     MODEL is a .safetensors generator file, a run directory, a bundled model name (demo)
     or a reference pytorch-CycleGAN-and-pix2pix .pth. OUTPUT mirrors INPUT's relative
-    paths; existing outputs are skipped (so a rerun resumes) unless --overwrite. Under
-    torchrun each rank converts its share. Exit code 1 when any image failed.
+    paths; existing outputs are skipped (so a rerun resumes) unless --overwrite. Videos keep
+    their frame rate, duration and audio. Under torchrun each rank converts its share.
+    Exit code 1 when any image or video failed.
     """
     if targets is not None and not report:
         raise click.UsageError("--targets is for --report")
     if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
         raise click.UsageError("--report: run it without torchrun")
     with _user_errors():
-        summary = convert_folder(
-            input,
-            output,
+        translator = Translator.load(
             model,
             direction=direction,
             batch_size=batch_size,
             device=device,
             precision=precision,
-            format=fmt,
-            quality=quality,
             size=size,
             tile=tile,
             overlap=overlap,
-            overwrite=overwrite,
-            workers=workers,
-            progress=progress,
             arch=arch,
             norm=norm,
             norm_stats=norm_stats,
             dropout=dropout,
         )
+        summary = ConvertSummary()
+        if not is_video_path(input):
+            summary = convert_folder(
+                input,
+                output,
+                translator,
+                format=fmt,
+                quality=quality,
+                overwrite=overwrite,
+                workers=workers,
+                progress=progress,
+            )
+        videos = convert_videos(
+            input, output, translator, codec=codec, crf=crf, overwrite=overwrite, progress=progress
+        )
+    summary.converted += videos.converted
+    summary.skipped += videos.skipped
+    summary.failed += videos.failed
     _print_summary(summary, input, output)
     if report:
         from .report import write_report
@@ -204,7 +228,7 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     if summary.skipped:
         click.echo("  skipped outputs were kept; --overwrite redoes them")
     if not (summary.converted or summary.skipped or summary.failed):
-        click.echo(f"  no images found in {source}", err=True)
+        click.echo(f"  no images or videos found in {source}", err=True)
     for path, reason in summary.failed:
         click.echo(f"  failed: {path}: {reason}", err=True)
 
