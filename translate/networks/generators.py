@@ -89,7 +89,7 @@ class ResnetGenerator(Generator):
     Tap points are the entries of ``model`` (a residual block is one), as the reference CUT
     counts them: 0 is the padded input, 4 the first downsampling convolution, 8 the second
     downsampling's normalized output (rectified in place by layer 9) and 12, 16 the outputs
-    of residual blocks 2 and 6.
+    of the third and seventh residual blocks.
 
     ``mobile`` swaps the reference's full 3x3 residual blocks for separable ones;
     ``widths`` (see :func:`stage_widths`) replaces the ``ngf`` multiples per stage.
