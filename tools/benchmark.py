@@ -11,7 +11,9 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   trainers' ``train_step`` and with the reference-style steps below (``REFERENCE_STEPS``);
 - converter: ``convert_folder`` images/s over a folder of PNGs against the bare generator's
   forward images/s at the same batch size and precision;
-- data loader: ``PairedFolder`` + ``DataLoader`` images/s against the training step's rate.
+- data loader: ``PairedFolder`` + ``DataLoader`` images/s against the training step's rate;
+- unpaired: our ``train_step`` of CUT and FastCUT against our CycleGAN step (``UNPAIRED``),
+  iterations/s and peak memory, per precision (bf16 on every CPU, native or not).
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ MODELS = {
     "pix2pix": ("unet_256", {"norm": "batch", "dropout": True}, {"norm": "batch"}, "vanilla"),
     "cyclegan": ("resnet_9blocks", {"norm": "instance"}, {"norm": "instance"}, "lsgan"),
 }
+# The unpaired trainers side by side: label -> (model, its loss section), reference defaults.
+UNPAIRED = {
+    "CycleGAN": ("cyclegan", {}),
+    "CUT": ("cut", {"mode": "cut"}),
+    "FastCUT": ("cut", {"mode": "fastcut"}),
+}
+SECTIONS = ("training", "converter", "loader", "unpaired")
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -223,10 +232,11 @@ def write_dataset(root: Path, model: str, size: int, count: int = 2) -> None:
 
 
 def our_step(
-    model: str, device: str, precision: str, size: int, workdir: Path
+    model: str, device: str, precision: str, size: int, workdir: Path, loss: dict | None = None
 ) -> Callable[[], Any]:
     """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
-    optimizers, precision and memory format), with the reference defaults and batch 1."""
+    optimizers, precision and memory format), with the reference defaults (and ``loss``
+    keys, e.g. CUT's mode) and batch 1."""
     from translate.training.config import from_dict
     from translate.training.engine import Trainer
 
@@ -236,6 +246,7 @@ def our_step(
         "model": model,
         "data": {"root": str(workdir / "data"), "num_workers": 0, "val_size": 1,
                  "preprocess": preprocess},
+        "loss": loss or {},
         "train": {"device": device, "precision": precision},
         "log": {"tensorboard": False},
     })  # fmt: skip
@@ -253,8 +264,9 @@ def our_step(
 
 
 def train_case(
-    model: str, impl: str, precision: str, device: str, size: int, quick: bool
-) -> dict[str, Any]:
+    model: str, impl: str, precision: str, device: str, size: int, quick: bool,
+    loss: dict | None = None,
+) -> dict[str, Any]:  # fmt: skip
     torch.backends.cudnn.benchmark = True
     warmup, iters = (1, 3) if quick else (3, 10)
     if model == "pix2pix":  # about ten times faster than CycleGAN
@@ -263,7 +275,7 @@ def train_case(
         if impl == "reference":
             step = REFERENCE_STEPS[model](device, size)
         else:
-            step = our_step(model, device, precision, size, Path(tmp))
+            step = our_step(model, device, precision, size, Path(tmp), loss)
         reset_peak(device)
         it_s = rate(step, device, warmup, iters)
     return {"it/s": it_s, "peak MB": peak_mb(device)}
@@ -376,10 +388,17 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     reference = {r["model"]: r["it/s"] for r in train if r["step"] == "reference"}
     for row in train:
         row["vs reference"] = row["it/s"] / reference[row["model"]]
-    ours = next(r["it/s"] for r in train if r["model"] == "pix2pix" and r["step"] == "ours")
-    for row in results["loader"]:
-        row["pix2pix train it/s"] = ours
-        row["loader/train"] = row["images/s"] / ours
+    ours = [r["it/s"] for r in train if r["model"] == "pix2pix" and r["step"] == "ours"]
+    for row in results["loader"] if ours else []:
+        row["pix2pix train it/s"] = ours[0]
+        row["loader/train"] = row["images/s"] / ours[0]
+    # CUT and FastCUT against CycleGAN at the same precision.
+    cyclegan = {r["precision"]: r for r in results["unpaired"] if r["trainer"] == "CycleGAN"}
+    for row in results["unpaired"]:
+        base = cyclegan.get(row["precision"])
+        if base is not None:
+            row["it/s vs CycleGAN"] = row["it/s"] / base["it/s"]
+            row["memory vs CycleGAN"] = row["peak MB"] / base["peak MB"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -392,13 +411,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader workers"
     )
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run this section (repeatable)"
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), action="append",
+        help="measure only this precision (repeatable); default: what the device runs well",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    only = set(args.only or SECTIONS)
     try:
         device = resolve_device(args.device, use="train").type
     except ValueError as exc:
         parser.error(f"--device: {exc}")
-    if args.size % 256:
+    if args.size % 256 and only & {"training", "converter"}:
         parser.error(f"--size {args.size}: unet_256 needs a multiple of 256")
+    if args.size % 4:
+        parser.error(f"--size {args.size}: resnet_9blocks needs a multiple of 4")
+
+    def measured(default: list[str]) -> list[str]:
+        return [p for p in default if not args.precision or p in args.precision]
 
     common = {"device": device, "size": args.size, "quick": args.quick}
     cases: list[tuple[str, dict[str, Any], Callable[..., dict[str, Any]], dict[str, Any]]] = []
@@ -412,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 {"model": model, "impl": "reference", "precision": "fp32", **common},
             )
         )
-        for precision in precisions(device):
+        for precision in measured(precisions(device)):
             label = {"model": model, "step": "ours", "precision": precision}
             cases.append(
                 (
@@ -422,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     {"model": model, "impl": "ours", "precision": precision, **common},
                 )
             )
-    for precision in precisions(device):
+    for precision in measured(precisions(device)):
         label = {"precision": precision, "batch": args.batch}
         cases.append(
             (
@@ -434,9 +466,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     cases.append(("loader", {"workers": args.workers}, loader_case,
                   {"workers": args.workers, **common}))  # fmt: skip
+    # bf16 on every CPU: its cost without native support is a figure worth having here.
+    unpaired_precisions = precisions(device) if device == "cuda" else ["fp32", "bf16"]
+    for precision in measured(unpaired_precisions):
+        for trainer, (model, loss) in UNPAIRED.items():
+            kwargs = {"model": model, "impl": "ours", "precision": precision, "loss": loss}
+            label = {"trainer": trainer, "precision": precision}
+            cases.append(("unpaired", label, train_case, {**kwargs, **common}))
+    cases = [case for case in cases if case[0] in only]
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
-    sections: dict[str, list[dict[str, Any]]] = {"training": [], "converter": [], "loader": []}
+    sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
     for section, label, fn, kwargs in tqdm(cases, desc="benchmark", unit="case"):
         sections[section].append({**label, **isolated(fn, **kwargs)})
     add_ratios(sections)
@@ -444,9 +484,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     info = results["machine"]
     print(", ".join(f"{k}: {v}" for k, v in info.items()) + (" (quick)" if args.quick else ""))
-    print(table(f"\ntraining, {args.size}x{args.size}, batch 1", sections["training"]))
-    print(table(f"\nconverter, {args.size}x{args.size} PNGs", sections["converter"]))
-    print(table(f"\ndata loader, {args.size}x{args.size} crops", sections["loader"]))
+    titles = {
+        "training": f"training, {args.size}x{args.size}, batch 1",
+        "converter": f"converter, {args.size}x{args.size} PNGs",
+        "loader": f"data loader, {args.size}x{args.size} crops",
+        "unpaired": f"CUT and FastCUT against CycleGAN, {args.size}x{args.size}, batch 1",
+    }
+    for name, rows in sections.items():
+        if rows:
+            print(table(f"\n{titles[name]}", rows))
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
