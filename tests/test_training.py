@@ -367,28 +367,45 @@ def test_fp16_on_the_cpu_is_refused(data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_a_loadable_checkpoint(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_saves_at_once_and_exits_with_its_code(
+    data: Path, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """SIGTERM (schedulers) or Ctrl-C, sent to the whole process group as a terminal or
+    Slurm does, loader worker included: the checkpoint is written, the final evaluation is
+    skipped, the exit code is 128 + the signal and the run is not reported as done."""
     config = tiny("pix2pix", data, schedule={"epochs": 1000, "decay_epochs": 0})
     config["train"]["max_steps"] = None
+    config["data"]["num_workers"] = 1
     config_path = tmp_path / "long.yaml"
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "translate.cli", "train", str(config_path), "--run-dir"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*cmd, str(run_dir), "--no-progress"], env=env)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*cmd, str(run_dir), "--no-progress"], env=env, stdout=stdout, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         metrics = run_dir / "metrics.jsonl"
         while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-            assert proc.poll() is None, "training exited early"
+            assert proc.poll() is None, f"training exited early: {err.read_text()}"
             assert time.monotonic() < deadline, "no training steps within 120 s"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=60) == code, err.read_text()
     finally:
         proc.kill()
     state = load_state(latest_state(run_dir))
     assert state["step"] >= 2
+    # log.eval_every is 1000: a final evaluation would have written the generator file
+    assert not (run_dir / "generator_latest.safetensors").exists()
+    assert "done" not in out.read_text()
+    assert f"stopped by {sig.name} at step {state['step']}" in err.read_text()
+    assert f"translate train --resume {run_dir}" in err.read_text()
     resumed = trainer(config, run_dir, resume=True)
     assert resumed.step == state["step"]
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import NoReturn
 
 import click
+
+# A run stopped by a signal exits as the shell reports a process killed by it (128 + N),
+# so `translate train ... && translate convert ...` stops there.
+EXIT_SIGNAL = 128
 
 
 def _default_run_dir(config_path: Path) -> Path:
@@ -70,7 +75,20 @@ def train(
         _user_error(str(exc))
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")
-    summary = trainer.fit()
+    resume = f"resume with: translate train --resume {run_dir}"
+    try:
+        summary = trainer.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, maybe before the checkpoint
+        click.echo(f"interrupted; {resume} (from its newest checkpoint)", err=True)
+        sys.exit(EXIT_SIGNAL + signal.SIGINT)
+    if trainer.stopped_by is not None:
+        if trainer.ranks.main:
+            click.echo(
+                f"stopped by {signal.Signals(trainer.stopped_by).name} at step "
+                f"{summary['steps']}: checkpoint saved, final evaluation skipped; {resume}",
+                err=True,
+            )
+        sys.exit(EXIT_SIGNAL + trainer.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
     if trainer.ranks.main:
         click.echo(
             f"done: {summary['steps']} steps, {summary['epochs']} epochs; "

@@ -201,6 +201,14 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process. A terminal's Ctrl-C and
+    schedulers such as Slurm signal every process of the job; a worker that died of it
+    would fail the main process's next batch before it could save the checkpoint."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
     out = {}
     for key, value in batch.items():
@@ -267,6 +275,7 @@ class Trainer:
         self.loader = self._loader()
 
         self.step = self.epoch = self.epoch_batches = 0
+        self.stopped_by: int | None = None  # the signal that stopped fit()
         self.best: dict[str, float] = {}
         self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
@@ -328,6 +337,7 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
+            worker_init_fn=_ignore_stop_signals,
             # its own generator, so creating an iterator mid-epoch (resume) leaves the
             # global RNG alone
             generator=torch.Generator(),
@@ -344,19 +354,22 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Train to the end of the schedule (or ``train.max_steps``, or a stop signal);
-        returns the training summary stored in the generator file."""
+        """Train to the end of the schedule (or ``train.max_steps``); returns the training
+        summary stored in the generator file.
+
+        SIGINT/SIGTERM stop after the current step: the checkpoint is written at once and the
+        final evaluation skipped (preemptible machines often allow 30 s before SIGKILL);
+        ``stopped_by`` then holds the signal number.
+        """
         with StopRequest() as stop:
             while self.epoch < self.total_epochs and not self._at_max_steps():
-                finished = self._run_epoch(stop)
-                if not finished:
+                if not self._run_epoch(stop):
                     break
                 self._end_epoch()
-        if stop.signal is not None and self.ranks.main:
-            tqdm.write(f"stopped by signal {stop.signal}; resume with --resume {self.run_dir}")
-        self.save_checkpoint()
-        if self.step % self.config.log.eval_every:  # else the last step was just evaluated
-            self.evaluate()
+            self.stopped_by = self.stopped_by or stop.signal
+            self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
+        if self.stopped_by is None and self.step % self.config.log.eval_every:
+            self.evaluate()  # else the last step was just evaluated
         self.report.close()
         return self.summary()
 
@@ -385,6 +398,10 @@ class Trainer:
             if self.step % cfg.log.every == 0:
                 means = self._log_losses()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+            if self._stop_requested(stop):  # fit() saves the checkpoint; nothing else runs
+                self.stopped_by = stop.signal or signal.SIGTERM  # or another rank's signal
+                bar.close()
+                return False
             if self.step % cfg.log.eval_every == 0:
                 warnings = self.evaluate()
                 if warnings:
@@ -394,7 +411,7 @@ class Trainer:
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
                 self.save_generators(f"generators/generator_{self.step}.safetensors")
-            if self._stop_requested(stop) or self._at_max_steps():
+            if self._at_max_steps():
                 bar.close()
                 return False
         bar.close()
