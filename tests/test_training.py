@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import signal
@@ -196,6 +197,70 @@ def test_cli_trains_and_resumes(data: Path, tmp_path: Path) -> None:
         main, ["train", "--resume", str(run_dir), "--set", "generator.options.ngf=8"]
     )
     assert result.exit_code != 0 and "do not fit this config" in result.output
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newest checkpoint cut to 0 bytes (a kill mid-write on some filesystems) or full of
+    garbage is skipped with its reason; the run resumes from the newest one that loads, and
+    the metrics its previous attempt logged after that step are dropped, not repeated."""
+    config = tiny("pix2pix", data, log={"every": 1, "checkpoint_every": 2, "keep": 5})
+    config["train"]["max_steps"] = 6
+    trainer(config, tmp_path).fit()
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "state_6.pt").write_bytes(b"")
+    (checkpoints / "state_4.pt").write_bytes(b"not a zip file")
+    capsys.readouterr()
+    resumed = trainer(config, tmp_path, resume=True)
+    assert resumed.step == 2
+    err = capsys.readouterr().err
+    assert "state_6.pt: not a readable training checkpoint (empty file, 0 bytes)" in err
+    assert "state_4.pt: not a readable training checkpoint (" in err
+    assert "resuming from state_2.pt" in err
+    assert max(r["step"] for r in _records(tmp_path)) == 2
+    resumed.fit()
+    losses = [r["step"] for r in _records(tmp_path) if "G_L1" in r]
+    assert losses == [1, 2, 3, 4, 5, 6]
+    for path in checkpoints.glob("*.pt"):
+        path.write_bytes(b"")
+    with pytest.raises(ValueError, match="no checkpoint loads: .*state_6.pt.*0 bytes"):
+        trainer(config, tmp_path, resume=True)
+
+
+def test_full_disk_is_one_line_naming_the_folder(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second checkpoint meets a full disk halfway: one line naming the run folder,
+    exit 1, the first checkpoint intact and no partial file left."""
+    config_path = tmp_path / "tiny.yaml"
+    config = tiny("pix2pix", data, log={"checkpoint_every": 2})
+    config_path.write_text(yaml.safe_dump(config))
+    real_save = torch.save
+    saves = []
+
+    def fills_the_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        saves.append(f)
+        if len(saves) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    run_dir = tmp_path / "run"
+    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--set", "train.max_steps=4"])
+    assert result.exit_code == 1, result.output
+    error = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.output and result.stderr.count("Error") == 1
+    assert error.startswith(f"Error: {run_dir}: No space left on device; training stopped")
+    assert "translate train --resume" in error
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["state_2.pt"]
+    assert load_state(run_dir / "checkpoints" / "state_2.pt")["step"] == 2
 
 
 def test_reference_configs_load_with_paper_defaults() -> None:

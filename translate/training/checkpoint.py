@@ -53,8 +53,10 @@ def save_state(
 ) -> Path:
     """Write ``state_<step>.pt`` atomically, then delete all but the newest ``keep``."""
     path = Path(run_dir) / "checkpoints" / f"state_{step}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Through a file object: a full disk then raises OSError(ENOSPC), where torch.save on a
+    # path raises a RuntimeError about zip positions.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
     for old in checkpoint_paths(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -63,9 +65,26 @@ def save_state(
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A state file, read with ``weights_only`` (no code runs from the file)."""
     try:
+        if os.path.getsize(path) == 0:
+            raise ValueError("empty file, 0 bytes")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable training checkpoint ({exc})") from exc
+        reason = str(exc) or type(exc).__name__  # EOFError() says nothing by itself
+        raise ValueError(f"{path}: not a readable training checkpoint ({reason})") from exc
+
+
+def load_newest_state(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest state file that loads, its state, and why each newer one was skipped
+    (a run killed mid-write or a damaged disk must not block resuming from an older one)."""
+    skipped = []
+    for path in reversed(checkpoint_paths(run_dir)):
+        try:
+            return path, load_state(path), skipped
+        except ValueError as exc:
+            skipped.append(str(exc))
+    if not skipped:
+        raise ValueError(f"{run_dir}: no checkpoints/state_<step>.pt to resume from")
+    raise ValueError(f"{run_dir}: no checkpoint loads: " + "; ".join(skipped))
 
 
 def latest_state(run_dir: str | os.PathLike[str]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -81,6 +82,14 @@ def train(
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, maybe before the checkpoint
         click.echo(f"interrupted; {resume} (from its newest checkpoint)", err=True)
         sys.exit(EXIT_SIGNAL + signal.SIGINT)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        folder = Path(exc.filename).parent if exc.filename else run_dir
+        raise click.ClickException(
+            f"{folder}: {exc.strerror}; training stopped at step {trainer.step}, the "
+            f"checkpoints written before are intact; free space, then {resume}"
+        ) from exc
     if trainer.stopped_by is not None:
         if trainer.ranks.main:
             click.echo(

@@ -38,8 +38,7 @@ from translate.runtime import Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
     checkpoint_paths,
-    latest_state,
-    load_state,
+    load_newest_state,
     rng_state,
     save_state,
     set_rng_state,
@@ -281,11 +280,16 @@ class Trainer:
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
-        self.report = RunReport(
-            self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard
-        )
         if resume:
-            self.load(latest_state(self.run_dir))
+            path, state, skipped = load_newest_state(self.run_dir)
+            if self.ranks.main:
+                for reason in skipped:
+                    tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
+            self.restore(state, path)
+        self.report = RunReport(
+            self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard,
+            resume_step=self.step if resume else None,
+        )  # fmt: skip
         if self.ranks.main:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
 
@@ -587,8 +591,8 @@ class Trainer:
         if self.ranks.main and self.step > 0:
             save_state(self.run_dir, self.step, self.state_dict(), self.config.log.keep)
 
-    def load(self, path: str | os.PathLike[str]) -> None:
-        state = load_state(path)
+    def restore(self, state: dict[str, Any], path: Path) -> None:
+        """Continue from ``state``, as read from the checkpoint ``path``."""
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:

@@ -152,8 +152,15 @@ class RunReport:
     """The run directory's human-readable side; every method is a no-op when disabled."""
 
     def __init__(
-        self, run_dir: str | os.PathLike[str], enabled: bool = True, tensorboard: bool = True
+        self,
+        run_dir: str | os.PathLike[str],
+        enabled: bool = True,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
     ) -> None:
+        """``resume_step``: the run continues from that step's checkpoint; what an earlier
+        attempt logged after it is dropped (metrics.jsonl, sample grids, TensorBoard), since
+        the resumed run logs those steps again."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -163,6 +170,8 @@ class RunReport:
         if not enabled:
             return
         self.samples_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            self._drop_after(resume_step)
         self._file = open(self.metrics_path, "a+", encoding="utf-8")  # noqa: SIM115
         self._end_cut_line()
         if tensorboard:
@@ -171,7 +180,17 @@ class RunReport:
             except ImportError:  # tensorboard is an optional extra
                 pass
             else:
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+
+    def _drop_after(self, step: int) -> None:
+        kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
+        if self.metrics_path.exists():
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        for path in self.samples_dir.glob("*.png"):
+            match = SAMPLE_NAME.search(path.name)
+            if match and int(match.group(2)) > step:
+                path.unlink()
 
     def _end_cut_line(self) -> None:
         # A run killed mid-write leaves a line without its newline; start ours on a fresh one.
