@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from translate import Translator
 from translate.cli import main
 from translate.model_file import GeneratorSpec, save_generators
 from translate.networks import count_parameters
@@ -69,3 +70,13 @@ def test_info_on_a_malformed_generator_file_is_one_line(model, tmp_path):
     result = CliRunner().invoke(main, ["info", str(bad)])
     assert result.exit_code == 1
     assert result.output == f"Error: {bad}: training: missing from the metadata\n"
+
+
+def test_size_with_tile_is_refused(model, tmp_path):
+    path, _ = model
+    (tmp_path / "in").mkdir()
+    args = ["convert", str(path), str(tmp_path / "in"), str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--size", "64", "--tile", "32"])
+    assert result.exit_code == 2 and "--size and --tile exclude each other" in result.output
+    with pytest.raises(ValueError, match="size and tile exclude each other"):
+        Translator.load(path, device="cpu", size=64, tile=32)

@@ -263,6 +263,26 @@ def test_full_disk_is_one_line_naming_the_folder(
     assert load_state(run_dir / "checkpoints" / "state_2.pt")["step"] == 2
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.max_steps=-1", "'train.max_steps': must be at least 1, got -1"),
+        ("generator.options.ngf=-4", "'generator.options.ngf': must be at least 1, got -4"),
+        ("generator.options.ngf='24'", "'generator.options.ngf': expected int, got '24'"),
+        ("discriminator.options.n_layers=0", "'discriminator.options.n_layers': must be at"),
+    ],
+)
+def test_invalid_settings_name_their_key(
+    data: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data)))
+    args = ["train", str(config_path), "--run-dir", str(tmp_path / "run"), "--set", override]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
 def test_reference_configs_load_with_paper_defaults() -> None:
     p2p = load_config(CONFIGS / "pix2pix_facades.yaml")
     assert p2p.generator.name == "unet_256" and p2p.loss.lambda_l1 == 100

@@ -175,6 +175,11 @@ def convert(
         raise click.UsageError("--targets is for --report")
     if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
         raise click.UsageError("--report: run it without torchrun")
+    if size is not None and tile is not None:
+        raise click.UsageError(
+            "--size and --tile exclude each other: --size resizes each image for the model, "
+            "--tile translates it at its own resolution in pieces"
+        )
     with _user_errors():
         translator = Translator.load(
             model,

@@ -98,6 +98,11 @@ class Translator:
             )
         if size is not None and size < 1:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
+        if size is not None and tile is not None:
+            raise ValueError(
+                "size and tile exclude each other: size resizes each image for the model, "
+                "tile translates it at its own resolution in pieces"
+            )
         if tile is not None and not 0 <= overlap < tile:
             raise ValueError(f"overlap must be in [0, tile={tile}), got {overlap}")
         if batch_size < 1:

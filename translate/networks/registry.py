@@ -45,6 +45,13 @@ class Registry:
         """The constructor registered under ``name`` (for trainers: the class itself)."""
         return self._lookup(name)[0]
 
+    def defaults(self, name: str) -> dict[str, Any]:
+        """Each option's default for the named network (the variant's, else the builder's)."""
+        builder, defaults = self._lookup(name)
+        params = inspect.signature(builder).parameters
+        own = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+        return {**own, **defaults}
+
     def _lookup(self, name: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
         try:
             return self._builders[name]

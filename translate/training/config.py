@@ -195,11 +195,22 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) ->
 
 
 def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
+    """Known options, of their default's type. Int options are counts and sizes: at least 1,
+    or at least 0 where the default is 0."""
     _check_choice(f"{key}.name", name, registry.names())
     valid = registry.options(name)
-    for option in options:
+    defaults = registry.defaults(name)
+    for option, value in options.items():
         if option not in valid:
             raise _unknown_key(f"{key}.options", option, valid)
+        default = defaults.get(option)
+        if isinstance(default, (bool, int, float, str)):
+            _check_value(f"{key}.options.{option}", value, type(default))
+        least = min(default, 1) if type(default) is int else None
+        if least is not None and value < least:
+            raise ValueError(
+                f"config key '{key}.options.{option}': must be at least {least}, got {value}"
+            )
 
 
 def trainer_class(model: Any) -> type[GANModel]:
@@ -234,6 +245,8 @@ def validate(config: Config) -> None:
         "log.keep": config.log.keep,
         "schedule.step_size": config.schedule.step_size,
     }
+    if config.train.max_steps is not None:
+        positive["train.max_steps"] = config.train.max_steps
     for key, value in positive.items():
         if value < 1:
             raise ValueError(f"config key {key!r}: must be at least 1, got {value}")
