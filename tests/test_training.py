@@ -23,10 +23,13 @@ from click.testing import CliRunner
 from translate.cli import main
 from translate.data.images import write_image
 from translate.model_file import load_generators
+from translate.training import config as config_module
+from translate.training import engine
 from translate.training.checkpoint import latest_state, load_state
 from translate.training.config import from_dict, load_config
 from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
+from translate.training.monitor import WARMUP_STEPS, monitor_warnings
 from translate.training.report import RunReport
 from translate.training.schedules import LinearDecay
 
@@ -281,6 +284,42 @@ def test_invalid_settings_name_their_key(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_stdout_has_results_and_no_progress_logs_losses_to_stderr(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config = tiny("pix2pix", data, log={"every": 2, "eval_every": 2, "tensorboard": False})
+    config["train"]["max_steps"] = 4
+    config_path.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(engine, "monitor_warnings", lambda *a, **k: ["outputs collapsed"])
+    run_dir = tmp_path / "run"
+    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"run directory: {run_dir}",
+        f"done: 4 steps, 1 epochs; generator: {run_dir / 'generator_latest.safetensors'}",
+    ]
+    losses = [line for line in result.stderr.splitlines() if "G_L1" in line]
+    assert [line.split(":")[0] for line in losses] == ["step 2, epoch 1", "step 4, epoch 1"]
+    assert "step 2: outputs collapsed" in result.stderr
+
+
+def test_monitor_warnings_wait_for_the_warm_up() -> None:
+    fooled = {"d_acc_real": 0.9, "d_acc_fake": 0.01}
+    assert monitor_warnings(fooled, step=2) == []
+    assert monitor_warnings(fooled, step=WARMUP_STEPS - 1) == []
+    assert "fools the discriminator" in monitor_warnings(fooled, step=WARMUP_STEPS)[0]
+
+
+def test_default_loader_workers_never_exceed_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_module, "available_cpus", lambda: 2)
+    assert from_dict({}).data.num_workers == 2
+    monkeypatch.setattr(config_module, "available_cpus", lambda: 64)
+    assert from_dict({}).data.num_workers == 4
+    assert from_dict({"data": {"num_workers": 6}}).data.num_workers == 6  # asked for
 
 
 def test_reference_configs_load_with_paper_defaults() -> None:

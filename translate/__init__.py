@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .losses import GANLoss, feature_matching_loss, gradient_penalty
-from .networks import build_discriminator, build_generator
-
 __version__ = "0.1.0"
 
-# The inference layer imports image I/O and data code; load it when first used.
+# Loaded when first used: they import torch (seconds), which `translate --help` and
+# `--version` never need.
 _LAZY = {
+    "GANLoss": "translate.losses",
+    "feature_matching_loss": "translate.losses",
+    "gradient_penalty": "translate.losses",
+    "build_discriminator": "translate.networks",
+    "build_generator": "translate.networks",
     "Translator": "translate.inference.translator",
     "TranslateTransform": "translate.inference.translator",
     "convert_folder": "translate.inference.convert",

@@ -3,11 +3,14 @@ only when run, so ``translate --help`` answers without loading torch."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import warnings
 
 import click
 
 from translate import __version__
+from translate.extras import MissingExtra
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
@@ -33,15 +36,46 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name not in COMMANDS and not name.startswith("-"):
+            close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            ctx.fail(f"no such command {name!r}{hint} (commands: {', '.join(sorted(COMMANDS))})")
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except MissingExtra as exc:
+                raise click.ClickException(str(exc)) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][2]) for name in sorted(COMMANDS)])
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _show_warning(message: Warning | str, category: type[Warning], *args: object) -> None:
+    """Warnings as one ``warning: ...`` line on stderr (not file:line and source)."""
+    click.echo(f"warning: {message}", err=True)
+
+
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="translate")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Image-to-image translation with GANs: train Pix2Pix/CycleGAN, convert folders."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 if __name__ == "__main__":

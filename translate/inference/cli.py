@@ -14,11 +14,13 @@ import click
 from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
-from .convert import FORMATS, ConvertSummary, convert_folder
+from .convert import FORMAT_ALIASES, FORMATS, ConvertSummary, convert_folder
 from .translator import Translator
 from .video import CODEC, convert_videos, is_video_path
 
 DIRECTIONS = ("AtoB", "BtoA")
+# OUT's suffix -> the export format it implies
+EXPORT_SUFFIXES = {".pt": "torchscript", ".ts": "torchscript", ".onnx": "onnx"}
 
 
 def _model_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,10 +83,10 @@ def _user_errors() -> Iterator[None]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice((*FORMATS, *FORMAT_ALIASES), case_sensitive=False),
     default="same",
     show_default=True,
-    help="Output format; 'same' keeps each input's.",
+    help="Output format (jpeg = jpg); 'same' keeps each input's.",
 )
 @click.option(
     "--quality",
@@ -244,9 +246,10 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(("torchscript", "onnx")),
-    required=True,
-    help="TorchScript (.pt) or ONNX (needs the onnx extra).",
+    type=click.Choice(("torchscript", "onnx"), case_sensitive=False),
+    default=None,
+    help="TorchScript or ONNX (needs the onnx extra); default: from OUT's suffix "
+    "(.pt or .ts / .onnx).",
 )
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True)
 @click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset.")
@@ -266,6 +269,14 @@ def export(
     """Export MODEL's generator to OUT with dynamic batch, height and width."""
     from .export import export_generator
     from .loading import load_model
+
+    if fmt is None:
+        fmt = EXPORT_SUFFIXES.get(out.suffix.lower())
+        if fmt is None:
+            raise click.UsageError(
+                f"cannot tell the format from {out.name!r}: give --format torchscript or onnx, "
+                "or name OUT .pt or .onnx"
+            )
 
     with _user_errors():
         written = export_generator(

@@ -28,6 +28,7 @@ from translate.runtime import Ranks
 from .translator import Translator
 
 FORMATS = ("same", "png", "jpg", "webp")
+FORMAT_ALIASES = {"jpeg": "jpg"}  # other names users give for a format
 # Output formats that can hold an alpha channel; for the others it is dropped.
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 _QUALITY_SUFFIXES = (".jpg", ".jpeg", ".webp")
@@ -59,6 +60,7 @@ def shard(items: list[T], rank: int, world_size: int) -> list[T]:
 
 def output_path(rel: Path, dst: Path, fmt: str) -> Path:
     """Where the translation of ``rel`` (relative to the input root) is written."""
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out = dst / rel

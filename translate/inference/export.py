@@ -22,6 +22,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..data.transforms import Preprocess
+from ..extras import needs_extra
 from ..model_file import GeneratorFile
 from ..networks import count_macs, count_parameters
 from ..networks.test_mode import set_test_mode
@@ -99,13 +100,9 @@ def _export_torchscript(net: nn.Module, path: Path) -> Callable[[torch.Tensor], 
 def _export_onnx(
     net: nn.Module, example: torch.Tensor, path: Path, opset: int | None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    try:
+    with needs_extra("onnx", "ONNX export"):
         import onnx
         import onnxruntime
-    except ImportError as exc:
-        raise ImportError(
-            f"ONNX export needs onnx and onnxruntime ({exc}); pip install 'translate[onnx]'"
-        ) from exc
     axes = {0: "batch", 2: "height", 3: "width"}
     # The TorchScript-based exporter takes dynamic_axes and works with every supported
     # torch; the dynamo exporter would also need onnxscript.

@@ -23,7 +23,7 @@ import yaml
 from translate.data.transforms import Preprocess
 from translate.losses import GAN_MODES
 from translate.networks import DISCRIMINATORS, GENERATORS
-from translate.runtime import PRECISIONS
+from translate.runtime import PRECISIONS, available_cpus
 
 if TYPE_CHECKING:
     from translate.training.base import GANModel
@@ -44,7 +44,8 @@ class DataConfig:
     val_split: str = "auto"
     val_size: int = 200  # validation images scored (the first of them are the sample grid)
     serial: bool = False  # CycleGAN: pair A[i] with B[i] instead of a random B
-    num_workers: int = 4
+    # loader processes; more than the CPUs only adds contention (and a torch warning)
+    num_workers: int = field(default_factory=lambda: min(4, available_cpus()))
 
 
 @dataclass

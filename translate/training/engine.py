@@ -436,6 +436,9 @@ class Trainer:
         self.log_window = LossMeans()
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
         self.report.log(self.step, self.epoch_number, {**means, **lrs})
+        if not self.progress and self.ranks.main:  # the bar's postfix shows them otherwise
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in means.items())
+            tqdm.write(f"step {self.step}, epoch {self.epoch_number}: {losses}", file=sys.stderr)
         return means
 
     def _end_epoch(self) -> None:
@@ -492,11 +495,11 @@ class Trainer:
         if paired is not None:
             values.update(self._choose_test_mode(values["val_L1"]))
         self.model.train()
-        warnings = monitor_warnings(monitor, self.diversity_history)
+        warnings = monitor_warnings(monitor, self.diversity_history, step=self.step)
         if "diversity_ratio" in monitor:
             self.diversity_history.append(monitor["diversity_ratio"])
         for message in warnings:
-            tqdm.write(f"step {self.step}: {message}")
+            tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
         self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
         self.report.update_index()
         improved = "val_L1" in values and values["val_L1"] < self.best.get("val_L1", math.inf)

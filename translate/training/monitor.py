@@ -30,6 +30,11 @@ OVERPOWER_ACCURACY = 0.95
 # D calls fewer than 5 % of fake patches fake: it has stopped teaching G anything.
 FOOLED_ACCURACY = 0.05
 
+# No warnings before this step: in the first hundreds of steps G and D trade places and an
+# untrained G's outputs are uniform, so "fools the discriminator" or "collapse" would only
+# describe the start (every short run warned at step 2). Stats are still logged.
+WARMUP_STEPS = 500
+
 # Below this the real targets are (nearly) identical and a diversity ratio means nothing.
 _MIN_DIVERSITY = 1e-8
 
@@ -86,8 +91,10 @@ def monitor_warnings(
     collapse_ratio: float = COLLAPSE_RATIO,
     overpower_accuracy: float = OVERPOWER_ACCURACY,
     fooled_accuracy: float = FOOLED_ACCURACY,
+    step: int | None = None,
 ) -> list[str]:
-    """Human-readable warnings for the stats of :func:`monitor_batch`; empty when healthy.
+    """Human-readable warnings for the stats of :func:`monitor_batch`; empty when healthy
+    or, given the training ``step``, before ``WARMUP_STEPS``.
 
     - mode collapse: ``diversity_ratio < collapse_ratio``, when ``history`` (the ratios of
       the earlier evaluations, oldest first) shows it was healthy before or has been low for
@@ -96,6 +103,8 @@ def monitor_warnings(
     - G fooling D: ``d_acc_fake < fooled_accuracy``.
     Missing keys are skipped.
     """
+    if step is not None and step < WARMUP_STEPS:
+        return []
     out = []
     ratio = stats.get("diversity_ratio")
     if ratio is not None and ratio < collapse_ratio:
