@@ -6,8 +6,11 @@ import warnings
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from translate import runtime
+from translate.cli import main
+from translate.data.images import write_image
 from translate.runtime import (
     CpuInfo,
     Precision,
@@ -107,3 +110,18 @@ def test_native_bf16_detection() -> None:
     assert CpuInfo("Graviton3", "SVE256", frozenset({"sve", "bf16"})).native_bf16
     here = runtime.cpu_info()
     assert here.capability == torch.backends.cpu.get_cpu_capability() and here.model
+
+
+def test_convert_with_bf16_on_an_avx2_cpu_warns_once_on_stderr(cpu, tmp_path) -> None:
+    cpu(AVX2)
+    for i in range(3):
+        write_image(tmp_path / "in" / f"{i}.png", torch.zeros(16, 16, 3, dtype=torch.uint8).numpy())
+    args = ["convert", "demo", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--precision", "bf16", "--batch-size", "1"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        "warning: --precision: bf16 on a CPU without native bf16 (AMD EPYC, torch capability "
+        "AVX2, no native bf16): expect it to run 10-15x slower than fp32; use fp32 or auto"
+    ]
+    assert "warning" not in result.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import torch
 
-from translate.runtime import resolve_device
+from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
 # metric -> (label, note) in table order
 ROWS = {
@@ -88,6 +88,13 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Autocast of --model's generator; auto as in convert.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON only.")
 def evaluate(
     outputs: Path | None,
@@ -102,6 +109,7 @@ def evaluate(
     kid_subset_size: int,
     batch_size: int,
     device: str,
+    precision: str,
     as_json: bool,
 ) -> None:
     """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
@@ -132,6 +140,10 @@ def evaluate(
         device = resolve_device(device)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
+    try:
+        autocast = resolve_precision(precision, device)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
     try:
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
@@ -141,8 +153,9 @@ def evaluate(
             model = load_model(model_source, device)
             generator = _choose_generator(model.generators, direction)
             source = scores.model_images(
-                generator, data, model.preprocess, split, direction, batch_size, device
-            )
+                generator, data, model.preprocess, split, direction, batch_size, device,
+                autocast,
+            )  # fmt: skip
             result = scores.score_pairs(*source, extractor, **common)
         elif targets is not None and not unpaired:
             pairs = scores.paired_folder_images(outputs, targets)

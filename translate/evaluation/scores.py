@@ -24,6 +24,7 @@ from translate.data.transforms import to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
 from translate.model_file import Preprocessing
+from translate.runtime import Precision
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
 # resized to at most DIVERSITY_SIDE pixels a side: all pairs of a large folder would cost
@@ -142,11 +143,14 @@ def model_images(
     direction: str = "AtoB",
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    precision: Precision | None = None,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, target) batches of ``generator`` run over a paired dataset's ``split``.
 
-    ``preprocess`` is a generator file's preprocessing, applied without random crop or flip.
+    ``preprocess`` is a generator file's preprocessing, applied without random crop or flip;
+    ``precision``: the autocast the generator runs under (default fp32).
     """
+    precision = precision or Precision("fp32", torch.device(device).type)
     dataset = PairedFolder(
         data_root,
         split=split,
@@ -161,7 +165,9 @@ def model_images(
     def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         with torch.inference_mode():
             for batch in loader:
-                output = generator(batch["input"].to(device)).float().clamp(-1, 1).cpu()
+                with precision.autocast():
+                    output = generator(batch["input"].to(device))
+                output = output.float().clamp(-1, 1).cpu()
                 yield output, batch["target"]
 
     return len(dataset), generate()
