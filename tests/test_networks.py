@@ -264,3 +264,18 @@ def test_minibatch_stddev_changes_the_output_only_when_the_batch_varies(name):
             # ...and a varied batch changes x's score only when the option is on.
             changed = (m[0] - a[0]).abs().max().item()
             assert changed > 1e-3 if stddev else changed < 1e-6, (stddev, changed)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_is_torchs_instance_norm(affine):
+    norm = translate.networks.layers.norm_layer("instance", 6, affine)
+    if affine:
+        nn.init.normal_(norm.weight)
+        nn.init.normal_(norm.bias)
+    x = torch.randn(2, 6, 9, 7) * 3 + 1
+    expected = torch.nn.functional.instance_norm(x, weight=norm.weight, bias=norm.bias)
+    assert torch.allclose(norm(x), expected, atol=1e-5)
+    assert torch.allclose(
+        norm(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5
+    )
+    assert set(norm.state_dict()) == ({"weight", "bias"} if affine else set())

@@ -1,8 +1,8 @@
 """Speed and memory figures for the README.
 
-    python tools/benchmark.py [--quick] [--device auto|cpu|cuda] [--json OUT]
+    python tools/benchmark.py [--quick] [--device auto|cpu|cuda] [--json OUT] [--only SECTION ...]
 
-Three measurements on synthetic data, each case in a fresh child process so that its peak
+Six measurements on synthetic data, each case in a fresh child process so that its peak
 memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 ``torch.cuda.max_memory_allocated``):
 
@@ -14,6 +14,11 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 - data loader: ``PairedFolder`` + ``DataLoader`` images/s against the training step's rate;
 - unpaired: our ``train_step`` of CUT and FastCUT against our CycleGAN step (``UNPAIRED``),
   iterations/s and peak memory, per precision (bf16 on every CPU, native or not).
+- real time: latency (p50, p95) and frames/s at batch 1 of the mobile student, resnet_9blocks
+  and the demo U-Net, in fp32, bf16 (where native) and through the ONNX export on
+  onnxruntime (``REALTIME``);
+- video: ``convert_video`` frames/s end to end (decode, translate, encode an H.264 clip with
+  audio) against the bare forward pass of the same student, batch and precision.
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess
-from translate.model_file import GeneratorSpec, save_generators
+from translate.inference.export import export_generator
+from translate.inference.loading import load_model
+from translate.inference.video import convert_video
+from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+from translate.networks import count_macs
 from translate.runtime import Precision, cpu_info, resolve_device
 from translate.training.image_pool import ImagePool
 
@@ -60,7 +69,17 @@ UNPAIRED = {
     "CUT": ("cut", {"mode": "cut"}),
     "FastCUT": ("cut", {"mode": "fastcut"}),
 }
-SECTIONS = ("training", "converter", "loader", "unpaired")
+
+
+# The real-time models: the student `translate distill` trains by default
+# (configs/worldmaps_distill.yaml), its teacher's architecture, and the bundled demo U-Net.
+STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 16})
+SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video")
+REALTIME = {
+    "student": STUDENT,
+    "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
+    "demo": "demo",
+}
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -97,6 +116,25 @@ def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: 
         sync(device)
         times.append(time.perf_counter() - start)
     return per_call / statistics.median(times)
+
+
+def latencies(fn: Callable[[], Any], device: str, warmup: int, iters: int) -> dict[str, float]:
+    """Per-call latency percentiles (ms) and frames/s over ``iters`` timed calls (batch 1)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    times_ms = sorted(1000 * t for t in times)
+    return {
+        "p50 ms": statistics.median(times_ms),
+        "p95 ms": times_ms[min(len(times_ms) - 1, round(0.95 * (len(times_ms) - 1)))],
+        "frames/s": len(times) / sum(times),
+    }
 
 
 def isolated(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
@@ -350,6 +388,118 @@ def loader_case(device: str, size: int, quick: bool, workers: int) -> dict[str, 
     return {"images/s": images_s}
 
 
+def _generator_file(model: str, workdir: Path) -> GeneratorFile:
+    """The real-time model as a loaded generator file (the demo's is bundled)."""
+    spec = REALTIME[model]
+    if isinstance(spec, str):
+        return load_model(spec)
+    path = workdir / f"{model}.safetensors"
+    save_generators(path, {"AtoB": (spec, spec.build())})
+    return load_model(path)
+
+
+def realtime_case(model: str, backend: str, device: str, size: int, quick: bool) -> dict[str, Any]:
+    """Batch-1 latency of one generator at size x size: eager PyTorch in ``backend``'s
+    precision (channels-last, inference mode, as the Translator runs it), or the ONNX export
+    on onnxruntime with as many threads as torch."""
+    warmup, iters = (2, 8) if quick else (5, 50)
+    x = synthetic_batch(size, device, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        generators = _generator_file(model, Path(tmp))
+        net = generators.generators["AtoB"]
+        macs = count_macs(net, (3, size, size))
+        if backend == "onnx":
+            import onnxruntime
+
+            path = export_generator(generators, Path(tmp, "g.onnx"), "onnx")
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+            feed = {"input": x.cpu().numpy()}
+
+            def forward() -> None:
+                session.run(None, feed)
+
+        else:
+            net = net.to(device, memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+            autocast = Precision(backend, device).autocast
+
+            @torch.inference_mode()
+            def forward() -> None:
+                with autocast():
+                    net(x)
+
+        return {"GMAC": macs / 1e9, **latencies(forward, device, warmup, iters)}
+
+
+def _clip(path: Path, size: int, frames: int, fps: int = 30) -> None:
+    """A size x size H.264 clip at ``fps`` with an AAC tone, from moving smooth images."""
+    import av
+
+    rng = np.random.default_rng(0)
+    base = smooth_image(rng, size, 2 * size)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("h264", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=44100, layout="mono")
+        for i in range(frames):
+            shift = i * size // frames
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(base[:, shift : shift + size]), format="rgb24"
+            )
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        tone = np.sin(np.arange(44100 * frames // fps) * 2 * np.pi * 440 / 44100) * 0.3
+        for start in range(0, tone.size, 1024):
+            chunk = av.AudioFrame.from_ndarray(
+                tone[None, start : start + 1024].astype(np.float32), format="fltp", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts = 44100, start
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+
+
+def video_case(precision: str, device: str, size: int, quick: bool, batch: int) -> dict[str, Any]:
+    """``convert_video`` frames/s on an H.264 clip with audio (decode, translate, encode,
+    mux) against the bare student's forward pass at the same batch and precision."""
+    frames = 24 if quick else 120
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp, "clip.mp4")
+        _clip(clip, size, frames)
+        translator = Translator(
+            _generator_file("student", Path(tmp)), device=device, precision=precision,
+            batch_size=batch,
+        )  # fmt: skip
+        translator.translate_batch([smooth_image(np.random.default_rng(1), size, size)] * batch)
+        sync(device)
+        start = time.perf_counter()
+        converted = convert_video(clip, Path(tmp, "out.mp4"), translator)
+        sync(device)
+        video_s = converted / (time.perf_counter() - start)
+        if converted != frames:
+            raise RuntimeError(f"convert_video converted {converted} of {frames} frames")
+        net = translator.generator
+        x = synthetic_batch(size, device, 0, batch).contiguous(memory_format=torch.channels_last)
+        autocast = translator.precision.autocast
+
+        @torch.inference_mode()
+        def forward() -> None:
+            with autocast():
+                net(x)
+
+        forward_s = rate(forward, device, 2, max(2, frames // batch), per_call=batch)
+    return {
+        "video frames/s": video_s,
+        "forward frames/s": forward_s,
+        "video/forward": video_s / forward_s,
+    }
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -382,19 +532,20 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
 
 
 def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
-    """Our steps against the reference step of the same model, and the loader against our
-    pix2pix fp32 step (batch 1, so iterations/s = images/s)."""
-    train = results["training"]
+    """Our steps against the reference step of the same model, the loader against our pix2pix
+    fp32 step (batch 1, so iterations/s = images/s), and CUT/FastCUT against CycleGAN at the
+    same precision, where both sides were measured."""
+    train = results.get("training", [])
     reference = {r["model"]: r["it/s"] for r in train if r["step"] == "reference"}
     for row in train:
         row["vs reference"] = row["it/s"] / reference[row["model"]]
     ours = [r["it/s"] for r in train if r["model"] == "pix2pix" and r["step"] == "ours"]
-    for row in results["loader"] if ours else []:
+    for row in results.get("loader", []) if ours else []:
         row["pix2pix train it/s"] = ours[0]
         row["loader/train"] = row["images/s"] / ours[0]
-    # CUT and FastCUT against CycleGAN at the same precision.
-    cyclegan = {r["precision"]: r for r in results["unpaired"] if r["trainer"] == "CycleGAN"}
-    for row in results["unpaired"]:
+    unpaired = results.get("unpaired", [])
+    cyclegan = {r["precision"]: r for r in unpaired if r["trainer"] == "CycleGAN"}
+    for row in unpaired:
         base = cyclegan.get(row["precision"])
         if base is not None:
             row["it/s vs CycleGAN"] = row["it/s"] / base["it/s"]
@@ -473,10 +624,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             kwargs = {"model": model, "impl": "ours", "precision": precision, "loss": loss}
             label = {"trainer": trainer, "precision": precision}
             cases.append(("unpaired", label, train_case, {**kwargs, **common}))
+    for model in REALTIME:
+        for backend in [*measured(precisions(device)), "onnx"]:
+            cases.append(("realtime", {"model": model, "backend": backend}, realtime_case,
+                          {"model": model, "backend": backend, **common}))  # fmt: skip
+    for precision in measured(precisions(device)):
+        cases.append(("video", {"precision": precision, "batch": args.batch}, video_case,
+                      {"precision": precision, "batch": args.batch, **common}))  # fmt: skip
     cases = [case for case in cases if case[0] in only]
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
-    sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
+    sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS if name in only}
     for section, label, fn, kwargs in tqdm(cases, desc="benchmark", unit="case"):
         sections[section].append({**label, **isolated(fn, **kwargs)})
     add_ratios(sections)
@@ -484,11 +642,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     info = results["machine"]
     print(", ".join(f"{k}: {v}" for k, v in info.items()) + (" (quick)" if args.quick else ""))
+    side = f"{args.size}x{args.size}"
     titles = {
-        "training": f"training, {args.size}x{args.size}, batch 1",
-        "converter": f"converter, {args.size}x{args.size} PNGs",
-        "loader": f"data loader, {args.size}x{args.size} crops",
-        "unpaired": f"CUT and FastCUT against CycleGAN, {args.size}x{args.size}, batch 1",
+        "training": f"training, {side}, batch 1",
+        "converter": f"converter, {side} PNGs",
+        "loader": f"data loader, {side} crops",
+        "unpaired": f"CUT and FastCUT against CycleGAN, {side}, batch 1",
+        "realtime": f"real time, {side}, batch 1",
+        "video": f"video, {side} H.264 with AAC audio, student",
     }
     for name, rows in sections.items():
         if rows:

