@@ -806,3 +806,34 @@ def test_validation_scores_both_test_modes_and_records_the_better(
     assert gen.test_mode.norm_stats == better and gen.test_mode.dropout == (better == "batch")
     result = CliRunner().invoke(main, ["info", str(tmp_path / "generator_latest.safetensors")])
     assert f"norm_stats: {better}" in result.output
+
+
+def test_a_stop_signal_during_validation_cuts_it_short(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 validation images can take minutes: a SIGTERM arriving during validation stops
+    it before the next chunk, logs and saves nothing from the part scored, and the run
+    writes its checkpoint at once, in training mode as before."""
+    monkeypatch.setattr(engine, "VAL_CHUNK", 1)  # the 4 val images in 4 chunks
+    config = tiny("pix2pix", data, log={"eval_every": 1})
+    t = trainer(config, tmp_path)
+    calls = []
+    validate = t.model.validate
+
+    def validate_then_signal(batch: dict[str, Any]) -> Any:
+        calls.append(t.model.training)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return validate(batch)
+
+    monkeypatch.setattr(t.model, "validate", validate_then_signal)
+    t.fit()
+    assert t.stopped_by == signal.SIGTERM
+    assert calls == [False]  # one chunk, in eval mode; no test-mode pass either
+    assert t.model.training and all(m.training for m in t.model.modules())
+    assert load_state(latest_state(tmp_path))["step"] == 1
+    records = [
+        json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().split("\n") if line
+    ]
+    assert not any("val_L1" in r for r in records)
+    assert not (tmp_path / "generator_latest.safetensors").exists()

@@ -51,7 +51,7 @@ from translate.training.report import RunReport
 from translate.training.sampling import ResumableSampler, SeededItems
 from translate.training.schedules import build_scheduler
 
-VAL_CHUNK = 8  # validation images per forward pass; the first chunk is the sample grid
+VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
@@ -173,6 +173,10 @@ class LossMeans:
         self.sums = {k: v.to(device) for k, v in sums.items()}
 
 
+class EvaluationStopped(Exception):
+    """A stop signal arrived during validation: the run saves its checkpoint instead."""
+
+
 class StopRequest:
     """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so the run saves a
     checkpoint and exits cleanly. A second Ctrl-C interrupts at once."""
@@ -275,6 +279,7 @@ class Trainer:
 
         self.step = self.epoch = self.epoch_batches = 0
         self.stopped_by: int | None = None  # the signal that stopped fit()
+        self.stop: StopRequest | None = None  # set while fit() runs
         self.best: dict[str, float] = {}
         self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
@@ -351,6 +356,9 @@ class Trainer:
         """The validation images in chunks, read afresh each time (200 images of 256 px
         would hold 300 MB of device memory for the whole run)."""
         for start in range(0, self.val_images, VAL_CHUNK):
+            # 200 validation images can outlast the 30 s a scheduler allows after SIGTERM
+            if self.stop is not None and self.stop.signal is not None:
+                raise EvaluationStopped
             stop = min(start + VAL_CHUNK, self.val_images)
             batch = default_collate([self.val_set[i] for i in range(start, stop)])
             yield _to_device(batch, self.device, self.channels_last)
@@ -366,12 +374,14 @@ class Trainer:
         ``stopped_by`` then holds the signal number.
         """
         with StopRequest() as stop:
+            self.stop = stop
             while self.epoch < self.total_epochs and not self._at_max_steps():
                 if not self._run_epoch(stop):
                     break
                 self._end_epoch()
             self.stopped_by = self.stopped_by or stop.signal
             self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
+        self.stop = None
         if self.stopped_by is None and self.step % self.config.log.eval_every:
             self.evaluate()  # else the last step was just evaluated
         self.report.close()
@@ -402,14 +412,16 @@ class Trainer:
             if self.step % cfg.log.every == 0:
                 means = self._log_losses()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-            if self._stop_requested(stop):  # fit() saves the checkpoint; nothing else runs
-                self.stopped_by = stop.signal or signal.SIGTERM  # or another rank's signal
-                bar.close()
-                return False
-            if self.step % cfg.log.eval_every == 0:
+            stopping = self._stop_requested(stop)
+            if not stopping and self.step % cfg.log.eval_every == 0:
                 warnings = self.evaluate()
                 if warnings:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
+                stopping = self._stop_requested(stop)  # a signal during validation
+            if stopping:  # fit() saves the checkpoint; nothing else runs
+                self.stopped_by = stop.signal or signal.SIGTERM  # or another rank's signal
+                bar.close()
+                return False
             if self.step % cfg.log.checkpoint_every == 0:
                 self.save_checkpoint()
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
@@ -473,8 +485,13 @@ class Trainer:
         With ``train.ema`` all of it uses the averaged generator weights."""
         if not self.ranks.main:
             return []
-        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
-            return self._evaluate()
+        try:
+            with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+                return self._evaluate()
+        except EvaluationStopped:  # nothing logged or saved from a part of the images
+            self.model.train()
+            tqdm.write(f"step {self.step}: validation skipped: stopping", file=sys.stderr)
+            return []
 
     def _evaluate(self) -> list[str]:
         self.model.eval()
