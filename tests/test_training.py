@@ -837,3 +837,23 @@ def test_a_stop_signal_during_validation_cuts_it_short(
     ]
     assert not any("val_L1" in r for r in records)
     assert not (tmp_path / "generator_latest.safetensors").exists()
+
+
+def test_with_ema_a_checkpoint_as_model_and_snapshots_hold_the_averages(
+    data: Path, tmp_path: Path
+) -> None:
+    """train.ema: the generator files hold the averaged weights, so a checkpoint given as
+    MODEL and the step's snapshot must give the same generator, not the live weights."""
+    from translate.inference.loading import load_model
+
+    log = {"eval_every": 3, "checkpoint_every": 3, "snapshot_every": 3}
+    config = tiny("pix2pix", data, train={"max_steps": 3, "ema": 0.9}, log=log)
+    t = trainer(config, tmp_path)
+    t.fit()
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    latest = load_generators(tmp_path / "generator_latest.safetensors").generators["AtoB"](x)
+    live = t.model.G.eval()(x)
+    assert not torch.allclose(latest, live)  # the averages differ from the live weights
+    for path in (tmp_path / "checkpoints" / "state_3.pt", tmp_path / "generators"):
+        path = path if path.suffix else path / "generator_3.safetensors"
+        assert torch.equal(load_model(path).generators["AtoB"](x), latest), path

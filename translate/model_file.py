@@ -169,10 +169,14 @@ def checkpoint_entry(
     preprocess: Preprocessing | None = None,
     training: dict[str, Any] | None = None,
     test_mode: TestMode | None = None,
+    averaged: bool = False,
 ) -> dict[str, Any]:
     """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
     take the generators out of it: the generator file's metadata, and where each generator's
-    tensors sit in ``model.state_dict()`` (the checkpoint's ``"model"``)."""
+    tensors sit in ``model.state_dict()`` (the checkpoint's ``"model"``).
+
+    ``averaged``: the generators are the checkpoint's ``"ema"`` averages (``train.ema``), as
+    in the run's generator files, rather than the live weights."""
     names = {id(module): name for name, module in model.named_modules()}
     prefixes = {}
     for direction, (_, module) in generators.items():
@@ -181,7 +185,7 @@ def checkpoint_entry(
             raise ValueError(f"the {direction} generator is not part of the model")
         prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
     metadata = encode_metadata(generators, preprocess, training, test_mode)
-    return {"metadata": metadata, "prefixes": prefixes}
+    return {"metadata": metadata, "prefixes": prefixes, "averaged": averaged}
 
 
 def is_training_checkpoint(state: Any) -> bool:
@@ -196,13 +200,21 @@ def generators_from_checkpoint(
     entry = state[CHECKPOINT_KEY]
     try:
         meta = _parse(entry["metadata"])
-        prefixes = entry["prefixes"]
-        tensors = {
-            f"{direction}.{key[len(prefixes[direction]) :]}": value
-            for direction in meta.specs
-            for key, value in state["model"].items()
-            if key.startswith(prefixes[direction])
-        }
+        if entry.get("averaged"):
+            averages = state["ema"]["average"]
+            tensors = {
+                f"{direction}.{key}": value
+                for direction in meta.specs
+                for key, value in averages[direction].items()
+            }
+        else:
+            prefixes = entry["prefixes"]
+            tensors = {
+                f"{direction}.{key[len(prefixes[direction]) :]}": value
+                for direction in meta.specs
+                for key, value in state["model"].items()
+                if key.startswith(prefixes[direction])
+            }
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: {CHECKPOINT_KEY}: malformed ({exc!r})") from None
     except ValueError as exc:

@@ -426,12 +426,17 @@ class Trainer:
                 self.save_checkpoint()
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
-                self.save_generators(f"generators/generator_{self.step}.safetensors")
+                with self._averaged():
+                    self.save_generators(f"generators/generator_{self.step}.safetensors")
             if self._at_max_steps():
                 bar.close()
                 return False
         bar.close()
         return True
+
+    def _averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The generators hold their ``train.ema`` averages inside the block, if any."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
     def _stop_requested(self, stop: StopRequest) -> bool:
         """A signal on any rank stops every rank after the same step."""
@@ -486,7 +491,7 @@ class Trainer:
         if not self.ranks.main:
             return []
         try:
-            with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            with self._averaged():
                 return self._evaluate()
         except EvaluationStopped:  # nothing logged or saved from a part of the images
             self.model.train()
@@ -603,6 +608,7 @@ class Trainer:
                 self.preprocessing(),
                 self.summary(),
                 self.test_mode,
+                averaged=self.ema is not None,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
