@@ -201,6 +201,22 @@ def test_token_guards_every_request(models: Models) -> None:
     assert other_host.get("/api/models?token=s3cret").status_code == 400
 
 
+def test_two_servers_on_one_host_keep_their_own_token_cookies(models: Models) -> None:
+    """A browser sends every cookie of 127.0.0.1 to both ports."""
+    cookies = {}
+    for port, token in ((7860, "first"), (7861, "second")):
+        app = create_app(models, token=token, trusted_hosts=["127.0.0.1"])
+        page = TestClient(app, base_url=f"http://127.0.0.1:{port}").get(f"/?token={token}")
+        name, value = page.headers["set-cookie"].split(";")[0].split("=")
+        cookies[name] = value
+    assert len(cookies) == 2
+    header = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    for port, token in ((7860, "first"), (7861, "second")):
+        app = create_app(models, token=token, trusted_hosts=["127.0.0.1"])
+        client = TestClient(app, base_url=f"http://127.0.0.1:{port}")
+        assert client.get("/api/models", headers=header).status_code == 200, port
+
+
 def frame(sent_at: float, width: int = 24, height: int = 16) -> bytes:
     return FRAME_HEADER.pack(sent_at) + png(width, height, fmt="JPEG")
 

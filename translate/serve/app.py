@@ -48,7 +48,9 @@ MAX_PIXELS = 4096 * 4096
 MAX_FRAME_BYTES = 2 * 1024 * 1024
 MAX_FRAME_PIXELS = 1280 * 1280
 LIVE_QUALITY = 85
-COOKIE = "translate_token"
+# Browsers keep cookies per host, not per port: each server's token cookie is named after
+# its port, so two servers on one machine do not overwrite each other's.
+COOKIE = "translate_token_{port}"
 # A live frame is an 8-byte float (the page's send time, echoed back) and a JPEG.
 FRAME_HEADER = struct.Struct("<d")
 
@@ -73,7 +75,7 @@ class TokenGuard:
         bearer = conn.headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
             return bearer[7:], False
-        return conn.cookies.get(COOKIE, ""), False
+        return conn.cookies.get(cookie_name(conn.scope), ""), False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -96,14 +98,19 @@ class TokenGuard:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                cookie = SimpleCookie()
-                cookie[COOKIE] = self.token
-                cookie[COOKIE].update({"path": "/", "httponly": True, "samesite": "Strict"})
+                cookie, name = SimpleCookie(), cookie_name(scope)
+                cookie[name] = self.token
+                cookie[name].update({"path": "/", "httponly": True, "samesite": "Strict"})
                 header = cookie.output(header="").strip().encode()
                 message["headers"] = [*message.get("headers", []), (b"set-cookie", header)]
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+def cookie_name(scope: Scope) -> str:
+    server = scope.get("server") or ("", None)
+    return COOKIE.format(port=server[1] or "")
 
 
 def decode_upload(data: bytes, name: str, channels: int, max_pixels: int) -> np.ndarray:
