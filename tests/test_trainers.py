@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_training import _one_thread, data, tiny, trainer  # noqa: F401  (fixtures)
+from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
 
 from translate.training.base import Stepper, parameters
@@ -83,13 +83,7 @@ def test_a_registered_trainer_with_a_lazy_network_and_three_optimizers_trains_an
     assert any(not torch.equal(before[k], v) for k, v in full.model.F.state_dict().items())
     assert full.config.loss.lambda_probe == 2.0
 
-    half = tiny(probe, data, **sections)
-    half["train"]["max_steps"] = 2
-    trainer(half, tmp_path / "half").fit()
-    resumed = trainer(tiny(probe, data, **sections), tmp_path / "half", resume=True)
-    resumed.fit()
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    resumed_run(tiny(probe, data, **sections), tmp_path / "resume", half=2)
 
 
 def test_plateau_metric_is_the_epochs_generator_loss_with_default_logging(

@@ -97,6 +97,24 @@ def trainer(config: dict[str, Any], run_dir: Path, resume: bool = False) -> Trai
     return Trainer(from_dict(config), run_dir, resume=resume, progress=False)
 
 
+def resumed_run(config: dict[str, Any], run_dir: Path, half: int) -> tuple[Trainer, Trainer]:
+    """``config`` trained in one go, and trained for ``half`` steps then resumed to the end,
+    in two folders under ``run_dir``; asserts that both end with identical state dicts."""
+    full = trainer(config, run_dir / "full")
+    full.fit()
+    stopped = copy.deepcopy(config)
+    stopped["train"]["max_steps"] = half
+    trainer(stopped, run_dir / "half").fit()
+    resumed = trainer(config, run_dir / "half", resume=True)
+    assert resumed.step == half
+    resumed.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    return full, resumed
+
+
 def weights(t: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
 
@@ -393,18 +411,7 @@ def test_resume_is_exact(data: Path, tmp_path: Path, model: str) -> None:
         "train": {"batch_size": 2, "max_steps": 10, "ema": 0.9},
         "log": {"eval_every": 3},  # evaluations swap the averaged weights in and out
     }
-    full = trainer(tiny(model, data, **sections), tmp_path / "full")
-    full.fit()
-    half_config = tiny(model, data, **sections)
-    half_config["train"]["max_steps"] = 5
-    trainer(half_config, tmp_path / "half").fit()
-    resumed = trainer(tiny(model, data, **sections), tmp_path / "half", resume=True)
-    assert resumed.step == 5
-    resumed.fit()
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    full, resumed = resumed_run(tiny(model, data, **sections), tmp_path, half=5)
     average_a, average_b = full.ema.state_dict(), resumed.ema.state_dict()
     assert average_a["updates"] == average_b["updates"] == 10
     for name, tensors in average_a["average"].items():

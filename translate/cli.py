@@ -15,6 +15,7 @@ from translate.extras import MissingExtra
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
     "train": ("translate.training.cli", "train", "Train a Pix2Pix or CycleGAN model."),
+    "distill": ("translate.training.cli", "distill", "Distill a generator into a small one."),
     "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
     "export": ("translate.inference.cli", "export", "Export a generator to TorchScript/ONNX."),
     "info": ("translate.inference.cli", "info", "Describe a model file."),

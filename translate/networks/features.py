@@ -20,7 +20,9 @@ class Generator(nn.Module):
     """Base class of the zoo's generators; subclasses define :meth:`generate`.
 
     ``G(x, layers=[i, ...])`` returns, in the order asked, the outputs of the tap points
-    ``i`` on ``x`` and runs the network only as far as the deepest one. Tap points are
+    ``i`` on ``x`` and runs the network only as far as the deepest one; with
+    ``with_output=True`` it runs it to the end and returns ``(G(x), features)`` from that
+    one pass (distillation needs both, with gradients). Tap points are
     :meth:`tap_points`: by default every leaf module in the order it was registered, which
     is execution order for networks built from ``nn.Sequential``. Negative indices count
     from the end. A tap returns the tensor its layer produced; an in-place activation right
@@ -35,13 +37,15 @@ class Generator(nn.Module):
     def tap_points(self) -> list[nn.Module]:
         return [m for m in self.modules() if next(m.children(), None) is None]
 
-    def forward(self, x: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, layers: list[int] | None = None, with_output: bool = False
+    ) -> torch.Tensor:
         if layers is not None and not torch.jit.is_scripting():
-            return self._tap(x, layers)
+            return self._tap(x, layers, with_output)
         return self.generate(x)
 
     @torch.jit.unused
-    def _tap(self, x: torch.Tensor, layers: list[int]) -> Any:
+    def _tap(self, x: torch.Tensor, layers: list[int], with_output: bool) -> Any:
         points = self.tap_points()
         try:
             index = [range(len(points))[i] for i in layers]
@@ -50,24 +54,26 @@ class Generator(nn.Module):
                 f"layers {list(layers)}: {type(self).__name__} has tap points 0..{len(points) - 1}"
             ) from None
         if not index:
-            return []
+            return (self.generate(x), []) if with_output else []
         found: dict[int, torch.Tensor] = {}
         deepest = max(index)
 
         def hook(i: int) -> Any:
             def capture(module: nn.Module, args: Any, output: torch.Tensor) -> None:
                 found[i] = output
-                if i == deepest:
+                if i == deepest and not with_output:
                     raise _Reached
 
             return capture
 
         handles = [points[i].register_forward_hook(hook(i)) for i in sorted(set(index))]
+        output = None
         try:
-            self.generate(x)
+            output = self.generate(x)
         except _Reached:
             pass
         finally:
             for handle in handles:
                 handle.remove()
-        return [found[i] for i in index]
+        features = [found[i] for i in index]
+        return (output, features) if with_output else features

@@ -1,4 +1,5 @@
-"""``translate train CONFIG [--set key=value ...]`` and ``translate train --resume RUN_DIR``."""
+"""``translate train CONFIG [--set key=value ...]``, ``translate train --resume RUN_DIR`` and
+``translate distill TEACHER --data DIR``, a `train` run of the distillation trainer."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from translate.training.config import Config
 
 # A run stopped by a signal exits as the shell reports a process killed by it (128 + N),
 # so `translate train ... && translate convert ...` stops there.
@@ -35,21 +40,32 @@ def _user_error(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--set, --run-dir, --resume and --no-progress: what every training command takes."""
+    options = [
+        click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+            help="Override a config key, e.g. --set optim.lr_g=1e-4 (value parsed as YAML).",
+        ),
+        click.option(
+            "--run-dir", type=click.Path(file_okay=False, path_type=Path),
+            help="Where to write the run (default: runs/<config name or distill>-<time>).",
+        ),
+        click.option(
+            "--resume", "resume_dir",
+            type=click.Path(file_okay=False, exists=True, path_type=Path),
+            help="Continue the run in this directory from its newest checkpoint.",
+        ),
+        click.option("--no-progress", is_flag=True, help="No progress bar (logs only)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set optim.lr_g=1e-4 (value parsed as YAML).",
-)  # fmt: skip
-@click.option(
-    "--run-dir", type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write the run (default: runs/<config>-<time>).",
-)  # fmt: skip
-@click.option(
-    "--resume", "resume_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Continue the run in this directory from its newest checkpoint.",
-)  # fmt: skip
-@click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
+@_run_options
 def train(
     config_path: Path | None,
     overrides: tuple[str, ...],
@@ -59,28 +75,40 @@ def train(
 ) -> None:
     """Train a Pix2Pix or CycleGAN model from a YAML CONFIG (see configs/)."""
     from translate.training.config import load_config
-    from translate.training.engine import Trainer
 
     if (config_path is None) == (resume_dir is None):
         raise click.UsageError("give a CONFIG file or --resume RUN_DIR (not both)")
     if resume_dir is not None:
         if run_dir is not None:
             raise click.UsageError("--run-dir and --resume both name the run directory")
-        run_dir, config_path = resume_dir, resume_dir / "config.yaml"
+        _fit(
+            lambda: load_config(resume_dir / "config.yaml", overrides),
+            resume_dir,
+            True,
+            no_progress,
+        )
     else:
         run_dir = run_dir or _default_run_dir(config_path)
+        _fit(lambda: load_config(config_path, overrides), run_dir, False, no_progress)
+
+
+def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_progress: bool) -> None:
+    """Train (or resume) the run ``make_config()`` describes in ``run_dir``, exiting as the
+    shell expects on user errors, a full disk and stop signals."""
+    from translate.training.engine import Trainer
+
     try:
-        config = load_config(config_path, overrides)
-        trainer = Trainer(config, run_dir, resume=resume_dir is not None, progress=not no_progress)
+        config = make_config()
+        trainer = Trainer(config, run_dir, resume=resume, progress=not no_progress)
     except ValueError as exc:
         _user_error(str(exc))
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")
-    resume = f"resume with: translate train --resume {run_dir}"
+    hint = f"resume with: translate train --resume {run_dir}"
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, maybe before the checkpoint
-        click.echo(f"interrupted; {resume} (from its newest checkpoint)", err=True)
+        click.echo(f"interrupted; {hint} (from its newest checkpoint)", err=True)
         sys.exit(EXIT_SIGNAL + signal.SIGINT)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -88,13 +116,13 @@ def train(
         folder = Path(exc.filename).parent if exc.filename else run_dir
         raise click.ClickException(
             f"{folder}: {exc.strerror}; training stopped at step {trainer.step}, the "
-            f"checkpoints written before are intact; free space, then {resume}"
+            f"checkpoints written before are intact; free space, then {hint}"
         ) from exc
     if trainer.stopped_by is not None:
         if trainer.ranks.main:
             click.echo(
                 f"stopped by {signal.Signals(trainer.stopped_by).name} at step "
-                f"{summary['steps']}: checkpoint saved, final evaluation skipped; {resume}",
+                f"{summary['steps']}: checkpoint saved, final evaluation skipped; {hint}",
                 err=True,
             )
         sys.exit(EXIT_SIGNAL + trainer.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
@@ -103,3 +131,83 @@ def train(
             f"done: {summary['steps']} steps, {summary['epochs']} epochs; "
             f"generator: {run_dir / 'generator_latest.safetensors'}"
         )
+
+
+@click.command()
+@click.argument("teacher", required=False)
+@click.option(
+    "--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder: paired (aligned or A/B) or unpaired (trainA/trainB).",
+)  # fmt: skip
+@click.option(
+    "--student", help="Student generator (default: mobile_resnet_9blocks, as wide as "
+    "fits loss.compression times fewer MACs than the teacher).",
+)  # fmt: skip
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML config to start from (e.g. configs/worldmaps_distill.yaml).",
+)  # fmt: skip
+@_run_options
+def distill(
+    teacher: str | None,
+    data_root: Path | None,
+    student: str | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    no_progress: bool,
+) -> None:
+    """Distill TEACHER (a generator file, run directory, checkpoint or model name) into a
+    small student generator on the data in --data; the run is a `translate train` run."""
+    from translate.training.config import load_config
+
+    if resume_dir is not None:
+        if teacher or data_root or student or config_path or run_dir:
+            raise click.UsageError("--resume RUN_DIR continues a run as it was configured")
+        _fit(
+            lambda: load_config(resume_dir / "config.yaml", overrides),
+            resume_dir,
+            True,
+            no_progress,
+        )
+        return
+    if teacher is None or data_root is None:
+        raise click.UsageError("give a TEACHER and --data DIR (or --resume RUN_DIR)")
+    run_dir = run_dir or _default_run_dir(Path("distill"))
+    _fit(
+        lambda: _distill_config(teacher, data_root, student, config_path, overrides),
+        run_dir, False, no_progress,
+    )  # fmt: skip
+
+
+def _distill_config(
+    teacher: str,
+    data_root: Path,
+    student: str | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> Config:
+    """The teacher's preprocessing and channels, then the --config file, then TEACHER,
+    --data and --student, then --set; paired data unless the folder holds only domains."""
+    from translate.data.layout import PAIRED, detect_layouts
+    from translate.training.config import from_dict, merge, read_config
+    from translate.training.models.distill import load_teacher
+
+    pre = load_teacher(teacher)[0].preprocess
+    tree: dict[str, Any] = {
+        "data": {
+            "preprocess": vars(pre.transforms),
+            "input_channels": pre.input_channels,
+            "output_channels": pre.output_channels,
+        }
+    }
+    if config_path is not None:
+        tree = merge(tree, read_config(config_path))
+    tree = merge(tree, {"data": {"root": str(data_root)}, "loss": {"teacher": teacher}})
+    if student is not None:
+        tree = merge(tree, {"generator": {"name": student}})
+    if "model" not in tree:
+        paired = data_root.is_dir() and any(x.data == PAIRED for x in detect_layouts(data_root))
+        tree["model"] = "distill" if paired or not data_root.is_dir() else "distill_unpaired"
+    return from_dict(tree, overrides)

@@ -129,11 +129,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``, section by section (neither is changed)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -288,15 +289,15 @@ def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ())
     for assignment in overrides:
         set_key(data, assignment)
     trainer = trainer_class(data.get("model", "pix2pix"))
-    tree = _merge(trainer.defaults, data)
+    tree = merge(trainer.defaults, data)
     tree.setdefault("loss", {})  # built as the trainer's Loss even when not given
     config = _build(Config, tree, "", {"loss": trainer.Loss})
     validate(config)
     return config
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config file; errors name the file and the bad key."""
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's sections, unchecked; errors name the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -306,6 +307,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ValueError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file; errors name the file and the bad key."""
+    data = read_config(path)
     try:
         return from_dict(data, overrides)
     except ValueError as exc:

@@ -1,0 +1,179 @@
+"""Distillation: the feature loss by hand, a short `translate distill` run that writes a small
+student, exact resume, and every kind of TEACHER (file, run directory, checkpoint, bad path)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from test_training import SIZE, _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
+from torch import nn
+
+from translate import Translator, build_generator
+from translate.cli import main
+from translate.data.transforms import Preprocess
+from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
+from translate.networks import count_macs
+from translate.training.models.distill import feature_distillation_loss
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+TEACHER = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 8})
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet_9blocks generator file (ngf 8) for the 16 px test images."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    pre = Preprocessing(Preprocess(load_size=18, crop_size=SIZE, flip=False), 3, 3)
+    save_generators(path, {"AtoB": (TEACHER, TEACHER.build())}, pre)
+    return path
+
+
+def distill(teacher: str | Path, root: Path, model: str = "distill", **sections: dict) -> dict:
+    config = tiny(model, root, **sections)
+    config["generator"] = {"name": "mobile_resnet_9blocks", "options": {"ngf": 2}}
+    config["loss"] = {"teacher": str(teacher), **sections.get("loss", {})}
+    return config
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_feature_distillation_loss_matches_a_hand_computed_case() -> None:
+    """Tap 1: one student channel mapped to two by weights (2, -1), bias (0, 1); tap 2: the
+    identity. The loss is the sum over taps of each tap's mean squared error."""
+    first, second = nn.Conv2d(1, 2, 1), nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([2.0, -1.0]).view(2, 1, 1, 1))
+        first.bias.copy_(torch.tensor([0.0, 1.0]))
+        second.weight.fill_(1.0)
+    student = [torch.tensor([[[[1.0, 3.0]]]]), torch.tensor([[[[0.5]]]])]
+    teacher = [torch.tensor([[[[1.0, 6.0]], [[0.0, -2.0]]]]), torch.tensor([[[[2.5]]]])]
+    # Mapped: [[2, 6], [0, -2]]; errors 1, 0, 0, 0 over 4 values, then (0.5 - 2.5)^2 = 4.
+    loss = feature_distillation_loss(student, teacher, nn.ModuleList([first, second]))
+    assert loss.item() == pytest.approx(1 / 4 + 4.0)
+    loss.backward()
+    assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+
+
+def test_taps_with_the_output_come_from_one_pass() -> None:
+    net = build_generator("mobile_resnet_9blocks", ngf=4).eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    out, features = net(x, layers=[12, 9], with_output=True)
+    assert torch.equal(out, net(x))
+    assert all(torch.equal(a, b) for a, b in zip(features, net(x, layers=[12, 9]), strict=True))
+    assert net(x, layers=[], with_output=True)[1] == []
+
+
+def test_cli_distills_a_student_with_20x_fewer_macs(
+    data: Path,  # noqa: F811
+    teacher: Path,
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["distill", str(teacher), "--data", str(data), "--run-dir", str(run_dir)]
+    options = ["train.max_steps=3", "data.num_workers=0", "log.tensorboard=false"]
+    options += ["discriminator.options={ndf: 4, n_layers: 2}"]
+    sets = [arg for option in options for arg in ("--set", option)]
+    result = CliRunner().invoke(main, [*args, *sets, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"] == "distill"  # the folder holds pairs
+    assert config["loss"]["teacher"] == str(teacher)
+    assert config["loss"]["teacher_sha256"] == sha256(teacher)
+    # The teacher's preprocessing became the data's.
+    assert config["data"]["preprocess"]["load_size"] == 18
+    assert config["data"]["preprocess"]["flip"] is False
+
+    student = load_generators(run_dir / "generator_latest.safetensors")
+    assert student.specs["AtoB"].name == "mobile_resnet_9blocks"
+    shape = (3, 256, 256)
+    teacher_macs = count_macs(TEACHER.build(), shape)
+    assert count_macs(student.generators["AtoB"], shape) * 20 <= teacher_macs
+    assert student.training["model"] == "distill"
+    # Checkpoints hold the student, its adapters and D, never the teacher.
+    state = torch.load(run_dir / "checkpoints" / "state_3.pt", weights_only=False)
+    prefixes = {key.split(".")[0] for key in state["model"]}
+    assert prefixes == {"G", "D", "adapters"}
+    out = Translator.load(run_dir / "generator_latest.safetensors", device="cpu").translate_batch(
+        [np.full((SIZE, SIZE, 3), 128, np.uint8)]
+    )[0]
+    assert out.shape == (SIZE, SIZE, 3)
+
+
+def test_resume_is_exact_and_refuses_a_changed_teacher(
+    data: Path,  # noqa: F811
+    teacher: Path,
+    tmp_path: Path,
+) -> None:
+    """d_steps 2 runs steps without a generator update; 6 steps of 4 per epoch stop
+    mid-epoch; the adapters are built lazily and must come back too."""
+    copy = tmp_path / "teacher.safetensors"
+    copy.write_bytes(teacher.read_bytes())
+    sections = {"optim": {"d_steps": 2}, "train": {"batch_size": 2, "max_steps": 6}}
+    config = distill(copy, data, **sections)
+    full, _ = resumed_run(config, tmp_path, half=3)
+    assert full.model.adapters is not None
+    assert [a.in_channels for a in full.model.adapters] == [8, 8, 8, 8]  # ngf 2 * 4
+    assert [a.out_channels for a in full.model.adapters] == [32, 32, 32, 32]
+
+    save_generators(copy, {"AtoB": (TEACHER, TEACHER.build())})  # other weights
+    result = CliRunner().invoke(main, ["distill", "--resume", str(tmp_path / "half")])
+    assert result.exit_code == 1
+    assert f"'loss.teacher': {copy} changed since this run started" in result.output
+
+
+def test_teacher_from_a_run_directory_and_a_checkpoint(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A pix2pix run is the teacher, as its folder and as its training checkpoint; the
+    unpaired trainer distills it on the domains, without ground truth."""
+    teacher_run = tmp_path / "teacher"
+    pix2pix = tiny(
+        "pix2pix",
+        data,
+        generator={"name": "resnet_9blocks", "options": {"ngf": 4, "norm": "instance"}},
+        train={"batch_size": 2, "max_steps": 2},
+        log={"checkpoint_every": 2},
+    )
+    trainer(pix2pix, teacher_run).fit()
+    checkpoint = teacher_run / "checkpoints" / "state_2.pt"
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    expected = load_generators(teacher_run / "generator_best.safetensors").generators["AtoB"](x)
+
+    for source, model in ((teacher_run, "distill"), (checkpoint, "distill_unpaired")):
+        t = trainer(distill(source, data, model), tmp_path / model)
+        with torch.no_grad():
+            assert torch.allclose(t.model.teacher(x), expected, atol=1e-6), source
+        t.fit()
+        assert not any(p.requires_grad for p in t.model.teacher.parameters())
+        assert not t.model.teacher.training
+    assert t.model.validation_scores() is None
+    assert t.config.loss.teacher_sha256 == sha256(checkpoint)
+
+
+def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None:  # noqa: F811
+    missing = tmp_path / "nowhere" / "teacher.safetensors"
+    result = CliRunner().invoke(main, ["distill", str(missing), "--data", str(data)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: teacher: {missing}: no such file or directory"
+    result = CliRunner().invoke(main, ["distill", "--data", str(data)])
+    assert result.exit_code == 2 and "give a TEACHER and --data DIR" in result.output
+
+
+def test_worldmaps_distill_config_loads() -> None:
+    from translate.training.config import load_config
+
+    config = load_config(CONFIGS / "worldmaps_distill.yaml")
+    assert config.model == "distill" and config.loss.teacher.endswith(".safetensors")
+    assert config.generator.name == "mobile_resnet_9blocks"
+    teacher = load_config(CONFIGS / "worldmaps_teacher.yaml")
+    assert teacher.generator.name == "resnet_9blocks"

@@ -1,0 +1,309 @@
+"""Distillation (GAN Compression, Li et al., CVPR 2020): a small student generator learns
+to translate as a frozen teacher does.
+
+The student (by default a depthwise-separable ``mobile_resnet_9blocks``, as wide as fits
+``loss.compression`` times fewer MACs than the teacher) is trained on four terms:
+
+- L1 to the teacher's output (``lambda_teacher``, GAN Compression's ``lambda_recon`` 10);
+- feature distillation (``lambda_distill`` 1): at matched tap points the student's features,
+  mapped to the teacher's widths by a learned 1x1 convolution per tap (built from the first
+  batch), are pulled to the teacher's by MSE, summed over taps as in the reference;
+- an LSGAN loss against a PatchGAN discriminator that sees real images of the target domain
+  (``lambda_gan`` 1), so the student can also improve on the teacher;
+- with paired data, L1 to the ground truth (``lambda_target`` 10).
+
+The teacher is anything :func:`translate.inference.loading.load_model` takes: a generator
+file, a run directory, a training checkpoint, a reference checkpoint or a model name. It is
+frozen, in eval mode, and kept out of the module tree, so it is in no state dict, optimizer
+or weight average; ``loss.teacher_sha256`` records its file, and a resume refuses a changed
+one, which keeps resume exact. The student is written as an ordinary ``AtoB`` generator file.
+
+Two names, one trainer: ``distill`` trains on paired data, ``distill_unpaired`` on unpaired
+domains (``translate distill`` picks by the dataset's layout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from translate import metrics
+from translate.inference.loading import load_model, resolve_model_path
+from translate.model_file import GeneratorFile
+from translate.networks import count_macs
+from translate.networks.layers import init_weights
+from translate.networks.registry import GENERATORS
+from translate.networks.test_mode import set_test_mode
+from translate.runtime import Ranks
+from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.config import Config, LossConfig
+from translate.training.models import TRAINERS
+
+MAC_SIZE = (256, 256)  # where the default student's MAC budget is counted
+WIDEST = 256  # the widest ngf the default student is searched up to
+
+
+@dataclass
+class DistillLoss(LossConfig):
+    gan_mode: str = "lsgan"
+    teacher: str = ""  # generator file, run directory, checkpoint or model name
+    teacher_sha256: str = ""  # of the teacher's file; filled in at the start
+    teacher_direction: str | None = None  # its only generator, else data.direction's
+    lambda_teacher: float = 10.0  # L1 to the teacher's output
+    lambda_distill: float = 1.0  # feature MSE through the 1x1 adapters (0: no adapters)
+    lambda_gan: float = 1.0
+    lambda_target: float = 10.0  # L1 to the ground truth (paired data only)
+    # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
+    # (mobile) 9-block ResNet, the stages GAN Compression distills.
+    distill_layers: list[int] = field(default_factory=lambda: [9, 12, 15, 18])
+    teacher_layers: list[int] | None = None  # the teacher's taps, if they differ
+    compression: float = 20.0  # default student width: teacher MACs / student MACs >= this
+
+    def __post_init__(self) -> None:
+        for key in ("lambda_teacher", "lambda_distill", "lambda_gan", "lambda_target"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be 0 or more; got {getattr(self, key)}")
+        if self.compression < 1:
+            raise ValueError(f"compression must be at least 1; got {self.compression}")
+        taps = self.teacher_layers
+        if taps is not None and len(taps) != len(self.distill_layers):
+            raise ValueError(
+                f"teacher_layers {taps} must pair up with distill_layers {self.distill_layers}"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_teacher(source: str) -> tuple[GeneratorFile, Path]:
+    """The teacher's generators (on the CPU) and the file they came from; any problem is a
+    ``ValueError`` naming the teacher."""
+    try:
+        path = resolve_model_path(source)
+        return load_model(path), path
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"teacher: {exc}") from None
+
+
+def feature_distillation_loss(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], adapters: nn.ModuleList
+) -> torch.Tensor:
+    """Sum over taps of the MSE between ``adapter(student feature)`` and the teacher's."""
+    terms = [
+        F.mse_loss(adapter(s).float(), t.float())
+        for s, t, adapter in zip(student, teacher, adapters, strict=True)
+    ]
+    return torch.stack(terms).sum()
+
+
+def student_width(name: str, options: dict[str, Any], channels: tuple[int, int], macs: int) -> int:
+    """The widest ``ngf`` (up to :data:`WIDEST`) whose generator costs at most ``macs``."""
+
+    def cost(ngf: int) -> int:
+        net = GENERATORS.build(name, in_channels=channels[0], out_channels=channels[1],
+                               **{**options, "ngf": ngf})  # fmt: skip
+        return count_macs(net, (channels[0], *MAC_SIZE))
+
+    low, high = 1, WIDEST  # cost(low) is assumed to fit; find the last ngf that does
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cost(middle) <= macs:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@TRAINERS.register("distill")
+class Distill(GANModel):
+    data = "paired"
+    Loss = DistillLoss
+    defaults = {
+        "generator": {"name": "mobile_resnet_9blocks", "options": {"norm": "instance"}},
+        "discriminator": {"name": "patch", "options": {"norm": "instance"}},
+    }
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        loss, data = config.loss, config.data
+        teacher_file, path = load_teacher(loss.teacher)
+        digest = file_sha256(path)
+        if loss.teacher_sha256 and loss.teacher_sha256 != digest:
+            raise ValueError(
+                f"config key 'loss.teacher': {path} changed since this run started (SHA-256 "
+                f"{digest[:12]}..., the run recorded {loss.teacher_sha256[:12]}...); "
+                "distill from the original teacher or start a new run"
+            )
+        loss.teacher_sha256 = digest  # config.yaml records it
+        direction = loss.teacher_direction or (
+            next(iter(teacher_file.generators))
+            if len(teacher_file.generators) == 1
+            else data.direction
+        )
+        if direction not in teacher_file.generators:
+            raise ValueError(
+                f"config key 'loss.teacher_direction': {path} holds "
+                f"{', '.join(teacher_file.generators)}, not {direction!r}"
+            )
+        teacher, spec = teacher_file.generators[direction], teacher_file.specs[direction]
+        channels = (data.input_channels, data.output_channels)
+        if (spec.in_channels, spec.out_channels) != channels:
+            raise ValueError(
+                f"teacher {path}: translates {spec.in_channels} to {spec.out_channels} "
+                f"channels, the data has {channels[0]} and {channels[1]} "
+                "(data.input_channels, data.output_channels)"
+            )
+        set_test_mode(teacher, teacher_file.test_mode)
+        teacher.requires_grad_(False)
+        # Outside the module tree: no state dict, optimizer, weight average or train().
+        self.__dict__["teacher"] = teacher.eval()
+
+        options = config.generator.options
+        teacher_macs = count_macs(teacher, (channels[0], *MAC_SIZE))
+        if "ngf" not in options and "widths" not in options:
+            budget = int(teacher_macs / loss.compression)
+            options["ngf"] = student_width(config.generator.name, options, channels, budget)
+        self.spec = self.generator_spec(*channels)
+        self.G = self.spec.build()
+        self.D = self.build_discriminator(channels[1])
+        self.adapters: nn.ModuleList | None = None  # sized from the first batch (initialize)
+        if Ranks.from_env().main:
+            student_macs = count_macs(self.G, (channels[0], *MAC_SIZE))
+            tqdm.write(
+                f"teacher {path} ({spec.name}): {teacher_macs / 1e9:.2f} GMAC; student "
+                f"{config.generator.name} ngf {options.get('ngf')}: "
+                f"{student_macs / 1e9:.3f} GMAC at {MAC_SIZE[0]}x{MAC_SIZE[1]} "
+                f"({teacher_macs / student_macs:.1f}x fewer)",
+                file=sys.stderr,
+            )
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        if not config.loss.teacher:
+            raise ValueError(
+                "config key 'loss.teacher': name the teacher (a generator file, run "
+                "directory, training or reference checkpoint, or model name)"
+            )
+
+    @property
+    def teacher_layers(self) -> list[int]:
+        loss = self.config.loss
+        return loss.distill_layers if loss.teacher_layers is None else loss.teacher_layers
+
+    def initialize(self, batch: dict[str, Any]) -> None:
+        if self.config.loss.lambda_distill == 0:
+            return
+        source, _ = self.inputs(batch)
+        self.G.eval()  # no batch-norm statistics from this look at the shapes
+        try:
+            with torch.no_grad():
+                student = self.G(source, layers=self.config.loss.distill_layers)
+                teacher = self.teacher(source, layers=self.teacher_layers)
+        except ValueError as exc:
+            raise ValueError(
+                f"config key 'loss.distill_layers' or 'teacher_layers': {exc}"
+            ) from None
+        finally:
+            self.G.train()
+        for s, t, tap in zip(student, teacher, self.teacher_layers, strict=True):
+            if s.shape[2:] != t.shape[2:]:
+                raise ValueError(
+                    f"config key 'loss.teacher_layers': the teacher's tap {tap} is "
+                    f"{tuple(t.shape[2:])}, the student's {tuple(s.shape[2:])}; pick taps "
+                    "of the same resolution"
+                )
+        self.adapters = nn.ModuleList(
+            nn.Conv2d(s.shape[1], t.shape[1], 1) for s, t in zip(student, teacher, strict=True)
+        )
+        options = self.config.generator.options
+        init_weights(self.adapters, options.get("init", "normal"), options.get("init_gain", 0.02))
+
+    def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source images and real target-domain images (the ground truth when paired)."""
+        return batch["input"], batch["target"]
+
+    def optimizers(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        optim = self.config.optim
+        nets = {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
+        if self.adapters is not None:
+            nets["adapters"] = (parameters(self.adapters), optim.lr_g)
+        return nets
+
+    def generators(self) -> dict[str, tuple[Any, nn.Module]]:
+        return {"AtoB": (self.spec, self.G)}
+
+    @torch.no_grad()
+    def teach(self, source: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The teacher's output and features (at the taps, when they are distilled)."""
+        teacher = self.teacher.to(source.device)  # the engine moves only the module tree
+        if self.adapters is None:
+            return teacher(source), []
+        return teacher(source, layers=self.teacher_layers, with_output=True)
+
+    def train_step(
+        self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
+    ) -> dict[str, torch.Tensor]:
+        source, real = self.inputs(batch)
+        loss = self.config.loss
+        taps = loss.distill_layers if self.adapters is not None else []
+        with stepper.autocast(), torch.set_grad_enabled(update_g):
+            fake, student = self.G(source, layers=taps, with_output=True)
+        with stepper.autocast():
+            loss_d, pred_real = self.discriminator_loss(self.D, real, fake)
+        stepper.update("D", loss_d)
+        if not update_g:
+            return {"D": loss_d.detach()}
+
+        with stepper.autocast():
+            target, teacher = self.teach(source)
+        with frozen(self.D), stepper.autocast():
+            terms = {
+                "G_GAN": self.adversarial_loss(self.D, fake, pred_real) * loss.lambda_gan,
+                "G_teacher": F.l1_loss(fake.float(), target.float()) * loss.lambda_teacher,
+            }
+            if self.adapters is not None:
+                distill = feature_distillation_loss(student, teacher, self.adapters)
+                terms["G_distill"] = distill * loss.lambda_distill
+            if self.data == "paired" and loss.lambda_target > 0:
+                terms["G_L1"] = F.l1_loss(fake.float(), real.float()) * loss.lambda_target
+        names = ("G", "adapters") if self.adapters is not None else "G"
+        stepper.update(names, torch.stack(list(terms.values())).sum())
+        return {"D": loss_d.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        source, real = self.inputs(batch)
+        fake = self.G(source).float()
+        images = {"input": source, "student": fake, "teacher": self.teach(source)[0].float()}
+        images["target" if self.data == "paired" else "real_B"] = real
+        monitor = {"fake": fake, "real": real, "d_real": self.D(real), "d_fake": self.D(fake)}
+        return images, monitor
+
+    def validation_scores(self) -> metrics.PairedScores | None:
+        return metrics.PairedScores()
+
+
+@TRAINERS.register("distill_unpaired")
+class DistillUnpaired(Distill):
+    """The same distillation on unpaired domains: no ground truth, D sees domain B."""
+
+    data = "unpaired"
+
+    def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["A"], batch["B"]
+
+    def validation_scores(self) -> metrics.PairedScores | None:
+        return None
