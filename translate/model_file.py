@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import atomic_write_bytes
 from .data.transforms import Preprocess
 from .networks import GENERATORS, build_generator
 from .networks.test_mode import TestMode
@@ -140,8 +141,9 @@ def save_generators(
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
             tensors[f"{direction}.{key}"] = value.contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    # Encoded in memory, then written by atomic_write_bytes: safetensors' save_file
+    # truncates silently on a full disk, this raises ENOSPC and leaves nothing.
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
 
 
 def encode_metadata(

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from translate.data.images import list_images
+from translate.data.images import is_image_path, scan_files
 from translate.data.layout import (
     ALIGNED_RULE,
     PAIRED,
@@ -147,7 +147,8 @@ def check(root: str) -> None:
     """Validate a dataset folder: every layout it holds (so every kind of trainer it can
     feed), counts, sizes, modes and every problem found."""
     base = Path(root)
-    problems: list[str] = []
+    scan = scan_files(base, is_image_path)
+    problems = [f"{path}: {kind}, not an image file (not read)" for path, kind in scan.not_files]
     layouts = detect_layouts(base)
     click.echo(f"{base}: {len(layouts)} layout(s)")
     to_check: dict[str, dict[Path, Path]] = {}
@@ -155,7 +156,7 @@ def check(root: str) -> None:
         counts, to_check[layout.name] = _split_counts(layout, problems)
         trainers = f"{layout.data} data, e.g. {TRAINERS[layout.data]}"
         click.echo(f"  {layout.title} ({trainers}): {counts}")
-    files = list_images(base)
+    files = scan.files
     sizes: dict[Path, tuple[int, int]] = {}
     modes: Counter[str] = Counter()
     for path in files:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from translate.atomic import atomic_path
+from translate.atomic import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ALPHA_MODES = ("composite", "drop", "keep")
@@ -58,16 +62,48 @@ def read_image(
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _open_regular(path) as fh, Image.open(fh) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: file not found") from exc
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
     return image_to_array(img, channels, alpha, background)
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def _open_regular(path: Path) -> io.BufferedReader:
+    """Open ``path`` for reading, refusing anything but a regular file before any read.
+
+    O_NONBLOCK: opening a named pipe would otherwise wait forever for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except OSError as exc:
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror
+        raise ImageReadError(f"{path}: cannot open ({why})") from exc
+    kind = _file_kind(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise ImageReadError(f"{path}: not a regular file ({kind})")
+    return os.fdopen(fd, "rb")
 
 
 def image_to_array(
@@ -112,12 +148,25 @@ def write_image(
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format for suffix {Path(path).suffix!r}")
-    with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **kwargs)
+    # Encoded in memory first: atomic_write_bytes then knows the size the file must have.
+    encoded = io.BytesIO()
+    img.save(encoded, format=fmt, **kwargs)
+    atomic_write_bytes(path, encoded.getbuffer())
 
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+@dataclass
+class FileScan:
+    """The entries under a folder whose names were asked for: ``files`` to read (sorted;
+    entries that cannot be inspected, such as symlink loops, included so that reading them
+    reports why) and ``not_files``: (path, what it is) for named pipes, sockets, devices and
+    folders, which are never opened (a named pipe would hang the reader)."""
+
+    files: list[Path] = field(default_factory=list)
+    not_files: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
@@ -126,12 +175,17 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def list_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> list[Path]:
-    """The files under ``root`` whose names ``accept`` takes, recursive and sorted; hidden
+    """The files under ``root`` whose paths ``accept`` takes, recursive and sorted; hidden
     folders are skipped."""
+    return scan_files(root, accept).files
+
+
+def scan_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> FileScan:
+    """:func:`list_files` that also names the accepted entries that are not regular files."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
-    found: list[Path] = []
+    scan = FileScan()
     seen: set[tuple[int, int]] = set()
     # followlinks with an inode set: symlinked folders are read once, loops end.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -141,5 +195,18 @@ def list_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> 
             continue
         seen.add((st.st_dev, st.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath) / f for f in filenames if accept(Path(f)))
-    return sorted(found)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not accept(path):
+                continue
+            try:
+                kind = _file_kind(os.stat(path).st_mode)
+            except OSError:  # a loop or a broken link: the reader names the reason
+                kind = None
+            if kind is None:
+                scan.files.append(path)
+            else:
+                scan.not_files.append((path, kind))
+    scan.files.sort()
+    scan.not_files.sort()
+    return scan

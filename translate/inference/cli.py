@@ -231,9 +231,12 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     click.echo(
         f"{who}converted {summary.converted}, skipped {summary.skipped} (already there), "
         f"failed {len(summary.failed)}; outputs in {output}"
+        + (f"; {len(summary.not_files)} not regular files left alone" if summary.not_files else "")
     )
     if summary.skipped:
         click.echo("  skipped outputs were kept; --overwrite redoes them")
+    for path, kind in summary.not_files:
+        click.echo(f"  not read: {path}: {kind}, not an image file", err=True)
     if not (summary.converted or summary.skipped or summary.failed):
         click.echo(f"  no images or videos found in {source}", err=True)
     for path, reason in summary.failed:

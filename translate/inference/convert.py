@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from translate.data.images import is_image_path, list_images, read_image, write_image
+from translate.data.images import FileScan, is_image_path, read_image, scan_files, write_image
 from translate.model_file import GeneratorFile
 from translate.runtime import Ranks
 
@@ -39,11 +39,13 @@ R = TypeVar("R")
 
 @dataclass
 class ConvertSummary:
-    """What a conversion did; ``failed`` holds (input path, reason) pairs."""
+    """What a conversion did; ``failed`` holds (input path, reason) pairs, ``not_files``
+    (path, what it is) for image-named entries that are not regular files (not read)."""
 
     converted: int = 0
     skipped: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_files: list[tuple[Path, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -67,11 +69,12 @@ def output_path(rel: Path, dst: Path, fmt: str) -> Path:
     return out if fmt == "same" else out.with_suffix(f".{fmt}")
 
 
-def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, str]]]:
-    """The (input, output) pairs, sorted by input; refuses outputs that would hit inputs.
+def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, str]], FileScan]:
+    """The (input, output) pairs, sorted by input, the inputs that fail already, and the scan
+    of ``src``; refuses outputs that would hit inputs.
 
     Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
-    the first; the second is returned as a failure.
+    the first; the second is returned as a failure, as is a symbolic link loop.
     """
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"{dst}: the output must be a folder (outputs mirror the input names)")
@@ -83,28 +86,41 @@ def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, s
                 f"{dst}: the output folder is inside the input folder {src}; "
                 "choose an output folder outside it"
             )
-        inputs, root = list_images(src), src
+        scan, root = scan_files(src, is_image_path), src
     elif src.is_file():
         if not is_image_path(src):
             raise ValueError(f"{src}: not an image file (expected one of the image suffixes)")
-        inputs, root = [src], src.parent
+        scan, root = FileScan(files=[src]), src.parent
+    elif src.exists():
+        raise ValueError(f"{src}: not a regular file or folder")
     else:
         raise FileNotFoundError(f"{src}: no such file or directory")
-    resolved_inputs = {p.resolve() for p in inputs}
+    failures: list[tuple[Path, str]] = []
+    resolved_inputs: set[Path] = set()
+    inputs: list[Path] = []
+    for path in scan.files:
+        try:
+            resolved_inputs.add(path.resolve())
+            inputs.append(path)
+        except (RuntimeError, OSError):  # Python 3.11/3.12 raise RuntimeError on a loop
+            failures.append((path, "a symbolic link loop"))
     jobs: list[_Job] = []
-    clashes: list[tuple[Path, str]] = []
     first_writer: dict[Path, Path] = {}
     for path in inputs:
         out = output_path(path.relative_to(root), dst, fmt)
-        key = out.resolve()
+        try:
+            key = out.resolve()
+        except (RuntimeError, OSError):
+            failures.append((path, f"the output {out} is a symbolic link loop"))
+            continue
         if key in resolved_inputs:
             raise ValueError(f"{out}: refusing to write over an input file; choose another output")
         if key in first_writer:
-            clashes.append((path, f"same output {out} as {first_writer[key]}"))
+            failures.append((path, f"same output {out} as {first_writer[key]}"))
             continue
         first_writer[key] = path
         jobs.append(_Job(path, out))
-    return jobs, clashes
+    return jobs, failures, scan
 
 
 def convert_folder(
@@ -138,7 +154,7 @@ def convert_folder(
     ignored). Under torchrun each rank converts its share of the sorted file list.
     """
     src, dst = Path(src), Path(dst)
-    jobs, clashes = plan(src, dst, format)
+    jobs, failures, scan = plan(src, dst, format)
     ranks = Ranks.from_env()
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     if not isinstance(model, Translator):
@@ -156,7 +172,10 @@ def convert_folder(
             norm_stats=norm_stats,
             dropout=dropout,
         )
-    summary = ConvertSummary(failed=shard(clashes, ranks.rank, ranks.world_size))
+    summary = ConvertSummary(
+        failed=shard(failures, ranks.rank, ranks.world_size),
+        not_files=shard(scan.not_files, ranks.rank, ranks.world_size),
+    )
     todo = []
     for job in shard(jobs, ranks.rank, ranks.world_size):
         if job.dst.exists() and not overwrite:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from translate.atomic import atomic_path
+from translate.atomic import atomic_open
 
 STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 
@@ -55,7 +55,7 @@ def save_state(
     path = Path(run_dir) / "checkpoints" / f"state_{step}.pt"
     # Through a file object: a full disk then raises OSError(ENOSPC), where torch.save on a
     # path raises a RuntimeError about zip positions.
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         torch.save(state, f)
     for old in checkpoint_paths(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
