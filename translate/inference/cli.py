@@ -114,6 +114,14 @@ def _user_errors() -> Iterator[None]:
     show_default=True,
     help="Pixels shared by neighbouring tiles, blended.",
 )
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most pixels the model takes in one pass (an image, or a tile with --tile); larger "
+    "images fail with a reason naming --tile. Default: what fits in half the free memory, "
+    "estimated from the model.",
+)
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist.")
 @click.option(
     "--workers",
@@ -152,6 +160,7 @@ def convert(
     size: int | None,
     tile: int | None,
     overlap: int,
+    max_pixels: int | None,
     overwrite: bool,
     workers: int | None,
     codec: str,
@@ -205,6 +214,7 @@ def convert(
                 translator,
                 format=fmt,
                 quality=quality,
+                max_pixels=max_pixels,
                 overwrite=overwrite,
                 workers=workers,
                 progress=progress,

@@ -25,6 +25,7 @@ from translate.data.images import FileScan, is_image_path, read_image, scan_file
 from translate.model_file import GeneratorFile
 from translate.runtime import Ranks
 
+from .memory import MemoryBudget
 from .translator import Translator
 
 FORMATS = ("same", "png", "jpg", "webp")
@@ -144,12 +145,15 @@ def convert_folder(
     norm: str | None = None,
     norm_stats: str | None = None,
     dropout: bool | None = None,
+    max_pixels: int | None = None,
 ) -> ConvertSummary:
     """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
 
     ``dst`` mirrors the relative paths and names (the suffix changes with ``format``);
     ``quality`` applies to JPEG and WebP outputs; ``workers`` threads decode and as many
-    encode (default: up to 8). A
+    encode (default: up to 8). ``max_pixels``: the most pixels of model input in one pass
+    (None: what fits in half the free memory, estimated from the model); a larger image
+    fails with a reason naming ``--tile``. A
     ready :class:`Translator` as ``model`` is used as it is (the model options are then
     ignored). Under torchrun each rank converts its share of the sorted file list.
     """
@@ -184,6 +188,7 @@ def convert_folder(
             todo.append(job)
     if not todo:
         return summary
+    budget = MemoryBudget.for_translator(model, max_pixels)
     batch_size = model.batch_size
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     desc = "convert" if ranks.world_size == 1 else f"convert (rank {ranks.rank})"
@@ -208,22 +213,40 @@ def convert_folder(
         writes: deque[tuple[_Job, Future[None]]] = deque()
         decoded = _ordered_map(readers, read, todo, ahead=max(2 * batch_size, 2 * workers))
         for batch in _same_size_batches(decoded, fail, batch_size, pending=4 * batch_size):
-            try:
-                outputs = model.translate_batch([job.image for job in batch])
-            except Exception as exc:  # e.g. out of memory on one huge image: report, go on
+            height, width = batch[0].image.shape[:2]
+            # Refused before it runs: the OS would kill the whole run, not fail one file.
+            too_large = budget.refuse(height, width)
+            if too_large is not None:
                 for job in batch:
-                    fail(job.src, f"translation failed ({exc})")
+                    fail(job.src, too_large)
                 continue
-            for job, out in zip(batch, outputs, strict=True):
-                job.image = None
-                out = _fit_alpha(out, job.dst, model.out_channels)
-                q = quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
-                writes.append((job, writers.submit(write_image, job.dst, out, q)))
+            fits = budget.images_per_pass(height, width)
+            for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
+                for job, out in _translate(model, part, fail):
+                    out = _fit_alpha(out, job.dst, model.out_channels)
+                    q = quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
+                    writes.append((job, writers.submit(write_image, job.dst, out, q)))
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
             _finish(writes.popleft(), summary, bar, fail)
     return summary
+
+
+def _translate(
+    model: Translator, batch: list[_Job], fail: Callable[[Path, str], None]
+) -> list[tuple[_Job, np.ndarray]]:
+    """(job, output) for a same-size batch; a failure fails the whole batch."""
+    try:
+        outputs = model.translate_batch([job.image for job in batch])
+    except Exception as exc:  # e.g. a device error: report, go on
+        for job in batch:
+            fail(job.src, f"translation failed ({exc})")
+        return []
+    finally:
+        for job in batch:
+            job.image = None
+    return list(zip(batch, outputs, strict=True))
 
 
 def _reason(exc: BaseException, path: Path) -> str:

@@ -1,0 +1,95 @@
+"""Images too large for the memory: estimated before translating, refused with a reason
+naming --tile, or translated in smaller batches; never left to the OS to kill."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from translate.cli import main
+from translate.inference import memory
+from translate.inference.convert import convert_folder
+from translate.inference.memory import MemoryBudget, bytes_per_pixel
+from translate.inference.translator import Translator
+from translate.model_file import GeneratorSpec, save_generators
+
+
+def _model(path, ngf):
+    torch.manual_seed(0)
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": ngf, "n_blocks": 1})
+    save_generators(path, {"AtoB": (spec, spec.build())})
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return _model(tmp_path_factory.mktemp("model") / "g.safetensors", 4)
+
+
+def _images(folder, n, side):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        arr = np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    return folder
+
+
+def test_the_estimate_grows_with_the_model_and_the_pixels(model, tmp_path):
+    small = bytes_per_pixel(Translator.load(model, device="cpu"))
+    wide = bytes_per_pixel(Translator.load(_model(tmp_path / "w.safetensors", 16), device="cpu"))
+    assert 2 < wide / small < 4  # activations scale with the channels, edges stay
+    budget = MemoryBudget.for_translator(Translator.load(model, device="cpu"), 10**6)
+    assert budget.needs(200, 200) == pytest.approx(4 * budget.needs(100, 100))
+
+
+def test_an_image_over_max_pixels_fails_naming_tile_and_tiles_get_through(model, tmp_path):
+    src = _images(tmp_path / "in", 2, 48)
+    cmd = ["convert", str(model), str(src), "--device", "cpu", "--no-progress"]
+    cmd += ["--max-pixels", str(48 * 48 - 1)]
+    refused = CliRunner().invoke(main, [*cmd, str(tmp_path / "a")])
+    assert refused.exit_code == 1 and "failed 2" in refused.output
+    assert refused.output.count("48x48 needs about") == 2
+    assert refused.output.count("over --max-pixels 2,303") == 2
+    assert "translate it in tiles with --tile" in refused.output
+    assert isinstance(refused.exception, SystemExit)  # the summary's exit 1, no traceback
+    assert not (tmp_path / "a").exists()
+
+    tiled = CliRunner().invoke(main, [*cmd, str(tmp_path / "b"), "--tile", "16", "--overlap", "4"])
+    assert tiled.exit_code == 0, tiled.output
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["0.png", "1.png"]
+
+
+def test_same_size_images_share_a_pass_only_as_far_as_they_fit(model, tmp_path, monkeypatch):
+    src = _images(tmp_path / "in", 4, 32)
+    full = convert_folder(src, tmp_path / "full", model, device="cpu", batch_size=4, progress=False)
+    passes = []
+    real = Translator.translate_batch
+    monkeypatch.setattr(
+        Translator,
+        "translate_batch",
+        lambda self, images: passes.append(len(images)) or real(self, images),
+    )
+    summary = convert_folder(
+        src,
+        tmp_path / "out",
+        model,
+        device="cpu",
+        batch_size=4,
+        progress=False,
+        max_pixels=2 * 32 * 32 + 100,
+    )
+    assert full.converted == summary.converted == 4 and passes == [2, 2]
+    for i in range(4):
+        a = np.asarray(Image.open(tmp_path / "full" / f"{i}.png"))
+        assert np.array_equal(a, np.asarray(Image.open(tmp_path / "out" / f"{i}.png")))
+
+
+def test_the_default_limit_comes_from_the_free_memory(model, tmp_path, monkeypatch):
+    big = tmp_path / "in" / "big.png"
+    big.parent.mkdir()
+    Image.new("RGB", (3000, 3000)).save(big)  # a few KB on disk, 9 M pixels to translate
+    monkeypatch.setattr(memory, "free_memory", lambda device: 256 << 20)
+    summary = convert_folder(big.parent, tmp_path / "out", model, device="cpu", progress=False)
+    [(path, reason)] = summary.failed
+    assert path == big and "3000x3000 needs about" in reason and "--tile" in reason

@@ -1,0 +1,159 @@
+"""How much memory translating an image takes, measured on a small probe, and how much there is.
+
+Activations grow with the pixels of one forward pass, so the bytes per pixel measured on a
+small probe image scale to any size. The probe counts the tensors the generator's layers
+keep alive at once (the peak of the live set, freed tensors released through weak
+references), which is what an inference-mode forward pass holds, whatever the architecture.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .translator import Translator
+
+# Share of the free memory one forward pass may take: decoding, encoding and the
+# allocator's slack need the rest.
+MEMORY_SHARE = 0.5
+_PROBE_SIDE = 64
+# Whole-image float buffers of a tiled image (input, output, blend weights, uint8 copies).
+TILED_BYTES_PER_PIXEL = 48
+_UNKNOWN_FREE = 4 << 30  # when the free memory cannot be read
+# Convolution workspaces and allocator slack the hooks do not see: the process's peak RSS
+# grew 1.25x-1.7x the hooks' count on the demo model at 1024-2048 px (AMD EPYC CPU).
+_UNSEEN = 1.5
+
+
+def bytes_per_pixel(translator: Translator) -> float:
+    """Peak bytes per input pixel of one translation, measured on a small probe image."""
+    generator: nn.Module = translator.generator
+    side = -(-_PROBE_SIDE // translator.size_multiple) * translator.size_multiple
+    live = peak = 0
+    held: dict[int, int] = {}
+
+    def release(key: int) -> None:
+        nonlocal live
+        live -= held.pop(key, 0)
+
+    def record(_module: nn.Module, _args: object, output: object) -> None:
+        nonlocal live, peak
+        outputs = output if isinstance(output, (tuple, list)) else [output]
+        for tensor in outputs:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key in held:  # in place, or a view of a tensor already counted
+                continue
+            held[key] = storage.nbytes()
+            live += held[key]
+            peak = max(peak, live)
+            weakref.finalize(tensor, release, key)
+
+    hooks = [m.register_forward_hook(record) for m in generator.modules() if not list(m.children())]
+    probe = torch.zeros(1, translator.in_channels, side, side, dtype=torch.uint8)
+    try:
+        translator.translate_tensor(probe)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # The input and output as floats on both sides of the model, besides the layers' peak.
+    edges = 4 * 2 * (translator.in_channels + translator.out_channels) * side * side
+    return _UNSEEN * (peak + edges) / (side * side)
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """The most memory one forward pass may take, as ``max_pixels`` pixels of the model's
+    input (``bytes_per_pixel`` each): an image, or a tile with ``--tile``."""
+
+    translator: Translator
+    bytes_per_pixel: float
+    max_pixels: int
+
+    @classmethod
+    def for_translator(cls, translator: Translator, max_pixels: int | None = None) -> MemoryBudget:
+        """Measure the model; ``max_pixels`` None: what fits in half the free memory."""
+        per_pixel = bytes_per_pixel(translator)
+        if max_pixels is None:
+            max_pixels = int(MEMORY_SHARE * free_memory(translator.device) / per_pixel)
+        return cls(translator, per_pixel, max(1, max_pixels))
+
+    def needs(self, height: int, width: int) -> float:
+        """Estimated bytes to translate one ``height`` x ``width`` image."""
+        t = self.translator
+        m = t.size_multiple
+        if t.size is not None:
+            h = w = t.size
+        elif t.tile is not None:
+            h, w = min(t.tile, height), min(t.tile, width)
+        else:
+            h, w = height, width
+        pass_pixels = -(-h // m) * m * -(-w // m) * m
+        whole = height * width * TILED_BYTES_PER_PIXEL if (h, w) != (height, width) else 0
+        return pass_pixels * self.bytes_per_pixel + whole
+
+    def refuse(self, height: int, width: int) -> str | None:
+        """Why an image is too large to translate, naming the option that helps; else None."""
+        need, limit = self.needs(height, width), self.max_pixels * self.bytes_per_pixel
+        if need <= limit:
+            return None
+        side = max(64, math.isqrt(self.max_pixels) // 2 // 64 * 64)
+        hint = (
+            f"use a smaller --tile than {self.translator.tile}"
+            if self.translator.tile is not None
+            else f"translate it in tiles with --tile {side}"
+        )
+        return (
+            f"{width}x{height} needs about {_size(need)} at once, over --max-pixels "
+            f"{self.max_pixels:,} ({_size(limit)}); {hint}, or raise --max-pixels"
+        )
+
+    def images_per_pass(self, height: int, width: int) -> int:
+        """How many same-size images fit in one pass (at least 1)."""
+        return max(1, int(self.max_pixels * self.bytes_per_pixel // self.needs(height, width)))
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for this process on ``device``: the GPU's free memory, or the RAM
+    available under the machine's and the cgroup's (container's) limits."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    limits = [_meminfo_available(), _cgroup_free()]
+    known = [n for n in limits if n is not None]
+    return min(known) if known else _UNKNOWN_FREE
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup_free() -> int | None:
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((root / "memory.current").read_text())
+    except (OSError, ValueError):
+        return None
