@@ -9,6 +9,7 @@ from PIL import Image
 from translate.cli import main
 from translate.data.images import read_image
 from translate.inference.convert import convert_folder, shard
+from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
 from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
 
@@ -39,12 +40,15 @@ def folder(tmp_path):
 
 
 def _outputs(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    return sorted(str(p.relative_to(root)) for p in files)
 
 
 def test_folder_is_mirrored_and_each_output_is_the_translation(model, folder, tmp_path):
     dst = tmp_path / "out"
-    summary = convert_folder(folder, dst, model, device="cpu", batch_size=2, progress=False)
+    summary = convert_folder(
+        folder, dst, Translator.load(model, device="cpu", batch_size=2), progress=False
+    )
     assert (summary.converted, summary.skipped, summary.failed) == (4, 0, [])
     assert _outputs(dst) == ["a.png", "b.png", "nested/d.png", "nested/deep/c.jpg"]
     translator = Translator.load(model, device="cpu")
@@ -61,7 +65,7 @@ def test_a_single_file_goes_into_the_output_folder(model, folder, tmp_path):
 def test_corrupt_file_in_the_middle_is_reported_and_the_rest_converted(model, folder, tmp_path):
     (folder / "b2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     dst = tmp_path / "out"
-    summary = convert_folder(folder, dst, model, device="cpu", progress=False)
+    summary = convert_folder(folder, dst, Translator.load(model, device="cpu"), progress=False)
     assert summary.converted == 4
     assert [p.name for p, _ in summary.failed] == ["b2.png"]
     assert "not a readable image" in summary.failed[0][1]
@@ -86,17 +90,21 @@ def test_interrupted_run_leaves_no_partial_files_and_resumes(model, folder, tmp_
 
     monkeypatch.setattr(Translator, "translate_batch", translate_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        convert_folder(folder, dst, model, device="cpu", batch_size=1, progress=False)
+        convert_folder(
+            folder, dst, Translator.load(model, device="cpu", batch_size=1), progress=False
+        )
     monkeypatch.undo()
     done = _outputs(dst)
     assert len(done) == 2  # no temporary or half-written file beside them
 
-    summary = convert_folder(folder, dst, model, device="cpu", progress=False)
+    summary = convert_folder(folder, dst, Translator.load(model, device="cpu"), progress=False)
     assert (summary.converted, summary.skipped) == (2, 2)
     assert len(_outputs(dst)) == 4
 
     (dst / "a.png").write_bytes(b"stale")
-    again = convert_folder(folder, dst, model, device="cpu", overwrite=True, progress=False)
+    again = convert_folder(
+        folder, dst, Translator.load(model, device="cpu"), overwrite=True, progress=False
+    )
     assert (again.converted, again.skipped) == (4, 0)
     assert read_image(dst / "a.png").shape == (20, 24, 3)
 
@@ -186,7 +194,9 @@ def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
     Image.fromarray(ramp).save(src / "deep.png")  # 16-bit grayscale
     rgb = np.random.default_rng(0).integers(0, 256, (16, 20, 3), np.uint8)
     Image.fromarray(rgb).convert("P").save(src / "palette.png")
-    summary = convert_folder(src, tmp_path / "out", model, device="cpu", progress=False)
+    summary = convert_folder(
+        src, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
+    )
     assert summary.converted == 2 and not summary.failed
     translator = Translator.load(model, device="cpu")
     for name in ("deep.png", "palette.png"):

@@ -16,6 +16,8 @@ from PIL import Image
 from translate.atomic import atomic_write_bytes, remove_stale_temps
 from translate.data.images import ImageReadError, is_image_path, read_image, scan_files
 from translate.inference.convert import convert_folder
+from translate.inference.manifest import MANIFEST_NAME
+from translate.inference.translator import Translator
 from translate.model_file import GeneratorSpec, load_generators, save_generators
 from translate.training.checkpoint import save_state
 
@@ -48,12 +50,14 @@ def _convert(src, dst, model, **kwargs):
     kwargs.setdefault("format", "jpg")
     # One image a batch: instance norm through the group-norm kernel differs by ~1e-7 with
     # the batch's size, enough to flip a grey level, and a rerun batches only what failed.
-    kwargs.setdefault("batch_size", 1)
-    return convert_folder(src, dst, model, device="cpu", progress=False, quality=100, **kwargs)
+    translator = Translator.load(model, device="cpu", batch_size=1)
+    return convert_folder(src, dst, translator, progress=False, quality=100, **kwargs)
 
 
 def _all_files(root):
-    return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
+    """Every file below root but the conversion manifest, temporary files included."""
+    files = (p for p in Path(root).rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    return sorted(p.relative_to(root).as_posix() for p in files)
 
 
 def _assert_outputs_match(dst, reference):

@@ -62,7 +62,9 @@ def test_an_image_over_max_pixels_fails_naming_tile_and_tiles_get_through(model,
 
 def test_same_size_images_share_a_pass_only_as_far_as_they_fit(model, tmp_path, monkeypatch):
     src = _images(tmp_path / "in", 4, 32)
-    full = convert_folder(src, tmp_path / "full", model, device="cpu", batch_size=4, progress=False)
+    full = convert_folder(
+        src, tmp_path / "full", Translator.load(model, device="cpu", batch_size=4), progress=False
+    )
     passes = []
     real = Translator.translate_batch
     monkeypatch.setattr(
@@ -73,9 +75,7 @@ def test_same_size_images_share_a_pass_only_as_far_as_they_fit(model, tmp_path, 
     summary = convert_folder(
         src,
         tmp_path / "out",
-        model,
-        device="cpu",
-        batch_size=4,
+        Translator.load(model, device="cpu", batch_size=4),
         progress=False,
         max_pixels=2 * 32 * 32 + 100,
     )
@@ -90,6 +90,8 @@ def test_the_default_limit_comes_from_the_free_memory(model, tmp_path, monkeypat
     big.parent.mkdir()
     Image.new("RGB", (3000, 3000)).save(big)  # a few KB on disk, 9 M pixels to translate
     monkeypatch.setattr(memory, "free_memory", lambda device: 256 << 20)
-    summary = convert_folder(big.parent, tmp_path / "out", model, device="cpu", progress=False)
+    summary = convert_folder(
+        big.parent, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
+    )
     [(path, reason)] = summary.failed
     assert path == big and "3000x3000 needs about" in reason and "--tile" in reason

@@ -115,4 +115,6 @@ def test_convert_format_jpeg_means_jpg(model, tmp_path):
     args = ["convert", str(path), str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]
     result = CliRunner().invoke(main, [*args, "--format", "JPEG"])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.jpg"]
+    assert [p.name for p in (tmp_path / "out").glob("a.*")] == ["a.jpg"]
+    again = CliRunner().invoke(main, [*args, "--format", "jpg"])
+    assert again.exit_code == 0 and "skipped 1" in again.output, again.output  # one format

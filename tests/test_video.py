@@ -1,5 +1,6 @@
 """Video conversion: tiny clips encoded by the tests themselves, translated and checked."""
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
+from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
 from translate.inference.video import convert_video, convert_videos
 from translate.model_file import GeneratorSpec, save_generators
@@ -125,6 +127,7 @@ def test_cli_converts_a_folder_of_images_and_videos(model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == [
         "one.mp4",
         "still.png",
+        MANIFEST_NAME,  # one manifest for the images and the videos
         "two.mkv",
     ]
     assert len(_probe(tmp_path / "out" / "two.mkv")["frames"]) == 5
@@ -194,7 +197,7 @@ def test_corrupt_and_truncated_videos_fail_with_a_reason(model, tmp_path):
     assert "frames end at 0.88 s of the 5.00 s its header declares" in reasons["cut.mkv"]
     assert reasons["fast.mp4"].startswith("corrupt or truncated after")
     # Nothing half-written is left for a failed video.
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", MANIFEST_NAME]
 
     result = CliRunner().invoke(
         main, ["convert", str(model), str(src), str(tmp_path / "out2"), "--no-progress"]
@@ -229,3 +232,28 @@ def test_avi_timestamps_that_go_back_still_encode(model, tmp_path):
     assert convert_video(clip, tmp_path / "out.mp4", Translator.load(model, device="cpu")) == 12
     times = _probe(tmp_path / "out.mp4")["times"]
     assert len(times) == 12 and times == sorted(set(times))
+
+
+def test_video_folders_get_the_manifest_the_memory_check_and_leave_named_pipes_alone(
+    model, tmp_path
+):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "clip.mp4", audio=None)
+    os.mkfifo(src / "pipe.mp4")  # opening it would wait for a writer forever
+    out = tmp_path / "out"
+    translator = Translator.load(model, device="cpu")
+    refused = convert_videos(src, out, translator, progress=False, max_pixels=SIDE * SIDE - 1)
+    assert refused.not_files == [(src / "pipe.mp4", "a named pipe")]
+    assert [(p.name, r.split(" needs")[0]) for p, r in refused.failed] == [
+        ("clip.mp4", f"frames of {SIDE}x{SIDE}")
+    ]
+    assert "--tile" in refused.failed[0][1]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME]  # nothing half-written
+
+    assert convert_videos(src, out, translator, progress=False).converted == 1
+    with pytest.raises(ValueError, match="crf 30 here, None there"):
+        convert_videos(src, out, translator, progress=False, crf=30)
+    # A video written to a video file is no folder's output: no manifest.
+    convert_videos(src / "clip.mp4", tmp_path / "one.mp4", translator, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "one.mp4", "out"]

@@ -14,9 +14,9 @@ import click
 from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
-from .convert import FORMAT_ALIASES, FORMATS, ConvertSummary, convert_folder
+from .convert import CODEC, FORMAT_ALIASES, FORMATS, ConvertOptions, ConvertSummary, convert_folder
 from .translator import Translator
-from .video import CODEC, convert_videos, is_video_path
+from .video import convert_videos, is_video_path
 
 DIRECTIONS = ("AtoB", "BtoA")
 # OUT's suffix -> the export format it implies
@@ -194,37 +194,36 @@ def convert(
     with _user_errors():
         translator = Translator.load(
             model,
-            direction=direction,
-            batch_size=batch_size,
+            arch=arch,
+            norm=norm,
             device=device,
             precision=precision,
+            direction=direction,
             size=size,
             tile=tile,
             overlap=overlap,
-            arch=arch,
-            norm=norm,
+            batch_size=batch_size,
             norm_stats=norm_stats,
             dropout=dropout,
         )
+        options = ConvertOptions(
+            format=fmt,
+            quality=quality,
+            overwrite=overwrite,
+            workers=workers,
+            progress=progress,
+            max_pixels=max_pixels,
+            codec=codec,
+            crf=crf,
+        )
         summary = ConvertSummary()
         if not is_video_path(input):
-            summary = convert_folder(
-                input,
-                output,
-                translator,
-                format=fmt,
-                quality=quality,
-                max_pixels=max_pixels,
-                overwrite=overwrite,
-                workers=workers,
-                progress=progress,
-            )
-        videos = convert_videos(
-            input, output, translator, codec=codec, crf=crf, overwrite=overwrite, progress=progress
-        )
+            summary = convert_folder(input, output, translator, options)
+        videos = convert_videos(input, output, translator, options)
     summary.converted += videos.converted
     summary.skipped += videos.skipped
     summary.failed += videos.failed
+    summary.not_files += videos.not_files
     _print_summary(summary, input, output)
     if report:
         from .report import write_report
@@ -246,7 +245,7 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     if summary.skipped:
         click.echo("  skipped outputs were kept; --overwrite redoes them")
     for path, kind in summary.not_files:
-        click.echo(f"  not read: {path}: {kind}, not an image file", err=True)
+        click.echo(f"  not read: {path}: {kind}, not a regular file", err=True)
     if not (summary.converted or summary.skipped or summary.failed):
         click.echo(f"  no images or videos found in {source}", err=True)
     for path, reason in summary.failed:

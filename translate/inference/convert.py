@@ -13,10 +13,10 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +25,7 @@ from translate.data.images import FileScan, is_image_path, read_image, scan_file
 from translate.model_file import GeneratorFile
 from translate.runtime import Ranks
 
+from . import manifest
 from .memory import MemoryBudget
 from .translator import Translator
 
@@ -33,6 +34,7 @@ FORMAT_ALIASES = {"jpeg": "jpg"}  # other names users give for a format
 # Output formats that can hold an alpha channel; for the others it is dropped.
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 _QUALITY_SUFFIXES = (".jpg", ".jpeg", ".webp")
+CODEC = "h264"  # the default video encoder
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,80 +126,89 @@ def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, s
     return jobs, failures, scan
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How :func:`convert_folder` writes; how images are translated is the Translator's.
+
+    ``format``: one of ``FORMATS`` (``same`` keeps each input's suffix); ``quality``: JPEG
+    and WebP quality; ``overwrite``: redo existing outputs (else skipped, so a rerun
+    resumes); ``workers``: decoding threads and as many encoding ones (None: up to 8);
+    ``max_pixels``: the most pixels of model input in one pass (None: what fits in half the
+    free memory, estimated from the model), a larger image fails naming ``--tile``;
+    ``codec``/``crf``: the video encoder (FFmpeg's name) and its constant rate factor (None:
+    the encoder's default).
+    """
+
+    format: str = "same"
+    quality: int = 95
+    overwrite: bool = False
+    workers: int | None = None
+    progress: bool = True
+    max_pixels: int | None = None
+    codec: str = CODEC
+    crf: int | None = None
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that change the outputs' bytes, as the manifest records them."""
+        return {
+            "format": FORMAT_ALIASES.get(self.format, self.format),
+            "quality": self.quality,
+            "codec": self.codec,
+            "crf": self.crf,
+        }
+
+
+def claim_output(dst: Path, translator: Translator, options: ConvertOptions) -> None:
+    """Write ``dst``'s manifest, or refuse (``ValueError``) when it holds the outputs of
+    another model or other options and ``options.overwrite`` is off."""
+    manifest.claim(dst, manifest.describe(translator, options.recorded()), options.overwrite)
+
+
 def convert_folder(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
-    model: str | os.PathLike[str] | GeneratorFile | Translator,
-    *,
-    direction: str = "AtoB",
-    batch_size: int = 4,
-    device: str = "auto",
-    precision: str = "auto",
-    format: str = "same",
-    quality: int = 95,
-    size: int | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    overwrite: bool = False,
-    workers: int | None = None,
-    progress: bool = True,
-    arch: str | None = None,
-    norm: str | None = None,
-    norm_stats: str | None = None,
-    dropout: bool | None = None,
-    max_pixels: int | None = None,
+    model: Translator | str | os.PathLike[str] | GeneratorFile,
+    options: ConvertOptions | None = None,
+    **changes: Any,
 ) -> ConvertSummary:
     """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
 
-    ``dst`` mirrors the relative paths and names (the suffix changes with ``format``);
-    ``quality`` applies to JPEG and WebP outputs; ``workers`` threads decode and as many
-    encode (default: up to 8). ``max_pixels``: the most pixels of model input in one pass
-    (None: what fits in half the free memory, estimated from the model); a larger image
-    fails with a reason naming ``--tile``. A
-    ready :class:`Translator` as ``model`` is used as it is (the model options are then
-    ignored). Under torchrun each rank converts its share of the sorted file list.
+    ``dst`` mirrors the relative paths and names (the suffix changes with the format).
+    ``model`` is a :class:`Translator`, or what :meth:`Translator.load` takes (loaded with
+    its defaults); ``options`` (or ``changes`` to its fields, e.g. ``format="png"``) say how
+    outputs are written. ``dst`` gets a manifest of the model and options; a run whose
+    differ refuses unless ``overwrite``. Under torchrun each rank converts its share of the
+    sorted file list.
     """
+    options = replace(options or ConvertOptions(), **changes)
     src, dst = Path(src), Path(dst)
-    jobs, failures, scan = plan(src, dst, format)
+    jobs, failures, scan = plan(src, dst, options.format)
     ranks = Ranks.from_env()
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
-    if not isinstance(model, Translator):
-        model = Translator.load(
-            model,
-            device=device,
-            precision=precision,
-            direction=direction,
-            size=size,
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            arch=arch,
-            norm=norm,
-            norm_stats=norm_stats,
-            dropout=dropout,
-        )
+    translator = model if isinstance(model, Translator) else Translator.load(model)
+    claim_output(dst, translator, options)
     summary = ConvertSummary(
         failed=shard(failures, ranks.rank, ranks.world_size),
         not_files=shard(scan.not_files, ranks.rank, ranks.world_size),
     )
     todo = []
     for job in shard(jobs, ranks.rank, ranks.world_size):
-        if job.dst.exists() and not overwrite:
+        if job.dst.exists() and not options.overwrite:
             summary.skipped += 1
         else:
             todo.append(job)
     if not todo:
         return summary
-    budget = MemoryBudget.for_translator(model, max_pixels)
-    batch_size = model.batch_size
-    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    budget = MemoryBudget.for_translator(translator, options.max_pixels)
+    batch_size = translator.batch_size
+    workers = min(8, os.cpu_count() or 1) if options.workers is None else max(1, options.workers)
     desc = "convert" if ranks.world_size == 1 else f"convert (rank {ranks.rank})"
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
-        tqdm(total=len(todo), unit="img", desc=desc, disable=not progress) as bar,
+        tqdm(total=len(todo), unit="img", desc=desc, disable=not options.progress) as bar,
     ):
-        channels = model.in_channels
+        channels = translator.in_channels
 
         def read(job: _Job) -> _Job | tuple[Path, str]:
             try:
@@ -222,9 +233,9 @@ def convert_folder(
                 continue
             fits = budget.images_per_pass(height, width)
             for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
-                for job, out in _translate(model, part, fail):
-                    out = _fit_alpha(out, job.dst, model.out_channels)
-                    q = quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
+                for job, out in _translate(translator, part, fail):
+                    out = _fit_alpha(out, job.dst, translator.out_channels)
+                    q = options.quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
                     writes.append((job, writers.submit(write_image, job.dst, out, q)))
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)

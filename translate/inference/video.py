@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -23,10 +25,11 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is missing
     av = None
 
 from translate.atomic import atomic_path
-from translate.data.images import list_files
+from translate.data.images import scan_files
 from translate.runtime import Ranks
 
-from .convert import ConvertSummary, shard
+from .convert import CODEC, ConvertOptions, ConvertSummary, claim_output, shard
+from .memory import MemoryBudget
 from .translator import Translator
 
 # Container suffix -> FFmpeg muxer; the muxer is named, not guessed from the (temporary)
@@ -40,7 +43,6 @@ MUXERS = {
     ".avi": "avi",
 }
 VIDEO_EXTENSIONS = tuple(MUXERS)
-CODEC = "h264"
 # Encoders with a constant-rate-factor quality option, so --crf means the same to each.
 CRF_CODECS = ("h264", "libx264", "hevc", "libx265", "libvpx", "libvpx-vp9", "libsvtav1")
 
@@ -53,61 +55,76 @@ def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in MUXERS and not path.name.startswith(".")
 
 
-def list_videos(root: str | os.PathLike[str]) -> list[Path]:
-    """Every video file under ``root``, recursive and sorted, as images are listed."""
-    return list_files(root, is_video_path)
-
-
-def plan_videos(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: a video file goes to ``dst`` itself when it has a video suffix,
-    else into the folder ``dst``; the videos under a folder mirror their relative paths."""
+def plan_videos(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(input, output) pairs and the video-named entries that are not regular files (never
+    opened: a named pipe would hang the demuxer). A video file goes to ``dst`` itself when
+    it has a video suffix, else into the folder ``dst``; the videos under a folder mirror
+    their relative paths."""
     if src.is_file():
         if not is_video_path(src):
-            return []
+            return [], []
         out = dst if is_video_path(dst) else dst / src.name
         if out.resolve() == src.resolve():
             raise ValueError(f"{out}: refusing to write over the input video; choose another")
-        return [(src, out)]
+        return [(src, out)], []
+    if src.exists() and not src.is_dir():
+        raise ValueError(f"{src}: not a regular file or folder")
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such file or directory")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise ValueError(f"{dst}: the output folder is inside the input folder {src}")
-    return [(path, dst / path.relative_to(src)) for path in list_videos(src)]
+    scan = scan_files(src, is_video_path)
+    return [(path, dst / path.relative_to(src)) for path in scan.files], scan.not_files
 
 
 def convert_videos(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     translator: Translator,
-    *,
-    codec: str = CODEC,
-    crf: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
+    options: ConvertOptions | None = None,
+    **changes: Any,
 ) -> ConvertSummary:
     """Translate the video ``src``, or every video under the folder ``src``, into ``dst``.
 
-    Existing outputs are skipped unless ``overwrite``; a video that fails is listed in the
-    summary with its reason and the others go on. Under torchrun each rank converts its
-    share. The progress bar counts frames.
+    ``options`` (or ``changes`` to its fields) as for :func:`convert_folder`: its codec,
+    crf, overwrite, progress and max_pixels apply. The folder ``dst`` gets the same
+    manifest as image outputs (one video written to a video file gets none). Existing
+    outputs are skipped unless ``overwrite``; a video that fails is listed in the summary
+    with its reason and the others go on. Under torchrun each rank converts its share. The
+    progress bar counts frames.
     """
+    options = replace(options or ConvertOptions(), **changes)
     src, dst = Path(src), Path(dst)
     ranks = Ranks.from_env()
-    summary = ConvertSummary()
+    pairs, not_files = plan_videos(src, dst)
+    summary = ConvertSummary(not_files=shard(not_files, ranks.rank, ranks.world_size))
+    if not pairs:
+        return summary
+    if not is_video_path(dst):
+        claim_output(dst, translator, options)
     todo = []
-    for pair in shard(plan_videos(src, dst), ranks.rank, ranks.world_size):
-        if pair[1].exists() and not overwrite:
+    for pair in shard(pairs, ranks.rank, ranks.world_size):
+        if pair[1].exists() and not options.overwrite:
             summary.skipped += 1
         else:
             todo.append(pair)
     if not todo:
         return summary
     _require_av()
+    budget = MemoryBudget.for_translator(translator, options.max_pixels)
     total = sum(_frame_count(path) for path, _ in todo) or None
-    with tqdm(total=total, unit="frame", desc="video", disable=not progress) as bar:
+    with tqdm(total=total, unit="frame", desc="video", disable=not options.progress) as bar:
         for path, out in todo:
             try:
-                convert_video(path, out, translator, codec=codec, crf=crf, bar=bar)
+                convert_video(
+                    path,
+                    out,
+                    translator,
+                    codec=options.codec,
+                    crf=options.crf,
+                    bar=bar,
+                    budget=budget,
+                )
             except VideoError as exc:
                 summary.failed.append((path, str(exc).removeprefix(f"{path}: ")))
             else:
@@ -123,10 +140,12 @@ def convert_video(
     codec: str = CODEC,
     crf: int | None = None,
     bar: tqdm | None = None,
+    budget: MemoryBudget | None = None,
 ) -> int:
     """Translate one video file into ``dst`` (its suffix picks the container); return the
     number of frames. ``crf``: the encoder's constant rate factor (lower is better quality;
-    None keeps the encoder's default, 23 for H.264)."""
+    None keeps the encoder's default, 23 for H.264). ``budget``: frames too large for it fail
+    the video before any is translated, and a batch holds only as many as fit."""
     src, dst = Path(src), Path(dst)
     _require_av()
     if dst.suffix.lower() not in MUXERS:
@@ -137,6 +156,13 @@ def convert_video(
     _check_codec(codec, crf)
     with _read(src) as source, atomic_path(dst) as tmp, _write(src, tmp, dst) as sink:
         video = source.streams.video[0]
+        height, width = video.codec_context.height, video.codec_context.width
+        batch_size = translator.batch_size
+        if budget is not None:
+            too_large = budget.refuse(height, width)
+            if too_large is not None:  # refused before it runs: the OS would kill the run
+                raise VideoError(f"{src}: frames of {too_large}")
+            batch_size = min(batch_size, budget.images_per_pass(height, width))
         audio = {s.index: sink.add_stream_from_template(s) for s in source.streams.audio}
         encoder = _Encoder(sink, video, codec, crf)
         batch: list[av.VideoFrame] = []
@@ -159,7 +185,7 @@ def convert_video(
                 continue
             batch.append(item)
             frames, end = frames + 1, item.time
-            if len(batch) == translator.batch_size:
+            if len(batch) == batch_size:
                 translate()
         if batch:
             translate()

@@ -1,0 +1,89 @@
+"""The conversion manifest: which model and options made the outputs in a folder.
+
+A rerun into the same folder skips the outputs that exist, which is only right when they
+were made the same way; a run with another model or other options would leave a silent
+mix. The manifest, written before the first output, lets such a run refuse instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from translate.atomic import atomic_write_text
+
+from .translator import Translator
+
+MANIFEST_NAME = "translate-convert.json"
+FORMAT = "translate.convert/1"
+
+
+def weights_sha256(translator: Translator) -> str:
+    """A hash of the generator's weights: the same for a model however it was loaded."""
+    digest = hashlib.sha256()
+    for key, value in sorted(translator.generator.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str, Any]:
+    """What decides the outputs' pixels: the model and the options that change them."""
+    return {
+        "format": FORMAT,
+        "model": {
+            "architecture": translator.spec.name,
+            "direction": translator.direction,
+            "weights_sha256": weights_sha256(translator),
+        },
+        "options": {
+            "size": translator.size,
+            "tile": translator.tile,
+            "overlap": translator.overlap if translator.tile is not None else None,
+            "precision": translator.precision.name,
+            "norm_stats": translator.test_mode.norm_stats,
+            "dropout": translator.test_mode.dropout,
+            **output_options,
+        },
+    }
+
+
+def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Write ``record`` as ``folder``'s manifest, or refuse (``ValueError``) when the folder's
+    manifest differs and ``overwrite`` is off."""
+    path = folder / MANIFEST_NAME
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        found = None
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: unreadable manifest ({exc}); remove it or use --overwrite"
+        ) from exc
+    if found == record:
+        return
+    if found is not None and not overwrite:
+        differ = ", ".join(_differences(found, record))
+        raise ValueError(
+            f"{folder}: holds outputs of another conversion ({differ}); "
+            "use --overwrite to redo them with these options, or another output folder"
+        )
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _differences(found: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    out = []
+    for section in ("model", "options"):
+        old, new = found.get(section) or {}, record[section]
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                out.append(f"{key} {_short(new.get(key))} here, {_short(old.get(key))} there")
+    return out or ["another manifest format"]
+
+
+def _short(value: Any) -> str:
+    return f"{value[:12]}..." if isinstance(value, str) and len(value) > 16 else repr(value)
