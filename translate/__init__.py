@@ -18,6 +18,7 @@ _LAZY = {
     "Translator": "translate.inference.translator",
     "TranslateTransform": "translate.inference.translator",
     "convert_folder": "translate.inference.convert",
+    "ConvertOptions": "translate.inference.convert",
 }
 
 
@@ -28,6 +29,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ConvertOptions",
     "GANLoss",
     "TranslateTransform",
     "Translator",
