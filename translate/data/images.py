@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from translate.atomic import atomic_write_bytes
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 ALPHA_MODES = ("composite", "drop", "keep")
 
 
@@ -54,8 +54,27 @@ def read_image(
     """Read an image file as an HWC uint8 array with ``channels`` (1 or 3) channels.
 
     ``alpha``: ``composite`` blends transparent pixels onto ``background``, ``drop``
-    discards the alpha channel, ``keep`` appends it as an extra channel.
+    discards the alpha channel, ``keep`` appends it as an extra channel. A multi-frame file
+    (multi-page TIFF, APNG, animated WebP or GIF) gives its first frame.
     """
+    return read_image_with_info(path, channels, alpha, background)[0]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a file holds besides the first frame's pixels."""
+
+    frames: int = 1
+    icc_profile: bytes | None = None
+
+
+def read_image_with_info(
+    path: str | os.PathLike[str],
+    channels: int = 3,
+    alpha: str = "composite",
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> tuple[np.ndarray, ImageInfo]:
+    """:func:`read_image`, plus the file's frame count and ICC profile."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if alpha not in ALPHA_MODES:
@@ -63,6 +82,7 @@ def read_image(
     path = Path(path)
     try:
         with _open_regular(path) as fh, Image.open(fh) as img:
+            info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
             img = ImageOps.exif_transpose(img)
             img.load()
     except ImageReadError:
@@ -71,7 +91,7 @@ def read_image(
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
-    return image_to_array(img, channels, alpha, background)
+    return image_to_array(img, channels, alpha, background), info
 
 
 def _file_kind(mode: int) -> str | None:
@@ -133,25 +153,43 @@ def image_to_array(
 
 
 def write_image(
-    path: str | os.PathLike[str], array: np.ndarray, quality: int | None = None
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    quality: int | None = None,
+    icc_profile: bytes | None = None,
 ) -> None:
-    """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix."""
+    """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix.
+
+    ``icc_profile`` is embedded where the format holds one and its colour space (RGB or
+    gray) is the image's; otherwise it is left out rather than mislabel the pixels.
+    """
     arr = np.asarray(array)
     if arr.dtype != np.uint8:
         raise ValueError(f"{path}: write_image needs uint8 data, got {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     img = Image.fromarray(arr)
-    kwargs = {} if quality is None else {"quality": quality}
+    kwargs: dict[str, object] = {} if quality is None else {"quality": quality}
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and img.mode == "RGBA":
         img = img.convert("RGB")
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format for suffix {Path(path).suffix!r}")
+    if icc_profile is not None and fmt in _ICC_FORMATS and _icc_fits(icc_profile, img.mode):
+        kwargs["icc_profile"] = icc_profile
     # Encoded in memory first: atomic_write_bytes then knows the size the file must have.
     encoded = io.BytesIO()
     img.save(encoded, format=fmt, **kwargs)
     atomic_write_bytes(path, encoded.getbuffer())
+
+
+_ICC_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+
+
+def _icc_fits(profile: bytes, mode: str) -> bool:
+    """Whether an ICC profile's colour space (header bytes 16-20) describes ``mode`` pixels."""
+    space = profile[16:20]
+    return space == b"GRAY" if mode in ("L", "LA") else space == b"RGB "
 
 
 def is_image_path(path: Path) -> bool:

@@ -244,6 +244,8 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     )
     if summary.skipped:
         click.echo("  skipped outputs were kept; --overwrite redoes them")
+    for path, frames in summary.first_frame_only:
+        click.echo(f"  first frame only: {path} ({frames} frames)")
     for path, kind in summary.not_files:
         click.echo(f"  not read: {path}: {kind}, not a regular file", err=True)
     if not (summary.converted or summary.skipped or summary.failed):

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from translate.data.images import FileScan, is_image_path, read_image, scan_files, write_image
+from translate.data.images import (
+    FileScan,
+    ImageInfo,
+    is_image_path,
+    read_image_with_info,
+    scan_files,
+    write_image,
+)
 from translate.model_file import GeneratorFile
 from translate.runtime import Ranks
 
@@ -43,12 +50,14 @@ R = TypeVar("R")
 @dataclass
 class ConvertSummary:
     """What a conversion did; ``failed`` holds (input path, reason) pairs, ``not_files``
-    (path, what it is) for image-named entries that are not regular files (not read)."""
+    (path, what it is) for image-named entries that are not regular files (not read),
+    ``first_frame_only`` (path, frames) for multi-frame inputs of which frame 1 was converted."""
 
     converted: int = 0
     skipped: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
     not_files: list[tuple[Path, str]] = field(default_factory=list)
+    first_frame_only: list[tuple[Path, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +65,7 @@ class _Job:
     src: Path
     dst: Path
     image: np.ndarray | None = None
+    info: ImageInfo = ImageInfo()
 
 
 def shard(items: list[T], rank: int, world_size: int) -> list[T]:
@@ -212,7 +222,7 @@ def convert_folder(
 
         def read(job: _Job) -> _Job | tuple[Path, str]:
             try:
-                job.image = read_image(job.src, channels=channels, alpha="keep")
+                job.image, job.info = read_image_with_info(job.src, channels, alpha="keep")
                 return job
             except Exception as exc:  # any undecodable file is reported, never fatal
                 return job.src, _reason(exc, job.src)
@@ -236,7 +246,9 @@ def convert_folder(
                 for job, out in _translate(translator, part, fail):
                     out = _fit_alpha(out, job.dst, translator.out_channels)
                     q = options.quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
-                    writes.append((job, writers.submit(write_image, job.dst, out, q)))
+                    writes.append(
+                        (job, writers.submit(write_image, job.dst, out, q, job.info.icc_profile))
+                    )
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
@@ -285,6 +297,8 @@ def _finish(
         fail(job.src, f"cannot write {job.dst} ({_reason(exc, job.dst)})")
         return
     summary.converted += 1
+    if job.info.frames > 1:
+        summary.first_frame_only.append((job.src, job.info.frames))
     bar.update(1)
 
 
