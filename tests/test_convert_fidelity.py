@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
@@ -10,16 +9,11 @@ from translate.cli import main
 from translate.data.images import read_image
 from translate.inference.convert import convert_folder
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, save_generators
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "g.safetensors"
-    torch.manual_seed(0)
-    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
-    save_generators(path, {"AtoB": (spec, spec.build())})
-    return path
+def model(tiny_generator_file):
+    return tiny_generator_file
 
 
 def _frames(n, size=16):
