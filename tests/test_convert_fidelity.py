@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
@@ -9,6 +10,7 @@ from translate.cli import main
 from translate.data.images import read_image
 from translate.inference.convert import convert_folder
 from translate.inference.translator import Translator
+from translate.model_file import load_generators
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +82,57 @@ def test_icc_profiles_are_carried_to_jpeg_and_png_outputs(model, tmp_path):
     )
     assert as_webp.converted == 4
     assert Image.open(tmp_path / "webp" / "a.webp").info.get("icc_profile") == rgb
+
+
+def test_resize_shorter_and_center_crop_match_a_torchvision_pipeline(model, tmp_path):
+    from torchvision import transforms as T
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for name, (h, w) in {"tall.png": (50, 37), "wide.png": (29, 61)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / name)
+    translator = Translator.load(model, device="cpu", precision="fp32")
+    summary = convert_folder(
+        src, tmp_path / "out", translator, resize_shorter=26, center_crop=24, progress=False
+    )
+    assert (summary.converted, summary.failed) == (2, [])
+    pipeline = T.Compose(
+        [T.Resize(26), T.CenterCrop(24), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)]
+    )
+    for name in ("tall.png", "wide.png"):
+        with torch.no_grad():
+            y = translator.generator(pipeline(Image.open(src / name).convert("RGB"))[None])[0]
+        expected = torch.floor((y + 1) / 2 * 255 + 0.5).clamp(0, 255).byte().permute(1, 2, 0)
+        ours = torch.from_numpy(read_image(tmp_path / "out" / name)).int()
+        assert ours.shape == (24, 24, 3)
+        assert (ours - expected.int()).abs().max() <= 1, name
+
+    too_small = convert_folder(src, tmp_path / "big", translator, center_crop=40, progress=False)
+    assert sorted((p.name, r) for p, r in too_small.failed) == [
+        ("tall.png", "37x50 is smaller than --center-crop 40"),
+        ("wide.png", "61x29 is smaller than --center-crop 40"),
+    ]
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return torch.full_like(x, self.value)
+
+
+def test_uint8_outputs_round_half_up(tiny_generator_file):
+    # A float32 y whose y * 255 is exactly k + 0.5 with k even: half-to-even would give k.
+    k = next(
+        k
+        for k in range(0, 254, 2)
+        if torch.tensor((k + 0.5) / 255, dtype=torch.float32).mul(255).item() == k + 0.5
+    )
+    y = torch.tensor((k + 0.5) / 255, dtype=torch.float32)
+    file = load_generators(tiny_generator_file)
+    file.generators["AtoB"] = _Constant((2 * y - 1).item())
+    out = Translator(file, device="cpu", precision="fp32")(np.zeros((4, 4, 3), np.uint8))
+    assert (out == k + 1).all()

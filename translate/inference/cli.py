@@ -115,6 +115,18 @@ def _user_errors() -> Iterator[None]:
     help="Pixels shared by neighbouring tiles, blended.",
 )
 @click.option(
+    "--resize-shorter",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize so the shorter side is N (bilinear, as torchvision's Resize(N)) first.",
+)
+@click.option(
+    "--center-crop",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Then translate the centre MxM crop (torchvision's CenterCrop(M)); outputs are MxM.",
+)
+@click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
     default=None,
@@ -160,6 +172,8 @@ def convert(
     size: int | None,
     tile: int | None,
     overlap: int,
+    resize_shorter: int | None,
+    center_crop: int | None,
     max_pixels: int | None,
     overwrite: bool,
     workers: int | None,
@@ -215,6 +229,8 @@ def convert(
             max_pixels=max_pixels,
             codec=codec,
             crf=crf,
+            resize_shorter=resize_shorter,
+            center_crop=center_crop,
         )
         summary = ConvertSummary()
         if not is_video_path(input):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from translate.data.images import (
@@ -146,7 +147,9 @@ class ConvertOptions:
     ``max_pixels``: the most pixels of model input in one pass (None: what fits in half the
     free memory, estimated from the model), a larger image fails naming ``--tile``;
     ``codec``/``crf``: the video encoder (FFmpeg's name) and its constant rate factor (None:
-    the encoder's default).
+    the encoder's default); ``resize_shorter``/``center_crop`` (images only): the reference's
+    test-time resize and crop, as torchvision's ``Resize(N)`` and ``CenterCrop(M)`` on PIL
+    images; the output is the translated crop.
     """
 
     format: str = "same"
@@ -157,6 +160,8 @@ class ConvertOptions:
     max_pixels: int | None = None
     codec: str = CODEC
     crf: int | None = None
+    resize_shorter: int | None = None
+    center_crop: int | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The options that change the outputs' bytes, as the manifest records them."""
@@ -165,6 +170,8 @@ class ConvertOptions:
             "quality": self.quality,
             "codec": self.codec,
             "crf": self.crf,
+            "resize_shorter": self.resize_shorter,
+            "center_crop": self.center_crop,
         }
 
 
@@ -196,6 +203,8 @@ def convert_folder(
     ranks = Ranks.from_env()
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     translator = model if isinstance(model, Translator) else Translator.load(model)
+    if translator.size is not None and options.resize_shorter is not None:
+        raise ValueError("--size and --resize-shorter both resize the input; give one")
     claim_output(dst, translator, options)
     summary = ConvertSummary(
         failed=shard(failures, ranks.rank, ranks.world_size),
@@ -222,7 +231,8 @@ def convert_folder(
 
         def read(job: _Job) -> _Job | tuple[Path, str]:
             try:
-                job.image, job.info = read_image_with_info(job.src, channels, alpha="keep")
+                image, job.info = read_image_with_info(job.src, channels, alpha="keep")
+                job.image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
                 return job
             except Exception as exc:  # any undecodable file is reported, never fatal
                 return job.src, _reason(exc, job.src)
@@ -270,6 +280,25 @@ def _translate(
         for job in batch:
             job.image = None
     return list(zip(batch, outputs, strict=True))
+
+
+def _resize_and_crop(image: np.ndarray, shorter: int | None, crop: int | None) -> np.ndarray:
+    """torchvision's ``Resize(shorter)`` then ``CenterCrop(crop)`` on the PIL image."""
+    if shorter is not None:
+        h, w = image.shape[:2]
+        # torchvision: the short side becomes ``shorter``, the long one is truncated.
+        size = (shorter, int(shorter * h / w)) if w <= h else (int(shorter * w / h), shorter)
+        squeeze = image.shape[2] == 1
+        pil = Image.fromarray(image[..., 0] if squeeze else image)
+        image = np.asarray(pil.resize(size, Image.Resampling.BILINEAR))
+        image = image[..., None] if squeeze else image
+    if crop is not None:
+        h, w = image.shape[:2]
+        if crop > min(h, w):
+            raise ValueError(f"{w}x{h} is smaller than --center-crop {crop}")
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        image = image[top : top + crop, left : left + crop]
+    return np.ascontiguousarray(image)
 
 
 def _reason(exc: BaseException, path: Path) -> str:

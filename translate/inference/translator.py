@@ -221,7 +221,8 @@ class Translator:
         if alpha is not None:
             y = torch.cat([y, alpha], dim=1)
         y = y * (high - low) + low
-        y = y.to(image.dtype) if image.is_floating_point() else y.round().to(image.dtype)
+        # Integers round half up, as PIL/torchvision pipelines do (torch.round: half to even).
+        y = y.to(image.dtype) if image.is_floating_point() else (y + 0.5).floor().to(image.dtype)
         y = y.to(image.device)
         return y[0] if image.ndim == 3 else y
 
