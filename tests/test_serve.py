@@ -101,7 +101,8 @@ def test_bad_files_get_the_converters_reasons(client: TestClient, tmp_path: Path
     assert "/tmp" not in message and "\n" not in message
     status, message = error("notes.txt", png(8, 8))
     assert status == 422 and message == (
-        "notes.txt: not an image file (expected one of .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"
+        "notes.txt: not an image file "
+        "(expected one of .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .gif)"
     )
     status, message = error("big.png", png(101, 100))
     assert status == 422 and "image too large (101x100 = 10,100 pixels" in message
