@@ -44,7 +44,7 @@ def write_report(
     that exist; ``targets`` is a folder of ground truth matched by relative path and stem.
     Returns the page's path."""
     source, output = Path(source), Path(output)
-    jobs, _ = plan(source, output, fmt)
+    jobs = plan(source, output, fmt)[0]
     root = source if source.is_dir() else source.parent
     truth = by_stem(Path(targets)) if targets is not None else {}
     mean = metrics.PairedScores()
