@@ -279,3 +279,13 @@ def test_instance_norm_is_torchs_instance_norm(affine):
         norm(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5
     )
     assert set(norm.state_dict()) == ({"weight", "bias"} if affine else set())
+
+
+def test_instance_norm_gives_an_image_the_same_result_in_any_batch():
+    """The converter batches images of one size in channels-last: each output must be
+    bit-identical to the image's own, or a rerun of the failed files would differ."""
+    norm = translate.networks.layers.norm_layer("instance", 16)
+    x = (torch.randn(4, 16, 64, 64) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    together = norm(x)
+    assert all(torch.equal(together[i : i + 1], norm(x[i : i + 1])) for i in range(4))
+    assert together.is_contiguous(memory_format=torch.channels_last)
