@@ -76,6 +76,25 @@ def test_translate_returns_png_at_input_size(client: TestClient) -> None:
     assert tiled.status_code == 200 and Image.open(io.BytesIO(tiled.content)).size == (60, 44)
 
 
+def test_an_upload_that_would_not_fit_in_free_memory_is_refused_naming_a_tile(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The converter's memory estimate guards the server: an image whose pass needs more than
+    the memory free now is a 422 naming a tile size that fits, not a server the OS kills."""
+    per_pixel = models.budget("demo", "AtoB", None).bytes_per_pixel
+    free = 2 * per_pixel * 160 * 160  # half of it: one 160x160 pass
+    monkeypatch.setattr("translate.serve.models.free_memory", lambda device: free)
+    client = TestClient(create_app(models))
+    refused = client.post("/api/translate?model=demo&name=big.png", content=png(256, 256))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"].startswith("big.png: 256x256 needs more memory")
+    assert "tile size of 64 or less" in refused.json()["error"]
+    tiled = client.post("/api/translate?model=demo&name=big.png&tile=64", content=png(256, 256))
+    assert tiled.status_code == 200, tiled.text
+    fits = client.post("/api/translate?model=demo&name=small.png", content=png(120, 120))
+    assert fits.status_code == 200, fits.text
+
+
 def test_direction_picks_the_generator(client: TestClient, two_way: Path) -> None:
     body = png(16, 16)
     outputs = {}

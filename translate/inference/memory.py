@@ -105,7 +105,7 @@ class MemoryBudget:
         need, limit = self.needs(height, width), self.max_pixels * self.bytes_per_pixel
         if need <= limit:
             return None
-        side = max(64, math.isqrt(self.max_pixels) // 2 // 64 * 64)
+        side = self.tile_that_fits()
         hint = (
             f"use a smaller --tile than {self.translator.tile}"
             if self.translator.tile is not None
@@ -115,6 +115,10 @@ class MemoryBudget:
             f"{width}x{height} needs about {_size(need)} at once, over --max-pixels "
             f"{self.max_pixels:,} ({_size(limit)}); {hint}, or raise --max-pixels"
         )
+
+    def tile_that_fits(self) -> int:
+        """A tile side (a multiple of 64) whose passes fit, with room for the whole image."""
+        return max(64, math.isqrt(self.max_pixels) // 2 // 64 * 64)
 
     def images_per_pass(self, height: int, width: int) -> int:
         """How many same-size images fit in one pass (at least 1)."""

@@ -36,6 +36,7 @@ from translate.data.images import (
     read_image,
 )
 from translate.inference.convert import _reason
+from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 
 from .models import Busy, Gate, Models
@@ -160,9 +161,16 @@ def encode(image: np.ndarray, fmt: str = "PNG", quality: int | None = None) -> b
 
 
 def _translate_upload(
-    translator: Translator, data: bytes, name: str, max_pixels: int
+    budget: MemoryBudget, data: bytes, name: str, max_pixels: int
 ) -> tuple[bytes, tuple[int, int]]:
+    translator = budget.translator
     image = decode_upload(data, name, translator.in_channels, max_pixels)
+    height, width = image.shape[:2]
+    if budget.needs(height, width) > budget.max_pixels * budget.bytes_per_pixel:
+        raise ValueError(
+            f"{name}: {width}x{height} needs more memory than this server has free; "
+            f"choose a tile size of {budget.tile_that_fits()} or less"
+        )
     out = translator.translate_batch([image])[0]
     return encode(out), (out.shape[1], out.shape[0])
 
@@ -231,10 +239,10 @@ def create_app(
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
-    def translator(model: str, direction: str | None, tile: int | None) -> Translator:
+    def budget(model: str, direction: str | None, tile: int | None) -> MemoryBudget:
         try:
             directions = models.files[model].generators if model in models.files else {}
-            return models.translator(model, direction or next(iter(directions), "AtoB"), tile)
+            return models.budget(model, direction or next(iter(directions), "AtoB"), tile)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
 
@@ -262,7 +270,7 @@ def create_app(
         tile: str | None = None,
     ) -> Response:
         """The request body is one image file; the answer is the translation as PNG."""
-        chosen = translator(model, direction, _tile(tile))
+        chosen = budget(model, direction, _tile(tile))
         name = Path(name).name[:200]  # a display name and suffix, never a path
         data = await _read_body(request, max_bytes)
         try:
@@ -280,7 +288,7 @@ def create_app(
         """Camera frames in, translations out; the newest frame wins, older ones are dropped."""
         await socket.accept()
         try:
-            chosen = translator(model, direction, None)
+            chosen = budget(model, direction, None).translator
         except ApiError as exc:
             await socket.send_json({"error": str(exc)})
             await socket.close(1008)

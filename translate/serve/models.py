@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from translate.inference.loading import load_model
+from translate.inference.memory import MEMORY_SHARE, MemoryBudget, bytes_per_pixel, free_memory
 from translate.inference.translator import Translator
 from translate.model_file import GeneratorFile
 
@@ -76,9 +77,13 @@ class Models:
         # Loaded on the CPU, moved to the device once by the first translator.
         self.files: dict[str, GeneratorFile] = {src: load_model(src) for src in sources}
         self._translators: OrderedDict[tuple[str, str, int | None], Translator] = OrderedDict()
-        # Built now, so a bad --device fails at start and not on the first request.
-        for name, model in self.files.items():
-            self.translator(name, next(iter(model.generators)), None)
+        # Built now, so a bad --device fails at start and not on the first request; each
+        # generator's memory per pixel is measured now too, while no request runs.
+        self._bytes_per_pixel = {
+            (name, direction): bytes_per_pixel(self.translator(name, direction, None))
+            for name, model in self.files.items()
+            for direction in model.generators
+        }
 
     def info(self) -> list[ModelInfo]:
         result = []
@@ -88,6 +93,14 @@ class Models:
                 ModelInfo(name, list(model.generators), spec.in_channels, spec.out_channels)
             )
         return result
+
+    def budget(self, name: str, direction: str, tile: int | None) -> MemoryBudget:
+        """The translator with what one pass may take now: the converter's estimate against
+        the memory free at this moment, so a huge upload is refused, not killed by the OS."""
+        translator = self.translator(name, direction, tile)
+        per_pixel = self._bytes_per_pixel[name, direction]
+        free = MEMORY_SHARE * free_memory(translator.device)
+        return MemoryBudget(translator, per_pixel, max(1, int(free / per_pixel)))
 
     def translator(self, name: str, direction: str, tile: int | None) -> Translator:
         """The translator for a served model; ``ValueError`` (one line) for anything else."""
