@@ -1,4 +1,5 @@
-"""Datasets for paired (aligned or A/B folders), unpaired and single-folder images."""
+"""Datasets for paired (aligned or A/B folders) and unpaired images, and for crops of a
+single A and B image."""
 
 from __future__ import annotations
 
@@ -25,7 +26,15 @@ from translate.data.layout import (
     name_some,
     not_aligned,
 )
-from translate.data.transforms import Preprocess, build_input_augment, build_transform, to_tensor
+from translate.data.transforms import (
+    Preprocess,
+    build_input_augment,
+    build_transform,
+    pad_to_multiple,
+    to_tensor,
+    zoom_box,
+    zoom_crop,
+)
 
 
 def _header_sizes(paths: list[Path], what: str) -> dict[Path, tuple[int, int]]:
@@ -204,3 +213,103 @@ class UnpairedFolder(_SkipsBadFiles):
         if self.input_augment is not None:
             a = self.input_augment(image=a)["image"]
         return {"A": to_tensor(a), "B": to_tensor(b), "A_path": str(path_a), "B_path": str(path_b)}
+
+
+class SingleImagePair(Dataset):
+    """Crops of one A image and one B image (the CUT authors' SinCUT): ``length`` items of
+    ``{"A", "B", "A_path", "B_path"}``, each domain cut at its own random square and zoom
+    (:func:`~translate.data.transforms.zoom_box`, zoom drawn from ``scale``), then
+    flipped and (A) augmented as ``preprocess`` says.
+
+    Positions, zooms and flips come from Python's ``random``, which
+    :class:`~translate.training.sampling.SeededItems` seeds per item, so a run and its
+    resume cut the same crops. ``train=False`` is one item: the whole A image padded at the
+    bottom and right to ``preprocess.size_multiple``, and B resized to that size (the
+    sample grid shows columns of one size); there is nothing held out to validate on.
+    Errors name the config keys ``data.single_image.a`` / ``.b``.
+    """
+
+    def __init__(
+        self,
+        a: str | os.PathLike[str],
+        b: str | os.PathLike[str],
+        preprocess: Preprocess | None = None,
+        a_channels: int = 3,
+        b_channels: int = 3,
+        scale: tuple[float, float] = (1.0, 1.0),
+        length: int = 1,
+        train: bool = True,
+    ) -> None:
+        self.preprocess = preprocess or Preprocess(mode="crop")
+        self.paths = {"A": Path(a), "B": Path(b)}
+        size = self.preprocess.crop_size
+        self.images = {
+            "A": _single_image("a", self.paths["A"], a_channels, size),
+            "B": _single_image("b", self.paths["B"], b_channels, size),
+        }
+        self.train, self.length = train, length if train else 1
+        self.scales = {
+            d: _zoom_range(d, self.paths[d], im, size, scale) if train else (1.0, 1.0)
+            for d, im in self.images.items()
+        }
+        self.input_augment = build_input_augment(self.preprocess) if train else None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _crop(self, domain: str) -> np.ndarray:
+        image, size = self.images[domain], self.preprocess.crop_size
+        rng = random.Random(random.getrandbits(64))
+        box = zoom_box(*image.shape[:2], size, self.scales[domain], rng)
+        crop = zoom_crop(image, box, size)
+        if self.preprocess.flip and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return crop
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        if self.train:
+            a, b = self._crop("A"), self._crop("B")
+            if self.input_augment is not None:
+                a = self.input_augment(image=np.ascontiguousarray(a))["image"]
+            tensors = {"A": to_tensor(a), "B": to_tensor(b)}
+        else:
+            whole, _ = pad_to_multiple(to_tensor(self.images["A"]), self.preprocess.size_multiple)
+            b = resize_like(self.images["B"], tuple(whole.shape[1:]))
+            tensors = {"A": whole, "B": to_tensor(b)}
+        return {**tensors, "A_path": str(self.paths["A"]), "B_path": str(self.paths["B"])}
+
+
+def _single_image(key: str, path: Path, channels: int, size: int) -> np.ndarray:
+    where = f"config key 'data.single_image.{key}'"
+    if not path.is_file():
+        raise DatasetError(f"{where}: {path} does not exist")
+    try:
+        image = read_image(path, channels=channels)
+    except ImageReadError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
+    height, width = image.shape[:2]
+    if min(height, width) < size:
+        raise DatasetError(
+            f"{where}: {path} is {width}x{height}, smaller than data.preprocess.crop_size {size}"
+        )
+    return image
+
+
+def _zoom_range(
+    domain: str, path: Path, image: np.ndarray, size: int, scale: tuple[float, float]
+) -> tuple[float, float]:
+    """``scale`` narrowed to the zooms the image allows: a crop cannot cover more than the
+    image's shorter side. Narrowing is said in a warning, as the crops differ from the
+    config's."""
+    least = size / min(image.shape[:2])
+    low, high = max(scale[0], least), max(scale[1], least)
+    if (low, high) != tuple(scale):
+        height, width = image.shape[:2]
+        warnings.warn(
+            f"data.single_image.scale: {path} ({width}x{height}) allows zooms down to "
+            f"{least:.3g} at crop_size {size}; {domain} crops use [{low:.3g}, {high:.3g}]",
+            stacklevel=3,
+        )
+    return low, high

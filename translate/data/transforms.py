@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,29 @@ def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
     if train and pre.flip:
         steps.append(A.HorizontalFlip(p=0.5))
     return A.Compose(steps, additional_targets={"target": "image"})
+
+
+def zoom_box(
+    height: int, width: int, size: int, scale: tuple[float, float], rng: random.Random
+) -> tuple[int, int, int]:
+    """A random square of the image to show as a ``size`` crop at a zoom drawn uniformly
+    from ``scale`` (1: the image's own pixels; 0.5: twice the side, shrunk): ``(top, left,
+    side)``. Zooms too far out for the image stop at its shorter side."""
+    zoom = rng.uniform(*scale)
+    side = min(max(1, round(size / zoom)), height, width)
+    return rng.randint(0, height - side), rng.randint(0, width - side), side
+
+
+def zoom_crop(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """The square ``box`` (:func:`zoom_box`) of an HWC image, resized to ``size``."""
+    top, left, side = box
+    patch = image[top : top + side, left : left + side]
+    if side == size:
+        return patch
+    smaller = side > size  # INTER_AREA averages when shrinking; cubic when enlarging
+    interpolation = cv2.INTER_AREA if smaller else cv2.INTER_CUBIC
+    out = cv2.resize(patch, (size, size), interpolation=interpolation)
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 def build_input_augment(pre: Preprocess) -> A.Compose | None:

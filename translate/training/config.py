@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from translate.data.layout import UNPAIRED
 from translate.data.transforms import Preprocess
 from translate.losses import GAN_MODES
 from translate.networks import DISCRIMINATORS, GENERATORS
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
     from translate.training.base import GANModel
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
+
+
+@dataclass
+class SingleImageConfig:
+    """Training on random crops of one A image and one B image (the CUT authors' SinCUT)."""
+
+    a: str = ""  # the A image's path (required)
+    b: str = ""  # the B image's path (required)
+    # Resize factor of each crop before it is cut at data.preprocess.crop_size, drawn
+    # uniformly per crop: 1 keeps the image's pixels, 0.5 covers twice the side (zoomed out).
+    # The reference's --random_scale_max 3 is [1/3, 1].
+    scale: list[float] = field(default_factory=lambda: [1 / 3, 1.0])
+    steps_per_epoch: int = 100  # batches of crops that make an epoch (the schedule's unit)
+
+    def __post_init__(self) -> None:
+        for key in ("a", "b"):
+            if not getattr(self, key):
+                raise ValueError(f"needs '{key}', the path of the {key.upper()} image")
+        scale = self.scale
+        if len(scale) != 2 or not all(isinstance(s, (int, float)) for s in scale):
+            raise ValueError(f"scale: expected [min, max], got {scale!r}")
+        self.scale = [float(s) for s in scale]
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale: needs 0 < min <= max, got {scale!r}")
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
 
 
 @dataclass
@@ -46,6 +73,13 @@ class DataConfig:
     serial: bool = False  # CycleGAN: pair A[i] with B[i] instead of a random B
     # loader processes; more than the CPUs only adds contention (and a torch warning)
     num_workers: int = field(default_factory=lambda: min(4, available_cpus()))
+    # instead of root: crops of one A and one B image, for trainers of unpaired data
+    single_image: SingleImageConfig | None = None
+
+    def source(self) -> str:
+        """What the run trains on, in words (the run summary's ``dataset``)."""
+        s = self.single_image
+        return str(self.root) if s is None else f"single images A {s.a}, B {s.b}"
 
 
 @dataclass
@@ -169,6 +203,14 @@ def _check_value(path: str, value: Any, hint: Any) -> Any:
     return value
 
 
+def _section_class(hint: Any) -> type | None:
+    """The dataclass a field holds (an optional section such as ``data.single_image``
+    included), else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
 def _build(cls: type, data: Any, path: str, types: dict[str, type] | None = None) -> Any:
     """``cls`` from a mapping; ``types`` replaces the annotated type of some sections."""
     if not isinstance(data, dict):
@@ -180,11 +222,11 @@ def _build(cls: type, data: Any, path: str, types: dict[str, type] | None = None
         if key not in names:
             raise _unknown_key(path, str(key), names)
         sub = f"{path}.{key}" if path else key
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, sub)
+        section = _section_class(hints[key])
+        if section is not None and value is not None:
+            kwargs[key] = _build(section, value, sub)
         else:
-            kwargs[key] = _check_value(sub, value, hint)
+            kwargs[key] = _check_value(sub, value, hints[key])
     try:
         return cls(**kwargs)
     except ValueError as exc:  # e.g. Preprocess's own checks
@@ -266,7 +308,35 @@ def validate(config: Config) -> None:
             "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "
             f"(got {d.name!r})"
         )
+    if config.data.single_image is not None:
+        _check_single_image(config)
     trainer_class(config.model).check_config(config)
+
+
+def _check_single_image(config: Config) -> None:
+    """Single-image training gives unpaired items and validates on the training A image."""
+    from translate.training.models import TRAINERS
+
+    trainer = trainer_class(config.model)
+    if trainer.data != UNPAIRED:
+        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data == UNPAIRED]
+        raise ValueError(
+            f"config key 'data.single_image': model {config.model!r} trains on "
+            f"{trainer.data} data; single-image training needs a trainer of unpaired data "
+            f"({', '.join(takers)})"
+        )
+    if config.data.val_split not in ("auto", "train"):
+        raise ValueError(
+            f"config key 'data.val_split': {config.data.val_split!r}, but data.single_image "
+            "has no held-out images (validation shows the whole training A image); leave it "
+            "at auto"
+        )
+    if config.data.preprocess.mode != "crop":
+        raise ValueError(
+            f"config key 'data.preprocess.mode': {config.data.preprocess.mode!r}, but "
+            "data.single_image cuts crop_size crops at random scales (data.single_image."
+            "scale); set mode: crop"
+        )
 
 
 def set_key(tree: dict[str, Any], assignment: str) -> None:

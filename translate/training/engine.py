@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from translate.atomic import atomic_write_text
-from translate.data.datasets import PairedFolder, UnpairedFolder
+from translate.data.datasets import PairedFolder, SingleImagePair, UnpairedFolder
 from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
 from translate.model_file import (
@@ -91,8 +91,15 @@ def seed_everything(seed: int) -> None:
 def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     """Training set, validation set (the first ``data.val_size`` images of the validation
     split, uncropped and unflipped) and the name of that split, resolved from
-    ``data.val_split`` (``holdout``: files of the training split kept out of training)."""
+    ``data.val_split`` (``holdout``: files of the training split kept out of training).
+    ``data.single_image``: crops of the two images, validated on the whole A image
+    (``train``: nothing is held out)."""
     d = config.data
+    if d.single_image is not None:  # config.validate checked the trainer takes unpaired data
+        s = d.single_image
+        common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
+        crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
+        return crops, SingleImagePair(s.a, s.b, *common, train=False), "train"
     data = TRAINERS.get(config.model).data
     if not Path(d.root).is_dir():
         raise ValueError(
@@ -143,8 +150,9 @@ def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None
     image = next(v for v in sample.values() if isinstance(v, torch.Tensor))
     if image.shape[-1] % multiple or image.shape[-2] % multiple:
         raise ValueError(
-            f"{config.data.root}: training images come out {tuple(image.shape[-2:])} but "
-            f"generator {name!r} needs sides divisible by {multiple}"
+            f"{config.data.source()}: images come out {tuple(image.shape[-2:])} but generator "
+            f"{name!r} needs sides divisible by {multiple}; set data.preprocess.size_multiple "
+            f"to {multiple}"
         )
 
 
@@ -255,8 +263,10 @@ class Trainer:
         cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
         self.val_images = min(len(val_set), cap)
         if self.ranks.main:
-            holdout = config.data.val_split == HOLDOUT
-            where = "held out of the training files" if holdout else config.data.val_split
+            where = {
+                HOLDOUT: "held out of the training files",
+                "train": "the training images: nothing held out",
+            }.get(config.data.val_split, config.data.val_split)
             what = "images" if scored else "images (samples and monitoring; no targets to score)"
             tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
         check_sizes(config, self.model, val_set[0])
@@ -566,7 +576,7 @@ class Trainer:
             "model": self.config.model,
             "epochs": self.epoch_number,
             "steps": self.step,
-            "dataset": str(self.config.data.root),
+            "dataset": self.config.data.source(),
             "best_val": self.best,
             "val_split": self.config.data.val_split,
             "val_images": self.val_images,
