@@ -177,3 +177,19 @@ def test_worldmaps_distill_config_loads() -> None:
     assert config.generator.name == "mobile_resnet_9blocks"
     teacher = load_config(CONFIGS / "worldmaps_teacher.yaml")
     assert teacher.generator.name == "resnet_9blocks"
+
+
+def test_a_six_block_student_pairs_its_taps_with_the_teachers(
+    data: Path,  # noqa: F811
+    teacher: Path,
+    tmp_path: Path,
+) -> None:
+    config = distill(teacher, data)
+    config["generator"]["name"] = "mobile_resnet_6blocks"
+    config["loss"].update(distill_layers=[9, 11, 13, 15], teacher_layers=[9, 12, 15, 18])
+    t = trainer(config, tmp_path / "six")
+    losses = t.model.train_step(next(iter(t.loader)), t.stepper)
+    assert torch.isfinite(losses["G_distill"]) and losses["G_distill"] > 0
+    config["loss"]["teacher_layers"] = [9, 12, 15, 21]  # 21: the first upsampling, 2x larger
+    with pytest.raises(ValueError, match=r"'loss.teacher_layers': the teacher's tap 21 is"):
+        trainer(config, tmp_path / "mismatch")
