@@ -237,3 +237,16 @@ def test_sincut_config_loads() -> None:
     assert config.model == "cut" and s is not None and s.a.endswith("trainA/r02_c09.jpg")
     assert s.scale == [0.5, 1.0] and config.data.preprocess.crop_size == 64
     assert config.data.source() == f"single images A {s.a}, B {s.b}"
+
+
+def test_data_check_describes_one_image_file(images: dict[str, Path], tmp_path: Path) -> None:
+    from translate.data.cli import data
+
+    result = CliRunner().invoke(data, ["check", str(images["a"])])
+    assert result.exit_code == 0, result.output
+    assert f"{images['a']}: one image, 42x38, mode RGB" in result.output
+    assert "data.single_image.a or .b" in result.output and "crop_size up to 38" in result.output
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    result = CliRunner().invoke(data, ["check", str(broken)])
+    assert result.exit_code == 1 and f"problem: {broken}: not a readable image" in result.output

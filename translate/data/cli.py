@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from PIL import Image
@@ -141,12 +142,44 @@ def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, 
     return ", ".join(counts), pairs
 
 
+def _inspect(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and PIL mode of an image file, decoding it all (truncation shows)."""
+    size = image_size(path)
+    with Image.open(path) as img:
+        img.load()
+        return size, img.mode
+
+
+def _report(problems: list[str]) -> NoReturn:
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    click.echo(f"{len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+def _check_single_image(path: Path) -> None:
+    """One file: what ``data.single_image`` needs to know of it."""
+    try:
+        (width, height), mode = _inspect(path)
+    except Exception as exc:
+        _report([f"{path}: not a readable image ({exc})"])
+    click.echo(
+        f"{path}: one image, {width}x{height}, mode {mode}; as data.single_image.a or .b "
+        f"(unpaired data, e.g. {TRAINERS[UNPAIRED]}) it takes data.preprocess.crop_size up "
+        f"to {min(width, height)}"
+    )
+    _report([])
+
+
 @data.command("check")
-@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("root", type=click.Path(exists=True))
 def check(root: str) -> None:
     """Validate a dataset folder: every layout it holds (so every kind of trainer it can
-    feed), counts, sizes, modes and every problem found."""
+    feed), counts, sizes, modes and every problem found. ROOT may also be one image file,
+    checked as a data.single_image."""
     base = Path(root)
+    if base.is_file():
+        _check_single_image(base)
     scan = scan_files(base, is_image_path)
     problems = [f"{path}: {kind}, not an image file (not read)" for path, kind in scan.not_files]
     layouts = detect_layouts(base)
@@ -161,12 +194,9 @@ def check(root: str) -> None:
     modes: Counter[str] = Counter()
     for path in files:
         try:
-            sizes[path] = image_size(path)
-            with Image.open(path) as img:
-                modes[img.mode] += 1
-                img.load()
+            sizes[path], mode = _inspect(path)
+            modes[mode] += 1
         except Exception as exc:
-            sizes.pop(path, None)
             problems.append(f"{path}: not a readable image ({exc})")
     aligned = {a: sizes[a] for a in to_check.get("aligned", {}) if a in sizes}
     wrong = not_aligned(aligned)
@@ -190,10 +220,7 @@ def check(root: str) -> None:
     shown = Counter(sizes.values()).most_common(5)
     click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
-    for p in problems:
-        click.echo(f"problem: {p}", err=True)
-    click.echo(f"{len(problems)} problem(s)")
-    sys.exit(1 if problems else 0)
+    _report(problems)
 
 
 def _derived_command(kind: str, doc: str) -> None:
