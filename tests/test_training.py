@@ -498,6 +498,22 @@ def test_fp16_on_the_cpu_is_refused(data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_with_loader_workers_exits_when_done(data: Path, tmp_path: Path) -> None:
+    """Loader workers ignore SIGTERM, so any still alive at exit made multiprocessing's exit
+    handler wait for them forever: `translate train` printed done and never returned."""
+    config = tiny("pix2pix", data)
+    config["data"]["num_workers"] = 1
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "translate.cli", "train", str(config_path), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [*cmd, "--run-dir", str(tmp_path / "run")], env=env, capture_output=True, timeout=120
+    )
+    assert run.returncode == 0 and b"done: 3 steps" in run.stdout, run.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_saves_at_once_and_exits_with_its_code(
     data: Path, tmp_path: Path, sig: signal.Signals, code: int

@@ -385,10 +385,13 @@ class Trainer:
         """
         with StopRequest() as stop:
             self.stop = stop
-            while self.epoch < self.total_epochs and not self._at_max_steps():
-                if not self._run_epoch(stop):
-                    break
-                self._end_epoch()
+            try:
+                while self.epoch < self.total_epochs and not self._at_max_steps():
+                    if not self._run_epoch(stop):
+                        break
+                    self._end_epoch()
+            finally:
+                self._shut_down_workers()
             self.stopped_by = self.stopped_by or stop.signal
             self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
         self.stop = None
@@ -396,6 +399,16 @@ class Trainer:
             self.evaluate()  # else the last step was just evaluated
         self.report.close()
         return self.summary()
+
+    def _shut_down_workers(self) -> None:
+        """Stop the loader's persistent workers as the loop ends, however it ends. They ignore
+        SIGTERM (see ``_ignore_stop_signals``), so workers still alive when Python exits (a
+        traceback or a caller still holding this trainer) would make multiprocessing's exit
+        handler wait for them forever. torch has no public call for this."""
+        iterator = self.loader._iterator
+        if iterator is not None:
+            self.loader._iterator = None
+            iterator._shutdown_workers()
 
     def _at_max_steps(self) -> bool:
         return self.config.train.max_steps is not None and self.step >= self.config.train.max_steps
