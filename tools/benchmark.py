@@ -71,9 +71,10 @@ UNPAIRED = {
 }
 
 
-# The real-time models: the student `translate distill` trains by default
-# (configs/worldmaps_distill.yaml), its teacher's architecture, and the bundled demo U-Net.
-STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 16})
+# The real-time models: the student `translate distill` sized from the worldmaps teacher
+# (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
+# bundled demo U-Net.
+STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
 SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video")
 REALTIME = {
     "student": STUDENT,
