@@ -212,6 +212,9 @@ def test_bad_images_and_paired_trainers_are_refused_naming_key_and_file(
     held_out = single("cut", images, data={"val_split": "val"})
     with pytest.raises(ValueError, match=r"'data\.val_split'.*no held-out images"):
         from_dict(held_out)
+    for key, value in (("max_dataset_size", 10), ("serial", True)):  # refused, not ignored
+        with pytest.raises(ValueError, match=rf"'data\.{key}': .* applies to a dataset folder"):
+            from_dict(single("cyclegan", images, data={key: value}))
 
 
 def test_cli_error_is_one_line(images: dict[str, Path], tmp_path: Path) -> None:

@@ -331,6 +331,12 @@ def _check_single_image(config: Config) -> None:
             "has no held-out images (validation shows the whole training A image); leave it "
             "at auto"
         )
+    for key, value in (("max_dataset_size", None), ("serial", False)):
+        if getattr(config.data, key) != value:  # a folder's options: refused, not ignored
+            raise ValueError(
+                f"config key 'data.{key}': {getattr(config.data, key)!r} applies to a dataset "
+                "folder; data.single_image has one image per domain"
+            )
     if config.data.preprocess.mode != "crop":
         raise ValueError(
             f"config key 'data.preprocess.mode': {config.data.preprocess.mode!r}, but "
