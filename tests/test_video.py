@@ -154,6 +154,19 @@ def test_cli_one_video_to_a_file_or_into_a_folder(model, tmp_path):
     assert _probe(tmp_path / "dir" / "clip.mp4")["codec"] == "mpeg4"
 
 
+def test_resize_and_crop_options_fail_videos_instead_of_being_ignored(model, tmp_path):
+    src = tmp_path / "in"
+    make_clip((src.mkdir() or src) / "clip.mp4", audio=None)
+    Image.fromarray(_frames(1)[0]).save(src / "still.png")
+    args = ["convert", str(model), str(src), str(tmp_path / "out"), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--resize-shorter", "40", "--center-crop", "32"])
+    assert result.exit_code == 1
+    assert "converted 1, skipped 0 (already there), failed 1" in result.output
+    assert "clip.mp4: --resize-shorter/--center-crop are for images" in result.stderr
+    assert Image.open(tmp_path / "out" / "still.png").size == (32, 32)
+    assert not (tmp_path / "out" / "clip.mp4").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -110,6 +110,13 @@ def convert_videos(
             todo.append(pair)
     if not todo:
         return summary
+    if options.resize_shorter is not None or options.center_crop is not None:
+        reason = (
+            "--resize-shorter/--center-crop are for images (a video is translated at its "
+            "own size); convert videos without them"
+        )
+        summary.failed += [(path, reason) for path, _ in todo]
+        return summary
     _require_av()
     budget = MemoryBudget.for_translator(translator, options.max_pixels)
     total = sum(_frame_count(path) for path, _ in todo) or None
