@@ -160,6 +160,24 @@ def test_teacher_from_a_run_directory_and_a_checkpoint(
     assert t.config.loss.teacher_sha256 == sha256(checkpoint)
 
 
+@pytest.mark.slow
+def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`demo` (a U-Net: its taps do not pair with the student's, so no feature term)."""
+    from translate.inference.loading import bundled_path
+
+    run_dir = tmp_path / "run"
+    args = ["distill", "demo", "--data", str(data), "--run-dir", str(run_dir), "--no-progress"]
+    options = ["loss.lambda_distill=0", "train.max_steps=1", "data.num_workers=0"]
+    options += ["log.tensorboard=false", "discriminator.options={ndf: 4, n_layers: 2}"]
+    result = CliRunner().invoke(main, [*args, *(a for o in options for a in ("--set", o))])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["loss"]["teacher_sha256"] == sha256(bundled_path("demo"))
+    student = load_generators(run_dir / "generator_latest.safetensors").generators["AtoB"]
+    teacher = load_generators(bundled_path("demo")).generators["AtoB"]
+    assert count_macs(student, (3, 256, 256)) * 20 <= count_macs(teacher, (3, 256, 256))
+
+
 def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None:  # noqa: F811
     missing = tmp_path / "nowhere" / "teacher.safetensors"
     result = CliRunner().invoke(main, ["distill", str(missing), "--data", str(data)])
