@@ -349,15 +349,8 @@ def convert_case(precision: str, device: str, size: int, quick: bool, batch: int
     # The same network in the same memory format the Translator uses, so that the ratio is
     # the cost of the pipeline around the forward pass (decode, pad, encode, write).
     generator = spec.build().to(device, memory_format=torch.channels_last).eval()
-    x = synthetic_batch(size, device, 0, batch).contiguous(memory_format=torch.channels_last)
     autocast = Precision(precision, device).autocast
-
-    @torch.inference_mode()
-    def forward() -> None:
-        with autocast():
-            generator(x)
-
-    forward_s = rate(forward, device, 2, max(2, count // batch), per_call=batch)
+    forward_s = forward_rate(generator, autocast, device, size, batch, max(2, count // batch))
     return {
         "convert img/s": convert_s,
         "forward img/s": forward_s,
@@ -397,6 +390,21 @@ def _generator_file(model: str, workdir: Path) -> GeneratorFile:
     path = workdir / f"{model}.safetensors"
     save_generators(path, {"AtoB": (spec, spec.build())})
     return load_model(path)
+
+
+def forward_rate(
+    net: nn.Module, autocast: Callable[[], Any], device: str, size: int, batch: int, calls: int
+) -> float:
+    """Images/s of ``net``'s bare forward pass on a channels-last batch, as the Translator
+    runs it: the baseline the converter's and the video's rates are divided by."""
+    x = synthetic_batch(size, device, 0, batch).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def forward() -> None:
+        with autocast():
+            net(x)
+
+    return rate(forward, device, 2, calls, per_call=batch)
 
 
 def realtime_case(model: str, backend: str, device: str, size: int, quick: bool) -> dict[str, Any]:
@@ -484,16 +492,8 @@ def video_case(precision: str, device: str, size: int, quick: bool, batch: int) 
         video_s = converted / (time.perf_counter() - start)
         if converted != frames:
             raise RuntimeError(f"convert_video converted {converted} of {frames} frames")
-        net = translator.generator
-        x = synthetic_batch(size, device, 0, batch).contiguous(memory_format=torch.channels_last)
-        autocast = translator.precision.autocast
-
-        @torch.inference_mode()
-        def forward() -> None:
-            with autocast():
-                net(x)
-
-        forward_s = rate(forward, device, 2, max(2, frames // batch), per_call=batch)
+        autocast, calls = translator.precision.autocast, max(2, frames // batch)
+        forward_s = forward_rate(translator.generator, autocast, device, size, batch, calls)
     return {
         "video frames/s": video_s,
         "forward frames/s": forward_s,
