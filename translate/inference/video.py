@@ -87,7 +87,8 @@ def convert_videos(
     """Translate the video ``src``, or every video under the folder ``src``, into ``dst``.
 
     ``options`` (or ``changes`` to its fields) as for :func:`convert_folder`: its codec,
-    crf, overwrite, progress and max_pixels apply. The folder ``dst`` gets the same
+    crf, overwrite, progress and max_pixels apply; with resize_shorter or center_crop
+    (images only) each video fails with that reason. The folder ``dst`` gets the same
     manifest as image outputs (one video written to a video file gets none). Existing
     outputs are skipped unless ``overwrite``; a video that fails is listed in the summary
     with its reason and the others go on. Under torchrun each rank converts its share. The
