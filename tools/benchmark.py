@@ -104,9 +104,8 @@ def peak_mb(device: str) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes vs KiB
 
 
-def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: int = 1) -> float:
-    """Items per second (``per_call`` per call) from the median call time after ``warmup``
-    untimed calls; the median shrugs off the stalls other processes on a shared machine cause."""
+def call_times(fn: Callable[[], Any], device: str, warmup: int, iters: int) -> list[float]:
+    """Seconds of each of ``iters`` calls after ``warmup`` untimed ones, device synced."""
     for _ in range(warmup):
         fn()
     times = []
@@ -116,20 +115,18 @@ def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: 
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return per_call / statistics.median(times)
+    return times
+
+
+def rate(fn: Callable[[], Any], device: str, warmup: int, iters: int, per_call: int = 1) -> float:
+    """Items per second (``per_call`` per call) from the median call time; the median shrugs
+    off the stalls other processes on a shared machine cause."""
+    return per_call / statistics.median(call_times(fn, device, warmup, iters))
 
 
 def latencies(fn: Callable[[], Any], device: str, warmup: int, iters: int) -> dict[str, float]:
     """Per-call latency percentiles (ms) and frames/s over ``iters`` timed calls (batch 1)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
+    times = call_times(fn, device, warmup, iters)
     times_ms = sorted(1000 * t for t in times)
     return {
         "p50 ms": statistics.median(times_ms),
