@@ -81,15 +81,17 @@ def train(
     if resume_dir is not None:
         if run_dir is not None:
             raise click.UsageError("--run-dir and --resume both name the run directory")
-        _fit(
-            lambda: load_config(resume_dir / "config.yaml", overrides),
-            resume_dir,
-            True,
-            no_progress,
-        )
+        _resume(resume_dir, overrides, no_progress)
     else:
         run_dir = run_dir or _default_run_dir(config_path)
         _fit(lambda: load_config(config_path, overrides), run_dir, False, no_progress)
+
+
+def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
+    """Continue the run in ``run_dir`` as its config.yaml describes (train and distill)."""
+    from translate.training.config import load_config
+
+    _fit(lambda: load_config(run_dir / "config.yaml", overrides), run_dir, True, no_progress)
 
 
 def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_progress: bool) -> None:
@@ -160,17 +162,10 @@ def distill(
 ) -> None:
     """Distill TEACHER (a generator file, run directory, checkpoint or model name) into a
     small student generator on the data in --data; the run is a `translate train` run."""
-    from translate.training.config import load_config
-
     if resume_dir is not None:
         if teacher or data_root or student or config_path or run_dir:
             raise click.UsageError("--resume RUN_DIR continues a run as it was configured")
-        _fit(
-            lambda: load_config(resume_dir / "config.yaml", overrides),
-            resume_dir,
-            True,
-            no_progress,
-        )
+        _resume(resume_dir, overrides, no_progress)
         return
     if teacher is None or data_root is None:
         raise click.UsageError("give a TEACHER and --data DIR (or --resume RUN_DIR)")
