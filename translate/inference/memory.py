@@ -100,9 +100,17 @@ class MemoryBudget:
         whole = height * width * TILED_BYTES_PER_PIXEL if (h, w) != (height, width) else 0
         return pass_pixels * self.bytes_per_pixel + whole
 
+    @property
+    def limit(self) -> float:
+        """The bytes one pass may take."""
+        return self.max_pixels * self.bytes_per_pixel
+
+    def fits(self, height: int, width: int) -> bool:
+        return self.needs(height, width) <= self.limit
+
     def refuse(self, height: int, width: int) -> str | None:
         """Why an image is too large to translate, naming the option that helps; else None."""
-        need, limit = self.needs(height, width), self.max_pixels * self.bytes_per_pixel
+        need, limit = self.needs(height, width), self.limit
         if need <= limit:
             return None
         side = self.tile_that_fits()
@@ -122,7 +130,7 @@ class MemoryBudget:
 
     def images_per_pass(self, height: int, width: int) -> int:
         """How many same-size images fit in one pass (at least 1)."""
-        return max(1, int(self.max_pixels * self.bytes_per_pixel // self.needs(height, width)))
+        return max(1, int(self.limit // self.needs(height, width)))
 
 
 def _size(n: float) -> str:

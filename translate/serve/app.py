@@ -166,7 +166,7 @@ def _translate_upload(
     translator = budget.translator
     image = decode_upload(data, name, translator.in_channels, max_pixels)
     height, width = image.shape[:2]
-    if budget.needs(height, width) > budget.max_pixels * budget.bytes_per_pixel:
+    if not budget.fits(height, width):
         raise ValueError(
             f"{name}: {width}x{height} needs more memory than this server has free; "
             f"choose a tile size of {budget.tile_that_fits()} or less"
