@@ -289,7 +289,7 @@ class Trainer:
 
         self.step = self.epoch = self.epoch_batches = 0
         self.stopped_by: int | None = None  # the signal that stopped fit()
-        self.stop: StopRequest | None = None  # set while fit() runs
+        self.stop = StopRequest()  # listens while fit() runs
         self.best: dict[str, float] = {}
         self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
@@ -367,7 +367,7 @@ class Trainer:
         would hold 300 MB of device memory for the whole run)."""
         for start in range(0, self.val_images, VAL_CHUNK):
             # 200 validation images can outlast the 30 s a scheduler allows after SIGTERM
-            if self.stop is not None and self.stop.signal is not None:
+            if self.stop.signal is not None:
                 raise EvaluationStopped
             stop = min(start + VAL_CHUNK, self.val_images)
             batch = default_collate([self.val_set[i] for i in range(start, stop)])
@@ -383,18 +383,16 @@ class Trainer:
         final evaluation skipped (preemptible machines often allow 30 s before SIGKILL);
         ``stopped_by`` then holds the signal number.
         """
-        with StopRequest() as stop:
-            self.stop = stop
+        with self.stop:
             try:
                 while self.epoch < self.total_epochs and not self._at_max_steps():
-                    if not self._run_epoch(stop):
+                    if not self._run_epoch():
                         break
                     self._end_epoch()
             finally:
                 self._shut_down_workers()
-            self.stopped_by = self.stopped_by or stop.signal
+            self.stopped_by = self.stopped_by or self.stop.signal
             self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
-        self.stop = None
         if self.stopped_by is None and self.step % self.config.log.eval_every:
             self.evaluate()  # else the last step was just evaluated
         self.report.close()
@@ -413,7 +411,7 @@ class Trainer:
     def _at_max_steps(self) -> bool:
         return self.config.train.max_steps is not None and self.step >= self.config.train.max_steps
 
-    def _run_epoch(self, stop: StopRequest) -> bool:
+    def _run_epoch(self) -> bool:
         """One epoch from where the data order stands; False when stopped early."""
         cfg = self.config
         self.sampler.set_epoch(self.epoch, self.epoch_batches)
@@ -435,14 +433,14 @@ class Trainer:
             if self.step % cfg.log.every == 0:
                 means = self._log_losses()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-            stopping = self._stop_requested(stop)
+            stopping = self._stop_requested()
             if not stopping and self.step % cfg.log.eval_every == 0:
                 warnings = self.evaluate()
                 if warnings:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
-                stopping = self._stop_requested(stop)  # a signal during validation
+                stopping = self._stop_requested()  # a signal during validation
             if stopping:  # fit() saves the checkpoint; nothing else runs
-                self.stopped_by = stop.signal or signal.SIGTERM  # or another rank's signal
+                self.stopped_by = self.stop.signal or signal.SIGTERM  # or another rank's signal
                 bar.close()
                 return False
             if self.step % cfg.log.checkpoint_every == 0:
@@ -461,9 +459,9 @@ class Trainer:
         """The generators hold their ``train.ema`` averages inside the block, if any."""
         return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
-    def _stop_requested(self, stop: StopRequest) -> bool:
+    def _stop_requested(self) -> bool:
         """A signal on any rank stops every rank after the same step."""
-        requested = stop.signal is not None
+        requested = self.stop.signal is not None
         if self.ranks.world_size == 1:
             return requested
         flag = torch.tensor(float(requested), device=self.device)
