@@ -4,8 +4,35 @@ import numpy as np
 import pytest
 import torch
 
+from translate import runtime
+from translate.runtime import CpuInfo
+
 # CI has 2 cores; more threads than that only add contention.
 torch.set_num_threads(2)
+
+
+# Two CPUs to pretend to run on: what `auto` means, and so the results, depend on the CPU.
+AVX2 = CpuInfo("AMD EPYC", "AVX2", frozenset({"avx2", "fma"}))
+NATIVE_BF16 = CpuInfo("Intel Xeon", "AVX512", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+
+
+@pytest.fixture
+def cpu(monkeypatch: pytest.MonkeyPatch):
+    """Pretend to run on a given CPU; the once-per-process warning starts unsaid."""
+    monkeypatch.setattr(runtime, "_warned", set())
+
+    def use(info: CpuInfo) -> None:
+        monkeypatch.setattr(runtime, "cpu_info", lambda: info)
+
+    return use
+
+
+@pytest.fixture(params=[AVX2, NATIVE_BF16], ids=["avx2", "native-bf16"])
+def any_cpu(request: pytest.FixtureRequest, cpu) -> CpuInfo:
+    """The test runs twice, as on an AVX2-only CPU (`auto` is fp32 for inference) and as on
+    one with native bf16 (`auto` is bf16), whichever CPU this machine has."""
+    cpu(request.param)
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -204,8 +204,9 @@ def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
         assert np.array_equal(read_image(tmp_path / "out" / name), expected)
 
 
-def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path):
+def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
     # Our ResNet has the reference's state-dict layout; DataParallel's prefix is stripped.
+    # Both sides resolve `auto` on the CPU pretended: bf16 where native, else fp32.
     spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 2})
     net = spec.build().eval()
     pth = tmp_path / "latest_net_G.pth"
@@ -214,7 +215,7 @@ def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path):
     args = ["convert", str(pth), str(folder / "a.png"), str(dst), "--device", "cpu"]
     result = CliRunner().invoke(main, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
-    expected = Translator(
-        GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu", precision="fp32"
-    )(read_image(folder / "a.png"))
+    translator = Translator(GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu")
+    assert translator.precision.name == ("bf16" if any_cpu.native_bf16 else "fp32")
+    expected = translator(read_image(folder / "a.png"))
     assert np.array_equal(read_image(dst / "a.png"), expected)

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import AVX2, NATIVE_BF16
 
 from translate import runtime
 from translate.cli import main
@@ -21,19 +22,6 @@ from translate.runtime import (
 )
 
 CPU = torch.device("cpu")
-AVX2 = CpuInfo("AMD EPYC", "AVX2", frozenset({"avx2", "fma"}))
-SAPPHIRE = CpuInfo("Intel Xeon", "AVX512", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
-
-
-@pytest.fixture
-def cpu(monkeypatch: pytest.MonkeyPatch):
-    """Pretend to run on a given CPU; the once-per-process warning starts unsaid."""
-    monkeypatch.setattr(runtime, "_warned", set())
-
-    def use(info: CpuInfo) -> None:
-        monkeypatch.setattr(runtime, "cpu_info", lambda: info)
-
-    return use
 
 
 def test_ranks_from_env() -> None:
@@ -59,7 +47,7 @@ def test_auto_precision_per_use_and_device(cpu, monkeypatch: pytest.MonkeyPatch)
     cpu(AVX2)
     assert resolve_precision("auto", CPU, "train").name == "fp32"
     assert resolve_precision("auto", CPU, "inference").name == "fp32"
-    cpu(SAPPHIRE)
+    cpu(NATIVE_BF16)
     assert resolve_precision("auto", CPU, "train").name == "fp32"
     assert resolve_precision("auto", CPU, "inference").name == "bf16"
     assert resolve_precision("auto", torch.device("mps"), "inference").name == "fp32"
@@ -99,14 +87,14 @@ def test_emulated_bf16_warns_once_naming_the_cpu(cpu) -> None:
 
 
 def test_native_bf16_does_not_warn(cpu) -> None:
-    cpu(SAPPHIRE)
+    cpu(NATIVE_BF16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_precision("bf16", CPU).name == "bf16"
 
 
 def test_native_bf16_detection() -> None:
-    assert not AVX2.native_bf16 and SAPPHIRE.native_bf16
+    assert not AVX2.native_bf16 and NATIVE_BF16.native_bf16
     assert CpuInfo("Graviton3", "SVE256", frozenset({"sve", "bf16"})).native_bf16
     here = runtime.cpu_info()
     assert here.capability == torch.backends.cpu.get_cpu_capability() and here.model
