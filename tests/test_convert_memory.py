@@ -1,6 +1,8 @@
 """Images too large for the memory: estimated before translating, refused with a reason
 naming --tile, or translated in smaller batches; never left to the OS to kill."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -89,9 +91,36 @@ def test_the_default_limit_comes_from_the_free_memory(model, tmp_path, monkeypat
     big = tmp_path / "in" / "big.png"
     big.parent.mkdir()
     Image.new("RGB", (3000, 3000)).save(big)  # a few KB on disk, 9 M pixels to translate
-    monkeypatch.setattr(memory, "free_memory", lambda device: 256 << 20)
+    monkeypatch.setattr(memory, "free_memory", lambda device: 1 << 30)
     summary = convert_folder(
         big.parent, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
     )
     [(path, reason)] = summary.failed
     assert path == big and "3000x3000 needs about" in reason and "--tile" in reason
+    # Tiling keeps whole-image buffers (48 bytes a pixel: 432 MB here): with less room than
+    # that no tile is offered.
+    monkeypatch.setattr(memory, "free_memory", lambda device: 256 << 20)
+    summary = convert_folder(
+        big.parent, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
+    )
+    [(path, reason)] = summary.failed
+    assert "even 16-pixel tiles do not fit" in reason and "--tile " not in reason
+
+
+def test_the_tile_a_refusal_names_is_accepted_for_that_image(model, tmp_path, any_cpu):
+    """Whatever `auto` picks on this CPU (its bytes per pixel differ), the --tile a refusal
+    suggests converts the image, and so does a smaller one."""
+    src = _images(tmp_path / "in", 1, 200)
+    per_pixel = bytes_per_pixel(Translator.load(model, device="cpu"))
+    room = per_pixel * 130 * 130 + 200 * 200 * memory.TILED_BYTES_PER_PIXEL
+    cmd = ["convert", str(model), str(src), "--device", "cpu", "--no-progress"]
+    cmd += ["--max-pixels", str(int(room / per_pixel))]
+    refused = CliRunner().invoke(main, [*cmd, str(tmp_path / "a")])
+    assert refused.exit_code == 1, refused.output
+    side = int(re.search(r"--tile (\d+) ", refused.output)[1])
+    assert side == 128  # the largest multiple of 64 whose pass fits beside the buffers
+    for tile in (side, side // 2):
+        out = tmp_path / f"tiled{tile}"
+        tiled = CliRunner().invoke(main, [*cmd, str(out), "--tile", str(tile)])
+        assert tiled.exit_code == 0, tiled.output
+        assert (out / "0.png").is_file()

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import io
 import json
+import re
 import struct
 import sys
 import threading
@@ -21,6 +22,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from translate.cli import main  # noqa: E402
+from translate.inference.memory import TILED_BYTES_PER_PIXEL  # noqa: E402
 from translate.model_file import GeneratorSpec, save_generators  # noqa: E402
 from translate.serve import app as app_module  # noqa: E402
 from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
@@ -77,22 +79,34 @@ def test_translate_returns_png_at_input_size(client: TestClient) -> None:
 
 
 def test_an_upload_that_would_not_fit_in_free_memory_is_refused_naming_a_tile(
-    models: Models, monkeypatch: pytest.MonkeyPatch
+    two_way: Path, any_cpu, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The converter's memory estimate guards the server: an image whose pass needs more than
-    the memory free now is a 422 naming a tile size that fits, not a server the OS kills."""
-    per_pixel = models.budget("demo", "AtoB", None).bytes_per_pixel
-    free = 2 * per_pixel * 160 * 160  # half of it: one 160x160 pass
+    the memory free now is a 422 naming a tile size that fits, not a server the OS kills; and
+    the tile it names is then accepted, whatever precision `auto` picked on this CPU."""
+    served = Models([str(two_way)], device="cpu")
+    model = f"/api/translate?model={two_way}&name=big.png"
+    per_pixel = served.budget(str(two_way), "AtoB", None).bytes_per_pixel
+    tiling = 256 * 256 * TILED_BYTES_PER_PIXEL
+    # Half of it is one 96x96 pass beside a tiled 256x256 image's whole-image buffers.
+    free = 2 * (per_pixel * 96 * 96 + tiling)
     monkeypatch.setattr("translate.serve.models.free_memory", lambda device: free)
-    client = TestClient(create_app(models))
-    refused = client.post("/api/translate?model=demo&name=big.png", content=png(256, 256))
+    client = TestClient(create_app(served))
+    refused = client.post(model, content=png(256, 256))
     assert refused.status_code == 422, refused.text
-    assert refused.json()["error"].startswith("big.png: 256x256 needs more memory")
-    assert "tile size of 64 or less" in refused.json()["error"]
-    tiled = client.post("/api/translate?model=demo&name=big.png&tile=64", content=png(256, 256))
-    assert tiled.status_code == 200, tiled.text
-    fits = client.post("/api/translate?model=demo&name=small.png", content=png(120, 120))
+    message = refused.json()["error"]
+    assert message.startswith("big.png: 256x256 needs more memory"), message
+    side = int(re.search(r"tile size of (\d+) or less", message)[1])
+    assert side == 64  # the largest multiple of 64 whose pass fits
+    for tile in (side, side // 2):
+        tiled = client.post(f"{model}&tile={tile}", content=png(256, 256))
+        assert tiled.status_code == 200, tiled.text
+    fits = client.post(model.replace("big", "small"), content=png(90, 90))
     assert fits.status_code == 200, fits.text
+    # With no room for the whole-image buffers beside a pass, no tile is offered.
+    monkeypatch.setattr("translate.serve.models.free_memory", lambda device: tiling)
+    hopeless = client.post(model, content=png(256, 256))
+    assert hopeless.status_code == 422 and "even 32-pixel tiles do not fit" in hopeless.text
 
 
 def test_direction_picks_the_generator(client: TestClient, two_way: Path) -> None:

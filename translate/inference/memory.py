@@ -8,7 +8,6 @@ references), which is what an inference-mode forward pass holds, whatever the ar
 
 from __future__ import annotations
 
-import math
 import os
 import weakref
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from .translator import Translator
 # allocator's slack need the rest.
 MEMORY_SHARE = 0.5
 _PROBE_SIDE = 64
+# The smallest tile side suggested: below it the passes cost more than the overlaps save.
+MIN_TILE = 16
 # Whole-image float buffers of a tiled image (input, output, blend weights, uint8 copies).
 TILED_BYTES_PER_PIXEL = 48
 _UNKNOWN_FREE = 4 << 30  # when the free memory cannot be read
@@ -88,12 +89,15 @@ class MemoryBudget:
 
     def needs(self, height: int, width: int) -> float:
         """Estimated bytes to translate one ``height`` x ``width`` image."""
+        return self._needs(height, width, self.translator.tile)
+
+    def _needs(self, height: int, width: int, tile: int | None) -> float:
         t = self.translator
         m = t.size_multiple
         if t.size is not None:
             h = w = t.size
-        elif t.tile is not None:
-            h, w = min(t.tile, height), min(t.tile, width)
+        elif tile is not None:
+            h, w = min(tile, height), min(tile, width)
         else:
             h, w = height, width
         pass_pixels = -(-h // m) * m * -(-w // m) * m
@@ -113,20 +117,36 @@ class MemoryBudget:
         need, limit = self.needs(height, width), self.limit
         if need <= limit:
             return None
-        side = self.tile_that_fits()
-        hint = (
-            f"use a smaller --tile than {self.translator.tile}"
-            if self.translator.tile is not None
-            else f"translate it in tiles with --tile {side}"
-        )
+        side = self.tile_that_fits(height, width)
+        if self.translator.size is not None:
+            hint = f"use a smaller --size than {self.translator.size}"
+        elif side is None:
+            hint = f"even {MIN_TILE}-pixel tiles do not fit beside the whole image's buffers"
+        else:
+            # The suggestion must be accepted as given: a tile needs more than its overlap.
+            overlap = f" --overlap {side // 4}" if side <= self.translator.overlap else ""
+            hint = f"translate it in tiles with --tile {side}{overlap} (or smaller)"
         return (
             f"{width}x{height} needs about {_size(need)} at once, over --max-pixels "
             f"{self.max_pixels:,} ({_size(limit)}); {hint}, or raise --max-pixels"
         )
 
-    def tile_that_fits(self) -> int:
-        """A tile side (a multiple of 64) whose passes fit, with room for the whole image."""
-        return max(64, math.isqrt(self.max_pixels) // 2 // 64 * 64)
+    def tile_that_fits(self, height: int, width: int, smallest: int = MIN_TILE) -> int | None:
+        """The largest tile side with which a ``height`` x ``width`` image fits (its passes
+        beside the whole-image buffers of tiling): a multiple of 64, else 32 or 16; None when
+        ``smallest`` does not fit, or when the translator runs at a fixed ``size``.
+
+        Smaller tiles need less, so any tile down to ``smallest`` fits too: a suggestion is
+        never refused for the same image.
+        """
+        if self.translator.size is not None:
+            return None
+        longest = max(height, width)
+        sides = [*range(-(-longest // 64) * 64 - 64, 63, -64), 32, 16]
+        for side in sides:
+            if smallest <= side < longest and self._needs(height, width, side) <= self.limit:
+                return side
+        return None
 
     def images_per_pass(self, height: int, width: int) -> int:
         """How many same-size images fit in one pass (at least 1)."""

@@ -39,7 +39,7 @@ from translate.inference.convert import _reason
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 
-from .models import Busy, Gate, Models
+from .models import MIN_TILE, Busy, Gate, Models
 from .runs import RunNotFound, Runs
 
 STATIC = Path(__file__).parent / "static"
@@ -167,9 +167,14 @@ def _translate_upload(
     image = decode_upload(data, name, translator.in_channels, max_pixels)
     height, width = image.shape[:2]
     if not budget.fits(height, width):
+        side = budget.tile_that_fits(height, width, smallest=MIN_TILE)
+        hint = (
+            f"choose a tile size of {side} or less"
+            if side is not None
+            else f"even {MIN_TILE}-pixel tiles do not fit; try a smaller image"
+        )
         raise ValueError(
-            f"{name}: {width}x{height} needs more memory than this server has free; "
-            f"choose a tile size of {budget.tile_that_fits()} or less"
+            f"{name}: {width}x{height} needs more memory than this server has free; {hint}"
         )
     out = translator.translate_batch([image])[0]
     return encode(out), (out.shape[1], out.shape[0])
