@@ -1,6 +1,7 @@
 """Video conversion: tiny clips encoded by the tests themselves, translated and checked."""
 
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -207,7 +208,12 @@ def test_corrupt_and_truncated_videos_fail_with_a_reason(model, tmp_path):
     assert set(reasons) == {"noise.mp4", "cut.mkv", "cut.mp4", "fast.mp4"}
     assert reasons["noise.mp4"].startswith("not a readable video, corrupt or truncated")
     assert reasons["cut.mp4"].startswith("not a readable video, corrupt or truncated")
-    assert "frames end at 0.88 s of the 5.00 s its header declares" in reasons["cut.mkv"]
+    # Where the frames of half the bytes end differs between machines (0.88 s on one, 1.00 s
+    # on another): the reason names a time short of the declared 5 s.
+    end = re.search(
+        r"frames end at (\d+\.\d\d) s of the 5\.00 s its header declares", reasons["cut.mkv"]
+    )
+    assert end and 0 < float(end[1]) < 5, reasons["cut.mkv"]
     assert reasons["fast.mp4"].startswith("corrupt or truncated after")
     # Nothing half-written is left for a failed video.
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", MANIFEST_NAME]
