@@ -222,6 +222,11 @@ def test_pretrained_model_by_name_is_fetched_once(server: Server, tmp_path: Path
     lines = {line.split()[0]: line for line in output.splitlines()}
     assert "downloaded" in lines["horse2zebra"] and "bundled" in lines["demo"]
     assert "/pix2pix/models-pytorch/sat2map.pth" in lines["pix2pix_sat2map"]
+    # One name per model: the pix2pix_ prefix only where CycleGAN has the same name.
+    assert "/pix2pix/models-pytorch/edges2shoes.pth" in lines["edges2shoes"]
+    assert "pix2pix_edges2shoes" not in lines and "pix2pix_day2night" not in lines
+    files = [line.split()[-1] for line in output.splitlines() if "downloaded" not in line]
+    assert len(files) == len(set(files)), "a checkpoint listed under two names"
 
 
 def test_pix2pix_pretrained_models_load_from_their_folder(server: Server) -> None:

@@ -28,8 +28,8 @@ def _catalogue() -> dict[str, tuple[str, str]]:
     """Model name -> (kind, the reference's file name without .pth)."""
     names = {name: ("cyclegan", name) for name in CYCLEGAN}
     for name in PIX2PIX:
-        names[PIX2PIX_PREFIX + name] = ("pix2pix", name)
-        names.setdefault(name, ("pix2pix", name))
+        # One name per model: the prefix only where CycleGAN has a model of the same name.
+        names[PIX2PIX_PREFIX + name if name in names else name] = ("pix2pix", name)
     return names
 
 
