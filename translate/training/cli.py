@@ -73,7 +73,9 @@ def train(
     resume_dir: Path | None,
     no_progress: bool,
 ) -> None:
-    """Train a Pix2Pix or CycleGAN model from a YAML CONFIG (see configs/)."""
+    """Train a model from a YAML CONFIG (see configs/). Its `model` key picks the trainer:
+    pix2pix (paired data), cyclegan or cut (unpaired; loss.mode=fastcut for FastCUT,
+    data.single_image for SinCUT)."""
     from translate.training.config import load_config
 
     if (config_path is None) == (resume_dir is None):
