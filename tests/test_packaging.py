@@ -120,3 +120,16 @@ def test_version_is_kept_in_one_place() -> None:
         result.exit_code == 0
         and result.output.strip() == f"translate, version {translate.__version__}"
     )
+
+
+def test_the_readme_install_section_names_every_extra() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Install")
+    install = readme[start : readme.index("\n## ", start)]
+    extras = _extras()
+    for name in extras:
+        assert f'pip install -e ".[{name}]"' in install, f"README Install: no line for [{name}]"
+    # The README's account of what the test extra names is the extra itself.
+    [own] = [r for r in extras["test"] if _normalize(r.name) == "translate"]
+    said = re.search(r"`translate\[([\w,]+)\]`", install)[1].split(",")
+    assert set(said) == own.extras
