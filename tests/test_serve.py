@@ -20,16 +20,31 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from translate.cli import main  # noqa: E402
+from translate.data.images import list_images  # noqa: E402
+from translate.inference.loading import load_model  # noqa: E402
 from translate.inference.memory import TILED_BYTES_PER_PIXEL  # noqa: E402
 from translate.model_file import GeneratorSpec, save_generators  # noqa: E402
 from translate.serve import app as app_module  # noqa: E402
 from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
 from translate.serve.cli import is_loopback  # noqa: E402
-from translate.serve.models import TRANSLATORS_KEPT, Busy, Gate, Models  # noqa: E402
+from translate.serve.models import (  # noqa: E402
+    DESCRIPTIONS,
+    EXAMPLES,
+    SAMPLES,
+    TRANSLATORS_KEPT,
+    Busy,
+    Gate,
+    Models,
+    labels,
+)
 from translate.serve.runs import Runs  # noqa: E402
 from translate.serve.server import BackgroundServer  # noqa: E402
+
+# What the page sends with an upload; anything else is refused (see test_cross_site_...).
+UPLOAD = {"content-type": "application/octet-stream"}
 
 
 def png(width: int, height: int, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -55,7 +70,7 @@ def models(two_way: Path) -> Models:
 
 @pytest.fixture
 def client(models: Models) -> TestClient:
-    return TestClient(create_app(models, max_bytes=200_000, max_pixels=100 * 100))
+    return TestClient(create_app(models, max_bytes=200_000, max_pixels=100 * 100), headers=UPLOAD)
 
 
 def test_models_lists_only_those_named(client: TestClient, two_way: Path) -> None:
@@ -91,7 +106,7 @@ def test_an_upload_that_would_not_fit_in_free_memory_is_refused_naming_a_tile(
     # Half of it is one 96x96 pass beside a tiled 256x256 image's whole-image buffers.
     free = 2 * (per_pixel * 96 * 96 + tiling)
     monkeypatch.setattr("translate.serve.models.free_memory", lambda device: free)
-    client = TestClient(create_app(served))
+    client = TestClient(create_app(served), headers=UPLOAD)
     refused = client.post(model, content=png(256, 256))
     assert refused.status_code == 422, refused.text
     message = refused.json()["error"]
@@ -164,6 +179,105 @@ def test_models_and_paths_from_requests_are_refused(client: TestClient, two_way:
     )
 
 
+def test_an_unreadable_upload_is_named_by_its_name_not_a_file_handle(client: TestClient) -> None:
+    response = client.post("/api/translate?model=demo&name=photo.png", content=b"not an image")
+    message = response.json()["error"]
+    assert response.status_code == 422 and message.startswith("photo.png: not a readable image")
+    assert "<_io" not in message and "name=" not in message and "\n" not in message
+
+
+def test_a_long_upload_name_keeps_its_suffix(client: TestClient) -> None:
+    long = "a" * 250 + ".png"
+    response = client.post("/api/translate", params={"model": "demo", "name": long}, content=b"x")
+    shown = response.json()["error"].split(": ")[0]
+    assert shown == "a" * 196 + ".png"  # cut to MAX_NAME, still a .png: read, not refused
+    assert "not a readable image" in response.json()["error"]
+    ok = client.post("/api/translate", params={"model": "demo", "name": long}, content=png(8, 8))
+    assert ok.status_code == 200, ok.text
+    text = client.post("/api/translate", params={"model": "demo", "name": "b" * 250 + ".txt"})
+    assert "not an image file" in text.json()["error"]
+
+
+def test_a_missing_parameter_gets_the_pages_one_line_error(client: TestClient) -> None:
+    response = client.post("/api/translate?model=demo", content=png(8, 8))
+    assert response.status_code == 400 and list(response.json()) == ["error"]
+    message = response.json()["error"]
+    assert message.startswith("query parameter 'name': field required") and "\n" not in message
+    assert "name=photo.png" in message  # the fix, not only the fault
+
+
+def test_cross_site_requests_are_refused(client: TestClient) -> None:
+    """A page on another site may POST forms and open sockets to a loopback server; the
+    Origin the browser sends and the Content-Type of the upload tell them apart."""
+    url = "/api/translate?model=demo&name=a.png"
+    evil = client.post(url, content=png(8, 8), headers={"origin": "http://evil.com"})
+    assert evil.status_code == 403 and "Origin http://evil.com" in evil.json()["error"]
+    null = client.post(url, content=png(8, 8), headers={"origin": "null"})
+    assert null.status_code == 403
+    own = client.post(url, content=png(8, 8), headers={"origin": "http://testserver"})
+    assert own.status_code == 200, own.text
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
+        form = client.post(url, content=png(8, 8), headers={"content-type": kind})
+        assert form.status_code == 415, kind
+        assert form.json()["error"].startswith(f"Content-Type {kind or '(none)'}: send the image")
+    image = client.post(url, content=png(8, 8), headers={"content-type": "image/png"})
+    assert image.status_code == 200
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect(  # noqa: PT012
+            "/api/live?model=demo", headers={"origin": "http://evil.com"}
+        ) as ws,
+    ):
+        ws.send_bytes(frame(1.0))
+        ws.receive_bytes()
+    with client.websocket_connect(
+        "/api/live?model=demo", headers={"origin": "http://testserver"}
+    ) as ws:
+        ws.send_bytes(frame(2.0))
+        assert FRAME_HEADER.unpack_from(ws.receive_bytes())[0] == 2.0
+
+
+def test_favicon(client: TestClient) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert 'href="static/favicon.svg"' in client.get("/").text
+    assert client.get("/static/favicon.svg").content == icon.content
+
+
+def test_models_are_shown_by_name_with_what_they_do(tmp_path: Path, two_way: Path) -> None:
+    run = tmp_path / "runs" / "maps"
+    run.mkdir(parents=True)
+    (run / "generator_latest.safetensors").write_bytes(two_way.read_bytes())
+    info = {m.name: m for m in Models(["demo", str(run) + "/", str(two_way)], "cpu").info()}
+    assert [m.label for m in info.values()] == ["demo", "maps", "cycle.safetensors"]
+    demo = load_model("demo").training
+    assert info["demo"].about.startswith(DESCRIPTIONS["demo"] + "; " + demo["model"])
+    assert f"for {demo['steps']:,} steps" in info["demo"].about
+    assert labels(["a/g.safetensors", "b/g.safetensors", "c/h.safetensors"]) == {
+        "a/g.safetensors": "a/g.safetensors",
+        "b/g.safetensors": "b/g.safetensors",
+        "c/h.safetensors": "h.safetensors",
+    }
+
+
+def test_the_bundled_samples_are_demos_examples(
+    client: TestClient, two_way: Path, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = {m["name"]: m["examples"] for m in client.get("/api/models").json()["models"]}
+    assert listed["demo"] == [p.name for p in list_images(SAMPLES)] and listed["demo"]
+    assert listed[str(two_way)] == []
+    first = SAMPLES / listed["demo"][0]
+    got = client.get("/api/example", params={"model": "demo", "name": first.name})
+    assert got.status_code == 200 and got.content == first.read_bytes()
+    for model, name in (("demo", "README.md"), ("demo", "../samples/" + first.name),
+                        (str(two_way), first.name)):  # fmt: skip
+        refused = client.get("/api/example", params={"model": model, "name": name})
+        assert refused.status_code == 404 and "has no example" in refused.json()["error"]
+    # an installed wheel has no datasets/samples: no examples, so the page shows none
+    monkeypatch.setitem(EXAMPLES, "demo", Path(__file__).parent / "no_such_folder")
+    assert models.info()[0].examples == []
+
+
 def test_one_model_copy_shared_by_translators(models: Models, two_way: Path) -> None:
     a = models.translator(str(two_way), "AtoB", None)
     b = models.translator(str(two_way), "AtoB", 64)
@@ -189,7 +303,9 @@ def test_full_queue_answers_busy(models: Models, monkeypatch: pytest.MonkeyPatch
 
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=UPLOAD
+        ) as http:
             post = lambda: http.post("/api/translate?model=demo&name=a.png", content=png(8, 8))  # noqa: E731
             first, second = asyncio.create_task(post()), asyncio.create_task(post())
             while gate.pending < 2:  # one running, one waiting: the line is full
@@ -265,6 +381,14 @@ def test_live_frames_come_back_translated(client: TestClient) -> None:
         assert stats["dropped"] == 0 and stats["model_ms"] > 0
         ws.send_bytes(FRAME_HEADER.pack(1.0) + b"garbage")
         assert "frame: not a readable image" in ws.receive_json()["error"]
+
+
+def test_a_live_frame_shorter_than_its_header_keeps_the_connection(client: TestClient) -> None:
+    with client.websocket_connect("/api/live?model=demo") as ws:
+        ws.send_bytes(b"abc")
+        assert ws.receive_json()["error"].startswith("frame: 3 bytes, shorter than the 8-byte")
+        ws.send_bytes(frame(4.0))
+        assert FRAME_HEADER.unpack_from(ws.receive_bytes())[0] == 4.0
 
 
 def test_live_drops_frames_while_the_model_is_busy(
@@ -346,6 +470,15 @@ def test_runs_api(models: Models, run_dir: Path) -> None:
     ):
         response = client.get(path)
         assert response.status_code == 404, path
+
+
+def test_an_unpaired_run_says_it_has_no_scores(models: Models, run_dir: Path) -> None:
+    cycle = run_dir / "cycle"
+    cycle.mkdir()
+    (cycle / "config.yaml").write_text("model: cyclegan\n")
+    client = TestClient(create_app(models, Runs(run_dir)))
+    assert client.get("/api/runs/cycle").json()["unpaired"] is True
+    assert client.get("/api/runs/exp1").json()["unpaired"] is False
 
 
 def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(

@@ -25,11 +25,12 @@ if browser.missing():
 pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
 
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from translate.data.images import write_image  # noqa: E402
+from translate.data.images import list_images, write_image  # noqa: E402
+from translate.inference.loading import bundled_path  # noqa: E402
 from translate.serve.app import create_app  # noqa: E402
-from translate.serve.models import Models  # noqa: E402
+from translate.serve.models import DESCRIPTIONS, EXAMPLES, SAMPLES, Models  # noqa: E402
 from translate.serve.runs import Runs  # noqa: E402
 from translate.serve.server import BackgroundServer  # noqa: E402
 from translate.training.config import from_dict  # noqa: E402
@@ -106,6 +107,11 @@ def test_upload_shows_outputs_at_input_size_and_zips_them(
         assert broken.find_element(By.CSS_SELECTOR, ".status").text.startswith(
             "broken.png: not a readable image"
         )
+        # no broken-image icon under the "before" badge: a line saying why there is no preview
+        preview = broken.find_element(By.CSS_SELECTOR, ".no-preview")
+        wait(driver, lambda d: preview.is_displayed(), "no 'no preview' line for broken.png")
+        assert not broken.find_element(By.CSS_SELECTOR, "img.before").is_displayed()
+        assert not broken.find_element(By.CSS_SELECTOR, ".before-tag").is_displayed()
         driver.find_element(By.ID, "zip").click()
         archive = downloads / "translations.zip"
         # Chromium writes translations.zip.crdownload and renames it when complete
@@ -115,6 +121,46 @@ def test_upload_shows_outputs_at_input_size_and_zips_them(
             assert sorted(zf.namelist()) == ["a_demo.png", "b_demo.png"]
             with zf.open("a_demo.png") as f:
                 assert Image.open(f).size == sizes["a.png"]
+
+
+def test_the_empty_page_says_what_demo_does_and_offers_its_samples(
+    driver: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "runs" / "maps"
+    run.mkdir(parents=True)
+    (run / "generator_latest.safetensors").write_bytes(bundled_path("demo").read_bytes())
+    (run / "config.yaml").write_text("model: cyclegan\n")
+    (run / "metrics.jsonl").write_text('{"step": 1, "epoch": 1, "G_GAN": 0.5}\n')
+    served = Models(["demo", str(run)], device="cpu")
+    samples = [p.name for p in list_images(SAMPLES)]
+    with BackgroundServer(create_app(served, Runs(tmp_path / "runs"))) as url:
+        driver.get(url)
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        options = driver.find_elements(By.CSS_SELECTOR, "#model option")
+        assert [o.text for o in options] == ["demo", "maps"]  # not the run folder's path
+        assert driver.find_element(By.ID, "about").text.startswith(f"demo: {DESCRIPTIONS['demo']}")
+        buttons = driver.find_elements(By.CSS_SELECTOR, "#example-list button")
+        assert [b.get_attribute("title") for b in buttons] == samples
+        buttons[0].click()
+        card = wait(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".card[data-state=done]"),
+            "the example was not translated",
+        )[0]
+        assert card.get_attribute("title") == samples[0]
+        size = Image.open(SAMPLES / samples[0]).size
+        assert card.find_element(By.CSS_SELECTOR, ".status").text == f"{size[0]} x {size[1]}"
+        Select(driver.find_element(By.ID, "model")).select_by_visible_text("maps")
+        assert not driver.find_element(By.ID, "examples").is_displayed()  # none for this model
+
+        driver.get(url + "#runs")
+        table = driver.find_element(By.ID, "val-table")
+        wait(driver, lambda d: "unpaired run" in table.text, "an unpaired run awaits scores")
+        # installed from a wheel there is no datasets/samples: the page offers no examples
+        monkeypatch.setitem(EXAMPLES, "demo", tmp_path / "not_installed")
+        driver.get(url + "#try")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
+        assert not driver.find_element(By.ID, "examples").is_displayed()
 
 
 def test_live_camera_frames_come_back_with_fps(driver: Any, models: Models) -> None:

@@ -78,7 +78,11 @@ async def run_load(
             result.statuses[response.status_code] += 1
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
+    # The server takes an upload only with an image or binary Content-Type (not a form's).
+    headers = {"content-type": "application/octet-stream"}
+    async with httpx.AsyncClient(
+        base_url=url, timeout=timeout, limits=limits, headers=headers
+    ) as http:
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         result.seconds = time.perf_counter() - start

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import secrets
 import struct
 import tempfile
@@ -18,12 +19,15 @@ from dataclasses import asdict
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,12 +58,53 @@ LIVE_QUALITY = 85
 COOKIE = "translate_token_{port}"
 # A live frame is an 8-byte float (the page's send time, echoed back) and a JPEG.
 FRAME_HEADER = struct.Struct("<d")
+SHORT_FRAME = (
+    f"frame: {{}} bytes, shorter than the {FRAME_HEADER.size}-byte send time that starts a frame"
+)
+FILE_HANDLE = re.compile(r" ?<_io\.\w+ [^>]*>")
+UPLOAD_TYPES = ("image/", "application/octet-stream")
+# What the page's parameters are, for the one line a missing or malformed one gets.
+PARAMETERS = {
+    "model": "a model's name from /api/models",
+    "name": "the image file's name, e.g. name=photo.png",
+}
+# Query parameters hold the upload's name; a longer one is cut (its suffix kept).
+MAX_NAME = 200
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SameOrigin:
+    """Browsers send ``Origin`` (the site of the page asking) with every socket and POST; only
+    this server's own page may drive the model, not any site the user happens to visit (the
+    token cookie would ride along). Requests without ``Origin`` (scripts, curl) pass."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] in ("http", "websocket") else Headers()
+        origin, host = headers.get("origin"), headers.get("host", "")
+        if origin is None or same_origin(origin, host):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            message = f"Origin {origin}: refused, this server answers only its own page ({host})"
+            await JSONResponse({"error": message}, status_code=403)(scope, receive, send)
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether ``origin`` (``http://host:port``) names the ``host`` header's host and port."""
+    parts = urlsplit(origin)
+    default = {"http": ":80", "https": ":443"}.get(parts.scheme)
+    if default is None:  # "null" (a sandboxed frame, a file) or not a web page
+        return False
+    return parts.netloc.lower().removesuffix(default) == host.lower().removesuffix(default)
 
 
 class TokenGuard:
@@ -132,8 +177,24 @@ def decode_upload(data: bytes, name: str, channels: int, max_pixels: int) -> np.
         try:
             return read_image(path, channels=channels, alpha="keep")
         except ImageReadError as exc:  # PIL's words may repeat the path: show the name
-            reason = _reason(exc, path).replace(str(path), name)
+            reason = _without_handles(_reason(exc, path).replace(str(path), name))
             raise ValueError(f"{name}: {reason}") from exc
+
+
+def _without_handles(message: str) -> str:
+    """PIL names what it read by its repr (``<_io.BytesIO object at 0x...>``), which tells
+    the user nothing; the caller names the upload instead."""
+    return FILE_HANDLE.sub("", message)
+
+
+def upload_name(name: str) -> str:
+    """The name an upload is shown and checked by: the last part of ``name``, never a path,
+    at most ``MAX_NAME`` characters with its suffix kept for the image-type check."""
+    path = Path(Path(name).name)
+    if len(path.name) <= MAX_NAME:
+        return path.name
+    suffix = path.suffix if len(path.suffix) < MAX_NAME else ""
+    return path.stem[: MAX_NAME - len(suffix)] + suffix
 
 
 def _check_pixels(source: Path | io.BytesIO, name: str, max_pixels: int) -> None:
@@ -189,7 +250,7 @@ def _translate_frame(translator: Translator, data: bytes) -> bytes:
             img.load()
             image = image_to_array(img, channels=translator.in_channels)
     except Exception as exc:  # a frame the browser mangled: say so, keep the stream
-        raise ValueError(f"frame: not a readable image ({exc})") from exc
+        raise ValueError(f"frame: not a readable image ({_without_handles(str(exc))})") from exc
     return encode(translator.translate_batch([image])[0], "JPEG", LIVE_QUALITY)
 
 
@@ -205,6 +266,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def parameter_errors(exc: RequestValidationError) -> str:
+    """FastAPI's list of parameter errors as one line, each naming the parameter."""
+    lines = []
+    for error in exc.errors():
+        where, key = error["loc"][0], error["loc"][-1]
+        hint = f" ({PARAMETERS[key]})" if key in PARAMETERS else ""
+        lines.append(f"{where} parameter {key!r}: {error['msg'].lower()}{hint}")
+    return "; ".join(lines)
 
 
 def _tile(value: str | None) -> int | None:
@@ -238,11 +309,16 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
     if token:
         app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(SameOrigin)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": parameter_errors(exc)}, status_code=400)
 
     def budget(model: str, direction: str | None, tile: int | None) -> MemoryBudget:
         try:
@@ -255,6 +331,10 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/api/models")
@@ -266,6 +346,14 @@ def create_app(
             "runs": runs is not None,
         }
 
+    @app.get("/api/example")
+    async def example(model: str, name: str) -> FileResponse:
+        """One of the sample inputs that /api/models lists for ``model``, by its name."""
+        path = models.examples(model).get(name)
+        if path is None:
+            raise ApiError(404, f"model {model!r} has no example named {name!r}")
+        return FileResponse(path)
+
     @app.post("/api/translate")
     async def translate(
         request: Request,
@@ -275,8 +363,16 @@ def create_app(
         tile: str | None = None,
     ) -> Response:
         """The request body is one image file; the answer is the translation as PNG."""
+        # A form on another site can POST only form and text types without asking first.
+        kind = request.headers.get("content-type", "")
+        if not kind.lower().startswith(UPLOAD_TYPES):
+            raise ApiError(
+                415,
+                f"Content-Type {kind or '(none)'}: send the image file as the body, "
+                "with Content-Type image/* or application/octet-stream",
+            )
         chosen = budget(model, direction, _tile(tile))
-        name = Path(name).name[:200]  # a display name and suffix, never a path
+        name = upload_name(name)
         data = await _read_body(request, max_bytes)
         try:
             png, (width, height) = await gate.run(_translate_upload, chosen, data, name, max_pixels)
@@ -318,6 +414,9 @@ async def _live_loop(socket: WebSocket, translator: Translator, gate: Gate) -> N
                 frame = await socket.receive_bytes()
                 if len(frame) > MAX_FRAME_BYTES + FRAME_HEADER.size:
                     await socket.send_json({"error": f"frame larger than {MAX_FRAME_BYTES:,}"})
+                    continue
+                if len(frame) < FRAME_HEADER.size:
+                    await socket.send_json({"error": SHORT_FRAME.format(len(frame))})
                     continue
                 if latest:  # the model is still busy with an older frame: drop the waiting one
                     dropped += 1

@@ -9,13 +9,15 @@ anything beyond that is refused with :class:`Busy` (HTTP 503) instead of piling 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from translate.data.images import list_images
 from translate.inference.loading import load_model
 from translate.inference.memory import MEMORY_SHARE, MemoryBudget, bytes_per_pixel, free_memory
 from translate.inference.translator import Translator
@@ -27,6 +29,12 @@ TILE_OVERLAP = 32
 MIN_TILE = 32
 # Translators kept for reuse: requests choose the tile size, so keep the recent ones only.
 TRANSLATORS_KEPT = 16
+# The sample tiles are demo's inputs. They live in datasets/samples of a source checkout (and
+# so of an editable install); a wheel ships only the package, and the page then offers none.
+SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "samples"
+EXAMPLES = {"demo": SAMPLES}
+# What a bundled model does, which its metadata (trainer, dataset folder) does not say.
+DESCRIPTIONS = {"demo": "satellite tiles to shaded-relief maps"}
 
 
 class Busy(Exception):
@@ -61,10 +69,38 @@ class Gate:
 
 @dataclass
 class ModelInfo:
-    name: str
+    name: str  # what requests name it by: the source it was given at start
+    label: str  # what the page shows: a file's or run folder's name, not its path
+    about: str
     directions: list[str]
     in_channels: int
     out_channels: int
+    examples: list[str]
+
+
+def describe(name: str, training: dict[str, Any]) -> str:
+    """One line on what a model does and how it was trained, from its file's metadata."""
+    parts = [DESCRIPTIONS.get(name, "")]
+    if "model" in training:
+        trained = f"{training['model']}"
+        if training.get("dataset"):
+            trained += f" trained on {Path(training['dataset']).name}"
+        if training.get("steps"):
+            trained += f" for {training['steps']:,} steps"
+        best = training.get("best_val") or {}
+        if "val_L1" in best:
+            trained += f", validation L1 {best['val_L1']:.4f}"
+        parts.append(trained)
+    elif training.get("source"):
+        parts.append(str(training["source"]))
+    return "; ".join(part for part in parts if part)
+
+
+def labels(sources: Sequence[str]) -> dict[str, str]:
+    """Each source's last path part; sources whose parts coincide keep their whole text."""
+    short = {src: Path(src).name or src for src in sources}
+    counts = Counter(short.values())
+    return {src: label if counts[label] == 1 else src for src, label in short.items()}
 
 
 class Models:
@@ -87,12 +123,28 @@ class Models:
 
     def info(self) -> list[ModelInfo]:
         result = []
+        shown = labels(list(self.files))
         for name, model in self.files.items():
             spec = next(iter(model.specs.values()))
             result.append(
-                ModelInfo(name, list(model.generators), spec.in_channels, spec.out_channels)
+                ModelInfo(
+                    name,
+                    shown[name],
+                    describe(name, model.training),
+                    list(model.generators),
+                    spec.in_channels,
+                    spec.out_channels,
+                    list(self.examples(name)),
+                )
             )
         return result
+
+    def examples(self, name: str) -> dict[str, Path]:
+        """File name -> path of the sample inputs offered for a served model (often none)."""
+        folder = EXAMPLES.get(name)
+        if name not in self.files or folder is None or not folder.is_dir():
+            return {}
+        return {path.name: path for path in list_images(folder)}
 
     def budget(self, name: str, direction: str, tile: int | None) -> MemoryBudget:
         """The translator with what one pass may take now: the converter's estimate against

@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from translate.training.config import trainer_class
 from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics
 
 RUN_FILES = ("config.yaml", "metrics.jsonl")
@@ -69,10 +72,12 @@ class Runs:
     def detail(self, name: str) -> dict[str, Any]:
         path = self.path(name)
         config = path / "config.yaml"
+        text = config.read_text(encoding="utf-8") if config.is_file() else ""
         return {
             "name": name,
-            "config": config.read_text(encoding="utf-8") if config.is_file() else "",
+            "config": text,
             "samples": self.samples(name)[:SAMPLES_SHOWN],
+            "unpaired": _trains_unpaired(text),
         }
 
     def metrics(self, name: str, since: int = 0) -> dict[str, Any]:
@@ -100,6 +105,16 @@ class Runs:
         if sample not in self.samples(name):
             raise RunNotFound(f"run {name!r} has no sample {sample!r}")
         return self.path(name) / "samples" / sample
+
+
+def _trains_unpaired(config: str) -> bool:
+    """Whether the run's trainer learns from unpaired data: it never has validation scores,
+    as there are no targets to score against (False when the config does not say)."""
+    try:
+        model = (yaml.safe_load(config) or {}).get("model")
+        return model is not None and trainer_class(model).data == "unpaired"
+    except (yaml.YAMLError, AttributeError, ValueError):  # half-written or not a mapping
+        return False
 
 
 def _changed(run: Path) -> float:

@@ -39,6 +39,8 @@ function fillDirections() {
   const model = currentModel();
   $("direction").replaceChildren(...model.directions.map((d) => new Option(d, d)));
   $("direction-label").hidden = model.directions.length < 2;
+  $("about").textContent = model.about ? `${model.label}: ${model.about}` : "";
+  showExamples(model);
 }
 
 function modelQuery() {
@@ -49,7 +51,7 @@ async function init() {
   const info = await (await api("api/models")).json();
   state.models = info.models;
   state.maxBytes = info.max_bytes;
-  $("model").replaceChildren(...info.models.map((m) => new Option(m.name, m.name)));
+  $("model").replaceChildren(...info.models.map((m) => new Option(m.label, m.name)));
   fillDirections();
   $("model").addEventListener("change", () => { fillDirections(); restartLive(); });
   $("direction").addEventListener("change", restartLive);
@@ -62,6 +64,26 @@ async function init() {
 }
 
 // ---- images --------------------------------------------------------------------------
+
+function exampleUrl(model, name) {
+  return `api/example?model=${encodeURIComponent(model.name)}&name=${encodeURIComponent(name)}`;
+}
+
+// The sample inputs the server offers for a model (demo's satellite tiles), one click each.
+function showExamples(model) {
+  $("example-list").replaceChildren(...model.examples.map((name) => {
+    const button = document.createElement("button");
+    button.className = "example";
+    button.title = name;
+    button.append(Object.assign(document.createElement("img"), { src: exampleUrl(model, name), alt: name }));
+    button.addEventListener("click", async () => {
+      const blob = await (await api(exampleUrl(model, name))).blob();
+      addFiles([new File([blob], name, { type: blob.type })]);
+    });
+    return button;
+  }));
+  $("examples").hidden = !model.examples.length;
+}
 
 function addFiles(files) {
   const jobs = [...files].map(makeCard);
@@ -76,11 +98,18 @@ function makeCard(file) {
   card.innerHTML = `<header><span class="name"></span><span class="status">waiting</span></header>
     <div class="compare"><img class="before" alt="input"><img class="after" alt="output" hidden>
     <span class="line" hidden></span><input type="range" min="0" max="100" value="50" hidden
-    aria-label="before/after"><span class="tag" style="left:6px">before</span>
-    <span class="tag" style="right:6px" hidden>after</span></div>
+    aria-label="before/after"><span class="tag before-tag" style="left:6px">before</span>
+    <span class="no-preview muted" hidden>no preview: the browser cannot show this file</span>
+    <span class="tag after-tag" style="right:6px" hidden>after</span></div>
     <p><a class="download" hidden>Download</a></p>`;
   card.querySelector(".name").textContent = card.title = file.name;
   const before = card.querySelector("img.before");
+  // A file the browser cannot show (broken, or TIFF) gets no broken-image icon under "before".
+  before.onerror = () => {
+    before.hidden = card.querySelector(".before-tag").hidden = true;
+    card.querySelector(".no-preview").hidden = false;
+    card.querySelector(".compare").classList.add("no-before");
+  };
   before.src = URL.createObjectURL(file);
   const slider = card.querySelector("input");
   slider.addEventListener("input", () => {
@@ -106,7 +135,9 @@ async function translateJob(job) {
   card.dataset.state = "running";
   for (let attempt = 0; ; attempt++) {
     try {
-      const response = await api(`api/translate?${query}`, { method: "POST", body: file });
+      // The server refuses form types (what a cross-site form could send): say it is bytes.
+      const headers = { "Content-Type": "application/octet-stream" };
+      const response = await api(`api/translate?${query}`, { method: "POST", body: file, headers });
       const blob = await response.blob();
       showOutput(job, blob);
       return;
@@ -126,13 +157,13 @@ async function translateJob(job) {
 function showOutput(job, blob) {
   const { file, card, status } = job;
   const after = card.querySelector("img.after");
-  const name = `${file.name.replace(/\.[^.]+$/, "")}_${$("model").value.replace(/\W+/g, "_")}.png`;
+  const name = `${file.name.replace(/\.[^.]+$/, "")}_${currentModel().label.replace(/\W+/g, "_")}.png`;
   after.onload = () => {
     status.textContent = `${after.naturalWidth} x ${after.naturalHeight}`;
     card.dataset.state = "done";
   };
   after.src = URL.createObjectURL(blob);
-  for (const el of card.querySelectorAll("img.after, .line, input, .tag")) el.hidden = false;
+  for (const el of card.querySelectorAll("img.after, .line, input, .after-tag")) el.hidden = false;
   const link = card.querySelector("a.download");
   link.href = after.src;
   link.download = name;
@@ -347,7 +378,9 @@ async function onLiveMessage(event) {
 
 // ---- training runs -------------------------------------------------------------------
 
-const run = { name: null, since: 0, records: [], panels: {}, timer: null, samples: "" };
+const run = { name: null, since: 0, records: [], panels: {}, timer: null, samples: "", unpaired: false };
+// Unpaired trainers have no targets to score outputs against, so no scores will ever come.
+const NO_SCORES = "no validation scores: an unpaired run has no targets to score against";
 const POLL_MS = 2000;
 const COLORS = ["#2f6fdb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285", "#c2255c", "#5c940d"];
 
@@ -371,7 +404,7 @@ async function loadRuns() {
 }
 
 async function openRun(name) {
-  Object.assign(run, { name, since: 0, records: [], panels: {}, samples: "" });
+  Object.assign(run, { name, since: 0, records: [], panels: {}, samples: "", unpaired: false });
   for (const item of $("run-list").children) item.classList.toggle("active", item.dataset.run === name);
   $("run").hidden = false;
   $("run-name").textContent = name;
@@ -392,6 +425,7 @@ async function pollRun() {
   run.since = metrics.next;
   Object.assign(run.panels, metrics.panels);
   $("config").textContent = detail.config;
+  run.unpaired = detail.unpaired;
   const last = run.records[run.records.length - 1] || { step: 0, epoch: 0 };
   $("run-step").textContent = `step ${last.step}, epoch ${last.epoch}, ${run.records.length} records`;
   for (const panel of ["losses", "validation", "monitoring"]) drawChart(panel);
@@ -426,7 +460,7 @@ function drawChart(panel) {
   ctx.font = "11px sans-serif";
   if (!lines.length) {
     ctx.fillStyle = "#6b7580";
-    ctx.fillText(`no ${panel} yet`, 20, 24);
+    ctx.fillText(panel === "validation" && run.unpaired ? NO_SCORES : `no ${panel} yet`, 20, 24);
     return;
   }
   const all = lines.flatMap((s) => s.points);
@@ -468,7 +502,13 @@ function drawChart(panel) {
 function showScores() {
   const lines = series("validation");
   const table = $("val-table");
-  if (!lines.length) { table.innerHTML = "<tr><td>no validation yet</td></tr>"; return; }
+  if (!lines.length) {
+    const row = document.createElement("tr");
+    const text = run.unpaired ? NO_SCORES : "no validation yet";
+    row.append(Object.assign(document.createElement("td"), { textContent: text }));
+    table.replaceChildren(row);
+    return;
+  }
   const rows = [["", ...lines.map((s) => s.key)]];
   rows.push(["latest", ...lines.map((s) => s.points[s.points.length - 1][1].toPrecision(4))]);
   rows.push(["at step", ...lines.map((s) => s.points[s.points.length - 1][0])]);
