@@ -304,6 +304,36 @@ def test_invalid_settings_name_their_key(
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.input_channels=2"], "--set data.input_channels=2: config key "
+         "'data.input_channels': 2 is not one of 1, 3"),
+        (["train.max_steps=2", "train.max_step=5"], "--set train.max_step=5: unknown config "
+         "key 'train.max_step'; did you mean 'max_steps'?"),
+        (["optim.lr_g"], "--set optim.lr_g: expected key=value"),
+    ],
+)  # fmt: skip
+def test_an_error_a_set_brings_names_that_set_not_the_file(
+    data: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    """The file is valid: the error is the override's, one line, no traceback."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data)))
+    sets = [arg for assignment in overrides for arg in ("--set", assignment)]
+    result = CliRunner().invoke(main, ["train", str(config_path), *sets])
+    assert result.exit_code == 1 and f"Error: {message}" in result.output, result.output
+    assert str(config_path) not in result.output and "Traceback" not in result.output
+
+
+def test_an_error_of_the_file_names_the_file_whatever_the_sets(data: Path, tmp_path: Path) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data, train={"max_step": 5})))
+    with pytest.raises(ValueError) as error:
+        load_config(config_path, ["train.seed=3"])
+    assert str(error.value).startswith(f"{config_path}: unknown config key 'train.max_step'")
+
+
 def test_stdout_has_results_and_no_progress_logs_losses_to_stderr(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
