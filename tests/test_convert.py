@@ -77,6 +77,19 @@ def test_corrupt_file_in_the_middle_is_reported_and_the_rest_converted(model, fo
     assert "b2.png" in result.output
 
 
+def test_a_file_of_no_image_format_is_named_by_its_path_not_a_file_handle(model, folder):
+    (folder / "notes.png").write_text("a text file with an image's name")
+    result = CliRunner().invoke(
+        main, ["convert", str(model), str(folder), str(folder.parent / "o")]
+    )
+    failed = [line for line in result.stderr.splitlines() if "notes.png" in line]
+    assert result.exit_code == 1 and len(failed) == 1, result.output
+    assert failed[0] == (
+        f"  failed: {folder / 'notes.png'}: not a readable image (no image format PIL knows: "
+        "damaged, or not an image; re-save it as PNG or JPEG, or move it out of the way)"
+    )
+
+
 def test_interrupted_run_leaves_no_partial_files_and_resumes(model, folder, tmp_path, monkeypatch):
     dst = tmp_path / "out"
     real_translate = Translator.translate_batch
