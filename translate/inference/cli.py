@@ -15,7 +15,7 @@ from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
 from .convert import CODEC, FORMAT_ALIASES, FORMATS, ConvertOptions, ConvertSummary, convert_folder
-from .translator import Translator
+from .translator import OVERLAP, Translator
 from .video import convert_videos, is_video_path
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -110,9 +110,9 @@ def _user_errors() -> Iterator[None]:
 @click.option(
     "--overlap",
     type=click.IntRange(min=0),
-    default=32,
-    show_default=True,
-    help="Pixels shared by neighbouring tiles, blended.",
+    default=None,
+    help=f"Pixels shared by neighbouring tiles, blended. Default: a quarter of the tile, at "
+    f"most {OVERLAP}.",
 )
 @click.option(
     "--resize-shorter",
@@ -171,7 +171,7 @@ def convert(
     quality: int,
     size: int | None,
     tile: int | None,
-    overlap: int,
+    overlap: int | None,
     resize_shorter: int | None,
     center_crop: int | None,
     max_pixels: int | None,
@@ -205,6 +205,8 @@ def convert(
             "--size and --tile exclude each other: --size resizes each image for the model, "
             "--tile translates it at its own resolution in pieces"
         )
+    if tile is not None and overlap is not None and overlap >= tile:
+        raise click.UsageError(f"--overlap {overlap} must be less than --tile {tile}")
     with _user_errors():
         translator = Translator.load(
             model,
