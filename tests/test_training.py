@@ -284,6 +284,31 @@ def test_full_disk_is_one_line_naming_the_folder(
     assert load_state(run_dir / "checkpoints" / "state_2.pt")["step"] == 2
 
 
+def test_full_disk_at_the_first_checkpoint_says_there_is_nothing_to_resume(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No checkpoint was written: the line must not promise intact ones or a --resume."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data, log={"checkpoint_every": 2})))
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    run_dir = tmp_path / "run"
+    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--set", "train.max_steps=4"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {run_dir}: No space left on device; training stopped at step 2, before its "
+        "first checkpoint, so there is nothing to resume; free space, then run the same "
+        "command again"
+    )
+    monkeypatch.undo()  # space freed
+    rerun = CliRunner().invoke(main, [*args, "--set", "train.max_steps=1"])  # as it says
+    assert rerun.exit_code == 0, rerun.output
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
