@@ -62,6 +62,30 @@ def test_a_single_file_goes_into_the_output_folder(model, folder, tmp_path):
     assert summary.converted == 1 and _outputs(tmp_path / "one") == ["a.png"]
 
 
+def test_a_single_file_to_an_image_name_writes_that_file(model, folder, tmp_path):
+    """``convert MODEL a.png out.png`` writes the file out.png, not a folder of that name; no
+    manifest beside it (its folder is not the conversion's), skipped when it exists. fp32
+    pinned on both sides: auto is bf16 on a CPU with native bf16."""
+    out = tmp_path / "sub" / "out.png"
+    args = ["convert", str(model), str(folder / "a.png"), str(out), "--precision", "fp32"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and out.is_file(), result.output
+    assert sorted(os.listdir(out.parent)) == ["out.png"]
+    expected = Translator.load(model, device="cpu", precision="fp32")(read_image(folder / "a.png"))
+    assert np.array_equal(read_image(out), expected)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "converted 0, skipped 1" in again.output
+    redone = CliRunner().invoke(main, [*args, "--overwrite", "--format", "png"])
+    assert redone.exit_code == 0 and "converted 1, skipped 0" in redone.output
+    wrong = CliRunner().invoke(main, [*args, "--format", "jpeg"])
+    assert wrong.exit_code == 1 and wrong.output == (
+        f"Error: {out}: --format jpg, but the output's name says .png; name it .jpg or leave "
+        "--format out\n"
+    )
+    report = CliRunner().invoke(main, [*args, "--report"])
+    assert report.exit_code == 2 and "--report writes OUTPUT/index.html" in report.output
+
+
 def test_corrupt_file_in_the_middle_is_reported_and_the_rest_converted(model, folder, tmp_path):
     (folder / "b2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     dst = tmp_path / "out"
@@ -75,6 +99,19 @@ def test_corrupt_file_in_the_middle_is_reported_and_the_rest_converted(model, fo
     assert result.exit_code == 1
     assert "converted 4" in result.output and "failed 1" in result.output
     assert "b2.png" in result.output
+
+
+def test_a_file_of_no_image_format_is_named_by_its_path_not_a_file_handle(model, folder):
+    (folder / "notes.png").write_text("a text file with an image's name")
+    result = CliRunner().invoke(
+        main, ["convert", str(model), str(folder), str(folder.parent / "o")]
+    )
+    failed = [line for line in result.stderr.splitlines() if "notes.png" in line]
+    assert result.exit_code == 1 and len(failed) == 1, result.output
+    assert failed[0] == (
+        f"  failed: {folder / 'notes.png'}: not a readable image (no image format PIL knows: "
+        "damaged, or not an image; re-save it as PNG or JPEG, or move it out of the way)"
+    )
 
 
 def test_interrupted_run_leaves_no_partial_files_and_resumes(model, folder, tmp_path, monkeypatch):
@@ -116,8 +153,9 @@ def test_refuses_to_write_into_the_input_or_over_an_input(model, folder):
         convert_folder(folder, folder, model, progress=False)
     with pytest.raises(ValueError, match="over an input file"):
         convert_folder(folder / "a.png", folder, model, progress=False)
+    (folder.parent / "notes.txt").write_text("not an image's name")
     with pytest.raises(ValueError, match="must be a folder"):
-        convert_folder(folder / "a.png", folder / "b.png", model, progress=False)
+        convert_folder(folder / "a.png", folder.parent / "notes.txt", model, progress=False)
     result = CliRunner().invoke(main, ["convert", str(model), str(folder), str(folder / "x")])
     assert result.exit_code == 1 and "inside the input folder" in result.output
 

@@ -85,6 +85,22 @@ def test_size_with_tile_is_refused(model, tmp_path):
         Translator.load(path, device="cpu", size=64, tile=32)
 
 
+def test_a_small_tile_takes_an_overlap_that_fits_and_a_given_one_is_named(model, tmp_path):
+    """Without --overlap a tile of 8 gets a quarter of it (2), not a default of 32 that only
+    fits larger tiles; an --overlap that does not fit names both options."""
+    path, _ = model
+    write_image(tmp_path / "in" / "a.png", np.zeros((20, 24, 3), np.uint8))
+    args = ["convert", str(path), str(tmp_path / "in"), str(tmp_path / "out"), "--tile", "8"]
+    result = CliRunner().invoke(main, [*args, "--precision", "fp32", "--no-progress"])
+    assert result.exit_code == 0 and "converted 1" in result.output, result.output
+    manifest = json.loads((tmp_path / "out" / "translate-convert.json").read_text())
+    assert (manifest["options"]["tile"], manifest["options"]["overlap"]) == (8, 2)
+    assert Translator.load(path, device="cpu", tile=512).overlap == 32
+    refused = CliRunner().invoke(main, [*args, "--overlap", "8"])
+    assert refused.exit_code == 2, refused.output
+    assert "--overlap 8 must be less than --tile 8" in refused.output
+
+
 @pytest.mark.parametrize(("name", "fmt"), [("g.pt", "torchscript"), ("g.onnx", "onnx")])
 def test_export_takes_the_format_from_the_suffix(model, tmp_path, name, fmt):
     path, net = model

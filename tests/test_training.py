@@ -253,28 +253,35 @@ def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
         trainer(config, tmp_path, resume=True)
 
 
-def test_full_disk_is_one_line_naming_the_folder(
-    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The second checkpoint meets a full disk halfway: one line naming the run folder,
-    exit 1, the first checkpoint intact and no partial file left."""
+def _train_until_the_disk_fills(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints_that_fit: int
+) -> tuple[list[str], Any]:
+    """``translate train`` for 4 steps, a checkpoint every 2, on a disk where the checkpoint
+    after ``checkpoints_that_fit`` of them fills up halfway: (its arguments, the result)."""
     config_path = tmp_path / "tiny.yaml"
-    config = tiny("pix2pix", data, log={"checkpoint_every": 2})
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data, log={"checkpoint_every": 2})))
     real_save = torch.save
     saves = []
 
     def fills_the_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
         saves.append(f)
-        if len(saves) == 1:
+        if len(saves) <= checkpoints_that_fit:
             return real_save(obj, f, *args, **kwargs)
         f.write(b"half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", fills_the_disk)
+    args = ["train", str(config_path), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    return args, CliRunner().invoke(main, [*args, "--set", "train.max_steps=4"])
+
+
+def test_full_disk_is_one_line_naming_the_folder(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second checkpoint meets a full disk halfway: one line naming the run folder,
+    exit 1, the first checkpoint intact and no partial file left."""
+    _, result = _train_until_the_disk_fills(data, tmp_path, monkeypatch, 1)
     run_dir = tmp_path / "run"
-    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
-    result = CliRunner().invoke(main, [*args, "--set", "train.max_steps=4"])
     assert result.exit_code == 1, result.output
     error = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.output and result.stderr.count("Error") == 1
@@ -282,6 +289,22 @@ def test_full_disk_is_one_line_naming_the_folder(
     assert "translate train --resume" in error
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["state_2.pt"]
     assert load_state(run_dir / "checkpoints" / "state_2.pt")["step"] == 2
+
+
+def test_full_disk_at_the_first_checkpoint_says_there_is_nothing_to_resume(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No checkpoint was written: the line must not promise intact ones or a --resume."""
+    args, result = _train_until_the_disk_fills(data, tmp_path, monkeypatch, 0)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'run'}: No space left on device; training stopped at step 2, "
+        "before its first checkpoint, so there is nothing to resume; free space, then run the "
+        "same command again"
+    )
+    monkeypatch.undo()  # space freed
+    rerun = CliRunner().invoke(main, [*args, "--set", "train.max_steps=1"])  # as it says
+    assert rerun.exit_code == 0, rerun.output
 
 
 @pytest.mark.parametrize(
@@ -302,6 +325,36 @@ def test_invalid_settings_name_their_key(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.input_channels=2"], "--set data.input_channels=2: config key "
+         "'data.input_channels': 2 is not one of 1, 3"),
+        (["train.max_steps=2", "train.max_step=5"], "--set train.max_step=5: unknown config "
+         "key 'train.max_step'; did you mean 'max_steps'?"),
+        (["optim.lr_g"], "--set optim.lr_g: expected key=value"),
+    ],
+)  # fmt: skip
+def test_an_error_a_set_brings_names_that_set_not_the_file(
+    data: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    """The file is valid: the error is the override's, one line, no traceback."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data)))
+    sets = [arg for assignment in overrides for arg in ("--set", assignment)]
+    result = CliRunner().invoke(main, ["train", str(config_path), *sets])
+    assert result.exit_code == 1 and f"Error: {message}" in result.output, result.output
+    assert str(config_path) not in result.output and "Traceback" not in result.output
+
+
+def test_an_error_of_the_file_names_the_file_whatever_the_sets(data: Path, tmp_path: Path) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny("pix2pix", data, train={"max_step": 5})))
+    with pytest.raises(ValueError) as error:
+        load_config(config_path, ["train.seed=3"])
+    assert str(error.value).startswith(f"{config_path}: unknown config key 'train.max_step'")
 
 
 def test_stdout_has_results_and_no_progress_logs_losses_to_stderr(

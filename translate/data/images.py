@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from translate.atomic import atomic_write_bytes
 
@@ -89,6 +89,11 @@ def read_image_with_info(
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:  # PIL's words name our file handle, not the file
+        raise ImageReadError(
+            f"{path}: not a readable image (no image format PIL knows: damaged, or not an "
+            "image; re-save it as PNG or JPEG, or move it out of the way)"
+        ) from exc
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
     return image_to_array(img, channels, alpha, background), info

@@ -14,8 +14,16 @@ import click
 from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
-from .convert import CODEC, FORMAT_ALIASES, FORMATS, ConvertOptions, ConvertSummary, convert_folder
-from .translator import Translator
+from .convert import (
+    CODEC,
+    FORMAT_ALIASES,
+    FORMATS,
+    ConvertOptions,
+    ConvertSummary,
+    convert_folder,
+    writes_one_file,
+)
+from .translator import OVERLAP, Translator
 from .video import convert_videos, is_video_path
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -110,9 +118,9 @@ def _user_errors() -> Iterator[None]:
 @click.option(
     "--overlap",
     type=click.IntRange(min=0),
-    default=32,
-    show_default=True,
-    help="Pixels shared by neighbouring tiles, blended.",
+    default=None,
+    help=f"Pixels shared by neighbouring tiles, blended. Default: a quarter of the tile, at "
+    f"most {OVERLAP}.",
 )
 @click.option(
     "--resize-shorter",
@@ -171,7 +179,7 @@ def convert(
     quality: int,
     size: int | None,
     tile: int | None,
-    overlap: int,
+    overlap: int | None,
     resize_shorter: int | None,
     center_crop: int | None,
     max_pixels: int | None,
@@ -188,7 +196,9 @@ def convert(
     dropout: bool | None,
 ) -> None:
     """Translate INPUT (an image, a video or a folder of them, recursive) into the folder
-    OUTPUT (for one video, OUTPUT may also be a video file such as out.mp4).
+    OUTPUT (for one image or video, OUTPUT may also be a file such as out.png or out.mp4,
+    written in that file's format; it gets no manifest and is skipped if it exists, unless
+    --overwrite).
 
     MODEL is a .safetensors generator file, a run directory, a bundled model name (demo)
     or a reference pytorch-CycleGAN-and-pix2pix .pth. OUTPUT mirrors INPUT's relative
@@ -198,6 +208,8 @@ def convert(
     """
     if targets is not None and not report:
         raise click.UsageError("--targets is for --report")
+    if report and writes_one_file(input, output):
+        raise click.UsageError(f"--report writes OUTPUT/index.html; give a folder, not {output}")
     if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
         raise click.UsageError("--report: run it without torchrun")
     if size is not None and tile is not None:
@@ -205,6 +217,8 @@ def convert(
             "--size and --tile exclude each other: --size resizes each image for the model, "
             "--tile translates it at its own resolution in pieces"
         )
+    if tile is not None and overlap is not None and overlap >= tile:
+        raise click.UsageError(f"--overlap {overlap} must be less than --tile {tile}")
     with _user_errors():
         translator = Translator.load(
             model,

@@ -83,15 +83,28 @@ def output_path(rel: Path, dst: Path, fmt: str) -> Path:
     return out if fmt == "same" else out.with_suffix(f".{fmt}")
 
 
+def writes_one_file(src: Path, dst: Path) -> bool:
+    """Whether ``dst`` is the output file itself: one input image, and an output named with
+    an image suffix that is not an existing folder."""
+    return src.is_file() and is_image_path(src) and is_image_path(dst) and not dst.is_dir()
+
+
 def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, str]], FileScan]:
     """The (input, output) pairs, sorted by input, the inputs that fail already, and the scan
     of ``src``; refuses outputs that would hit inputs.
 
     Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
-    the first; the second is returned as a failure, as is a symbolic link loop.
+    the first; the second is returned as a failure, as is a symbolic link loop. One image
+    to an image file name (:func:`writes_one_file`) is written to that file.
     """
-    if dst.exists() and not dst.is_dir():
-        raise ValueError(f"{dst}: the output must be a folder (outputs mirror the input names)")
+    one_file = writes_one_file(src, dst)
+    if one_file:
+        _check_suffix(dst, fmt)
+    elif dst.exists() and not dst.is_dir():
+        raise ValueError(
+            f"{dst}: the output must be a folder (outputs mirror the input names), or, for "
+            "one input image, a file name with an image suffix"
+        )
     if src.is_dir():
         src_root = src.resolve()
         dst_res = dst.resolve()
@@ -121,7 +134,7 @@ def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, s
     jobs: list[_Job] = []
     first_writer: dict[Path, Path] = {}
     for path in inputs:
-        out = output_path(path.relative_to(root), dst, fmt)
+        out = dst if one_file else output_path(path.relative_to(root), dst, fmt)
         try:
             key = out.resolve()
         except (RuntimeError, OSError):
@@ -135,6 +148,17 @@ def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, s
         first_writer[key] = path
         jobs.append(_Job(path, out))
     return jobs, failures, scan
+
+
+def _check_suffix(dst: Path, fmt: str) -> None:
+    """A ``format`` other than ``same`` must be the one the output file's name says."""
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    named = dst.suffix.lower().lstrip(".")
+    if fmt != "same" and FORMAT_ALIASES.get(named, named) != fmt:
+        raise ValueError(
+            f"{dst}: --format {fmt}, but the output's name says {dst.suffix}; name it .{fmt} "
+            "or leave --format out"
+        )
 
 
 @dataclass(frozen=True)
@@ -190,7 +214,9 @@ def convert_folder(
 ) -> ConvertSummary:
     """Translate the image ``src``, or every image under the folder ``src``, into ``dst``.
 
-    ``dst`` mirrors the relative paths and names (the suffix changes with the format).
+    ``dst`` mirrors the relative paths and names (the suffix changes with the format); for
+    one image, ``dst`` may instead be the output file's name (``out.png``), which gets no
+    manifest (it is skipped when it exists, unless ``overwrite``).
     ``model`` is a :class:`Translator`, or what :meth:`Translator.load` takes (loaded with
     its defaults); ``options`` (or ``changes`` to its fields, e.g. ``format="png"``) say how
     outputs are written. ``dst`` gets a manifest of the model and options; a run whose
@@ -205,7 +231,8 @@ def convert_folder(
     translator = model if isinstance(model, Translator) else Translator.load(model)
     if translator.size is not None and options.resize_shorter is not None:
         raise ValueError("--size and --resize-shorter both resize the input; give one")
-    claim_output(dst, translator, options)
+    if not writes_one_file(src, dst):
+        claim_output(dst, translator, options)
     summary = ConvertSummary(
         failed=shard(failures, ranks.rank, ranks.world_size),
         not_files=shard(scan.not_files, ranks.rank, ranks.world_size),

@@ -27,6 +27,10 @@ from translate.model_file import GeneratorFile
 from translate.networks.test_mode import TestMode, set_test_mode
 from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
+# Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
+# size works and small tiles do not mostly repeat each other.
+OVERLAP = 32
+
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -60,7 +64,8 @@ class Translator:
     feeds the model), translate, and resize the result back to the input's size; None keeps
     the native resolution (reflect-padded to the generator's size multiple, cropped back).
     ``tile``: translate images larger than ``tile`` pixels in overlapping tiles, blended
-    with linear ramps over ``overlap`` pixels so no seams show. ``device``: ``auto``, ``cpu``,
+    with linear ramps over ``overlap`` pixels so no seams show (None: a quarter of the
+    tile, at most ``OVERLAP``). ``device``: ``auto``, ``cpu``,
     ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
     fp16 on CUDA, bf16 on a CPU with native bf16, else fp32: ``translate.runtime``);
     ``batch_size``: images per forward pass. The generator is moved to the device in place.
@@ -86,7 +91,7 @@ class Translator:
         direction: str = "AtoB",
         size: int | None = None,
         tile: int | None = None,
-        overlap: int = 32,
+        overlap: int | None = None,
         batch_size: int = 4,
         value_range: tuple[float, float] = (0.0, 1.0),
         norm_stats: str | None = None,
@@ -103,6 +108,8 @@ class Translator:
                 "size and tile exclude each other: size resizes each image for the model, "
                 "tile translates it at its own resolution in pieces"
             )
+        if overlap is None:
+            overlap = OVERLAP if tile is None else min(OVERLAP, tile // 4)
         if tile is not None and not 0 <= overlap < tile:
             raise ValueError(f"overlap must be in [0, tile={tile}), got {overlap}")
         if batch_size < 1:

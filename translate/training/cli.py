@@ -117,10 +117,17 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
+        from translate.training.checkpoint import checkpoint_paths
+
         folder = Path(exc.filename).parent if exc.filename else run_dir
+        after = (
+            f"the checkpoints written before are intact; free space, then {hint}"
+            if checkpoint_paths(run_dir)
+            else "before its first checkpoint, so there is nothing to resume; free space, "
+            "then run the same command again"
+        )
         raise click.ClickException(
-            f"{folder}: {exc.strerror}; training stopped at step {trainer.step}, the "
-            f"checkpoints written before are intact; free space, then {hint}"
+            f"{folder}: {exc.strerror}; training stopped at step {trainer.step}, {after}"
         ) from exc
     if trainer.stopped_by is not None:
         if trainer.ranks.main:

@@ -235,7 +235,9 @@ def _build(cls: type, data: Any, path: str, types: dict[str, type] | None = None
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
-        raise ValueError(f"config key {key!r}: {value!r} is not one of {', '.join(choices)}")
+        raise ValueError(
+            f"config key {key!r}: {value!r} is not one of {', '.join(map(str, choices))}"
+        )
 
 
 def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
@@ -345,22 +347,25 @@ def _check_single_image(config: Config) -> None:
         )
 
 
+class OverrideError(ValueError):
+    """A config error that a ``--set`` assignment brings; the message starts with it."""
+
+
 def set_key(tree: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` override (value parsed as YAML) to a config dict."""
     if "=" not in assignment:
-        raise ValueError(f"--set {assignment!r}: expected key=value, e.g. optim.lr_g=1e-4")
+        raise ValueError("expected key=value, e.g. optim.lr_g=1e-4")
     path, raw = assignment.split("=", 1)
     keys = path.strip().split(".")
     node = tree
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ValueError(f"--set {assignment!r}: {key!r} is not a section")
+            raise ValueError(f"{key!r} is not a section")
     node[keys[-1]] = yaml.safe_load(raw)
 
 
-def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """A validated config: model defaults, then ``data``, then ``overrides`` (``a.b=value``)."""
+def _from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> Config:
     data = copy.deepcopy(data or {})
     for assignment in overrides:
         set_key(data, assignment)
@@ -370,6 +375,34 @@ def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ())
     config = _build(Config, tree, "", {"loss": trainer.Loss})
     validate(config)
     return config
+
+
+def _culprit(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...], error: str
+) -> str | None:
+    """The override that brings ``error``: the last of the shortest prefix of ``overrides``
+    that gives it; None when ``data`` alone gives it (the file's own error)."""
+    for count in range(len(overrides)):
+        try:
+            _from_dict(data, overrides[:count])
+        except ValueError as exc:
+            if str(exc) == error:
+                return overrides[count - 1] if count else None
+    return overrides[-1]
+
+
+def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A validated config: model defaults, then ``data``, then ``overrides`` (``a.b=value``).
+
+    An error that ``data`` alone does not give is an :class:`OverrideError` naming the
+    ``--set`` that brings it, so that a typo in an override is not blamed on the file."""
+    try:
+        return _from_dict(data, overrides)
+    except ValueError as exc:
+        culprit = _culprit(data, overrides, str(exc)) if overrides else None
+        if culprit is None:
+            raise
+        raise OverrideError(f"--set {culprit}: {exc}") from exc
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -391,6 +424,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data = read_config(path)
     try:
         return from_dict(data, overrides)
+    except OverrideError:
+        raise
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
