@@ -16,6 +16,7 @@ from translate.data.cli import data, prepare
 from translate.data.datasets import DatasetError, PairedFolder, UnpairedFolder
 from translate.data.images import ImageReadError, list_images, read_image, write_image
 from translate.data.layout import detect_layouts, find_layout, hold_out
+from translate.data.tools import val_indices
 from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_tensor
 from translate.data.worldmaps import build_worldmaps, tile_grid
 
@@ -207,17 +208,68 @@ def test_diffaugment_same_params_for_real_and_fake() -> None:
         DiffAugment("zoom")
 
 
+def _thirds(height: int, width: int) -> np.ndarray:
+    """A photo whose left, middle and right thirds are red, green and blue."""
+    photo = np.zeros((height, width, 3), np.uint8)
+    for i in range(3):
+        photo[:, i * width // 3 : (i + 1) * width // 3, i] = 200
+    return photo
+
+
 @pytest.mark.parametrize("kind", ["edges", "grayscale"])
 def test_prepare_derived_pairs(tmp_path: Path, kind: str) -> None:
     photo = np.zeros((16, 16, 3), np.uint8)
     photo[:, 8:] = (200, 30, 30)
     write_image(tmp_path / "in" / "p.png", photo)
-    result = CliRunner().invoke(prepare, [kind, str(tmp_path / "in"), str(tmp_path / "out")])
+    args = [kind, str(tmp_path / "in"), str(tmp_path / "out"), "--size", "16"]
+    result = CliRunner().invoke(prepare, args)
     assert result.exit_code == 0, result.output
-    pair = read_image(tmp_path / "out" / "p.png")
+    pair = read_image(tmp_path / "out" / "train" / "p.png")
     assert pair.shape == (16, 32, 3) and np.array_equal(pair[:, 16:], photo)
     a = pair[:, :16]
     assert np.array_equal(a[..., 0], a[..., 1]) and len(np.unique(a)) > 1
+
+
+@pytest.mark.parametrize("kind", ["edges", "grayscale"])
+@pytest.mark.parametrize("fit", ["crop", "resize"])
+def test_prepare_makes_square_pairs_of_wide_and_tall_photos(
+    tmp_path: Path, kind: str, fit: str
+) -> None:
+    """Photos of 3:1, 1:3 and 3:2 become 2:1 pairs of --size squares, split by --val,
+    which `data check` passes. crop keeps the middle third of a 3:1 photo, resize all."""
+    shapes = [(20, 60), (30, 90), (60, 20), (20, 30)]  # (height, width)
+    for i, (h, w) in enumerate(shapes):
+        write_image(tmp_path / "photos" / f"p{i}.jpg", _thirds(h, w))
+    out = tmp_path / "out"
+    args = [kind, str(tmp_path / "photos"), str(out), "--size", "24", "--fit", fit]
+    result = CliRunner().invoke(prepare, [*args, "--val", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"{out}: 2 train and 2 val aligned pairs" in result.output
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["p1.png", "p3.png"]
+    check = CliRunner().invoke(data, ["check", str(out)])
+    assert check.exit_code == 0, check.output
+    assert "train 2, val 2" in check.output and "sizes: 48x24 (4)" in check.output
+    photo = read_image(out / "train" / "p0.png")[:, 24:].astype(int)
+    strong = [int((photo[..., c] > 100).mean() > 0.2) for c in range(3)]
+    assert strong == ([0, 1, 0] if fit == "crop" else [1, 1, 1])
+
+
+def test_prepare_skips_unreadable_photos_and_refuses_an_empty_folder(tmp_path: Path) -> None:
+    write_image(tmp_path / "photos" / "good.png", _thirds(12, 18))
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    args = ["grayscale", str(tmp_path / "photos"), str(tmp_path / "out"), "--size", "8"]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 0 and "1 train and 0 val aligned pairs" in result.output
+    (tmp_path / "none").mkdir()
+    result = CliRunner().invoke(prepare, ["edges", str(tmp_path / "none"), str(tmp_path / "x")])
+    assert result.exit_code == 1 and f"{tmp_path / 'none'}: no images found" in result.output
+
+
+def test_val_indices_spread_evenly() -> None:
+    assert sorted(val_indices(25, 0.1)) == [9, 19]
+    assert sorted(val_indices(10, 0.5)) == [1, 3, 5, 7, 9]
+    assert len(val_indices(100, 0.29)) == 29 and not val_indices(9, 0.1)
 
 
 def test_truncated_jpeg_mid_epoch_is_skipped(tmp_path: Path) -> None:
@@ -318,3 +370,28 @@ def test_combine_refuses_halves_that_are_not_square(tmp_path: Path) -> None:
         prepare, ["combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "ab")]
     )
     assert result.exit_code == 1 and "12x8 is not square" in result.output
+
+
+@pytest.mark.slow  # 7-10 s on 2 cores, most of it importing the trainer and plotting
+def test_prepared_photos_train_at_the_default_preprocessing(tmp_path: Path) -> None:
+    """`prepare edges` on non-square photos, then `translate train` with the defaults of
+    data.preprocess (resize to 286, crop 256) and pix2pix's unet_256, made tiny by --set
+    only; it validates on the val/ split the tool wrote."""
+    from translate.cli import main
+
+    for i, (h, w) in enumerate([(30, 90), (40, 120), (60, 40), (30, 45)]):
+        write_image(tmp_path / "photos" / f"p{i}.jpg", noise(h, w, seed=i))
+    out = tmp_path / "edges"
+    prepare_args = ["prepare", "edges", str(tmp_path / "photos"), str(out), "--val", "0.5"]
+    result = CliRunner().invoke(main, prepare_args)
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "edges.yaml"
+    config.write_text(f"data: {{root: {out}}}\n")
+    tiny = ["generator.options.ngf=2", "discriminator.options.ndf=2", "train.max_steps=2"]
+    tiny += ["data.num_workers=0", "log.tensorboard=false"]
+    run = tmp_path / "run"
+    args = ["train", str(config), "--run-dir", str(run), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, *(f"--set={s}" for s in tiny)])
+    assert result.exit_code == 0, result.output
+    assert (run / "checkpoints" / "state_2.pt").is_file()
+    assert "validation: 2 images (val)" in result.output

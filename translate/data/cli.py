@@ -13,6 +13,7 @@ from PIL import Image
 from translate.data.images import is_image_path, scan_files
 from translate.data.layout import (
     ALIGNED_RULE,
+    FITS,
     PAIRED,
     UNPAIRED,
     DatasetError,
@@ -227,11 +228,32 @@ def _derived_command(kind: str, doc: str) -> None:
     @prepare.command(kind, help=doc)
     @click.argument("src", type=click.Path(exists=True, file_okay=False))
     @click.argument("out", type=click.Path(file_okay=False))
-    def command(src: str, out: str) -> None:
+    @click.option(
+        "--size", default=256, show_default=True, type=click.IntRange(min=1),
+        help="Side of each square half in pixels (the training default crops 256 of 286).",
+    )  # fmt: skip
+    @click.option(
+        "--fit", type=click.Choice(FITS), default="crop", show_default=True,
+        help="Make each photo square by cutting its centre square, or by squeezing all of it.",
+    )  # fmt: skip
+    @click.option(
+        "--val", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+        help="Fraction of the photos (spread evenly, in path order) written to OUT/val.",
+    )  # fmt: skip
+    def command(src: str, out: str, size: int, fit: str, val: float) -> None:
         from translate.data.tools import make_paired
 
-        click.echo(f"{out}: {make_paired(src, out, kind)} aligned pairs")
+        try:
+            counts = make_paired(src, out, kind, size, fit, val)
+        except DatasetError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"{out}: {counts['train']} train and {counts['val']} val aligned pairs")
 
 
-_derived_command("edges", "Aligned pairs (Canny edges -> photo) from the photos in SRC.")
-_derived_command("grayscale", "Aligned pairs (grayscale -> colour) from the photos in SRC.")
+_derived_command(
+    "edges", "Aligned pairs (Canny edges -> photo) in OUT/train and OUT/val from the photos in SRC."
+)
+_derived_command(
+    "grayscale",
+    "Aligned pairs (grayscale -> colour) in OUT/train and OUT/val from the photos in SRC.",
+)

@@ -247,6 +247,9 @@ def not_aligned(sizes: dict[Path, tuple[int, int]]) -> list[str]:
     return [f"{p} ({w}x{h})" for p, (w, h) in sizes.items() if w != 2 * h]
 
 
+# How `translate prepare edges|grayscale` makes a photo of any shape an aligned pair's square
+# half: cut its centre square, or squeeze all of it.
+FITS = ("crop", "resize")
 ALIGNED_RULE = (
     "an aligned image holds A and B side by side as two squares, so it is exactly twice "
     "as wide as high; put unaligned pairs in A/ and B/ folders (datasets/README.md)"
