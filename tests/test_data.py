@@ -328,6 +328,26 @@ def test_data_check_flags_size_mismatch_and_empty_split(tmp_path: Path) -> None:
     assert "paired A/ B/ (paired data, e.g. pix2pix): . 2" in result.output
 
 
+def test_names_differing_in_case_leave_the_other_pairs_counted(tmp_path: Path) -> None:
+    """A/x, A/Y and B/x, B/y: data check counts the one valid pair (the split is not
+    called empty) and names both lone files with the fix; training refuses the same way."""
+    for folder, names in (("A", ["x", "Y"]), ("B", ["x", "y"])):
+        for name in names:
+            write_image(tmp_path / folder / f"{name}.png", noise(8, 8))
+    result = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "paired A/ B/ (paired data, e.g. pix2pix): . 1 (+2 file(s) without a partner)" in (
+        result.output
+    )
+    assert "is empty" not in result.output and "1 problem(s)" in result.output
+    hint = "differs only in case: rename one to match"
+    lone_a = f"{tmp_path / 'A' / 'Y.png'} (no partner in {tmp_path / 'B'}; "
+    assert f"{lone_a}{tmp_path / 'B' / 'y.png'} {hint})" in result.output
+    with pytest.raises(DatasetError, match="2 file\\(s\\) without a partner") as err:
+        PairedFolder(tmp_path, split=".", preprocess=SMALL)
+    assert f"{lone_a}{tmp_path / 'B' / 'y.png'} {hint})" in str(err.value)
+
+
 def test_single_photos_are_not_aligned_pairs(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / f"photo{i}.png", noise(12, 12, seed=i))

@@ -22,6 +22,7 @@ from translate.data.layout import (
     image_size,
     name_some,
     not_aligned,
+    without_partner,
 )
 from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
@@ -132,11 +133,14 @@ def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, 
             empty = [d for d, f in ((dir_a, files_a), (dir_b, files_b)) if not f]
         else:
             try:
-                found = layout.pairs(split)
+                found, alone = layout.some_pairs(split)
             except DatasetError as exc:
                 problems.append(str(exc))
-                found = []
-            counts.append(f"{split} {len(found)}")
+                found, alone = [], []
+            if alone:
+                problems.append(without_partner(alone))
+            lone = f" (+{len(alone)} file(s) without a partner)" if alone else ""
+            counts.append(f"{split} {len(found)}{lone}")
             pairs.update(found)
             empty = [] if found else [dir_a]
         problems += [f"{d}: split {split!r} of the {layout.title} layout is empty" for d in empty]

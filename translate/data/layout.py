@@ -49,18 +49,38 @@ def by_stem(folder: Path) -> dict[str, Path]:
     return out
 
 
-def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
-    """Pair files of ``dir_a`` and ``dir_b`` by relative path and stem; extensions may differ.
+def _lone(files: dict[str, Path], others: dict[str, Path], other_dir: Path) -> list[str]:
+    """A line for each of ``files`` (by stem, :func:`by_stem`) that ``others`` lacks."""
+    by_case = {k.casefold(): others[k] for k in others.keys() - files.keys()}
+    lines = []
+    for key in sorted(files.keys() - others.keys()):
+        twin = by_case.get(key.casefold())
+        hint = f"; {twin} differs only in case: rename one to match" if twin else ""
+        lines.append(f"{files[key]} (no partner in {other_dir}{hint})")
+    return lines
 
-    Raises :class:`DatasetError` naming every file that lacks a partner.
-    """
 
+def pair_up(dir_a: Path, dir_b: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Files of ``dir_a`` and ``dir_b`` paired by relative path and stem (extensions may
+    differ), and a line for each file without a partner; a would-be partner whose name
+    differs only in case is named in that line, with the fix."""
     a, b = by_stem(dir_a), by_stem(dir_b)
-    missing = [f"{a[k]} (no partner in {dir_b})" for k in sorted(a.keys() - b.keys())]
-    missing += [f"{b[k]} (no partner in {dir_a})" for k in sorted(b.keys() - a.keys())]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) without a partner:" + name_some(missing))
-    return [(a[k], b[k]) for k in sorted(a)]
+    pairs = [(a[k], b[k]) for k in sorted(a.keys() & b.keys())]
+    return pairs, _lone(a, b, dir_b) + _lone(b, a, dir_a)
+
+
+def without_partner(lines: list[str]) -> str:
+    """The problem :func:`pair_up`'s lines make, naming the first ``MAX_NAMED`` files."""
+    return f"{len(lines)} file(s) without a partner:" + name_some(lines)
+
+
+def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
+    """:func:`pair_up`'s pairs; raises :class:`DatasetError` naming every file that lacks a
+    partner."""
+    pairs, lone = pair_up(dir_a, dir_b)
+    if lone:
+        raise DatasetError(without_partner(lone))
+    return pairs
 
 
 def _root_images(folder: Path) -> list[Path]:
@@ -130,13 +150,21 @@ class Layout:
         return requested
 
     def pairs(self, split: str) -> list[tuple[Path, Path]]:
-        """The (A, B) files of a paired split; an aligned file is its own partner."""
+        """The (A, B) files of a paired split; an aligned file is its own partner. Files
+        without a partner raise :class:`DatasetError`, naming each."""
+        if self.name == "folders":
+            return match_pairs(*self.dirs(split))
+        return self.some_pairs(split)[0]
+
+    def some_pairs(self, split: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+        """The pairs of a paired split that have both files, and a line for each file that
+        lacks its partner (:func:`pair_up`)."""
         dir_a, dir_b = self.dirs(split)
         if self.name == "folders":
-            return match_pairs(dir_a, dir_b)
+            return pair_up(dir_a, dir_b)
         if self.name == "aligned":
             files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
-            return [(f, f) for f in files]
+            return [(f, f) for f in files], []
         raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
 
     def domains(self, split: str) -> tuple[list[Path], list[Path]]:
