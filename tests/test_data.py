@@ -348,6 +348,49 @@ def test_names_differing_in_case_leave_the_other_pairs_counted(tmp_path: Path) -
     assert f"{lone_a}{tmp_path / 'B' / 'y.png'} {hint})" in str(err.value)
 
 
+def test_training_without_a_train_split_says_what_data_check_finds(tmp_path: Path) -> None:
+    """Photos in photos_in/ and photos_out/ read as two aligned splits, neither `train`:
+    `translate train` fails in one line naming the splits, data check's diagnosis (not A|B
+    pairs, a file and its size) and the fix, which then works."""
+    from translate.cli import main
+
+    for folder in ("photos_in", "photos_out"):
+        for i in range(2):
+            write_image(tmp_path / "data" / folder / f"{i}.png", noise(10, 15, seed=i))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {tmp_path / 'data'}, num_workers: 0}}\n")
+    args = ["train", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (error,) = result.stderr.strip().splitlines()
+    assert "no split 'train' in its paired aligned A|B layout (splits present: 'photos_in'" in error
+    assert f"4 of its 4 images are not A|B pairs, e.g. {tmp_path / 'data' / 'photos_in'}" in error
+    fix = "if photos_in/ and photos_out/ hold the A and B of each pair under the same names"
+    assert error.endswith(f"{fix}, rename them A/ and B/")
+    check = CliRunner().invoke(data, ["check", str(tmp_path / "data")])
+    assert "4 image(s) are not A|B pairs" in check.output
+    for folder, name in (("photos_in", "A"), ("photos_out", "B")):
+        (tmp_path / "data" / folder).rename(tmp_path / "data" / name)
+    assert find_layout(tmp_path / "data", "paired").train_split() == "."
+
+
+@pytest.mark.parametrize(
+    ("folders", "fix"),
+    [
+        (["training"], "rename training/ to train/"),
+        (["testA", "testB"], "rename testA/ and testB/ to trainA/ and trainB/"),
+        (["A/val", "B/val"], "name the training folders A/train and B/train"),
+    ],
+)
+def test_a_missing_train_split_names_the_fix(tmp_path: Path, folders: list[str], fix: str) -> None:
+    for folder in folders:
+        write_image(tmp_path / folder / "x.png", noise(8, 16))
+    (layout,) = detect_layouts(tmp_path)
+    with pytest.raises(DatasetError, match="no split 'train'") as err:
+        layout.train_split()
+    assert f"; {fix}" in str(err.value)
+
+
 def test_single_photos_are_not_aligned_pairs(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / f"photo{i}.png", noise(12, 12, seed=i))

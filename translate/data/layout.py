@@ -130,11 +130,45 @@ class Layout:
         return self.splits[split]
 
     def train_split(self) -> str:
-        """``train``, or ``.`` for a dataset without split folders."""
+        """``train``, or ``.`` for a dataset without split folders; with neither, a
+        :class:`DatasetError` names the splits present, what is wrong with them and the fix."""
         if ROOT_SPLIT in self.splits and "train" not in self.splits:
             return ROOT_SPLIT
-        self.dirs("train")  # raises, naming the splits present, when there is none
+        try:
+            self.dirs("train")
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; {self._no_train_fix()}") from None
         return "train"
+
+    def _no_train_fix(self) -> str:
+        """What ``translate data check`` finds in the splits present, and how to get a
+        training split out of them."""
+        first, *others = self.splits
+        if self.name == "unpaired":
+            if others:
+                return "name the training domains trainA/ and trainB/"
+            return f"rename {first}A/ and {first}B/ to trainA/ and trainB/"
+        if self.name == "folders":
+            return "name the training folders A/train and B/train (or put the files in A/, B/)"
+        sizes: dict[Path, tuple[int, int]] = {}
+        for dir_a, _ in self.splits.values():
+            for path in list_images(dir_a):
+                try:
+                    sizes[path] = image_size(path)
+                except Exception:  # unreadable files are data check's to list, not ours
+                    continue
+        wrong = not_aligned(sizes)
+        if not wrong:
+            if others:
+                return f"name the folder of training pairs train/ (or put them in {self.root})"
+            return f"rename {first}/ to train/"
+        found = f"{len(wrong)} of its {len(sizes)} images are not A|B pairs, e.g. {wrong[0]}"
+        if len(others) != 1:
+            return f"{found}; {ALIGNED_RULE}"
+        return (
+            f"{found}; {ALIGNED_RULE}: if {first}/ and {others[0]}/ hold the A and B of each "
+            "pair under the same names, rename them A/ and B/"
+        )
 
     def val_split(self, requested: str) -> str:
         """The split to validate on: ``auto`` is ``val``, else ``test``, else ``holdout`` (a
