@@ -16,6 +16,7 @@ from translate.data.cli import data, prepare
 from translate.data.datasets import DatasetError, PairedFolder, UnpairedFolder
 from translate.data.images import ImageReadError, list_images, read_image, write_image
 from translate.data.layout import detect_layouts, find_layout, hold_out
+from translate.data.tools import val_indices
 from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_tensor
 from translate.data.worldmaps import build_worldmaps, tile_grid
 
@@ -207,17 +208,68 @@ def test_diffaugment_same_params_for_real_and_fake() -> None:
         DiffAugment("zoom")
 
 
+def _thirds(height: int, width: int) -> np.ndarray:
+    """A photo whose left, middle and right thirds are red, green and blue."""
+    photo = np.zeros((height, width, 3), np.uint8)
+    for i in range(3):
+        photo[:, i * width // 3 : (i + 1) * width // 3, i] = 200
+    return photo
+
+
 @pytest.mark.parametrize("kind", ["edges", "grayscale"])
 def test_prepare_derived_pairs(tmp_path: Path, kind: str) -> None:
     photo = np.zeros((16, 16, 3), np.uint8)
     photo[:, 8:] = (200, 30, 30)
     write_image(tmp_path / "in" / "p.png", photo)
-    result = CliRunner().invoke(prepare, [kind, str(tmp_path / "in"), str(tmp_path / "out")])
+    args = [kind, str(tmp_path / "in"), str(tmp_path / "out"), "--size", "16"]
+    result = CliRunner().invoke(prepare, args)
     assert result.exit_code == 0, result.output
-    pair = read_image(tmp_path / "out" / "p.png")
+    pair = read_image(tmp_path / "out" / "train" / "p.png")
     assert pair.shape == (16, 32, 3) and np.array_equal(pair[:, 16:], photo)
     a = pair[:, :16]
     assert np.array_equal(a[..., 0], a[..., 1]) and len(np.unique(a)) > 1
+
+
+@pytest.mark.parametrize("kind", ["edges", "grayscale"])
+@pytest.mark.parametrize("fit", ["crop", "resize"])
+def test_prepare_makes_square_pairs_of_wide_and_tall_photos(
+    tmp_path: Path, kind: str, fit: str
+) -> None:
+    """Photos of 3:1, 1:3 and 3:2 become 2:1 pairs of --size squares, split by --val,
+    which `data check` passes. crop keeps the middle third of a 3:1 photo, resize all."""
+    shapes = [(20, 60), (30, 90), (60, 20), (20, 30)]  # (height, width)
+    for i, (h, w) in enumerate(shapes):
+        write_image(tmp_path / "photos" / f"p{i}.jpg", _thirds(h, w))
+    out = tmp_path / "out"
+    args = [kind, str(tmp_path / "photos"), str(out), "--size", "24", "--fit", fit]
+    result = CliRunner().invoke(prepare, [*args, "--val", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"{out}: 2 train and 2 val aligned pairs" in result.output
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["p1.png", "p3.png"]
+    check = CliRunner().invoke(data, ["check", str(out)])
+    assert check.exit_code == 0, check.output
+    assert "train 2, val 2" in check.output and "sizes: 48x24 (4)" in check.output
+    photo = read_image(out / "train" / "p0.png")[:, 24:].astype(int)
+    strong = [int((photo[..., c] > 100).mean() > 0.2) for c in range(3)]
+    assert strong == ([0, 1, 0] if fit == "crop" else [1, 1, 1])
+
+
+def test_prepare_skips_unreadable_photos_and_refuses_an_empty_folder(tmp_path: Path) -> None:
+    write_image(tmp_path / "photos" / "good.png", _thirds(12, 18))
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    args = ["grayscale", str(tmp_path / "photos"), str(tmp_path / "out"), "--size", "8"]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 0 and "1 train and 0 val aligned pairs" in result.output
+    (tmp_path / "none").mkdir()
+    result = CliRunner().invoke(prepare, ["edges", str(tmp_path / "none"), str(tmp_path / "x")])
+    assert result.exit_code == 1 and f"{tmp_path / 'none'}: no images found" in result.output
+
+
+def test_val_indices_spread_evenly() -> None:
+    assert sorted(val_indices(25, 0.1)) == [9, 19]
+    assert sorted(val_indices(10, 0.5)) == [1, 3, 5, 7, 9]
+    assert len(val_indices(100, 0.29)) == 29 and not val_indices(9, 0.1)
 
 
 def test_truncated_jpeg_mid_epoch_is_skipped(tmp_path: Path) -> None:
@@ -276,6 +328,69 @@ def test_data_check_flags_size_mismatch_and_empty_split(tmp_path: Path) -> None:
     assert "paired A/ B/ (paired data, e.g. pix2pix): . 2" in result.output
 
 
+def test_names_differing_in_case_leave_the_other_pairs_counted(tmp_path: Path) -> None:
+    """A/x, A/Y and B/x, B/y: data check counts the one valid pair (the split is not
+    called empty) and names both lone files with the fix; training refuses the same way."""
+    for folder, names in (("A", ["x", "Y"]), ("B", ["x", "y"])):
+        for name in names:
+            write_image(tmp_path / folder / f"{name}.png", noise(8, 8))
+    result = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "paired A/ B/ (paired data, e.g. pix2pix): . 1 (+2 file(s) without a partner)" in (
+        result.output
+    )
+    assert "is empty" not in result.output and "1 problem(s)" in result.output
+    hint = "differs only in case: rename one to match"
+    lone_a = f"{tmp_path / 'A' / 'Y.png'} (no partner in {tmp_path / 'B'}; "
+    assert f"{lone_a}{tmp_path / 'B' / 'y.png'} {hint})" in result.output
+    with pytest.raises(DatasetError, match="2 file\\(s\\) without a partner") as err:
+        PairedFolder(tmp_path, split=".", preprocess=SMALL)
+    assert f"{lone_a}{tmp_path / 'B' / 'y.png'} {hint})" in str(err.value)
+
+
+def test_training_without_a_train_split_says_what_data_check_finds(tmp_path: Path) -> None:
+    """Photos in photos_in/ and photos_out/ read as two aligned splits, neither `train`:
+    `translate train` fails in one line naming the splits, data check's diagnosis (not A|B
+    pairs, a file and its size) and the fix, which then works."""
+    from translate.cli import main
+
+    for folder in ("photos_in", "photos_out"):
+        for i in range(2):
+            write_image(tmp_path / "data" / folder / f"{i}.png", noise(10, 15, seed=i))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {tmp_path / 'data'}, num_workers: 0}}\n")
+    args = ["train", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (error,) = result.stderr.strip().splitlines()
+    assert "no split 'train' in its paired aligned A|B layout (splits present: 'photos_in'" in error
+    assert f"4 of its 4 images are not A|B pairs, e.g. {tmp_path / 'data' / 'photos_in'}" in error
+    fix = "if photos_in/ and photos_out/ hold the A and B of each pair under the same names"
+    assert error.endswith(f"{fix}, rename them A/ and B/")
+    check = CliRunner().invoke(data, ["check", str(tmp_path / "data")])
+    assert "4 image(s) are not A|B pairs" in check.output
+    for folder, name in (("photos_in", "A"), ("photos_out", "B")):
+        (tmp_path / "data" / folder).rename(tmp_path / "data" / name)
+    assert find_layout(tmp_path / "data", "paired").train_split() == "."
+
+
+@pytest.mark.parametrize(
+    ("folders", "fix"),
+    [
+        (["training"], "rename training/ to train/"),
+        (["testA", "testB"], "rename testA/ and testB/ to trainA/ and trainB/"),
+        (["A/val", "B/val"], "name the training folders A/train and B/train"),
+    ],
+)
+def test_a_missing_train_split_names_the_fix(tmp_path: Path, folders: list[str], fix: str) -> None:
+    for folder in folders:
+        write_image(tmp_path / folder / "x.png", noise(8, 16))
+    (layout,) = detect_layouts(tmp_path)
+    with pytest.raises(DatasetError, match="no split 'train'") as err:
+        layout.train_split()
+    assert f"; {fix}" in str(err.value)
+
+
 def test_single_photos_are_not_aligned_pairs(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / f"photo{i}.png", noise(12, 12, seed=i))
@@ -318,3 +433,28 @@ def test_combine_refuses_halves_that_are_not_square(tmp_path: Path) -> None:
         prepare, ["combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "ab")]
     )
     assert result.exit_code == 1 and "12x8 is not square" in result.output
+
+
+@pytest.mark.slow  # 7-10 s on 2 cores, most of it importing the trainer and plotting
+def test_prepared_photos_train_at_the_default_preprocessing(tmp_path: Path) -> None:
+    """`prepare edges` on non-square photos, then `translate train` with the defaults of
+    data.preprocess (resize to 286, crop 256) and pix2pix's unet_256, made tiny by --set
+    only; it validates on the val/ split the tool wrote."""
+    from translate.cli import main
+
+    for i, (h, w) in enumerate([(30, 90), (40, 120), (60, 40), (30, 45)]):
+        write_image(tmp_path / "photos" / f"p{i}.jpg", noise(h, w, seed=i))
+    out = tmp_path / "edges"
+    prepare_args = ["prepare", "edges", str(tmp_path / "photos"), str(out), "--val", "0.5"]
+    result = CliRunner().invoke(main, prepare_args)
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "edges.yaml"
+    config.write_text(f"data: {{root: {out}}}\n")
+    tiny = ["generator.options.ngf=2", "discriminator.options.ndf=2", "train.max_steps=2"]
+    tiny += ["data.num_workers=0", "log.tensorboard=false"]
+    run = tmp_path / "run"
+    args = ["train", str(config), "--run-dir", str(run), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, *(f"--set={s}" for s in tiny)])
+    assert result.exit_code == 0, result.output
+    assert (run / "checkpoints" / "state_2.pt").is_file()
+    assert "validation: 2 images (val)" in result.output

@@ -13,6 +13,7 @@ from PIL import Image
 from translate.data.images import is_image_path, scan_files
 from translate.data.layout import (
     ALIGNED_RULE,
+    FITS,
     PAIRED,
     UNPAIRED,
     DatasetError,
@@ -21,6 +22,7 @@ from translate.data.layout import (
     image_size,
     name_some,
     not_aligned,
+    without_partner,
 )
 from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
@@ -131,11 +133,14 @@ def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, 
             empty = [d for d, f in ((dir_a, files_a), (dir_b, files_b)) if not f]
         else:
             try:
-                found = layout.pairs(split)
+                found, alone = layout.some_pairs(split)
             except DatasetError as exc:
                 problems.append(str(exc))
-                found = []
-            counts.append(f"{split} {len(found)}")
+                found, alone = [], []
+            if alone:
+                problems.append(without_partner(alone))
+            lone = f" (+{len(alone)} file(s) without a partner)" if alone else ""
+            counts.append(f"{split} {len(found)}{lone}")
             pairs.update(found)
             empty = [] if found else [dir_a]
         problems += [f"{d}: split {split!r} of the {layout.title} layout is empty" for d in empty]
@@ -227,11 +232,32 @@ def _derived_command(kind: str, doc: str) -> None:
     @prepare.command(kind, help=doc)
     @click.argument("src", type=click.Path(exists=True, file_okay=False))
     @click.argument("out", type=click.Path(file_okay=False))
-    def command(src: str, out: str) -> None:
+    @click.option(
+        "--size", default=256, show_default=True, type=click.IntRange(min=1),
+        help="Side of each square half in pixels (the training default crops 256 of 286).",
+    )  # fmt: skip
+    @click.option(
+        "--fit", type=click.Choice(FITS), default="crop", show_default=True,
+        help="Make each photo square by cutting its centre square, or by squeezing all of it.",
+    )  # fmt: skip
+    @click.option(
+        "--val", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+        help="Fraction of the photos (spread evenly, in path order) written to OUT/val.",
+    )  # fmt: skip
+    def command(src: str, out: str, size: int, fit: str, val: float) -> None:
         from translate.data.tools import make_paired
 
-        click.echo(f"{out}: {make_paired(src, out, kind)} aligned pairs")
+        try:
+            counts = make_paired(src, out, kind, size, fit, val)
+        except DatasetError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"{out}: {counts['train']} train and {counts['val']} val aligned pairs")
 
 
-_derived_command("edges", "Aligned pairs (Canny edges -> photo) from the photos in SRC.")
-_derived_command("grayscale", "Aligned pairs (grayscale -> colour) from the photos in SRC.")
+_derived_command(
+    "edges", "Aligned pairs (Canny edges -> photo) in OUT/train and OUT/val from the photos in SRC."
+)
+_derived_command(
+    "grayscale",
+    "Aligned pairs (grayscale -> colour) in OUT/train and OUT/val from the photos in SRC.",
+)

@@ -49,18 +49,38 @@ def by_stem(folder: Path) -> dict[str, Path]:
     return out
 
 
-def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
-    """Pair files of ``dir_a`` and ``dir_b`` by relative path and stem; extensions may differ.
+def _lone(files: dict[str, Path], others: dict[str, Path], other_dir: Path) -> list[str]:
+    """A line for each of ``files`` (by stem, :func:`by_stem`) that ``others`` lacks."""
+    by_case = {k.casefold(): others[k] for k in others.keys() - files.keys()}
+    lines = []
+    for key in sorted(files.keys() - others.keys()):
+        twin = by_case.get(key.casefold())
+        hint = f"; {twin} differs only in case: rename one to match" if twin else ""
+        lines.append(f"{files[key]} (no partner in {other_dir}{hint})")
+    return lines
 
-    Raises :class:`DatasetError` naming every file that lacks a partner.
-    """
 
+def pair_up(dir_a: Path, dir_b: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Files of ``dir_a`` and ``dir_b`` paired by relative path and stem (extensions may
+    differ), and a line for each file without a partner; a would-be partner whose name
+    differs only in case is named in that line, with the fix."""
     a, b = by_stem(dir_a), by_stem(dir_b)
-    missing = [f"{a[k]} (no partner in {dir_b})" for k in sorted(a.keys() - b.keys())]
-    missing += [f"{b[k]} (no partner in {dir_a})" for k in sorted(b.keys() - a.keys())]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) without a partner:" + name_some(missing))
-    return [(a[k], b[k]) for k in sorted(a)]
+    pairs = [(a[k], b[k]) for k in sorted(a.keys() & b.keys())]
+    return pairs, _lone(a, b, dir_b) + _lone(b, a, dir_a)
+
+
+def without_partner(lines: list[str]) -> str:
+    """The problem :func:`pair_up`'s lines make, naming the first ``MAX_NAMED`` files."""
+    return f"{len(lines)} file(s) without a partner:" + name_some(lines)
+
+
+def match_pairs(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
+    """:func:`pair_up`'s pairs; raises :class:`DatasetError` naming every file that lacks a
+    partner."""
+    pairs, lone = pair_up(dir_a, dir_b)
+    if lone:
+        raise DatasetError(without_partner(lone))
+    return pairs
 
 
 def _root_images(folder: Path) -> list[Path]:
@@ -110,11 +130,45 @@ class Layout:
         return self.splits[split]
 
     def train_split(self) -> str:
-        """``train``, or ``.`` for a dataset without split folders."""
+        """``train``, or ``.`` for a dataset without split folders; with neither, a
+        :class:`DatasetError` names the splits present, what is wrong with them and the fix."""
         if ROOT_SPLIT in self.splits and "train" not in self.splits:
             return ROOT_SPLIT
-        self.dirs("train")  # raises, naming the splits present, when there is none
+        try:
+            self.dirs("train")
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; {self._no_train_fix()}") from None
         return "train"
+
+    def _no_train_fix(self) -> str:
+        """What ``translate data check`` finds in the splits present, and how to get a
+        training split out of them."""
+        first, *others = self.splits
+        if self.name == "unpaired":
+            if others:
+                return "name the training domains trainA/ and trainB/"
+            return f"rename {first}A/ and {first}B/ to trainA/ and trainB/"
+        if self.name == "folders":
+            return "name the training folders A/train and B/train (or put the files in A/, B/)"
+        sizes: dict[Path, tuple[int, int]] = {}
+        for dir_a, _ in self.splits.values():
+            for path in list_images(dir_a):
+                try:
+                    sizes[path] = image_size(path)
+                except Exception:  # unreadable files are data check's to list, not ours
+                    continue
+        wrong = not_aligned(sizes)
+        if not wrong:
+            if others:
+                return f"name the folder of training pairs train/ (or put them in {self.root})"
+            return f"rename {first}/ to train/"
+        found = f"{len(wrong)} of its {len(sizes)} images are not A|B pairs, e.g. {wrong[0]}"
+        if len(others) != 1:
+            return f"{found}; {ALIGNED_RULE}"
+        return (
+            f"{found}; {ALIGNED_RULE}: if {first}/ and {others[0]}/ hold the A and B of each "
+            "pair under the same names, rename them A/ and B/"
+        )
 
     def val_split(self, requested: str) -> str:
         """The split to validate on: ``auto`` is ``val``, else ``test``, else ``holdout`` (a
@@ -130,13 +184,21 @@ class Layout:
         return requested
 
     def pairs(self, split: str) -> list[tuple[Path, Path]]:
-        """The (A, B) files of a paired split; an aligned file is its own partner."""
+        """The (A, B) files of a paired split; an aligned file is its own partner. Files
+        without a partner raise :class:`DatasetError`, naming each."""
+        if self.name == "folders":
+            return match_pairs(*self.dirs(split))
+        return self.some_pairs(split)[0]
+
+    def some_pairs(self, split: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+        """The pairs of a paired split that have both files, and a line for each file that
+        lacks its partner (:func:`pair_up`)."""
         dir_a, dir_b = self.dirs(split)
         if self.name == "folders":
-            return match_pairs(dir_a, dir_b)
+            return pair_up(dir_a, dir_b)
         if self.name == "aligned":
             files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
-            return [(f, f) for f in files]
+            return [(f, f) for f in files], []
         raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
 
     def domains(self, split: str) -> tuple[list[Path], list[Path]]:
@@ -247,6 +309,9 @@ def not_aligned(sizes: dict[Path, tuple[int, int]]) -> list[str]:
     return [f"{p} ({w}x{h})" for p, (w, h) in sizes.items() if w != 2 * h]
 
 
+# How `translate prepare edges|grayscale` makes a photo of any shape an aligned pair's square
+# half: cut its centre square, or squeeze all of it.
+FITS = ("crop", "resize")
 ALIGNED_RULE = (
     "an aligned image holds A and B side by side as two squares, so it is exactly twice "
     "as wide as high; put unaligned pairs in A/ and B/ folders (datasets/README.md)"

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+import warnings
+from fractions import Fraction
+from math import floor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from translate.data.datasets import resize_like
-from translate.data.images import list_images, read_image, write_image
-from translate.data.layout import ALIGNED_RULE, DatasetError, match_pairs
+from translate.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    list_images,
+    read_image,
+    write_image,
+)
+from translate.data.layout import ALIGNED_RULE, FITS, DatasetError, match_pairs
+from translate.data.transforms import zoom_crop
 
 
 def combine_pairs(
@@ -59,13 +69,57 @@ def _grayscale(image: np.ndarray) -> np.ndarray:
 DERIVED = {"edges": _edges, "grayscale": _grayscale}
 
 
-def make_paired(src: str | os.PathLike[str], out: str | os.PathLike[str], kind: str) -> int:
-    """Aligned pairs (A = ``kind`` of the photo, B = the photo) for every image under ``src``."""
+def square(photo: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """``photo`` as a ``size`` x ``size`` image: its centre square (``crop``) or all of it,
+    squeezed (``resize``). An aligned pair is two squares, whatever the photo's shape."""
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
+    if fit == "resize":
+        return resize_like(photo, (size, size))
+    height, width = photo.shape[:2]
+    side = min(height, width)
+    return zoom_crop(photo, ((height - side) // 2, (width - side) // 2, side), size)
+
+
+def val_indices(count: int, fraction: float) -> set[int]:
+    """Which of ``count`` sorted files go to ``val/``: ``floor(count * fraction)`` of them,
+    spread evenly (0.1: the 10th, 20th, ...), so a folder of consecutive shots gives val
+    images from all of it."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"val fraction must be in [0, 1), got {fraction}")
+    exact = Fraction(str(fraction))  # 0.29 * 100 is 28.999... in floats
+    return {i for i in range(count) if floor((i + 1) * exact) > floor(i * exact)}
+
+
+def make_paired(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    kind: str,
+    size: int = 256,
+    fit: str = "crop",
+    val: float = 0.1,
+) -> dict[str, int]:
+    """Aligned pairs (A = ``kind`` of the photo, B = the photo, each ``size`` px square, see
+    :func:`square`) for every image under ``src``, in ``out/train/`` and ``out/val/`` (a
+    ``val`` fraction of them). Unreadable files are skipped with a warning naming each.
+    Returns the number of pairs written per split."""
     if kind not in DERIVED:
         raise ValueError(f"unknown kind {kind!r}; choose from {sorted(DERIVED)}")
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
     files = list_images(src)
-    for path in tqdm(files, desc=kind):
-        photo = read_image(path)
+    if not files:
+        raise DatasetError(f"{src}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
+    held = val_indices(len(files), val)
+    counts = {"train": 0, "val": 0}
+    for i, path in enumerate(tqdm(files, desc=kind)):
+        try:
+            photo = square(read_image(path), size, fit)
+        except ImageReadError as exc:
+            warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
+            continue
+        split = "val" if i in held else "train"
         rel = path.relative_to(src).with_suffix(".png")
-        write_image(Path(out) / rel, np.concatenate([DERIVED[kind](photo), photo], axis=1))
-    return len(files)
+        write_image(Path(out) / split / rel, np.concatenate([DERIVED[kind](photo), photo], axis=1))
+        counts[split] += 1
+    return counts
