@@ -25,14 +25,18 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TEACHER = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 8})
 
 
+def teacher_file(folder: Path, spec: GeneratorSpec) -> Path:
+    """A generator file of ``spec`` for the 16 px test images."""
+    torch.manual_seed(1)
+    path = folder / "teacher.safetensors"
+    pre = Preprocessing(Preprocess(load_size=18, crop_size=SIZE, flip=False), 3, 3)
+    save_generators(path, {"AtoB": (spec, spec.build())}, pre)
+    return path
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A resnet_9blocks generator file (ngf 8) for the 16 px test images."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
-    pre = Preprocessing(Preprocess(load_size=18, crop_size=SIZE, flip=False), 3, 3)
-    save_generators(path, {"AtoB": (TEACHER, TEACHER.build())}, pre)
-    return path
+    return teacher_file(tmp_path_factory.mktemp("teacher"), TEACHER)
 
 
 def distill(teacher: str | Path, root: Path, model: str = "distill", **sections: dict) -> dict:
@@ -74,9 +78,10 @@ def test_taps_with_the_output_come_from_one_pass() -> None:
 
 def test_cli_distills_a_student_with_20x_fewer_macs(
     data: Path,  # noqa: F811
-    teacher: Path,
     tmp_path: Path,
 ) -> None:
+    wide = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 16})  # 20x fewer MACs: ngf 4 or more
+    teacher = teacher_file(tmp_path, wide)
     run_dir = tmp_path / "run"
     args = ["distill", str(teacher), "--data", str(data), "--run-dir", str(run_dir)]
     options = ["train.max_steps=3", "data.num_workers=0", "log.tensorboard=false"]
@@ -95,8 +100,9 @@ def test_cli_distills_a_student_with_20x_fewer_macs(
     student = load_generators(run_dir / "generator_latest.safetensors")
     assert student.specs["AtoB"].name == "mobile_resnet_9blocks"
     shape = (3, 256, 256)
-    teacher_macs = count_macs(TEACHER.build(), shape)
+    teacher_macs = count_macs(wide.build(), shape)
     assert count_macs(student.generators["AtoB"], shape) * 20 <= teacher_macs
+    assert "too narrow" not in result.stderr
     assert student.training["model"] == "distill"
     # Checkpoints hold the student, its adapters and D, never the teacher.
     state = torch.load(run_dir / "checkpoints" / "state_3.pt", weights_only=False)
@@ -160,22 +166,80 @@ def test_teacher_from_a_run_directory_and_a_checkpoint(
     assert t.config.loss.teacher_sha256 == sha256(checkpoint)
 
 
+def test_a_narrow_teacher_gets_the_narrowest_student_that_learns(
+    data: Path,  # noqa: F811
+    teacher: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """20x fewer MACs than an ngf-8 teacher would be an ngf-1 student."""
+    config = distill(teacher, data)
+    del config["generator"]["options"]["ngf"]
+    t = trainer(config, tmp_path / "run")
+    ngf = t.config.generator.options["ngf"]
+    shape = (3, 256, 256)
+    ratio = count_macs(TEACHER.build(), shape) / count_macs(t.model.G, shape)
+    assert ngf == 4 and ratio < 20
+    message = capsys.readouterr().err
+    assert "warning: loss.compression 20 would make the student ngf" in message
+    assert f"it is ngf 4, {ratio:.1f}x fewer MACs than the teacher" in message
+    assert "distill a wider teacher or set generator.options.ngf" in message
+
+
+def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The default taps (9, 12, 15, 18: the student's 1/4 resolution) pair with the U-Net's
+    taps of that resolution, spread over its encoder and decoder; an explicit mismatch lists
+    the teacher's taps by resolution."""
+    unet = GeneratorSpec("unet", 3, 3, {"ngf": 4, "num_downs": 4})
+    config = distill(teacher_file(tmp_path, unet), data)
+    t = trainer(config, tmp_path / "run")
+    chosen = t.config.loss.teacher_layers
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    teacher, student = t.model.teacher, t.model.G
+    sizes = [f.shape[2:] for f in teacher(x, layers=list(range(len(teacher.tap_points()))))]
+    quarter = [i for i, size in enumerate(sizes) if size == (SIZE // 4, SIZE // 4)]
+    assert chosen == sorted(chosen) and chosen[0] == quarter[0] and chosen[-1] == quarter[-1]
+    assert len(set(chosen)) == 4 and set(chosen) <= set(quarter)
+    assert "9->" in capsys.readouterr().err
+    assert (
+        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["loss"]["teacher_layers"]
+        == chosen
+    )  # a resume pairs the same taps
+    losses = t.model.train_step(next(iter(t.loader)), t.stepper)
+    assert torch.isfinite(losses["G_distill"]) and losses["G_distill"] > 0
+    assert [s.shape[2:] for s in student(x, layers=t.config.loss.distill_layers)] == [
+        sizes[i] for i in chosen
+    ]
+
+    config["loss"]["teacher_layers"] = [0, 1, 2, 3]  # 0 and 1 are at half the resolution
+    with pytest.raises(ValueError) as error:
+        trainer(config, tmp_path / "mismatch")
+    message = str(error.value)
+    assert f"the teacher's tap 0 is {tuple(sizes[0])}, the student's tap 9" in message
+    listed = f"{(SIZE // 4, SIZE // 4)}: {quarter[0]}-{quarter[2]}, {quarter[3]}-{quarter[5]}"
+    assert listed in message and "leave teacher_layers unset" in message
+
+
 @pytest.mark.slow
 def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None:  # noqa: F811
-    """`demo` (a U-Net: its taps do not pair with the student's, so no feature term)."""
+    """`demo`, a U-Net: the default taps pair with its taps of the same resolution."""
     from translate.inference.loading import bundled_path
 
     run_dir = tmp_path / "run"
     args = ["distill", "demo", "--data", str(data), "--run-dir", str(run_dir), "--no-progress"]
-    options = ["loss.lambda_distill=0", "train.max_steps=1", "data.num_workers=0"]
+    options = ["train.max_steps=1", "data.num_workers=0"]
     options += ["log.tensorboard=false", "discriminator.options={ndf: 4, n_layers: 2}"]
     result = CliRunner().invoke(main, [*args, *(a for o in options for a in ("--set", o))])
     assert result.exit_code == 0, result.output
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["loss"]["teacher_sha256"] == sha256(bundled_path("demo"))
-    student = load_generators(run_dir / "generator_latest.safetensors").generators["AtoB"]
-    teacher = load_generators(bundled_path("demo")).generators["AtoB"]
-    assert count_macs(student, (3, 256, 256)) * 20 <= count_macs(teacher, (3, 256, 256))
+    assert len(config["loss"]["teacher_layers"]) == 4
+    student = load_generators(run_dir / "generator_latest.safetensors")
+    assert student.specs["AtoB"].options["ngf"] == 4  # 20x fewer MACs would be ngf 1
 
 
 def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None:  # noqa: F811

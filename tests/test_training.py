@@ -26,12 +26,12 @@ from translate.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
 from translate.training.checkpoint import latest_state, load_state
-from translate.training.config import from_dict, load_config
+from translate.training.config import ScheduleConfig, from_dict, load_config
 from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
 from translate.training.monitor import WARMUP_STEPS, monitor_warnings
 from translate.training.report import RunReport
-from translate.training.schedules import LinearDecay
+from translate.training.schedules import LinearDecay, build_scheduler, decay_start
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SIZE = 16
@@ -195,6 +195,20 @@ def test_linear_schedule_matches_the_reference() -> None:
     assert rule(0) == rule(99) == 1.0
     assert rule(100) == pytest.approx(1 - 1 / 101)
     assert rule(199) == pytest.approx(1 / 101)
+
+
+@pytest.mark.parametrize("policy", ["linear", "step", "cosine"])
+def test_decay_start_is_the_first_epoch_at_a_lower_rate(policy: str) -> None:
+    schedule = ScheduleConfig(policy=policy, epochs=3, decay_epochs=4, step_size=2)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = build_scheduler(optimizer, schedule)
+    rates = []
+    for _ in range(schedule.epochs + schedule.decay_epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    start = decay_start(schedule)
+    assert start is not None and rates[:start] == [1.0] * start and rates[start] < 1.0
 
 
 def test_cli_trains_and_resumes(data: Path, tmp_path: Path) -> None:
@@ -369,13 +383,68 @@ def test_stdout_has_results_and_no_progress_logs_losses_to_stderr(
     args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    # the file `translate convert RUN_DIR` uses, and one epoch in the singular
     assert result.stdout.splitlines() == [
         f"run directory: {run_dir}",
-        f"done: 4 steps, 1 epochs; generator: {run_dir / 'generator_latest.safetensors'}",
+        f"done: 4 steps, 1 epoch; generator: {run_dir / 'generator_best.safetensors'}",
     ]
     losses = [line for line in result.stderr.splitlines() if "G_L1" in line]
     assert [line.split(":")[0] for line in losses] == ["step 2, epoch 1", "step 4, epoch 1"]
     assert "step 2: outputs collapsed" in result.stderr
+    # each evaluation's scores, as metrics.jsonl records them
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in (r for r in records if "val_L1" in r):
+        scores = ", ".join(f"{k} {record[k]:.4g}" for k in ("val_L1", "val_PSNR", "val_SSIM"))
+        assert f"step {record['step']}, epoch 1: {scores}\n" in result.stderr
+
+
+def test_unpaired_evaluations_print_the_monitors(data: Path, tmp_path: Path) -> None:
+    config = tiny("cyclegan", data, log={"every": 2, "eval_every": 2, "tensorboard": False})
+    config["train"]["max_steps"] = 2
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].endswith(
+        f"generator: {run_dir / 'generator_latest.safetensors'}"
+    )
+    record = next(
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if "d_acc_real" in line
+    )
+    monitors = ", ".join(
+        f"{k} {record[k]:.4g}" for k in ("d_acc_real", "d_acc_fake", "diversity_ratio")
+    )
+    assert f"step 2, epoch 1: {monitors}\n" in result.stderr
+
+
+@pytest.mark.parametrize(("max_steps", "epochs", "warned"), [(3, 2, True), (5, 1, False)])
+def test_the_bar_counts_to_max_steps_and_warns_when_the_decay_never_starts(
+    data: Path, tmp_path: Path, max_steps: int, epochs: int, warned: bool
+) -> None:
+    """4 batches an epoch, 4 epochs, linear decay from epoch ``epochs + 1``: 3 steps end in
+    epoch 1, before it; 5 end in epoch 2, where it has started."""
+    config = tiny(
+        "pix2pix",
+        data,
+        schedule={"epochs": epochs, "decay_epochs": 4 - epochs},
+        train={"batch_size": 2, "max_steps": max_steps},
+        log={"every": 1, "eval_every": max_steps, "tensorboard": False},
+    )
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    args = ["train", str(config_path), "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "steps: 100%" in result.stderr and f"| {max_steps}/{max_steps} " in result.stderr
+    assert "epoch 1/4" not in result.stderr
+    warning = "ends the run in epoch 1 of 4, before the linear learning-rate decay starts (epoch 3)"
+    assert result.stderr.count(warning) == warned
+    assert ("learning-rate decay starts" in result.stderr) == warned
+    assert "val_L1=" in result.stderr  # the last evaluation's scores on the bar
 
 
 def test_monitor_warnings_wait_for_the_warm_up() -> None:

@@ -138,10 +138,15 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
             )
         sys.exit(EXIT_SIGNAL + trainer.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
     if trainer.ranks.main:
-        click.echo(
-            f"done: {summary['steps']} steps, {summary['epochs']} epochs; "
-            f"generator: {run_dir / 'generator_latest.safetensors'}"
-        )
+        from translate.inference.loading import run_generator
+
+        steps, epochs = _count(summary["steps"], "step"), _count(summary["epochs"], "epoch")
+        # the file `translate convert RUN_DIR` picks, so the line names what the run gives
+        click.echo(f"done: {steps}, {epochs}; generator: {run_generator(run_dir)}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @click.command()

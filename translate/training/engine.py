@@ -49,7 +49,7 @@ from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
 from translate.training.report import RunReport
 from translate.training.sampling import ResumableSampler, SeededItems
-from translate.training.schedules import build_scheduler
+from translate.training.schedules import build_scheduler, decay_start
 
 VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
@@ -291,6 +291,8 @@ class Trainer:
         self.stopped_by: int | None = None  # the signal that stopped fit()
         self.stop = StopRequest()  # listens while fit() runs
         self.best: dict[str, float] = {}
+        self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
+        self.run_bar: tqdm | None = None  # counts to train.max_steps when it ends the run
         self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         self.log_window = LossMeans()  # since the last log
@@ -384,12 +386,18 @@ class Trainer:
         ``stopped_by`` then holds the signal number.
         """
         with self.stop:
+            if self._max_steps_end_the_run():
+                self._warn_decay_never_starts()
+                steps = self.config.train.max_steps
+                self.run_bar = self._bar("steps", self.step, steps)
             try:
                 while self.epoch < self.total_epochs and not self._at_max_steps():
                     if not self._run_epoch():
                         break
                     self._end_epoch()
             finally:
+                if self.run_bar is not None:
+                    self.run_bar.close()
                 self._shut_down_workers()
             self.stopped_by = self.stopped_by or self.stop.signal
             self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
@@ -411,16 +419,52 @@ class Trainer:
     def _at_max_steps(self) -> bool:
         return self.config.train.max_steps is not None and self.step >= self.config.train.max_steps
 
-    def _run_epoch(self) -> bool:
-        """One epoch from where the data order stands; False when stopped early."""
-        cfg = self.config
-        self.sampler.set_epoch(self.epoch, self.epoch_batches)
-        bar = tqdm(
-            self.loader, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
-            initial=self.epoch_batches, total=self.sampler.batches_per_epoch(),
+    def _max_steps_end_the_run(self) -> bool:
+        max_steps = self.config.train.max_steps
+        return max_steps is not None and max_steps < (
+            self.total_epochs * self.sampler.batches_per_epoch()
+        )
+
+    def _warn_decay_never_starts(self) -> None:
+        """A run that ``train.max_steps`` stops before the learning rate decays trains at the
+        full rate throughout, which the schedule's numbers alone hide."""
+        start, steps = decay_start(self.config.schedule), self.config.train.max_steps
+        assert steps is not None  # called when max_steps ends the run
+        last_epoch = math.ceil(steps / self.sampler.batches_per_epoch())  # 1-based
+        if start is None or last_epoch > start or not self.ranks.main:
+            return
+        s = self.config.schedule
+        tqdm.write(
+            f"warning: train.max_steps {steps} ends the run in epoch {last_epoch} of "
+            f"{self.total_epochs}, before the {s.policy} learning-rate decay starts (epoch "
+            f"{start + 1}); to decay within the run, lower schedule.epochs and "
+            "schedule.decay_epochs",
+            file=sys.stderr,
+        )
+
+    def _bar(self, desc: str, initial: int, total: int) -> tqdm:
+        return tqdm(
+            desc=desc, initial=initial, total=total,
             disable=not (self.progress and self.ranks.main), dynamic_ncols=True,
         )  # fmt: skip
-        for batch in bar:
+
+    def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
+        return {k: f"{v:.3g}" for k, v in {**losses, **self.val_scores}.items()}
+
+    def _run_epoch(self) -> bool:
+        """One epoch from where the data order stands; False when stopped early."""
+        self.sampler.set_epoch(self.epoch, self.epoch_batches)
+        if self.run_bar is not None:
+            return self._run_batches(self.run_bar)
+        desc = f"epoch {self.epoch + 1}/{self.total_epochs}"
+        with self._bar(desc, self.epoch_batches, self.sampler.batches_per_epoch()) as bar:
+            return self._run_batches(bar)
+
+    def _run_batches(self, bar: tqdm) -> bool:
+        """The rest of the epoch's batches, counted on ``bar``; False when stopped early."""
+        cfg = self.config
+        means: dict[str, float] = {}  # the last logged losses, shown on the bar
+        for batch in self.loader:
             batch = _to_device(batch, self.device, self.channels_last)
             update_g = (self.step + 1) % cfg.optim.d_steps == 0
             losses = self.model.train_step(batch, self.stepper, update_g)
@@ -430,18 +474,20 @@ class Trainer:
             self.epoch_batches += 1
             self.log_window.add(losses)
             self.epoch_window.add(losses)
+            bar.update()
             if self.step % cfg.log.every == 0:
                 means = self._log_losses()
-                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                bar.set_postfix(self._postfix(means), refresh=False)
             stopping = self._stop_requested()
             if not stopping and self.step % cfg.log.eval_every == 0:
                 warnings = self.evaluate()
                 if warnings:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
+                else:
+                    bar.set_postfix(self._postfix(means), refresh=False)
                 stopping = self._stop_requested()  # a signal during validation
             if stopping:  # fit() saves the checkpoint; nothing else runs
                 self.stopped_by = self.stop.signal or signal.SIGTERM  # or another rank's signal
-                bar.close()
                 return False
             if self.step % cfg.log.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -450,9 +496,7 @@ class Trainer:
                 with self._averaged():
                     self.save_generators(f"generators/generator_{self.step}.safetensors")
             if self._at_max_steps():
-                bar.close()
                 return False
-        bar.close()
         return True
 
     def _averaged(self) -> contextlib.AbstractContextManager[None]:
@@ -475,9 +519,12 @@ class Trainer:
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
         self.report.log(self.step, self.epoch_number, {**means, **lrs})
         if not self.progress and self.ranks.main:  # the bar's postfix shows them otherwise
-            losses = ", ".join(f"{k} {v:.4g}" for k, v in means.items())
-            tqdm.write(f"step {self.step}, epoch {self.epoch_number}: {losses}", file=sys.stderr)
+            self._write_values(means)
         return means
+
+    def _write_values(self, values: dict[str, float]) -> None:
+        listed = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        tqdm.write(f"step {self.step}, epoch {self.epoch_number}: {listed}", file=sys.stderr)
 
     def _end_epoch(self) -> None:
         plateau = self.config.schedule.policy == "plateau"
@@ -535,6 +582,10 @@ class Trainer:
                 break  # nothing to score beyond the sample grid and monitoring
             paired.add(outputs["fake"], outputs["real"])
         values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
+        # scores or, without targets, the monitors: on the console after each evaluation, a
+        # record of how the run goes that the bar's postfix alone would overwrite
+        self.val_scores = dict(values) if paired is not None else dict(monitor)
+        self._write_values(self.val_scores)
         if paired is not None:
             values.update(self._choose_test_mode(values["val_L1"]))
         self.model.train()

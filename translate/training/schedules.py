@@ -44,3 +44,9 @@ def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig) -> LRScheduler | 
     if cfg.policy == "cosine":
         return CosineAnnealingLR(optimizer, T_max=cfg.epochs + cfg.decay_epochs)
     raise ValueError(f"schedule.policy: unknown {cfg.policy!r}")
+
+
+def decay_start(cfg: ScheduleConfig) -> int | None:
+    """The first epoch (0-based) that ``cfg.policy`` trains at a lower learning rate than
+    the first; None for ``plateau``, where it depends on the losses."""
+    return {"linear": cfg.epochs, "step": cfg.step_size, "cosine": 1}.get(cfg.policy)

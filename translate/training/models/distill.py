@@ -49,6 +49,7 @@ from translate.training.models import TRAINERS
 
 MAC_SIZE = (256, 256)  # where the default student's MAC budget is counted
 WIDEST = 256  # the widest ngf the default student is searched up to
+NARROWEST = 4  # the narrowest default student: below it a student barely learns
 
 
 @dataclass
@@ -64,7 +65,9 @@ class DistillLoss(LossConfig):
     # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
     # (mobile) 9-block ResNet, the stages GAN Compression distills.
     distill_layers: list[int] = field(default_factory=lambda: [9, 12, 15, 18])
-    teacher_layers: list[int] | None = None  # the teacher's taps, if they differ
+    # the teacher's taps; unset: the same where their resolutions match, else paired by
+    # resolution (match_taps) and filled in at the start
+    teacher_layers: list[int] | None = None
     compression: float = 20.0  # default student width: teacher MACs / student MACs >= this
 
     def __post_init__(self) -> None:
@@ -127,6 +130,39 @@ def student_width(name: str, options: dict[str, Any], channels: tuple[int, int],
     return low
 
 
+def match_taps(student: list[tuple[int, ...]], teacher: list[tuple[int, ...]]) -> list[int | None]:
+    """For each student tap's resolution in ``student``, a teacher tap of that resolution
+    (an index into ``teacher``, the resolution of every teacher tap), or None where there is
+    none. The student taps of one resolution are spread in order over the teacher's, so a
+    U-Net teacher is distilled on both its encoder and its decoder."""
+    chosen: list[int | None] = []
+    for i, size in enumerate(student):
+        candidates = [j for j, t in enumerate(teacher) if t == size]
+        peers = [k for k, other in enumerate(student) if other == size]
+        # the middle of the peer's equal share of the candidates
+        share = (peers.index(i) + 0.5) * len(candidates) / len(peers)
+        chosen.append(candidates[int(share)] if candidates else None)
+    return chosen
+
+
+def _taps_by_size(sizes: list[tuple[int, ...]]) -> str:
+    """``"(8, 8): 0-3, 9; (4, 4): 4-8"``: the taps of each resolution, in runs."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(size, []).append(i)
+    parts = []
+    for size, taps in groups.items():
+        runs = [[taps[0], taps[0]]]
+        for tap in taps[1:]:
+            if tap == runs[-1][1] + 1:
+                runs[-1][1] = tap
+            else:
+                runs.append([tap, tap])
+        listed = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+        parts.append(f"{size}: {listed}")
+    return "; ".join(parts)
+
+
 @TRAINERS.register("distill")
 class Distill(GANModel):
     data = "paired"
@@ -173,15 +209,28 @@ class Distill(GANModel):
 
         options = config.generator.options
         teacher_macs = count_macs(teacher, (channels[0], *MAC_SIZE))
+        narrowed = None  # the width loss.compression asked for, when under NARROWEST
         if "ngf" not in options and "widths" not in options:
             budget = int(teacher_macs / loss.compression)
-            options["ngf"] = student_width(config.generator.name, options, channels, budget)
+            ngf = student_width(config.generator.name, options, channels, budget)
+            if ngf < NARROWEST:
+                narrowed, ngf = ngf, NARROWEST
+            options["ngf"] = ngf
         self.spec = self.generator_spec(*channels)
         self.G = self.spec.build()
         self.D = self.build_discriminator(channels[1])
         self.adapters: nn.ModuleList | None = None  # sized from the first batch (initialize)
-        if Ranks.from_env().main:
+        self.main = Ranks.from_env().main
+        if self.main:
             student_macs = count_macs(self.G, (channels[0], *MAC_SIZE))
+            if narrowed is not None:
+                tqdm.write(
+                    f"warning: loss.compression {loss.compression:g} would make the student "
+                    f"ngf {narrowed}, too narrow to learn; it is ngf {NARROWEST}, "
+                    f"{teacher_macs / student_macs:.1f}x fewer MACs than the teacher. For "
+                    "more, distill a wider teacher or set generator.options.ngf yourself",
+                    file=sys.stderr,
+                )
             tqdm.write(
                 f"teacher {path} ({spec.name}): {teacher_macs / 1e9:.2f} GMAC; student "
                 f"{config.generator.name} ngf {options.get('ngf')}: "
@@ -207,29 +256,73 @@ class Distill(GANModel):
         if self.config.loss.lambda_distill == 0:
             return
         source, _ = self.inputs(batch)
+        loss = self.config.loss
         self.G.eval()  # no batch-norm statistics from this look at the shapes
         try:
             with torch.no_grad():
-                student = self.G(source, layers=self.config.loss.distill_layers)
-                teacher = self.teacher(source, layers=self.teacher_layers)
+                student = self.G(source, layers=loss.distill_layers)
+                every = list(range(len(self.teacher.tap_points())))
+                features = self.teacher(source, layers=every)
+                if loss.teacher_layers is not None:  # its indices are checked here
+                    self.teacher(source, layers=loss.teacher_layers)
         except ValueError as exc:
             raise ValueError(
                 f"config key 'loss.distill_layers' or 'teacher_layers': {exc}"
             ) from None
         finally:
             self.G.train()
-        for s, t, tap in zip(student, teacher, self.teacher_layers, strict=True):
-            if s.shape[2:] != t.shape[2:]:
+        sizes = [tuple(t.shape[2:]) for t in features]
+        wanted = [tuple(s.shape[2:]) for s in student]
+        if loss.teacher_layers is None:
+            self._pair_taps(wanted, sizes)
+        for size, tap, student_tap in zip(
+            wanted, self.teacher_layers, loss.distill_layers, strict=True
+        ):
+            if sizes[tap] != size:
                 raise ValueError(
                     f"config key 'loss.teacher_layers': the teacher's tap {tap} is "
-                    f"{tuple(t.shape[2:])}, the student's {tuple(s.shape[2:])}; pick taps "
-                    "of the same resolution"
+                    f"{sizes[tap]}, the student's tap {student_tap} {size}; pick taps of the "
+                    f"same resolution (the teacher's: {_taps_by_size(sizes)}), or leave "
+                    "teacher_layers unset to pair them by resolution"
                 )
+        teacher = [features[i] for i in self.teacher_layers]
         self.adapters = nn.ModuleList(
             nn.Conv2d(s.shape[1], t.shape[1], 1) for s, t in zip(student, teacher, strict=True)
         )
         options = self.config.generator.options
         init_weights(self.adapters, options.get("init", "normal"), options.get("init_gain", 0.02))
+
+    def _pair_taps(self, student: list[tuple[int, ...]], teacher: list[tuple[int, ...]]) -> None:
+        """Set ``loss.teacher_layers`` (config.yaml records it, so a resume pairs the same
+        taps): the student's own indices where the teacher's resolutions match them, as
+        between (mobile) ResNets, else teacher taps of each student tap's resolution."""
+        loss = self.config.loss
+        taps = zip(loss.distill_layers, student, strict=True)
+        if all(-len(teacher) <= i < len(teacher) and teacher[i] == s for i, s in taps):
+            loss.teacher_layers = list(loss.distill_layers)
+            return
+        chosen = match_taps(student, teacher)
+        if None in chosen:
+            tap, size = next(
+                (t, s)
+                for t, s, c in zip(loss.distill_layers, student, chosen, strict=True)
+                if c is None
+            )
+            raise ValueError(
+                f"config key 'loss.distill_layers': the student's tap {tap} is {size}, a "
+                f"resolution no teacher tap has (the teacher's: {_taps_by_size(teacher)}); "
+                "pick student taps at one of those, or set loss.lambda_distill to 0"
+            )
+        loss.teacher_layers = [c for c in chosen if c is not None]
+        if self.main:
+            pairs = ", ".join(
+                f"{s}->{t}" for s, t in zip(loss.distill_layers, loss.teacher_layers, strict=True)
+            )
+            tqdm.write(
+                f"distilling the student's taps to the teacher's of the same resolution: "
+                f"{pairs} (loss.teacher_layers chooses others)",
+                file=sys.stderr,
+            )
 
     def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The source images and real target-domain images (the ground truth when paired)."""
