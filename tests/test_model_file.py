@@ -168,6 +168,10 @@ MALFORMED = {
         lambda raw: {**raw, "generators": raw["generators"].replace("unet_128", "unet_9")},
         r"generators\.AtoB\.name: unknown generator 'unet_9'",
     ),
+    "num_downs past any image": (  # built, it nests past Python's recursion limit
+        lambda raw: {**raw, "generators": _generators(raw, num_downs=10000)},
+        r"generators\.AtoB: cannot build unet_128 .*: num_downs: expected 1 to 16 .*got 10000",
+    ),
     "bad channel count": (
         lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 2})},
         r"preprocess\.input_channels: expected 1 or 3, got 2",

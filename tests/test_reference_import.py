@@ -1,5 +1,8 @@
 """State dicts in the reference code's layout, written by the tests, loaded back by inference."""
 
+import pickle
+import zipfile
+
 import pytest
 import torch
 
@@ -215,3 +218,70 @@ def test_not_a_generator(tmp_path):
     torch.jit.save(torch.jit.script(build_generator("resnet_9blocks", **RESNET)), tmp_path / "g.pt")
     with pytest.raises(ValueError, match="g.pt: a TorchScript module"):
         load_model(tmp_path / "g.pt")
+
+
+def _rewrite_record(path, record, data):
+    """``path`` with ``record`` holding ``data`` deflated, as a tampered file carries it."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, content in entries:
+            if info.filename.endswith(f"/data/{record}"):
+                archive.writestr(info.filename, data, zipfile.ZIP_DEFLATED)
+            else:
+                archive.writestr(info, content)
+
+
+@pytest.fixture
+def no_torch_load(monkeypatch):
+    """Fails a test whose file reaches torch.load: refused files must allocate nothing."""
+
+    def reached(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", reached)
+
+
+def test_a_record_larger_than_its_tensors_is_refused_before_torch_allocates(
+    tmp_path, no_torch_load
+):
+    """The hostile case at small scale: a few KB on disk whose record unpacks to 4 MiB
+    while the pickle declares 40 bytes (at 8 GiB, torch.load peaked at 9 GB RSS)."""
+    path = tmp_path / "bomb.pth"
+    torch.save({"conv.weight": torch.zeros(10)}, path)
+    _rewrite_record(path, "0", bytes(4 << 20))
+    assert path.stat().st_size < 20_000
+    with pytest.raises(
+        ValueError,
+        match=r"^\S*bomb\.pth: refused: damaged or tampered: record data/0 unpacks to "
+        r"4,194,304 bytes but its tensors need 40; download or save it again$",
+    ):
+        load_model(path)
+
+
+def test_a_file_larger_than_the_free_memory_is_refused_before_torch_allocates(
+    tmp_path, monkeypatch, no_torch_load
+):
+    monkeypatch.setattr("translate.torch_file.free_memory", lambda device: 1 << 20)
+    path = tmp_path / "big.pth"
+    torch.save({"conv.weight": torch.zeros(1 << 19)}, path)  # 2 MiB of tensors
+    with pytest.raises(
+        ValueError, match=r"big\.pth: refused: loading it takes 2\.0 MiB, more than the 1\.0 MiB"
+    ):
+        load_model(path)
+
+
+def test_a_legacy_file_declaring_more_than_it_holds_is_refused(tmp_path, no_torch_load):
+    """The pre-1.6 format (the reference's 2017 checkpoints): torch allocates each storage's
+    declared size before reading it, so a numel raised in the pickle is a bomb too."""
+    path = tmp_path / "legacy.pth"
+    torch.save({"conv.weight": torch.zeros(10)}, path, _use_new_zipfile_serialization=False)
+    numel = pickle.dumps(10, protocol=2)[2:-1]  # BININT1 10
+    data = path.read_bytes()
+    assert data.count(numel + b"Nt") == 1  # the storage id's numel, then view_metadata None
+    tampered = data.replace(numel + b"Nt", pickle.dumps(1 << 31, protocol=2)[2:-1] + b"Nt")
+    path.write_bytes(tampered)
+    with pytest.raises(
+        ValueError, match=r"legacy\.pth: refused: .*its tensors declare 8\.0 GiB but the file"
+    ):
+        load_model(path)

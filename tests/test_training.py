@@ -25,7 +25,7 @@ from translate.data.images import write_image
 from translate.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
-from translate.training.checkpoint import latest_state, load_state
+from translate.training.checkpoint import latest_state, load_newest_state, load_state
 from translate.training.config import ScheduleConfig, from_dict, load_config
 from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
@@ -265,6 +265,25 @@ def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
         path.write_bytes(b"")
     with pytest.raises(ValueError, match="no checkpoint loads: .*state_6.pt.*0 bytes"):
         trainer(config, tmp_path, resume=True)
+
+
+def test_a_damaged_pickle_is_skipped_in_one_line(tmp_path: Path) -> None:
+    """A byte of the newest checkpoint's pickle flipped (torch's zip check passes, its
+    weights-only unpickler then fails in ten lines): one line naming the file and the
+    damaged record."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for step in (2, 4):
+        torch.save({"model": {"w": torch.zeros(3)}, "step": step}, folder / f"state_{step}.pt")
+    data = (folder / "state_4.pt").read_bytes()
+    opcode = data.index(b"\x80\x02}") + 3  # after PROTO 2 and EMPTY_DICT
+    (folder / "state_4.pt").write_bytes(data[:opcode] + b"\xff" + data[opcode + 1 :])
+    path, state, skipped = load_newest_state(tmp_path)
+    assert path.name == "state_2.pt" and state["step"] == 2
+    assert skipped == [
+        f"{folder / 'state_4.pt'}: not a readable training checkpoint "
+        "(Bad CRC-32 for file 'state_4/data.pkl')"
+    ]
 
 
 def _train_until_the_disk_fills(

@@ -212,3 +212,42 @@ def warn_emulated_bf16(key: str = "--precision") -> None:
         SlowPrecisionWarning,
         stacklevel=3,
     )
+
+
+# --- memory --------------------------------------------------------------------------------
+
+_UNKNOWN_FREE = 4 << 30  # when the free memory cannot be read
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for this process on ``device``: the GPU's free memory, or the RAM
+    available under the machine's and the cgroup's (container's) limits."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    limits = [_meminfo_available(), _cgroup_free()]
+    known = [n for n in limits if n is not None]
+    return min(known) if known else _UNKNOWN_FREE
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup_free() -> int | None:
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((root / "memory.current").read_text())
+    except (OSError, ValueError):
+        return None

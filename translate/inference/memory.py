@@ -8,14 +8,13 @@ references), which is what an inference-mode forward pass holds, whatever the ar
 
 from __future__ import annotations
 
-import os
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..runtime import free_memory
 from .translator import Translator
 
 # Share of the free memory one forward pass may take: decoding, encoding and the
@@ -26,7 +25,6 @@ _PROBE_SIDE = 64
 MIN_TILE = 16
 # Whole-image float buffers of a tiled image (input, output, blend weights, uint8 copies).
 TILED_BYTES_PER_PIXEL = 48
-_UNKNOWN_FREE = 4 << 30  # when the free memory cannot be read
 # Convolution workspaces and allocator slack the hooks do not see: the process's peak RSS
 # grew 1.25x-1.7x the hooks' count on the demo model at 1024-2048 px (AMD EPYC CPU).
 _UNSEEN = 1.5
@@ -155,37 +153,3 @@ class MemoryBudget:
 
 def _size(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free for this process on ``device``: the GPU's free memory, or the RAM
-    available under the machine's and the cgroup's (container's) limits."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    limits = [_meminfo_available(), _cgroup_free()]
-    known = [n for n in limits if n is not None]
-    return min(known) if known else _UNKNOWN_FREE
-
-
-def _meminfo_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _cgroup_free() -> int | None:
-    root = Path("/sys/fs/cgroup")
-    try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((root / "memory.current").read_text())
-    except (OSError, ValueError):
-        return None

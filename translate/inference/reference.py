@@ -12,9 +12,6 @@ is how checkpoints of forks that renamed inner attributes still load.
 
 from __future__ import annotations
 
-import io
-import pickle
-import pickletools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .. import torch_file
 from ..data.transforms import Preprocess
 from ..model_file import GeneratorFile, GeneratorSpec, Preprocessing
 from ..networks import GENERATORS
@@ -138,66 +136,14 @@ def read_state_dict(path: Path, checkpoint: Any = None) -> dict[str, torch.Tenso
 
 
 def read_checkpoint(path: Path) -> Any:
-    """What ``torch.save`` wrote to ``path``, read with ``weights_only``: a file that needs
-    to run pickled code is refused."""
+    """What ``torch.save`` wrote to ``path``, read by :func:`translate.torch_file.load`: a
+    file that needs to run pickled code, or more memory than it holds, is refused."""
     if _is_torchscript(path):
         raise ValueError(
             f"{path}: a TorchScript module (as `translate export` writes), not a state dict; "
             "pass the model it was exported from"
         )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch raises this both for a file that names code to run and for a damaged one,
-        # worded differently across versions; the pickle's own opcodes tell them apart.
-        names = pickled_globals(path)
-        if not names:
-            raise ValueError(f"{path}: not a readable torch checkpoint (corrupt pickle)") from exc
-        shown = [n for n in names if not _is_tensor_machinery(n)] or names
-        raise ValueError(
-            f"{path}: refused: would run code: the file holds pickled Python objects "
-            f"({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}), not just tensors; "
-            "save the generator's state_dict() instead"
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: not a readable torch checkpoint ({reason})") from exc
-    return obj
-
-
-def pickled_globals(path: Path) -> list[str] | None:
-    """The classes and functions a pickle file names, read from its opcodes (nothing runs).
-
-    ``torch.save`` files are zip archives holding ``data.pkl``; older ones and plain pickles
-    are several pickles in a row. None when the first pickle is damaged before its end.
-    """
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-            data = archive.read(member) if member else b""
-    else:
-        data = path.read_bytes()
-    stream, names, strings, complete = io.BytesIO(data), [], [], False
-    try:
-        while stream.tell() < len(data):
-            for opcode, arg, _ in pickletools.genops(stream):
-                if opcode.name in ("GLOBAL", "INST"):
-                    names.append(str(arg).replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(".".join(strings[-2:]))
-                elif isinstance(arg, str):
-                    strings.append(arg)
-            complete = True
-    except (ValueError, EOFError, UnicodeDecodeError):
-        pass  # legacy files carry raw tensor bytes after their pickles
-    return list(dict.fromkeys(names)) if complete else None
-
-
-def _is_tensor_machinery(name: str) -> bool:
-    """Globals that every torch.save of plain tensors names; not worth showing a user."""
-    return name == "collections.OrderedDict" or (
-        name.startswith("torch.") and (name.startswith("torch._utils.") or "Storage" in name)
-    )
+    return torch_file.load(path)
 
 
 def _is_torchscript(path: Path) -> bool:

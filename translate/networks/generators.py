@@ -14,6 +14,9 @@ from .features import Generator
 from .layers import conv_bias, init_weights, norm_layer
 from .registry import GENERATORS
 
+# 2**16 px: a side no image reaches; deeper U-Nets only nest (and recurse) past Python's limit.
+MAX_NUM_DOWNS = 16
+
 
 class SeparableConv(nn.Sequential):
     """A depthwise 3x3 convolution, a norm, then a pointwise 1x1 convolution to ``out_dim``:
@@ -211,8 +214,11 @@ class UnetGenerator(Generator):
         dropout: bool = False,
     ) -> None:
         super().__init__()
-        if num_downs < 1:
-            raise ValueError(f"num_downs must be >= 1; got {num_downs}")
+        if not 1 <= num_downs <= MAX_NUM_DOWNS:
+            raise ValueError(
+                f"num_downs: expected 1 to {MAX_NUM_DOWNS} (inputs are padded to a multiple "
+                f"of 2**num_downs pixels), got {num_downs}"
+            )
         self.size_multiple = 2**num_downs
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]
         block: nn.Module | None = None

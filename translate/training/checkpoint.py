@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from translate import torch_file
 from translate.atomic import atomic_open
 
 STATE_NAME = re.compile(r"state_(\d+)\.pt$")
@@ -63,14 +64,9 @@ def save_state(
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A state file, read with ``weights_only`` (no code runs from the file)."""
-    try:
-        if os.path.getsize(path) == 0:
-            raise ValueError("empty file, 0 bytes")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc) or type(exc).__name__  # EOFError() says nothing by itself
-        raise ValueError(f"{path}: not a readable training checkpoint ({reason})") from exc
+    """A state file, read by :func:`translate.torch_file.load` (no code runs from the file,
+    its sizes are checked before anything is allocated; errors are one line)."""
+    return torch_file.load(path, kind="training checkpoint")
 
 
 def load_newest_state(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any], list[str]]:
