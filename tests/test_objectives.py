@@ -3,6 +3,9 @@ new one is one registered class that the trainers, the config and the monitor al
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ import torch.nn.functional as F
 from test_training import _one_thread, data, tiny, trainer  # noqa: F401
 
 from translate import GANLoss, gradient_penalty
+from translate.losses import OBJECTIVES, GANObjective
+from translate.training.config import from_dict
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 
@@ -70,3 +75,68 @@ def test_trainer_gan_losses_are_bit_identical_to_their_definitions(
     assert torch.equal(pred_real, model.D(real))
     got = model.adversarial_loss(model.D, fake)
     assert torch.equal(got, _averaged(mode, model.D(fake), True, for_discriminator=False))
+
+
+class SoftplusHinge(GANObjective):
+    """A toy objective, registered by this module alone: a smooth hinge for D."""
+
+    # Above any logit, so the monitor's accuracies show that it used this threshold: no
+    # patch is called real.
+    threshold = 1e9
+    calls: set[tuple[bool, bool]] = set()
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        self.calls.add((real, for_discriminator))
+        if not for_discriminator:
+            return -logits.mean()
+        return F.softplus(1 - logits).mean() if real else F.softplus(1 + logits).mean()
+
+
+@pytest.fixture
+def softplus_hinge() -> Iterator[str]:
+    OBJECTIVES.register("softplus_hinge")(SoftplusHinge)
+    SoftplusHinge.calls.clear()
+    yield "softplus_hinge"
+    del OBJECTIVES._builders["softplus_hinge"]
+
+
+def test_a_registered_objective_trains_and_the_monitor_reports_it(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    softplus_hinge: str,
+) -> None:
+    config = tiny("pix2pix", data, loss={"gan_mode": softplus_hinge}, train={"max_steps": 2})
+    t = trainer(config, tmp_path)
+    t.fit()
+    # D's loss on real and fake, and the generator's
+    assert SoftplusHinge.calls == {(True, True), (False, True), (True, False)}
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in records if "d_acc_real" in r)
+    assert first["d_acc_real"] == 0.0 and first["d_acc_fake"] == 1.0
+    losses = [v for r in records for k, v in r.items() if k.startswith(("G_GAN", "D"))]
+    assert losses and all(math.isfinite(v) for v in losses)
+
+
+def test_config_refuses_an_unregistered_objective_before_training(data: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match=r"'loss.gan_mode': 'softplus_hinge' is not one of.*lsgan"):
+        from_dict(tiny("pix2pix", data, loss={"gan_mode": "softplus_hinge"}))
+
+
+def test_config_checks_the_options_of_the_objective(data: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match=r"^config key 'loss.gp_weight': must be 0 or more"):
+        from_dict(tiny("pix2pix", data, loss={"gan_mode": "wgangp", "gp_weight": -1.0}))
+    # another objective has no penalty to weigh
+    assert from_dict(tiny("pix2pix", data, loss={"gp_weight": -1.0})).loss.gp_weight == -1.0
+
+
+def test_an_objective_without_a_threshold_or_a_loss_is_refused_where_it_is_defined() -> None:
+    with pytest.raises(TypeError, match="NoThreshold: set the class attribute 'threshold'"):
+
+        class NoThreshold(GANObjective):
+            def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool):
+                return logits.mean()
+
+    with pytest.raises(TypeError, match=r"NoLoss: define loss\(logits"):
+
+        class NoLoss(GANObjective):
+            threshold = 0.0
