@@ -1,4 +1,5 @@
-"""GAN objectives (vanilla, LSGAN, hinge, WGAN-GP) and the feature-matching loss.
+"""GAN objectives (vanilla, LSGAN, hinge, WGAN-GP), registered by name, and the
+feature-matching loss.
 
 Every loss takes what a discriminator returns: a tensor of logits, or (multiscale) a list
 per scale of feature lists whose last entry is the logits; scales are averaged.
@@ -7,14 +8,19 @@ per scale of feature lists whose last entry is the logits; scales are averaged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")
+from translate.networks.registry import Registry
 
 Prediction = torch.Tensor | list[list[torch.Tensor]]
+
+# loss.gan_mode -> objective class; constructor options are set from the loss keys of the
+# same name (objective_for).
+OBJECTIVES = Registry("GAN objective")
 
 
 def _logits(prediction: Prediction) -> list[torch.Tensor]:
@@ -23,36 +29,135 @@ def _logits(prediction: Prediction) -> list[torch.Tensor]:
     return [scale[-1] for scale in prediction]
 
 
-class GANLoss(nn.Module):
-    """``loss(prediction, target_is_real, for_discriminator=True)``, computed in fp32.
+class GANObjective(nn.Module):
+    """A GAN objective: its loss, its decision threshold and its penalty on D, in one class.
 
-    ``for_discriminator`` only matters for hinge, whose generator loss is ``-D(fake)``
-    rather than a hinge; the other modes use one formula for both networks.
+    ``objective(prediction, target_is_real, for_discriminator=True)`` averages :meth:`loss`
+    over the scales of a prediction, in fp32. A subclass defines :meth:`loss` and the class
+    attribute ``threshold`` (where D's output splits real from fake, for the monitor's
+    accuracies), optionally :meth:`penalty`, and registers itself in ``OBJECTIVES``; a
+    ``ValueError`` from its constructor starts with the option's name.
     """
 
-    def __init__(self, mode: str = "lsgan") -> None:
-        super().__init__()
-        if mode not in GAN_MODES:
-            raise ValueError(f"GAN loss mode must be one of {', '.join(GAN_MODES)}; got {mode!r}")
-        self.mode = mode
+    threshold: ClassVar[float]
 
-    def _single(self, x: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
-        x = x.float()
-        if self.mode == "vanilla":
-            target = torch.ones_like(x) if real else torch.zeros_like(x)
-            return F.binary_cross_entropy_with_logits(x, target)
-        if self.mode == "lsgan":
-            target = torch.ones_like(x) if real else torch.zeros_like(x)
-            return F.mse_loss(x, target)
-        if self.mode == "hinge" and for_discriminator:
-            return F.relu(1 - x).mean() if real else F.relu(1 + x).mean()
-        return -x.mean() if real else x.mean()  # wgangp, and hinge's generator loss
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked when the class is defined, not at the first evaluation of a run.
+        threshold = getattr(cls, "threshold", None)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(
+                f"GAN objective {cls.__name__}: set the class attribute 'threshold', the "
+                "value of D's output between fake and real (0.0 for logits, 0.5 for 0/1 targets)"
+            )
+        if cls.loss is GANObjective.loss:
+            raise TypeError(
+                f"GAN objective {cls.__name__}: define loss(logits, real, for_discriminator)"
+            )
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        """The loss of one fp32 logits tensor labelled ``real``; ``for_discriminator`` is
+        False for the generator's loss (which passes ``real=True``)."""
+        raise NotImplementedError
+
+    def penalty(
+        self,
+        discriminator: Callable[[torch.Tensor], Prediction],
+        real: torch.Tensor,
+        fake: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """A term added to the discriminator's loss, or None for none."""
+        return None
 
     def forward(
         self, prediction: Prediction, target_is_real: bool, for_discriminator: bool = True
     ) -> torch.Tensor:
-        losses = [self._single(x, target_is_real, for_discriminator) for x in _logits(prediction)]
+        losses = [
+            self.loss(x.float(), target_is_real, for_discriminator) for x in _logits(prediction)
+        ]
         return torch.stack(losses).mean()
+
+
+def _target(x: torch.Tensor, real: bool) -> torch.Tensor:
+    return torch.ones_like(x) if real else torch.zeros_like(x)
+
+
+def _signed_mean(x: torch.Tensor, real: bool) -> torch.Tensor:
+    return -x.mean() if real else x.mean()
+
+
+@OBJECTIVES.register("vanilla")
+class Vanilla(GANObjective):
+    """The original GAN's cross-entropy on logits."""
+
+    threshold = 0.0
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, _target(logits, real))
+
+
+@OBJECTIVES.register("lsgan")
+class LSGAN(GANObjective):
+    """Least squares: D regresses real to 1 and fake to 0."""
+
+    threshold = 0.5
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        return F.mse_loss(logits, _target(logits, real))
+
+
+@OBJECTIVES.register("hinge")
+class Hinge(GANObjective):
+    """Hinge for D; the generator's loss is ``-D(fake)``, not a hinge."""
+
+    threshold = 0.0
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        if not for_discriminator:
+            return _signed_mean(logits, real)
+        return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
+
+
+@OBJECTIVES.register("wgangp")
+class WGANGP(GANObjective):
+    """Wasserstein critic scores plus the gradient penalty, weighted by ``gp_weight``."""
+
+    # The critic's offset is arbitrary, so accuracies around 0 are only a rough guide.
+    threshold = 0.0
+
+    def __init__(self, gp_weight: float = 10.0) -> None:
+        super().__init__()
+        if gp_weight < 0:
+            raise ValueError(
+                f"gp_weight: must be 0 or more (the weight of WGAN-GP's gradient penalty), "
+                f"got {gp_weight}"
+            )
+        self.gp_weight = gp_weight
+
+    def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        return _signed_mean(logits, real)
+
+    def penalty(
+        self,
+        discriminator: Callable[[torch.Tensor], Prediction],
+        real: torch.Tensor,
+        fake: torch.Tensor,
+    ) -> torch.Tensor:
+        return gradient_penalty(discriminator, real, fake, self.gp_weight)
+
+
+def GANLoss(mode: str = "lsgan", **options: Any) -> GANObjective:
+    """The objective registered as ``mode`` (``vanilla``, ``lsgan``, ``hinge``, ``wgangp``...),
+    built with ``options``; unknown names and options raise ``ValueError`` listing valid ones.
+    A function under the class name it had before objectives were registered classes."""
+    return OBJECTIVES.build(mode, **options)
+
+
+def objective_for(loss: Any) -> GANObjective:
+    """The objective a config's ``loss`` section names as ``gan_mode``, each constructor option
+    taken from the section's key of the same name where it has one (wgangp: ``gp_weight``)."""
+    options = {k: getattr(loss, k) for k in OBJECTIVES.options(loss.gan_mode) if hasattr(loss, k)}
+    return GANLoss(loss.gan_mode, **options)
 
 
 def gradient_penalty(

@@ -13,7 +13,7 @@ from torch.optim import Optimizer
 
 from translate import metrics
 from translate.data.gpu_augment import DiffAugment
-from translate.losses import GANLoss, Prediction, feature_matching_loss, gradient_penalty
+from translate.losses import Prediction, feature_matching_loss, objective_for
 from translate.model_file import GeneratorSpec
 from translate.networks import build_discriminator
 from translate.runtime import Precision
@@ -111,7 +111,7 @@ class GANModel(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
-        self.gan_loss = GANLoss(config.loss.gan_mode)
+        self.gan_loss = objective_for(config.loss)
         policy = config.discriminator.diff_augment
         self.augment = DiffAugment(policy) if policy else None
 
@@ -165,7 +165,7 @@ class GANModel(nn.Module):
     def discriminator_loss(
         self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor
     ) -> tuple[torch.Tensor, Prediction]:
-        """Real vs (detached) fake, halved as in the reference, plus WGAN-GP's penalty.
+        """Real vs (detached) fake, halved as in the reference, plus the objective's penalty.
 
         Returns the loss and D's prediction on the real input (for feature matching).
         """
@@ -174,8 +174,9 @@ class GANModel(nn.Module):
             real, fake = self.augment(real, fake)
         pred_real = D(real)
         loss = 0.5 * (self.gan_loss(pred_real, True) + self.gan_loss(D(fake), False))
-        if self.config.loss.gan_mode == "wgangp":
-            loss = loss + gradient_penalty(D, real, fake, self.config.loss.gp_weight)
+        penalty = self.gan_loss.penalty(D, real, fake)
+        if penalty is not None:
+            loss = loss + penalty
         return loss, pred_real
 
     def real_prediction(self, D: nn.Module, real: torch.Tensor) -> Prediction | None:

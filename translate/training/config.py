@@ -22,7 +22,7 @@ import yaml
 
 from translate.data.layout import UNPAIRED
 from translate.data.transforms import Preprocess
-from translate.losses import GAN_MODES
+from translate.losses import OBJECTIVES, objective_for
 from translate.networks import DISCRIMINATORS, GENERATORS
 from translate.runtime import PRECISIONS, available_cpus
 
@@ -278,7 +278,12 @@ def validate(config: Config) -> None:
     _check_options("generator", GENERATORS, config.generator.name, config.generator.options)
     d = config.discriminator
     _check_options("discriminator", DISCRIMINATORS, d.name, d.options)
-    _check_choice("loss.gan_mode", config.loss.gan_mode, GAN_MODES)
+    _check_choice("loss.gan_mode", config.loss.gan_mode, OBJECTIVES.names())
+    try:
+        objective_for(config.loss)
+    except ValueError as exc:  # its options are loss keys; its messages start "option: "
+        option, _, reason = str(exc).partition(": ")
+        raise ValueError(f"config key 'loss.{option}': {reason}") from None
     _check_choice("schedule.policy", config.schedule.policy, LR_POLICIES)
     _check_choice("train.precision", config.train.precision, PRECISIONS)
     positive = {

@@ -11,13 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from translate.losses import GAN_MODES, Prediction, _logits
+from translate.losses import OBJECTIVES, Prediction, _logits
 from translate.metrics import diversity
-
-# Where the discriminator's output splits "real" from "fake": LSGAN regresses to 0/1, the
-# other objectives score logits around 0 (for WGAN-GP the critic's offset is arbitrary, so
-# its accuracies are only a rough guide).
-DECISION_THRESHOLD = {"vanilla": 0.0, "lsgan": 0.5, "hinge": 0.0, "wgangp": 0.0}
 
 # Outputs less than a fifth as varied as the real targets: the generator ignores its input.
 COLLAPSE_RATIO = 0.2
@@ -40,14 +35,13 @@ _MIN_DIVERSITY = 1e-8
 
 
 def d_accuracy(prediction: Prediction, gan_mode: str, real: bool) -> float:
-    """Fraction of the discriminator's patch outputs on the correct side of its threshold.
+    """Fraction of the discriminator's patch outputs on the correct side of the threshold
+    of the objective registered as ``gan_mode``.
 
     ``prediction`` is what D returns: a logits tensor, or (multiscale) per-scale feature
     lists ending with the logits; scales are averaged, as the losses do.
     """
-    if gan_mode not in DECISION_THRESHOLD:
-        raise ValueError(f"GAN loss mode must be one of {', '.join(GAN_MODES)}; got {gan_mode!r}")
-    threshold = DECISION_THRESHOLD[gan_mode]
+    threshold = OBJECTIVES.get(gan_mode).threshold
     per_scale = []
     for logits in _logits(prediction):
         above = logits.detach().float() > threshold
