@@ -52,8 +52,9 @@ def test_folder_is_mirrored_and_each_output_is_the_translation(model, folder, tm
     assert (summary.converted, summary.skipped, summary.failed) == (4, 0, [])
     assert _outputs(dst) == ["a.png", "b.png", "nested/d.png", "nested/deep/c.jpg"]
     translator = Translator.load(model, device="cpu")
-    expected = translator(read_image(folder / "nested" / "d.png"))
-    assert np.array_equal(read_image(dst / "nested" / "d.png"), expected)
+    expected = translator(Image.open(folder / "nested" / "d.png"))  # gray in, gray out
+    with Image.open(dst / "nested" / "d.png") as out:
+        assert out.mode == "L" and np.array_equal(np.asarray(out), np.asarray(expected))
     assert Image.open(dst / "nested" / "deep" / "c.jpg").size == (31, 17)
 
 
@@ -176,6 +177,24 @@ def test_format_quality_and_alpha(model, tmp_path):
     assert (tmp_path / "q20" / "x.jpg").stat().st_size < (tmp_path / "q95" / "x.jpg").stat().st_size
 
 
+def test_gray_files_come_out_gray_as_from_the_translator(model, tmp_path):
+    src = tmp_path / "in"
+    gray = _save(src / "g.png", (16, 20), 5)
+    la = np.random.default_rng(6).integers(0, 256, (16, 20, 2), dtype=np.uint8)
+    Image.fromarray(la, "LA").save(src / "la.png")
+    translator = Translator.load(model, device="cpu")
+    convert_folder(src, tmp_path / "png", translator, progress=False)
+    with Image.open(tmp_path / "png" / "g.png") as out, Image.open(gray) as image:
+        assert out.mode == translator(image).mode == "L"
+        assert np.array_equal(np.asarray(out), np.asarray(translator(image)))
+    with Image.open(tmp_path / "png" / "la.png") as out:
+        assert out.mode == "LA" and np.array_equal(np.asarray(out)[..., 1], la[..., 1])
+    jpg = convert_folder(src, tmp_path / "jpg", translator, format="jpg", progress=False)
+    assert jpg.converted == 2 and not jpg.failed  # JPEG has no alpha: LA becomes L
+    with Image.open(tmp_path / "jpg" / "la.jpg") as out:
+        assert out.mode == "L"
+
+
 def test_outputs_that_would_collide_are_reported(model, tmp_path):
     src = tmp_path / "in"
     _save(src / "x.png", (16, 16, 3))
@@ -237,9 +256,12 @@ def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
     )
     assert summary.converted == 2 and not summary.failed
     translator = Translator.load(model, device="cpu")
-    for name in ("deep.png", "palette.png"):
-        expected = translator(read_image(src / name))
-        assert np.array_equal(read_image(tmp_path / "out" / name), expected)
+    for name in (
+        "deep.png",
+        "palette.png",
+    ):  # the 16-bit gray file stays gray, as training reads it
+        expected = translator(read_image(src / name, channels=None))
+        assert np.array_equal(read_image(tmp_path / "out" / name, channels=None), expected)
 
 
 def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):

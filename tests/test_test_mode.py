@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.inference.export import export_generator
+from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
 from translate.model_file import GeneratorSpec, load_generators, save_generators
 from translate.networks.test_mode import TestMode, set_test_mode
@@ -75,8 +76,6 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     assert np.abs(batch(image).astype(int) - running.astype(int)).max() > 10
     # Loading the running translator again: the batch one did not change the file's module.
     assert np.array_equal(Translator.load(model_path, **kw)(image), running)
-    dropout = Translator.load(model_path, norm_stats="batch", dropout=True, **kw)
-    assert not np.array_equal(dropout(image), dropout(image))  # random: dropout is on
     recorded = tmp_path / "recorded.safetensors"
     net = load_generators(model_path).generators["AtoB"]
     save_generators(recorded, {"AtoB": (SPEC, net)}, test_mode=TestMode("batch", False))
@@ -85,6 +84,39 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     assert np.array_equal(Translator.load(recorded, norm_stats="running", **kw)(image), running)
     with pytest.raises(ValueError, match="norm_stats: expected running or batch, got 'train'"):
         Translator.load(model_path, norm_stats="train", **kw)
+
+
+def test_dropout_masks_are_seeded_per_image(model_path):
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(2))
+    kw = {"device": "cpu", "precision": "fp32", "norm_stats": "batch"}
+    dropout = Translator.load(model_path, dropout=True, batch_size=2, **kw)
+    rng_before = torch.get_rng_state()
+    together = dropout.translate_batch([a, b])
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's generator untouched
+    # Alone (a resumed run's last batch), again, and from a fresh translator: the same bytes.
+    assert np.array_equal(dropout(b), together[1]) and np.array_equal(dropout(a), together[0])
+    assert np.array_equal(Translator.load(model_path, dropout=True, **kw)(a), together[0])
+    assert not np.array_equal(
+        Translator.load(model_path, dropout=True, seed=1, **kw)(a), together[0]
+    )
+    assert not np.array_equal(Translator.load(model_path, dropout=False, **kw)(a), together[0])
+
+
+def test_convert_with_dropout_reruns_to_the_same_bytes_and_records_the_seed(model_path, tmp_path):
+    for i in range(3):
+        image = np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        write_image(tmp_path / "in" / f"{i}.png", image)
+    runner = CliRunner()
+    for out, extra in (("b3", ["--batch-size", "3"]), ("b1", ["--batch-size", "1"])):
+        args = ["convert", str(model_path), str(tmp_path / "in"), str(tmp_path / out), *extra]
+        result = runner.invoke(main, [*args, "--dropout", "--norm-stats", "batch", "--seed", "7"])
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((tmp_path / out / MANIFEST_NAME).read_text())
+        assert (manifest["options"]["dropout"], manifest["options"]["seed"]) == (True, 7)
+    for i in range(3):
+        b3, b1 = ((tmp_path / out / f"{i}.png").read_bytes() for out in ("b3", "b1"))
+        assert b3 == b1
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

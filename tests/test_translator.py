@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from translate.data.images import image_to_array
+from translate.data.images import image_to_array, read_image
 from translate.inference.translator import TranslateTransform, Translator
 from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
 from translate.runtime import resolve_device
@@ -116,6 +118,24 @@ def test_translate_batch_groups_sizes_and_keeps_order(translator):
         assert np.abs(translator(image).astype(int) - out.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize(("precision", "passes"), [("fp32", [4]), ("bf16", [1, 1, 1, 1])])
+def test_batch_mates_change_no_byte(precision, passes):
+    # Precisions pinned (bf16 is emulated on a CPU without it: slower, the same contract).
+    # Batched, oneDNN's bf16 transposed convolutions summed the demo's features in an order
+    # set by the batch size: on an avx512_bf16 AMD EPYC two of these four samples came out
+    # a grey level apart from their translation alone. fp32's kernels do not, so fp32
+    # images share a pass.
+    translator = Translator.load("demo", device="cpu", precision=precision, batch_size=4)
+    seen = []
+    translator.generator.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    samples = sorted((Path(__file__).parents[1] / "datasets" / "samples").glob("*.png"))[4:8]
+    images = [read_image(path) for path in samples]
+    together = translator.translate_batch(images)
+    assert seen == passes
+    for image, out in zip(images, together, strict=True):
+        assert np.array_equal(translator(image), out)
+
+
 def test_direction_picks_the_generator(rgb_model):
     arr = _random_rgb(16, 16)
     a = Translator.load(rgb_model, device="cpu")(arr)
@@ -175,6 +195,9 @@ def test_bad_inputs_are_named(translator):
         translator(torch.zeros(3, 8, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="channels"):
         translator(torch.rand(5, 8, 8))
+    hwc = r"tensors are CHW or NCHW .* shape \(8, 8, 3\) has 8 in the channel dimension"
+    with pytest.raises(ValueError, match=hwc):
+        translator(torch.rand(8, 8, 3))
     with pytest.raises(TypeError, match="PIL image"):
         translator([1, 2, 3])
 

@@ -152,6 +152,14 @@ class Precision:
         return AUTOCAST_DTYPES[self.name]
 
     @property
+    def batch_invariant(self) -> bool:
+        """Whether an image's result is the same whatever shares its batch: fp32 on the CPU
+        (oneDNN's fp32 kernels; the convert fault tests pin it byte for byte). bf16 on the
+        CPU is not (its transposed convolutions sum in an order set by the batch size), nor
+        are GPUs (cuDNN picks kernels by batch size)."""
+        return self.name == "fp32" and self.device_type == "cpu"
+
+    @property
     def grad_scaling(self) -> bool:
         """fp16 training needs a grad scaler; bf16 has fp32's range."""
         return self.name == "fp16"
@@ -166,8 +174,9 @@ class Precision:
 def auto_precision(device: torch.device, use: Use) -> str:
     """What ``auto`` means. CUDA: bf16 for training where the GPU has it (else fp16 with a
     grad scaler), fp16 for inference. CPU: bf16 for inference where the CPU has native bf16
-    (the demo model's outputs differ from fp32's by at most 2 grey levels, 0.17 on average),
-    else fp32; training stays fp32. MPS: fp32."""
+    (outputs differ from fp32's by a few grey levels: at most 1 for the 2.3 M-parameter demo
+    unet_128, up to 4 for a trained 41.8 M-parameter unet_128; README, Devices and
+    precision), else fp32; training stays fp32. MPS: fp32."""
     if device.type == "cuda":
         if use == "train":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

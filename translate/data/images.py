@@ -47,11 +47,12 @@ def _has_alpha(img: Image.Image) -> bool:
 
 def read_image(
     path: str | os.PathLike[str],
-    channels: int = 3,
+    channels: int | None = 3,
     alpha: str = "composite",
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
-    """Read an image file as an HWC uint8 array with ``channels`` (1 or 3) channels.
+    """Read an image file as an HWC uint8 array with ``channels`` (1 or 3) channels; None
+    keeps the file's own: 1 for a gray file (L, LA, 16-bit or float gray), else 3.
 
     ``alpha``: ``composite`` blends transparent pixels onto ``background``, ``drop``
     discards the alpha channel, ``keep`` appends it as an extra channel. A multi-frame file
@@ -70,13 +71,13 @@ class ImageInfo:
 
 def read_image_with_info(
     path: str | os.PathLike[str],
-    channels: int = 3,
+    channels: int | None = 3,
     alpha: str = "composite",
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> tuple[np.ndarray, ImageInfo]:
     """:func:`read_image`, plus the file's frame count and ICC profile."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if channels not in (1, 3, None):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels}")
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     path = Path(path)
@@ -131,13 +132,21 @@ def _open_regular(path: Path) -> io.BufferedReader:
     return os.fdopen(fd, "rb")
 
 
+def is_gray(img: Image.Image) -> bool:
+    """Whether ``img`` is a gray image (with or without alpha), whatever its bit depth."""
+    bands = img.getbands()
+    return bands[0] in ("L", "I", "F", "1") and len(bands) <= 2
+
+
 def image_to_array(
     img: Image.Image,
-    channels: int = 3,
+    channels: int | None = 3,
     alpha: str = "composite",
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
     """A PIL image already in memory as :func:`read_image` would return it."""
+    if channels is None:
+        channels = 1 if is_gray(img) else 3
     img = _to_8bit(img)
     alpha_band = None
     if _has_alpha(img):

@@ -46,7 +46,8 @@ def _test_mode_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--dropout/--no-dropout",
         default=None,
-        help="Keep dropout on at test time (random outputs). Default: as the model records.",
+        help="Keep dropout on at test time (convert seeds each image's masks: --seed). "
+        "Default: as the model records.",
     )(command)
     return click.option(
         "--norm-stats",
@@ -167,6 +168,11 @@ def _user_errors() -> Iterator[None]:
 )  # fmt: skip
 @_model_options
 @_test_mode_options
+@click.option(
+    "--seed", type=int, default=0, show_default=True,
+    help="With --dropout: each image's dropout is drawn from this and its pixels, so a "
+    "rerun or a resumed run gives the same outputs.",
+)  # fmt: skip
 def convert(
     model: str,
     input: Path,
@@ -194,6 +200,7 @@ def convert(
     norm: str | None,
     norm_stats: str | None,
     dropout: bool | None,
+    seed: int,
 ) -> None:
     """Translate INPUT (an image, a video or a folder of them, recursive) into the folder
     OUTPUT (for one image or video, OUTPUT may also be a file such as out.png or out.mp4,
@@ -233,6 +240,7 @@ def convert(
             batch_size=batch_size,
             norm_stats=norm_stats,
             dropout=dropout,
+            seed=seed,
         )
         options = ConvertOptions(
             format=fmt,

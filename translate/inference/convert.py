@@ -254,11 +254,11 @@ def convert_folder(
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
         tqdm(total=len(todo), unit="img", desc=desc, disable=not options.progress) as bar,
     ):
-        channels = translator.in_channels
 
         def read(job: _Job) -> _Job | tuple[Path, str]:
             try:
-                image, job.info = read_image_with_info(job.src, channels, alpha="keep")
+                # The file's own channels, as Translator takes a PIL image: gray stays gray.
+                image, job.info = read_image_with_info(job.src, None, alpha="keep")
                 job.image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
                 return job
             except Exception as exc:  # any undecodable file is reported, never fatal
@@ -281,7 +281,7 @@ def convert_folder(
             fits = budget.images_per_pass(height, width)
             for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
                 for job, out in _translate(translator, part, fail):
-                    out = _fit_alpha(out, job.dst, translator.out_channels)
+                    out = _fit_alpha(out, job.dst)
                     q = options.quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
                     writes.append(
                         (job, writers.submit(write_image, job.dst, out, q, job.info.icc_profile))
@@ -333,10 +333,10 @@ def _reason(exc: BaseException, path: Path) -> str:
     return str(exc).removeprefix(f"{path}: ") or type(exc).__name__
 
 
-def _fit_alpha(image: np.ndarray, dst: Path, color_channels: int) -> np.ndarray:
-    has_alpha = image.ndim == 3 and image.shape[2] == color_channels + 1
+def _fit_alpha(image: np.ndarray, dst: Path) -> np.ndarray:
+    has_alpha = image.ndim == 3 and image.shape[2] in (2, 4)  # LA or RGBA
     if has_alpha and dst.suffix.lower() not in ALPHA_SUFFIXES:
-        return image[..., :color_channels]
+        return image[..., :-1]
     return image
 
 

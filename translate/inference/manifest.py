@@ -19,7 +19,9 @@ from translate.atomic import atomic_write_text
 from .translator import Translator
 
 MANIFEST_NAME = "translate-convert.json"
-FORMAT = "translate.convert/1"
+# 2: each image in its own pass and dropout seeded per image (outputs of format 1 could
+# depend on batching, so a folder of them is not resumed).
+FORMAT = "translate.convert/2"
 
 
 def weights_sha256(translator: Translator) -> str:
@@ -47,6 +49,7 @@ def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str
             "precision": translator.precision.name,
             "norm_stats": translator.test_mode.norm_stats,
             "dropout": translator.test_mode.dropout,
+            "seed": translator.seed if translator.test_mode.dropout else None,
             **output_options,
         },
     }

@@ -9,6 +9,7 @@ and the way back to the caller's kind, layout, dtype and size.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 from collections import defaultdict
@@ -68,7 +69,9 @@ class Translator:
     tile, at most ``OVERLAP``). ``device``: ``auto``, ``cpu``,
     ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
     fp16 on CUDA, bf16 on a CPU with native bf16, else fp32: ``translate.runtime``);
-    ``batch_size``: images per forward pass. The generator is moved to the device in place.
+    ``batch_size``: images gathered per call (each still runs through the network on its
+    own, so its output never depends on its batch mates). The generator is moved to the
+    device in place.
 
     Values: uint8 inputs are 0-255 and uint16 ones 0-65535; float inputs (tensors and numpy
     arrays) are expected in ``value_range``, ``(0, 1)`` unless given, e.g. ``(-1, 1)`` after
@@ -80,6 +83,8 @@ class Translator:
     ``norm_stats``: ``running`` (batch norm's running statistics) or ``batch`` (each image's
     own statistics, as the reference's default test in train mode at batch 1); ``dropout``
     keeps dropout on. None takes what the model file records (validation's better mode).
+    With dropout on, each image's masks are drawn from ``seed`` and the image's pixels, so
+    the same input gives the same output however it is batched, resumed or rerun.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class Translator:
         value_range: tuple[float, float] = (0.0, 1.0),
         norm_stats: str | None = None,
         dropout: bool | None = None,
+        seed: int = 0,
     ) -> None:
         if direction not in model.generators:
             raise ValueError(
@@ -124,6 +130,7 @@ class Translator:
         self.in_channels = self.spec.in_channels
         self.out_channels = self.spec.out_channels
         self.size, self.tile, self.overlap, self.batch_size = size, tile, overlap, batch_size
+        self.seed = seed
         self.test_mode = model.test_mode.override(norm_stats, dropout)
         generator = model.generators[direction].requires_grad_(False)
         if self.test_mode != TestMode():  # the file's module stays as loaded for others
@@ -209,7 +216,9 @@ class Translator:
         x = image.unsqueeze(0) if image.ndim == 3 else image
         if x.shape[1] not in (1, 2, 3, 4):
             raise ValueError(
-                f"expected 1 (gray), 3 (RGB) channels, plus optional alpha; got {x.shape[1]}"
+                f"tensors are CHW or NCHW with 1 (gray) or 3 (RGB) channels plus optional "
+                f"alpha; shape {tuple(image.shape)} has {x.shape[1]} in the channel dimension "
+                "(an HWC image: pass image.permute(2, 0, 1))"
             )
         low, high = self._range_of(image.dtype)
         x = x.to(self.device, non_blocking=True).float()
@@ -247,20 +256,35 @@ class Translator:
         if image.mode.startswith("I;16"):  # 16-bit gray stays 16-bit
             out = self.translate_batch([np.asarray(image, dtype=np.uint16)])[0]
         else:
-            gray = image.getbands()[0] in ("L", "I", "F", "1") and len(image.getbands()) <= 2
-            arr = image_to_array(image, channels=1 if gray else 3, alpha="keep")
-            out = self.translate_batch([arr])[0]
+            out = self.translate_batch([image_to_array(image, channels=None, alpha="keep")])[0]
         return Image.fromarray(out[..., 0] if out.ndim == 3 and out.shape[-1] == 1 else out)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """NCHW in [-1, 1] on the device -> the generator's output at the same size."""
+        """NCHW in [-1, 1] on the device -> the generator's output at the same size.
+
+        Images share a pass only where the precision's kernels give each image the same
+        result whatever its batch mates (``Precision.batch_invariant``); elsewhere, and with
+        seeded dropout, each image is its own pass, so an output never depends on which
+        images shared its batch, and a resumed run gives the same bytes.
+        """
         height, width = x.shape[-2:]
         if self.size is not None:
             x = _resize(x, (self.size, self.size))
-        y = torch.cat([self._tiled(chunk) for chunk in x.split(self.batch_size)])
+        shared = self.precision.batch_invariant and not self.test_mode.dropout
+        y = torch.cat(
+            [self._one_pass(chunk) for chunk in x.split(self.batch_size if shared else 1)]
+        )
         if self.size is not None:
             y = _resize(y, (height, width))
         return y
+
+    def _one_pass(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.test_mode.dropout:
+            return self._tiled(x)
+        devices = [] if self.device.type == "cpu" else [self.device]
+        with torch.random.fork_rng(devices, device_type=self.device.type):
+            torch.manual_seed(dropout_seed(x, self.seed))
+            return self._tiled(x)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -280,6 +304,13 @@ class Translator:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
             return self.padded(x).float()
+
+
+def dropout_seed(image: torch.Tensor, seed: int) -> int:
+    """The seed of an image's dropout masks: a hash of the run's ``seed`` and its pixels."""
+    digest = hashlib.sha256(seed.to_bytes(8, "little", signed=True))
+    digest.update(image.detach().float().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:8], "little")
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
