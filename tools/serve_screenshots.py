@@ -73,7 +73,15 @@ def screenshots(url: str, out: Path) -> list[Path]:
     from selenium.webdriver.common.by import By
 
     driver = browser.chromium(size=(1280, 860))
-    saved = []
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+
+    def save(name: str) -> None:
+        saved.append(out / name)
+        # Selenium answers False, with no exception, when it could not write the file.
+        if not driver.save_screenshot(str(saved[-1])):
+            raise OSError(f"{saved[-1]}: the screenshot could not be written")
+
     try:
         driver.get(url)
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
@@ -84,24 +92,21 @@ def screenshots(url: str, out: Path) -> list[Path]:
             lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card[data-state=done]")) == len(files),
             "the images were not translated",
         )
-        saved.append(out / "serve_images.png")
-        driver.save_screenshot(str(saved[-1]))
+        save("serve_images.png")
 
         driver.get(url + "#live")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), "no models")
         driver.find_element(By.ID, "live-start").click()
         frames = driver.find_element(By.ID, "live-out")
         wait(driver, lambda d: int(frames.get_attribute("data-frames")) >= 30, "no live frames")
-        saved.append(out / "serve_live.png")
-        driver.save_screenshot(str(saved[-1]))
+        save("serve_live.png")
         driver.find_element(By.ID, "live-stop").click()
 
         driver.set_window_size(1280, 1750)
         driver.get(url + "#runs")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples img"), "no samples")
         wait(driver, lambda d: "val_L1" in d.find_element(By.ID, "val-table").text, "no scores")
-        saved.append(out / "serve_training.png")
-        driver.save_screenshot(str(saved[-1]))
+        save("serve_training.png")
     finally:
         driver.quit()
     return saved
