@@ -6,6 +6,7 @@ import zipfile
 import pytest
 import torch
 
+from translate import torch_file
 from translate.inference.loading import load_model
 from translate.networks import build_generator
 
@@ -226,7 +227,7 @@ def _rewrite_record(path, record, data):
         entries = [(info, archive.read(info)) for info in archive.infolist()]
     with zipfile.ZipFile(path, "w") as archive:
         for info, content in entries:
-            if info.filename.endswith(f"/data/{record}"):
+            if info.filename.endswith(f"/{record}"):
                 archive.writestr(info.filename, data, zipfile.ZIP_DEFLATED)
             else:
                 archive.writestr(info, content)
@@ -249,13 +250,27 @@ def test_a_record_larger_than_its_tensors_is_refused_before_torch_allocates(
     while the pickle declares 40 bytes (at 8 GiB, torch.load peaked at 9 GB RSS)."""
     path = tmp_path / "bomb.pth"
     torch.save({"conv.weight": torch.zeros(10)}, path)
-    _rewrite_record(path, "0", bytes(4 << 20))
+    _rewrite_record(path, "data/0", bytes(4 << 20))
     assert path.stat().st_size < 20_000
     with pytest.raises(
         ValueError,
         match=r"^\S*bomb\.pth: refused: damaged or tampered: record data/0 unpacks to "
         r"4,194,304 bytes but its tensors need 40; download or save it again$",
     ):
+        load_model(path)
+
+
+def test_a_pickle_that_unpacks_past_any_state_dict_is_refused_unread(
+    tmp_path, no_torch_load, monkeypatch
+):
+    """data.pkl is read into memory to be scanned: a deflated bomb there is refused by its
+    declared size before it is read."""
+    monkeypatch.setattr(torch_file, "MAX_PICKLE_BYTES", 1 << 20)
+    path = tmp_path / "bomb.pth"
+    torch.save({"conv.weight": torch.zeros(10)}, path)
+    _rewrite_record(path, "data.pkl", bytes(2 << 20))
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a: pytest.fail("data.pkl was read"))
+    with pytest.raises(ValueError, match=r"bomb\.pth: refused: .*data\.pkl unpacks to 2,097,152"):
         load_model(path)
 
 

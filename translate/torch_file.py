@@ -30,6 +30,9 @@ _ITEMSIZE = {
     for dtype, name in torch.storage._dtype_to_storage_type_map().items()
 } | {"torch.UntypedStorage": 1, "torch.storage.UntypedStorage": 1}
 _MARK = object()
+# A state dict's pickle takes about 200 bytes a tensor: KBs, a few MB for the largest nets.
+# It is read into memory to be scanned, so one that unpacks to more is refused unread.
+MAX_PICKLE_BYTES = 64 << 20
 
 
 @dataclass
@@ -91,6 +94,13 @@ def check_sizes(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         records = archive.infolist()
         _check_free(path, sum(r.file_size for r in records))
+        for record in records:
+            if record.filename.endswith("data.pkl") and record.file_size > MAX_PICKLE_BYTES:
+                raise ValueError(
+                    f"{path}: refused: damaged or tampered: its pickle {record.filename} "
+                    f"unpacks to {record.file_size:,} bytes, more than a state dict's "
+                    f"{MAX_PICKLE_BYTES:,}; download or save it again"
+                )
         scan = _scan_archive(archive)
     for record in records:
         folder, _, key = record.filename.rpartition("/")
