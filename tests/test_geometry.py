@@ -11,10 +11,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from translate.data.images import read_image
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
 from translate.networks import GENERATORS
+from translate.training.config import from_dict, validate
 
 TOY = "toy_upscale2_test_geometry"
 
@@ -122,3 +124,23 @@ def test_the_memory_budget_counts_the_outputs_scale_squared_pixels(toy_file):
     budget = MemoryBudget(toy, bytes_per_pixel=100.0, max_pixels=10**9)
     # The tiled image's whole-output buffers: 48 bytes per output pixel, 4 per input pixel.
     assert budget.needs(64, 64) == 16 * 16 * 100.0 + 64 * 64 * 48 * 4
+
+
+def test_image_files_supply_alpha_as_a_channel_and_refuse_other_counts(tmp_path):
+    rgba = np.random.default_rng(1).integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
+    assert np.array_equal(read_image(tmp_path / "a.png", channels=4), rgba)
+    opaque = read_image(tmp_path / "rgb.png", channels=4)
+    assert np.array_equal(opaque[..., :3], rgba[..., :3]) and (opaque[..., 3] == 255).all()
+    assert read_image(tmp_path / "a.png", channels=2).shape == (6, 5, 2)
+    with pytest.raises(ValueError, match="channels must be 1, 2, 3, 4 .* got 5"):
+        read_image(tmp_path / "a.png", channels=5)
+
+
+def test_configs_and_files_take_channel_counts_beyond_1_and_3():
+    config = from_dict({"data": {"input_channels": 4, "output_channels": 2}})
+    validate(config)
+    with pytest.raises(ValueError, match="'data.input_channels': 5 is not one of 1, 2, 3, 4"):
+        validate(from_dict({"data": {"input_channels": 5}}))
+    assert Preprocessing.from_dict({"input_channels": 4, "output_channels": 7}).input_channels == 4

@@ -97,7 +97,7 @@ class Preprocessing:
 
     ``transforms`` is the training data's resize/crop/flip (test-time readers such as
     ``translate evaluate`` apply it without the random parts); the channel counts are the
-    dataset's input and output images (gray 1, RGB 3).
+    dataset's input and output images (gray 1, RGB 3, with alpha 2 and 4, or any count).
     """
 
     transforms: Preprocess = field(default_factory=lambda: Preprocess(mode="none"))
@@ -121,8 +121,8 @@ class Preprocessing:
         channels = {}
         for name in CHANNELS:
             value = data.pop(name, 3)
-            if isinstance(value, bool) or value not in (1, 3):
-                raise ValueError(f"preprocess.{name}: expected 1 or 3, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"preprocess.{name}: expected a positive integer, got {value!r}")
             channels[name] = value
         transforms = data if version == 1 else data.pop("transforms", {})
         if version > 1 and data:

@@ -64,10 +64,19 @@ def resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """One half of an aligned pair, read with the most channels either half needs, with
+    ``channels``: gray from RGB, alpha (the last of 2 or 4) kept only where asked for."""
     image = np.ascontiguousarray(image)
-    if channels == 1 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
-    return image
+    if image.shape[2] == channels:
+        return image
+    color, alpha = (
+        (image[:, :, :-1], image[:, :, -1:]) if image.shape[2] in (2, 4) else (image, None)
+    )
+    if channels in (1, 2) and color.shape[2] == 3:
+        color = cv2.cvtColor(np.ascontiguousarray(color), cv2.COLOR_RGB2GRAY)[:, :, None]
+    if channels in (2, 4) and alpha is not None:
+        color = np.concatenate([color, alpha], axis=2)
+    return np.ascontiguousarray(color)
 
 
 class _SkipsBadFiles(Dataset):
@@ -138,7 +147,8 @@ class PairedFolder(_SkipsBadFiles):
         if self.direction == "BtoA":
             ch_a, ch_b = ch_b, ch_a
         if self.layout == "aligned":
-            both = read_image(path_a, channels=max(ch_a, ch_b))
+            alpha = bool({ch_a, ch_b} & {2, 4})  # one half keeps alpha: read it for both
+            both = read_image(path_a, channels=4 if alpha else max(ch_a, ch_b))
             w = both.shape[1] // 2
             if w == 0:
                 raise ImageReadError(f"{path_a}: too narrow to hold two images side by side")
