@@ -28,6 +28,7 @@ from translate.data.layout import (
 )
 from translate.data.transforms import (
     Preprocess,
+    ScaledPairTransform,
     build_input_augment,
     build_transform,
     pad_to_multiple,
@@ -99,7 +100,8 @@ class PairedFolder(_SkipsBadFiles):
     """Paired images: aligned files (A left, B right) or ``A/`` and ``B/`` folders.
 
     ``holdout`` ``"rest"`` leaves out the files :func:`~translate.data.layout.hold_out` keeps
-    for validation, ``"held"`` takes only those.
+    for validation, ``"held"`` takes only those. ``scale``: the generator's output scale; B is
+    then ``scale`` times A (resized to it if not), cropped at the corresponding position.
     """
 
     def __init__(
@@ -113,9 +115,11 @@ class PairedFolder(_SkipsBadFiles):
         max_dataset_size: int | None = None,
         train: bool = True,
         holdout: str | None = None,
+        scale: int = 1,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.scale = scale
         self.root = Path(root)
         self.direction = direction
         self.preprocess = preprocess or Preprocess()
@@ -134,8 +138,17 @@ class PairedFolder(_SkipsBadFiles):
                 )
         if not pairs:
             raise DatasetError(f"{self.root}: no images found for split {split!r}")
+        if scale != 1 and self.layout == "aligned":
+            raise DatasetError(
+                f"{self.root}: aligned A|B files hold same-size halves; a scale-{scale} "
+                "generator needs its pairs in A/ and B/ folders, B at scale times A"
+            )
         self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
-        self.transform = build_transform(self.preprocess, train)
+        self.transform = (
+            build_transform(self.preprocess, train)
+            if scale == 1
+            else ScaledPairTransform(self.preprocess, scale, train)
+        )
         self.input_augment = build_input_augment(self.preprocess) if train else None
 
     def __len__(self) -> int:
@@ -156,7 +169,13 @@ class PairedFolder(_SkipsBadFiles):
             b = _with_channels(both[:, w : 2 * w], ch_b)
         else:
             a = read_image(path_a, channels=ch_a)
-            b = resize_like(read_image(path_b, channels=ch_b), a.shape)
+            # B at scale times A; with BtoA, the scale-times side is A's file.
+            s = self.scale
+            if self.direction == "AtoB" or s == 1:
+                b = resize_like(read_image(path_b, channels=ch_b), (a.shape[0] * s, a.shape[1] * s))
+            else:
+                b = read_image(path_b, channels=ch_b)
+                a = resize_like(a, (b.shape[0] * s, b.shape[1] * s))
         return (a, b) if self.direction == "AtoB" else (b, a)
 
     def _item(self, index: int) -> dict[str, torch.Tensor | str]:
