@@ -1,6 +1,7 @@
 """Generators declare their geometry (output scale, input kind): the model file stores it and
 inference (padding, tiles, batches, the memory budget) reads it instead of assuming 1x."""
 
+import io
 import json
 import random
 
@@ -17,8 +18,9 @@ from translate.data.transforms import Preprocess, ScaledPairTransform
 from translate.inference.convert import convert_folder
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
+from translate.inference.video import convert_video
 from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
-from translate.networks import GENERATORS
+from translate.networks import GENERATORS, Generator
 from translate.training.config import from_dict, validate
 from translate.training.engine import Trainer
 from translate.training.report import sample_grid
@@ -27,7 +29,7 @@ TOY = "toy_upscale2_test_geometry"
 
 
 @GENERATORS.register(TOY)
-class ToyUpscale2(nn.Module):
+class ToyUpscale2(Generator):
     """Per pixel: a 1x1 convolution, then each pixel repeated 2x2 (so tiles are exact)."""
 
     scale = 2
@@ -48,10 +50,11 @@ class ToyUpscale2(nn.Module):
             nn.Dropout(0.5) if dropout else nn.Identity(),
             nn.Conv2d(ngf, out_channels, 1),
             nn.Tanh(),
+            nn.Upsample(scale_factor=self.scale, mode="nearest"),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.interpolate(self.body(x), scale_factor=self.scale, mode="nearest")
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +228,41 @@ def test_a_scale_2_rgba_generator_trains_and_converts_folders_and_tiles(tmp_path
 def test_training_samples_show_a_smaller_input_at_the_outputs_size():
     grid = sample_grid({"input": torch.zeros(2, 4, 8, 8), "output": torch.zeros(2, 3, 16, 16)})
     assert grid.shape[1] == 2 * 16 + 3 * 2  # two 16-px columns and their padding
+
+
+def test_a_scale_2_generator_writes_videos_at_twice_the_frame_size(tmp_path):
+    av = pytest.importorskip("av")
+    spec = GeneratorSpec.declared(TOY, 3, 3, {})
+    save_generators(tmp_path / "rgb.safetensors", {"AtoB": (spec, spec.build())})
+    clip = tmp_path / "in.mp4"
+    with av.open(str(clip), "w") as sink:
+        stream = sink.add_stream("h264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for i in range(3):
+            frame = np.full((24, 32, 3), 40 * i, np.uint8)
+            sink.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        sink.mux(stream.encode())
+    translator = Translator.load(tmp_path / "rgb.safetensors", device="cpu")
+    convert_video(clip, tmp_path / "out.mp4", translator)
+    with av.open(str(clip)) as src, av.open(str(tmp_path / "out.mp4")) as out:
+        a, b = src.streams.video[0].codec_context, out.streams.video[0].codec_context
+        assert (b.width, b.height) == (2 * a.width, 2 * a.height)
+
+
+def test_serve_returns_an_upload_at_twice_its_size(toy_file):
+    pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+    from fastapi.testclient import TestClient  # noqa: PLC0415  (the serve extra)
+
+    from translate.serve.app import create_app  # noqa: PLC0415
+    from translate.serve.models import Models  # noqa: PLC0415
+
+    client = TestClient(
+        create_app(Models([str(toy_file)], device="cpu")),
+        headers={"content-type": "application/octet-stream"},
+    )
+    upload = io.BytesIO()
+    rgba = np.random.default_rng(4).integers(0, 256, (22, 30, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(upload, format="PNG")
+    response = client.post(f"/api/translate?model={toy_file}&name=x.png", content=upload.getvalue())
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (60, 44)
