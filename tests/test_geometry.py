@@ -15,6 +15,7 @@ from torch import nn
 
 from translate.data.images import read_image
 from translate.data.transforms import Preprocess, ScaledPairTransform
+from translate.evaluation.scores import model_images
 from translate.inference.convert import convert_folder
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
@@ -266,3 +267,12 @@ def test_serve_returns_an_upload_at_twice_its_size(toy_file):
     response = client.post(f"/api/translate?model={toy_file}&name=x.png", content=upload.getvalue())
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (60, 44)
+
+
+def test_evaluation_reads_targets_at_the_generators_scale(toy_file, tmp_path):
+    data = _paired_lr_hr(tmp_path / "data", count=2)
+    model = load_generators(toy_file)
+    preprocess = Preprocessing(Preprocess(mode="none", size_multiple=1), 4, 3)
+    total, pairs = model_images(model.generators["AtoB"], data, preprocess)
+    (output, target), *_ = list(pairs)
+    assert total == 2 and output.shape == target.shape == (2, 3, 24, 24)
