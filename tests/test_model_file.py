@@ -173,8 +173,8 @@ MALFORMED = {
         r"generators\.AtoB: cannot build unet_128 .*: num_downs: expected 1 to 16 .*got 10000",
     ),
     "bad channel count": (
-        lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 2})},
-        r"preprocess\.input_channels: expected 1 or 3, got 2",
+        lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 0})},
+        r"preprocess\.input_channels: expected a positive integer, got 0",
     ),
 }
 

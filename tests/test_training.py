@@ -363,8 +363,8 @@ def test_invalid_settings_name_their_key(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["data.input_channels=2"], "--set data.input_channels=2: config key "
-         "'data.input_channels': 2 is not one of 1, 3"),
+        (["data.input_channels=5"], "--set data.input_channels=5: config key "
+         "'data.input_channels': 5 is not one of 1, 2, 3, 4"),
         (["train.max_steps=2", "train.max_step=5"], "--set train.max_step=5: unknown config "
          "key 'train.max_step'; did you mean 'max_steps'?"),
         (["optim.lr_g"], "--set optim.lr_g: expected key=value"),

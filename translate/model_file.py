@@ -8,7 +8,9 @@ Metadata versions: ``translate.generator/1`` stored ``preprocess`` as one flat d
 ``Preprocess`` fields plus channel counts; ``/2`` stores :class:`Preprocessing` as
 ``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read. An
 optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
-validation scored best) sets how inference normalises by default.
+validation scored best) sets how inference normalises by default. Each ``generators`` entry
+carries the network's declared geometry (``scale``, ``input_kind``); entries without it are
+1x image-to-image, as every file before it was.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +41,54 @@ DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
 CHANNELS = ("input_channels", "output_channels")
+# What an input holds: pixel values, or a label map of class indices (one channel each).
+INPUT_KINDS = ("image", "labels")
+
+
+def declared_geometry(module: nn.Module) -> dict[str, Any]:
+    """The geometry a generator class declares as attributes (as spandrel's descriptors do):
+    ``scale`` (output side / input side) and ``input_kind``. The third, ``size_multiple``
+    (what its input sides must divide by), is read from the module where it is needed."""
+    return {
+        "scale": int(getattr(module, "scale", 1)),
+        "input_kind": str(getattr(module, "input_kind", "image")),
+    }
 
 
 @dataclass
 class GeneratorSpec:
-    """What ``build_generator`` needs: a zoo name, channel counts and options."""
+    """What ``build_generator`` needs (a zoo name, channel counts and options), and the
+    geometry the built network declares, so readers of the file need not build it: the
+    output's sides are ``scale`` times the input's. Files without a geometry load as 1x
+    image-to-image."""
 
     name: str
     in_channels: int = 3
     out_channels: int = 3
     options: dict[str, Any] = field(default_factory=dict)
+    scale: int = 1
+    input_kind: str = "image"
+
+    @classmethod
+    def declared(
+        cls, name: str, in_channels: int, out_channels: int, options: dict[str, Any]
+    ) -> GeneratorSpec:
+        """The spec of a zoo network, its geometry read from the network (built on the meta
+        device: no memory)."""
+        with torch.device("meta"):
+            module = build_generator(name, in_channels, out_channels, **options)
+        return cls(name, in_channels, out_channels, dict(options), **declared_geometry(module))
 
     def build(self) -> nn.Module:
-        return build_generator(self.name, self.in_channels, self.out_channels, **self.options)
+        """The network; ``ValueError`` where its declared geometry is not the spec's (a file
+        written for another version of the class)."""
+        module = build_generator(self.name, self.in_channels, self.out_channels, **self.options)
+        for key, value in declared_geometry(module).items():
+            if getattr(self, key) != value:
+                raise ValueError(
+                    f"{key}: the file says {getattr(self, key)!r}, {self.name} declares {value!r}"
+                )
+        return module
 
 
 @dataclass
@@ -60,7 +97,7 @@ class Preprocessing:
 
     ``transforms`` is the training data's resize/crop/flip (test-time readers such as
     ``translate evaluate`` apply it without the random parts); the channel counts are the
-    dataset's input and output images (gray 1, RGB 3).
+    dataset's input and output images (gray 1, RGB 3, with alpha 2 and 4, or any count).
     """
 
     transforms: Preprocess = field(default_factory=lambda: Preprocess(mode="none"))
@@ -84,8 +121,8 @@ class Preprocessing:
         channels = {}
         for name in CHANNELS:
             value = data.pop(name, 3)
-            if isinstance(value, bool) or value not in (1, 3):
-                raise ValueError(f"preprocess.{name}: expected 1 or 3, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"preprocess.{name}: expected a positive integer, got {value!r}")
             channels[name] = value
         transforms = data if version == 1 else data.pop("transforms", {})
         if version > 1 and data:
@@ -309,14 +346,18 @@ def _specs(generators: Any) -> dict[str, GeneratorSpec]:
             raise ValueError(f"{where}: unknown direction; expected {' or '.join(DIRECTIONS)}")
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ValueError(f"{where}: expected an object with a 'name', got {entry!r:.60}")
-        unknown = sorted(set(entry) - {"name", "in_channels", "out_channels", "options"})
+        unknown = sorted(set(entry) - {f.name for f in fields(GeneratorSpec)})
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}")
         spec = GeneratorSpec(**entry)
-        for name in ("in_channels", "out_channels"):
+        for name in ("in_channels", "out_channels", "scale"):
             value = getattr(spec, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
+        if spec.input_kind not in INPUT_KINDS:
+            raise ValueError(
+                f"{where}.input_kind: expected {' or '.join(INPUT_KINDS)}, got {spec.input_kind!r}"
+            )
         if not isinstance(spec.options, dict):
             raise ValueError(f"{where}.options: expected an object, got {spec.options!r:.60}")
         try:

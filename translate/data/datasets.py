@@ -28,6 +28,7 @@ from translate.data.layout import (
 )
 from translate.data.transforms import (
     Preprocess,
+    ScaledPairTransform,
     build_input_augment,
     build_transform,
     pad_to_multiple,
@@ -64,10 +65,19 @@ def resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """One half of an aligned pair, read with the most channels either half needs, with
+    ``channels``: gray from RGB, alpha (the last of 2 or 4) kept only where asked for."""
     image = np.ascontiguousarray(image)
-    if channels == 1 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
-    return image
+    if image.shape[2] == channels:
+        return image
+    color, alpha = (
+        (image[:, :, :-1], image[:, :, -1:]) if image.shape[2] in (2, 4) else (image, None)
+    )
+    if channels in (1, 2) and color.shape[2] == 3:
+        color = cv2.cvtColor(np.ascontiguousarray(color), cv2.COLOR_RGB2GRAY)[:, :, None]
+    if channels in (2, 4) and alpha is not None:
+        color = np.concatenate([color, alpha], axis=2)
+    return np.ascontiguousarray(color)
 
 
 class _SkipsBadFiles(Dataset):
@@ -90,7 +100,8 @@ class PairedFolder(_SkipsBadFiles):
     """Paired images: aligned files (A left, B right) or ``A/`` and ``B/`` folders.
 
     ``holdout`` ``"rest"`` leaves out the files :func:`~translate.data.layout.hold_out` keeps
-    for validation, ``"held"`` takes only those.
+    for validation, ``"held"`` takes only those. ``scale``: the generator's output scale; B is
+    then ``scale`` times A (resized to it if not), cropped at the corresponding position.
     """
 
     def __init__(
@@ -104,9 +115,11 @@ class PairedFolder(_SkipsBadFiles):
         max_dataset_size: int | None = None,
         train: bool = True,
         holdout: str | None = None,
+        scale: int = 1,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.scale = scale
         self.root = Path(root)
         self.direction = direction
         self.preprocess = preprocess or Preprocess()
@@ -125,8 +138,17 @@ class PairedFolder(_SkipsBadFiles):
                 )
         if not pairs:
             raise DatasetError(f"{self.root}: no images found for split {split!r}")
+        if scale != 1 and self.layout == "aligned":
+            raise DatasetError(
+                f"{self.root}: aligned A|B files hold same-size halves; a scale-{scale} "
+                "generator needs its pairs in A/ and B/ folders, B at scale times A"
+            )
         self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
-        self.transform = build_transform(self.preprocess, train)
+        self.transform = (
+            build_transform(self.preprocess, train)
+            if scale == 1
+            else ScaledPairTransform(self.preprocess, scale, train)
+        )
         self.input_augment = build_input_augment(self.preprocess) if train else None
 
     def __len__(self) -> int:
@@ -138,7 +160,8 @@ class PairedFolder(_SkipsBadFiles):
         if self.direction == "BtoA":
             ch_a, ch_b = ch_b, ch_a
         if self.layout == "aligned":
-            both = read_image(path_a, channels=max(ch_a, ch_b))
+            alpha = bool({ch_a, ch_b} & {2, 4})  # one half keeps alpha: read it for both
+            both = read_image(path_a, channels=4 if alpha else max(ch_a, ch_b))
             w = both.shape[1] // 2
             if w == 0:
                 raise ImageReadError(f"{path_a}: too narrow to hold two images side by side")
@@ -146,7 +169,13 @@ class PairedFolder(_SkipsBadFiles):
             b = _with_channels(both[:, w : 2 * w], ch_b)
         else:
             a = read_image(path_a, channels=ch_a)
-            b = resize_like(read_image(path_b, channels=ch_b), a.shape)
+            # B at scale times A; with BtoA, the scale-times side is A's file.
+            s = self.scale
+            if self.direction == "AtoB" or s == 1:
+                b = resize_like(read_image(path_b, channels=ch_b), (a.shape[0] * s, a.shape[1] * s))
+            else:
+                b = read_image(path_b, channels=ch_b)
+                a = resize_like(a, (b.shape[0] * s, b.shape[1] * s))
         return (a, b) if self.direction == "AtoB" else (b, a)
 
     def _item(self, index: int) -> dict[str, torch.Tensor | str]:

@@ -45,14 +45,20 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
 
 
+# The channel counts an image file can supply: gray, gray+alpha, RGB, RGBA.
+FILE_CHANNELS = (1, 2, 3, 4)
+
+
 def read_image(
     path: str | os.PathLike[str],
     channels: int | None = 3,
     alpha: str = "composite",
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
-    """Read an image file as an HWC uint8 array with ``channels`` (1 or 3) channels; None
-    keeps the file's own: 1 for a gray file (L, LA, 16-bit or float gray), else 3.
+    """Read an image file as an HWC uint8 array with ``channels`` channels: 1 (gray), 3
+    (RGB), or 2 and 4 (gray and RGB plus alpha, opaque where the file has none); None keeps
+    the file's own: 1 for a gray file (L, LA, 16-bit or float gray), else 3. Image files hold
+    no other counts: models taking them are given arrays or tensors.
 
     ``alpha``: ``composite`` blends transparent pixels onto ``background``, ``drop``
     discards the alpha channel, ``keep`` appends it as an extra channel. A multi-frame file
@@ -76,8 +82,11 @@ def read_image_with_info(
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> tuple[np.ndarray, ImageInfo]:
     """:func:`read_image`, plus the file's frame count and ICC profile."""
-    if channels not in (1, 3, None):
-        raise ValueError(f"channels must be 1, 3 or None, got {channels}")
+    if channels not in (*FILE_CHANNELS, None):
+        raise ValueError(
+            f"channels must be 1, 2, 3, 4 (gray, gray+alpha, RGB, RGBA) or None, got {channels}; "
+            "image files hold no other counts"
+        )
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     path = Path(path)
@@ -147,6 +156,11 @@ def image_to_array(
     """A PIL image already in memory as :func:`read_image` would return it."""
     if channels is None:
         channels = 1 if is_gray(img) else 3
+    if channels in (2, 4):  # the alpha channel is data: kept, opaque where there is none
+        arr = image_to_array(img, channels - 1, "keep", background)
+        if arr.shape[2] < channels:
+            arr = np.concatenate([arr, np.full_like(arr[:, :, :1], 255)], axis=2)
+        return arr
     img = _to_8bit(img)
     alpha_band = None
     if _has_alpha(img):

@@ -123,6 +123,66 @@ def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
     return A.Compose(steps, additional_targets={"target": "image"})
 
 
+class ScaledPairTransform:
+    """The geometric transform of a pair whose target is ``scale`` times the image (an
+    LR/HR pair): resize, pad and crop at corresponding positions, the target's box ``scale``
+    times the image's; one flip for both. Called as ``transform(image=, target=)``, as the
+    shared :func:`build_transform`."""
+
+    MODES = ("resize_and_crop", "crop", "none")
+
+    def __init__(self, pre: Preprocess, scale: int, train: bool = True) -> None:
+        if pre.mode not in self.MODES:
+            raise ValueError(
+                f"preprocess.mode: {pre.mode!r} does not keep a scale-{scale} pair aligned; "
+                f"use one of {', '.join(self.MODES)}"
+            )
+        self.pre, self.scale, self.train = pre, scale, train
+        self.rng = random.Random()
+
+    def set_random_state(self, _np_rng: np.random.Generator, py_rng: random.Random) -> None:
+        """Seed the crop and flip, as ``A.Compose.set_random_state`` does (SeededItems)."""
+        self.rng = py_rng
+
+    def __call__(self, image: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+        pre, s = self.pre, self.scale
+        if pre.mode == "resize_and_crop":
+            image, target = _resize(image, pre.load_size), _resize(target, pre.load_size * s)
+        if pre.mode == "none":
+            m = pre.size_multiple
+            size = (-(-image.shape[0] // m) * m, -(-image.shape[1] // m) * m)
+        else:
+            size = (max(pre.crop_size, image.shape[0]), max(pre.crop_size, image.shape[1]))
+        image, target = _pad(image, size), _pad(target, (size[0] * s, size[1] * s))
+        if pre.mode != "none":
+            c = pre.crop_size
+            room = image.shape[0] - c, image.shape[1] - c
+            top, left = (
+                (self.rng.randint(0, room[0]), self.rng.randint(0, room[1]))
+                if self.train
+                else (room[0] // 2, room[1] // 2)
+            )
+            image = image[top : top + c, left : left + c]
+            target = target[top * s : (top + c) * s, left * s : (left + c) * s]
+        if self.train and pre.flip and self.rng.random() < 0.5:
+            image, target = image[:, ::-1], target[:, ::-1]
+        return {"image": np.ascontiguousarray(image), "target": np.ascontiguousarray(target)}
+
+
+def _resize(image: np.ndarray, side: int) -> np.ndarray:
+    out = cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def _pad(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad the bottom and right of an HWC image to ``size``."""
+    bottom, right = size[0] - image.shape[0], size[1] - image.shape[1]
+    if bottom <= 0 and right <= 0:
+        return image
+    out = cv2.copyMakeBorder(image, 0, max(bottom, 0), 0, max(right, 0), cv2.BORDER_REFLECT_101)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
 def zoom_box(
     height: int, width: int, size: int, scale: tuple[float, float], rng: random.Random
 ) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ from translate.data.layout import match_pairs
 from translate.data.transforms import to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
-from translate.model_file import Preprocessing
+from translate.model_file import Preprocessing, declared_geometry
 from translate.runtime import Precision
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
@@ -159,6 +159,7 @@ def model_images(
         input_channels=preprocess.input_channels,
         output_channels=preprocess.output_channels,
         train=False,
+        scale=declared_geometry(generator)["scale"],  # targets at the output's size
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
 

@@ -174,6 +174,7 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
                 "tensor": TENSOR_CONTRACT,
             },
             "output_channels": spec.out_channels,
+            "output_scale": spec.scale,
         }
     preprocess = model.preprocess
     return {

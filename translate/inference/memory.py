@@ -63,8 +63,10 @@ def bytes_per_pixel(translator: Translator) -> float:
     finally:
         for hook in hooks:
             hook.remove()
-    # The input and output as floats on both sides of the model, besides the layers' peak.
-    edges = 4 * 2 * (translator.in_channels + translator.out_channels) * side * side
+    # The input and output as floats on both sides of the model, besides the layers' peak;
+    # the output has scale^2 pixels per input pixel.
+    outputs = translator.out_channels * translator.spec.scale**2
+    edges = 4 * 2 * (translator.in_channels + outputs) * side * side
     return _UNSEEN * (peak + edges) / (side * side)
 
 
@@ -99,7 +101,9 @@ class MemoryBudget:
         else:
             h, w = height, width
         pass_pixels = -(-h // m) * m * -(-w // m) * m
-        whole = height * width * TILED_BYTES_PER_PIXEL if (h, w) != (height, width) else 0
+        # The whole-image buffers are mostly the output's and blend weights': scale^2 each.
+        whole = height * width * TILED_BYTES_PER_PIXEL * t.spec.scale**2
+        whole = whole if (h, w) != (height, width) else 0
         return pass_pixels * self.bytes_per_pixel + whole
 
     @property

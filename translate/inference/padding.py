@@ -13,14 +13,15 @@ from torch import nn
 
 class PadToMultiple(nn.Module):
     """Reflect-pad the bottom and right of NCHW input to the generator's size multiple, run
-    it, crop the output back. Inputs smaller than the padding are edge-padded instead; a
-    traced graph (ONNX) always takes the reflect branch, so there sides must be at least the
-    multiple."""
+    it, crop the output back to the generator's declared ``scale`` times the input. Inputs
+    smaller than the padding are edge-padded instead; a traced graph (ONNX) always takes the
+    reflect branch, so there sides must be at least the multiple."""
 
     def __init__(self, generator: nn.Module) -> None:
         super().__init__()
         self.generator = generator
         self.multiple = int(getattr(generator, "size_multiple", 1))
+        self.scale = int(getattr(generator, "scale", 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w, m = x.shape[-2], x.shape[-1], self.multiple
@@ -29,4 +30,4 @@ class PadToMultiple(nn.Module):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         y = self.generator(x.contiguous(memory_format=torch.channels_last))
-        return y[..., :h, :w]
+        return y[..., : h * self.scale, : w * self.scale]

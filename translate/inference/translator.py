@@ -52,6 +52,11 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """NCHW with 1 or 3 channels -> ``channels`` channels, as training reads images."""
     if x.shape[1] == channels:
         return x
+    if x.shape[1] != 1 and channels not in (1, 3):
+        raise ValueError(
+            f"the model takes {channels} channels, the image has {x.shape[1]}: give it "
+            f"{channels}-channel arrays or tensors (RGBA files for 4)"
+        )
     if channels == 1:
         weights = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return (x * weights).sum(dim=1, keepdim=True)
@@ -214,11 +219,12 @@ class Translator:
         if image.ndim not in (3, 4):
             raise ValueError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
         x = image.unsqueeze(0) if image.ndim == 3 else image
-        if x.shape[1] not in (1, 2, 3, 4):
+        if x.shape[1] not in (1, 2, 3, 4, self.in_channels):
             raise ValueError(
                 f"tensors are CHW or NCHW with 1 (gray) or 3 (RGB) channels plus optional "
-                f"alpha; shape {tuple(image.shape)} has {x.shape[1]} in the channel dimension "
-                "(an HWC image: pass image.permute(2, 0, 1))"
+                f"alpha, or the model's {self.in_channels}; shape {tuple(image.shape)} has "
+                f"{x.shape[1]} in the channel dimension (an HWC image: pass "
+                "image.permute(2, 0, 1))"
             )
         low, high = self._range_of(image.dtype)
         x = x.to(self.device, non_blocking=True).float()
@@ -226,7 +232,9 @@ class Translator:
             _check_range(x, low, high)
         x = ((x - low) / (high - low)).clamp(0, 1)
         alpha = None
-        if x.shape[1] in (2, 4):  # as training does: composite onto white, keep alpha aside
+        # As training does: composite onto white and keep alpha aside, unless the model
+        # takes every channel given (RGBA in: alpha is data).
+        if x.shape[1] in (2, 4) and x.shape[1] != self.in_channels:
             x, alpha = x[:, :-1], x[:, -1:]
             x = x * alpha + (1 - alpha)
         gray = x.shape[1] == 1
@@ -235,6 +243,8 @@ class Translator:
         if gray and self.in_channels == self.out_channels:
             y = _match_channels(y, 1)  # gray in, gray out: the replicated channels go again
         if alpha is not None:
+            if self.spec.scale != 1:
+                alpha = F.interpolate(alpha, size=y.shape[-2:], mode="bilinear", antialias=False)
             y = torch.cat([y, alpha], dim=1)
         y = y * (high - low) + low
         # Integers round half up, as PIL/torchvision pipelines do (torch.round: half to even).
@@ -260,7 +270,8 @@ class Translator:
         return Image.fromarray(out[..., 0] if out.ndim == 3 and out.shape[-1] == 1 else out)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """NCHW in [-1, 1] on the device -> the generator's output at the same size.
+        """NCHW in [-1, 1] on the device -> the generator's output, ``spec.scale`` times the
+        input's size.
 
         Images share a pass only where the precision's kernels give each image the same
         result whatever its batch mates (``Precision.batch_invariant``); elsewhere, and with
@@ -268,6 +279,7 @@ class Translator:
         images shared its batch, and a resumed run gives the same bytes.
         """
         height, width = x.shape[-2:]
+        scale = self.spec.scale
         if self.size is not None:
             x = _resize(x, (self.size, self.size))
         shared = self.precision.batch_invariant and not self.test_mode.dropout
@@ -275,7 +287,7 @@ class Translator:
             [self._one_pass(chunk) for chunk in x.split(self.batch_size if shared else 1)]
         )
         if self.size is not None:
-            y = _resize(y, (height, width))
+            y = _resize(y, (height * scale, width * scale))
         return y
 
     def _one_pass(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,18 +299,23 @@ class Translator:
             return self._tiled(x)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """Tiles and their overlap are cut in input pixels; each tile's output lands, and is
+        blended, at ``scale`` times its position and size."""
         height, width = x.shape[-2:]
         if self.tile is None or (height <= self.tile and width <= self.tile):
             return self._forward(x)
+        s = self.spec.scale
         th, tw = min(self.tile, height), min(self.tile, width)
-        window = (_ramp(th, self.overlap)[:, None] * _ramp(tw, self.overlap)[None, :]).to(x.device)
-        out = x.new_zeros(x.shape[0], self.out_channels, height, width)
-        weight = x.new_zeros(height, width)
+        ramps = _ramp(th * s, self.overlap * s)[:, None], _ramp(tw * s, self.overlap * s)[None, :]
+        window = (ramps[0] * ramps[1]).to(x.device)
+        out = x.new_zeros(x.shape[0], self.out_channels, height * s, width * s)
+        weight = x.new_zeros(height * s, width * s)
         for top in _tile_starts(height, self.tile, self.overlap):
             for left in _tile_starts(width, self.tile, self.overlap):
                 region = (..., slice(top, top + th), slice(left, left + tw))
-                out[region] += self._forward(x[region]) * window
-                weight[region[1:]] += window
+                placed = (..., slice(top * s, (top + th) * s), slice(left * s, (left + tw) * s))
+                out[placed] += self._forward(x[region]) * window
+                weight[placed[1:]] += window
         return out / weight
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,7 @@ def convert_video(
                 raise VideoError(f"{src}: frames of {too_large}")
             batch_size = min(batch_size, budget.images_per_pass(height, width))
         audio = {s.index: sink.add_stream_from_template(s) for s in source.streams.audio}
-        encoder = _Encoder(sink, video, codec, crf)
+        encoder = _Encoder(sink, video, codec, crf, translator.spec.scale)
         batch: list[av.VideoFrame] = []
         frames, end = 0, None
 
@@ -302,9 +302,9 @@ def _why(exc: BaseException) -> str:
 
 
 class _Encoder:
-    """The output video stream: the source's size, rate and time base, 4:2:0 (what players
-    expect) where the sides are even and the encoder takes it; each frame keeps its source
-    frame's timestamp."""
+    """The output video stream: the source's size times the generator's ``scale``, its rate
+    and time base, 4:2:0 (what players expect) where the sides are even and the encoder
+    takes it; each frame keeps its source frame's timestamp."""
 
     def __init__(
         self,
@@ -312,9 +312,11 @@ class _Encoder:
         video: av.VideoStream,
         codec: str,
         crf: int | None,
+        scale: int = 1,
     ) -> None:
         stream = sink.add_stream(codec, rate=video.average_rate or video.guessed_rate)
-        stream.width, stream.height = video.codec_context.width, video.codec_context.height
+        stream.width = video.codec_context.width * scale
+        stream.height = video.codec_context.height * scale
         formats = [f.name for f in stream.codec_context.codec.video_formats or []]
         even = stream.width % 2 == 0 and stream.height % 2 == 0
         preferred = "yuv420p" if even else "yuv444p"

@@ -117,7 +117,7 @@ class GANModel(nn.Module):
 
     def generator_spec(self, in_channels: int, out_channels: int) -> GeneratorSpec:
         g = self.config.generator
-        return GeneratorSpec(g.name, in_channels, out_channels, dict(g.options))
+        return GeneratorSpec.declared(g.name, in_channels, out_channels, dict(g.options))
 
     def build_discriminator(self, in_channels: int) -> nn.Module:
         d = self.config.discriminator

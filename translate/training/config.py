@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from translate.data.images import FILE_CHANNELS
 from translate.data.layout import UNPAIRED
 from translate.data.transforms import Preprocess
 from translate.losses import OBJECTIVES, objective_for
@@ -62,8 +63,10 @@ class SingleImageConfig:
 class DataConfig:
     root: str = "datasets/facades"
     direction: str = "AtoB"  # pix2pix: which half of a pair is the input
-    input_channels: int = 3  # pix2pix input / CycleGAN domain A
-    output_channels: int = 3  # pix2pix target / CycleGAN domain B
+    # pix2pix input / CycleGAN domain A, and the target / domain B: 1 gray, 3 RGB, 2 and 4
+    # with the files' alpha as a channel
+    input_channels: int = 3
+    output_channels: int = 3
     preprocess: Preprocess = field(default_factory=Preprocess)
     max_dataset_size: int | None = None
     # auto: val, else test, else holdout (every 10th training file, kept out of training);
@@ -273,8 +276,8 @@ def trainer_class(model: Any) -> type[GANModel]:
 def validate(config: Config) -> None:
     """Checks that need no data: names, choices and ranges."""
     _check_choice("data.direction", config.data.direction, ("AtoB", "BtoA"))
-    for key in ("input_channels", "output_channels"):
-        _check_choice(f"data.{key}", getattr(config.data, key), (1, 3))  # type: ignore[arg-type]
+    for key in ("input_channels", "output_channels"):  # what image files can supply
+        _check_choice(f"data.{key}", getattr(config.data, key), FILE_CHANNELS)  # type: ignore[arg-type]
     _check_options("generator", GENERATORS, config.generator.name, config.generator.options)
     d = config.discriminator
     _check_options("discriminator", DISCRIMINATORS, d.name, d.options)

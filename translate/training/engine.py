@@ -29,6 +29,7 @@ from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
 from translate.model_file import (
     CHECKPOINT_KEY,
+    GeneratorSpec,
     Preprocessing,
     checkpoint_entry,
     save_generators,
@@ -109,6 +110,8 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     layout = find_layout(d.root, data)
     train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
     holdout = val_split == HOLDOUT
+    g = config.generator  # the generator's declared scale: B is that times A
+    scale = GeneratorSpec.declared(g.name, d.input_channels, d.output_channels, g.options).scale
     if layout.data == UNPAIRED:
 
         def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
@@ -121,7 +124,7 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
         def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
             return PairedFolder(
                 d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
-                max_dataset_size=size, train=train, holdout=part,
+                max_dataset_size=size, train=train, holdout=part, scale=scale,
             )  # fmt: skip
 
     train_set = dataset(train_split, True, d.max_dataset_size, "rest" if holdout else None)

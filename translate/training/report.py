@@ -123,19 +123,25 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) ->
 def sample_grid(images: dict[str, torch.Tensor]) -> np.ndarray:
     """HWC uint8 grid: one column per key, one row per example, a label above each column.
 
-    Tensors are NCHW in [-1, 1]; one-channel images are shown as gray.
+    Tensors are NCHW in [-1, 1]; one- and two-channel images are shown as gray, and of more
+    channels the first three (RGBA: its colour). Batches smaller than the largest (the input of a
+    generator whose output is a multiple of it) are shown enlarged to its size.
     """
     if not images:
         raise ValueError("sample_grid needs at least one image batch")
-    shapes = {k: (v.shape[0], *v.shape[-2:]) for k, v in images.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"sample batches differ in count or size (N, H, W): {shapes}")
+    for batch in images.values():
+        if batch.ndim != 4 or batch.shape[0] != next(iter(images.values())).shape[0]:
+            counts = {k: tuple(v.shape) for k, v in images.items()}
+            raise ValueError(f"sample batches differ in count or are not N x C x H x W: {counts}")
+    height = max(v.shape[-2] for v in images.values())
+    width = max(v.shape[-1] for v in images.values())
     columns = []
-    for key, batch in images.items():
-        if batch.ndim != 4 or batch.shape[1] not in (1, 3):
-            raise ValueError(f"sample {key!r}: expected N x (1 or 3) x H x W, got {batch.shape}")
-        columns.append(batch.detach().float().cpu().expand(-1, 3, -1, -1))
-    width = next(iter(shapes.values()))[2]
+    for batch in images.values():
+        batch = batch.detach().float().cpu()
+        batch = batch[:, :3] if batch.shape[1] >= 3 else batch[:, :1]
+        if batch.shape[-2:] != (height, width):
+            batch = torch.nn.functional.interpolate(batch, size=(height, width), mode="nearest")
+        columns.append(batch.expand(-1, 3, -1, -1))
     # rows of [key0, key1, ...] for each example, as make_grid fills row by row
     tiles = torch.stack(columns, dim=1).flatten(0, 1)
     grid = make_grid((tiles.clamp(-1, 1) + 1) / 2, nrow=len(images), padding=2, pad_value=1)

@@ -52,7 +52,7 @@ class Pix2Pix(GANModel):
         # Discriminator: real pairs against generated pairs.
         with stepper.autocast():
             loss_d, pred_real = self.discriminator_loss(
-                self.D, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1)
+                self.D, _pair(real_a, real_b), _pair(real_a, fake_b)
             )
         stepper.update("D", loss_d)
         if not update_g:
@@ -60,7 +60,7 @@ class Pix2Pix(GANModel):
 
         # Generator: fool the updated discriminator and stay close to the target.
         with frozen(self.D), stepper.autocast():
-            loss_gan = self.adversarial_loss(self.D, torch.cat([real_a, fake_b], 1), pred_real)
+            loss_gan = self.adversarial_loss(self.D, _pair(real_a, fake_b), pred_real)
             loss_l1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.loss.lambda_l1
         stepper.update("G", loss_gan + loss_l1)
         return {"D": loss_d.detach(), "G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
@@ -69,10 +69,18 @@ class Pix2Pix(GANModel):
     def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         real_a, real_b = batch["input"], batch["target"]
         fake_b = self.G(real_a).float()
-        d_real = self.D(torch.cat([real_a, real_b], 1))
-        d_fake = self.D(torch.cat([real_a, fake_b], 1))
+        d_real = self.D(_pair(real_a, real_b))
+        d_fake = self.D(_pair(real_a, fake_b))
         images = {"input": real_a, "output": fake_b, "target": real_b}
         return images, {"fake": fake_b, "real": real_b, "d_real": d_real, "d_fake": d_fake}
 
     def validation_scores(self) -> metrics.PairedScores:
         return metrics.PairedScores()
+
+
+def _pair(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The discriminator's input: the condition beside the image, the condition brought to
+    the image's size where the generator's output is a multiple of its input's."""
+    if condition.shape[-2:] != image.shape[-2:]:
+        condition = F.interpolate(condition, size=image.shape[-2:], mode="nearest")
+    return torch.cat([condition, image], 1)
