@@ -539,9 +539,8 @@ class Trainer:
         self.epoch_window = LossMeans()
 
     def _plateau_metric(self) -> float:
-        """The epoch's total generator loss (the mean of each ``G_*`` term over the epoch's
-        steps, summed), the same on every rank."""
-        total = sum(v for k, v in self.epoch_window.means().items() if k.startswith("G"))
+        """The trainer's plateau metric of the epoch's mean losses, the same on every rank."""
+        total = self.model.plateau_metric(self.epoch_window.means())
         value = torch.tensor(total, device=self.device)
         if self.ranks.world_size > 1:
             dist.all_reduce(value)
@@ -553,7 +552,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> list[str]:
         """Samples, paired metrics and monitoring on the fixed validation batches; saves
-        generator_latest (and generator_best when val L1 improves). Returns warnings.
+        generator_latest (and generator_best when the trainer's ``best_metric`` improves).
+        Returns warnings.
 
         With ``train.ema`` all of it uses the averaged generator weights."""
         if not self.ranks.main:
@@ -569,23 +569,29 @@ class Trainer:
     def _evaluate(self) -> list[str]:
         self.model.eval()
         paired = self.model.validation_scores()
+        sums: dict[str, float] = {}  # the trainer's own validation values, times images
+        images = 0
         for i, batch in enumerate(self._val_batches()):
             with self.stepper.autocast():
-                images, outputs = self.model.validate(batch)
+                result = self.model.validate(batch)
             if i == 0:
-                self.report.samples(self.epoch_number, self.step, images)
+                self.report.samples(self.epoch_number, self.step, result.images)
                 monitor = monitor_batch(
-                    outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
+                    result.fake, result.real, result.d_real, result.d_fake,
                     self.config.loss.gan_mode,
                 )  # fmt: skip
-            if paired is None:
-                break  # nothing to score beyond the sample grid and monitoring
-            paired.add(outputs["fake"], outputs["real"])
+            if paired is not None:
+                paired.add(result.fake, result.real)
+            n = result.fake.shape[0]
+            for key, value in result.losses.items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            images += n
         values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
         # scores or, without targets, the monitors: on the console after each evaluation, a
         # record of how the run goes that the bar's postfix alone would overwrite
         self.val_scores = dict(values) if paired is not None else dict(monitor)
         self._write_values(self.val_scores)
+        values.update({f"val_{k}": total / images for k, total in sums.items()})
         if paired is not None:
             values.update(self._choose_test_mode(values["val_L1"]))
         self.model.train()
@@ -596,13 +602,22 @@ class Trainer:
             tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
         self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
         self.report.update_index()
-        improved = "val_L1" in values and values["val_L1"] < self.best.get("val_L1", math.inf)
+        improved = self._best_metric(values) < self.best.get(self.model.best_metric, math.inf)
         if improved:
             self.best = {**values, "step": self.step, "epoch": self.epoch_number}
         self.save_generators("generator_latest.safetensors")
         if improved:
             self.save_generators("generator_best.safetensors")
         return warnings
+
+    def _best_metric(self, values: dict[str, float]) -> float:
+        metric = self.model.best_metric
+        if metric not in values:
+            raise ValueError(
+                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
+                f"validation values ({', '.join(values) or 'none'})"
+            )
+        return values[metric]
 
     def _choose_test_mode(self, running_l1: float) -> dict[str, float]:
         """Score the validation set again as the reference tests (each image's batch norm
@@ -619,8 +634,8 @@ class Trainer:
             with torch.random.fork_rng(devices=cuda):  # dropout leaves training's RNG alone
                 for batch in self._val_batches():
                     with self.stepper.autocast():
-                        _, outputs = self.model.validate(batch)
-                    paired.add(outputs["fake"], outputs["real"])
+                        result = self.model.validate(batch)
+                    paired.add(result.fake, result.real)
         except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
             self.test_mode = TestMode()
             return {}
