@@ -14,9 +14,11 @@ import torch
 from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
 
+from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.model_file import load_generators
 from translate.training.base import Stepper, parameters
 from translate.training.config import from_dict
+from translate.training.datasets import DATASETS
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
 
@@ -124,6 +126,11 @@ class UnreportedBest(Pix2Pix):
     best_metric = "val_FID"
 
 
+def tiny_pix2pix(model: str, root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """``tiny`` for a trainer derived from Pix2Pix: its U-Net generator."""
+    return {**tiny(model, root, **sections), "generator": tiny("pix2pix", root)["generator"]}
+
+
 @pytest.fixture
 def registered() -> Iterator[Any]:
     names: list[str] = []
@@ -144,8 +151,7 @@ def test_the_plateau_policy_watches_the_metric_the_trainer_declares(
     registered: Any,
 ) -> None:
     name = registered("flat_plateau", FlatPlateau)
-    config = tiny(name, data, schedule={"policy": "plateau"}, train={"max_steps": 5})
-    config["generator"] = tiny("pix2pix", data)["generator"]
+    config = tiny_pix2pix(name, data, schedule={"policy": "plateau"}, train={"max_steps": 5})
     t = trainer(config, tmp_path)
     seen: list[float] = []
     step = t.model.train_step
@@ -192,7 +198,26 @@ def test_a_best_metric_validation_does_not_report_is_one_line_naming_it(
     registered: Any,
 ) -> None:
     name = registered("unreported_best", UnreportedBest)
-    config = tiny(name, data, train={"max_steps": 1}, log={"eval_every": 1})
-    config["generator"] = tiny("pix2pix", data)["generator"]
+    config = tiny_pix2pix(name, data, train={"max_steps": 1}, log={"eval_every": 1})
     with pytest.raises(ValueError, match=r"^trainer 'unreported_best': its best_metric 'val_FID'"):
         trainer(config, tmp_path).fit()
+
+
+def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry, not a branch in the engine, decides which dataset a data kind reads."""
+    built: list[tuple[str, bool]] = []
+    paired = DATASETS.get("paired")
+
+    def recording(d: Any, split: str, train: bool, size: Any, part: Any) -> Any:
+        built.append((split, train))
+        return paired(d, split, train, size, part)
+
+    monkeypatch.setitem(DATASETS._builders, "paired", (recording, {}))
+    t = trainer(tiny("pix2pix", data), tmp_path)
+    assert built == [("train", True), ("val", False)]
+    assert isinstance(t.train_set, PairedFolder) and "input" in t.val_set[0]
+    assert isinstance(trainer(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)

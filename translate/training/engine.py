@@ -20,13 +20,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from translate.atomic import atomic_write_text
-from translate.data.datasets import PairedFolder, SingleImagePair, UnpairedFolder
-from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
-from translate.data.public import missing_data_hint
+from translate.data.layout import HOLDOUT
 from translate.model_file import (
     CHECKPOINT_KEY,
     Preprocessing,
@@ -44,6 +42,7 @@ from translate.training.checkpoint import (
     set_rng_state,
 )
 from translate.training.config import Config, dump_config
+from translate.training.datasets import build_datasets
 from translate.training.ema import WeightAverage
 from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
@@ -86,49 +85,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
-    """Training set, validation set (the first ``data.val_size`` images of the validation
-    split, uncropped and unflipped) and the name of that split, resolved from
-    ``data.val_split`` (``holdout``: files of the training split kept out of training).
-    ``data.single_image``: crops of the two images, validated on the whole A image
-    (``train``: nothing is held out)."""
-    d = config.data
-    if d.single_image is not None:  # config.validate checked the trainer takes unpaired data
-        s = d.single_image
-        common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
-        crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
-        return crops, SingleImagePair(s.a, s.b, *common, train=False), "train"
-    data = TRAINERS.get(config.model).data
-    if not Path(d.root).is_dir():
-        raise ValueError(
-            f"config key 'data.root': dataset folder {d.root} does not exist; "
-            + missing_data_hint(d.root, data)
-        )
-    layout = find_layout(d.root, data)
-    train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
-    holdout = val_split == HOLDOUT
-    if layout.data == UNPAIRED:
-
-        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
-            return UnpairedFolder(
-                d.root, split, d.preprocess, d.input_channels, d.output_channels,
-                serial=d.serial or not train, max_dataset_size=size, train=train, holdout=part,
-            )  # fmt: skip
-    else:
-
-        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
-            return PairedFolder(
-                d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
-                max_dataset_size=size, train=train, holdout=part,
-            )  # fmt: skip
-
-    train_set = dataset(train_split, True, d.max_dataset_size, "rest" if holdout else None)
-    val_set = dataset(
-        train_split if holdout else val_split, False, d.val_size, "held" if holdout else None
-    )
-    return train_set, val_set, val_split
 
 
 def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None:
