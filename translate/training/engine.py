@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from translate.model_file import (
     save_generators,
 )
 from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
-from translate.runtime import Ranks, resolve_device, resolve_precision
+from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
     checkpoint_paths,
@@ -41,7 +42,7 @@ from translate.training.checkpoint import (
     save_state,
     set_rng_state,
 )
-from translate.training.config import Config, dump_config
+from translate.training.config import Config, TrainConfig, dump_config
 from translate.training.datasets import build_datasets
 from translate.training.ema import WeightAverage
 from translate.training.models import TRAINERS
@@ -79,6 +80,26 @@ def select_device(name: str, ranks: Ranks) -> torch.device:
             device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     return device
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the run executes: its ranks, device, precision and memory format."""
+
+    ranks: Ranks
+    device: torch.device
+    precision: Precision
+    channels_last: bool  # CUDA only: the CPU's convolutions are slower in it
+
+    @classmethod
+    def resolve(cls, train: TrainConfig) -> Runtime:
+        """Join torchrun's process group (if any), then pick the device and precision."""
+        ranks = init_distributed(train.device)
+        device = select_device(train.device, ranks)
+        precision = resolve_precision(
+            train.precision, device, use="train", key="config key 'train.precision'"
+        )
+        return cls(ranks, device, precision, train.channels_last and device.type == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -204,12 +225,9 @@ class Trainer:
                 "another --run-dir"
             )
         train = config.train
-        self.ranks = init_distributed(train.device)
-        self.device = select_device(train.device, self.ranks)
-        self.precision = resolve_precision(
-            train.precision, self.device, use="train", key="config key 'train.precision'"
-        )
-        self.channels_last = train.channels_last and self.device.type == "cuda"
+        self.runtime = runtime = Runtime.resolve(train)
+        self.ranks, self.device = runtime.ranks, runtime.device
+        self.precision, self.channels_last = runtime.precision, runtime.channels_last
         seed_everything(train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
@@ -218,13 +236,7 @@ class Trainer:
         scored = self.model.validation_scores() is not None
         cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
         self.val_images = min(len(val_set), cap)
-        if self.ranks.main:
-            where = {
-                HOLDOUT: "held out of the training files",
-                "train": "the training images: nothing held out",
-            }.get(config.data.val_split, config.data.val_split)
-            what = "images" if scored else "images (samples and monitoring; no targets to score)"
-            tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
+        self._announce_validation(scored)
         check_sizes(config, self.model, val_set[0])
         self.model.initialize(default_collate([val_set[0]]))
         self._prepare_model()
@@ -254,17 +266,25 @@ class Trainer:
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         if resume:
-            path, state, skipped = load_newest_state(self.run_dir)
-            if self.ranks.main:
-                for reason in skipped:
-                    tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
-            self.restore(state, path)
+            self._resume()
         self.report = RunReport(
             self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard,
             resume_step=self.step if resume else None,
         )  # fmt: skip
         if self.ranks.main:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+
+    def _announce_validation(self, scored: bool) -> None:
+        """Say once which images validation uses and whether it scores them."""
+        if not self.ranks.main:
+            return
+        split = self.config.data.val_split
+        where = {
+            HOLDOUT: "held out of the training files",
+            "train": "the training images: nothing held out",
+        }.get(split, split)
+        what = "images" if scored else "images (samples and monitoring; no targets to score)"
+        tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
 
     @property
     def epoch_number(self) -> int:
@@ -659,6 +679,14 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.ranks.main and self.step > 0:
             save_state(self.run_dir, self.step, self.state_dict(), self.config.log.keep)
+
+    def _resume(self) -> None:
+        """Continue from the newest readable checkpoint, naming the ones skipped."""
+        path, state, skipped = load_newest_state(self.run_dir)
+        if self.ranks.main:
+            for reason in skipped:
+                tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
+        self.restore(state, path)
 
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""
