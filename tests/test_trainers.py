@@ -3,6 +3,7 @@ and the engine trains a new one (three optimizers, a lazily built network) uncha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,11 @@ import torch
 from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
 
+from translate.data.datasets import PairedFolder, UnpairedFolder
+from translate.model_file import load_generators
 from translate.training.base import Stepper, parameters
 from translate.training.config import from_dict
+from translate.training.datasets import DATASETS
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
 
@@ -109,3 +113,111 @@ def test_plateau_metric_is_the_epochs_generator_loss_with_default_logging(
     assert t.epoch == 1 and len(seen) == 5
     expected = sum(sum(s[k] for s in seen[:4]) / 4 for k in ("G_GAN", "G_L1"))
     assert t.schedulers["G"].best == pytest.approx(expected, rel=1e-5)
+
+
+class FlatPlateau(Pix2Pix):
+    """Pix2Pix whose plateau policy watches the L1 term alone."""
+
+    def plateau_metric(self, losses: dict[str, float]) -> float:
+        return losses["G_L1"]
+
+
+class UnreportedBest(Pix2Pix):
+    best_metric = "val_FID"
+
+
+def tiny_pix2pix(model: str, root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """``tiny`` for a trainer derived from Pix2Pix: its U-Net generator."""
+    return {**tiny(model, root, **sections), "generator": tiny("pix2pix", root)["generator"]}
+
+
+@pytest.fixture
+def registered() -> Iterator[Any]:
+    names: list[str] = []
+
+    def register(name: str, cls: type) -> str:
+        TRAINERS.register(name)(cls)
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        del TRAINERS._builders[name]
+
+
+def test_the_plateau_policy_watches_the_metric_the_trainer_declares(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    registered: Any,
+) -> None:
+    name = registered("flat_plateau", FlatPlateau)
+    config = tiny_pix2pix(name, data, schedule={"policy": "plateau"}, train={"max_steps": 5})
+    t = trainer(config, tmp_path)
+    seen: list[float] = []
+    step = t.model.train_step
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        losses = step(*args, **kwargs)
+        seen.append(losses["G_L1"].item())
+        return losses
+
+    t.model.train_step = recording  # type: ignore[method-assign]
+    t.fit()  # batch 2 of 8 images: 4 steps are one epoch, the 5th starts the next
+    assert t.epoch == 1 and len(seen) == 5
+    assert t.schedulers["G"].best == pytest.approx(sum(seen[:4]) / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "metric"), [("cyclegan", "val_cycle_L1"), ("cut", "val_NCE"), ("pix2pix", "val_L1")]
+)
+def test_each_trainer_picks_generator_best_by_its_declared_metric(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    model: str,
+    metric: str,
+) -> None:
+    """Unpaired runs have no targets to score, yet keep a best generator: CycleGAN by its
+    unweighted cycle L1, CUT by its unweighted PatchNCE loss."""
+    sections: dict[str, Any] = {"train": {"max_steps": 2}, "log": {"eval_every": 1}}
+    if model == "cut":
+        sections["loss"] = {"nce_layers": [0, 2], "num_patches": 16, "mlp_units": 8}
+    t = trainer(tiny(model, data, **sections), tmp_path)
+    assert t.model.best_metric == metric
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if metric in r]
+    assert len(scored) == 2 and all(r[metric] >= 0 for r in scored)
+    best = min(scored, key=lambda r: r[metric])
+    written = load_generators(tmp_path / "generator_best.safetensors").training["best_val"]
+    assert written[metric] == best[metric] and written["step"] == best["step"]
+
+
+def test_a_best_metric_validation_does_not_report_is_one_line_naming_it(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    registered: Any,
+) -> None:
+    name = registered("unreported_best", UnreportedBest)
+    config = tiny_pix2pix(name, data, train={"max_steps": 1}, log={"eval_every": 1})
+    with pytest.raises(ValueError, match=r"^trainer 'unreported_best': its best_metric 'val_FID'"):
+        trainer(config, tmp_path).fit()
+
+
+def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry, not a branch in the engine, decides which dataset a data kind reads."""
+    built: list[tuple[str, bool]] = []
+    paired = DATASETS.get("paired")
+
+    def recording(d: Any, split: str, train: bool, size: Any, part: Any) -> Any:
+        built.append((split, train))
+        return paired(d, split, train, size, part)
+
+    monkeypatch.setitem(DATASETS._builders, "paired", (recording, {}))
+    t = trainer(tiny("pix2pix", data), tmp_path)
+    assert built == [("train", True), ("val", False)]
+    assert isinstance(t.train_set, PairedFolder) and "input" in t.val_set[0]
+    assert isinstance(trainer(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)

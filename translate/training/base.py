@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -92,6 +93,19 @@ def frozen(*nets: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+@dataclass
+class Validation:
+    """What :meth:`GANModel.validate` makes of one batch of validation images."""
+
+    images: dict[str, torch.Tensor]  # the sample grid's columns, in [-1, 1]
+    fake: torch.Tensor  # the outputs: monitored, and scored against ``real`` on paired data
+    real: torch.Tensor  # real images of the output domain (the targets on paired data)
+    d_real: Prediction  # D on ``real`` and on ``fake``, for the monitor's accuracies
+    d_fake: Prediction
+    # trainer-specific batch means (``cycle_L1``), averaged over the images as ``val_<name>``
+    losses: dict[str, float] = field(default_factory=dict)
+
+
 class GANModel(nn.Module):
     """A trainer: its networks plus ``train_step``, registered by name in ``TRAINERS``
     (``translate.training.models``). The engine reads only these declarations and methods:
@@ -100,13 +114,17 @@ class GANModel(nn.Module):
       ``"unpaired"`` (items ``A``/``B``), as ``translate.data.layout`` names them;
     - ``Loss``: its loss dataclass (a :class:`LossConfig`), the type of ``config.loss``;
     - ``defaults``: the config sections where its defaults differ from the dataclasses';
+    - ``best_metric``: the validation value (a ``metrics.jsonl`` key, lower is better)
+      that picks ``generator_best``;
     - :meth:`check_config`, :meth:`initialize`, :meth:`optimizers`, :meth:`generators`,
-      :meth:`train_step`, :meth:`validate`, :meth:`validation_scores` and the extra state.
+      :meth:`train_step`, :meth:`validate`, :meth:`validation_scores`,
+      :meth:`plateau_metric` and the extra state.
     """
 
     data: ClassVar[str] = ""
     Loss: ClassVar[type[LossConfig]] = LossConfig
     defaults: ClassVar[dict[str, Any]] = {}
+    best_metric: ClassVar[str] = "val_L1"
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -146,9 +164,14 @@ class GANModel(nn.Module):
         """One optimization step; returns the detached losses."""
         raise NotImplementedError
 
-    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def validate(self, batch: dict[str, Any]) -> Validation:
         """Sample columns for the grid, and what the monitor and metrics need."""
         raise NotImplementedError
+
+    def plateau_metric(self, losses: dict[str, float]) -> float:
+        """What the plateau policy watches, from the epoch's mean training losses: the total
+        generator loss (the ``G_*`` terms summed)."""
+        return sum(v for k, v in losses.items() if k.startswith("G"))
 
     def validation_scores(self) -> metrics.PairedScores | None:
         """Scores of ``validate``'s ``fake`` against ``real`` over the validation set (those

@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from translate.atomic import atomic_write_text
-from translate.data.datasets import PairedFolder, SingleImagePair, UnpairedFolder
-from translate.data.layout import HOLDOUT, UNPAIRED, find_layout
-from translate.data.public import missing_data_hint
+from translate.data.layout import HOLDOUT
 from translate.model_file import (
     CHECKPOINT_KEY,
-    GeneratorSpec,
     Preprocessing,
     checkpoint_entry,
     save_generators,
 )
 from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
-from translate.runtime import Ranks, resolve_device, resolve_precision
+from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Stepper
 from translate.training.checkpoint import (
     checkpoint_paths,
@@ -44,7 +42,8 @@ from translate.training.checkpoint import (
     save_state,
     set_rng_state,
 )
-from translate.training.config import Config, dump_config
+from translate.training.config import Config, TrainConfig, dump_config
+from translate.training.datasets import build_datasets
 from translate.training.ema import WeightAverage
 from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
@@ -83,55 +82,30 @@ def select_device(name: str, ranks: Ranks) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the run executes: its ranks, device, precision and memory format."""
+
+    ranks: Ranks
+    device: torch.device
+    precision: Precision
+    channels_last: bool  # CUDA only: the CPU's convolutions are slower in it
+
+    @classmethod
+    def resolve(cls, train: TrainConfig) -> Runtime:
+        """Join torchrun's process group (if any), then pick the device and precision."""
+        ranks = init_distributed(train.device)
+        device = select_device(train.device, ranks)
+        precision = resolve_precision(
+            train.precision, device, use="train", key="config key 'train.precision'"
+        )
+        return cls(ranks, device, precision, train.channels_last and device.type == "cuda")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
-    """Training set, validation set (the first ``data.val_size`` images of the validation
-    split, uncropped and unflipped) and the name of that split, resolved from
-    ``data.val_split`` (``holdout``: files of the training split kept out of training).
-    ``data.single_image``: crops of the two images, validated on the whole A image
-    (``train``: nothing is held out)."""
-    d = config.data
-    if d.single_image is not None:  # config.validate checked the trainer takes unpaired data
-        s = d.single_image
-        common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
-        crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
-        return crops, SingleImagePair(s.a, s.b, *common, train=False), "train"
-    data = TRAINERS.get(config.model).data
-    if not Path(d.root).is_dir():
-        raise ValueError(
-            f"config key 'data.root': dataset folder {d.root} does not exist; "
-            + missing_data_hint(d.root, data)
-        )
-    layout = find_layout(d.root, data)
-    train_split, val_split = layout.train_split(), layout.val_split(d.val_split)
-    holdout = val_split == HOLDOUT
-    g = config.generator  # the generator's declared scale: B is that times A
-    scale = GeneratorSpec.declared(g.name, d.input_channels, d.output_channels, g.options).scale
-    if layout.data == UNPAIRED:
-
-        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
-            return UnpairedFolder(
-                d.root, split, d.preprocess, d.input_channels, d.output_channels,
-                serial=d.serial or not train, max_dataset_size=size, train=train, holdout=part,
-            )  # fmt: skip
-    else:
-
-        def dataset(split: str, train: bool, size: int | None, part: str | None) -> Dataset:
-            return PairedFolder(
-                d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
-                max_dataset_size=size, train=train, holdout=part, scale=scale,
-            )  # fmt: skip
-
-    train_set = dataset(train_split, True, d.max_dataset_size, "rest" if holdout else None)
-    val_set = dataset(
-        train_split if holdout else val_split, False, d.val_size, "held" if holdout else None
-    )
-    return train_set, val_set, val_split
 
 
 def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None:
@@ -251,12 +225,9 @@ class Trainer:
                 "another --run-dir"
             )
         train = config.train
-        self.ranks = init_distributed(train.device)
-        self.device = select_device(train.device, self.ranks)
-        self.precision = resolve_precision(
-            train.precision, self.device, use="train", key="config key 'train.precision'"
-        )
-        self.channels_last = train.channels_last and self.device.type == "cuda"
+        self.runtime = runtime = Runtime.resolve(train)
+        self.ranks, self.device = runtime.ranks, runtime.device
+        self.precision, self.channels_last = runtime.precision, runtime.channels_last
         seed_everything(train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
@@ -265,13 +236,7 @@ class Trainer:
         scored = self.model.validation_scores() is not None
         cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
         self.val_images = min(len(val_set), cap)
-        if self.ranks.main:
-            where = {
-                HOLDOUT: "held out of the training files",
-                "train": "the training images: nothing held out",
-            }.get(config.data.val_split, config.data.val_split)
-            what = "images" if scored else "images (samples and monitoring; no targets to score)"
-            tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
+        self._announce_validation(scored)
         check_sizes(config, self.model, val_set[0])
         self.model.initialize(default_collate([val_set[0]]))
         self._prepare_model()
@@ -301,17 +266,25 @@ class Trainer:
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         if resume:
-            path, state, skipped = load_newest_state(self.run_dir)
-            if self.ranks.main:
-                for reason in skipped:
-                    tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
-            self.restore(state, path)
+            self._resume()
         self.report = RunReport(
             self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard,
             resume_step=self.step if resume else None,
         )  # fmt: skip
         if self.ranks.main:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+
+    def _announce_validation(self, scored: bool) -> None:
+        """Say once which images validation uses and whether it scores them."""
+        if not self.ranks.main:
+            return
+        split = self.config.data.val_split
+        where = {
+            HOLDOUT: "held out of the training files",
+            "train": "the training images: nothing held out",
+        }.get(split, split)
+        what = "images" if scored else "images (samples and monitoring; no targets to score)"
+        tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
 
     @property
     def epoch_number(self) -> int:
@@ -542,9 +515,8 @@ class Trainer:
         self.epoch_window = LossMeans()
 
     def _plateau_metric(self) -> float:
-        """The epoch's total generator loss (the mean of each ``G_*`` term over the epoch's
-        steps, summed), the same on every rank."""
-        total = sum(v for k, v in self.epoch_window.means().items() if k.startswith("G"))
+        """The trainer's plateau metric of the epoch's mean losses, the same on every rank."""
+        total = self.model.plateau_metric(self.epoch_window.means())
         value = torch.tensor(total, device=self.device)
         if self.ranks.world_size > 1:
             dist.all_reduce(value)
@@ -556,7 +528,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> list[str]:
         """Samples, paired metrics and monitoring on the fixed validation batches; saves
-        generator_latest (and generator_best when val L1 improves). Returns warnings.
+        generator_latest (and generator_best when the trainer's ``best_metric`` improves).
+        Returns warnings.
 
         With ``train.ema`` all of it uses the averaged generator weights."""
         if not self.ranks.main:
@@ -572,23 +545,29 @@ class Trainer:
     def _evaluate(self) -> list[str]:
         self.model.eval()
         paired = self.model.validation_scores()
+        sums: dict[str, float] = {}  # the trainer's own validation values, times images
+        images = 0
         for i, batch in enumerate(self._val_batches()):
             with self.stepper.autocast():
-                images, outputs = self.model.validate(batch)
+                result = self.model.validate(batch)
             if i == 0:
-                self.report.samples(self.epoch_number, self.step, images)
+                self.report.samples(self.epoch_number, self.step, result.images)
                 monitor = monitor_batch(
-                    outputs["fake"], outputs["real"], outputs["d_real"], outputs["d_fake"],
+                    result.fake, result.real, result.d_real, result.d_fake,
                     self.config.loss.gan_mode,
                 )  # fmt: skip
-            if paired is None:
-                break  # nothing to score beyond the sample grid and monitoring
-            paired.add(outputs["fake"], outputs["real"])
+            if paired is not None:
+                paired.add(result.fake, result.real)
+            n = result.fake.shape[0]
+            for key, value in result.losses.items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            images += n
         values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
         # scores or, without targets, the monitors: on the console after each evaluation, a
         # record of how the run goes that the bar's postfix alone would overwrite
         self.val_scores = dict(values) if paired is not None else dict(monitor)
         self._write_values(self.val_scores)
+        values.update({f"val_{k}": total / images for k, total in sums.items()})
         if paired is not None:
             values.update(self._choose_test_mode(values["val_L1"]))
         self.model.train()
@@ -599,13 +578,22 @@ class Trainer:
             tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
         self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
         self.report.update_index()
-        improved = "val_L1" in values and values["val_L1"] < self.best.get("val_L1", math.inf)
+        improved = self._best_metric(values) < self.best.get(self.model.best_metric, math.inf)
         if improved:
             self.best = {**values, "step": self.step, "epoch": self.epoch_number}
         self.save_generators("generator_latest.safetensors")
         if improved:
             self.save_generators("generator_best.safetensors")
         return warnings
+
+    def _best_metric(self, values: dict[str, float]) -> float:
+        metric = self.model.best_metric
+        if metric not in values:
+            raise ValueError(
+                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
+                f"validation values ({', '.join(values) or 'none'})"
+            )
+        return values[metric]
 
     def _choose_test_mode(self, running_l1: float) -> dict[str, float]:
         """Score the validation set again as the reference tests (each image's batch norm
@@ -622,8 +610,8 @@ class Trainer:
             with torch.random.fork_rng(devices=cuda):  # dropout leaves training's RNG alone
                 for batch in self._val_batches():
                     with self.stepper.autocast():
-                        _, outputs = self.model.validate(batch)
-                    paired.add(outputs["fake"], outputs["real"])
+                        result = self.model.validate(batch)
+                    paired.add(result.fake, result.real)
         except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
             self.test_mode = TestMode()
             return {}
@@ -691,6 +679,14 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.ranks.main and self.step > 0:
             save_state(self.run_dir, self.step, self.state_dict(), self.config.log.keep)
+
+    def _resume(self) -> None:
+        """Continue from the newest readable checkpoint, naming the ones skipped."""
+        path, state, skipped = load_newest_state(self.run_dir)
+        if self.ranks.main:
+            for reason in skipped:
+                tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
+        self.restore(state, path)
 
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""

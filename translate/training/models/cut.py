@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate.networks.layers import init_weights
-from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS
 
@@ -113,6 +113,7 @@ class PatchSampler(nn.Module):
 class CUT(GANModel):
     data = "unpaired"
     Loss = CUTLoss
+    best_metric = "val_NCE"
     defaults = {
         "generator": {"name": "resnet_9blocks", "options": {"norm": "instance", "init": "xavier"}},
         "discriminator": {"name": "patch", "options": {"norm": "instance", "init": "xavier"}},
@@ -161,7 +162,8 @@ class CUT(GANModel):
         return {"AtoB": (self.spec, self.G)}
 
     def nce_loss(self, source: torch.Tensor, output: torch.Tensor, flipped: bool) -> torch.Tensor:
-        """PatchNCE between ``source`` and what G made of it, averaged over the layers.
+        """PatchNCE between ``source`` and what G made of it, averaged over the layers
+        (unweighted: ``loss.lambda_nce`` is the caller's).
 
         With flip-equivariance the output came from the mirrored source; its features are
         mirrored back so that patch positions match. The keys take no gradient (the loss
@@ -178,7 +180,7 @@ class CUT(GANModel):
             patch_nce_loss(q, k, source.shape[0], loss.nce_t)
             for q, k in zip(query_rows, key_rows, strict=True)
         ]
-        return torch.stack(terms).mean() * loss.lambda_nce
+        return torch.stack(terms).mean()
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
@@ -205,10 +207,10 @@ class CUT(GANModel):
             gan = self.adversarial_loss(self.D, fake_b, pred_real) * loss.lambda_gan
             losses, total = {"G_GAN": gan.detach()}, gan
             if loss.lambda_nce > 0:
-                nce = self.nce_loss(real_a, fake_b, flipped)
+                nce = self.nce_loss(real_a, fake_b, flipped) * loss.lambda_nce
                 losses["G_NCE"] = nce.detach()
                 if loss.nce_idt:
-                    nce_idt = self.nce_loss(real_b, fake[n:], flipped)
+                    nce_idt = self.nce_loss(real_b, fake[n:], flipped) * loss.lambda_nce
                     losses["G_NCE_idt"] = nce_idt.detach()
                     nce = (nce + nce_idt) * 0.5
                 total = gan + nce
@@ -216,10 +218,13 @@ class CUT(GANModel):
         return {"D": loss_d.detach(), **losses}
 
     @torch.no_grad()
-    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def validate(self, batch: dict[str, Any]) -> Validation:
         real_a, real_b = batch["A"], batch["B"]
         fake_b = self.G(real_a).float()
         images = {"real_A": real_a, "fake_B": fake_b, "real_B": real_b}
-        monitor = {"fake": fake_b, "real": real_b, "d_real": self.D(real_b)}
-        monitor["d_fake"] = self.D(fake_b)
-        return images, monitor
+        # Without targets, the best generator keeps each output patch closest to its input
+        # patch: the unweighted PatchNCE loss. Its patch positions are drawn on a forked RNG
+        # so that validating leaves training's random stream (and exact resume) alone.
+        with torch.random.fork_rng(devices=[real_a.device] if real_a.is_cuda else []):
+            losses = {"NCE": self.nce_loss(real_a, fake_b, flipped=False).item()}
+        return Validation(images, fake_b, real_b, self.D(real_b), self.D(fake_b), losses)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.image_pool import ImagePool
 from translate.training.models import TRAINERS
@@ -30,6 +30,7 @@ class CycleGANLoss(LossConfig):
 class CycleGAN(GANModel):
     data = "unpaired"
     Loss = CycleGANLoss
+    best_metric = "val_cycle_L1"
     defaults = {
         "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
         "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
@@ -106,13 +107,16 @@ class CycleGAN(GANModel):
         return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), **losses}
 
     @torch.no_grad()
-    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def validate(self, batch: dict[str, Any]) -> Validation:
         real_a, real_b = batch["A"], batch["B"]
         fake_b, fake_a = self.G_AB(real_a).float(), self.G_BA(real_b).float()
         images = {"real_A": real_a, "fake_B": fake_b, "real_B": real_b, "fake_A": fake_a}
-        monitor = {"fake": fake_b, "real": real_b, "d_real": self.D_B(real_b)}
-        monitor["d_fake"] = self.D_B(fake_b)
-        return images, monitor
+        # Without targets, the best generator is the one that comes back around each cycle
+        # closest (unweighted L1, so lambda_a/lambda_b do not move the choice).
+        cycle_a = F.l1_loss(self.G_BA(fake_b).float(), real_a.float())
+        cycle_b = F.l1_loss(self.G_AB(fake_a).float(), real_b.float())
+        losses = {"cycle_L1": ((cycle_a + cycle_b) / 2).item()}
+        return Validation(images, fake_b, real_b, self.D_B(real_b), self.D_B(fake_b), losses)
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}

@@ -43,7 +43,7 @@ from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
 from translate.networks.test_mode import set_test_mode
 from translate.runtime import Ranks
-from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS
 
@@ -377,13 +377,14 @@ class Distill(GANModel):
         return {"D": loss_d.detach(), **{k: v.detach() for k, v in terms.items()}}
 
     @torch.no_grad()
-    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def validate(self, batch: dict[str, Any]) -> Validation:
         source, real = self.inputs(batch)
         fake = self.G(source).float()
-        images = {"input": source, "student": fake, "teacher": self.teach(source)[0].float()}
+        teacher = self.teach(source)[0].float()
+        images = {"input": source, "student": fake, "teacher": teacher}
         images["target" if self.data == "paired" else "real_B"] = real
-        monitor = {"fake": fake, "real": real, "d_real": self.D(real), "d_fake": self.D(fake)}
-        return images, monitor
+        losses = {"teacher_L1": F.l1_loss(fake, teacher).item()}
+        return Validation(images, fake, real, self.D(real), self.D(fake), losses)
 
     def validation_scores(self) -> metrics.PairedScores | None:
         return metrics.PairedScores()
@@ -394,6 +395,7 @@ class DistillUnpaired(Distill):
     """The same distillation on unpaired domains: no ground truth, D sees domain B."""
 
     data = "unpaired"
+    best_metric = "val_teacher_L1"  # no targets: the student that imitates its teacher best
 
     def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["A"], batch["B"]

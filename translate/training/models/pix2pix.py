@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from translate import metrics
-from translate.training.base import GANModel, Stepper, frozen, parameters
+from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS
 
@@ -66,13 +66,13 @@ class Pix2Pix(GANModel):
         return {"D": loss_d.detach(), "G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
 
     @torch.no_grad()
-    def validate(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def validate(self, batch: dict[str, Any]) -> Validation:
         real_a, real_b = batch["input"], batch["target"]
         fake_b = self.G(real_a).float()
         d_real = self.D(_pair(real_a, real_b))
         d_fake = self.D(_pair(real_a, fake_b))
         images = {"input": real_a, "output": fake_b, "target": real_b}
-        return images, {"fake": fake_b, "real": real_b, "d_real": d_real, "d_fake": d_fake}
+        return Validation(images, fake_b, real_b, d_real, d_fake)
 
     def validation_scores(self) -> metrics.PairedScores:
         return metrics.PairedScores()
