@@ -14,7 +14,7 @@ from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa:
 from torch import nn
 
 from translate.training.base import Stepper, parameters
-from translate.training.config import from_dict
+from translate.training.configure import from_dict
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
 

@@ -23,7 +23,7 @@ COMMANDS = {
     "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
     "export": ("translate.inference.cli", "export", "Export a generator to TorchScript/ONNX."),
     "info": ("translate.inference.cli", "info", "Describe a model file."),
-    "models": ("translate.inference.pretrained", "models", "List the models loaded by name."),
+    "models": ("translate.inference.cli", "models", "List the models loaded by name."),
     "evaluate": ("translate.evaluation.cli", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
     "prepare": ("translate.data.cli", "prepare", "Build and reshape datasets."),
     "data": ("translate.data.cli", "data", "Inspect datasets."),

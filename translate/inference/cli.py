@@ -1,4 +1,4 @@
-"""`translate convert`, `translate export` and `translate info`."""
+"""`translate convert`, `translate export`, `translate info` and `translate models`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from .convert import (
     convert_folder,
     writes_one_file,
 )
+from .loading import BUNDLED
+from .pretrained import PRETRAINED, cache_path, url
 from .translator import OVERLAP, Translator
 from .video import convert_videos, is_video_path
 
@@ -379,3 +381,14 @@ def _plain(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+@click.command()
+def models() -> None:
+    """List the models that load by name: bundled ones and the reference's pretrained
+    generators (downloaded into TRANSLATE_HOME, default ~/.cache/translate, on first use)."""
+    for name in sorted(BUNDLED):
+        click.echo(f"{name:<28} bundled")
+    for name, (kind, _) in sorted(PRETRAINED.items()):
+        where = "downloaded" if cache_path(name).is_file() else url(name)
+        click.echo(f"{name:<28} {kind:<9} {where}")

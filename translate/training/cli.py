@@ -76,7 +76,7 @@ def train(
     """Train a model from a YAML CONFIG (see configs/). Its `model` key picks the trainer:
     pix2pix (paired data), cyclegan or cut (unpaired; loss.mode=fastcut for FastCUT,
     data.single_image for SinCUT)."""
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     if (config_path is None) == (resume_dir is None):
         raise click.UsageError("give a CONFIG file or --resume RUN_DIR (not both)")
@@ -91,7 +91,7 @@ def train(
 
 def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
     """Continue the run in ``run_dir`` as its config.yaml describes (train and distill)."""
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     _fit(lambda: load_config(run_dir / "config.yaml", overrides), run_dir, True, no_progress)
 
@@ -200,7 +200,8 @@ def _distill_config(
     """The teacher's preprocessing and channels, then the --config file, then TEACHER,
     --data and --student, then --set; paired data unless the folder holds only domains."""
     from translate.data.layout import PAIRED, detect_layouts
-    from translate.training.config import from_dict, merge, read_config
+    from translate.training.config import merge, read_config
+    from translate.training.configure import from_dict
     from translate.training.models.distill import load_teacher
 
     pre = load_teacher(teacher)[0].preprocess
