@@ -10,6 +10,7 @@ import warnings
 import click
 
 from translate import __version__
+from translate.errors import user_errors
 from translate.extras import MissingExtra
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
@@ -54,10 +55,9 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            try:
+            # Only a missing extra here: other errors are each command's to judge.
+            with user_errors((MissingExtra,)):
                 return super().invoke(ctx)
-            except MissingExtra as exc:
-                raise click.ClickException(str(exc)) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from translate.errors import fail, user_errors
+
 if TYPE_CHECKING:
     from translate.training.config import Config
 
@@ -37,7 +39,7 @@ def _user_error(message: str) -> NoReturn:
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         Path(error_file).write_text(json.dumps({"message": message, "timestamp": int(time.time())}))
-    raise click.ClickException(message)
+    fail(message)
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -101,11 +103,9 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
     shell expects on user errors, a full disk and stop signals."""
     from translate.training.engine import Trainer
 
-    try:
+    with user_errors(exit_with=_user_error):
         config = make_config()
         trainer = Trainer(config, run_dir, resume=resume, progress=not no_progress)
-    except ValueError as exc:
-        _user_error(str(exc))
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")
     hint = f"resume with: translate train --resume {run_dir}"
