@@ -85,3 +85,14 @@ def test_relative_and_function_level_imports_are_edges():
 def test_no_module_imports_one_that_imports_it_back():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_serve_imports_no_private_names():
+    """serve is a client of the other layers: what it needs of them is their public API."""
+    private = []
+    for path in (PACKAGE / "serve").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [alias.name for alias in node.names if alias.name.startswith("_")]
+                private += [f"{path.name}: {node.module}.{name}" for name in names]
+    assert not private, "serve imports private names: " + ", ".join(private)
