@@ -14,7 +14,7 @@ from test_training import SIZE, _one_thread, data, tiny, trainer  # noqa: F401  
 
 from translate import Translator
 from translate.model_file import load_generators
-from translate.training.config import from_dict
+from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.models.cut import PatchSampler, patch_nce_loss
 
@@ -151,7 +151,7 @@ def test_short_run_lowers_the_nce_loss_and_writes_a_generator_file(
 
 
 def test_cut_configs_load() -> None:
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     configs = Path(__file__).resolve().parent.parent / "configs"
     h2z = load_config(configs / "cut_horse2zebra.yaml")

@@ -17,7 +17,7 @@ from translate.cli import main
 from translate.data.images import list_images, read_image
 from translate.inference.loading import resolve_model_path
 from translate.model_file import read_metadata
-from translate.training.config import load_config
+from translate.training.configure import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "datasets" / "samples"

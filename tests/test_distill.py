@@ -252,7 +252,7 @@ def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None
 
 
 def test_worldmaps_distill_config_loads() -> None:
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     config = load_config(CONFIGS / "worldmaps_distill.yaml")
     assert config.model == "distill" and config.loss.teacher.endswith(".safetensors")

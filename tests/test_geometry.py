@@ -22,7 +22,7 @@ from translate.inference.translator import Translator
 from translate.inference.video import convert_video
 from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
 from translate.networks import GENERATORS, Generator
-from translate.training.config import from_dict, validate
+from translate.training.configure import from_dict, validate
 from translate.training.engine import Trainer
 from translate.training.report import sample_grid
 

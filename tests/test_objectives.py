@@ -15,7 +15,7 @@ from test_training import _one_thread, data, tiny, trainer  # noqa: F401
 
 from translate import GANLoss, gradient_penalty
 from translate.losses import OBJECTIVES, GANObjective
-from translate.training.config import from_dict
+from translate.training.configure import from_dict
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 

@@ -33,7 +33,7 @@ from translate.serve.app import create_app  # noqa: E402
 from translate.serve.models import DESCRIPTIONS, EXAMPLES, SAMPLES, Models  # noqa: E402
 from translate.serve.runs import Runs  # noqa: E402
 from translate.serve.server import BackgroundServer  # noqa: E402
-from translate.training.config import from_dict  # noqa: E402
+from translate.training.configure import from_dict  # noqa: E402
 from translate.training.engine import Trainer  # noqa: E402
 
 WAIT = 90  # seconds: generous for a busy 2-core machine, never reached when things work

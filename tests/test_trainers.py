@@ -17,7 +17,7 @@ from torch import nn
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.model_file import load_generators
 from translate.training.base import Stepper, parameters
-from translate.training.config import from_dict
+from translate.training.configure import from_dict
 from translate.training.datasets import DATASETS
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss

@@ -26,7 +26,8 @@ from translate.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
 from translate.training.checkpoint import latest_state, load_newest_state, load_state
-from translate.training.config import ScheduleConfig, from_dict, load_config
+from translate.training.config import ScheduleConfig
+from translate.training.configure import from_dict, load_config
 from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
 from translate.training.monitor import WARMUP_STEPS, monitor_warnings

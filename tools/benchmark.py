@@ -273,7 +273,7 @@ def our_step(
     """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
     optimizers, precision and memory format), with the reference defaults (and ``loss``
     keys, e.g. CUT's mode) and batch 1."""
-    from translate.training.config import from_dict
+    from translate.training.configure import from_dict
     from translate.training.engine import Trainer
 
     write_dataset(workdir / "data", model, size)

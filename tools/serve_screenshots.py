@@ -25,7 +25,7 @@ from translate.serve.app import create_app
 from translate.serve.models import Models
 from translate.serve.runs import Runs
 from translate.serve.server import BackgroundServer
-from translate.training.config import from_dict
+from translate.training.configure import from_dict
 from translate.training.engine import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,6 +10,7 @@ import warnings
 import click
 
 from translate import __version__
+from translate.errors import user_errors
 from translate.extras import MissingExtra
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
@@ -23,7 +24,7 @@ COMMANDS = {
     "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
     "export": ("translate.inference.cli", "export", "Export a generator to TorchScript/ONNX."),
     "info": ("translate.inference.cli", "info", "Describe a model file."),
-    "models": ("translate.inference.pretrained", "models", "List the models loaded by name."),
+    "models": ("translate.inference.cli", "models", "List the models loaded by name."),
     "evaluate": ("translate.evaluation.cli", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
     "prepare": ("translate.data.cli", "prepare", "Build and reshape datasets."),
     "data": ("translate.data.cli", "data", "Inspect datasets."),
@@ -54,10 +55,9 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            try:
+            # Only a missing extra here: other errors are each command's to judge.
+            with user_errors((MissingExtra,)):
                 return super().invoke(ctx)
-            except MissingExtra as exc:
-                raise click.ClickException(str(exc)) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -26,6 +26,7 @@ from translate.data.layout import (
 )
 from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
+from translate.errors import user_errors
 
 
 @click.group()
@@ -79,12 +80,9 @@ def download(name: str, root: str, unpaired: bool, no_progress: bool) -> None:
     An interrupted download resumes; TRANSLATE_MIRROR replaces the reference server.
     """
     from translate.data.public import download_dataset
-    from translate.download import DownloadError
 
-    try:
+    with user_errors():
         out = download_dataset(name, root, unpaired, progress=not no_progress)
-    except (DatasetError, DownloadError) as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(out)
 
 
@@ -96,10 +94,8 @@ def combine(dir_a: str, dir_b: str, out: str) -> None:
     """Combine matching files of DIR_A and DIR_B into aligned images (A left) in OUT."""
     from translate.data.tools import combine_pairs
 
-    try:
+    with user_errors():
         n = combine_pairs(dir_a, dir_b, out)
-    except DatasetError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{out}: {n} aligned images")
 
 
@@ -247,10 +243,8 @@ def _derived_command(kind: str, doc: str) -> None:
     def command(src: str, out: str, size: int, fit: str, val: float) -> None:
         from translate.data.tools import make_paired
 
-        try:
+        with user_errors():
             counts = make_paired(src, out, kind, size, fit, val)
-        except DatasetError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"{out}: {counts['train']} train and {counts['val']} val aligned pairs")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import torch
 
+from translate.errors import user_errors
 from translate.runtime import PRECISIONS, resolve_device, resolve_precision
 
 # metric -> (label, note) in table order
@@ -121,8 +122,6 @@ def evaluate(
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
-    from translate.data.images import ImageReadError
-    from translate.data.layout import DatasetError
     from translate.evaluation import scores
     from translate.evaluation.inception import load_inception
 
@@ -140,12 +139,10 @@ def evaluate(
         device = resolve_device(device)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
-    try:
+    with user_errors():
         autocast = resolve_precision(precision, device)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
-    try:
+    with user_errors():
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
         if model_source is not None:
             from translate.inference.loading import load_model
@@ -163,8 +160,6 @@ def evaluate(
         else:
             second = scores.folder_images(targets) if targets is not None else None
             result = scores.score_sets(scores.folder_images(outputs), second, extractor, **common)
-    except (DatasetError, ImageReadError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
         return

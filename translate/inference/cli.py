@@ -1,16 +1,16 @@
-"""`translate convert`, `translate export` and `translate info`."""
+"""`translate convert`, `translate export`, `translate info` and `translate models`."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from translate.errors import user_errors
 from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
@@ -23,6 +23,8 @@ from .convert import (
     convert_folder,
     writes_one_file,
 )
+from .loading import BUNDLED
+from .pretrained import PRETRAINED, cache_path, url
 from .translator import OVERLAP, Translator
 from .video import convert_videos, is_video_path
 
@@ -57,15 +59,6 @@ def _test_mode_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "reference's default test). Default: what validation scored better, as the model "
         "records (else running).",
     )(command)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad models, paths and options end with one clear line, not a traceback."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError, NotADirectoryError, TypeError) as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.command()
@@ -226,7 +219,7 @@ def convert(
         )
     if tile is not None and overlap is not None and overlap >= tile:
         raise click.UsageError(f"--overlap {overlap} must be less than --tile {tile}")
-    with _user_errors():
+    with user_errors():
         translator = Translator.load(
             model,
             arch=arch,
@@ -266,7 +259,7 @@ def convert(
     if report:
         from .report import write_report
 
-        with _user_errors():
+        with user_errors():
             click.echo(write_report(input, output, fmt, targets))
     if summary.failed:
         sys.exit(1)
@@ -330,7 +323,7 @@ def export(
                 "or name OUT .pt or .onnx"
             )
 
-    with _user_errors():
+    with user_errors():
         written = export_generator(
             load_model(model, arch=arch, norm=norm),
             out,
@@ -352,7 +345,7 @@ def info(model: str, as_json: bool, arch: str | None, norm: str | None) -> None:
     from .export import describe_model
     from .loading import load_model
 
-    with _user_errors():
+    with user_errors():
         description = describe_model(load_model(model, arch=arch, norm=norm), model)
     if as_json:
         click.echo(json.dumps(description, indent=2, default=str))
@@ -379,3 +372,14 @@ def _plain(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+@click.command()
+def models() -> None:
+    """List the models that load by name: bundled ones and the reference's pretrained
+    generators (downloaded into TRANSLATE_HOME, default ~/.cache/translate, on first use)."""
+    for name in sorted(BUNDLED):
+        click.echo(f"{name:<28} bundled")
+    for name, (kind, _) in sorted(PRETRAINED.items()):
+        where = "downloaded" if cache_path(name).is_file() else url(name)
+        click.echo(f"{name:<28} {kind:<9} {where}")

@@ -262,7 +262,7 @@ def convert_folder(
                 job.image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
                 return job
             except Exception as exc:  # any undecodable file is reported, never fatal
-                return job.src, _reason(exc, job.src)
+                return job.src, error_reason(exc, job.src)
 
         def fail(path: Path, reason: str) -> None:
             summary.failed.append((path, reason))
@@ -328,7 +328,7 @@ def _resize_and_crop(image: np.ndarray, shorter: int | None, crop: int | None) -
     return np.ascontiguousarray(image)
 
 
-def _reason(exc: BaseException, path: Path) -> str:
+def error_reason(exc: BaseException, path: Path) -> str:
     """The error message without the leading path that image errors already carry."""
     return str(exc).removeprefix(f"{path}: ") or type(exc).__name__
 
@@ -350,7 +350,7 @@ def _finish(
     try:
         future.result()
     except Exception as exc:  # disk full, permissions: the input is reported as not converted
-        fail(job.src, f"cannot write {job.dst} ({_reason(exc, job.dst)})")
+        fail(job.src, f"cannot write {job.dst} ({error_reason(exc, job.dst)})")
         return
     summary.converted += 1
     if job.info.frames > 1:

@@ -1,14 +1,13 @@
 """The reference code's pretrained generators, by name (``translate convert horse2zebra ...``).
 
 Each is fetched once into ``TRANSLATE_HOME/models/<kind>/<name>.pth`` and then read by the
-reference import like any other reference checkpoint. ``translate models`` lists them.
+reference import like any other reference checkpoint. ``translate models``
+(:mod:`translate.inference.cli`) lists them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import click
 
 from translate.download import fetch, server, translate_home
 
@@ -54,16 +53,3 @@ def pretrained_path(name: str, progress: bool = True) -> Path:
     URL and the file to put it at when it cannot be fetched.
     """
     return fetch(url(name), cache_path(name), progress)
-
-
-@click.command()
-def models() -> None:
-    """List the models that load by name: bundled ones and the reference's pretrained
-    generators (downloaded into TRANSLATE_HOME, default ~/.cache/translate, on first use)."""
-    from translate.inference.loading import BUNDLED
-
-    for name in sorted(BUNDLED):
-        click.echo(f"{name:<28} bundled")
-    for name, (kind, _) in sorted(PRETRAINED.items()):
-        where = "downloaded" if cache_path(name).is_file() else url(name)
-        click.echo(f"{name:<28} {kind:<9} {where}")

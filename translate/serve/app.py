@@ -39,7 +39,7 @@ from translate.data.images import (
     is_image_path,
     read_image,
 )
-from translate.inference.convert import _reason
+from translate.inference.convert import error_reason
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 
@@ -177,7 +177,7 @@ def decode_upload(data: bytes, name: str, channels: int, max_pixels: int) -> np.
         try:
             return read_image(path, channels=channels, alpha="keep")
         except ImageReadError as exc:  # PIL's words may repeat the path: show the name
-            reason = _without_handles(_reason(exc, path).replace(str(path), name))
+            reason = _without_handles(error_reason(exc, path).replace(str(path), name))
             raise ValueError(f"{name}: {reason}") from exc
 
 

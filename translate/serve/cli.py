@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from translate.inference.cli import _user_errors
+from translate.errors import user_errors
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -98,7 +98,7 @@ def serve(
     loopback = is_loopback(host)
     if token is None and not loopback:
         token = secrets.token_urlsafe(16)
-    with _user_errors():
+    with user_errors():
         served = Models(models, device=device)
         watched = Runs(runs) if runs is not None else None
     app = create_app(

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from translate.training.config import trainer_class
+from translate.training.configure import trainer_class
 from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics
 
 RUN_FILES = ("config.yaml", "metrics.jsonl")

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from translate.errors import fail, user_errors
+
 if TYPE_CHECKING:
     from translate.training.config import Config
 
@@ -37,7 +39,7 @@ def _user_error(message: str) -> NoReturn:
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         Path(error_file).write_text(json.dumps({"message": message, "timestamp": int(time.time())}))
-    raise click.ClickException(message)
+    fail(message)
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -76,7 +78,7 @@ def train(
     """Train a model from a YAML CONFIG (see configs/). Its `model` key picks the trainer:
     pix2pix (paired data), cyclegan or cut (unpaired; loss.mode=fastcut for FastCUT,
     data.single_image for SinCUT)."""
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     if (config_path is None) == (resume_dir is None):
         raise click.UsageError("give a CONFIG file or --resume RUN_DIR (not both)")
@@ -91,7 +93,7 @@ def train(
 
 def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
     """Continue the run in ``run_dir`` as its config.yaml describes (train and distill)."""
-    from translate.training.config import load_config
+    from translate.training.configure import load_config
 
     _fit(lambda: load_config(run_dir / "config.yaml", overrides), run_dir, True, no_progress)
 
@@ -101,11 +103,9 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
     shell expects on user errors, a full disk and stop signals."""
     from translate.training.engine import Trainer
 
-    try:
+    with user_errors(exit_with=_user_error):
         config = make_config()
         trainer = Trainer(config, run_dir, resume=resume, progress=not no_progress)
-    except ValueError as exc:
-        _user_error(str(exc))
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")
     hint = f"resume with: translate train --resume {run_dir}"
@@ -200,7 +200,8 @@ def _distill_config(
     """The teacher's preprocessing and channels, then the --config file, then TEACHER,
     --data and --student, then --set; paired data unless the folder holds only domains."""
     from translate.data.layout import PAIRED, detect_layouts
-    from translate.training.config import from_dict, merge, read_config
+    from translate.training.config import merge, read_config
+    from translate.training.configure import from_dict
     from translate.training.models.distill import load_teacher
 
     pre = load_teacher(teacher)[0].preprocess

@@ -1,10 +1,12 @@
 """Training configuration: nested dataclasses loaded from YAML, with ``--set a.b=value`` overrides.
 
-The chosen ``model`` (a trainer in ``translate.training.models``) supplies the defaults that
-differ from the dataclasses' (pix2pix: U-Net 256, batch norm, vanilla GAN, lambda_l1 100;
-CycleGAN: ResNet 9 blocks, instance norm, LSGAN, cycle 10, identity 0.5, image pool 50) and
-the type of the ``loss`` section, so a loss key of another model is an unknown key. A YAML
-file only lists what differs. Unknown keys are errors naming the key and the closest valid ones.
+This module is the schema: the sections, their types and the checks that need no trainer.
+:mod:`translate.training.configure` assembles a config for a ``model`` (a trainer in
+``translate.training.models``), which supplies the defaults that differ from the dataclasses'
+(pix2pix: U-Net 256, batch norm, vanilla GAN, lambda_l1 100; CycleGAN: ResNet 9 blocks,
+instance norm, LSGAN, cycle 10, identity 0.5, image pool 50) and the type of the ``loss``
+section, so a loss key of another model is an unknown key. A YAML file only lists what
+differs. Unknown keys are errors naming the key and the closest valid ones.
 """
 
 from __future__ import annotations
@@ -16,19 +18,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from translate.data.images import FILE_CHANNELS
-from translate.data.layout import UNPAIRED
 from translate.data.transforms import Preprocess
 from translate.losses import OBJECTIVES, objective_for
 from translate.networks import DISCRIMINATORS, GENERATORS
 from translate.runtime import PRECISIONS, available_cpus
-
-if TYPE_CHECKING:
-    from translate.training.base import GANModel
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 
@@ -262,19 +260,14 @@ def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) 
             )
 
 
-def trainer_class(model: Any) -> type[GANModel]:
-    """The trainer class registered as ``model``: its ``defaults``, ``Loss`` and checks."""
-    # Imported here: the trainers import this module for the config dataclasses.
-    from translate.training.models import TRAINERS
-
-    try:
-        return TRAINERS.get(str(model))
-    except ValueError as exc:
-        raise ValueError(f"config key 'model': {exc}") from None
+def build_config(tree: dict[str, Any], loss: type) -> Config:
+    """A :class:`Config` from a merged tree, its ``loss`` section built as ``loss``; unknown
+    keys and wrong types are errors naming the key."""
+    return _build(Config, tree, "", {"loss": loss})
 
 
-def validate(config: Config) -> None:
-    """Checks that need no data: names, choices and ranges."""
+def check_values(config: Config) -> None:
+    """The checks that need neither data nor the trainer: names, choices and ranges."""
     _check_choice("data.direction", config.data.direction, ("AtoB", "BtoA"))
     for key in ("input_channels", "output_channels"):  # what image files can supply
         _check_choice(f"data.{key}", getattr(config.data, key), FILE_CHANNELS)  # type: ignore[arg-type]
@@ -318,41 +311,6 @@ def validate(config: Config) -> None:
             "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "
             f"(got {d.name!r})"
         )
-    if config.data.single_image is not None:
-        _check_single_image(config)
-    trainer_class(config.model).check_config(config)
-
-
-def _check_single_image(config: Config) -> None:
-    """Single-image training gives unpaired items and validates on the training A image."""
-    from translate.training.models import TRAINERS
-
-    trainer = trainer_class(config.model)
-    if trainer.data != UNPAIRED:
-        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data == UNPAIRED]
-        raise ValueError(
-            f"config key 'data.single_image': model {config.model!r} trains on "
-            f"{trainer.data} data; single-image training needs a trainer of unpaired data "
-            f"({', '.join(takers)})"
-        )
-    if config.data.val_split not in ("auto", "train"):
-        raise ValueError(
-            f"config key 'data.val_split': {config.data.val_split!r}, but data.single_image "
-            "has no held-out images (validation shows the whole training A image); leave it "
-            "at auto"
-        )
-    for key, value in (("max_dataset_size", None), ("serial", False)):
-        if getattr(config.data, key) != value:  # a folder's options: refused, not ignored
-            raise ValueError(
-                f"config key 'data.{key}': {getattr(config.data, key)!r} applies to a dataset "
-                "folder; data.single_image has one image per domain"
-            )
-    if config.data.preprocess.mode != "crop":
-        raise ValueError(
-            f"config key 'data.preprocess.mode': {config.data.preprocess.mode!r}, but "
-            "data.single_image cuts crop_size crops at random scales (data.single_image."
-            "scale); set mode: crop"
-        )
 
 
 class OverrideError(ValueError):
@@ -373,46 +331,6 @@ def set_key(tree: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = yaml.safe_load(raw)
 
 
-def _from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> Config:
-    data = copy.deepcopy(data or {})
-    for assignment in overrides:
-        set_key(data, assignment)
-    trainer = trainer_class(data.get("model", "pix2pix"))
-    tree = merge(trainer.defaults, data)
-    tree.setdefault("loss", {})  # built as the trainer's Loss even when not given
-    config = _build(Config, tree, "", {"loss": trainer.Loss})
-    validate(config)
-    return config
-
-
-def _culprit(
-    data: dict[str, Any], overrides: list[str] | tuple[str, ...], error: str
-) -> str | None:
-    """The override that brings ``error``: the last of the shortest prefix of ``overrides``
-    that gives it; None when ``data`` alone gives it (the file's own error)."""
-    for count in range(len(overrides)):
-        try:
-            _from_dict(data, overrides[:count])
-        except ValueError as exc:
-            if str(exc) == error:
-                return overrides[count - 1] if count else None
-    return overrides[-1]
-
-
-def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """A validated config: model defaults, then ``data``, then ``overrides`` (``a.b=value``).
-
-    An error that ``data`` alone does not give is an :class:`OverrideError` naming the
-    ``--set`` that brings it, so that a typo in an override is not blamed on the file."""
-    try:
-        return _from_dict(data, overrides)
-    except ValueError as exc:
-        culprit = _culprit(data, overrides, str(exc)) if overrides else None
-        if culprit is None:
-            raise
-        raise OverrideError(f"--set {culprit}: {exc}") from exc
-
-
 def read_config(path: str | Path) -> dict[str, Any]:
     """A YAML config file's sections, unchecked; errors name the file."""
     path = Path(path)
@@ -425,17 +343,6 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a mapping of sections")
     return data
-
-
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config file; errors name the file and the bad key."""
-    data = read_config(path)
-    try:
-        return from_dict(data, overrides)
-    except OverrideError:
-        raise
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
 
 
 def dump_config(config: Config) -> str:

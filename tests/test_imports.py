@@ -1,0 +1,98 @@
+"""The package's modules form a layered graph: no module reaches itself through imports.
+
+Every ``import``/``from ... import`` counts, including those inside functions: a lazy
+import hides a circle from Python's loader but is still a dependency.
+"""
+
+import ast
+from pathlib import Path
+
+import translate
+
+PACKAGE = Path(translate.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = ("translate",) + path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str, modules: set[str]) -> str | None:
+    """The package module `name` denotes: itself, or its nearest package-module parent."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    modules = set(files)
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                for alias in node.names:  # `from pkg import name`: the submodule, or pkg
+                    submodule = f"{base}.{alias.name}"
+                    targets.add(submodule if submodule in modules else base)
+        resolved = {_resolve(target, modules) for target in targets}
+        graph[name] = {target for target in resolved if target and target != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as a path that starts and ends on the same module, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_find_cycle_names_the_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_relative_and_function_level_imports_are_edges():
+    edges = import_graph()["translate.inference.loading"]
+    assert "translate.model_file" in edges  # from ..model_file import ...
+    assert "translate.inference.reference" in edges  # inside load_model: from .reference import
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_serve_imports_no_private_names():
+    """serve is a client of the other layers: what it needs of them is their public API."""
+    private = []
+    for path in (PACKAGE / "serve").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [alias.name for alias in node.names if alias.name.startswith("_")]
+                private += [f"{path.name}: {node.module}.{name}" for name in names]
+    assert not private, "serve imports private names: " + ", ".join(private)

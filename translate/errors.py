@@ -1,0 +1,43 @@
+"""The one place where the CLIs turn a user's error into one line and exit status 1.
+
+A bad path, value or option raises ``ValueError`` (or a subclass such as ``DatasetError``),
+``TypeError``, ``FileNotFoundError``/``NotADirectoryError``; a missing optional package raises
+:class:`~translate.extras.MissingExtra`. Each command wraps its work in :func:`user_errors`, so
+the message, not a traceback, is what the shell shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+import click
+
+from translate.extras import MissingExtra
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    NotADirectoryError,
+    MissingExtra,
+)
+
+
+def fail(message: str) -> NoReturn:
+    """``Error: <message>`` on stderr, exit status 1 (click's convention)."""
+    raise click.ClickException(message)
+
+
+@contextlib.contextmanager
+def user_errors(
+    kinds: tuple[type[Exception], ...] = USER_ERRORS,
+    exit_with: Callable[[str], NoReturn] = fail,
+) -> Iterator[None]:
+    """Errors of ``kinds`` inside the block end the command through ``exit_with(message)``;
+    ``translate train`` passes one that also tells torchrun."""
+    try:
+        yield
+    except kinds as exc:
+        exit_with(str(exc))
