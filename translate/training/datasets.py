@@ -58,7 +58,7 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     ``data.single_image``: crops of the two images, validated on the whole A image
     (``train``: nothing is held out)."""
     d = config.data
-    if d.single_image is not None:  # config.validate checked the trainer takes unpaired data
+    if d.single_image is not None:  # configure.validate checked the trainer takes unpaired data
         s = d.single_image
         common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
         crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
