@@ -99,13 +99,8 @@ def read_image_with_info(
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
-    except UnidentifiedImageError as exc:  # PIL's words name our file handle, not the file
-        raise ImageReadError(
-            f"{path}: not a readable image (no image format PIL knows: damaged, or not an "
-            "image; re-save it as PNG or JPEG, or move it out of the way)"
-        ) from exc
     except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
     return image_to_array(img, channels, alpha, background), info
 
 
@@ -139,6 +134,17 @@ def _open_regular(path: Path) -> io.BufferedReader:
         os.close(fd)
         raise ImageReadError(f"{path}: not a regular file ({kind})")
     return os.fdopen(fd, "rb")
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why PIL could not read an image, in words a user can act on: for a file of no format
+    it knows, PIL's own words name the file handle it read from, not the file."""
+    if isinstance(exc, UnidentifiedImageError):
+        return (
+            "no image format PIL knows: damaged, or not an image; re-save it as PNG or JPEG, "
+            "or move it out of the way"
+        )
+    return str(exc)
 
 
 def is_gray(img: Image.Image) -> bool:

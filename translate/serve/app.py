@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 import secrets
 import struct
 import tempfile
@@ -38,6 +37,7 @@ from translate.data.images import (
     image_to_array,
     is_image_path,
     read_image,
+    unreadable_reason,
 )
 from translate.inference.convert import error_reason
 from translate.inference.memory import MemoryBudget
@@ -61,7 +61,6 @@ FRAME_HEADER = struct.Struct("<d")
 SHORT_FRAME = (
     f"frame: {{}} bytes, shorter than the {FRAME_HEADER.size}-byte send time that starts a frame"
 )
-FILE_HANDLE = re.compile(r" ?<_io\.\w+ [^>]*>")
 UPLOAD_TYPES = ("image/", "application/octet-stream")
 # What the page's parameters are, for the one line a missing or malformed one gets.
 PARAMETERS = {
@@ -177,14 +176,8 @@ def decode_upload(data: bytes, name: str, channels: int, max_pixels: int) -> np.
         try:
             return read_image(path, channels=channels, alpha="keep")
         except ImageReadError as exc:  # PIL's words may repeat the path: show the name
-            reason = _without_handles(error_reason(exc, path).replace(str(path), name))
+            reason = error_reason(exc, path).replace(str(path), name)
             raise ValueError(f"{name}: {reason}") from exc
-
-
-def _without_handles(message: str) -> str:
-    """PIL names what it read by its repr (``<_io.BytesIO object at 0x...>``), which tells
-    the user nothing; the caller names the upload instead."""
-    return FILE_HANDLE.sub("", message)
 
 
 def upload_name(name: str) -> str:
@@ -250,7 +243,7 @@ def _translate_frame(translator: Translator, data: bytes) -> bytes:
             img.load()
             image = image_to_array(img, channels=translator.in_channels)
     except Exception as exc:  # a frame the browser mangled: say so, keep the stream
-        raise ValueError(f"frame: not a readable image ({_without_handles(str(exc))})") from exc
+        raise ValueError(f"frame: not a readable image ({unreadable_reason(exc)})") from exc
     return encode(translator.translate_batch([image])[0], "JPEG", LIVE_QUALITY)
 
 
