@@ -19,7 +19,10 @@ from translate.cli import main
 from translate.data.transforms import Preprocess
 from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
 from translate.networks import count_macs
-from translate.training.models.distill import feature_distillation_loss
+from translate.training.base import Prepared
+from translate.training.configure import from_dict
+from translate.training.engine import Runtime, Trainer
+from translate.training.models.distill import NARROWEST, Distill, feature_distillation_loss
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TEACHER = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 8})
@@ -275,3 +278,56 @@ def test_a_six_block_student_pairs_its_taps_with_the_teachers(
     config["loss"]["teacher_layers"] = [9, 12, 15, 21]  # 21: the first upsampling, 2x larger
     with pytest.raises(ValueError, match=r"'loss.teacher_layers': the teacher's tap 21 is"):
         trainer(config, tmp_path / "mismatch")
+
+
+def test_the_stage_resolves_what_the_trainer_receives(
+    teacher: Path,
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distill.prepare runs once, before the trainer: the trainer is built from the config it
+    resolved (the teacher's SHA-256, the student's width), which config.yaml records, and
+    holds the teacher it loaded; the caller's config is left as it was."""
+    staged: list[Prepared] = []
+    prepare = Distill.prepare.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        Distill, "prepare", classmethod(lambda cls, c: staged.append(prepare(cls, c)) or staged[-1])
+    )
+    config = distill(teacher, data)
+    del config["generator"]["options"]["ngf"]
+    given = from_dict(config)
+    t = Trainer(given, tmp_path / "run", progress=False)
+    (prepared,) = staged
+    assert t.config is prepared.config and t.model.frozen_teacher is prepared.inputs["teacher"]
+    assert prepared.config.loss.teacher_sha256 == sha256(teacher)
+    assert prepared.config.generator.options["ngf"] == NARROWEST  # 20x fewer MACs: ngf 1
+    assert given.loss.teacher_sha256 == "" and "ngf" not in given.generator.options
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert recorded["loss"]["teacher_sha256"] == sha256(teacher)
+    assert recorded["generator"]["options"]["ngf"] == NARROWEST
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    expected = load_generators(teacher).generators["AtoB"](x)
+    with torch.no_grad():
+        assert torch.allclose(t.model.teacher(x), expected, atol=1e-6)
+    assert not any("teacher" in key for key in t.model.state_dict())
+
+
+def test_a_bad_teacher_file_fails_in_the_stage_before_any_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreadable teacher is one line naming the file, raised before the runtime, the data
+    (here a missing folder, which would be an error of its own) or the run directory."""
+    bad = tmp_path / "teacher.safetensors"
+    bad.write_bytes(b"not a generator file")
+
+    def no_setup(train: object) -> None:
+        raise AssertionError("training setup ran before the stage")
+
+    monkeypatch.setattr(Runtime, "resolve", no_setup)
+    config = from_dict(distill(bad, tmp_path / "no data"))
+    with pytest.raises(ValueError) as caught:
+        Trainer(config, tmp_path / "run", progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"teacher: {bad}") and "\n" not in message
+    assert not (tmp_path / "run").exists()

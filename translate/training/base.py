@@ -106,6 +106,16 @@ class Validation:
     losses: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a trainer's stage (:meth:`GANModel.prepare`) resolved before the trainer is built."""
+
+    config: Config  # the run's config with the trainer's own values filled in
+    # keyword arguments of the trainer's constructor: auxiliary networks (a frozen teacher)
+    # that the trainer uses but the run does not train, checkpoint or average
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
 class GANModel(nn.Module):
     """A trainer: its networks plus ``train_step``, registered by name in ``TRAINERS``
     (``translate.training.models``). The engine reads only these declarations and methods:
@@ -116,6 +126,8 @@ class GANModel(nn.Module):
     - ``defaults``: the config sections where its defaults differ from the dataclasses';
     - ``best_metric``: the validation value (a ``metrics.jsonl`` key, lower is better)
       that picks ``generator_best``;
+    - :meth:`prepare`, the optional stage: trainer-specific config and auxiliary networks,
+      resolved once before the trainer is built (``cls(prepared.config, **prepared.inputs)``);
     - :meth:`check_config`, :meth:`initialize`, :meth:`optimizers`, :meth:`generators`,
       :meth:`train_step`, :meth:`validate`, :meth:`validation_scores`,
       :meth:`plateau_metric` and the extra state.
@@ -144,6 +156,15 @@ class GANModel(nn.Module):
     @classmethod
     def check_config(cls, config: Config) -> None:
         """Refuse option combinations this trainer cannot train (before any data is read)."""
+
+    @classmethod
+    def prepare(cls, config: Config) -> Prepared:
+        """Resolve what this trainer needs before it is built, and before any data is read:
+        values left for it to fill in (into a copy of ``config``, which ``config.yaml``
+        records, so a resume builds the same networks) and auxiliary networks loaded from
+        files, passed to ``__init__`` as keyword arguments. Errors are one-line
+        ``ValueError``s naming the config key or file. The default has nothing to resolve."""
+        return Prepared(config)
 
     def initialize(self, batch: dict[str, Any]) -> None:
         """Build the networks whose sizes come from the data, from one batch on the CPU;

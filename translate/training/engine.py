@@ -218,12 +218,16 @@ class Trainer:
         self, config: Config, run_dir: str | os.PathLike[str], resume: bool = False,
         progress: bool = True,
     ) -> None:  # fmt: skip
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.run_dir, self.progress = Path(run_dir), progress
         if not resume and checkpoint_paths(self.run_dir):
             raise ValueError(
                 f"{self.run_dir}: already holds a run; continue it with --resume or give "
                 "another --run-dir"
             )
+        # The trainer's own stage first: a bad auxiliary file fails before any setup.
+        trainer = TRAINERS.get(config.model)
+        prepared = trainer.prepare(config)
+        self.config = config = prepared.config
         train = config.train
         self.runtime = runtime = Runtime.resolve(train)
         self.ranks, self.device = runtime.ranks, runtime.device
@@ -231,7 +235,7 @@ class Trainer:
         seed_everything(train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
-        self.model: GANModel = TRAINERS.get(config.model)(config)
+        self.model: GANModel = trainer(config, **prepared.inputs)
         # without ground truth to score, validation is the sample grid and monitoring only
         scored = self.model.validation_scores() is not None
         cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)

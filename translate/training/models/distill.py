@@ -13,10 +13,12 @@ The student (by default a depthwise-separable ``mobile_resnet_9blocks``, as wide
 - with paired data, L1 to the ground truth (``lambda_target`` 10).
 
 The teacher is anything :func:`translate.inference.loading.load_model` takes: a generator
-file, a run directory, a training checkpoint, a reference checkpoint or a model name. It is
-frozen, in eval mode, and kept out of the module tree, so it is in no state dict, optimizer
-or weight average; ``loss.teacher_sha256`` records its file, and a resume refuses a changed
-one, which keeps resume exact. The student is written as an ordinary ``AtoB`` generator file.
+file, a run directory, a training checkpoint, a reference checkpoint or a model name. The
+trainer's stage (:meth:`Distill.prepare`, before the trainer is built) loads it, frozen and
+in eval mode, and records its file (``loss.teacher_sha256``) and the student's width in the
+config, so a resume refuses a changed teacher and builds the same student. The trainer keeps
+it out of the module tree: it is in no state dict, optimizer or weight average. The student
+is written as an ordinary ``AtoB`` generator file.
 
 Two names, one trainer: ``distill`` trains on paired data, ``distill_unpaired`` on unpaired
 domains (``translate distill`` picks by the dataset's layout).
@@ -24,6 +26,7 @@ domains (``translate distill`` picks by the dataset's layout).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -37,13 +40,20 @@ from tqdm import tqdm
 
 from translate import metrics
 from translate.inference.loading import load_model, resolve_model_path
-from translate.model_file import GeneratorFile
+from translate.model_file import GeneratorFile, GeneratorSpec
 from translate.networks import count_macs
 from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
 from translate.networks.test_mode import set_test_mode
 from translate.runtime import Ranks
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import (
+    GANModel,
+    Prepared,
+    Stepper,
+    Validation,
+    frozen,
+    parameters,
+)
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS
 
@@ -101,6 +111,52 @@ def load_teacher(source: str) -> tuple[GeneratorFile, Path]:
         raise ValueError(f"teacher: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """The frozen teacher (eval mode, no gradients) and the file it came from."""
+
+    net: nn.Module
+    spec: GeneratorSpec
+    path: Path
+    sha256: str  # of ``path``
+    macs: int  # at MAC_SIZE
+
+
+def load_frozen_teacher(config: Config) -> Teacher:
+    """``loss.teacher``'s generator for this run: the same file as the run recorded
+    (``loss.teacher_sha256``, when set), the direction ``loss.teacher_direction`` picks, and
+    the data's channels; any mismatch is a ``ValueError`` naming the key and the file."""
+    loss, data = config.loss, config.data
+    teacher_file, path = load_teacher(loss.teacher)
+    digest = file_sha256(path)
+    if loss.teacher_sha256 and loss.teacher_sha256 != digest:
+        raise ValueError(
+            f"config key 'loss.teacher': {path} changed since this run started (SHA-256 "
+            f"{digest[:12]}..., the run recorded {loss.teacher_sha256[:12]}...); "
+            "distill from the original teacher or start a new run"
+        )
+    direction = loss.teacher_direction or (
+        next(iter(teacher_file.generators)) if len(teacher_file.generators) == 1 else data.direction
+    )
+    if direction not in teacher_file.generators:
+        raise ValueError(
+            f"config key 'loss.teacher_direction': {path} holds "
+            f"{', '.join(teacher_file.generators)}, not {direction!r}"
+        )
+    net, spec = teacher_file.generators[direction], teacher_file.specs[direction]
+    channels = (data.input_channels, data.output_channels)
+    if (spec.in_channels, spec.out_channels) != channels:
+        raise ValueError(
+            f"teacher {path}: translates {spec.in_channels} to {spec.out_channels} "
+            f"channels, the data has {channels[0]} and {channels[1]} "
+            "(data.input_channels, data.output_channels)"
+        )
+    set_test_mode(net, teacher_file.test_mode)
+    net.requires_grad_(False)
+    macs = count_macs(net, (channels[0], *MAC_SIZE))
+    return Teacher(net.eval(), spec, path, digest, macs)
+
+
 def feature_distillation_loss(
     student: list[torch.Tensor], teacher: list[torch.Tensor], adapters: nn.ModuleList
 ) -> torch.Tensor:
@@ -112,13 +168,17 @@ def feature_distillation_loss(
     return torch.stack(terms).sum()
 
 
+def generator_macs(name: str, options: dict[str, Any], channels: tuple[int, int]) -> int:
+    """MACs of generator ``name`` with ``options`` at :data:`MAC_SIZE`."""
+    net = GENERATORS.build(name, in_channels=channels[0], out_channels=channels[1], **options)
+    return count_macs(net, (channels[0], *MAC_SIZE))
+
+
 def student_width(name: str, options: dict[str, Any], channels: tuple[int, int], macs: int) -> int:
     """The widest ``ngf`` (up to :data:`WIDEST`) whose generator costs at most ``macs``."""
 
     def cost(ngf: int) -> int:
-        net = GENERATORS.build(name, in_channels=channels[0], out_channels=channels[1],
-                               **{**options, "ngf": ngf})  # fmt: skip
-        return count_macs(net, (channels[0], *MAC_SIZE))
+        return generator_macs(name, {**options, "ngf": ngf}, channels)
 
     low, high = 1, WIDEST  # cost(low) is assumed to fit; find the last ngf that does
     while low < high:
@@ -172,72 +232,57 @@ class Distill(GANModel):
         "discriminator": {"name": "patch", "options": {"norm": "instance"}},
     }
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, teacher: Teacher) -> None:
         super().__init__(config)
-        loss, data = config.loss, config.data
-        teacher_file, path = load_teacher(loss.teacher)
-        digest = file_sha256(path)
-        if loss.teacher_sha256 and loss.teacher_sha256 != digest:
-            raise ValueError(
-                f"config key 'loss.teacher': {path} changed since this run started (SHA-256 "
-                f"{digest[:12]}..., the run recorded {loss.teacher_sha256[:12]}...); "
-                "distill from the original teacher or start a new run"
-            )
-        loss.teacher_sha256 = digest  # config.yaml records it
-        direction = loss.teacher_direction or (
-            next(iter(teacher_file.generators))
-            if len(teacher_file.generators) == 1
-            else data.direction
-        )
-        if direction not in teacher_file.generators:
-            raise ValueError(
-                f"config key 'loss.teacher_direction': {path} holds "
-                f"{', '.join(teacher_file.generators)}, not {direction!r}"
-            )
-        teacher, spec = teacher_file.generators[direction], teacher_file.specs[direction]
-        channels = (data.input_channels, data.output_channels)
-        if (spec.in_channels, spec.out_channels) != channels:
-            raise ValueError(
-                f"teacher {path}: translates {spec.in_channels} to {spec.out_channels} "
-                f"channels, the data has {channels[0]} and {channels[1]} "
-                "(data.input_channels, data.output_channels)"
-            )
-        set_test_mode(teacher, teacher_file.test_mode)
-        teacher.requires_grad_(False)
-        # Outside the module tree: no state dict, optimizer, weight average or train().
-        self.__dict__["teacher"] = teacher.eval()
-
-        options = config.generator.options
-        teacher_macs = count_macs(teacher, (channels[0], *MAC_SIZE))
-        narrowed = None  # the width loss.compression asked for, when under NARROWEST
-        if "ngf" not in options and "widths" not in options:
-            budget = int(teacher_macs / loss.compression)
-            ngf = student_width(config.generator.name, options, channels, budget)
-            if ngf < NARROWEST:
-                narrowed, ngf = ngf, NARROWEST
-            options["ngf"] = ngf
+        # A dataclass, not a module: the teacher stays out of the module tree, so it is in
+        # no state dict, optimizer or weight average, and train() leaves it in eval mode.
+        self.frozen_teacher = teacher
+        channels = (config.data.input_channels, config.data.output_channels)
         self.spec = self.generator_spec(*channels)
         self.G = self.spec.build()
         self.D = self.build_discriminator(channels[1])
         self.adapters: nn.ModuleList | None = None  # sized from the first batch (initialize)
         self.main = Ranks.from_env().main
-        if self.main:
-            student_macs = count_macs(self.G, (channels[0], *MAC_SIZE))
+
+    @classmethod
+    def prepare(cls, config: Config) -> Prepared:
+        """The teacher, loaded and frozen, and a copy of ``config`` recording its SHA-256
+        and (unless given) the student's ``ngf`` that ``loss.compression`` asks for."""
+        config = copy.deepcopy(config)
+        loss, g = config.loss, config.generator
+        teacher = load_frozen_teacher(config)
+        loss.teacher_sha256 = teacher.sha256
+        channels = (config.data.input_channels, config.data.output_channels)
+        narrowed = None  # the width loss.compression asked for, when under NARROWEST
+        if "ngf" not in g.options and "widths" not in g.options:
+            budget = int(teacher.macs / loss.compression)
+            ngf = student_width(g.name, g.options, channels, budget)
+            if ngf < NARROWEST:
+                narrowed, ngf = ngf, NARROWEST
+            g.options["ngf"] = ngf
+        if Ranks.from_env().main:
+            student_macs = generator_macs(g.name, g.options, channels)
             if narrowed is not None:
                 tqdm.write(
                     f"warning: loss.compression {loss.compression:g} would make the student "
                     f"ngf {narrowed}, too narrow to learn; it is ngf {NARROWEST}, "
-                    f"{teacher_macs / student_macs:.1f}x fewer MACs than the teacher. For "
+                    f"{teacher.macs / student_macs:.1f}x fewer MACs than the teacher. For "
                     "more, distill a wider teacher or set generator.options.ngf yourself",
                     file=sys.stderr,
                 )
             tqdm.write(
-                f"teacher {path} ({spec.name}): {teacher_macs / 1e9:.2f} GMAC; student "
-                f"{config.generator.name} ngf {options.get('ngf')}: "
+                f"teacher {teacher.path} ({teacher.spec.name}): {teacher.macs / 1e9:.2f} GMAC; "
+                f"student {g.name} ngf {g.options.get('ngf')}: "
                 f"{student_macs / 1e9:.3f} GMAC at {MAC_SIZE[0]}x{MAC_SIZE[1]} "
-                f"({teacher_macs / student_macs:.1f}x fewer)",
+                f"({teacher.macs / student_macs:.1f}x fewer)",
                 file=sys.stderr,
             )
+        return Prepared(config, {"teacher": teacher})
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher generator."""
+        return self.frozen_teacher.net
 
     @classmethod
     def check_config(cls, config: Config) -> None:
