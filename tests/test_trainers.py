@@ -219,5 +219,5 @@ def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
     monkeypatch.setitem(DATASETS._builders, "paired", (recording, {}))
     t = trainer(tiny("pix2pix", data), tmp_path)
     assert built == [("train", True), ("val", False)]
-    assert isinstance(t.train_set, PairedFolder) and "input" in t.val_set[0]
+    assert isinstance(t.train_set, PairedFolder) and "input" in t.evaluator.val_set[0]
     assert isinstance(trainer(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)

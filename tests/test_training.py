@@ -813,13 +813,13 @@ def test_dataset_without_val_holds_out_training_files(
 ) -> None:
     root = _copy_split(data, tmp_path / "d", ("train", "trainA", "trainB"))
     t = trainer(tiny(model, root), tmp_path / "run")
-    assert t.config.data.val_split == "holdout" and t.val_images == 1
+    assert t.config.data.val_split == "holdout" and t.evaluator.val_images == 1
     if model == "pix2pix":
         trained = {Path(a).name for a, _ in t.train_set.pairs}
-        held = [Path(a).name for a, _ in t.val_set.pairs]
+        held = [Path(a).name for a, _ in t.evaluator.val_set.pairs]
     else:
         trained = {p.name for p in t.train_set.paths_a}
-        held = [p.name for p in t.val_set.paths_a]
+        held = [p.name for p in t.evaluator.val_set.paths_a]
     assert held == ["7.png"] and len(trained) == 7 and "7.png" not in trained
     err = capsys.readouterr().err
     assert "validation: 1 images" in err and "(held out of the training files)" in err
@@ -832,7 +832,8 @@ def test_dataset_without_val_holds_out_training_files(
 def test_training_images_validate_only_when_asked(data: Path, tmp_path: Path) -> None:
     root = _copy_split(data, tmp_path / "d", ("train",))
     t = trainer(tiny("pix2pix", root, data={"val_split": "train"}), tmp_path / "a")
-    assert len(t.train_set) == 8 and t.config.data.val_split == "train" and t.val_images == 4
+    assert len(t.train_set) == 8 and t.config.data.val_split == "train"
+    assert t.evaluator.val_images == 4
     with pytest.raises(ValueError, match=r"no split 'vall'.*splits present: 'train', 'val'"):
         trainer(tiny("pix2pix", data, data={"val_split": "vall"}), tmp_path / "b")
 
@@ -906,7 +907,8 @@ def test_unpaired_validation_counts_only_the_images_it_uses(tmp_path: Path) -> N
     config = tiny("cyclegan", tmp_path / "d")
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
-    assert t.val_images == 8 and sum(len(b["A"]) for b in t._val_batches()) == 8
+    assert t.evaluator.val_images == 8
+    assert sum(len(b["A"]) for b in t.evaluator.batches()) == 8
 
 
 def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(

@@ -287,7 +287,7 @@ def our_step(
         "log": {"tensorboard": False},
     })  # fmt: skip
     trainer = Trainer(config, workdir / "run", progress=False)
-    layout = torch.channels_last if trainer.channels_last else torch.contiguous_format
+    layout = torch.channels_last if trainer.runtime.channels_last else torch.contiguous_format
     item = torch.utils.data.default_collate([trainer.train_set[0]])
     batch = {
         k: v.to(trainer.device).contiguous(memory_format=layout) if torch.is_tensor(v) else v

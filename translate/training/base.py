@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 
@@ -19,13 +18,15 @@ from translate.model_file import GeneratorSpec
 from translate.networks import build_discriminator
 from translate.runtime import Precision
 from translate.training.config import Config, LossConfig
+from translate.training.distributed import average_gradients
 
 
 class Stepper:
     """Backward passes and optimizer updates with the run's precision, clipping and ranks.
 
-    Gradients are averaged across ranks in one all-reduce per update, which keeps the
-    models plain ``nn.Module``s however many times a step calls a network.
+    Gradients are averaged across ranks in one all-reduce per update
+    (:func:`translate.training.distributed.average_gradients`), which keeps the models plain
+    ``nn.Module``s however many times a step calls a network.
     """
 
     def __init__(
@@ -62,22 +63,12 @@ class Stepper:
         scaler.scale(loss).backward()
         for optimizer in optimizers:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if self.world_size > 1:
-                _average_gradients(params, self.world_size)
+            average_gradients(params, self.world_size)
             if self.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(params, self.grad_clip)
             scaler.step(optimizer)
         scaler.update()
-
-
-def _average_gradients(params: list[nn.Parameter], world_size: int) -> None:
-    grads = [p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    for grad, reduced in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-        grad.copy_(reduced.view_as(grad))
 
 
 @contextlib.contextmanager

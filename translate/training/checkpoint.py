@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from translate import torch_file
-from translate.atomic import atomic_open
+from translate.atomic import atomic_open, atomic_write_text
+from translate.training.config import Config, dump_config
 
 STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 
@@ -88,3 +91,31 @@ def latest_state(run_dir: str | os.PathLike[str]) -> Path:
     if not paths:
         raise ValueError(f"{run_dir}: no checkpoints/state_<step>.pt to resume from")
     return paths[-1]
+
+
+class Checkpointer:
+    """A run directory's training states and its ``config.yaml``: one run per directory,
+    resumed from the newest state that loads."""
+
+    def __init__(self, run_dir: Path, resume: bool) -> None:
+        if not resume and checkpoint_paths(run_dir):
+            raise ValueError(
+                f"{run_dir}: already holds a run; continue it with --resume or give "
+                "another --run-dir"
+            )
+        self.run_dir = run_dir
+
+    def save(self, step: int, state: dict[str, Any], keep: int) -> Path:
+        return save_state(self.run_dir, step, state, keep)
+
+    def newest(self, announce: bool = True) -> tuple[dict[str, Any], Path]:
+        """The newest readable state and its file; ``announce`` names the ones skipped."""
+        path, state, skipped = load_newest_state(self.run_dir)
+        if announce:
+            for reason in skipped:
+                tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
+        return state, path
+
+    def write_config(self, config: Config) -> None:
+        """The resolved config, as the run trains it (a resume reads it back)."""
+        atomic_write_text(self.run_dir / "config.yaml", dump_config(config))

@@ -2,6 +2,12 @@
 
 Written once for every trainer: it reads a trainer's declarations (``GANModel``), never its
 name, so a new trainer is a new module in ``translate.training.models``.
+
+:class:`Trainer` is built in this order, each part by one function or class below: the
+trainer's stage (``GANModel.prepare``), the :class:`Runtime`, the datasets, the model
+(:func:`build_model`), the optimizers and the loader of the loop (:func:`build_optimizers`,
+:func:`build_loader`), the :class:`Evaluator` and the run directory's
+:class:`~translate.training.checkpoint.Checkpointer`. :meth:`Trainer.fit` is the loop.
 """
 
 from __future__ import annotations
@@ -19,12 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch import nn
-from torch.utils.data import DataLoader, default_collate
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from translate.atomic import atomic_write_text
 from translate.data.layout import HOLDOUT
 from translate.model_file import (
     CHECKPOINT_KEY,
@@ -34,16 +38,17 @@ from translate.model_file import (
 )
 from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
 from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
-from translate.training.base import GANModel, Stepper
-from translate.training.checkpoint import (
-    checkpoint_paths,
-    load_newest_state,
-    rng_state,
-    save_state,
-    set_rng_state,
-)
-from translate.training.config import Config, TrainConfig, dump_config
+from translate.training.base import GANModel, Prepared, Stepper
+from translate.training.checkpoint import Checkpointer, rng_state, set_rng_state
+from translate.training.config import Config, TrainConfig
 from translate.training.datasets import build_datasets
+from translate.training.distributed import (
+    any_rank,
+    broadcast_weights,
+    init_distributed,
+    mean_over_ranks,
+    sync_batch_norm,
+)
 from translate.training.ema import WeightAverage
 from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
@@ -53,19 +58,6 @@ from translate.training.schedules import build_scheduler, decay_start
 
 VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
-
-
-def init_distributed(device: str) -> Ranks:
-    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
-    ranks = Ranks.from_env()
-    if ranks.world_size == 1:
-        return ranks
-    if not dist.is_initialized():
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        if use_cuda:  # NCCL binds each process to the GPU current when it starts
-            torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), ranks.local_rank)
 
 
 def select_device(name: str, ranks: Ranks) -> torch.device:
@@ -208,6 +200,211 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
     return out
 
 
+# --- the parts a Trainer is built from ----------------------------------------------------
+
+
+def build_model(
+    trainer: type[GANModel], prepared: Prepared, sample: dict[str, Any], runtime: Runtime
+) -> GANModel:
+    """The trainer from its stage's config and inputs, checked against one validation item,
+    its data-sized networks built from it, and placed on the runtime's device(s)."""
+    config = prepared.config
+    model = trainer(config, **prepared.inputs)
+    check_sizes(config, model, sample)
+    model.initialize(default_collate([sample]))
+    ranks = runtime.ranks
+    model = sync_batch_norm(model, runtime.device, ranks.world_size)
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    broadcast_weights(model, ranks.world_size)
+    if config.train.compile:
+        for net in model.children():
+            if any(True for _ in net.parameters()):
+                net.compile()  # in place: state dict keys stay the same
+    return model
+
+
+def build_optimizers(
+    config: Config, model: GANModel, runtime: Runtime
+) -> tuple[Stepper, dict[str, LRScheduler | ReduceLROnPlateau]]:
+    """One Adam per entry of the trainer's ``optimizers()``, the Stepper that updates them
+    with the run's precision, clipping and ranks, and each one's learning-rate scheduler."""
+    optim = config.optim
+    # The fused kernel updates every tensor in one pass: ~5x faster than the per-tensor
+    # loop on the CPU too (0.03 s vs 0.17 s per unet_256 update on one CPU thread).
+    fused = runtime.device.type in ("cuda", "cpu")
+    optimizers = {
+        name: torch.optim.Adam(params, lr=lr, betas=(optim.beta1, optim.beta2), fused=fused or None)
+        for name, (params, lr) in model.optimizers().items()
+    }
+    stepper = Stepper(
+        optimizers, runtime.device, runtime.precision, optim.grad_clip, runtime.ranks.world_size
+    )
+    schedulers = {name: build_scheduler(o, config.schedule) for name, o in optimizers.items()}
+    return stepper, schedulers
+
+
+def build_loader(
+    config: Config, train_set: Dataset, runtime: Runtime
+) -> tuple[ResumableSampler, DataLoader]:
+    """The training batches: this rank's share of a seeded order that resumes mid-epoch."""
+    train, workers = config.train, config.data.num_workers
+    sampler = ResumableSampler(
+        len(train_set), train.batch_size, train.seed,
+        rank=runtime.ranks.rank, world_size=runtime.ranks.world_size,
+    )  # fmt: skip
+    loader = DataLoader(
+        SeededItems(train_set, train.seed),
+        batch_size=train.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=_ignore_stop_signals,
+        # its own generator, so creating an iterator mid-epoch (resume) leaves the
+        # global RNG alone
+        generator=torch.Generator(),
+    )
+    return sampler, loader
+
+
+@dataclass
+class Evaluation:
+    """What one pass over the validation images found."""
+
+    samples: dict[str, torch.Tensor]  # the first batch's grid columns
+    values: dict[str, float]  # val_* scores and the trainer's validation values
+    monitor: dict[str, float]  # diversity and D's accuracies on the first batch
+    warnings: list[str]
+    improved: bool  # the trainer's best_metric is the lowest so far
+
+
+class Evaluator:
+    """The run's fixed validation images, scored through the trainer's ``validate``, and
+    what the evaluations so far found: the best values, the better test mode for the
+    generator file, the monitor's diversity history, the last scores."""
+
+    def __init__(self, config: Config, model: GANModel, val_set: Dataset, runtime: Runtime) -> None:
+        self.config, self.model, self.val_set, self.runtime = config, model, val_set, runtime
+        # without ground truth to score, validation is the sample grid and monitoring only
+        scored = model.validation_scores() is not None
+        cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
+        self.val_images = min(len(val_set), cap)
+        self.best: dict[str, float] = {}
+        self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
+        self.test_mode = TestMode()  # what the last validation scored better
+        self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
+        if runtime.ranks.main:
+            self._announce(scored)
+
+    def _announce(self, scored: bool) -> None:
+        """Say once which images validation uses and whether it scores them."""
+        split = self.config.data.val_split
+        where = {
+            HOLDOUT: "held out of the training files",
+            "train": "the training images: nothing held out",
+        }.get(split, split)
+        what = "images" if scored else "images (samples and monitoring; no targets to score)"
+        tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
+
+    def batches(self, stop: StopRequest | None = None) -> Iterator[dict[str, Any]]:
+        """The validation images in chunks, read afresh each time (200 images of 256 px
+        would hold 300 MB of device memory for the whole run)."""
+        for start in range(0, self.val_images, VAL_CHUNK):
+            # 200 validation images can outlast the 30 s a scheduler allows after SIGTERM
+            if stop is not None and stop.signal is not None:
+                raise EvaluationStopped
+            end = min(start + VAL_CHUNK, self.val_images)
+            batch = default_collate([self.val_set[i] for i in range(start, end)])
+            yield _to_device(batch, self.runtime.device, self.runtime.channels_last)
+
+    @torch.no_grad()
+    def run(self, step: int, epoch: int, stop: StopRequest | None = None) -> Evaluation:
+        """Samples, paired scores, the trainer's validation values and monitoring of the
+        model as it is now; ``EvaluationStopped`` when ``stop`` is signalled."""
+        model = self.model
+        model.eval()
+        try:
+            paired = model.validation_scores()
+            sums: dict[str, float] = {}  # the trainer's own validation values, times images
+            images = 0
+            for i, batch in enumerate(self.batches(stop)):
+                with self.runtime.precision.autocast():
+                    result = model.validate(batch)
+                if i == 0:
+                    samples = result.images
+                    monitor = monitor_batch(
+                        result.fake, result.real, result.d_real, result.d_fake,
+                        self.config.loss.gan_mode,
+                    )  # fmt: skip
+                if paired is not None:
+                    paired.add(result.fake, result.real)
+                n = result.fake.shape[0]
+                for key, value in result.losses.items():
+                    sums[key] = sums.get(key, 0.0) + value * n
+                images += n
+            values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
+            # scores or, without targets, the monitors: on the console after each evaluation,
+            # a record of how the run goes that the bar's postfix alone would overwrite
+            self.val_scores = dict(values) if paired is not None else dict(monitor)
+            values.update({f"val_{k}": total / images for k, total in sums.items()})
+            if paired is not None:
+                values.update(self._choose_test_mode(values["val_L1"], stop))
+        finally:
+            model.train()
+        warnings = monitor_warnings(monitor, self.diversity_history, step=step)
+        if "diversity_ratio" in monitor:
+            self.diversity_history.append(monitor["diversity_ratio"])
+        improved = self._best_metric(values) < self.best.get(model.best_metric, math.inf)
+        if improved:
+            self.best = {**values, "step": step, "epoch": epoch}
+        return Evaluation(samples, values, monitor, warnings, improved)
+
+    def _best_metric(self, values: dict[str, float]) -> float:
+        metric = self.model.best_metric
+        if metric not in values:
+            raise ValueError(
+                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
+                f"validation values ({', '.join(values) or 'none'})"
+            )
+        return values[metric]
+
+    def _choose_test_mode(self, running_l1: float, stop: StopRequest | None) -> dict[str, float]:
+        """Score the validation set again as the reference tests (each image's batch norm
+        statistics, dropout on) and keep the better mode for the generator file."""
+        nets = [net for _, net in self.model.generators().values()]
+        if not any(has_batch_norm(net) for net in nets):
+            return {}
+        batch_mode = TestMode("batch", dropout=True)
+        undo = [set_test_mode(net, batch_mode) for net in nets]
+        paired = self.model.validation_scores()
+        assert paired is not None  # called for trainers that score validation only
+        device = self.runtime.device
+        cuda = [device] if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda):  # dropout leaves training's RNG alone
+                for batch in self.batches(stop):
+                    with self.runtime.precision.autocast():
+                        result = self.model.validate(batch)
+                    paired.add(result.fake, result.real)
+        except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
+            self.test_mode = TestMode()
+            return {}
+        finally:
+            for restore in undo:
+                restore()
+        batch_l1 = paired.result()["l1"]
+        self.test_mode = batch_mode if batch_l1 < running_l1 else TestMode()
+        return {"val_L1_batch_stats": batch_l1}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "diversity_history": self.diversity_history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.diversity_history = state["best"], state["diversity_history"]
+
+
 class Trainer:
     """Builds everything from a config, checks it before step 1, and trains with :meth:`fit`.
 
@@ -219,76 +416,38 @@ class Trainer:
         progress: bool = True,
     ) -> None:  # fmt: skip
         self.run_dir, self.progress = Path(run_dir), progress
-        if not resume and checkpoint_paths(self.run_dir):
-            raise ValueError(
-                f"{self.run_dir}: already holds a run; continue it with --resume or give "
-                "another --run-dir"
-            )
+        self.checkpoints = Checkpointer(self.run_dir, resume)  # refuses a second run there
         # The trainer's own stage first: a bad auxiliary file fails before any setup.
         trainer = TRAINERS.get(config.model)
         prepared = trainer.prepare(config)
         self.config = config = prepared.config
-        train = config.train
-        self.runtime = runtime = Runtime.resolve(train)
+        self.runtime = runtime = Runtime.resolve(config.train)
         self.ranks, self.device = runtime.ranks, runtime.device
-        self.precision, self.channels_last = runtime.precision, runtime.channels_last
-        seed_everything(train.seed)
+        seed_everything(config.train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
-        self.model: GANModel = trainer(config, **prepared.inputs)
-        # without ground truth to score, validation is the sample grid and monitoring only
-        scored = self.model.validation_scores() is not None
-        cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
-        self.val_images = min(len(val_set), cap)
-        self._announce_validation(scored)
-        check_sizes(config, self.model, val_set[0])
-        self.model.initialize(default_collate([val_set[0]]))
-        self._prepare_model()
+        self.model = build_model(trainer, prepared, val_set[0], runtime)
         generators = {name: net for name, (_, net) in self.model.generators().items()}
-        self.ema = WeightAverage(generators, train.ema) if train.ema else None
-        self.val_set = val_set
+        self.ema = WeightAverage(generators, config.train.ema) if config.train.ema else None
+        self.evaluator = Evaluator(config, self.model, val_set, runtime)
+        self.stepper, self.schedulers = build_optimizers(config, self.model, runtime)
+        self.sampler, self.loader = build_loader(config, self.train_set, runtime)
 
-        self.stepper = self._stepper()
-        self.schedulers = {
-            name: build_scheduler(optimizer, config.schedule)
-            for name, optimizer in self.stepper.optimizers.items()
-        }
-        self.sampler = ResumableSampler(
-            len(self.train_set), train.batch_size, train.seed,
-            rank=self.ranks.rank, world_size=self.ranks.world_size,
-        )  # fmt: skip
-        self.loader = self._loader()
-
+        # the loop's state
         self.step = self.epoch = self.epoch_batches = 0
         self.stopped_by: int | None = None  # the signal that stopped fit()
         self.stop = StopRequest()  # listens while fit() runs
-        self.best: dict[str, float] = {}
-        self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
         self.run_bar: tqdm | None = None  # counts to train.max_steps when it ends the run
-        self.test_mode = TestMode()  # what the last validation scored better
-        self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         if resume:
-            self._resume()
+            self.restore(*self.checkpoints.newest(self.ranks.main))
         self.report = RunReport(
             self.run_dir, enabled=self.ranks.main, tensorboard=config.log.tensorboard,
             resume_step=self.step if resume else None,
         )  # fmt: skip
         if self.ranks.main:
-            atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
-
-    def _announce_validation(self, scored: bool) -> None:
-        """Say once which images validation uses and whether it scores them."""
-        if not self.ranks.main:
-            return
-        split = self.config.data.val_split
-        where = {
-            HOLDOUT: "held out of the training files",
-            "train": "the training images: nothing held out",
-        }.get(split, split)
-        what = "images" if scored else "images (samples and monitoring; no targets to score)"
-        tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
+            self.checkpoints.write_config(config)
 
     @property
     def epoch_number(self) -> int:
@@ -298,62 +457,6 @@ class Trainer:
     @property
     def total_epochs(self) -> int:
         return self.config.schedule.epochs + self.config.schedule.decay_epochs
-
-    def _prepare_model(self) -> None:
-        model, cuda = self.model, self.device.type == "cuda"
-        if cuda and self.ranks.world_size > 1:
-            self.model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if self.ranks.world_size > 1:  # identical starting weights on every rank
-            for tensor in [*model.parameters(), *model.buffers()]:
-                dist.broadcast(tensor.data, 0)
-        if self.config.train.compile:
-            for net in model.children():
-                if any(True for _ in net.parameters()):
-                    net.compile()  # in place: state dict keys stay the same
-
-    def _stepper(self) -> Stepper:
-        optim = self.config.optim
-        # The fused kernel updates every tensor in one pass: ~5x faster than the per-tensor
-        # loop on the CPU too (0.03 s vs 0.17 s per unet_256 update on one CPU thread).
-        fused = self.device.type in ("cuda", "cpu")
-        optimizers = {
-            name: torch.optim.Adam(
-                params, lr=lr, betas=(optim.beta1, optim.beta2), fused=fused or None
-            )
-            for name, (params, lr) in self.model.optimizers().items()
-        }
-        return Stepper(
-            optimizers, self.device, self.precision, optim.grad_clip, self.ranks.world_size
-        )
-
-    def _loader(self) -> DataLoader:
-        workers = self.config.data.num_workers
-        return DataLoader(
-            SeededItems(self.train_set, self.config.train.seed),
-            batch_size=self.config.train.batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,
-            worker_init_fn=_ignore_stop_signals,
-            # its own generator, so creating an iterator mid-epoch (resume) leaves the
-            # global RNG alone
-            generator=torch.Generator(),
-        )
-
-    def _val_batches(self) -> Iterator[dict[str, Any]]:
-        """The validation images in chunks, read afresh each time (200 images of 256 px
-        would hold 300 MB of device memory for the whole run)."""
-        for start in range(0, self.val_images, VAL_CHUNK):
-            # 200 validation images can outlast the 30 s a scheduler allows after SIGTERM
-            if self.stop.signal is not None:
-                raise EvaluationStopped
-            stop = min(start + VAL_CHUNK, self.val_images)
-            batch = default_collate([self.val_set[i] for i in range(start, stop)])
-            yield _to_device(batch, self.device, self.channels_last)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -429,7 +532,7 @@ class Trainer:
         )  # fmt: skip
 
     def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
-        return {k: f"{v:.3g}" for k, v in {**losses, **self.val_scores}.items()}
+        return {k: f"{v:.3g}" for k, v in {**losses, **self.evaluator.val_scores}.items()}
 
     def _run_epoch(self) -> bool:
         """One epoch from where the data order stands; False when stopped early."""
@@ -445,7 +548,7 @@ class Trainer:
         cfg = self.config
         means: dict[str, float] = {}  # the last logged losses, shown on the bar
         for batch in self.loader:
-            batch = _to_device(batch, self.device, self.channels_last)
+            batch = _to_device(batch, self.device, self.runtime.channels_last)
             update_g = (self.step + 1) % cfg.optim.d_steps == 0
             losses = self.model.train_step(batch, self.stepper, update_g)
             if self.ema is not None:
@@ -485,12 +588,7 @@ class Trainer:
 
     def _stop_requested(self) -> bool:
         """A signal on any rank stops every rank after the same step."""
-        requested = self.stop.signal is not None
-        if self.ranks.world_size == 1:
-            return requested
-        flag = torch.tensor(float(requested), device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return any_rank(self.stop.signal is not None, self.device, self.ranks.world_size)
 
     def _log_losses(self) -> dict[str, float]:
         """Log the mean of each loss since the last log; returns the means."""
@@ -521,110 +619,34 @@ class Trainer:
     def _plateau_metric(self) -> float:
         """The trainer's plateau metric of the epoch's mean losses, the same on every rank."""
         total = self.model.plateau_metric(self.epoch_window.means())
-        value = torch.tensor(total, device=self.device)
-        if self.ranks.world_size > 1:
-            dist.all_reduce(value)
-            value /= self.ranks.world_size
-        return value.item()
+        return mean_over_ranks(total, self.device, self.ranks.world_size)
 
     # --- evaluation -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def evaluate(self) -> list[str]:
-        """Samples, paired metrics and monitoring on the fixed validation batches; saves
-        generator_latest (and generator_best when the trainer's ``best_metric`` improves).
-        Returns warnings.
+        """Evaluate (:class:`Evaluator`), log and sample it, and save generator_latest (and
+        generator_best when the trainer's ``best_metric`` improves). Returns warnings.
 
         With ``train.ema`` all of it uses the averaged generator weights."""
         if not self.ranks.main:
             return []
-        try:
-            with self._averaged():
-                return self._evaluate()
-        except EvaluationStopped:  # nothing logged or saved from a part of the images
-            self.model.train()
-            tqdm.write(f"step {self.step}: validation skipped: stopping", file=sys.stderr)
-            return []
-
-    def _evaluate(self) -> list[str]:
-        self.model.eval()
-        paired = self.model.validation_scores()
-        sums: dict[str, float] = {}  # the trainer's own validation values, times images
-        images = 0
-        for i, batch in enumerate(self._val_batches()):
-            with self.stepper.autocast():
-                result = self.model.validate(batch)
-            if i == 0:
-                self.report.samples(self.epoch_number, self.step, result.images)
-                monitor = monitor_batch(
-                    result.fake, result.real, result.d_real, result.d_fake,
-                    self.config.loss.gan_mode,
-                )  # fmt: skip
-            if paired is not None:
-                paired.add(result.fake, result.real)
-            n = result.fake.shape[0]
-            for key, value in result.losses.items():
-                sums[key] = sums.get(key, 0.0) + value * n
-            images += n
-        values = {f"val_{k.upper()}": v for k, v in paired.result().items()} if paired else {}
-        # scores or, without targets, the monitors: on the console after each evaluation, a
-        # record of how the run goes that the bar's postfix alone would overwrite
-        self.val_scores = dict(values) if paired is not None else dict(monitor)
-        self._write_values(self.val_scores)
-        values.update({f"val_{k}": total / images for k, total in sums.items()})
-        if paired is not None:
-            values.update(self._choose_test_mode(values["val_L1"]))
-        self.model.train()
-        warnings = monitor_warnings(monitor, self.diversity_history, step=self.step)
-        if "diversity_ratio" in monitor:
-            self.diversity_history.append(monitor["diversity_ratio"])
-        for message in warnings:
-            tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
-        self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
-        self.report.update_index()
-        improved = self._best_metric(values) < self.best.get(self.model.best_metric, math.inf)
-        if improved:
-            self.best = {**values, "step": self.step, "epoch": self.epoch_number}
-        self.save_generators("generator_latest.safetensors")
-        if improved:
-            self.save_generators("generator_best.safetensors")
-        return warnings
-
-    def _best_metric(self, values: dict[str, float]) -> float:
-        metric = self.model.best_metric
-        if metric not in values:
-            raise ValueError(
-                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
-                f"validation values ({', '.join(values) or 'none'})"
-            )
-        return values[metric]
-
-    def _choose_test_mode(self, running_l1: float) -> dict[str, float]:
-        """Score the validation set again as the reference tests (each image's batch norm
-        statistics, dropout on) and keep the better mode for the generator file."""
-        nets = [net for _, net in self.model.generators().values()]
-        if not any(has_batch_norm(net) for net in nets):
-            return {}
-        batch_mode = TestMode("batch", dropout=True)
-        undo = [set_test_mode(net, batch_mode) for net in nets]
-        paired = self.model.validation_scores()
-        assert paired is not None  # called for trainers that score validation only
-        cuda = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=cuda):  # dropout leaves training's RNG alone
-                for batch in self._val_batches():
-                    with self.stepper.autocast():
-                        result = self.model.validate(batch)
-                    paired.add(result.fake, result.real)
-        except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
-            self.test_mode = TestMode()
-            return {}
-        finally:
-            for restore in undo:
-                restore()
-        batch_l1 = paired.result()["l1"]
-        self.test_mode = batch_mode if batch_l1 < running_l1 else TestMode()
-        return {"val_L1_batch_stats": batch_l1}
+        with self._averaged():
+            try:
+                found = self.evaluator.run(self.step, self.epoch_number, self.stop)
+            except EvaluationStopped:  # nothing logged or saved from a part of the images
+                tqdm.write(f"step {self.step}: validation skipped: stopping", file=sys.stderr)
+                return []
+            self._write_values(self.evaluator.val_scores)
+            for message in found.warnings:
+                tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
+            self.report.samples(self.epoch_number, self.step, found.samples)
+            metrics = {**found.values, **found.monitor}
+            self.report.log(self.step, self.epoch_number, metrics, found.warnings)
+            self.report.update_index()
+            self.save_generators("generator_latest.safetensors")
+            if found.improved:
+                self.save_generators("generator_best.safetensors")
+        return found.warnings
 
     # --- files ----------------------------------------------------------------------------
 
@@ -634,9 +656,9 @@ class Trainer:
             "epochs": self.epoch_number,
             "steps": self.step,
             "dataset": self.config.data.source(),
-            "best_val": self.best,
+            "best_val": self.evaluator.best,
             "val_split": self.config.data.val_split,
-            "val_images": self.val_images,
+            "val_images": self.evaluator.val_images,
         }
 
     def preprocessing(self) -> Preprocessing:
@@ -649,7 +671,7 @@ class Trainer:
             self.model.generators(),
             self.preprocessing(),
             self.summary(),
-            test_mode=self.test_mode,
+            test_mode=self.evaluator.test_mode,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -663,8 +685,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "epoch_batches": self.epoch_batches,
-            "best": self.best,
-            "diversity_history": self.diversity_history,
+            **self.evaluator.state_dict(),  # best, diversity_history
             "loss_window": self.log_window.state_dict(),
             "epoch_window": self.epoch_window.state_dict(),
             "rng": rng_state(),
@@ -674,7 +695,7 @@ class Trainer:
                 self.model.generators(),
                 self.preprocessing(),
                 self.summary(),
-                self.test_mode,
+                self.evaluator.test_mode,
                 averaged=self.ema is not None,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
@@ -682,15 +703,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.ranks.main and self.step > 0:
-            save_state(self.run_dir, self.step, self.state_dict(), self.config.log.keep)
-
-    def _resume(self) -> None:
-        """Continue from the newest readable checkpoint, naming the ones skipped."""
-        path, state, skipped = load_newest_state(self.run_dir)
-        if self.ranks.main:
-            for reason in skipped:
-                tqdm.write(f"skipped {reason}; resuming from {path.name}", file=sys.stderr)
-        self.restore(state, path)
+            self.checkpoints.save(self.step, self.state_dict(), self.config.log.keep)
 
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""
@@ -705,8 +718,8 @@ class Trainer:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
-        self.epoch_batches, self.best = state["epoch_batches"], state["best"]
-        self.diversity_history = state["diversity_history"]
+        self.epoch_batches = state["epoch_batches"]
+        self.evaluator.load_state_dict(state)
         self.log_window.load_state_dict(state["loss_window"], self.device)
         # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
         self.epoch_window.load_state_dict(state.get("epoch_window", ({}, {})), self.device)
