@@ -3,22 +3,26 @@ and the engine trains a new one (three optimizers, a lazily built network) uncha
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
+import yaml
 from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
 
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.model_file import load_generators
-from translate.training.base import Stepper, parameters
+from translate.training.base import Prepared, Stepper, parameters
+from translate.training.config import Config
 from translate.training.configure import from_dict
 from translate.training.datasets import DATASETS
+from translate.training.engine import Trainer
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
 
@@ -221,3 +225,42 @@ def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
     assert built == [("train", True), ("val", False)]
     assert isinstance(t.train_set, PairedFolder) and "input" in t.evaluator.val_set[0]
     assert isinstance(trainer(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)
+
+
+class Staged(Pix2Pix):
+    """Pix2Pix with a stage: it fills in ``loss.lambda_l1`` where it was left at its
+    default, and hands over a network that the trainer uses but does not train."""
+
+    stages: ClassVar[list[tuple[float, Prepared]]] = []  # (the lambda_l1 given, result)
+
+    @classmethod
+    def prepare(cls, config: Config) -> Prepared:
+        resolved = copy.deepcopy(config)
+        if config.loss.lambda_l1 == Pix2PixLoss.lambda_l1:
+            resolved.loss.lambda_l1 = 7.0
+        prepared = Prepared(resolved, {"helper": nn.Conv2d(3, 3, 1)})
+        cls.stages.append((config.loss.lambda_l1, prepared))
+        return prepared
+
+    def __init__(self, config: Config, helper: nn.Module) -> None:
+        super().__init__(config)
+        self.helpers = [helper]  # a list, not a module: outside the module tree
+
+
+def test_a_trainers_stage_runs_once_and_the_trainer_is_built_from_it(
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+    registered: Any,
+) -> None:
+    """The engine calls a declared stage once and builds the trainer from its config and
+    inputs; config.yaml records the resolved values, which a later stage takes as given."""
+    name = registered("staged", Staged)
+    Staged.stages.clear()
+    t = trainer(tiny_pix2pix(name, data), tmp_path / "run")
+    ((given, prepared),) = Staged.stages
+    assert given == Pix2PixLoss.lambda_l1 and t.config.loss.lambda_l1 == 7.0
+    assert t.config is prepared.config and t.model.helpers == [prepared.inputs["helper"]]
+    assert not any(k.startswith("helper") for k in t.model.state_dict())
+    recorded = from_dict(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()))
+    again = Trainer(recorded, tmp_path / "again", progress=False)
+    assert Staged.stages[-1][0] == 7.0 and again.config.loss.lambda_l1 == 7.0
