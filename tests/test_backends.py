@@ -2,6 +2,8 @@
 forward call, so padding, tiles and batches work as on torch, within a grey level of fp32."""
 
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -165,3 +167,31 @@ def test_serve_translates_an_upload_on_onnxruntime(scaled_model, tmp_path):
     assert translator.backend == "onnxruntime"
     rgba = np.random.default_rng(4).integers(0, 256, (10, 14, 4), dtype=np.uint8)
     assert translator(rgba).shape == (20, 28, 3)
+
+
+@pytest.mark.slow
+def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, tmp_path):
+    """Two processes export at once: each writes its own temporary file and renames it."""
+    script = (
+        "import sys, numpy as np; from translate import Translator; "
+        "t = Translator.load(sys.argv[1], backend='onnxruntime'); "
+        "print(t(np.zeros((20, 20, 3), np.uint8)).shape)"
+    )
+    env = {**os.environ, "TRANSLATE_HOME": str(tmp_path / "home")}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tiny_generator_file)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert out.strip() == "(20, 20, 3)"
+    (cached,) = (tmp_path / "home" / "onnx").iterdir()
+    assert cached.suffix == ".onnx"
+    Translator.load(tiny_generator_file, backend="onnxruntime")  # the graph is whole
