@@ -3,8 +3,10 @@ import random
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from translate import runtime
+from translate.networks import GENERATORS, Generator
 from translate.runtime import CpuInfo
 
 # CI has 2 cores; more threads than that only add contention.
@@ -52,3 +54,37 @@ def tiny_generator_file(tmp_path_factory):
     spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
     save_generators(path, {"AtoB": (spec, spec.build())})
     return path
+
+
+class ToyUpscale2(Generator):
+    """A 2x generator: two convolutions, then a pixel shuffle. Its size multiple of 4 makes
+    exports and the onnxruntime backend pad inside."""
+
+    scale = 2
+    size_multiple = 4
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1, padding_mode="reflect"),
+            nn.Tanh(),
+            nn.Conv2d(8, out_channels * 4, 1),
+            nn.PixelShuffle(2),
+            nn.Tanh(),
+        )
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+GENERATORS.register("toy_upscale2_conftest")(ToyUpscale2)
+
+
+@pytest.fixture
+def scaled_model():
+    """A seeded in-memory 2x, 4 -> 3 channel generator file."""
+    from translate.model_file import GeneratorFile, GeneratorSpec
+
+    torch.manual_seed(0)
+    spec = GeneratorSpec.declared("toy_upscale2_conftest", 4, 3, {})
+    return GeneratorFile({"AtoB": spec.build().eval()}, {"AtoB": spec})

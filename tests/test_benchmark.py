@@ -50,3 +50,25 @@ def test_quick_realtime_and_video_sections(benchmark, monkeypatch, tmp_path):
 def test_unknown_section_is_refused(benchmark):
     with pytest.raises(SystemExit):
         benchmark.main(["--only", "realtime", "--only", "nonesuch"])
+
+
+@pytest.mark.slow
+def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(benchmark, "isolated", lambda fn, **kwargs: fn(**kwargs))
+    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path))  # the onnxruntime graph's cache
+    threads = benchmark.torch.get_num_threads()
+    results = benchmark.main(["--quick", "--device", "cpu", "--size", "32", "--only", "backends"])
+    assert benchmark.torch.get_num_threads() == threads  # one thread inside the case only
+    rows = {(r["backend"], r["precision"]): r for r in results["backends"]}
+    expected = {("torch", p) for p in benchmark.precisions("cpu")} | {("onnxruntime", "fp32")}
+    assert set(rows) == expected
+    for row in rows.values():
+        assert 0 < row["p50 ms"] <= row["p95 ms"] and row["convert img/s"] > 0
+        assert row["speed-up vs torch fp32"] == pytest.approx(
+            rows["torch", "fp32"]["p50 ms"] / row["p50 ms"]
+        )
+    flags = results["machine"]["cpu flags"]
+    out = capsys.readouterr().out
+    assert f"cpu flags: {flags}," in out and "1 thread" in out
+    cpu = benchmark.cpu_info()
+    assert ("avx512_bf16" in flags.split()) == ("avx512_bf16" in cpu.flags)

@@ -145,3 +145,29 @@ def test_describe_reference_checkpoint(tmp_path):
     assert info["generators"]["AtoB"]["parameters"] == count_parameters(net)
     assert info["training"]["source"] == "reference checkpoint"
     assert info["preprocess"]["native_size"] == "any size (padded to the size multiple)"
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_scaled_generator_exports_at_its_scale(tmp_path, scaled_model, fmt):
+    """A 2x, 4-channel generator: the output is exactly twice the input at any size, as in
+    PyTorch, and the ONNX graph declares its sides as 2x the input's, not equal to them."""
+    out = export_generator(scaled_model, tmp_path / f"g.{fmt}", fmt)
+    if fmt == "onnx":
+        onnx = pytest.importorskip("onnx")
+        onnxruntime = pytest.importorskip("onnxruntime")
+        (output,) = onnx.load(str(out)).graph.output
+        dims = [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim]
+        assert dims == ["batch", 3, "2*height", "2*width"]
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+        def run(x):
+            return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    else:
+        run = torch.jit.load(str(out))
+    converter = Translator(scaled_model, device="cpu", precision="fp32", value_range=(-1, 1))
+    for shape in ((1, 4, 12, 20), (2, 4, 17, 9)):
+        x = torch.rand(shape) * 2 - 1
+        with torch.no_grad():
+            got = run(x)
+        assert got.shape == (shape[0], 3, 2 * shape[2], 2 * shape[3])
+        assert (got - converter(x)).abs().max().item() <= 1e-4

@@ -18,7 +18,10 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   and the demo U-Net, in fp32, bf16 (where native) and through the ONNX export on
   onnxruntime (``REALTIME``);
 - video: ``convert_video`` frames/s end to end (decode, translate, encode an H.264 clip with
-  audio) against the bare forward pass of the same student, batch and precision.
+  audio) against the bare forward pass of the same student, batch and precision;
+- backends: the demo model through the Translator on one thread, per inference backend
+  (torch fp32, torch bf16 where native, onnxruntime): batch-1 latency and ``convert_folder``
+  images/s (``BACKENDS``). The machine line names the CPU's SIMD flags.
 """
 
 from __future__ import annotations
@@ -75,12 +78,18 @@ UNPAIRED = {
 # (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
 # bundled demo U-Net.
 STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
-SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video")
+SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends")
 REALTIME = {
     "student": STUDENT,
     "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
     "demo": "demo",
 }
+# The Translator's backends side by side: (backend, precision); bf16 only where native.
+BACKENDS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+# The CPU flags that decide these figures: vector width, fused multiply-add, int8/bf16 dots.
+SIMD_FLAGS = frozenset(
+    {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "bf16"}
+)
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -498,6 +507,37 @@ def video_case(precision: str, device: str, size: int, quick: bool, batch: int) 
     }
 
 
+def backend_case(backend: str, precision: str, size: int, quick: bool) -> dict[str, Any]:
+    """The demo model through the Translator with ``backend`` on one CPU thread: the batch-1
+    latency of one size x size image (``translate_tensor``: padding and the value range
+    included) and ``convert_folder`` images/s over PNGs with one decoding thread. The
+    onnxruntime graph comes from the cache (exported before timing on first use)."""
+    count = 8 if quick else 32
+    warmup, iters = (2, 8) if quick else (5, 30)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # onnxruntime's session takes torch's thread count
+    try:
+        translator = Translator.load(
+            "demo", device="cpu", precision=precision, backend=backend, batch_size=1
+        )
+        image = torch.from_numpy(smooth_image(rng, size, size)).permute(2, 0, 1)
+        timed = latencies(lambda: translator.translate_tensor(image), "cpu", warmup, iters)
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(count):
+                write_image(Path(tmp, "in", f"{i:04d}.png"), smooth_image(rng, size, size))
+            start = time.perf_counter()
+            summary = convert_folder(
+                Path(tmp, "in"), Path(tmp, "out"), translator, progress=False, workers=1
+            )
+            convert_s = count / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    if summary.converted != count:
+        raise RuntimeError(f"convert_folder converted {summary.converted} of {count}")
+    return {"p50 ms": timed["p50 ms"], "p95 ms": timed["p95 ms"], "convert img/s": convert_s}
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -505,6 +545,7 @@ def machine(device: str) -> dict[str, Any]:
     cpu = cpu_info()
     info = {
         "cpu": cpu.model, "cpu capability": cpu.capability, "native bf16": cpu.native_bf16,
+        "cpu flags": " ".join(sorted(cpu.flags & SIMD_FLAGS)) or "unknown",
         "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "device": device,
     }  # fmt: skip
@@ -531,8 +572,9 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
 
 def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     """Our steps against the reference step of the same model, the loader against our pix2pix
-    fp32 step (batch 1, so iterations/s = images/s), and CUT/FastCUT against CycleGAN at the
-    same precision, where both sides were measured."""
+    fp32 step (batch 1, so iterations/s = images/s), CUT/FastCUT against CycleGAN at the
+    same precision, and each backend's latency against torch fp32's, where both sides were
+    measured."""
     train = results.get("training", [])
     reference = {r["model"]: r["it/s"] for r in train if r["step"] == "reference"}
     for row in train:
@@ -541,6 +583,10 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     for row in results.get("loader", []) if ours else []:
         row["pix2pix train it/s"] = ours[0]
         row["loader/train"] = row["images/s"] / ours[0]
+    backends = results.get("backends", [])
+    base = [r for r in backends if (r["backend"], r["precision"]) == ("torch", "fp32")]
+    for row in backends if base else []:
+        row["speed-up vs torch fp32"] = base[0]["p50 ms"] / row["p50 ms"]
     unpaired = results.get("unpaired", [])
     cyclegan = {r["precision"]: r for r in unpaired if r["trainer"] == "CycleGAN"}
     for row in unpaired:
@@ -629,6 +675,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for precision in measured(precisions(device)):
         cases.append(("video", {"precision": precision, "batch": args.batch}, video_case,
                       {"precision": precision, "batch": args.batch, **common}))  # fmt: skip
+    for backend, precision in BACKENDS:
+        if precision in precisions("cpu"):  # one CPU thread, whatever --device says
+            label = {"backend": backend, "precision": precision}
+            kwargs = {"size": args.size, "quick": args.quick}
+            cases.append(("backends", label, backend_case, {**label, **kwargs}))
     cases = [case for case in cases if case[0] in only]
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
@@ -648,6 +699,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "unpaired": f"CUT and FastCUT against CycleGAN, {side}, batch 1",
         "realtime": f"real time, {side}, batch 1",
         "video": f"video, {side} H.264 with AAC audio, student",
+        "backends": f"backends, demo model through the Translator, {side}, 1 thread",
     }
     for name, rows in sections.items():
         if rows:

@@ -14,6 +14,7 @@ from translate.errors import user_errors
 from translate.runtime import PRECISIONS, Ranks
 
 from ..networks.test_mode import NORM_STATS
+from .backends import BACKEND_HELP, BACKENDS
 from .convert import (
     CODEC,
     FORMAT_ALIASES,
@@ -81,6 +82,13 @@ def _test_mode_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Autocast precision; auto is fp16 on CUDA, bf16 on a CPU with native bf16, "
     "else fp32 (fp16 needs CUDA).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="torch",
+    show_default=True,
+    help=BACKEND_HELP,
 )
 @click.option(
     "--format",
@@ -174,6 +182,7 @@ def convert(
     batch_size: int,
     device: str,
     precision: str,
+    backend: str,
     fmt: str,
     quality: int,
     size: int | None,
@@ -226,6 +235,7 @@ def convert(
             norm=norm,
             device=device,
             precision=precision,
+            backend=backend,
             direction=direction,
             size=size,
             tile=tile,

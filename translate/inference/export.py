@@ -2,6 +2,8 @@
 
 Exports take any batch size, height and width: the graph reflect-pads to the generator's
 ``size_multiple`` and crops back, with the converter's own module (:class:`PadToMultiple`).
+A generator that declares a ``scale`` outputs ``scale`` times its input's sides (the ONNX
+graph names them ``2*height`` and ``2*width`` for 2x), and any channel counts it declares.
 They are checked against PyTorch at sizes that need padding before they are written: an
 export that does not match is never left on disk.
 """
@@ -103,7 +105,11 @@ def _export_onnx(
     with needs_extra("onnx", "ONNX export"):
         import onnx
         import onnxruntime
+    # The output's sides are named for what they are, ``scale`` times the input's: a shared
+    # name would declare them equal, which a scaled generator's are not.
     axes = {0: "batch", 2: "height", 3: "width"}
+    scale = int(getattr(net, "scale", 1))
+    out_axes = axes if scale == 1 else {0: "batch", 2: f"{scale}*height", 3: f"{scale}*width"}
     # The TorchScript-based exporter takes dynamic_axes and works with every supported
     # torch; the dynamo exporter would also need onnxscript.
     legacy = (
@@ -121,7 +127,7 @@ def _export_onnx(
             str(path),
             input_names=["input"],
             output_names=["output"],
-            dynamic_axes={"input": axes, "output": axes},
+            dynamic_axes={"input": axes, "output": out_axes},
             opset_version=opset,
             **legacy,
         )

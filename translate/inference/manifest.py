@@ -7,30 +7,19 @@ mix. The manifest, written before the first output, lets such a run refuse inste
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from translate.atomic import atomic_write_text
 
+from .backends import weights_sha256
 from .translator import Translator
 
 MANIFEST_NAME = "translate-convert.json"
 # 2: each image in its own pass and dropout seeded per image (outputs of format 1 could
 # depend on batching, so a folder of them is not resumed).
 FORMAT = "translate.convert/2"
-
-
-def weights_sha256(translator: Translator) -> str:
-    """A hash of the generator's weights: the same for a model however it was loaded."""
-    digest = hashlib.sha256()
-    for key, value in sorted(translator.generator.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str, Any]:
@@ -40,13 +29,14 @@ def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str
         "model": {
             "architecture": translator.spec.name,
             "direction": translator.direction,
-            "weights_sha256": weights_sha256(translator),
+            "weights_sha256": weights_sha256(translator.generator),
         },
         "options": {
             "size": translator.size,
             "tile": translator.tile,
             "overlap": translator.overlap if translator.tile is not None else None,
             "precision": translator.precision.name,
+            "backend": translator.backend,
             "norm_stats": translator.test_mode.norm_stats,
             "dropout": translator.test_mode.dropout,
             "seed": translator.seed if translator.test_mode.dropout else None,
@@ -67,6 +57,9 @@ def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
         raise ValueError(
             f"{path}: unreadable manifest ({exc}); remove it or use --overwrite"
         ) from exc
+    options = found.get("options") if isinstance(found, dict) else None
+    if isinstance(options, dict):  # manifests from before backends: all ran on torch
+        options.setdefault("backend", "torch")
     if found == record:
         return
     if found is not None and not overwrite:

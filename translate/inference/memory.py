@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..runtime import free_memory
+from .padding import PadToMultiple
 from .translator import Translator
 
 # Share of the free memory one forward pass may take: decoding, encoding and the
@@ -57,9 +58,12 @@ def bytes_per_pixel(translator: Translator) -> float:
             weakref.finalize(tensor, release, key)
 
     hooks = [m.register_forward_hook(record) for m in generator.modules() if not list(m.children())]
-    probe = torch.zeros(1, translator.in_channels, side, side, dtype=torch.uint8)
+    # The torch module on a probe of the model's input, whatever the backend: the hooks
+    # only see its layers (onnxruntime's arena is sized by the same activations).
+    probe = torch.zeros(1, translator.in_channels, side, side, device=translator.device)
     try:
-        translator.translate_tensor(probe)
+        with torch.inference_mode(), translator.precision.autocast():
+            PadToMultiple(generator)(probe)
     finally:
         for hook in hooks:
             hook.remove()

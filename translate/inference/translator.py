@@ -26,7 +26,9 @@ from translate.data.images import image_to_array
 from translate.inference.padding import PadToMultiple
 from translate.model_file import GeneratorFile
 from translate.networks.test_mode import TestMode, set_test_mode
-from translate.runtime import PRECISIONS, resolve_device, resolve_precision
+from translate.runtime import PRECISIONS, resolve_device
+
+from .backends import OnnxRuntimeGenerator, resolve_backend
 
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
 # size works and small tiles do not mostly repeat each other.
@@ -90,6 +92,10 @@ class Translator:
     keeps dropout on. None takes what the model file records (validation's better mode).
     With dropout on, each image's masks are drawn from ``seed`` and the image's pixels, so
     the same input gives the same output however it is batched, resumed or rerun.
+
+    ``backend``: ``torch`` (eager) or ``onnxruntime`` (the generator's ONNX export, cached
+    under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout:
+    ``translate.inference.backends``). Padding, tiles and batches are the same on both.
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class Translator:
         norm_stats: str | None = None,
         dropout: bool | None = None,
         seed: int = 0,
+        backend: str = "torch",
     ) -> None:
         if direction not in model.generators:
             raise ValueError(
@@ -128,22 +135,26 @@ class Translator:
         if len(value_range) != 2 or not value_range[0] < value_range[1]:
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         self.value_range = (float(value_range[0]), float(value_range[1]))
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.test_mode = model.test_mode.override(norm_stats, dropout)
+        self.device, self.precision = resolve_backend(backend, device, precision, self.test_mode)
+        self.backend = backend
         self.direction = direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
         self.out_channels = self.spec.out_channels
         self.size, self.tile, self.overlap, self.batch_size = size, tile, overlap, batch_size
         self.seed = seed
-        self.test_mode = model.test_mode.override(norm_stats, dropout)
         generator = model.generators[direction].requires_grad_(False)
         if self.test_mode != TestMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
         set_test_mode(generator, self.test_mode)
         self.size_multiple = int(getattr(generator, "size_multiple", 1))
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
-        self.padded = PadToMultiple(self.generator)
+        # What runs the forward pass; the torch module stays for hashing and memory probes.
+        runner = self.generator
+        if backend == "onnxruntime":
+            runner = OnnxRuntimeGenerator(model, direction, self.test_mode)
+        self.padded = PadToMultiple(runner)
         self.model = model
 
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from translate.errors import user_errors
+from translate.inference.backends import BACKEND_HELP, BACKENDS
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -38,6 +39,10 @@ def is_loopback(host: str) -> bool:
     help="Required on every request. Default: none on loopback, a random one otherwise.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+    help=BACKEND_HELP,
+)  # fmt: skip
 @click.option(
     "--queue",
     type=click.IntRange(min=0),
@@ -72,6 +77,7 @@ def serve(
     port: int,
     token: str | None,
     device: str,
+    backend: str,
     queue: int,
     max_upload_mb: float,
     ssl_certfile: str | None,
@@ -99,7 +105,7 @@ def serve(
     if token is None and not loopback:
         token = secrets.token_urlsafe(16)
     with user_errors():
-        served = Models(models, device=device)
+        served = Models(models, device=device, backend=backend)
         watched = Runs(runs) if runs is not None else None
     app = create_app(
         served,

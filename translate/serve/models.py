@@ -106,10 +106,12 @@ def labels(sources: Sequence[str]) -> dict[str, str]:
 class Models:
     """The models named at start, by the name they were given (``demo``, a path, ...)."""
 
-    def __init__(self, sources: Sequence[str], device: str = "auto") -> None:
+    def __init__(
+        self, sources: Sequence[str], device: str = "auto", backend: str = "torch"
+    ) -> None:
         if not sources:
             raise ValueError("name at least one model to serve (e.g. demo)")
-        self.device = device
+        self.device, self.backend = device, backend
         # Loaded on the CPU, moved to the device once by the first translator.
         self.files: dict[str, GeneratorFile] = {src: load_model(src) for src in sources}
         self._translators: OrderedDict[tuple[str, str, int | None], Translator] = OrderedDict()
@@ -165,6 +167,7 @@ class Models:
             self._translators[key] = Translator(
                 self.files[name],
                 device=self.device,
+                backend=self.backend,
                 direction=direction,
                 tile=tile,
                 overlap=min(TILE_OVERLAP, tile // 4) if tile else TILE_OVERLAP,

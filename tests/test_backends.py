@@ -1,0 +1,197 @@
+"""Inference backends: onnxruntime runs the cached ONNX export behind the Translator's own
+forward call, so padding, tiles and batches work as on torch, within a grey level of fp32."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from translate.cli import main
+from translate.extras import MissingExtra
+from translate.inference import export
+from translate.inference.backends import onnx_cache_path, weights_sha256
+from translate.inference.convert import convert_folder
+from translate.inference.loading import load_model
+from translate.inference.manifest import MANIFEST_NAME
+from translate.inference.translator import Translator
+from translate.model_file import save_generators
+from translate.networks.test_mode import TestMode
+
+pytest.importorskip("onnxruntime")
+
+FP32 = {"device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    """Each test its own empty cache."""
+    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
+
+
+def _grey_levels(a, b):
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model("demo")
+
+
+@pytest.mark.slow
+def test_the_demo_on_onnxruntime_is_within_a_grey_level_of_torch_fp32(demo, tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    ort = Translator(demo, backend="onnxruntime", batch_size=2)
+    assert (ort.device.type, ort.precision.name) == ("cpu", "fp32")  # what auto means for it
+    reference = Translator(demo, **FP32)(image)
+    assert _grey_levels(ort(image), reference) <= 1
+    # The graph is cached by the weights' hash, complete, with no temporary file beside it.
+    cached = onnx_cache_path(demo, "AtoB", TestMode())
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]
+    assert cached.name.startswith(weights_sha256(ort.generator) + "-")
+
+
+def test_tiles_padding_and_batches_of_a_scaled_model(scaled_model):
+    """Sides that are no multiple of 4, smaller than it, tiled and batched: 2x, as on torch."""
+    options = {"value_range": (-1, 1), "tile": 12, "overlap": 4, "batch_size": 3}
+    ort = Translator(scaled_model, backend="onnxruntime", **options)
+    torch_ = Translator(scaled_model, **FP32, **options)
+    for shape in ((3, 4, 29, 18), (1, 4, 3, 2)):
+        x = torch.rand(shape) * 2 - 1
+        got = ort(x)
+        assert got.shape == (shape[0], 3, 2 * shape[2], 2 * shape[3])
+        assert (got - torch_(x)).abs().max().item() <= 1e-4
+
+
+def test_the_cache_is_reused_and_a_failed_export_leaves_nothing(scaled_model, monkeypatch):
+    real = export._verify
+
+    def mismatch(net, run, inputs, out, fmt):
+        raise ValueError(f"{out}: differs")
+
+    monkeypatch.setattr(export, "_verify", mismatch)
+    with pytest.raises(ValueError, match="differs"):
+        Translator(scaled_model, backend="onnxruntime")
+    cached = onnx_cache_path(scaled_model, "AtoB", TestMode())
+    assert not cached.parent.exists() or not list(cached.parent.iterdir())
+
+    monkeypatch.setattr(export, "_verify", real)
+    Translator(scaled_model, backend="onnxruntime")
+    assert cached.is_file()
+    monkeypatch.setattr(export, "export_generator", lambda *a, **k: pytest.fail("exported again"))
+    Translator(scaled_model, backend="onnxruntime")  # from the cache
+    # Another test mode is another graph (batch statistics), so another entry.
+    assert onnx_cache_path(scaled_model, "AtoB", TestMode("batch")) != cached
+
+
+def test_an_unreadable_cache_entry_names_the_file(scaled_model):
+    cached = onnx_cache_path(scaled_model, "AtoB", TestMode())
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a graph")
+    with pytest.raises(ValueError, match=f"{cached}: unreadable cached ONNX graph") as info:
+        Translator(scaled_model, backend="onnxruntime")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"precision": "bf16"}, "--precision bf16: --backend onnxruntime runs the fp32 graph"),
+        ({"dropout": True}, "--dropout: --backend onnxruntime cannot seed dropout"),
+        ({"device": "cuda"}, "--backend onnxruntime runs on the CPU; got --device cuda"),
+        ({"backend": "tensorrt"}, "backend must be one of torch, onnxruntime; got 'tensorrt'"),
+    ],
+)
+def test_options_the_backend_cannot_honour_are_refused(scaled_model, options, message):
+    with pytest.raises(ValueError, match=message):
+        Translator(scaled_model, **{"backend": "onnxruntime", **options})
+
+
+def test_onnxruntime_missing_names_the_extra(scaled_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingExtra, match=r'--backend onnxruntime needs the onnx extra .*"'):
+        Translator(scaled_model, backend="onnxruntime")
+
+
+def _folder(root, count=3):
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_convert_records_the_backend_and_a_rerun_on_another_refuses(tiny_generator_file, tmp_path):
+    src, out = _folder(tmp_path / "in"), tmp_path / "out"
+    runner = CliRunner()
+    args = ["convert", str(tiny_generator_file), str(src), str(out), "--no-progress"]
+    result = runner.invoke(main, [*args, "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / MANIFEST_NAME).read_text())["options"]["backend"] == "onnxruntime"
+    torch_out = tmp_path / "torch"
+    convert_folder(src, torch_out, Translator.load(tiny_generator_file, **FP32), progress=False)
+    for name in ("0.png", "1.png", "2.png"):
+        with Image.open(out / name) as a, Image.open(torch_out / name) as b:
+            assert _grey_levels(np.asarray(a), np.asarray(b)) <= 1
+    again = runner.invoke(main, [*args, "--backend", "torch", "--precision", "fp32"])
+    assert again.exit_code == 1
+    assert "backend 'torch' here, 'onnxruntime' there" in again.output
+
+
+def test_a_manifest_from_before_backends_is_a_torch_one(tiny_generator_file, tmp_path):
+    src, dst = _folder(tmp_path / "in"), tmp_path / "out"
+    translator = Translator.load(tiny_generator_file, **FP32)
+    convert_folder(src, dst, translator, progress=False)
+    record = json.loads((dst / MANIFEST_NAME).read_text())
+    del record["options"]["backend"]
+    (dst / MANIFEST_NAME).write_text(json.dumps(record))
+    summary = convert_folder(src, dst, translator, progress=False)  # resumes, no refusal
+    assert summary.skipped == 3
+
+
+def test_serve_translates_an_upload_on_onnxruntime(scaled_model, tmp_path):
+    pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+    from translate.serve.models import Models  # noqa: PLC0415  (the serve extra)
+
+    path = tmp_path / "toy.safetensors"
+    save_generators(path, {"AtoB": (scaled_model.specs["AtoB"], scaled_model.generators["AtoB"])})
+    translator = Models([str(path)], device="cpu", backend="onnxruntime").translator(
+        str(path), "AtoB", None
+    )
+    assert translator.backend == "onnxruntime"
+    rgba = np.random.default_rng(4).integers(0, 256, (10, 14, 4), dtype=np.uint8)
+    assert translator(rgba).shape == (20, 28, 3)
+
+
+@pytest.mark.slow
+def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, tmp_path):
+    """Two processes export at once: each writes its own temporary file and renames it."""
+    script = (
+        "import sys, numpy as np; from translate import Translator; "
+        "t = Translator.load(sys.argv[1], backend='onnxruntime'); "
+        "print(t(np.zeros((20, 20, 3), np.uint8)).shape)"
+    )
+    env = {**os.environ, "TRANSLATE_HOME": str(tmp_path / "home")}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tiny_generator_file)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert out.strip() == "(20, 20, 3)"
+    (cached,) = (tmp_path / "home" / "onnx").iterdir()
+    assert cached.suffix == ".onnx"
+    Translator.load(tiny_generator_file, backend="onnxruntime")  # the graph is whole

@@ -1,0 +1,135 @@
+"""Inference backends: what runs a generator's forward pass behind the Translator.
+
+``torch`` runs the module eagerly, under the precision's autocast. ``onnxruntime`` runs the
+generator's ONNX export (``translate export``'s graph, checked against PyTorch when it is
+written) on onnxruntime's CPU provider, in fp32. The graph is exported on first use and
+cached as ``TRANSLATE_HOME/onnx/<weights SHA-256>-<variant>.onnx``: the variant hashes what
+else shapes the graph (architecture, options, geometry, test mode). The export is written
+atomically, so processes that start at once each write their own temporary file and the
+cache only ever holds complete graphs.
+
+Either way the backend is an ``nn.Module`` the Translator wraps in :class:`PadToMultiple`,
+so padding, tiles, batches and the memory budget work the same on both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..download import translate_home
+from ..extras import needs_extra
+from ..model_file import GeneratorFile
+from ..networks.test_mode import TestMode
+from ..runtime import Precision, resolve_device, resolve_precision
+from .export import export_generator
+
+BACKENDS = ("torch", "onnxruntime")
+BACKEND_HELP = (
+    "What runs the model: torch, or onnxruntime (the ONNX export, made on first use and "
+    "cached; CPU, fp32; needs the onnx extra)."
+)
+# Bumped when the cached graphs change for the same weights (another export wrapper).
+_CACHE_FORMAT = 1
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """A hash of a module's weights: the same for a model however it was loaded."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def resolve_backend(
+    backend: str, device: str | torch.device, precision: str, test_mode: TestMode
+) -> tuple[torch.device, Precision]:
+    """The device and precision ``backend`` runs with; ``ValueError`` naming the option
+    that does not fit it.
+
+    onnxruntime runs the fp32 graph on the CPU: ``auto`` means ``cpu`` and ``fp32`` for it,
+    and another device or precision is refused rather than silently not used.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "torch":
+        resolved = resolve_device(device)
+        return resolved, resolve_precision(precision, resolved)
+    if str(device) not in ("auto", "cpu"):
+        raise ValueError(
+            f"--backend onnxruntime runs on the CPU; got --device {device} (use --device cpu "
+            "or --backend torch)"
+        )
+    if precision not in ("auto", "fp32"):
+        raise ValueError(
+            f"--precision {precision}: --backend onnxruntime runs the fp32 graph; use "
+            "--precision fp32 (or auto), or --backend torch for bf16/fp16"
+        )
+    if test_mode.dropout:
+        raise ValueError(
+            "--dropout: --backend onnxruntime cannot seed dropout as torch does; use "
+            "--no-dropout or --backend torch"
+        )
+    cpu = torch.device("cpu")
+    return cpu, resolve_precision("fp32", cpu)
+
+
+def onnx_cache_path(model: GeneratorFile, direction: str, test_mode: TestMode) -> Path:
+    """Where the ONNX graph of ``model``'s ``direction`` generator in ``test_mode`` is cached."""
+    variant = json.dumps(
+        [_CACHE_FORMAT, asdict(model.specs[direction]), asdict(test_mode)],
+        sort_keys=True,
+        default=str,
+    )
+    key = hashlib.sha256(variant.encode()).hexdigest()[:12]
+    sha = weights_sha256(model.generators[direction])
+    return translate_home() / "onnx" / f"{sha}-{key}.onnx"
+
+
+class OnnxRuntimeGenerator(nn.Module):
+    """A generator's cached ONNX graph on onnxruntime, called like the generator: NCHW
+    float in [-1, 1] to its output, on the input's device, with as many threads as torch.
+
+    It declares the generator's ``size_multiple`` and ``scale``, so the Translator pads
+    the input before it as for the torch module (the graph's own padding then has none to
+    add, and inputs smaller than the multiple are edge-padded as on torch).
+    """
+
+    def __init__(self, model: GeneratorFile, direction: str, test_mode: TestMode) -> None:
+        super().__init__()
+        with needs_extra("onnx", "--backend onnxruntime"):
+            import onnxruntime
+        generator = model.generators[direction]
+        self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        self.scale = model.specs[direction].scale
+        self.path = onnx_cache_path(model, direction, test_mode)
+        if not self.path.is_file():
+            # Seconds to a minute (the export is checked against torch at three sizes): say
+            # why the first use waits.
+            print(f"exporting the generator to ONNX, once: {self.path}", file=sys.stderr)
+            mode = {"norm_stats": test_mode.norm_stats, "dropout": test_mode.dropout}
+            export_generator(model, self.path, "onnx", direction, **mode)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own classes: InvalidProtobuf, Fail, ...
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"{self.path}: unreadable cached ONNX graph ({message}); remove it and it is "
+                "exported again on the next use"
+            ) from exc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feed = {"input": x.detach().float().cpu().contiguous().numpy()}
+        return torch.from_numpy(self.session.run(None, feed)[0]).to(x.device)
