@@ -186,6 +186,16 @@ def test_realesrgan_differs_from_bicubic() -> None:
     torch.testing.assert_close(real * 255, (real * 255).round())  # rounded to 8 bits
 
 
+def test_realesrgan_defaults_are_the_published_ones() -> None:
+    # train_realesrgan_x4plus.yml: the second order blurs and resizes less, and adds less noise.
+    d = DEGRADATIONS["realesrgan"].defaults
+    assert d["resize_prob"] == (0.2, 0.7, 0.1) and d["resize_prob2"] == (0.3, 0.4, 0.3)
+    assert d["blur_sigma"] == (0.2, 3.0) and d["blur_sigma2"] == (0.2, 1.5)
+    assert d["noise_range"] == (1.0, 30.0) and d["noise_range2"] == (1.0, 25.0)
+    assert d["second_blur_prob"] == 0.8 and d["final_sinc_prob"] == 0.8
+    assert len(d) == 2 * 13 + 3  # both orders' 13 options, the kernel size, 2 probabilities
+
+
 def test_realesrgan_options() -> None:
     # Everything off but the resize: the result is the plain area/bilinear/bicubic resize.
     quiet = dict(

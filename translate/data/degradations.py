@@ -12,11 +12,10 @@ RNG: a resumed run sees the same inputs as an uninterrupted one.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +26,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "DEGRADATIONS", "KERNELS", "Bicubic", "Degradation", "RealESRGAN", "add_gaussian_noise",
-    "add_poisson_noise", "blur_kernel", "build_degradation", "imresize_matrix", "jpeg",
-    "sinc_kernel",
+    "add_poisson_noise", "blur_kernel", "build_degradation", "degradation_class",
+    "imresize_matrix", "jpeg", "sinc_kernel",
 ]  # fmt: skip
 
 
@@ -36,12 +35,25 @@ class Degradation(nn.Module):
     """HR batch in [0, 1] and one int64 seed per item -> LR batch, ``scale`` times smaller."""
 
     scale: int
+    defaults: ClassVar[dict[str, Any]] = {}  # the options a subclass takes, with their defaults
 
-    def __init__(self, scale: int) -> None:
+    def __init__(self, scale: int, **options: Any) -> None:
         super().__init__()
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
             raise ValueError(f"scale: expected an integer >= 1, got {scale!r}")
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {', '.join(map(repr, unknown))} for degradation "
+                f"{self.name!r}; valid options: {', '.join(self.defaults) or 'none'}"
+            )
         self.scale = scale
+        self.options = {**self.defaults, **options}
+
+    @property
+    def name(self) -> str:
+        """The name this class is registered under in ``DEGRADATIONS``."""
+        return next(k for k, v in DEGRADATIONS.items() if v is type(self))
 
     def check_input(self, hr: Tensor, seeds: Tensor) -> None:
         """Refuse a batch this contract does not cover, naming what is wrong."""
@@ -344,6 +356,33 @@ def _stage(suffix: str, options: dict[str, Any]) -> Stage:
     )
 
 
+# Real-ESRGAN's published options (train_realesrgan_x4plus.yml) of the first order, and where
+# the second order differs (its options end in "2": blur_sigma2 ...).
+FIRST_ORDER: dict[str, Any] = {
+    "kernel_list": KERNELS,
+    "kernel_prob": (0.45, 0.25, 0.12, 0.03, 0.12, 0.03),
+    "sinc_prob": 0.1,
+    "blur_sigma": (0.2, 3.0),
+    "betag_range": (0.5, 4.0),
+    "betap_range": (1.0, 2.0),
+    "resize_prob": (0.2, 0.7, 0.1),  # up, down, keep
+    "resize_range": (0.15, 1.5),
+    "gaussian_noise_prob": 0.5,
+    "noise_range": (1.0, 30.0),
+    "poisson_scale_range": (0.05, 3.0),
+    "gray_noise_prob": 0.4,
+    "jpeg_range": (30.0, 95.0),
+}
+SECOND_ORDER: dict[str, Any] = {
+    **FIRST_ORDER,
+    "blur_sigma": (0.2, 1.5),
+    "resize_prob": (0.3, 0.4, 0.3),
+    "resize_range": (0.3, 1.2),
+    "noise_range": (1.0, 25.0),
+    "poisson_scale_range": (0.05, 2.5),
+}
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Every random choice for one item, drawn before any pixel is touched."""
@@ -378,52 +417,23 @@ class RealESRGAN(Degradation):
     the batch. The unsharp-masked target Real-ESRGAN trains against is the trainer's choice.
     """
 
-    def __init__(
-        self,
-        scale: int,
-        blur_kernel_size: int = 21,
-        kernel_list: Sequence[str] = KERNELS,
-        kernel_prob: Sequence[float] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03),
-        sinc_prob: float = 0.1,
-        blur_sigma: Sequence[float] = (0.2, 3.0),
-        betag_range: Sequence[float] = (0.5, 4.0),
-        betap_range: Sequence[float] = (1.0, 2.0),
-        resize_prob: Sequence[float] = (0.2, 0.7, 0.1),
-        resize_range: Sequence[float] = (0.15, 1.5),
-        gaussian_noise_prob: float = 0.5,
-        noise_range: Sequence[float] = (1.0, 30.0),
-        poisson_scale_range: Sequence[float] = (0.05, 3.0),
-        gray_noise_prob: float = 0.4,
-        jpeg_range: Sequence[float] = (30.0, 95.0),
-        second_blur_prob: float = 0.8,
-        kernel_list2: Sequence[str] = KERNELS,
-        kernel_prob2: Sequence[float] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03),
-        sinc_prob2: float = 0.1,
-        blur_sigma2: Sequence[float] = (0.2, 1.5),
-        betag_range2: Sequence[float] = (0.5, 4.0),
-        betap_range2: Sequence[float] = (1.0, 2.0),
-        resize_prob2: Sequence[float] = (0.3, 0.4, 0.3),
-        resize_range2: Sequence[float] = (0.3, 1.2),
-        gaussian_noise_prob2: float = 0.5,
-        noise_range2: Sequence[float] = (1.0, 25.0),
-        poisson_scale_range2: Sequence[float] = (0.05, 2.5),
-        gray_noise_prob2: float = 0.4,
-        jpeg_range2: Sequence[float] = (30.0, 95.0),
-        final_sinc_prob: float = 0.8,
-    ) -> None:
-        super().__init__(scale)
-        options = {k: v for k, v in locals().items() if k not in ("self", "scale", "__class__")}
-        if (
-            not isinstance(blur_kernel_size, int) or blur_kernel_size < MIN_KERNEL
-            or blur_kernel_size % 2 == 0
-        ):  # fmt: skip
-            raise ValueError(
-                f"blur_kernel_size: expected an odd integer >= 7, got {blur_kernel_size!r}"
-            )
-        self.kernel_size = blur_kernel_size
-        self.first, self.second = _stage("", options), _stage("2", options)
-        self.second_blur_prob = _prob("second_blur_prob", second_blur_prob)
-        self.final_sinc_prob = _prob("final_sinc_prob", final_sinc_prob)
+    defaults: ClassVar[dict[str, Any]] = {
+        "blur_kernel_size": 21,
+        **FIRST_ORDER,
+        "second_blur_prob": 0.8,
+        **{f"{k}2": v for k, v in SECOND_ORDER.items()},
+        "final_sinc_prob": 0.8,
+    }
+
+    def __init__(self, scale: int, **options: Any) -> None:
+        super().__init__(scale, **options)
+        size = self.options["blur_kernel_size"]
+        if not isinstance(size, int) or size < MIN_KERNEL or size % 2 == 0:
+            raise ValueError(f"blur_kernel_size: expected an odd integer >= 7, got {size!r}")
+        self.kernel_size = size
+        self.first, self.second = _stage("", self.options), _stage("2", self.options)
+        self.second_blur_prob = _prob("second_blur_prob", self.options["second_blur_prob"])
+        self.final_sinc_prob = _prob("final_sinc_prob", self.options["final_sinc_prob"])
 
     def plan(self, seed: int) -> _Plan:
         """Every random choice for the item seeded with ``seed``, in a fixed order."""
@@ -498,27 +508,17 @@ def _noise(x: Tensor, noise: tuple[str, float, bool], generator: torch.Generator
 DEGRADATIONS: dict[str, type[Degradation]] = {"bicubic": Bicubic, "realesrgan": RealESRGAN}
 
 
-def degradation_options(name: str) -> dict[str, Any]:
-    """The options the named degradation takes, with their defaults."""
+def degradation_class(name: str) -> type[Degradation]:
+    """The class registered as ``name``; an unknown name raises ``ValueError`` listing them."""
     if name not in DEGRADATIONS:
         raise ValueError(
             f"unknown degradation {name!r}; valid names: {', '.join(sorted(DEGRADATIONS))}"
         )
-    params = inspect.signature(DEGRADATIONS[name]).parameters
-    return {k: p.default for k, p in params.items() if k != "scale"}
+    return DEGRADATIONS[name]
 
 
 def build_degradation(name: str, scale: int, **options: Any) -> Degradation:
-    """The degradation ``name`` for an x``scale`` model; ``options`` override its defaults.
-
-    An unknown name or option raises ``ValueError`` naming it and the valid ones.
+    """The degradation ``name`` for an x``scale`` model; ``options`` override its
+    ``defaults``. An unknown name or option raises ``ValueError`` naming it and the valid ones.
     """
-    valid = degradation_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        listed = ", ".join(valid) if valid else "none"
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for degradation {name!r}; "
-            f"valid options: {listed}"
-        )
-    return DEGRADATIONS[name](scale, **options)
+    return degradation_class(name)(scale, **options)
