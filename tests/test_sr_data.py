@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_download import Server, _png, _zip, server  # noqa: F401 (a fixture, used by name)
 
 from translate.data.cli import data, prepare
 from translate.data.images import read_image, write_image
@@ -92,3 +93,94 @@ def test_data_check_keeps_flagging_mixed_aligned_folders(tmp_path: Path) -> None
     assert (
         "1 image(s) are not A|B pairs" in result.output and "high-resolution" not in result.output
     )
+
+
+@pytest.fixture
+def mirror(request: pytest.FixtureRequest) -> Server:
+    """test_download's local server, with TRANSLATE_MIRROR and TRANSLATE_HOME set to it."""
+    return request.getfixturevalue("server")
+
+
+DIV2K = "/cvl/DIV2K/DIV2K_{}_HR.zip"
+SET5 = "/shared/static/kfahv87nfe8ax910l85dksyl2q212voc.zip"
+
+
+def _div2k(mirror: Server) -> None:
+    for part, first in (("train", 1), ("valid", 801)):
+        mirror.files[DIV2K.format(part)] = _zip(
+            {f"DIV2K_{part}_HR/{i:04d}.png": _png(noise(24, 20, i)) for i in (first, first + 1)}
+        )
+
+
+def test_div2k_is_laid_out_as_hr_and_resumes(mirror: Server, tmp_path: Path) -> None:
+    _div2k(mirror)
+    valid = DIV2K.format("valid")
+    mirror.cut.add(valid)
+    args = ["download", "div2k", "--root", str(tmp_path / "d"), "--no-progress"]
+    first = CliRunner().invoke(prepare, args)
+    half = len(mirror.files[valid]) // 2
+    assert first.exit_code == 1 and f"broke off after {half} of" in first.output
+    out = tmp_path / "d" / "div2k"
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["0001.png", "0002.png"]
+    again = CliRunner().invoke(prepare, args)
+    assert again.exit_code == 0, again.output
+    # The train split was complete: only the valid archive's rest is asked for.
+    assert mirror.requests[-1] == (valid, f"bytes={half}-")
+    assert [r for r in mirror.requests if r[0] == DIV2K.format("train")] == [
+        (DIV2K.format("train"), None)
+    ]
+    layout = find_layout(out, "hr")
+    assert [p.name for p in layout.images("val")] == ["0801.png", "0802.png"]
+    assert read_image(out / "val" / "0802.png").shape == (24, 20, 3)
+    assert not list((tmp_path / "home" / "downloads").iterdir())  # archives cleaned up
+    assert not [p for p in (tmp_path / "d").iterdir() if p.name.startswith(".")]
+
+
+def test_set5_keeps_the_x4_hr_images(mirror: Server, tmp_path: Path) -> None:
+    members = {
+        f"Set5/image_SRF_{k}/img_00{i}_SRF_{k}_{kind}.png": _png(noise(8 * k, 8 * k, i))
+        for k in (2, 4) for i in (1, 2) for kind in ("HR", "LR", "bicubic")
+    }  # fmt: skip
+    mirror.files[SET5] = _zip({**members, "readme.txt": b"x"})
+    result = CliRunner().invoke(prepare, ["download", "set5", "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = find_layout(tmp_path / "set5", "hr").images("test")
+    assert [p.name for p in files] == ["img_001.png", "img_002.png"]
+    expected = noise(32, 32, 2)
+    np.testing.assert_array_equal(read_image(files[1]), expected)
+
+
+def test_sr_archive_checks(mirror: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A corrupt archive is deleted and named; one without the expected files says so;
+    # offline names the URL and where to put the file.
+    _div2k(mirror)
+    train = DIV2K.format("train")
+    mirror.files[train] = mirror.files[train][:-30] + bytes(30)
+    args = ["download", "div2k", "--root", str(tmp_path / "d")]
+    result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 1 and "corrupt archive" in result.output
+    assert not (tmp_path / "home" / "downloads" / "DIV2K_train_HR.zip").exists()
+    mirror.files[train] = _zip({"other/0001.png": _png(noise(8, 8))})
+    result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 1 and "no files matching DIV2K_train_HR/*.png" in result.output
+    assert not (tmp_path / "d" / "div2k" / "train").exists()
+    monkeypatch.setenv("TRANSLATE_MIRROR", "http://127.0.0.1:9")
+    result = CliRunner().invoke(prepare, ["download", "set14", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert (
+        "cannot reach http://127.0.0.1:9/shared/static/igsnfieh4lz68l926l8xbklwsnnk8we9.zip"
+        in result.output
+    )
+    unpaired = CliRunner().invoke(prepare, ["download", "set5", "--unpaired"])
+    assert unpaired.exit_code == 1 and "(HR images only); drop --unpaired" in unpaired.output
+
+
+def test_missing_hr_folder_names_the_download(tmp_path: Path) -> None:
+    from translate.data.public import missing_data_hint
+
+    assert (
+        missing_data_hint("datasets/div2k", "hr") == "get it with: translate prepare download div2k"
+    )
+    hint = missing_data_hint(tmp_path / "set14", "hr")
+    assert hint == f"get it with: translate prepare download set14 --root {tmp_path}"
+    assert "describes the layouts" in missing_data_hint(tmp_path / "photos", "hr")

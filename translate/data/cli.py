@@ -101,9 +101,11 @@ def sr_photos(
 )  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def download(name: str, root: str, unpaired: bool, no_progress: bool) -> None:
-    """Download a public pix2pix or CycleGAN dataset (the reference's archives) to ROOT/NAME.
+    """Download a public pix2pix or CycleGAN dataset (the reference's archives), or a
+    super-resolution set (div2k: train/ and val/ HR images; set5, set14: test/), to ROOT/NAME.
 
-    An interrupted download resumes; TRANSLATE_MIRROR replaces the reference server.
+    An interrupted download resumes; TRANSLATE_MIRROR replaces the servers (a mirror serves
+    each file at its path on its own server).
     """
     from translate.data.public import download_dataset
 
