@@ -186,6 +186,13 @@ def test_realesrgan_differs_from_bicubic() -> None:
     torch.testing.assert_close(real * 255, (real * 255).round())  # rounded to 8 bits
 
 
+def test_realesrgan_takes_grey_images() -> None:
+    hr = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    lr = build_degradation("realesrgan", 2)(hr, torch.tensor([0, 1]))
+    assert lr.shape == (2, 1, 16, 16) and lr.min() >= 0 and lr.max() <= 1
+    assert (lr - F.avg_pool2d(hr, 2)).abs().mean() > 0.01
+
+
 def test_realesrgan_defaults_are_the_published_ones() -> None:
     # train_realesrgan_x4plus.yml: the second order blurs and resizes less, and adds less noise.
     d = DEGRADATIONS["realesrgan"].defaults
@@ -216,3 +223,16 @@ def test_realesrgan_options() -> None:
         build_degradation("realesrgan", 4, blur_sigma3=[1, 2])
     with pytest.raises(ValueError, match=r"hr: the realesrgan degradation takes 1 or 3"):
         build_degradation("realesrgan", 4)(torch.rand(1, 4, 32, 32), torch.tensor([0]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_runs_on_the_batch_device(name: str) -> None:
+    hr = torch.rand(2, 3, 32, 32, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    d = build_degradation(name, 4)
+    a = d(hr, torch.tensor([3, 4]))
+    b = d(hr[1:], torch.tensor([4]))
+    assert a.device == hr.device and a.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(b[0], a[1], atol=0, rtol=0)
+    grey = d(hr[:, :1], torch.tensor([3, 4]))
+    assert grey.shape == (2, 1, 8, 8) and grey.device == hr.device

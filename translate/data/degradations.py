@@ -218,10 +218,10 @@ def jpeg(img: Tensor, quality: Tensor) -> Tensor:
     differentiable codec (4:2:0 chroma, standard tables; a soft rounding, so it stays within
     about 1.5 grey levels mean absolute difference of libjpeg's output). A one-channel image
     is coded as grey RGB."""
-    img = img.clamp(0, 1)
+    img, quality = img.clamp(0, 1), quality.to(img.device, img.dtype)
     if img.shape[1] == 1:
         return jpeg_codec_differentiable(img.expand(-1, 3, -1, -1), quality).mean(1, keepdim=True)
-    return jpeg_codec_differentiable(img, quality.to(img.device, img.dtype))
+    return jpeg_codec_differentiable(img, quality)
 
 
 class _Draws:
