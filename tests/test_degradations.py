@@ -225,6 +225,17 @@ def test_realesrgan_options() -> None:
         build_degradation("realesrgan", 4)(torch.rand(1, 4, 32, 32), torch.tensor([0]))
 
 
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_autocast_does_not_change_the_lr_images(name: str) -> None:
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    d = build_degradation(name, 4)
+    plain = d(hr, torch.tensor([1, 2]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = d(hr, torch.tensor([1, 2]))
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain, atol=0, rtol=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", sorted(DEGRADATIONS))
 def test_runs_on_the_batch_device(name: str) -> None:

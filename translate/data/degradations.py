@@ -68,6 +68,15 @@ class Degradation(nn.Module):
             )
 
     def forward(self, hr: Tensor, seeds: Tensor) -> Tensor:
+        """The LR batch of ``hr``, item ``i`` degraded as ``seeds[i]`` says."""
+        self.check_input(hr, seeds)
+        # Full precision even inside a trainer's autocast region: the LR inputs of a bf16
+        # run are the same as those of an fp32 one.
+        with torch.autocast(hr.device.type, enabled=False):
+            return self.degrade(hr, seeds)
+
+    def degrade(self, hr: Tensor, seeds: Tensor) -> Tensor:
+        """What a subclass does, on a batch :meth:`check_input` accepted."""
         raise NotImplementedError
 
 
@@ -111,12 +120,12 @@ class Bicubic(Degradation):
     float values clamped to [0, 1] instead of rounded to uint8. Takes no options; the seeds
     are unused."""
 
-    def forward(self, hr: Tensor, seeds: Tensor) -> Tensor:
-        self.check_input(hr, seeds)
+    def degrade(self, hr: Tensor, seeds: Tensor) -> Tensor:
         h, w = hr.shape[-2:]
         rows = imresize_matrix(h, h // self.scale, hr.device)
         cols = imresize_matrix(w, w // self.scale, hr.device)
-        # Separable: rows @ image @ cols^T, in float64 for weights, back in hr's dtype.
+        # Separable: rows @ image @ cols^T; weights built in float64, applied in float32 at
+        # least, so half-precision images lose nothing more than their own rounding.
         dtype = torch.float32 if hr.dtype in (torch.float16, torch.bfloat16) else hr.dtype
         lr = rows.to(dtype) @ hr.to(dtype) @ cols.to(dtype).T
         return lr.clamp(0, 1).to(hr.dtype)
@@ -458,8 +467,7 @@ class RealESRGAN(Degradation):
             jpeg_first, final_mode, sinc, d.uniform(*second.jpeg_range), d.seed(),
         )  # fmt: skip
 
-    def forward(self, hr: Tensor, seeds: Tensor) -> Tensor:
-        self.check_input(hr, seeds)
+    def degrade(self, hr: Tensor, seeds: Tensor) -> Tensor:
         if hr.shape[1] not in (1, 3):
             raise ValueError(
                 f"hr: the realesrgan degradation takes 1 or 3 channels, got {hr.shape[1]}"
