@@ -3,7 +3,10 @@
 One folder can serve several trainers (``datasets/worldmaps`` holds aligned pairs in
 ``train/``, ``val/`` and unpaired domains in ``trainA/`` ... ``testB/``), so
 :func:`detect_layouts` returns every layout found and :func:`find_layout` the one a trainer's
-data kind (``paired`` or ``unpaired``) reads. Nothing here decodes pixels.
+data kind (``paired``, ``unpaired`` or ``hr``) reads. The ``hr`` layout (high-resolution
+images of any shape, for super-resolution) reads the folders the aligned layout reads, as
+single images: :func:`detect_layouts` lists it only when asked, since telling the two apart
+takes each image's size. Nothing here decodes pixels.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from PIL import Image
 
 from translate.data.images import is_image_path, list_images
 
-PAIRED, UNPAIRED = "paired", "unpaired"
-DATA_KINDS = (PAIRED, UNPAIRED)
+PAIRED, UNPAIRED, HR = "paired", "unpaired", "hr"
+DATA_KINDS = (PAIRED, UNPAIRED, HR)
 ROOT_SPLIT = "."  # a dataset without split folders: the files of the root itself
 SPLIT_NAMES = ("train", "val", "test")  # reported (as empty) even when they hold no images
 MAX_NAMED = 30
@@ -94,8 +97,9 @@ class Layout:
     """One way of reading a dataset root.
 
     ``name`` is ``aligned`` (A|B side by side in one file), ``folders`` (matching files in
-    ``A/`` and ``B/``) or ``unpaired`` (``<split>A/`` and ``<split>B/``); ``splits`` maps each
-    split present to its A and B folders (the same folder twice for aligned images).
+    ``A/`` and ``B/``), ``unpaired`` (``<split>A/`` and ``<split>B/``) or ``hr`` (single
+    high-resolution images in ``train/``, ``val/``, ``test/`` or the root); ``splits`` maps
+    each split present to its A and B folders (the same folder twice for aligned and hr).
     """
 
     name: str
@@ -105,11 +109,13 @@ class Layout:
     @property
     def data(self) -> str:
         """The kind of data it holds: ``paired`` or ``unpaired``."""
-        return UNPAIRED if self.name == "unpaired" else PAIRED
+        return {"unpaired": UNPAIRED, "hr": HR}.get(self.name, PAIRED)
 
     @property
     def title(self) -> str:
-        titles = {"aligned": "paired aligned A|B", "folders": "paired A/ B/"}
+        titles = {
+            "aligned": "paired aligned A|B", "folders": "paired A/ B/", "hr": "high-resolution",
+        }  # fmt: skip
         return titles.get(self.name, self.name)
 
     def has(self, split: str) -> bool:
@@ -150,6 +156,8 @@ class Layout:
             return f"rename {first}A/ and {first}B/ to trainA/ and trainB/"
         if self.name == "folders":
             return "name the training folders A/train and B/train (or put the files in A/, B/)"
+        if self.name == HR:
+            return f"name the folder of training images train/ (or put them in {self.root})"
         sizes: dict[Path, tuple[int, int]] = {}
         for dir_a, _ in self.splits.values():
             for path in list_images(dir_a):
@@ -197,9 +205,16 @@ class Layout:
         if self.name == "folders":
             return pair_up(dir_a, dir_b)
         if self.name == "aligned":
-            files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
-            return [(f, f) for f in files], []
+            return [(f, f) for f in self.images(split)], []
         raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
+
+    def images(self, split: str) -> list[Path]:
+        """The image files of a split of an ``hr`` layout (or the A|B files of an aligned
+        one), sorted; the root split holds the root's own files, not its subfolders'."""
+        if self.name not in ("hr", "aligned"):
+            raise DatasetError(f"{self.root}: its {self.title} layout holds no single images")
+        folder = self.dirs(split)[0]
+        return _root_images(folder) if split == ROOT_SPLIT else list_images(folder)
 
     def domains(self, split: str) -> tuple[list[Path], list[Path]]:
         """The A files and the B files of a split, unmatched."""
@@ -227,8 +242,9 @@ def _holds_images(folder: Path) -> bool:
     return any(is_image_path(Path(f)) for _, _, files in os.walk(folder) for f in files)
 
 
-def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
-    """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files.
+def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layout]:
+    """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files and,
+    with ``hr``, the same folders read as high-resolution images.
 
     Folders one layout claims (``trainA``, ``A``, ``train/A`` ...) are no split of another.
     """
@@ -270,24 +286,26 @@ def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
         aligned[ROOT_SPLIT] = (root, root)
     if aligned:
         layouts.append(Layout("aligned", root, aligned))
+        if hr:
+            layouts.append(Layout("hr", root, aligned))
     return layouts
 
 
 def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
-    """The layout of ``root`` that holds ``data`` (``paired`` or ``unpaired``); A/ B/ folders
-    win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
+    """The layout of ``root`` that holds ``data`` (``paired``, ``unpaired`` or ``hr``); A/ B/
+    folders win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
     if data not in DATA_KINDS:
         raise ValueError(f"data kind must be one of {', '.join(DATA_KINDS)}, got {data!r}")
-    layouts = detect_layouts(root)
+    layouts = detect_layouts(root, hr=data == HR)
     for layout in layouts:
         if layout.data == data:
             return layout
     found = ", ".join(layout.title for layout in layouts) or "no images"
-    need = (
-        "trainA/ and trainB/ (optionally testA/, testB/)"
-        if data == UNPAIRED
-        else "aligned A|B images in train/, val/ or A/ and B/ folders"
-    )
+    need = {
+        UNPAIRED: "trainA/ and trainB/ (optionally testA/, testB/)",
+        PAIRED: "aligned A|B images in train/, val/ or A/ and B/ folders",
+        HR: "images in train/ (optionally val/, test/)",
+    }[data]
     raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
 
 
