@@ -129,7 +129,6 @@ class Translator:
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         self.direction = direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -142,6 +141,9 @@ class Translator:
             generator = copy.deepcopy(generator)
         set_test_mode(generator, self.test_mode)
         self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        # Models that declare the precisions they run in (spandrel's) keep auto off the others.
+        supported = getattr(generator, "precisions", None)
+        self.precision = resolve_precision(precision, self.device, supported=supported)
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         self.padded = PadToMultiple(self.generator)
         self.model = model
