@@ -235,3 +235,78 @@ def test_the_checkpoint_is_read_by_the_safe_loader_only(esrgan, monkeypatch):
     monkeypatch.setattr(spandrel.ModelLoader, "load_from_file", None)
     monkeypatch.setattr(spandrel.ModelLoader, "load_state_dict_from_file", None)
     assert load_model(esrgan).specs["AtoB"].scale == 4
+
+
+def test_a_video_comes_out_at_4x_with_its_audio(esrgan, tmp_path):
+    pytest.importorskip("av")
+    from test_video import SIDE, _probe, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    out = tmp_path / "clip_4x.mp4"
+    result = CliRunner().invoke(
+        main, ["convert", str(esrgan), str(clip), str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    probe = _probe(out)
+    assert [f.shape for f in probe["frames"]] == [(4 * SIDE, 4 * SIDE, 3)] * 2
+    assert probe["audio"] == _probe(clip)["audio"]
+
+
+def test_an_upload_to_serve_comes_back_at_4x(esrgan):
+    pytest.importorskip("fastapi")
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from translate.serve.app import create_app
+    from translate.serve.models import Models
+
+    client = TestClient(create_app(Models([str(esrgan)], device="cpu")))
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((34, 40, 3), np.uint8)).save(buffer, "PNG")
+    for query in ("", "&tile=32"):
+        response = client.post(
+            f"/api/translate?model={esrgan}&name=a.png{query}",
+            content=buffer.getvalue(),
+            headers={"content-type": "application/octet-stream"},
+        )
+        assert response.status_code == 200, response.text
+        assert Image.open(io.BytesIO(response.content)).size == (160, 136)
+
+
+@pytest.mark.slow
+def test_onnx_export_runs_like_spandrel_and_torchscript_says_to_use_onnx(esrgan, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    result = CliRunner().invoke(main, ["export", str(esrgan), str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    x = torch.rand(1, 3, 20, 30)
+    [got] = session.run(None, {session.get_inputs()[0].name: (x * 2 - 1).numpy()})
+    expected = spandrel.ModelLoader().load_from_state_dict(torch.load(esrgan)).eval()
+    np.testing.assert_allclose((got + 1) / 2, expected(x).numpy(), atol=1e-4)
+    result = CliRunner().invoke(main, ["export", str(esrgan), str(tmp_path / "m.pt")])
+    assert result.exit_code == 1
+    assert "spandrel:ESRGAN cannot be compiled to TorchScript" in result.output
+    assert "--format onnx" in result.output and not (tmp_path / "m.pt").exists()
+
+
+def test_evaluate_scores_a_4x_model_against_4x_targets(esrgan, tmp_path):
+    rng = np.random.default_rng(0)
+    for side in ("A", "B"):
+        (tmp_path / "data" / "val" / side).mkdir(parents=True)
+    inputs = [rng.integers(0, 256, (20, 32, 3), dtype=np.uint8) for _ in range(2)]
+    targets = [rng.integers(0, 256, (80, 128, 3), dtype=np.uint8) for _ in range(2)]
+    for i, (a, b) in enumerate(zip(inputs, targets, strict=True)):
+        Image.fromarray(a).save(tmp_path / "data" / "val" / "A" / f"{i}.png")
+        Image.fromarray(b).save(tmp_path / "data" / "val" / "B" / f"{i}.png")
+    args = ["evaluate", "--model", str(esrgan), "--data", str(tmp_path / "data")]
+    result = CliRunner().invoke(main, [*args, "--precision", "fp32", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    translator = Translator.load(esrgan, precision="fp32", value_range=(-1.0, 1.0))
+    outputs = [translator(a.astype(np.float32) / 127.5 - 1) for a in inputs]
+    l1 = np.mean(
+        [np.abs(o - (b / 127.5 - 1)).mean() for o, b in zip(outputs, targets, strict=True)]
+    )
+    assert scores["images"] == 2
+    assert scores["l1"] == pytest.approx(l1, abs=1e-4)
