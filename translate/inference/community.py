@@ -73,11 +73,9 @@ def precisions(descriptor: Any) -> tuple[str, ...]:
     )
 
 
-def read_weights(path: Path) -> Any:
-    """The content of a checkpoint, read safely: safetensors after checking the file fits in
-    free memory, anything else by :func:`translate.torch_file.load`."""
-    if path.suffix != ".safetensors":
-        return torch_file.load(path)
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, after checking they fit in free memory (``torch.save``
+    files are read by :func:`translate.torch_file.load`, via the reference importer)."""
     torch_file.check_free(path, path.stat().st_size)
     try:
         return load_file(str(path))
@@ -91,7 +89,7 @@ def load_community(
     device: str | torch.device = "cpu",
     tried: str = "",
 ) -> GeneratorFile:
-    """``checkpoint`` (``path``'s content, from :func:`read_weights`) as a one-direction
+    """``checkpoint`` (``path``'s content, read safely) as a one-direction
     (``AtoB``) model, if spandrel recognises its architecture.
 
     ``tried`` names what was tried before spandrel, for the error when it fails too.

@@ -65,10 +65,10 @@ def load_model(
     if checkpoint is not None:
         return generators_from_checkpoint(path, checkpoint, device)
     if not is_generator_file(path):
-        from .community import load_community, read_weights
+        from .community import load_community, read_safetensors
 
         tried = f"not a translate generator file (no {FORMAT!r} metadata)"
-        return load_community(path, read_weights(path), device, tried)
+        return load_community(path, read_safetensors(path), device, tried)
     return load_generators(path, device)
 
 

@@ -157,7 +157,8 @@ class Translator:
         norm: str | None = None,
         **options: Any,
     ) -> Translator:
-        """A translator for a generator file, run directory, bundled name or reference .pth.
+        """A translator for a generator file, run directory, bundled name, reference .pth or
+        community checkpoint (spandrel's architectures: ESRGAN, SwinIR, ...).
 
         ``arch``/``norm`` override what is inferred from a reference checkpoint; ``options``
         (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...) are the
