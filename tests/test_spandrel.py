@@ -113,12 +113,13 @@ def _image(folder: Path, size=(30, 20)) -> Path:
 @pytest.mark.parametrize("tile", [None, 16])
 def test_convert_esrgan_pth_gives_4x_images_whole_and_in_tiles(esrgan, tmp_path, tile):
     src = _image(tmp_path / "in")
-    args = ["convert", str(esrgan), str(src), str(tmp_path / "out"), "--precision", "fp32"]
+    # As a user types it: `translate convert ESRGAN.pth IN OUT`, precision auto.
+    args = ["convert", str(esrgan), str(src), str(tmp_path / "out")]
     result = CliRunner().invoke(main, args + (["--tile", str(tile)] if tile else []))
     assert result.exit_code == 0, result.output
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert out.shape == (80, 120, 3)
-    whole = Translator.load(esrgan, precision="fp32")(np.asarray(Image.open(src / "a.png")))
+    whole = Translator.load(esrgan)(np.asarray(Image.open(src / "a.png")))
     if tile is None:
         np.testing.assert_array_equal(out, whole)
     else:  # tiles of 16 input pixels, blended: close to the whole image, not equal to it
