@@ -275,6 +275,17 @@ def read_metadata(path: str | os.PathLike[str]) -> Metadata:
         raise ValueError(f"{path}: {exc}") from exc
 
 
+def is_generator_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a safetensors file carrying translate's metadata; a readable
+    safetensors file without it holds someone else's weights (a community checkpoint)."""
+    try:
+        raw, _ = _read_header(path)
+    except ValueError:
+        return True  # unreadable: load_generators names the fault
+    fmt = raw.get("format")
+    return isinstance(fmt, str) and fmt.startswith(FORMAT_PREFIX)
+
+
 def _read_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, list[int]]]:
     """The raw metadata and each tensor's shape: the file's header, no weights read."""
     try:

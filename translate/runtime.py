@@ -12,7 +12,7 @@ import functools
 import os
 import platform
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -187,16 +187,30 @@ def auto_precision(device: torch.device, use: Use) -> str:
 
 
 def resolve_precision(
-    precision: str, device: torch.device, use: Use = "inference", key: str = "--precision"
+    precision: str,
+    device: torch.device,
+    use: Use = "inference",
+    key: str = "--precision",
+    supported: Sequence[str] | None = None,
 ) -> Precision:
     """``precision`` (one of ``PRECISIONS``) checked against ``device``; errors name ``key``.
 
-    bf16 on a CPU without native bf16 runs, after a :class:`SlowPrecisionWarning`.
+    ``supported``: the precisions a model declares it runs in (a generator's ``precisions``;
+    None: all); ``auto`` falls back to fp32 where its choice is not among them, and asking
+    for one that is not raises. bf16 on a CPU without native bf16 runs, after a
+    :class:`SlowPrecisionWarning`.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"{key}: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         precision = auto_precision(device, use)
+        if supported is not None and precision not in supported:
+            precision = "fp32"
+    elif supported is not None and precision not in supported:
+        raise ValueError(
+            f"{key}: {precision} is not supported by this model (it runs in "
+            f"{', '.join(supported)}); use one of those or auto"
+        )
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"{key}: fp16 needs a CUDA device (got {device}); use bf16 or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -89,11 +89,11 @@ def check_sizes(path: Path) -> None:
                 f"{_size(declared)} but the file holds {_size(path.stat().st_size)}; "
                 "download or save it again"
             )
-        _check_free(path, declared)
+        check_free(path, declared)
         return
     with zipfile.ZipFile(path) as archive:
         records = archive.infolist()
-        _check_free(path, sum(r.file_size for r in records))
+        check_free(path, sum(r.file_size for r in records))
         for record in records:
             if record.filename.endswith("data.pkl") and record.file_size > MAX_PICKLE_BYTES:
                 raise ValueError(
@@ -115,7 +115,8 @@ def check_sizes(path: Path) -> None:
             )
 
 
-def _check_free(path: Path, nbytes: int) -> None:
+def check_free(path: Path, nbytes: int) -> None:
+    """Refuse to load ``nbytes`` from ``path`` when the CPU has less memory free."""
     free = free_memory(torch.device("cpu"))
     if nbytes > free:
         raise ValueError(

@@ -140,7 +140,7 @@ def evaluate(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
     with user_errors():
-        autocast = resolve_precision(precision, device)
+        resolve_precision(precision, device)  # a bad --precision fails before any loading
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
     with user_errors():
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
@@ -149,6 +149,8 @@ def evaluate(
 
             model = load_model(model_source, device)
             generator = _choose_generator(model.generators, direction)
+            supported = getattr(generator, "precisions", None)
+            autocast = resolve_precision(precision, device, supported=supported)
             source = scores.model_images(
                 generator, data, model.preprocess, split, direction, batch_size, device,
                 autocast,

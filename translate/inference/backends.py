@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,10 +50,15 @@ def weights_sha256(module: nn.Module) -> str:
 
 
 def resolve_backend(
-    backend: str, device: str | torch.device, precision: str, test_mode: TestMode
+    backend: str,
+    device: str | torch.device,
+    precision: str,
+    test_mode: TestMode,
+    supported: Sequence[str] | None = None,
 ) -> tuple[torch.device, Precision]:
     """The device and precision ``backend`` runs with; ``ValueError`` naming the option
-    that does not fit it.
+    that does not fit it. ``supported``: the precisions the model declares it runs in
+    (see :func:`translate.runtime.resolve_precision`).
 
     onnxruntime runs the fp32 graph on the CPU: ``auto`` means ``cpu`` and ``fp32`` for it,
     and another device or precision is refused rather than silently not used.
@@ -61,7 +67,7 @@ def resolve_backend(
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend == "torch":
         resolved = resolve_device(device)
-        return resolved, resolve_precision(precision, resolved)
+        return resolved, resolve_precision(precision, resolved, supported=supported)
     if str(device) not in ("auto", "cpu"):
         raise ValueError(
             f"--backend onnxruntime runs on the CPU; got --device {device} (use --device cpu "

@@ -209,11 +209,12 @@ def convert(
     written in that file's format; it gets no manifest and is skipped if it exists, unless
     --overwrite).
 
-    MODEL is a .safetensors generator file, a run directory, a bundled model name (demo)
-    or a reference pytorch-CycleGAN-and-pix2pix .pth. OUTPUT mirrors INPUT's relative
-    paths; existing outputs are skipped (so a rerun resumes) unless --overwrite. Videos keep
-    their frame rate, duration and audio. Under torchrun each rank converts its share.
-    Exit code 1 when any image or video failed.
+    MODEL is a .safetensors generator file, a run directory, a bundled model name (demo),
+    a reference pytorch-CycleGAN-and-pix2pix .pth, or a community upscaler/restorer
+    checkpoint (ESRGAN, Real-ESRGAN, SwinIR, ...; the spandrel extra). OUTPUT mirrors
+    INPUT's relative paths; existing outputs are skipped (so a rerun resumes) unless
+    --overwrite. Videos keep their frame rate, duration and audio. Under torchrun each rank
+    converts its share. Exit code 1 when any image or video failed.
     """
     if targets is not None and not report:
         raise click.UsageError("--targets is for --report")

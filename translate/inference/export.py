@@ -72,7 +72,15 @@ def export_generator(
     out = Path(out)
     with atomic_path(out) as tmp:
         if fmt == "torchscript":
-            run = _export_torchscript(net, tmp)
+            try:
+                run = _export_torchscript(net, tmp)
+            except (RuntimeError, torch.jit.frontend.FrontendError) as exc:
+                # Community architectures (spandrel's) are written for eager PyTorch.
+                reason = str(exc).strip().splitlines()[0]
+                raise ValueError(
+                    f"{out}: {model.specs[direction].name} cannot be compiled to TorchScript "
+                    f"({reason}); export it with --format onnx"
+                ) from exc
         else:
             run = _export_onnx(net, inputs[0], tmp, opset)
         _verify(net, run, inputs, out, fmt)

@@ -2,8 +2,10 @@
 checkpoint (``checkpoints/state_<step>.pt``), a bundled name or a pretrained reference
 model's name (:mod:`translate.inference.pretrained`).
 
-Reference checkpoints (``.pth``/``.pt``) go to :mod:`translate.inference.reference`, which
-infers their architecture from the weights.
+A state dict (``.pth``/``.pt``/``.ckpt``) goes to :mod:`translate.inference.reference`, which
+infers a pix2pix/CycleGAN generator from the weights, then, if it is none, to
+:mod:`translate.inference.community` (spandrel's architectures: ESRGAN, SwinIR, ...), as
+does a ``.safetensors`` file without translate's metadata.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 import torch
 
 from ..model_file import (
+    FORMAT,
     GeneratorFile,
     generators_from_checkpoint,
+    is_generator_file,
     is_training_checkpoint,
     load_generators,
 )
@@ -27,7 +31,7 @@ from .pretrained import PRETRAINED, pretrained_path
 BUNDLED = {"demo": "demo.safetensors"}
 # What a run directory is searched for, in order of preference.
 RUN_GENERATORS = ("generator_best.safetensors", "generator_latest.safetensors")
-REFERENCE_SUFFIXES = (".pth", ".pt")
+REFERENCE_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 def load_model(
@@ -38,18 +42,21 @@ def load_model(
 ) -> GeneratorFile:
     """Load generators from a file, a run directory or a bundled model name, in eval mode.
 
-    ``arch`` (a zoo name such as ``resnet_9blocks``) and ``norm`` override what is inferred
-    from a reference checkpoint; a generator file records its architecture, so they are
-    refused there rather than silently ignored.
+    A state dict is tried as a reference pix2pix/CycleGAN generator first, then as a
+    community checkpoint through spandrel (the ``spandrel`` extra); so is a safetensors
+    file that is not a translate generator file. ``arch`` (a zoo name such as
+    ``resnet_9blocks``) and ``norm`` override what is inferred from a reference checkpoint
+    (and so skip spandrel); a generator file records its architecture, so they are refused
+    there rather than silently ignored.
     """
     path = resolve_model_path(source)
     checkpoint = None
     if is_reference_checkpoint(path):
-        from .reference import load_reference, read_checkpoint
+        from .reference import read_checkpoint
 
         checkpoint = read_checkpoint(path)
         if not is_training_checkpoint(checkpoint):
-            return load_reference(path, device, arch, norm, checkpoint)
+            return _load_state_dict(path, checkpoint, device, arch, norm)
     if arch is not None or norm is not None:
         raise ValueError(
             f"{path}: --arch/--norm only apply to reference checkpoints "
@@ -57,7 +64,29 @@ def load_model(
         )
     if checkpoint is not None:
         return generators_from_checkpoint(path, checkpoint, device)
+    if not is_generator_file(path):
+        from .community import load_community, read_safetensors
+
+        tried = f"not a translate generator file (no {FORMAT!r} metadata)"
+        return load_community(path, read_safetensors(path), device, tried)
     return load_generators(path, device)
+
+
+def _load_state_dict(
+    path: Path, checkpoint: object, device: str | torch.device, arch: str | None, norm: str | None
+) -> GeneratorFile:
+    """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
+    from .community import load_community
+    from .reference import load_reference
+
+    try:
+        return load_reference(path, device, arch, norm, checkpoint)
+    except ValueError as exc:
+        if arch is not None or norm is not None:
+            raise
+        reason = str(exc).removeprefix(f"{path}: ")
+        tried = f"not a pix2pix/CycleGAN reference generator ({reason})"
+        return load_community(path, checkpoint, device, tried)
 
 
 def resolve_model_path(source: str | os.PathLike[str]) -> Path:
@@ -82,8 +111,8 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
     if path.suffix != ".safetensors" and not is_reference_checkpoint(path):
         raise ValueError(
             f"{path}: unknown model kind {path.suffix or '(no suffix)'!r}; expected a "
-            f".safetensors generator file, a reference checkpoint "
-            f"({', '.join(REFERENCE_SUFFIXES)}), a run directory or a bundled model name"
+            f".safetensors file, a state dict ({', '.join(REFERENCE_SUFFIXES)}: a reference "
+            "or community checkpoint), a run directory or a bundled model name"
         )
     return path
 

@@ -136,7 +136,11 @@ class Translator:
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.test_mode = model.test_mode.override(norm_stats, dropout)
-        self.device, self.precision = resolve_backend(backend, device, precision, self.test_mode)
+        # Models that declare the precisions they run in (spandrel's) keep auto off the others.
+        supported = getattr(model.generators[direction], "precisions", None)
+        self.device, self.precision = resolve_backend(
+            backend, device, precision, self.test_mode, supported
+        )
         self.backend = backend
         self.direction = direction
         self.spec = model.specs[direction]
@@ -166,7 +170,8 @@ class Translator:
         norm: str | None = None,
         **options: Any,
     ) -> Translator:
-        """A translator for a generator file, run directory, bundled name or reference .pth.
+        """A translator for a generator file, run directory, bundled name, reference .pth or
+        community checkpoint (spandrel's architectures: ESRGAN, SwinIR, ...).
 
         ``arch``/``norm`` override what is inferred from a reference checkpoint; ``options``
         (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...) are the
