@@ -71,6 +71,8 @@ def test_the_driver_plans_claims_skips_and_sums_up_for_any_source(src, tmp_path,
         run_conversion(src, dst, translator, ConvertOptions(crf=20), (text,))
     with pytest.raises(ValueError, match="inside the input folder"):
         run_conversion(src, src / "out", translator, options, (text,))
+    with pytest.raises(ValueError, match=r"c.png: not a text file \(expected one of their"):
+        run_conversion(src / "c.png", dst, translator, options, (text,))
 
 
 def test_each_rank_gets_its_share_of_all_sources_together(src, tmp_path, translator, monkeypatch):

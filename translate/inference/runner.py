@@ -139,8 +139,9 @@ def plan(src: Path, dst: Path, options: ConvertOptions, sources: Sequence[Source
         root = src
     elif src.is_file():
         if not any(s.accepts(src) for s in sources):
-            nouns = " or ".join(f"{s.noun}" for s in sources)
-            raise ValueError(f"{src}: not an {nouns} file (expected one of their suffixes)")
+            nouns = " or ".join(s.noun for s in sources)
+            article = "an" if nouns[0] in "aeiou" else "a"
+            raise ValueError(f"{src}: not {article} {nouns} file (expected one of their suffixes)")
         scan, root = FileScan(files=[src]), src.parent
     elif src.exists():
         raise ValueError(f"{src}: not a regular file or folder")
