@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.inference.manifest import MANIFEST_NAME
+from translate.inference.manifest import MANIFEST_NAME, describe
+from translate.inference.options import ConvertOptions
 from translate.inference.translator import Translator
-from translate.inference.video import convert_video, convert_videos
+from translate.inference.video import convert_video, convert_videos, read_record
 from translate.model_file import GeneratorSpec, save_generators
 
 av = pytest.importorskip("av")
@@ -276,3 +277,18 @@ def test_video_folders_get_the_manifest_the_memory_check_and_leave_named_pipes_a
     # A video written to a video file is no folder's output: no manifest.
     convert_videos(src / "clip.mp4", tmp_path / "one.mp4", translator, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "one.mp4", "out"]
+
+
+def test_a_video_written_to_a_file_of_its_own_holds_its_manifest(model, tmp_path):
+    """No folder is the conversion's, so the manifest travels in the container's comment,
+    and nothing else is written beside the video."""
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, audio=None)
+    translator = Translator.load(model, device="cpu", tile=16)
+    summary = convert_videos(clip, tmp_path / "one.mkv", translator, progress=False, crf=30)
+    assert summary.converted == 1
+    record = read_record(tmp_path / "one.mkv")
+    assert record == describe(translator, ConvertOptions(crf=30))
+    assert (record["options"]["crf"], record["options"]["tile"]) == (30, 16)
+    assert read_record(clip) is None  # a video of another making holds none
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "one.mkv"]

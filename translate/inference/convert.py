@@ -13,7 +13,7 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,187 +22,102 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from translate.data.images import (
-    FileScan,
-    ImageInfo,
-    is_image_path,
-    read_image_with_info,
-    scan_files,
-    write_image,
-)
+from translate.data.images import ImageInfo, is_image_path, read_image_with_info, write_image
 from translate.model_file import GeneratorFile
-from translate.runtime import Ranks
 
-from . import manifest
-from .memory import MemoryBudget
+from .formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
+from .options import ConvertOptions, ImageOptions
+from .runner import ConvertSummary, Job, Run, run_conversion, shard
+from .runner import writes_one_file as writes_one_file_of
 from .translator import Translator
 
-FORMATS = ("same", "png", "jpg", "webp")
-FORMAT_ALIASES = {"jpeg": "jpg"}  # other names users give for a format
-# Output formats that can hold an alpha channel; for the others it is dropped.
-ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
-_QUALITY_SUFFIXES = (".jpg", ".jpeg", ".webp")
-CODEC = "h264"  # the default video encoder
+__all__ = ["ConvertOptions", "ConvertSummary", "IMAGES", "convert_folder", "shard"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 @dataclass
-class ConvertSummary:
-    """What a conversion did; ``failed`` holds (input path, reason) pairs, ``not_files``
-    (path, what it is) for image-named entries that are not regular files (not read),
-    ``first_frame_only`` (path, frames) for multi-frame inputs of which frame 1 was converted."""
+class _Decoded:
+    """A job whose input is read: the pixels (until translated) and what the file holds."""
 
-    converted: int = 0
-    skipped: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    not_files: list[tuple[Path, str]] = field(default_factory=list)
-    first_frame_only: list[tuple[Path, int]] = field(default_factory=list)
-
-
-@dataclass
-class _Job:
-    src: Path
-    dst: Path
-    image: np.ndarray | None = None
-    info: ImageInfo = ImageInfo()
-
-
-def shard(items: list[T], rank: int, world_size: int) -> list[T]:
-    """This rank's share of a sorted list: every ``world_size``-th item, from ``rank``."""
-    return items[rank::world_size]
+    job: Job
+    image: np.ndarray | None
+    info: ImageInfo
 
 
 def output_path(rel: Path, dst: Path, fmt: str) -> Path:
-    """Where the translation of ``rel`` (relative to the input root) is written."""
-    fmt = FORMAT_ALIASES.get(fmt, fmt)
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    """Where the translation of ``rel`` (relative to the input root) is written: its own
+    suffix for ``same``, else the first suffix of the format ``fmt`` names."""
     out = dst / rel
-    return out if fmt == "same" else out.with_suffix(f".{fmt}")
+    fmt = canonical(fmt)
+    if fmt == SAME:
+        return out
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be one of {format_choices()}, got {fmt!r}")
+    return out.with_suffix(OUTPUT_FORMATS[fmt].suffixes[0])
 
 
 def writes_one_file(src: Path, dst: Path) -> bool:
     """Whether ``dst`` is the output file itself: one input image, and an output named with
     an image suffix that is not an existing folder."""
-    return src.is_file() and is_image_path(src) and is_image_path(dst) and not dst.is_dir()
-
-
-def plan(src: Path, dst: Path, fmt: str) -> tuple[list[_Job], list[tuple[Path, str]], FileScan]:
-    """The (input, output) pairs, sorted by input, the inputs that fail already, and the scan
-    of ``src``; refuses outputs that would hit inputs.
-
-    Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
-    the first; the second is returned as a failure, as is a symbolic link loop. One image
-    to an image file name (:func:`writes_one_file`) is written to that file.
-    """
-    one_file = writes_one_file(src, dst)
-    if one_file:
-        _check_suffix(dst, fmt)
-    elif dst.exists() and not dst.is_dir():
-        raise ValueError(
-            f"{dst}: the output must be a folder (outputs mirror the input names), or, for "
-            "one input image, a file name with an image suffix"
-        )
-    if src.is_dir():
-        src_root = src.resolve()
-        dst_res = dst.resolve()
-        if dst_res == src_root or src_root in dst_res.parents:
-            raise ValueError(
-                f"{dst}: the output folder is inside the input folder {src}; "
-                "choose an output folder outside it"
-            )
-        scan, root = scan_files(src, is_image_path), src
-    elif src.is_file():
-        if not is_image_path(src):
-            raise ValueError(f"{src}: not an image file (expected one of the image suffixes)")
-        scan, root = FileScan(files=[src]), src.parent
-    elif src.exists():
-        raise ValueError(f"{src}: not a regular file or folder")
-    else:
-        raise FileNotFoundError(f"{src}: no such file or directory")
-    failures: list[tuple[Path, str]] = []
-    resolved_inputs: set[Path] = set()
-    inputs: list[Path] = []
-    for path in scan.files:
-        try:
-            resolved_inputs.add(path.resolve())
-            inputs.append(path)
-        except (RuntimeError, OSError):  # Python 3.11/3.12 raise RuntimeError on a loop
-            failures.append((path, "a symbolic link loop"))
-    jobs: list[_Job] = []
-    first_writer: dict[Path, Path] = {}
-    for path in inputs:
-        out = dst if one_file else output_path(path.relative_to(root), dst, fmt)
-        try:
-            key = out.resolve()
-        except (RuntimeError, OSError):
-            failures.append((path, f"the output {out} is a symbolic link loop"))
-            continue
-        if key in resolved_inputs:
-            raise ValueError(f"{out}: refusing to write over an input file; choose another output")
-        if key in first_writer:
-            failures.append((path, f"same output {out} as {first_writer[key]}"))
-            continue
-        first_writer[key] = path
-        jobs.append(_Job(path, out))
-    return jobs, failures, scan
+    return writes_one_file_of(src, dst, (IMAGES,))
 
 
 def _check_suffix(dst: Path, fmt: str) -> None:
     """A ``format`` other than ``same`` must be the one the output file's name says."""
-    fmt = FORMAT_ALIASES.get(fmt, fmt)
-    named = dst.suffix.lower().lstrip(".")
-    if fmt != "same" and FORMAT_ALIASES.get(named, named) != fmt:
+    fmt = canonical(fmt)
+    named = for_suffix(dst.suffix)
+    if fmt != SAME and (named is None or named.name != fmt):
         raise ValueError(
             f"{dst}: --format {fmt}, but the output's name says {dst.suffix}; name it .{fmt} "
             "or leave --format out"
         )
 
 
-@dataclass(frozen=True)
-class ConvertOptions:
-    """How :func:`convert_folder` writes; how images are translated is the Translator's.
+class ImageSource:
+    """Image files as a conversion source (:mod:`translate.inference.runner`); each file's
+    steps are :meth:`read`, the translator's ``translate_batch`` and :meth:`write`, which
+    the pipeline (the module's docstring) runs in its threads."""
 
-    ``format``: one of ``FORMATS`` (``same`` keeps each input's suffix); ``quality``: JPEG
-    and WebP quality; ``overwrite``: redo existing outputs (else skipped, so a rerun
-    resumes); ``workers``: decoding threads and as many encoding ones (None: up to 8);
-    ``max_pixels``: the most pixels of model input in one pass (None: what fits in half the
-    free memory, estimated from the model), a larger image fails naming ``--tile``;
-    ``codec``/``crf``: the video encoder (FFmpeg's name) and its constant rate factor (None:
-    the encoder's default); ``resize_shorter``/``center_crop`` (images only): the reference's
-    test-time resize and crop, as torchvision's ``Resize(N)`` and ``CenterCrop(M)`` on PIL
-    images; the output is the translated crop.
-    """
+    noun = "image"
+    groups = (ImageOptions,)
 
-    format: str = "same"
-    quality: int = 95
-    overwrite: bool = False
-    workers: int | None = None
-    progress: bool = True
-    max_pixels: int | None = None
-    codec: str = CODEC
-    crf: int | None = None
-    resize_shorter: int | None = None
-    center_crop: int | None = None
+    def accepts(self, path: Path) -> bool:
+        return is_image_path(path)
 
-    def recorded(self) -> dict[str, Any]:
-        """The options that change the outputs' bytes, as the manifest records them."""
-        return {
-            "format": FORMAT_ALIASES.get(self.format, self.format),
-            "quality": self.quality,
-            "codec": self.codec,
-            "crf": self.crf,
-            "resize_shorter": self.resize_shorter,
-            "center_crop": self.center_crop,
-        }
+    def output(self, rel: Path, dst: Path, options: ConvertOptions) -> Path:
+        return output_path(rel, dst, options.format)
+
+    def check_file_output(self, dst: Path, options: ConvertOptions) -> None:
+        _check_suffix(dst, options.format)
+
+    def read(self, job: Job, options: ImageOptions) -> _Decoded | tuple[Path, str]:
+        """The job's pixels, resized and cropped as asked, or (path, why) when unreadable."""
+        try:
+            # The file's own channels, as Translator takes a PIL image: gray stays gray.
+            image, info = read_image_with_info(job.src, None, alpha="keep")
+            image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
+        except Exception as exc:  # any undecodable file is reported, never fatal
+            return job.src, error_reason(exc, job.src)
+        return _Decoded(job, image, info)
+
+    def write(self, decoded: _Decoded, output: np.ndarray, options: ImageOptions) -> None:
+        """Write one translation atomically, as its output's format holds it."""
+        dst = decoded.job.dst
+        fmt = for_suffix(dst.suffix)
+        has_alpha = output.ndim == 3 and output.shape[2] in (2, 4)  # LA or RGBA
+        if has_alpha and not (fmt and fmt.alpha):
+            output = output[..., :-1]
+        quality = options.quality if fmt and fmt.quality else None
+        icc = decoded.info.icc_profile if fmt and fmt.icc else None
+        write_image(dst, output, quality, icc)
+
+    def convert(self, jobs: list[Job], run: Run) -> None:
+        _convert_images(self, jobs, run)
 
 
-def claim_output(dst: Path, translator: Translator, options: ConvertOptions) -> None:
-    """Write ``dst``'s manifest, or refuse (``ValueError``) when it holds the outputs of
-    another model or other options and ``options.overwrite`` is off."""
-    manifest.claim(dst, manifest.describe(translator, options.recorded()), options.overwrite)
+IMAGES = ImageSource()
 
 
 def convert_folder(
@@ -224,88 +139,63 @@ def convert_folder(
     sorted file list.
     """
     options = replace(options or ConvertOptions(), **changes)
-    src, dst = Path(src), Path(dst)
-    jobs, failures, scan = plan(src, dst, options.format)
-    ranks = Ranks.from_env()
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     translator = model if isinstance(model, Translator) else Translator.load(model)
-    if translator.size is not None and options.resize_shorter is not None:
-        raise ValueError("--size and --resize-shorter both resize the input; give one")
-    if not writes_one_file(src, dst):
-        claim_output(dst, translator, options)
-    summary = ConvertSummary(
-        failed=shard(failures, ranks.rank, ranks.world_size),
-        not_files=shard(scan.not_files, ranks.rank, ranks.world_size),
-    )
-    todo = []
-    for job in shard(jobs, ranks.rank, ranks.world_size):
-        if job.dst.exists() and not options.overwrite:
-            summary.skipped += 1
-        else:
-            todo.append(job)
-    if not todo:
-        return summary
-    budget = MemoryBudget.for_translator(translator, options.max_pixels)
-    batch_size = translator.batch_size
+    return run_conversion(Path(src), Path(dst), translator, options, (IMAGES,))
+
+
+def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
+    """The image pipeline: decode ahead, batch same sizes, translate, encode behind."""
+    options, summary, budget = run.options, run.summary, run.budget
+    batch_size = run.translator.batch_size
     workers = min(8, os.cpu_count() or 1) if options.workers is None else max(1, options.workers)
-    desc = "convert" if ranks.world_size == 1 else f"convert (rank {ranks.rank})"
+    desc = "convert" if run.ranks.world_size == 1 else f"convert (rank {run.ranks.rank})"
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
-        tqdm(total=len(todo), unit="img", desc=desc, disable=not options.progress) as bar,
+        tqdm(total=len(jobs), unit="img", desc=desc, disable=not options.progress) as bar,
     ):
 
-        def read(job: _Job) -> _Job | tuple[Path, str]:
-            try:
-                # The file's own channels, as Translator takes a PIL image: gray stays gray.
-                image, job.info = read_image_with_info(job.src, None, alpha="keep")
-                job.image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
-                return job
-            except Exception as exc:  # any undecodable file is reported, never fatal
-                return job.src, error_reason(exc, job.src)
-
         def fail(path: Path, reason: str) -> None:
-            summary.failed.append((path, reason))
+            run.fail(path, reason)
             bar.update(1)
 
-        writes: deque[tuple[_Job, Future[None]]] = deque()
-        decoded = _ordered_map(readers, read, todo, ahead=max(2 * batch_size, 2 * workers))
+        def read(job: Job) -> _Decoded | tuple[Path, str]:
+            return source.read(job, options)
+
+        writes: deque[tuple[_Decoded, Future[None]]] = deque()
+        decoded = _ordered_map(readers, read, jobs, ahead=max(2 * batch_size, 2 * workers))
         for batch in _same_size_batches(decoded, fail, batch_size, pending=4 * batch_size):
             height, width = batch[0].image.shape[:2]
             # Refused before it runs: the OS would kill the whole run, not fail one file.
             too_large = budget.refuse(height, width)
             if too_large is not None:
-                for job in batch:
-                    fail(job.src, too_large)
+                for item in batch:
+                    fail(item.job.src, too_large)
                 continue
             fits = budget.images_per_pass(height, width)
             for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
-                for job, out in _translate(translator, part, fail):
-                    out = _fit_alpha(out, job.dst)
-                    q = options.quality if job.dst.suffix.lower() in _QUALITY_SUFFIXES else None
-                    writes.append(
-                        (job, writers.submit(write_image, job.dst, out, q, job.info.icc_profile))
-                    )
+                for item, out in _translate(run.translator, part, fail):
+                    writes.append((item, writers.submit(source.write, item, out, options)))
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
             _finish(writes.popleft(), summary, bar, fail)
-    return summary
 
 
 def _translate(
-    model: Translator, batch: list[_Job], fail: Callable[[Path, str], None]
-) -> list[tuple[_Job, np.ndarray]]:
-    """(job, output) for a same-size batch; a failure fails the whole batch."""
+    model: Translator, batch: list[_Decoded], fail: Callable[[Path, str], None]
+) -> list[tuple[_Decoded, np.ndarray]]:
+    """(item, output) for a same-size batch; a failure fails the whole batch."""
     try:
-        outputs = model.translate_batch([job.image for job in batch])
+        outputs = model.translate_batch([item.image for item in batch])
     except Exception as exc:  # e.g. a device error: report, go on
-        for job in batch:
-            fail(job.src, f"translation failed ({exc})")
+        for item in batch:
+            fail(item.job.src, f"translation failed ({exc})")
         return []
     finally:
-        for job in batch:
-            job.image = None
+        for item in batch:
+            item.image = None
     return list(zip(batch, outputs, strict=True))
 
 
@@ -333,28 +223,22 @@ def error_reason(exc: BaseException, path: Path) -> str:
     return str(exc).removeprefix(f"{path}: ") or type(exc).__name__
 
 
-def _fit_alpha(image: np.ndarray, dst: Path) -> np.ndarray:
-    has_alpha = image.ndim == 3 and image.shape[2] in (2, 4)  # LA or RGBA
-    if has_alpha and dst.suffix.lower() not in ALPHA_SUFFIXES:
-        return image[..., :-1]
-    return image
-
-
 def _finish(
-    write: tuple[_Job, Future[None]],
+    write: tuple[_Decoded, Future[None]],
     summary: ConvertSummary,
     bar: tqdm,
     fail: Callable[[Path, str], None],
 ) -> None:
-    job, future = write
+    item, future = write
+    job = item.job
     try:
         future.result()
     except Exception as exc:  # disk full, permissions: the input is reported as not converted
         fail(job.src, f"cannot write {job.dst} ({error_reason(exc, job.dst)})")
         return
     summary.converted += 1
-    if job.info.frames > 1:
-        summary.first_frame_only.append((job.src, job.info.frames))
+    if item.info.frames > 1:
+        summary.first_frame_only.append((job.src, item.info.frames))
     bar.update(1)
 
 
@@ -373,19 +257,19 @@ def _ordered_map(
 
 
 def _same_size_batches(
-    decoded: Iterable[_Job | tuple[Path, str]],
+    decoded: Iterable[_Decoded | tuple[Path, str]],
     fail: Callable[[Path, str], None],
     batch_size: int,
     pending: int,
-) -> Iterator[list[_Job]]:
+) -> Iterator[list[_Decoded]]:
     """Group decoded jobs by image shape; read failures go to ``fail`` on the way.
 
     A bucket is released when full, or (the fullest one) when ``pending`` images wait.
     """
-    buckets: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
+    buckets: dict[tuple[int, ...], list[_Decoded]] = defaultdict(list)
     waiting = 0
     for item in decoded:
-        if not isinstance(item, _Job):
+        if not isinstance(item, _Decoded):
             fail(*item)
             continue
         bucket = buckets[item.image.shape]

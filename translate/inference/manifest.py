@@ -14,6 +14,7 @@ from typing import Any
 from translate.atomic import atomic_write_text
 
 from .backends import weights_sha256
+from .options import recorded
 from .translator import Translator
 
 MANIFEST_NAME = "translate-convert.json"
@@ -22,8 +23,12 @@ MANIFEST_NAME = "translate-convert.json"
 FORMAT = "translate.convert/2"
 
 
-def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str, Any]:
-    """What decides the outputs' pixels: the model and the options that change them."""
+def describe(translator: Translator, *output_options: Any) -> dict[str, Any]:
+    """What decides the outputs' pixels: the model, and the recorded fields of its options
+    (resolved: the precision ``auto`` became) and of each output option group given."""
+    options = recorded(translator.options, translator)
+    for group in output_options:
+        options.update(recorded(group))
     return {
         "format": FORMAT,
         "model": {
@@ -31,17 +36,7 @@ def describe(translator: Translator, output_options: dict[str, Any]) -> dict[str
             "direction": translator.direction,
             "weights_sha256": weights_sha256(translator.generator),
         },
-        "options": {
-            "size": translator.size,
-            "tile": translator.tile,
-            "overlap": translator.overlap if translator.tile is not None else None,
-            "precision": translator.precision.name,
-            "backend": translator.backend,
-            "norm_stats": translator.test_mode.norm_stats,
-            "dropout": translator.test_mode.dropout,
-            "seed": translator.seed if translator.test_mode.dropout else None,
-            **output_options,
-        },
+        "options": options,
     }
 
 

@@ -14,7 +14,9 @@ from translate.atomic import atomic_write_text
 from translate.data.images import read_image
 from translate.data.layout import by_stem
 from translate.data.transforms import to_tensor
-from translate.inference.convert import plan
+from translate.inference.convert import IMAGES
+from translate.inference.options import ConvertOptions
+from translate.inference.runner import plan
 
 STYLE = (
     "body{font-family:sans-serif}table{border-collapse:collapse}"
@@ -44,7 +46,7 @@ def write_report(
     that exist; ``targets`` is a folder of ground truth matched by relative path and stem.
     Returns the page's path."""
     source, output = Path(source), Path(output)
-    jobs = plan(source, output, fmt)[0]
+    jobs = plan(source, output, ConvertOptions(format=fmt), (IMAGES,)).jobs[IMAGES.noun]
     root = source if source.is_dir() else source.parent
     truth = by_stem(Path(targets)) if targets is not None else {}
     mean = metrics.PairedScores()

@@ -14,6 +14,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import albumentations as A
@@ -23,16 +24,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from translate.data.images import image_to_array
+from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.model_file import GeneratorFile
 from translate.networks.test_mode import TestMode, set_test_mode
 from translate.runtime import PRECISIONS, resolve_device
 
 from .backends import OnnxRuntimeGenerator, resolve_backend
-
-# Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
-# size works and small tiles do not mostly repeat each other.
-OVERLAP = 32
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
@@ -68,17 +66,15 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 class Translator:
     """Translate PIL images, numpy arrays or tensors with one generator of a model file.
 
-    ``size``: resize each image to ``size`` x ``size`` (bicubic, as the reference's test mode
-    feeds the model), translate, and resize the result back to the input's size; None keeps
-    the native resolution (reflect-padded to the generator's size multiple, cropped back).
-    ``tile``: translate images larger than ``tile`` pixels in overlapping tiles, blended
-    with linear ramps over ``overlap`` pixels so no seams show (None: a quarter of the
-    tile, at most ``OVERLAP``). ``device``: ``auto``, ``cpu``,
-    ``cuda[:N]`` or ``mps``; ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (``auto``:
-    fp16 on CUDA, bf16 on a CPU with native bf16, else fp32: ``translate.runtime``);
-    ``batch_size``: images gathered per call (each still runs through the network on its
-    own, so its output never depends on its batch mates). The generator is moved to the
-    device in place.
+    ``options`` (a :class:`~translate.inference.options.TranslatorOptions`), or keywords
+    that change its fields (``device``, ``precision``, ``direction``, ``size``, ``tile``,
+    ``overlap``, ``batch_size``, ``value_range``, ``norm_stats``, ``dropout``, ``seed``; each
+    field's help says what it does), say how images are translated. ``size`` resizes each
+    image for the model (bicubic, as the reference's test mode) and the result back; else
+    images run at their native resolution, reflect-padded to the generator's size multiple
+    and cropped back, or in overlapping ``tile`` pieces blended with linear ramps. Each image
+    runs through the network on its own, so its output never depends on its batch mates.
+    The generator is moved to the device in place.
 
     Values: uint8 inputs are 0-255 and uint16 ones 0-65535; float inputs (tensors and numpy
     arrays) are expected in ``value_range``, ``(0, 1)`` unless given, e.g. ``(-1, 1)`` after
@@ -87,11 +83,10 @@ class Translator:
     a model that maps RGB to RGB comes back gray; only a model whose output has other
     channels than its input (gray to RGB, RGB to gray) changes the channel count.
 
-    ``norm_stats``: ``running`` (batch norm's running statistics) or ``batch`` (each image's
-    own statistics, as the reference's default test in train mode at batch 1); ``dropout``
-    keeps dropout on. None takes what the model file records (validation's better mode).
-    With dropout on, each image's masks are drawn from ``seed`` and the image's pixels, so
-    the same input gives the same output however it is batched, resumed or rerun.
+    ``norm_stats`` and ``dropout`` left None take what the model file records (validation's
+    better mode). With dropout on, each image's masks are drawn from ``seed`` and the
+    image's pixels, so the same input gives the same output however it is batched, resumed
+    or rerun.
 
     ``backend``: ``torch`` (eager) or ``onnxruntime`` (the generator's ONNX export, cached
     under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout:
@@ -101,53 +96,32 @@ class Translator:
     def __init__(
         self,
         model: GeneratorFile,
-        *,
-        device: str | torch.device = "auto",
-        precision: str = "auto",
-        direction: str = "AtoB",
-        size: int | None = None,
-        tile: int | None = None,
-        overlap: int | None = None,
-        batch_size: int = 4,
-        value_range: tuple[float, float] = (0.0, 1.0),
-        norm_stats: str | None = None,
-        dropout: bool | None = None,
-        seed: int = 0,
-        backend: str = "torch",
+        options: TranslatorOptions | None = None,
+        **changes: Any,
     ) -> None:
-        if direction not in model.generators:
+        options = replace(options or TranslatorOptions(), **changes)
+        if options.direction not in model.generators:
             raise ValueError(
-                f"direction {direction!r} is not in this model; it has {sorted(model.generators)}"
+                f"direction {options.direction!r} is not in this model; it has "
+                f"{sorted(model.generators)}"
             )
-        if size is not None and size < 1:
-            raise ValueError(f"size must be a positive number of pixels, got {size}")
-        if size is not None and tile is not None:
-            raise ValueError(
-                "size and tile exclude each other: size resizes each image for the model, "
-                "tile translates it at its own resolution in pieces"
-            )
-        if overlap is None:
-            overlap = OVERLAP if tile is None else min(OVERLAP, tile // 4)
-        if tile is not None and not 0 <= overlap < tile:
-            raise ValueError(f"overlap must be in [0, tile={tile}), got {overlap}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if len(value_range) != 2 or not value_range[0] < value_range[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
-        self.value_range = (float(value_range[0]), float(value_range[1]))
-        self.test_mode = model.test_mode.override(norm_stats, dropout)
+        self.options = options
+        low, high = options.value_range
+        self.value_range = (float(low), float(high))
+        self.test_mode = model.test_mode.override(options.norm_stats, options.dropout)
         # Models that declare the precisions they run in (spandrel's) keep auto off the others.
-        supported = getattr(model.generators[direction], "precisions", None)
+        supported = getattr(model.generators[options.direction], "precisions", None)
         self.device, self.precision = resolve_backend(
-            backend, device, precision, self.test_mode, supported
+            options.backend, options.device, options.precision, self.test_mode, supported
         )
-        self.backend = backend
-        self.direction = direction
+        self.backend = options.backend
+        self.direction = direction = options.direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
         self.out_channels = self.spec.out_channels
-        self.size, self.tile, self.overlap, self.batch_size = size, tile, overlap, batch_size
-        self.seed = seed
+        self.size, self.tile, self.batch_size = options.size, options.tile, options.batch_size
+        self.overlap = options.tile_overlap()
+        self.seed = options.seed
         generator = model.generators[direction].requires_grad_(False)
         if self.test_mode != TestMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
@@ -156,7 +130,7 @@ class Translator:
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
         runner = self.generator
-        if backend == "onnxruntime":
+        if self.backend == "onnxruntime":
             runner = OnnxRuntimeGenerator(model, direction, self.test_mode)
         self.padded = PadToMultiple(runner)
         self.model = model
@@ -165,23 +139,24 @@ class Translator:
     def load(
         cls,
         model: str | os.PathLike[str] | GeneratorFile,
+        options: TranslatorOptions | None = None,
         *,
         arch: str | None = None,
         norm: str | None = None,
-        **options: Any,
+        **changes: Any,
     ) -> Translator:
         """A translator for a generator file, run directory, bundled name, reference .pth or
         community checkpoint (spandrel's architectures: ESRGAN, SwinIR, ...).
 
         ``arch``/``norm`` override what is inferred from a reference checkpoint; ``options``
-        (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...) are the
-        constructor's.
+        and ``changes`` (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...)
+        are the constructor's.
         """
         if not isinstance(model, GeneratorFile):
             from .loading import load_model
 
             model = load_model(model, device="cpu", arch=arch, norm=norm)
-        return cls(model, **options)
+        return cls(model, options, **changes)
 
     def __repr__(self) -> str:
         return (

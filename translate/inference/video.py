@@ -9,6 +9,7 @@ half-way leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +26,11 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is missing
     av = None
 
 from translate.atomic import atomic_path
-from translate.data.images import scan_files
-from translate.runtime import Ranks
 
-from .convert import CODEC, ConvertOptions, ConvertSummary, claim_output, shard
+from . import manifest
 from .memory import MemoryBudget
+from .options import CODEC, ConvertOptions, VideoOptions
+from .runner import ConvertSummary, Job, Run, run_conversion
 from .translator import Translator
 
 # Container suffix -> FFmpeg muxer; the muxer is named, not guessed from the (temporary)
@@ -47,6 +48,10 @@ VIDEO_EXTENSIONS = tuple(MUXERS)
 CRF_CODECS = ("h264", "libx264", "hevc", "libx265", "libvpx", "libvpx-vp9", "libsvtav1")
 
 
+# The container tag that holds a video's conversion manifest (every muxer here writes it).
+RECORD_TAG = "comment"
+
+
 class VideoError(ValueError):
     """A video that cannot be read, decoded or written; the message starts with its path."""
 
@@ -55,26 +60,49 @@ def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in MUXERS and not path.name.startswith(".")
 
 
-def plan_videos(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """(input, output) pairs and the video-named entries that are not regular files (never
-    opened: a named pipe would hang the demuxer). A video file goes to ``dst`` itself when
-    it has a video suffix, else into the folder ``dst``; the videos under a folder mirror
-    their relative paths."""
-    if src.is_file():
-        if not is_video_path(src):
-            return [], []
-        out = dst if is_video_path(dst) else dst / src.name
-        if out.resolve() == src.resolve():
-            raise ValueError(f"{out}: refusing to write over the input video; choose another")
-        return [(src, out)], []
-    if src.exists() and not src.is_dir():
-        raise ValueError(f"{src}: not a regular file or folder")
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: no such file or directory")
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise ValueError(f"{dst}: the output folder is inside the input folder {src}")
-    scan = scan_files(src, is_video_path)
-    return [(path, dst / path.relative_to(src)) for path in scan.files], scan.not_files
+class VideoSource:
+    """Video files as a conversion source (:mod:`translate.inference.runner`): each file is
+    one :func:`convert_video`; the progress bar counts frames."""
+
+    noun = "video"
+    groups = (VideoOptions,)
+
+    def accepts(self, path: Path) -> bool:
+        return is_video_path(path)
+
+    def output(self, rel: Path, dst: Path, options: ConvertOptions) -> Path:
+        return dst / rel
+
+    def check_file_output(self, dst: Path, options: ConvertOptions) -> None:
+        """Any video suffix names the container the video is written in."""
+
+    def convert_one(self, job: Job, run: Run, bar: tqdm | None = None) -> None:
+        """Convert one video and record it in ``run.summary``."""
+        try:
+            convert_video(
+                job.src,
+                job.dst,
+                run.translator,
+                codec=run.options.codec,
+                crf=run.options.crf,
+                bar=bar,
+                budget=run.budget,
+                record=run.file_record,
+            )
+        except VideoError as exc:
+            run.fail(job.src, str(exc).removeprefix(f"{job.src}: "))
+        else:
+            run.summary.converted += 1
+
+    def convert(self, jobs: list[Job], run: Run) -> None:
+        _require_av()
+        total = sum(_frame_count(job.src) for job in jobs) or None
+        with tqdm(total=total, unit="frame", desc="video", disable=not run.options.progress) as bar:
+            for job in jobs:
+                self.convert_one(job, run, bar)
+
+
+VIDEOS = VideoSource()
 
 
 def convert_videos(
@@ -89,55 +117,13 @@ def convert_videos(
     ``options`` (or ``changes`` to its fields) as for :func:`convert_folder`: its codec,
     crf, overwrite, progress and max_pixels apply; with resize_shorter or center_crop
     (images only) each video fails with that reason. The folder ``dst`` gets the same
-    manifest as image outputs (one video written to a video file gets none). Existing
+    manifest as image outputs; one video written to a video file holds it in its
+    container's comment (:func:`read_record`). Existing
     outputs are skipped unless ``overwrite``; a video that fails is listed in the summary
-    with its reason and the others go on. Under torchrun each rank converts its share. The
-    progress bar counts frames.
+    with its reason and the others go on. Under torchrun each rank converts its share.
     """
     options = replace(options or ConvertOptions(), **changes)
-    src, dst = Path(src), Path(dst)
-    ranks = Ranks.from_env()
-    pairs, not_files = plan_videos(src, dst)
-    summary = ConvertSummary(not_files=shard(not_files, ranks.rank, ranks.world_size))
-    if not pairs:
-        return summary
-    if not is_video_path(dst):
-        claim_output(dst, translator, options)
-    todo = []
-    for pair in shard(pairs, ranks.rank, ranks.world_size):
-        if pair[1].exists() and not options.overwrite:
-            summary.skipped += 1
-        else:
-            todo.append(pair)
-    if not todo:
-        return summary
-    if options.resize_shorter is not None or options.center_crop is not None:
-        reason = (
-            "--resize-shorter/--center-crop are for images (a video is translated at its "
-            "own size); convert videos without them"
-        )
-        summary.failed += [(path, reason) for path, _ in todo]
-        return summary
-    _require_av()
-    budget = MemoryBudget.for_translator(translator, options.max_pixels)
-    total = sum(_frame_count(path) for path, _ in todo) or None
-    with tqdm(total=total, unit="frame", desc="video", disable=not options.progress) as bar:
-        for path, out in todo:
-            try:
-                convert_video(
-                    path,
-                    out,
-                    translator,
-                    codec=options.codec,
-                    crf=options.crf,
-                    bar=bar,
-                    budget=budget,
-                )
-            except VideoError as exc:
-                summary.failed.append((path, str(exc).removeprefix(f"{path}: ")))
-            else:
-                summary.converted += 1
-    return summary
+    return run_conversion(Path(src), Path(dst), translator, options, (VIDEOS,))
 
 
 def convert_video(
@@ -149,11 +135,13 @@ def convert_video(
     crf: int | None = None,
     bar: tqdm | None = None,
     budget: MemoryBudget | None = None,
+    record: dict[str, Any] | None = None,
 ) -> int:
     """Translate one video file into ``dst`` (its suffix picks the container); return the
     number of frames. ``crf``: the encoder's constant rate factor (lower is better quality;
     None keeps the encoder's default, 23 for H.264). ``budget``: frames too large for it fail
-    the video before any is translated, and a batch holds only as many as fit."""
+    the video before any is translated, and a batch holds only as many as fit. ``record``:
+    a conversion manifest stored in the container's comment (:func:`read_record`)."""
     src, dst = Path(src), Path(dst)
     _require_av()
     if dst.suffix.lower() not in MUXERS:
@@ -163,6 +151,8 @@ def convert_video(
         )
     _check_codec(codec, crf)
     with _read(src) as source, atomic_path(dst) as tmp, _write(src, tmp, dst) as sink:
+        if record is not None:
+            sink.metadata[RECORD_TAG] = json.dumps(record, sort_keys=True)
         video = source.streams.video[0]
         height, width = video.codec_context.height, video.codec_context.width
         batch_size = translator.batch_size
@@ -202,6 +192,20 @@ def convert_video(
             raise VideoError(f"{src}: no video frames could be decoded")
         _check_complete(src, source, video, frames, end)
     return frames
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The conversion manifest stored in a video written to a file of its own (None when
+    it holds none): what the manifest of a folder would say of it."""
+    _require_av()
+    with av.open(str(path)) as container:
+        tags = {key.lower(): value for key, value in container.metadata.items()}
+    try:
+        record = json.loads(tags.get(RECORD_TAG, ""))
+    except ValueError:
+        return None
+    is_manifest = isinstance(record, dict) and record.get("format") == manifest.FORMAT
+    return record if is_manifest else None
 
 
 def _declared(source: av.container.InputContainer, video: av.VideoStream) -> tuple[int, float]:

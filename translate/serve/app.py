@@ -14,6 +14,7 @@ import secrets
 import struct
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -41,6 +42,7 @@ from translate.data.images import (
 )
 from translate.inference.convert import error_reason
 from translate.inference.memory import MemoryBudget
+from translate.inference.options import OptionError, TranslatorOptions, query_values
 from translate.inference.translator import Translator
 
 from .models import MIN_TILE, Busy, Gate, Models
@@ -271,12 +273,12 @@ def parameter_errors(exc: RequestValidationError) -> str:
     return "; ".join(lines)
 
 
-def _tile(value: str | None) -> int | None:
-    if value in (None, "", "none"):
-        return None
-    if not value.isdigit():
-        raise ApiError(400, f"tile: expected a number of pixels or none, got {value!r}")
-    return int(value)
+def _request_options(params: Mapping[str, str]) -> dict[str, Any]:
+    """The translator options a request gives (the ``serve`` fields of TranslatorOptions)."""
+    try:
+        return query_values(TranslatorOptions, params)
+    except OptionError as exc:
+        raise ApiError(400, str(exc)) from exc
 
 
 def create_app(
@@ -313,10 +315,12 @@ def create_app(
     async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": parameter_errors(exc)}, status_code=400)
 
-    def budget(model: str, direction: str | None, tile: int | None) -> MemoryBudget:
+    def budget(model: str, params: Mapping[str, str]) -> MemoryBudget:
+        options = _request_options(params)
         try:
             directions = models.files[model].generators if model in models.files else {}
-            return models.budget(model, direction or next(iter(directions), "AtoB"), tile)
+            direction = options.pop("direction", None) or next(iter(directions), "AtoB")
+            return models.budget(model, direction, **options)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
 
@@ -352,10 +356,9 @@ def create_app(
         request: Request,
         model: str,
         name: str,
-        direction: str | None = None,
-        tile: str | None = None,
     ) -> Response:
-        """The request body is one image file; the answer is the translation as PNG."""
+        """The request body is one image file; the answer is the translation as PNG. Other
+        query parameters are the ``serve`` options of TranslatorOptions (direction, tile)."""
         # A form on another site can POST only form and text types without asking first.
         kind = request.headers.get("content-type", "")
         if not kind.lower().startswith(UPLOAD_TYPES):
@@ -364,7 +367,7 @@ def create_app(
                 f"Content-Type {kind or '(none)'}: send the image file as the body, "
                 "with Content-Type image/* or application/octet-stream",
             )
-        chosen = budget(model, direction, _tile(tile))
+        chosen = budget(model, request.query_params)
         name = upload_name(name)
         data = await _read_body(request, max_bytes)
         try:
@@ -378,11 +381,12 @@ def create_app(
         return Response(png, media_type="image/png", headers={"X-Size": f"{width}x{height}"})
 
     @app.websocket("/api/live")
-    async def live(socket: WebSocket, model: str, direction: str | None = None) -> None:
-        """Camera frames in, translations out; the newest frame wins, older ones are dropped."""
+    async def live(socket: WebSocket, model: str) -> None:
+        """Camera frames in, translations out; the newest frame wins, older ones are dropped.
+        The query's options are the translate request's."""
         await socket.accept()
         try:
-            chosen = budget(model, direction, None).translator
+            chosen = budget(model, socket.query_params).translator
         except ApiError as exc:
             await socket.send_json({"error": str(exc)})
             await socket.close(1008)

@@ -24,8 +24,6 @@ from translate.inference.translator import Translator
 from translate.model_file import GeneratorFile
 
 T = TypeVar("T")
-# Pixels shared by neighbouring tiles (at most a quarter of the tile), as convert's --overlap.
-TILE_OVERLAP = 32
 MIN_TILE = 32
 # Translators kept for reuse: requests choose the tile size, so keep the recent ones only.
 TRANSLATORS_KEPT = 16
@@ -114,7 +112,7 @@ class Models:
         self.device, self.backend = device, backend
         # Loaded on the CPU, moved to the device once by the first translator.
         self.files: dict[str, GeneratorFile] = {src: load_model(src) for src in sources}
-        self._translators: OrderedDict[tuple[str, str, int | None], Translator] = OrderedDict()
+        self._translators: OrderedDict[tuple[Any, ...], Translator] = OrderedDict()
         # Built now, so a bad --device fails at start and not on the first request; each
         # generator's memory per pixel is measured now too, while no request runs.
         self._bytes_per_pixel = {
@@ -148,21 +146,27 @@ class Models:
             return {}
         return {path.name: path for path in list_images(folder)}
 
-    def budget(self, name: str, direction: str, tile: int | None) -> MemoryBudget:
+    def budget(
+        self, name: str, direction: str, tile: int | None = None, **options: Any
+    ) -> MemoryBudget:
         """The translator with what one pass may take now: the converter's estimate against
-        the memory free at this moment, so a huge upload is refused, not killed by the OS."""
-        translator = self.translator(name, direction, tile)
+        the memory free at this moment, so a huge upload is refused, not killed by the OS.
+        ``options``: other request parameters (``TranslatorOptions`` fields)."""
+        translator = self.translator(name, direction, tile, **options)
         per_pixel = self._bytes_per_pixel[name, direction]
         free = MEMORY_SHARE * free_memory(translator.device)
         return MemoryBudget(translator, per_pixel, max(1, int(free / per_pixel)))
 
-    def translator(self, name: str, direction: str, tile: int | None) -> Translator:
-        """The translator for a served model; ``ValueError`` (one line) for anything else."""
+    def translator(
+        self, name: str, direction: str, tile: int | None = None, **options: Any
+    ) -> Translator:
+        """The translator for a served model (``options``: other ``TranslatorOptions``
+        fields a request gives); ``ValueError`` (one line) for anything else."""
         if name not in self.files:
             raise ValueError(f"model {name!r} is not served here; served: {', '.join(self.files)}")
         if tile is not None and tile < MIN_TILE:
             raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
-        key = (name, direction, tile)
+        key = (name, direction, tile, *sorted(options.items()))
         if key not in self._translators:
             self._translators[key] = Translator(
                 self.files[name],
@@ -170,8 +174,8 @@ class Models:
                 backend=self.backend,
                 direction=direction,
                 tile=tile,
-                overlap=min(TILE_OVERLAP, tile // 4) if tile else TILE_OVERLAP,
                 batch_size=1,
+                **options,
             )
             if len(self._translators) > TRANSLATORS_KEPT:
                 self._translators.popitem(last=False)
