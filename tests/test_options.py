@@ -33,11 +33,11 @@ from translate.inference.translator import Translator
 
 
 @dataclass(frozen=True)
-class WithBackend(TranslatorOptions):
-    """What another developer's ``backend`` option is: one field, and nothing else."""
+class WithEngine(TranslatorOptions):
+    """A new option, as ``backend`` was added: one field, and nothing else."""
 
-    backend: str = option(
-        "torch", "Inference engine.", check=OneOf(("torch", "other")), serve=True, record=True
+    engine: str = option(
+        "plain", "Inference engine.", check=OneOf(("plain", "other")), serve=True, record=True
     )
 
 
@@ -51,14 +51,14 @@ def _command(*groups):
 
 
 def test_a_new_field_is_a_flag_with_its_default_check_and_help():
-    command = _command(WithBackend)
-    given = CliRunner().invoke(command, ["--backend", "other", "--tile", "64"])
+    command = _command(WithEngine)
+    given = CliRunner().invoke(command, ["--engine", "other", "--tile", "64"])
     assert given.exit_code == 0, given.output
     values = json.loads(given.output)
-    assert (values["backend"], values["tile"], values["batch_size"]) == ("other", 64, 4)
-    assert json.loads(CliRunner().invoke(command, []).output)["backend"] == "torch"
-    refused = CliRunner().invoke(command, ["--backend", "onnx"])
-    assert refused.exit_code == 2 and "'onnx' is not one of 'torch', 'other'" in refused.output
+    assert (values["engine"], values["tile"], values["batch_size"]) == ("other", 64, 4)
+    assert json.loads(CliRunner().invoke(command, []).output)["engine"] == "plain"
+    refused = CliRunner().invoke(command, ["--engine", "onnx"])
+    assert refused.exit_code == 2 and "'onnx' is not one of 'plain', 'other'" in refused.output
     assert "Inference engine." in CliRunner().invoke(command, ["--help"]).output
     # not a flag: value_range is for the API only
     assert "value_range" not in values and "--value-range" not in given.output
@@ -104,9 +104,9 @@ def test_size_with_resize_shorter_is_one_usage_error(tiny_generator_file, tmp_pa
 
 
 def test_serve_parameters_are_the_serve_fields_typed():
-    query = {"tile": "none", "direction": "BtoA", "batch_size": "9", "backend": "other"}
+    query = {"tile": "none", "direction": "BtoA", "batch_size": "9", "engine": "other"}
     assert query_values(TranslatorOptions, query) == {"tile": None, "direction": "BtoA"}
-    assert query_values(WithBackend, query)["backend"] == "other"
+    assert query_values(WithEngine, query)["engine"] == "other"
     assert query_values(TranslatorOptions, {"tile": "48"}) == {"tile": 48}
     with pytest.raises(OptionError, match=r"^tile: expected a whole number or none, got 'x'$"):
         query_values(TranslatorOptions, {"tile": "x"})
@@ -115,16 +115,16 @@ def test_serve_parameters_are_the_serve_fields_typed():
 def test_the_manifest_records_a_new_field_and_the_resolved_values(tiny_generator_file, tmp_path):
     write_image(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     translator = Translator.load(
-        tiny_generator_file, WithBackend(backend="other"), device="cpu", tile=8
+        tiny_generator_file, WithEngine(engine="other"), device="cpu", tile=8
     )
     convert_folder(tmp_path / "in", tmp_path / "out", translator, format="JPEG", progress=False)
     record = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["options"]
-    assert record["backend"] == "other"
+    assert record["engine"] == "other"
     assert (record["tile"], record["overlap"], record["format"]) == (8, 2, "jpg")
     assert record["precision"] in ("fp32", "bf16")  # what auto became, never "auto"
     recorded = {
         f.name
-        for f in [*dataclasses.fields(WithBackend), *dataclasses.fields(ConvertOptions)]
+        for f in [*dataclasses.fields(WithEngine), *dataclasses.fields(ConvertOptions)]
         if meta(f).record
     }
     assert set(record) == recorded
