@@ -74,6 +74,8 @@ class SRVGGNetCompact(Generator):
     ``realesr-general-x4v3`` is ``num_conv=32``, the anime video model ``num_conv=16``.
     PyTorch's default initialisation, as upstream."""
 
+    upstream_layout = True
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -163,6 +165,8 @@ class RRDBNet(Generator):
     Keys ``conv_first``, ``body.N.rdbM.convK``, ``conv_body``, ``conv_up1``, ``conv_up2``,
     ``conv_hr``, ``conv_last`` as upstream; :func:`rrdbnet_state_from_esrgan` reads the
     original ESRGAN layout (``model.N``) that spandrel's class uses."""
+
+    upstream_layout = True
 
     def __init__(
         self,
