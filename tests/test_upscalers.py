@@ -10,6 +10,8 @@ from spandrel.architectures.ESRGAN import ESRGAN
 from torch import nn
 
 import translate
+from translate.inference.export import export_generator
+from translate.inference.loading import load_model
 from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
 from translate.networks import count_parameters
 from translate.networks.discriminators import upstream_spectral_norm
@@ -276,3 +278,17 @@ def test_a_generator_file_loads_in_spandrel_with_the_same_output(
         loaded = load_generators(path)
         assert loaded.specs["AtoB"] == spec
         assert torch.equal(loaded.generators["AtoB"](x * 2 - 1), net(x * 2 - 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("rrdbnet", {"num_feat": 4, "num_block": 1}), ("srvgg_compact", {"num_feat": 4})],
+)
+def test_sr_generators_export_to_torchscript(tmp_path, name, options):
+    spec = GeneratorSpec.declared(name, 3, 3, {**options, "scale": 2})
+    net = _random_(spec.build())
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, net)})
+    path = export_generator(load_model(tmp_path / "g.safetensors"), tmp_path / "g.pt")
+    x = torch.rand(1, 3, 8, 6) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(path))(x), net(x), atol=1e-5)
