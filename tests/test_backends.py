@@ -104,7 +104,7 @@ def test_an_unreadable_cache_entry_names_the_file(scaled_model):
         ({"precision": "bf16"}, "--precision bf16: --backend onnxruntime runs the fp32 graph"),
         ({"dropout": True}, "--dropout: --backend onnxruntime cannot seed dropout"),
         ({"device": "cuda"}, "--backend onnxruntime runs on the CPU; got --device cuda"),
-        ({"backend": "tensorrt"}, "backend must be one of torch, onnxruntime; got 'tensorrt'"),
+        ({"backend": "tensorrt"}, "backend: expected torch or onnxruntime, got 'tensorrt'"),
     ],
 )
 def test_options_the_backend_cannot_honour_are_refused(scaled_model, options, message):
