@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from . import discriminators, generators  # noqa: F401  (fills the registries)
+from . import discriminators, generators, upscalers  # noqa: F401  (fills the registries)
 from .features import Generator
 from .macs import count_macs
 from .registry import DISCRIMINATORS, GENERATORS
@@ -20,7 +20,8 @@ def build_generator(
     Names: ``resnet_9blocks``/``resnet_6blocks`` and ``mobile_resnet_9blocks``/
     ``mobile_resnet_6blocks`` (``n_blocks``, ``widths``, ``mobile``), ``unet_256``/``unet_128``
     (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
-    ``init_gain``. The module's ``size_multiple`` is the multiple its input sides must be;
+    ``init_gain``. Super-resolution (``scale`` x the input): ``srvgg_compact`` (``num_feat``,
+    ``num_conv``, ``act``). The module's ``size_multiple`` is the multiple its input sides must be;
     ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
     """
     return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
