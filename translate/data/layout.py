@@ -3,13 +3,15 @@
 One folder can serve several trainers (``datasets/worldmaps`` holds aligned pairs in
 ``train/``, ``val/`` and unpaired domains in ``trainA/`` ... ``testB/``), so
 :func:`detect_layouts` returns every layout found and :func:`find_layout` the one a trainer's
-data kind (``paired`` or ``unpaired``) reads. Nothing here decodes pixels.
+data kind (``paired``, ``unpaired``, or ``hr``: single high-resolution images, whose
+low-resolution partners super-resolution training synthesises) reads. Nothing here decodes
+pixels.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,8 +19,8 @@ from PIL import Image
 
 from translate.data.images import is_image_path, list_images
 
-PAIRED, UNPAIRED = "paired", "unpaired"
-DATA_KINDS = (PAIRED, UNPAIRED)
+PAIRED, UNPAIRED, HR = "paired", "unpaired", "hr"
+DATA_KINDS = (PAIRED, UNPAIRED, HR)
 ROOT_SPLIT = "."  # a dataset without split folders: the files of the root itself
 SPLIT_NAMES = ("train", "val", "test")  # reported (as empty) even when they hold no images
 MAX_NAMED = 30
@@ -94,8 +96,10 @@ class Layout:
     """One way of reading a dataset root.
 
     ``name`` is ``aligned`` (A|B side by side in one file), ``folders`` (matching files in
-    ``A/`` and ``B/``) or ``unpaired`` (``<split>A/`` and ``<split>B/``); ``splits`` maps each
-    split present to its A and B folders (the same folder twice for aligned images).
+    ``A/`` and ``B/``), ``unpaired`` (``<split>A/`` and ``<split>B/``) or ``images`` (single
+    HR images in ``train/``, ``val/``, ``test/`` or the root: the folders an aligned layout
+    reads); ``splits`` maps each split present to its A and B folders (the same folder
+    twice for aligned and single images).
     """
 
     name: str
@@ -104,12 +108,16 @@ class Layout:
 
     @property
     def data(self) -> str:
-        """The kind of data it holds: ``paired`` or ``unpaired``."""
-        return UNPAIRED if self.name == "unpaired" else PAIRED
+        """The kind of data it holds: ``paired``, ``unpaired`` or ``hr``."""
+        return {"unpaired": UNPAIRED, "images": HR}.get(self.name, PAIRED)
 
     @property
     def title(self) -> str:
-        titles = {"aligned": "paired aligned A|B", "folders": "paired A/ B/"}
+        titles = {
+            "aligned": "paired aligned A|B",
+            "folders": "paired A/ B/",
+            "images": "HR images",
+        }
         return titles.get(self.name, self.name)
 
     def has(self, split: str) -> bool:
@@ -150,6 +158,8 @@ class Layout:
             return f"rename {first}A/ and {first}B/ to trainA/ and trainB/"
         if self.name == "folders":
             return "name the training folders A/train and B/train (or put the files in A/, B/)"
+        if self.name == "images":
+            return f"put the training images in {self.root / 'train'}/ (or in {self.root})"
         sizes: dict[Path, tuple[int, int]] = {}
         for dir_a, _ in self.splits.values():
             for path in list_images(dir_a):
@@ -200,6 +210,11 @@ class Layout:
             files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
             return [(f, f) for f in files], []
         raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
+
+    def images(self, split: str) -> list[Path]:
+        """The image files of a split of single images (``images``), sorted."""
+        folder, _ = self.dirs(split)
+        return _root_images(folder) if split == ROOT_SPLIT else list_images(folder)
 
     def domains(self, split: str) -> tuple[list[Path], list[Path]]:
         """The A files and the B files of a split, unmatched."""
@@ -274,20 +289,22 @@ def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
 
 
 def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
-    """The layout of ``root`` that holds ``data`` (``paired`` or ``unpaired``); A/ B/ folders
-    win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
+    """The layout of ``root`` that holds ``data`` (``paired``, ``unpaired`` or ``hr``); A/ B/
+    folders win over aligned files, and ``hr`` reads the folders of aligned files as single
+    images. Raises :class:`DatasetError` saying what the folder holds."""
     if data not in DATA_KINDS:
         raise ValueError(f"data kind must be one of {', '.join(DATA_KINDS)}, got {data!r}")
     layouts = detect_layouts(root)
+    if data == HR:
+        layouts = [replace(x, name="images") for x in layouts if x.name == "aligned"] + layouts
     for layout in layouts:
         if layout.data == data:
             return layout
     found = ", ".join(layout.title for layout in layouts) or "no images"
-    need = (
-        "trainA/ and trainB/ (optionally testA/, testB/)"
-        if data == UNPAIRED
-        else "aligned A|B images in train/, val/ or A/ and B/ folders"
-    )
+    need = {
+        UNPAIRED: "trainA/ and trainB/ (optionally testA/, testB/)",
+        HR: "images in train/ (optionally val/) or in the folder itself",
+    }.get(data, "aligned A|B images in train/, val/ or A/ and B/ folders")
     raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
 
 

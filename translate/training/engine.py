@@ -202,7 +202,7 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             value = value.to(device, non_blocking=True)
-            if channels_last:
+            if channels_last and value.ndim == 4:  # images, not per-item values (SR's seeds)
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
@@ -259,6 +259,7 @@ class Trainer:
         self.stopped_by: int | None = None  # the signal that stopped fit()
         self.stop = StopRequest()  # listens while fit() runs
         self.best: dict[str, float] = {}
+        self.baseline: dict[str, float] = {}  # the trainer's baseline's validation scores
         self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
         self.run_bar: tqdm | None = None  # counts to train.max_steps when it ends the run
         self.test_mode = TestMode()  # what the last validation scored better
@@ -498,9 +499,10 @@ class Trainer:
             self._write_values(means)
         return means
 
-    def _write_values(self, values: dict[str, float]) -> None:
+    def _write_values(self, values: dict[str, float], what: str = "") -> None:
         listed = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-        tqdm.write(f"step {self.step}, epoch {self.epoch_number}: {listed}", file=sys.stderr)
+        where = f"step {self.step}, epoch {self.epoch_number}"
+        tqdm.write(f"{where}{' ' + what if what else ''}: {listed}", file=sys.stderr)
 
     def _end_epoch(self) -> None:
         plateau = self.config.schedule.policy == "plateau"
@@ -545,6 +547,10 @@ class Trainer:
     def _evaluate(self) -> list[str]:
         self.model.eval()
         paired = self.model.validation_scores()
+        # the trainer's baseline is scored once, in the run's first evaluation
+        baseline = (
+            self.model.validation_scores() if self.model.baseline and not self.baseline else None
+        )
         sums: dict[str, float] = {}  # the trainer's own validation values, times images
         images = 0
         for i, batch in enumerate(self._val_batches()):
@@ -558,6 +564,8 @@ class Trainer:
                 )  # fmt: skip
             if paired is not None:
                 paired.add(result.fake, result.real)
+            if baseline is not None and result.baseline is not None:
+                baseline.add(result.baseline, result.real)
             n = result.fake.shape[0]
             for key, value in result.losses.items():
                 sums[key] = sums.get(key, 0.0) + value * n
@@ -567,6 +575,10 @@ class Trainer:
         # record of how the run goes that the bar's postfix alone would overwrite
         self.val_scores = dict(values) if paired is not None else dict(monitor)
         self._write_values(self.val_scores)
+        if baseline is not None and baseline.count:
+            self.baseline = {f"val_{k.upper()}": v for k, v in baseline.result().items()}
+            self._write_values(self.baseline, f"baseline ({self.model.baseline})")
+            values.update({f"baseline_{k}": v for k, v in self.baseline.items()})
         values.update({f"val_{k}": total / images for k, total in sums.items()})
         if paired is not None:
             values.update(self._choose_test_mode(values["val_L1"]))
@@ -578,7 +590,10 @@ class Trainer:
             tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
         self.report.log(self.step, self.epoch_number, {**values, **monitor}, warnings)
         self.report.update_index()
-        improved = self._best_metric(values) < self.best.get(self.model.best_metric, math.inf)
+        # the comparison in the direction that is better: negated where higher is
+        sign = -1 if self.model.best_higher else 1
+        value, best = self._best_metric(values), self.best.get(self.model.best_metric)
+        improved = best is None or sign * value < sign * best
         if improved:
             self.best = {**values, "step": self.step, "epoch": self.epoch_number}
         self.save_generators("generator_latest.safetensors")
@@ -631,6 +646,7 @@ class Trainer:
             "steps": self.step,
             "dataset": self.config.data.source(),
             "best_val": self.best,
+            **({"baseline_val": self.baseline} if self.baseline else {}),
             "val_split": self.config.data.val_split,
             "val_images": self.val_images,
         }
@@ -660,6 +676,7 @@ class Trainer:
             "epoch": self.epoch,
             "epoch_batches": self.epoch_batches,
             "best": self.best,
+            "baseline": self.baseline,
             "diversity_history": self.diversity_history,
             "loss_window": self.log_window.state_dict(),
             "epoch_window": self.epoch_window.state_dict(),
@@ -702,6 +719,7 @@ class Trainer:
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches, self.best = state["epoch_batches"], state["best"]
+        self.baseline = state.get("baseline", {})  # absent from older checkpoints
         self.diversity_history = state["diversity_history"]
         self.log_window.load_state_dict(state["loss_window"], self.device)
         # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
