@@ -12,14 +12,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
 from torchvision.models.vgg import cfgs, make_layers
 
 from translate import metrics
 from translate.data.degradations import DEGRADATIONS, build_degradation
 from translate.data.images import write_image
-from translate.data.transforms import to_tensor
-from translate.model_file import load_generators
+from translate.data.transforms import Preprocess, to_tensor
+from translate.evaluation.cli import evaluate
+from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
 from translate.training.models.sr import bicubic_upscale
@@ -319,3 +321,34 @@ def test_training_with_a_local_vgg_file_adds_the_perceptual_term(hr_root, tmp_pa
     losses = t.model.train_step(batch, t.stepper)
     assert losses["G_perceptual"] > 0
     assert not any("perceptual" in k for k in t.model.state_dict())  # frozen, not saved
+
+
+# --- translate evaluate -------------------------------------------------------------------
+
+
+def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> None:
+    spec = GeneratorSpec.declared("srvgg_compact", 3, 3, {"num_feat": 4, "num_conv": 1})
+    generator = spec.build().eval()
+    # a training crop the scores must not use: SR is scored on whole images
+    preprocess = Preprocessing(Preprocess(mode="crop", crop_size=8))
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)}, preprocess)
+    rng = np.random.default_rng(3)
+    want_psnr, want_ssim = [], []
+    for name, (h, w) in (("x", (12, 16)), ("y", (16, 12))):  # sizes differ
+        hr = _photo(rng, 4 * h, 4 * w)
+        lr = cv2.resize(hr, (w, h), interpolation=cv2.INTER_AREA)
+        write_image(tmp_path / "data" / "A" / "val" / f"{name}.png", lr)
+        write_image(tmp_path / "data" / "B" / "val" / f"{name}.png", hr)
+        with torch.no_grad():
+            out = generator(to_tensor(lr)[None]).clamp(-1, 1)
+        want_psnr.append(metrics.psnr_y(out, to_tensor(hr)[None], border=4))
+        want_ssim.append(metrics.ssim_y(out, to_tensor(hr)[None], border=4))
+    args = ["--model", str(tmp_path / "g.safetensors"), "--data", str(tmp_path / "data")]
+    result = CliRunner().invoke(evaluate, [*args, "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["images"] == 2 and "psnr" not in scores
+    assert scores["psnr_y"] == pytest.approx(np.mean(want_psnr), rel=1e-5)
+    assert scores["ssim_y"] == pytest.approx(np.mean(want_ssim), rel=1e-5)
+    table = CliRunner().invoke(evaluate, [*args, "--device", "cpu"])
+    assert "PSNR-Y (dB)" in table.output and "SSIM-Y" in table.output

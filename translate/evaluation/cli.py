@@ -19,6 +19,8 @@ ROWS = {
     "l1": ("L1", "lower is better, [-1, 1] scale"),
     "psnr": ("PSNR (dB)", "higher is better"),
     "ssim": ("SSIM", "higher is better"),
+    "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
+    "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
@@ -115,6 +117,8 @@ def evaluate(
 ) -> None:
     """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
     --inception-weights (nothing is downloaded), and the diversity of the outputs.
+    A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
+    and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
 
     \b
     translate evaluate --outputs results/ --targets datasets/maps/val_B/
@@ -146,14 +150,20 @@ def evaluate(
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
         if model_source is not None:
             from translate.inference.loading import load_model
+            from translate.metrics import SRScores
+            from translate.model_file import declared_geometry
 
             model = load_model(model_source, device)
             generator = _choose_generator(model.generators, direction)
+            preprocess, paired = model.preprocess, None
+            scale = declared_geometry(generator)["scale"]
+            if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
+                preprocess, batch_size = scores.whole_images(preprocess, generator), 1
+                paired = SRScores(border=scale)
             source = scores.model_images(
-                generator, data, model.preprocess, split, direction, batch_size, device,
-                autocast,
-            )  # fmt: skip
-            result = scores.score_pairs(*source, extractor, **common)
+                generator, data, preprocess, split, direction, batch_size, device, autocast
+            )
+            result = scores.score_pairs(*source, extractor, paired=paired, **common)
         elif targets is not None and not unpaired:
             pairs = scores.paired_folder_images(outputs, targets)
             result = scores.score_pairs(*pairs, extractor, **common)

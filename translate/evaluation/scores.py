@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -174,6 +175,14 @@ def model_images(
     return len(dataset), generate()
 
 
+def whole_images(preprocess: Preprocessing, generator: torch.nn.Module) -> Preprocessing:
+    """``preprocess`` for scoring a super-resolution generator on whole images, as the SR
+    benchmarks are (not the training crop): mode ``none`` at the generator's size multiple."""
+    multiple = getattr(generator, "size_multiple", 1)
+    transforms = replace(preprocess.transforms, mode="none", size_multiple=multiple)
+    return replace(preprocess, transforms=transforms)
+
+
 def score_pairs(
     total: int,
     pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
@@ -181,9 +190,11 @@ def score_pairs(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
+    paired: PairedScores | None = None,
 ) -> dict[str, float]:
-    """L1/PSNR/SSIM, diversity of outputs and targets, and FID/KID with an extractor."""
-    paired = PairedScores()
+    """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``), diversity of
+    outputs and targets, and FID/KID with an extractor."""
+    paired = paired or PairedScores()
     outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
     with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
         for output, target in pairs:
