@@ -17,6 +17,7 @@ from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401 
 from torchvision.models.vgg import cfgs, make_layers
 
 from translate import metrics
+from translate.cli import main
 from translate.data.degradations import DEGRADATIONS, build_degradation
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess, to_tensor
@@ -352,3 +353,22 @@ def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> N
     assert scores["ssim_y"] == pytest.approx(np.mean(want_ssim), rel=1e-5)
     table = CliRunner().invoke(evaluate, [*args, "--device", "cpu"])
     assert "PSNR-Y (dB)" in table.output and "SSIM-Y" in table.output
+
+
+def test_the_documented_commands_train_and_resume(hr_root: Path, tmp_path: Path) -> None:
+    """docs/super-resolution.md: configs/sr_psnr.yaml on a folder of photos, then --resume
+    (the run's config.yaml, with the SR keys, read back)."""
+    run = tmp_path / "sr_psnr"
+    tiny_run = [
+        f"data.root={hr_root}", "data.preprocess.crop_size=64", "data.num_workers=0",
+        "generator.options.num_feat=8", "generator.options.num_conv=2",
+        "train.batch_size=2", "train.max_steps=2", "log.tensorboard=false",
+    ]  # fmt: skip
+    args = ["train", str(CONFIGS / "sr_psnr.yaml"), "--run-dir", str(run), "--no-progress"]
+    result = CliRunner().invoke(main, [*args, *(f"--set={s}" for s in tiny_run)])
+    assert result.exit_code == 0, result.output
+    assert "baseline (bicubic): val_L1" in result.output
+    resume = ["train", "--resume", str(run), "--no-progress", "--set", "train.max_steps=3"]
+    result = CliRunner().invoke(main, resume)
+    assert result.exit_code == 0, result.output
+    assert load_generators(run / "generator_latest.safetensors").training["steps"] == 3
