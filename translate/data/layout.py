@@ -3,15 +3,16 @@
 One folder can serve several trainers (``datasets/worldmaps`` holds aligned pairs in
 ``train/``, ``val/`` and unpaired domains in ``trainA/`` ... ``testB/``), so
 :func:`detect_layouts` returns every layout found and :func:`find_layout` the one a trainer's
-data kind (``paired``, ``unpaired``, or ``hr``: single high-resolution images, whose
-low-resolution partners super-resolution training synthesises) reads. Nothing here decodes
-pixels.
+data kind (``paired``, ``unpaired`` or ``hr``) reads. The ``hr`` layout (high-resolution
+images of any shape, for super-resolution) reads the folders the aligned layout reads, as
+single images: :func:`detect_layouts` lists it only when asked, since telling the two apart
+takes each image's size. Nothing here decodes pixels.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -96,10 +97,9 @@ class Layout:
     """One way of reading a dataset root.
 
     ``name`` is ``aligned`` (A|B side by side in one file), ``folders`` (matching files in
-    ``A/`` and ``B/``), ``unpaired`` (``<split>A/`` and ``<split>B/``) or ``images`` (single
-    HR images in ``train/``, ``val/``, ``test/`` or the root: the folders an aligned layout
-    reads); ``splits`` maps each split present to its A and B folders (the same folder
-    twice for aligned and single images).
+    ``A/`` and ``B/``), ``unpaired`` (``<split>A/`` and ``<split>B/``) or ``hr`` (single
+    high-resolution images in ``train/``, ``val/``, ``test/`` or the root); ``splits`` maps
+    each split present to its A and B folders (the same folder twice for aligned and hr).
     """
 
     name: str
@@ -108,16 +108,14 @@ class Layout:
 
     @property
     def data(self) -> str:
-        """The kind of data it holds: ``paired``, ``unpaired`` or ``hr``."""
-        return {"unpaired": UNPAIRED, "images": HR}.get(self.name, PAIRED)
+        """The kind of data it holds: ``paired`` or ``unpaired``."""
+        return {"unpaired": UNPAIRED, "hr": HR}.get(self.name, PAIRED)
 
     @property
     def title(self) -> str:
         titles = {
-            "aligned": "paired aligned A|B",
-            "folders": "paired A/ B/",
-            "images": "HR images",
-        }
+            "aligned": "paired aligned A|B", "folders": "paired A/ B/", "hr": "high-resolution",
+        }  # fmt: skip
         return titles.get(self.name, self.name)
 
     def has(self, split: str) -> bool:
@@ -158,8 +156,8 @@ class Layout:
             return f"rename {first}A/ and {first}B/ to trainA/ and trainB/"
         if self.name == "folders":
             return "name the training folders A/train and B/train (or put the files in A/, B/)"
-        if self.name == "images":
-            return f"put the training images in {self.root / 'train'}/ (or in {self.root})"
+        if self.name == HR:
+            return f"name the folder of training images train/ (or put them in {self.root})"
         sizes: dict[Path, tuple[int, int]] = {}
         for dir_a, _ in self.splits.values():
             for path in list_images(dir_a):
@@ -207,13 +205,15 @@ class Layout:
         if self.name == "folders":
             return pair_up(dir_a, dir_b)
         if self.name == "aligned":
-            files = _root_images(dir_a) if split == ROOT_SPLIT else list_images(dir_a)
-            return [(f, f) for f in files], []
+            return [(f, f) for f in self.images(split)], []
         raise DatasetError(f"{self.root}: holds unpaired data; it has no pairs")
 
     def images(self, split: str) -> list[Path]:
-        """The image files of a split of single images (``images``), sorted."""
-        folder, _ = self.dirs(split)
+        """The image files of a split of an ``hr`` layout (or the A|B files of an aligned
+        one), sorted; the root split holds the root's own files, not its subfolders'."""
+        if self.name not in ("hr", "aligned"):
+            raise DatasetError(f"{self.root}: its {self.title} layout holds no single images")
+        folder = self.dirs(split)[0]
         return _root_images(folder) if split == ROOT_SPLIT else list_images(folder)
 
     def domains(self, split: str) -> tuple[list[Path], list[Path]]:
@@ -242,8 +242,9 @@ def _holds_images(folder: Path) -> bool:
     return any(is_image_path(Path(f)) for _, _, files in os.walk(folder) for f in files)
 
 
-def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
-    """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files.
+def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layout]:
+    """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files and,
+    with ``hr``, the same folders read as high-resolution images.
 
     Folders one layout claims (``trainA``, ``A``, ``train/A`` ...) are no split of another.
     """
@@ -285,26 +286,26 @@ def detect_layouts(root: str | os.PathLike[str]) -> list[Layout]:
         aligned[ROOT_SPLIT] = (root, root)
     if aligned:
         layouts.append(Layout("aligned", root, aligned))
+        if hr:
+            layouts.append(Layout("hr", root, aligned))
     return layouts
 
 
 def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
     """The layout of ``root`` that holds ``data`` (``paired``, ``unpaired`` or ``hr``); A/ B/
-    folders win over aligned files, and ``hr`` reads the folders of aligned files as single
-    images. Raises :class:`DatasetError` saying what the folder holds."""
+    folders win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
     if data not in DATA_KINDS:
         raise ValueError(f"data kind must be one of {', '.join(DATA_KINDS)}, got {data!r}")
-    layouts = detect_layouts(root)
-    if data == HR:
-        layouts = [replace(x, name="images") for x in layouts if x.name == "aligned"] + layouts
+    layouts = detect_layouts(root, hr=data == HR)
     for layout in layouts:
         if layout.data == data:
             return layout
     found = ", ".join(layout.title for layout in layouts) or "no images"
     need = {
         UNPAIRED: "trainA/ and trainB/ (optionally testA/, testB/)",
-        HR: "images in train/ (optionally val/) or in the folder itself",
-    }.get(data, "aligned A|B images in train/, val/ or A/ and B/ folders")
+        PAIRED: "aligned A|B images in train/, val/ or A/ and B/ folders",
+        HR: "images in train/ (optionally val/, test/)",
+    }[data]
     raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
 
 

@@ -1,6 +1,7 @@
-"""The reference code's public pix2pix and CycleGAN datasets: fetched by name, checked,
-extracted safely and laid out as the configs expect (``datasets/NAME/train`` ... or
-``datasets/NAME/trainA`` ...)."""
+"""The reference code's public pix2pix and CycleGAN datasets, and the super-resolution sets
+(DIV2K for training, Set5 and Set14 for evaluation): fetched by name, checked, extracted
+safely and laid out as the configs expect (``datasets/NAME/train`` ... or
+``datasets/NAME/trainA`` ...; the SR sets as the ``hr`` layout)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from translate.data.layout import PAIRED, UNPAIRED, DatasetError, find_layout
+from translate.data.layout import HR, PAIRED, UNPAIRED, DatasetError, find_layout
 from translate.download import fetch, server, translate_home
 
 PIX2PIX = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day")
@@ -20,7 +23,7 @@ CYCLEGAN = (
     "horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "cezanne2photo",
     "ukiyoe2photo", "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower",
 )  # fmt: skip
-NAMES = tuple(sorted(set(PIX2PIX + CYCLEGAN)))
+GAN_NAMES = tuple(sorted(set(PIX2PIX + CYCLEGAN)))
 JUNK = ("__MACOSX",)  # folders some zip tools add; never part of a dataset
 
 
@@ -48,18 +51,65 @@ class PublicDataset:
 def public_dataset(name: str, unpaired: bool = False) -> PublicDataset:
     """The dataset ``name``; names of both kinds (facades, maps, cityscapes) mean the
     pix2pix one unless ``unpaired``."""
-    if name not in NAMES:
+    if name not in GAN_NAMES:
         raise DatasetError(f"unknown dataset {name!r}; public datasets: {', '.join(NAMES)}")
     if unpaired and name not in CYCLEGAN:
         raise DatasetError(f"{name} is a pix2pix (paired) dataset only; drop --unpaired")
     return PublicDataset(name, UNPAIRED if unpaired or name not in PIX2PIX else PAIRED)
 
 
+@dataclass(frozen=True)
+class SRArchive:
+    """One archive of a super-resolution set: where it is, and which of its files make
+    which split (``pattern`` matched anywhere in it; ``strip`` cut from each file's stem)."""
+
+    host: str
+    path: str
+    split: str
+    pattern: str
+    strip: str = ""
+
+    @property
+    def url(self) -> str:
+        # A mirror serves each file at the path it has on its own server.
+        return os.environ.get("TRANSLATE_MIRROR", self.host).rstrip("/") + self.path
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+DIV2K_HOST = "https://data.vision.ee.ethz.ch"
+# SelfExSR's (Huang et al. 2015) packaging of the classic test sets, as its README links them.
+SELFEXSR_HOST = "https://uofi.box.com"
+# Their HR images of the x4 folder: cropped to a multiple of 4, as the x4 benchmarks use them.
+SELFEXSR_HR = "image_SRF_4/*_SRF_4_HR.png"
+SR_DATASETS: dict[str, tuple[SRArchive, ...]] = {
+    "div2k": (
+        SRArchive(DIV2K_HOST, "/cvl/DIV2K/DIV2K_train_HR.zip", "train", "DIV2K_train_HR/*.png"),
+        SRArchive(DIV2K_HOST, "/cvl/DIV2K/DIV2K_valid_HR.zip", "val", "DIV2K_valid_HR/*.png"),
+    ),
+    "set5": (
+        SRArchive(SELFEXSR_HOST, "/shared/static/kfahv87nfe8ax910l85dksyl2q212voc.zip", "test",
+                  SELFEXSR_HR, "_SRF_4_HR"),
+    ),
+    "set14": (
+        SRArchive(SELFEXSR_HOST, "/shared/static/igsnfieh4lz68l926l8xbklwsnnk8we9.zip", "test",
+                  SELFEXSR_HR, "_SRF_4_HR"),
+    ),
+}  # fmt: skip
+NAMES = tuple(sorted(GAN_NAMES + tuple(SR_DATASETS)))
+
+
 def missing_data_hint(root: str | os.PathLike[str], data: str) -> str:
     """How to get a dataset folder that is missing: the download command when the folder
     is named after a public dataset of that kind, else where the layouts are described."""
     root = Path(root)
-    if root.name in (PIX2PIX if data == PAIRED else CYCLEGAN):
+    if data == HR:
+        if root.name in SR_DATASETS:
+            where = "" if root.parent == Path("datasets") else f" --root {root.parent}"
+            return f"get it with: translate prepare download {root.name}{where}"
+    elif root.name in (PIX2PIX if data == PAIRED else CYCLEGAN):
         dataset = public_dataset(root.name, unpaired=data == UNPAIRED)
         return f"get it with: {dataset.command(root.parent)}"
     return "datasets/README.md describes the layouts and `translate prepare` builds some"
@@ -112,27 +162,74 @@ def _move_into(top: Path, target: Path) -> None:
         entry.replace(target / entry.name)
 
 
-def download_dataset(
-    name: str, root: str | os.PathLike[str] = "datasets", unpaired: bool = False,
-    progress: bool = True,
-) -> Path:  # fmt: skip
-    """Fetch (or resume) the archive into ``TRANSLATE_HOME/downloads``, check and extract it
-    into ``root/NAME``; returns that folder. A corrupt archive is deleted, so the next call
-    downloads it afresh; a good one is deleted once extracted."""
-    dataset = public_dataset(name, unpaired)
-    archive = fetch(dataset.url, translate_home() / "downloads" / dataset.filename, progress)
-    root = Path(root)
+@contextmanager
+def _extracted(url: str, filename: str, root: Path, progress: bool) -> Iterator[Path]:
+    """Fetch (or resume) ``url`` into ``TRANSLATE_HOME/downloads``, check it and extract it
+    into a temporary folder under ``root``, yielded. A corrupt archive is deleted, so the
+    next call downloads it afresh; a good one is deleted once the caller has taken its files."""
+    archive = fetch(url, translate_home() / "downloads" / filename, progress)
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{filename}-", dir=root) as tmp:
         try:
             extract(archive, Path(tmp))
         except DatasetError as exc:
             archive.unlink()
             message = f"{exc}; deleted it: run the command again to download it afresh"
             raise DatasetError(message) from None
-        found = [p for p in Path(tmp).iterdir() if p.name not in JUNK]
-        top = found[0] if len(found) == 1 and found[0].is_dir() else Path(tmp)
-        _move_into(top, root / name)
-    find_layout(root / name, dataset.data).train_split()  # the layout the configs expect
+        yield Path(tmp)
     archive.unlink()
+
+
+def download_dataset(
+    name: str, root: str | os.PathLike[str] = "datasets", unpaired: bool = False,
+    progress: bool = True,
+) -> Path:  # fmt: skip
+    """Fetch a public dataset and lay it out in ``root/NAME``; returns that folder. The
+    archive is checked and extracted by :func:`_extracted`; the SR sets go to
+    :func:`download_sr_dataset`."""
+    if name in SR_DATASETS:
+        if unpaired:
+            raise DatasetError(
+                f"{name} is a super-resolution set (HR images only); drop --unpaired"
+            )
+        return download_sr_dataset(name, root, progress)
+    dataset = public_dataset(name, unpaired)
+    root = Path(root)
+    with _extracted(dataset.url, dataset.filename, root, progress) as tmp:
+        found = [p for p in tmp.iterdir() if p.name not in JUNK]
+        top = found[0] if len(found) == 1 and found[0].is_dir() else tmp
+        _move_into(top, root / name)
+        find_layout(root / name, dataset.data).train_split()  # the layout the configs expect
     return root / name
+
+
+def download_sr_dataset(
+    name: str, root: str | os.PathLike[str] = "datasets", progress: bool = True
+) -> Path:
+    """Fetch the super-resolution set ``name`` (``SR_DATASETS``) into ``root/NAME`` as the
+    ``hr`` layout (DIV2K: ``train/`` and ``val/``; Set5, Set14: ``test/``); returns that
+    folder. Each split is moved in whole once its archive is extracted, so a split already
+    there is complete and a second run only fetches the ones missing."""
+    if name not in SR_DATASETS:
+        raise DatasetError(
+            f"unknown dataset {name!r}; super-resolution sets: {', '.join(SR_DATASETS)}"
+        )
+    out = Path(root) / name
+    for part in SR_DATASETS[name]:
+        if (out / part.split).exists():
+            continue
+        with _extracted(part.url, part.filename, Path(root), progress) as tmp:
+            files = sorted(p for p in tmp.rglob(part.pattern) if not set(JUNK) & set(p.parts))
+            if not files:
+                raise DatasetError(
+                    f"{part.url}: no files matching {part.pattern} in the archive; is the "
+                    "mirror serving another file?"
+                )
+            split = tmp / f".{part.split}"
+            split.mkdir()
+            for f in files:
+                f.replace(split / f"{f.stem.removesuffix(part.strip)}{f.suffix}")
+            out.mkdir(parents=True, exist_ok=True)
+            split.replace(out / part.split)
+    find_layout(out, HR)  # the layout the SR trainer and evaluation read
+    return out
