@@ -188,8 +188,12 @@ def test_discriminators_backward_under_bf16_autocast(name, stddev):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
+# Narrow (and for RRDB shallow) variants, so each network runs in well under a second.
+TINY_OPTIONS = {"ngf": 4, "num_feat": 4, "num_block": 2}
+
+
 def _tiny_generator(name):
-    options = {"ngf": 4} if "ngf" in GENERATORS.options(name) else {}
+    options = {k: v for k, v in TINY_OPTIONS.items() if k in GENERATORS.options(name)}
     net = translate.build_generator(name, **options).eval()
     side = max(net.size_multiple, 16)
     return net, torch.randn(1, 3, side, side)

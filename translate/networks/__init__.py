@@ -20,18 +20,18 @@ def build_generator(
     Names: ``resnet_9blocks``/``resnet_6blocks`` and ``mobile_resnet_9blocks``/
     ``mobile_resnet_6blocks`` (``n_blocks``, ``widths``, ``mobile``), ``unet_256``/``unet_128``
     (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
-    ``init_gain``. Super-resolution (``scale`` x the input): ``srvgg_compact`` (``num_feat``,
-    ``num_conv``, ``act``). The module's ``size_multiple`` is the multiple its input sides must be;
-    ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
+    ``init_gain``. Super-resolution (``scale`` x the input, pixels in [-1, 1] like the rest):
+    ``rrdbnet`` (``num_feat``, ``num_block``, ``num_grow_ch``) and ``srvgg_compact``
+    (``num_feat``, ``num_conv``, ``act``). The module's ``size_multiple`` is the multiple its
+    input sides must be; ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
     """
     return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
 
 
 def build_discriminator(name: str, in_channels: int, **options: Any) -> nn.Module:
-    """A discriminator from the zoo: ``patch`` (alias ``basic``), ``pixel`` or ``multiscale``.
-
-    Options: ``ndf``, ``n_layers``, ``norm``, ``num_scales``, ``spectral_norm``, ``init``,
-    ``init_gain``.
+    """A discriminator from the zoo: ``patch`` (alias ``basic``), ``pixel`` or ``multiscale``
+    (options ``ndf``, ``n_layers``, ``norm``, ``num_scales``, ``spectral_norm``, ``init``,
+    ``init_gain``), or ``unet_sn``, Real-ESRGAN's (``num_feat``, ``skip_connection``).
     """
     return DISCRIMINATORS.build(name, in_channels=in_channels, **options)
 

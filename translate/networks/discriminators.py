@@ -1,11 +1,14 @@
-"""PatchGAN discriminators: n-layer (70x70 at 3 layers), pixel (1x1) and multi-scale.
+"""PatchGAN discriminators: n-layer (70x70 at 3 layers), pixel (1x1) and multi-scale; and
+Real-ESRGAN's U-Net discriminator with spectral norm (one logit per pixel).
 
-Each takes ``minibatch_stddev``: the :class:`MinibatchStdDev` channel before the last layer.
+Each PatchGAN takes ``minibatch_stddev``: the :class:`MinibatchStdDev` channel before the
+last layer.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -177,3 +180,87 @@ def multiscale(
 ) -> nn.Module:
     net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)
+
+
+# The keys of torch's parametrized spectral norm and of its older hook-based one, which
+# upstream checkpoints were saved with.
+_SN_KEYS = {
+    "parametrizations.weight.original": "weight_orig",
+    "parametrizations.weight.0._u": "weight_u",
+    "parametrizations.weight.0._v": "weight_v",
+}
+
+
+def upstream_spectral_norm(conv: nn.Module) -> nn.Module:
+    """``conv`` with spectral norm, saved and loaded under the keys of the hook-based
+    ``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``).
+
+    The parametrized one is the same function of the same stored vectors in evaluation, and
+    in training runs the same power iteration (updating u before v, the old one v before
+    u); unlike the hook-based one it survives ``copy.deepcopy`` after a training step (the
+    MAC counter copies networks).
+    """
+    conv = _spectral_norm(conv)
+
+    def save(module: nn.Module, state: dict, prefix: str, metadata: dict) -> None:
+        for ours, theirs in _SN_KEYS.items():
+            state[prefix + theirs] = state.pop(prefix + ours)
+
+    def load(state: dict, prefix: str, *args: object) -> None:
+        for ours, theirs in _SN_KEYS.items():
+            if prefix + theirs in state:
+                state[prefix + ours] = state.pop(prefix + theirs)
+
+    # The public names (register_state_dict_post_hook...) need torch 2.5; setup.cfg takes 2.4.
+    conv._register_state_dict_hook(save)
+    conv._register_load_state_dict_pre_hook(load)
+    return conv
+
+
+@DISCRIMINATORS.register("unet_sn")
+class UNetDiscriminatorSN(nn.Module):
+    """Real-ESRGAN's discriminator: a U-Net (three stride-2 4x4 convolutions down, three
+    bilinear x2 upsamplings with a 3x3 convolution each, two more 3x3 convolutions) giving a
+    real/fake logit per pixel, at the input's size; input sides a multiple of 8.
+    ``skip_connection`` adds each encoder level to the decoder level of its size.
+
+    Spectral norm on every convolution but the first and last; the state dict has
+    upstream's keys (``convN.weight_orig``, ``weight_u``, ``weight_v``, see
+    :func:`upstream_spectral_norm`), so ``RealESRGAN_x4plus_netD.pth`` loads strictly.
+    """
+
+    size_multiple = 8
+
+    def __init__(self, in_channels: int, num_feat: int = 64, skip_connection: bool = True) -> None:
+        super().__init__()
+        self.skip_connection = skip_connection
+        widths = [num_feat, num_feat * 2, num_feat * 4, num_feat * 8]
+
+        def normed(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
+            return upstream_spectral_norm(nn.Conv2d(c_in, c_out, kernel, stride, 1, bias=False))
+
+        self.conv0 = nn.Conv2d(in_channels, num_feat, 3, 1, 1)
+        for i in range(1, 4):  # down: conv1..conv3
+            self.add_module(f"conv{i}", normed(widths[i - 1], widths[i], 4, 2))
+        for i in range(4, 7):  # up: conv4..conv6, back to the encoder's widths
+            self.add_module(f"conv{i}", normed(widths[7 - i], widths[6 - i], 3, 1))
+        self.conv7 = normed(num_feat, num_feat, 3, 1)
+        self.conv8 = normed(num_feat, num_feat, 3, 1)
+        self.conv9 = nn.Conv2d(num_feat, 1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv0(x), 0.2)
+        skips = [x]
+        for conv in (self.conv1, self.conv2, self.conv3):
+            x = F.leaky_relu(conv(x), 0.2)
+            skips.append(x)
+        skips.pop()  # the bottom level has no decoder level of its size
+        for conv in (self.conv4, self.conv5, self.conv6):
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = F.leaky_relu(conv(x), 0.2)
+            skip = skips.pop()
+            if self.skip_connection:
+                x = x + skip
+        x = F.leaky_relu(self.conv7(x), 0.2)
+        x = F.leaky_relu(self.conv8(x), 0.2)
+        return self.conv9(x)

@@ -1,5 +1,5 @@
-"""Super-resolution generators of Real-ESRGAN (Wang et al., 2021): the compact real-time
-network (SRVGGNetCompact).
+"""Super-resolution generators of Real-ESRGAN (Wang et al., 2021): ESRGAN's RRDB network
+(RRDBNet, Wang et al., 2018) and the compact real-time network (SRVGGNetCompact).
 
 Module names and nesting follow the upstream code, so a state dict from Real-ESRGAN or
 spandrel loads with ``load_state_dict(strict=True)`` and ours loads there. Upstream networks
@@ -8,6 +8,8 @@ read and write pixels in [0, 1]; the zoo's generators take and return [-1, 1], s
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,14 @@ def check_scale(scale: int, choices: tuple[int, ...] | None = None) -> None:
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], the range upstream weights were trained on."""
     return (x + 1) * 0.5
+
+
+class FromUnit(nn.Module):
+    """[0, 1] -> [-1, 1]: the output's conversion, a module (without parameters, so no
+    state-dict keys) so the output is the last tap point."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 - 1
 
 
 class NearestResidual(nn.Module):
@@ -97,3 +107,134 @@ class SRVGGNetCompact(Generator):
         for layer in self.body:
             out = layer(out)
         return self.residual(self.upsampler(out), x)
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five 3x3 convolutions, each fed every earlier feature map (dense connections), the
+    last scaled by 0.2 and added to the input."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        for i in range(1, 5):
+            self.add_module(
+                f"conv{i}", nn.Conv2d(num_feat + (i - 1) * num_grow_ch, num_grow_ch, 3, 1, 1)
+            )
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        # ESRGAN's initialisation: Kaiming, scaled by 0.1, so the deep residual stack starts
+        # close to the identity.
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            nn.init.kaiming_normal_(conv.weight)
+            with torch.no_grad():
+                conv.weight.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            features.append(self.lrelu(conv(torch.cat(features, 1))))
+        return self.conv5(torch.cat(features, 1)) * 0.2 + x
+
+
+class RRDB(nn.Module):
+    """Residual in residual dense block: three dense blocks, scaled by 0.2, plus the input."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+# Real-ESRGAN's x2 and x1 models fold the input into 4x and 16x the channels first (a pixel
+# unshuffle), so the body always runs the x4 network at a quarter of the output's side.
+UNSHUFFLE = {4: 1, 2: 2, 1: 4}
+
+
+@GENERATORS.register("rrdbnet")
+class RRDBNet(Generator):
+    """ESRGAN's generator as Real-ESRGAN writes it (``RealESRGAN_x4plus``: the defaults):
+    ``num_block`` RRDBs at ``num_feat`` channels, growth ``num_grow_ch``, a long skip, two
+    nearest x2 upsamplings with a convolution each, then ``conv_hr`` and ``conv_last``.
+    ``scale`` 2 and 1 pixel-unshuffle the input by 2 and 4 (input sides a multiple of that).
+    Keys ``conv_first``, ``body.N.rdbM.convK``, ``conv_body``, ``conv_up1``, ``conv_up2``,
+    ``conv_hr``, ``conv_last`` as upstream; :func:`rrdbnet_state_from_esrgan` reads the
+    original ESRGAN layout (``model.N``) that spandrel's class uses."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+        scale: int = 4,
+    ) -> None:
+        super().__init__()
+        check_scale(scale, tuple(UNSHUFFLE))
+        self.scale = scale
+        self.size_multiple = UNSHUFFLE[scale]
+        self.conv_first = nn.Conv2d(in_channels * self.size_multiple**2, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, out_channels, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        self.to_output = FromUnit()
+
+    def tap_points(self) -> list[nn.Module]:
+        # The shared LeakyReLU runs three times; each RRDB counts as one point.
+        return [
+            self.conv_first,
+            *self.body,
+            self.conv_body,
+            self.conv_up1,
+            self.conv_up2,
+            self.conv_hr,
+            self.conv_last,
+            self.to_output,
+        ]
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        feat = to_unit(x)
+        if self.size_multiple > 1:
+            feat = F.pixel_unshuffle(feat, self.size_multiple)
+        feat = self.conv_first(feat)
+        feat = feat + self.conv_body(self.body(feat))
+        for conv in (self.conv_up1, self.conv_up2):
+            feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.to_output(self.conv_last(self.lrelu(self.conv_hr(feat))))
+
+
+# The original ESRGAN layout (spandrel's class) -> Real-ESRGAN's, for a network with a x4 body.
+_ESRGAN_KEYS = {
+    r"model\.0\.": "conv_first.",
+    r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.": r"body.\1.rdb\2.conv\3.",
+    r"model\.3\.": "conv_up1.",
+    r"model\.6\.": "conv_up2.",
+    r"model\.8\.": "conv_hr.",
+    r"model\.10\.": "conv_last.",
+}
+
+
+def rrdbnet_state_from_esrgan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in the original ESRGAN layout (``model.0``, ``model.1.sub.N.RDBk``...),
+    as spandrel's ``ESRGAN`` class holds it, in :class:`RRDBNet`'s keys; ``ValueError``
+    naming the first key that has no place there (another upsampling depth, ESRGAN+)."""
+    blocks = {int(m[1]) for k in state if (m := re.match(r"model\.1\.sub\.(\d+)\.", k))}
+    trunk = f"model.1.sub.{max(blocks, default=0)}."
+    converted = {}
+    for key, value in state.items():
+        new = key.replace(trunk, "conv_body.") if key.startswith(trunk) else None
+        for pattern, replacement in _ESRGAN_KEYS.items():
+            if new is None and re.match(pattern, key):
+                new = re.sub(pattern, replacement, key)
+        if new is None:
+            raise ValueError(f"{key}: not a key of ESRGAN's x4 RRDB layout")
+        converted[new] = value
+    return converted
