@@ -18,7 +18,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from translate import metrics
 from translate.cli import main
-from translate.data.degradations import DEGRADATIONS, build_degradation
+from translate.data.degradations import build_degradation
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.cli import evaluate
@@ -65,6 +65,7 @@ def sr_config(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     network and run (test_training's ``tiny``); ``sections`` update it."""
     data = {"degradation": "bicubic", "preprocess": {"mode": "crop", "crop_size": 64}}
     config = tiny("sr", root, data=data, generator=copy.deepcopy(TINY_G), train={"max_steps": 2})
+    config["discriminator"] = {"name": "unet_sn", "options": {"num_feat": 4}}
     for name, values in sections.items():
         config[name] = {**config.get(name, {}), **values}
     return config
@@ -231,7 +232,7 @@ def test_hr_seeds_follow_the_run_seed_epoch_and_index(hr_root: Path, tmp_path: P
     assert t.val_set[0]["seed"] == 0  # the same LR inputs at every evaluation
 
 
-@pytest.mark.skipif("realesrgan" not in DEGRADATIONS, reason="realesrgan degradation not merged")
+@pytest.mark.slow
 def test_resume_is_exact_with_the_realesrgan_degradation(hr_root: Path, tmp_path: Path):
     config = sr_config(
         hr_root,
@@ -251,6 +252,7 @@ def test_the_two_stage_configs_load_as_the_recipe() -> None:
     assert psnr.loss.lambda_gan == 0 and psnr.loss.lambda_l1 == 1
     assert gan.loss.lambda_gan == 0.1 and gan.loss.gan_mode == "vanilla"
     assert gan.loss.pretrained and gan.generator == psnr.generator
+    assert gan.discriminator.name == psnr.discriminator.name == "unet_sn"
 
 
 def test_gan_fine_tuning_starts_from_the_psnr_run(hr_root: Path, tmp_path: Path) -> None:

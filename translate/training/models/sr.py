@@ -61,7 +61,7 @@ class SuperResolution(GANModel):
     baseline = "bicubic"
     defaults = {
         "generator": {"name": "srvgg_compact", "options": {"scale": 4, "num_conv": 32}},
-        "discriminator": {"name": "patch", "options": {"norm": "none"}},
+        "discriminator": {"name": "unet_sn"},  # Real-ESRGAN's U-Net with spectral norm
         "data": {"preprocess": {"mode": "crop", "crop_size": 256}},
         # BasicSR's Adam for both stages
         "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.9, "beta2": 0.99},
