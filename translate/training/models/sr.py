@@ -40,11 +40,11 @@ class SRLoss(LossConfig):
     lambda_l1: float = 1.0  # L1 to the HR target, on the [0, 1] scale (BasicSR's pixel_opt)
     lambda_gan: float = 0.1  # Real-ESRGAN's; 0: no discriminator (the PSNR-oriented stage)
     lambda_perceptual: float = 0.0  # VGG19 feature L1 (Real-ESRGAN: 1); needs the file below
-    perceptual_weights: str = ""  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
+    perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
     perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(REAL_ESRGAN_LAYERS))
     # generator file, run directory or checkpoint whose generator this run starts from (the
     # PSNR stage's run, for GAN fine-tuning); same network and options as generator:
-    pretrained: str = ""
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("lambda_l1", "lambda_gan", "lambda_perceptual"):
@@ -220,4 +220,6 @@ def bicubic_upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = images.shape[-2:]
     rows = imresize_matrix(h, h * scale, images.device).float()
     cols = imresize_matrix(w, w * scale, images.device).float()
-    return (rows @ images.float() @ cols.T).clamp(-1, 1)
+    # in fp32 whatever the run's autocast: a baseline rounded to bf16 would score below itself
+    with torch.autocast(images.device.type, enabled=False):
+        return (rows @ images.float() @ cols.T).clamp(-1, 1)
