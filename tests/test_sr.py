@@ -374,3 +374,29 @@ def test_the_documented_commands_train_and_resume(hr_root: Path, tmp_path: Path)
     result = CliRunner().invoke(main, resume)
     assert result.exit_code == 0, result.output
     assert load_generators(run / "generator_latest.safetensors").training["steps"] == 3
+
+
+def test_evaluate_makes_the_lr_of_an_hr_set_with_the_degradation(tmp_path: Path) -> None:
+    """Set5-style: HR images alone in test/, their LR made by bicubic, whole images cut to a
+    multiple of the scale."""
+    spec = GeneratorSpec.declared("srvgg_compact", 3, 3, {"num_feat": 4, "num_conv": 1})
+    generator = spec.build().eval()
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)})
+    rng = np.random.default_rng(4)
+    bicubic, want = build_degradation("bicubic", 4), []
+    for name, (h, w) in (("img_001", (50, 64)), ("img_002", (64, 42))):
+        hr = _photo(rng, h, w)
+        write_image(tmp_path / "set5" / "test" / f"{name}.png", hr)
+        target = to_tensor(hr[: h // 4 * 4, : w // 4 * 4])[None]
+        lr = bicubic((target + 1) / 2, torch.zeros(1, dtype=torch.int64)) * 2 - 1
+        with torch.no_grad():
+            want.append(metrics.psnr_y(generator(lr).clamp(-1, 1), target, border=4))
+    args = ["--model", str(tmp_path / "g.safetensors"), "--data", str(tmp_path / "set5")]
+    args += ["--split", "test", "--degradation", "bicubic", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(evaluate, args)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["images"] == 2
+    assert scores["psnr_y"] == pytest.approx(np.mean(want), rel=1e-5)
+    result = CliRunner().invoke(evaluate, [a if a != "bicubic" else "blurry" for a in args])
+    assert result.exit_code == 1 and "unknown degradation 'blurry'" in result.output

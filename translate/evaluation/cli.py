@@ -76,6 +76,11 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 )
 @click.option("--split", default="val", show_default=True, help="Split of --data.")
 @click.option(
+    "--degradation",
+    help="Super-resolution: make the LR inputs from --data's HR images (an hr folder, e.g. "
+    "Set5 with --split test) with this degradation (bicubic, realesrgan).",
+)
+@click.option(
     "--direction",
     type=click.Choice(["AtoB", "BtoA"]),
     default="AtoB",
@@ -106,6 +111,7 @@ def evaluate(
     model_source: str | None,
     data: Path | None,
     split: str,
+    degradation: str | None,
     direction: str,
     inception_weights: Path | None,
     kid_subsets: int,
@@ -123,6 +129,7 @@ def evaluate(
     \b
     translate evaluate --outputs results/ --targets datasets/maps/val_B/
     translate evaluate --model run/ --data datasets/maps --split val
+    translate evaluate --model sr_run/ --data datasets/set5 --split test --degradation bicubic
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
@@ -135,6 +142,8 @@ def evaluate(
         raise click.UsageError("give either --outputs (with optional --targets) or --model/--data")
     if model_source is not None and (targets is not None or unpaired):
         raise click.UsageError("--targets/--unpaired are for --outputs, not --model")
+    if degradation is not None and model_source is None:
+        raise click.UsageError("--degradation is for --model/--data")
     if unpaired and targets is None:
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
@@ -160,9 +169,17 @@ def evaluate(
             if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
                 preprocess, batch_size = scores.whole_images(preprocess, generator), 1
                 paired = SRScores(border=scale)
-            source = scores.model_images(
-                generator, data, preprocess, split, direction, batch_size, device, autocast
-            )
+            elif degradation is not None:
+                raise click.UsageError("--degradation needs a super-resolution --model (scale > 1)")
+            if degradation is not None:
+                source = scores.degraded_images(
+                    generator, data, degradation, split, preprocess.output_channels, device,
+                    autocast,
+                )  # fmt: skip
+            else:
+                source = scores.model_images(
+                    generator, data, preprocess, split, direction, batch_size, device, autocast
+                )
             result = scores.score_pairs(*source, extractor, paired=paired, **common)
         elif targets is not None and not unpaired:
             pairs = scores.paired_folder_images(outputs, targets)
