@@ -25,7 +25,7 @@ from translate.evaluation.cli import evaluate
 from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
-from translate.training.models.sr import bicubic_upscale
+from translate.training.models.sr import bicubic_upscale, usm_sharpen
 from translate.training.perceptual import PerceptualLoss, vgg19_layer_names
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -240,6 +240,30 @@ def test_resume_is_exact_with_the_realesrgan_degradation(hr_root: Path, tmp_path
         train={"batch_size": 2, "max_steps": 4},
     )
     resumed_run(config, tmp_path, half=2)
+
+
+def test_usm_sharpening_matches_basicsrs_usmsharp() -> None:
+    rng = np.random.default_rng(5)
+    image = _photo(rng, 64, 64).astype(np.float32) / 255
+    # BasicSR's USMSharp (radius 50, weight 0.5, threshold 10), written with OpenCV
+    kernel = cv2.getGaussianKernel(51, 0) @ cv2.getGaussianKernel(51, 0).T  # radius 50 -> 51
+    residual = image - cv2.filter2D(image, -1, kernel)
+    mask = cv2.filter2D((np.abs(residual) * 255 > 10).astype(np.float32), -1, kernel)
+    want = mask * np.clip(image + 0.5 * residual, 0, 1) + (1 - mask) * image
+    got = (usm_sharpen(to_tensor((image * 255).round().astype(np.uint8))[None]) + 1) / 2
+    assert np.abs(got[0].permute(1, 2, 0).numpy() - want).max() < 1e-4
+
+
+def test_usm_target_sharpens_the_targets_it_names(hr_root: Path, tmp_path: Path) -> None:
+    l1 = {}
+    for terms in ([], ["l1"]):
+        torch.manual_seed(0)
+        t = trainer(sr_config(hr_root, loss={"usm_target": terms}), tmp_path / str(len(terms)))
+        batch = _to_device(next(iter(t.loader)), t.device, False)
+        l1[len(terms)] = t.model.train_step(batch, t.stepper)["G_L1"].item()
+    assert l1[0] != pytest.approx(l1[1])
+    with pytest.raises(ValueError, match="'loss': usm_target: pixel is no loss term"):
+        from_dict(sr_config(hr_root, loss={"usm_target": ["pixel"]}))
 
 
 # --- the two stages -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 
 from translate import metrics
 from translate.data.degradations import build_degradation, imresize_matrix
@@ -33,6 +34,8 @@ from translate.training.base import GANModel, Stepper, Validation, frozen, param
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS
 from translate.training.perceptual import REAL_ESRGAN_LAYERS, PerceptualLoss
+
+USM_TERMS = ("l1", "perceptual", "gan")
 
 
 @dataclass
@@ -45,11 +48,20 @@ class SRLoss(LossConfig):
     # generator file, run directory or checkpoint whose generator this run starts from (the
     # PSNR stage's run, for GAN fine-tuning); same network and options as generator:
     pretrained: str | None = None
+    # the terms whose HR target is unsharp-masked first (usm_sharpen): Real-ESRGAN trains
+    # [l1, perceptual] against sharpened targets (l1_gt_usm, percep_gt_usm; gan_gt_usm off)
+    usm_target: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for key in ("lambda_l1", "lambda_gan", "lambda_perceptual"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        unknown = [t for t in self.usm_target if t not in USM_TERMS]
+        if unknown:
+            raise ValueError(
+                f"usm_target: {', '.join(map(str, unknown))} is no loss term; the terms are "
+                f"{', '.join(USM_TERMS)}"
+            )
 
 
 @TRAINERS.register("sr")
@@ -175,10 +187,12 @@ class SuperResolution(GANModel):
         hr, lr = batch["target"], self.low_resolution(batch)
         with stepper.autocast(), torch.set_grad_enabled(update_g):
             sr = self.G(lr)
+        sharp = usm_sharpen(hr) if loss_cfg.usm_target else hr
+        target = {t: sharp if t in loss_cfg.usm_target else hr for t in USM_TERMS}
         out: dict[str, torch.Tensor] = {}
         if self.D is not None:
             with stepper.autocast():
-                loss_d, _ = self.discriminator_loss(self.D, hr, sr)
+                loss_d, _ = self.discriminator_loss(self.D, target["gan"], sr)
             stepper.update("D", loss_d)
             out["D"] = loss_d.detach()
         if not update_g:
@@ -186,12 +200,12 @@ class SuperResolution(GANModel):
 
         with frozen(*[net for net in (self.D,) if net is not None]), stepper.autocast():
             # halved: the L1 of [0, 1] images, which BasicSR's weights are for
-            loss_l1 = F.l1_loss(sr.float(), hr.float()) / 2 * loss_cfg.lambda_l1
+            loss_l1 = F.l1_loss(sr.float(), target["l1"].float()) / 2 * loss_cfg.lambda_l1
             loss_g = loss_l1
             out["G_L1"] = loss_l1.detach()
             if self.perceptual is not None:
                 perceptual = self.perceptual.to(hr.device)  # the engine moves the module tree
-                loss_p = perceptual(sr, hr).float() * loss_cfg.lambda_perceptual
+                loss_p = perceptual(sr, target["perceptual"]).float() * loss_cfg.lambda_perceptual
                 loss_g = loss_g + loss_p
                 out["G_perceptual"] = loss_p.detach()
             if self.D is not None:
@@ -223,3 +237,24 @@ def bicubic_upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
     # in fp32 whatever the run's autocast: a baseline rounded to bf16 would score below itself
     with torch.autocast(images.device.type, enabled=False):
         return (rows @ images.float() @ cols.T).clamp(-1, 1)
+
+
+@torch.no_grad()
+def usm_sharpen(
+    images: torch.Tensor, side: int = 51, weight: float = 0.5, threshold: float = 10
+) -> torch.Tensor:
+    """Unsharp masking as Real-ESRGAN sharpens its HR targets (BasicSR's ``USMSharp``, whose
+    ``radius=50`` is made the odd side 51), on NCHW images in [-1, 1]: ``weight`` times the
+    detail a ``side`` x ``side`` Gaussian blur (sigma as OpenCV derives it from the side)
+    removes is added back where it exceeds ``threshold`` grey levels, blended in by the
+    blurred mask. Images need sides above ``side // 2`` (reflected borders)."""
+    sigma = 0.3 * ((side - 1) * 0.5 - 1) + 0.8  # cv2.getGaussianKernel(side, 0)'s
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur2d(x, side, (sigma, sigma), border_type="reflect")
+
+    unit = (images.float() + 1) / 2
+    residual = unit - blur(unit)
+    mask = blur((residual.abs() * 255 > threshold).float())
+    sharp = (unit + weight * residual).clamp(0, 1)
+    return (mask * sharp + (1 - mask) * unit) * 2 - 1
