@@ -213,6 +213,21 @@ def test_hr_crops_refuse_what_breaks_the_lr_side(hr_root, tmp_path, change, mess
         trainer(sr_config(hr_root, data=change), tmp_path)
 
 
+def test_rrdbnet_x2_trains_on_hr_crops_a_multiple_of_its_unshuffle(hr_root, tmp_path) -> None:
+    """x2 RRDB unshuffles its input by 2: HR crops must divide by 4, not just by the scale."""
+    rrdb = {
+        "name": "rrdbnet",
+        "options": {"scale": 2, "num_feat": 4, "num_block": 1, "num_grow_ch": 4},
+    }
+    crop = {"mode": "crop", "crop_size": 62}
+    with pytest.raises(ValueError, match="crop_size': 62 HR pixels is not a multiple of 4"):
+        trainer(sr_config(hr_root, generator=rrdb, data={"preprocess": crop}), tmp_path / "a")
+    t = trainer(sr_config(hr_root, generator=rrdb), tmp_path / "b")
+    batch = _to_device(next(iter(t.loader)), t.device, False)
+    assert t.model.G(t.model.low_resolution(batch)).shape == (2, 3, 64, 64)
+    assert torch.isfinite(t.model.train_step(batch, t.stepper)["G_L1"])
+
+
 def test_degradation_keys_are_checked_before_any_data_is_read(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(ValueError, match="'data.degradation': unknown degradation 'blurry'"):

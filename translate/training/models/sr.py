@@ -72,7 +72,9 @@ class SuperResolution(GANModel):
     best_higher = True
     baseline = "bicubic"
     defaults = {
-        "generator": {"name": "srvgg_compact", "options": {"scale": 4, "num_conv": 32}},
+        # x4 at the class's defaults; no options here, as they would merge into another
+        # network's (generator: {name: rrdbnet} takes none of srvgg_compact's)
+        "generator": {"name": "srvgg_compact"},
         "discriminator": {"name": "unet_sn"},  # Real-ESRGAN's U-Net with spectral norm
         "data": {"preprocess": {"mode": "crop", "crop_size": 256}},
         # BasicSR's Adam for both stages
