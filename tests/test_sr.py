@@ -349,6 +349,8 @@ def test_the_perceptual_loss_uses_the_files_weights(tmp_path: Path) -> None:
         ValueError, match=r"a\.pth: not torchvision's VGG19 weights: features\.5\.weight is missing"
     ):
         PerceptualLoss(tmp_path / "a.pth", {"conv2_1": 1.0})
+    with pytest.raises(ValueError, match="perceptual_layers: conv1_2's weight 'high' is not"):
+        PerceptualLoss(tmp_path / "a.pth", {"conv1_2": "high"})
 
 
 def test_training_with_a_local_vgg_file_adds_the_perceptual_term(hr_root, tmp_path) -> None:
@@ -363,6 +365,9 @@ def test_training_with_a_local_vgg_file_adds_the_perceptual_term(hr_root, tmp_pa
     losses = t.model.train_step(batch, t.stepper)
     assert losses["G_perceptual"] > 0
     assert not any("perceptual" in k for k in t.model.state_dict())  # frozen, not saved
+    loss["perceptual_layers"] = {"conv9_9": 1.0}
+    with pytest.raises(ValueError, match="'loss.perceptual_layers': conv9_9; VGG19 layers are"):
+        trainer(sr_config(hr_root, loss=loss), tmp_path / "bad")
 
 
 # --- translate evaluate -------------------------------------------------------------------

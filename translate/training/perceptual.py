@@ -62,7 +62,10 @@ class PerceptualLoss(nn.Module):
                 f"perceptual_layers: {', '.join(unknown) or 'none given'}; VGG19 layers are "
                 f"{', '.join(names)}"
             )
-        self.layers = {names.index(n): w for n, w in layers.items()}
+        for name, weight in layers.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValueError(f"perceptual_layers: {name}'s weight {weight!r} is not a number")
+        self.layers = {names.index(n): float(w) for n, w in layers.items()}
         depth = max(self.layers) + 1
         self.features = nn.Sequential(*list(make_layers(cfgs["E"]))[:depth])
         self.features.load_state_dict(_features_state(Path(weights), self.features))

@@ -139,7 +139,10 @@ class SuperResolution(GANModel):
         if loss.lambda_perceptual > 0:
             try:
                 perceptual = PerceptualLoss(loss.perceptual_weights, loss.perceptual_layers)
-            except ValueError as exc:
+            except ValueError as exc:  # the layers' messages start with their key
+                key, _, reason = str(exc).partition(": ")
+                if key == "perceptual_layers":
+                    raise ValueError(f"config key 'loss.perceptual_layers': {reason}") from None
                 raise ValueError(f"config key 'loss.perceptual_weights': {exc}") from None
         # Outside the module tree: frozen, so not in checkpoints, optimizers or the average.
         self.__dict__["perceptual"] = perceptual
