@@ -40,6 +40,10 @@ def test_scales_with_area_and_leaves_the_network_alone():
         ("mobile_resnet_9blocks", {}, 256, 11_066_671_104),
         ("mobile_resnet_9blocks", {"ngf": 16}, 256, 954_728_448),
         ("unet_256", {"norm": "batch"}, 256, 6_048_186_368),
+        # Super-resolution, as in docs/super-resolution-networks.md: 256x256 in, 1024x1024 out.
+        # Per input pixel 3*64*9 + 16 * 64*64*9 + 64*48*9 = 619,200 MACs.
+        ("srvgg_compact", {"scale": 4, "num_conv": 16}, 256, 619_200 * 256 * 256),
+        ("srvgg_compact", {"scale": 4, "num_conv": 32}, 256, 79_234_596_864),
     ],
 )
 def test_generators_as_in_the_readme(name, options, side, expected):
@@ -49,3 +53,13 @@ def test_generators_as_in_the_readme(name, options, side, expected):
 def test_patchgan_as_in_the_readme():
     net = translate.build_discriminator("patch", 6, norm="batch")
     assert count_macs(net, (6, 256, 256)) == 3_197_140_992
+
+
+def test_rrdbnet_as_in_the_docs():
+    with torch.device("meta"):  # 16.7M parameters: shapes are all the count needs
+        net = translate.build_generator("rrdbnet", scale=4)
+    assert count_macs(net, (3, 256, 256)) == 1_174_853_910_528
+
+
+def test_the_unet_discriminator_as_in_the_docs():
+    assert count_macs(translate.build_discriminator("unet_sn", 3), (3, 256, 256)) == 25_920_798_720

@@ -225,3 +225,48 @@ def test_a_torch_zip_named_safetensors_is_named(tmp_path):
         ValueError, match=r"g\.safetensors: not a readable safetensors file .*zip archive"
     ):
         load_model(tmp_path / "g.safetensors")
+
+
+def _compact_file(tmp_path):
+    spec = GeneratorSpec.declared("srvgg_compact", 3, 3, {"num_feat": 4, "num_conv": 1})
+    net = spec.build().eval()
+    path = tmp_path / "sr.safetensors"
+    save_generators(path, {"AtoB": (spec, net)})
+    return path, net
+
+
+def test_one_upstream_layout_generator_is_stored_unprefixed_as_version_3(tmp_path):
+    path, net = _compact_file(tmp_path)
+    raw = _raw_metadata(path)
+    assert raw["format"] == "translate.generator/3"
+    assert set(load_file(str(path))) == set(net.state_dict())  # body.0.weight, no AtoB.
+    # Such a network beside another (or any file naming two) keeps the prefixes: version 2.
+    other = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
+    both = tmp_path / "both.safetensors"
+    save_generators(
+        both, {"AtoB": (read_metadata(path).specs["AtoB"], net), "BtoA": (other, other.build())}
+    )
+    assert _raw_metadata(both)["format"] == FORMAT
+    assert "AtoB.body.0.weight" in load_file(str(both))
+    assert set(load_generators(both).generators) == {"AtoB", "BtoA"}
+
+
+def test_a_version_3_file_with_two_generators_is_refused_and_prefixed_ones_still_load(tmp_path):
+    path, net = _compact_file(tmp_path)
+    raw = _raw_metadata(path)
+    entry = json.loads(raw["generators"])["AtoB"]
+    save_file(
+        load_file(str(path)),
+        str(path),
+        {**raw, "generators": json.dumps({"AtoB": entry, "BtoA": entry})},
+    )
+    with pytest.raises(
+        ValueError, match=r"sr\.safetensors: generators: translate.generator/3 holds one generator"
+    ):
+        load_generators(path)
+    # The same network written as version 2 (prefixed) loads as before.
+    old = tmp_path / "old.safetensors"
+    prefixed = {f"AtoB.{k}": v for k, v in net.state_dict().items()}
+    save_file(prefixed, str(old), {**raw, "format": "translate.generator/2"})
+    x = torch.rand(1, 3, 4, 4)
+    assert torch.equal(load_generators(old).generators["AtoB"](x), net(x))

@@ -10,6 +10,9 @@ from spandrel.architectures.ESRGAN import ESRGAN
 from torch import nn
 
 import translate
+from translate.inference.export import export_generator
+from translate.inference.loading import load_model
+from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
 from translate.networks import count_parameters
 from translate.networks.discriminators import upstream_spectral_norm
 from translate.networks.upscalers import UNSHUFFLE, rrdbnet_state_from_esrgan
@@ -249,3 +252,43 @@ def test_sr_networks_train_under_bf16_autocast_channels_last(name, options):
     assert fake.shape == (2, 3, 32, 32) and loss.dtype == torch.float32
     for net in (g, d):
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "architecture"),
+    [
+        ("rrdbnet", {"num_feat": 8, "num_block": 1}, "ESRGAN"),
+        ("srvgg_compact", {"num_feat": 8, "num_conv": 2}, "Compact"),
+    ],
+)
+def test_a_generator_file_loads_in_spandrel_with_the_same_output(
+    tmp_path, name, options, architecture
+):
+    spec = GeneratorSpec.declared(name, 3, 3, {**options, "scale": 2})
+    net = _random_(spec.build())
+    path = tmp_path / "g.safetensors"
+    save_generators(path, {"AtoB": (spec, net)})
+    assert read_metadata(path).version == 3  # tensors under the network's own keys
+    theirs = ModelLoader().load_from_file(path)
+    assert (theirs.architecture.id, theirs.scale) == (architecture, 2)
+    x = torch.rand(1, 3, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(theirs.model.eval()(x), _as_upstream(net, x), atol=1e-5)
+        # And translate reads it back as it was.
+        loaded = load_generators(path)
+        assert loaded.specs["AtoB"] == spec
+        assert torch.equal(loaded.generators["AtoB"](x * 2 - 1), net(x * 2 - 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("rrdbnet", {"num_feat": 4, "num_block": 1}), ("srvgg_compact", {"num_feat": 4})],
+)
+def test_sr_generators_export_to_torchscript(tmp_path, name, options):
+    spec = GeneratorSpec.declared(name, 3, 3, {**options, "scale": 2})
+    net = _random_(spec.build())
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, net)})
+    path = export_generator(load_model(tmp_path / "g.safetensors"), tmp_path / "g.pt")
+    x = torch.rand(1, 3, 8, 6) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(path))(x), net(x), atol=1e-5)

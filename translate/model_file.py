@@ -11,6 +11,12 @@ optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": boo
 validation scored best) sets how inference normalises by default. Each ``generators`` entry
 carries the network's declared geometry (``scale``, ``input_kind``); entries without it are
 1x image-to-image, as every file before it was.
+
+``/3`` is ``/2`` with the tensors under their own state-dict keys, no direction prefix: it
+is written for a file holding one generator whose class keeps an upstream project's key
+layout (``Generator.upstream_layout``, the Real-ESRGAN networks), so tools that read plain
+state dicts (spandrel, and through it chaiNNer and ComfyUI) load it. Every other file is
+still ``/2``.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from .networks.test_mode import TestMode
 FORMAT_PREFIX = "translate.generator/"
 VERSION = 2
 FORMAT = f"{FORMAT_PREFIX}{VERSION}"
-READABLE_VERSIONS = (1, 2)
+# One generator under its plain state-dict keys (see the module docstring).
+UNPREFIXED_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
@@ -170,17 +178,28 @@ def save_generators(
     """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo);
     ``test_mode`` is how inference normalises by default (running statistics unless given)."""
     metadata = encode_metadata(generators, preprocess, training, test_mode)
+    unprefixed = _version(generators) == UNPREFIXED_VERSION
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
         module = getattr(module, "module", module)  # unwrap DDP
+        prefix = "" if unprefixed else f"{direction}."
         for key, value in module.state_dict().items():
             value = value.detach().cpu()
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
-            tensors[f"{direction}.{key}"] = value.contiguous()
+            tensors[prefix + key] = value.contiguous()
     # Encoded in memory, then written by atomic_write_bytes: safetensors' save_file
     # truncates silently on a full disk, this raises ENOSPC and leaves nothing.
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:
+    """The format a file of ``generators`` is written in: unprefixed for one generator in an
+    upstream layout, so other tools read it as it is."""
+    modules = [getattr(module, "module", module) for _, module in generators.values()]
+    if len(modules) == 1 and getattr(modules[0], "upstream_layout", False):
+        return UNPREFIXED_VERSION
+    return VERSION
 
 
 def encode_metadata(
@@ -194,7 +213,7 @@ def encode_metadata(
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
     return {
-        "format": FORMAT,
+        "format": f"{FORMAT_PREFIX}{_version(generators)}",
         "generators": json.dumps({d: vars(spec) for d, (spec, _) in generators.items()}),
         "preprocess": json.dumps((preprocess or Preprocessing()).to_dict()),
         "training": json.dumps(training or {}),
@@ -308,9 +327,12 @@ def _parse(raw: dict[str, str]) -> Metadata:
             raise ValueError(f"{key}: not valid JSON ({exc})") from None
     if not isinstance(decoded["training"], dict):
         raise ValueError(f"training: expected an object, got {type(decoded['training']).__name__}")
+    specs = _specs(decoded["generators"])
+    if int(version) == UNPREFIXED_VERSION and len(specs) != 1:
+        raise ValueError(f"generators: {fmt} holds one generator, the metadata names {len(specs)}")
     return Metadata(
         int(version),
-        _specs(decoded["generators"]),
+        specs,
         Preprocessing.from_dict(decoded["preprocess"], int(version)),
         decoded["training"],
         _test_mode(raw.get("test_mode")),
@@ -412,8 +434,17 @@ def load_generators(
         meta = _parse(raw)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    check_weights(path, meta.specs, shapes)
-    return _build(meta, load_file(str(path)), device, meta.training)
+    check_weights(path, meta.specs, _with_directions(meta, shapes))
+    return _build(meta, _with_directions(meta, load_file(str(path))), device, meta.training)
+
+
+def _with_directions(meta: Metadata, tensors: dict[str, Any]) -> dict[str, Any]:
+    """A file's ``{key: value}`` as ``{"<direction>.<key>": value}``, the form the loaders
+    take: version 3 stores its one generator without the prefix."""
+    if meta.version != UNPREFIXED_VERSION:
+        return tensors
+    (direction,) = meta.specs
+    return {f"{direction}.{key}": value for key, value in tensors.items()}
 
 
 def _build(

@@ -30,6 +30,9 @@ class Generator(nn.Module):
     """
 
     size_multiple = 1  # input sides must be a multiple of this
+    # True where the state dict is an upstream project's key layout (Real-ESRGAN's networks):
+    # a generator file holding it alone then stores it unprefixed, for spandrel and the like.
+    upstream_layout = False
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -55,7 +55,7 @@ class NearestResidual(nn.Module):
         self.scale = scale
 
     def forward(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return 2 * residual + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return 2 * residual + F.interpolate(x, scale_factor=float(self.scale), mode="nearest")
 
 
 def _activation(act: str, channels: int) -> nn.Module:
@@ -73,6 +73,8 @@ class SRVGGNetCompact(Generator):
     input added, so the body learns the residual. Keys ``body.N.*`` as upstream;
     ``realesr-general-x4v3`` is ``num_conv=32``, the anime video model ``num_conv=16``.
     PyTorch's default initialisation, as upstream."""
+
+    upstream_layout = True
 
     def __init__(
         self,
@@ -130,10 +132,12 @@ class ResidualDenseBlock(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [x]
-        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            features.append(self.lrelu(conv(torch.cat(features, 1))))
-        return self.conv5(torch.cat(features, 1)) * 0.2 + x
+        # Written out, not looped over a tuple of modules: TorchScript (export) needs that.
+        x1 = self.lrelu(self.conv1(x))
+        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        return self.conv5(torch.cat((x, x1, x2, x3, x4), 1)) * 0.2 + x
 
 
 class RRDB(nn.Module):
@@ -163,6 +167,8 @@ class RRDBNet(Generator):
     Keys ``conv_first``, ``body.N.rdbM.convK``, ``conv_body``, ``conv_up1``, ``conv_up2``,
     ``conv_hr``, ``conv_last`` as upstream; :func:`rrdbnet_state_from_esrgan` reads the
     original ESRGAN layout (``model.N``) that spandrel's class uses."""
+
+    upstream_layout = True
 
     def __init__(
         self,
@@ -206,8 +212,8 @@ class RRDBNet(Generator):
             feat = F.pixel_unshuffle(feat, self.size_multiple)
         feat = self.conv_first(feat)
         feat = feat + self.conv_body(self.body(feat))
-        for conv in (self.conv_up1, self.conv_up2):
-            feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
+        feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
         return self.to_output(self.conv_last(self.lrelu(self.conv_hr(feat))))
 
 
