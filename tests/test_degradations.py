@@ -203,6 +203,32 @@ def test_realesrgan_defaults_are_the_published_ones() -> None:
     assert len(d) == 2 * 13 + 3  # both orders' 13 options, the kernel size, 2 probabilities
 
 
+def test_realesrgan_draws_at_the_published_rates() -> None:
+    d = build_degradation("realesrgan", 4)
+    plans = [d.plan(seed) for seed in range(400)]
+
+    def share(test) -> float:
+        return sum(map(test, plans)) / len(plans)
+
+    identity = torch.zeros(21, 21)
+    identity[10, 10] = 1
+    assert share(lambda p: torch.equal(p.sinc, identity)) == pytest.approx(0.2, abs=0.06)
+    assert share(lambda p: p.kernel2 is None) == pytest.approx(0.2, abs=0.06)
+    assert share(lambda p: p.jpeg_first) == pytest.approx(0.5, abs=0.08)
+    assert share(lambda p: p.resize1[0] > 1) == pytest.approx(0.2, abs=0.06)
+    assert share(lambda p: p.resize1[0] < 1) == pytest.approx(0.7, abs=0.07)
+    assert share(lambda p: 0.15 <= p.resize1[0] <= 1.5) == 1
+    assert share(lambda p: p.resize2[0] == 1) == pytest.approx(0.3, abs=0.07)
+    assert share(lambda p: p.noise1[0] == "gaussian") == pytest.approx(0.5, abs=0.08)
+    assert share(lambda p: p.noise2[2]) == pytest.approx(0.4, abs=0.08)  # grey noise
+    assert share(lambda p: 30 <= p.quality1 <= 95) == 1
+    # Kernels: normalised, zero-padded to 21 around an odd size of 7 to 21.
+    for p in plans[:50]:
+        torch.testing.assert_close(p.kernel1.sum(), torch.tensor(1.0))
+        rows = p.kernel1.abs().sum(1).nonzero()
+        assert (rows.max() - rows.min() + 1) % 2 == 1 and rows.max() + rows.min() == 20
+
+
 def test_realesrgan_options() -> None:
     # Everything off but the resize: the result is the plain area/bilinear/bicubic resize.
     quiet = dict(

@@ -13,7 +13,7 @@ from test_download import Server, _png, _zip, server  # noqa: F401 (a fixture, u
 from translate.data.cli import data, prepare
 from translate.data.images import read_image, write_image
 from translate.data.layout import DatasetError, detect_layouts, find_layout
-from translate.data.worldmaps import build_sr_photos
+from translate.data.worldmaps import build_sr_photos, tile_detail
 
 
 def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -50,10 +50,14 @@ def test_sr_photos_is_an_hr_folder(tmp_path: Path) -> None:
 
 def test_sr_photos_skips_flat_tiles(tmp_path: Path) -> None:
     every = build_sr_photos(tmp_path / "all", 32, 256, min_std=0.0, progress=False)
-    detailed = build_sr_photos(tmp_path / "some", 32, 256, min_std=30.0, progress=False)
+    detailed = build_sr_photos(tmp_path / "some", 32, 256, progress=False)
     assert 0 < sum(detailed.values()) < sum(every.values())
-    for path in (tmp_path / "some").rglob("*.png"):
-        assert read_image(path).std() >= 30.0
+    kept = {p.name for p in (tmp_path / "some").rglob("*.png")}
+    for path in (tmp_path / "all").rglob("*.png"):
+        assert (path.name in kept) is (tile_detail(read_image(path)) >= 8.0), path.name
+    # A flat sea has no detail whatever its colour; noise has plenty.
+    assert tile_detail(np.full((8, 8, 3), (10, 40, 90), np.uint8)) == 0
+    assert tile_detail(noise(32, 32)) > 60
     assert build_sr_photos(tmp_path / "few", 32, 256, count=2, progress=False) == {
         "train": 2, "val": 2,
     }  # fmt: skip

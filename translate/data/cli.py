@@ -75,7 +75,7 @@ def worldmaps(
 @click.option("--test", is_flag=True, help="Also a test/ split: the column before each val one.")
 @click.option("--count", type=click.IntRange(min=1), help="At most this many tiles per split.")
 @click.option("--min-std", default=FLAT_STD, show_default=True,
-              help="Skip flatter tiles (pixel std in grey levels: open ocean).")  # fmt: skip
+              help="Skip flatter tiles (per-channel pixel std, grey levels: sea).")  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sr_photos(
     out: str, size: int, width: int, val_every: int, test: bool, count: int | None,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
@@ -136,6 +137,23 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")
 MIN_KERNEL = 7  # Real-ESRGAN draws odd kernel sizes from 7 up to blur_kernel_size
 
 
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (y, x) pixel offsets from the centre of a ``size`` x ``size`` kernel.
+
+    Kernels are built with NumPy: a few hundred values, where torch's float64 exp and sqrt
+    took tens of milliseconds each (denormals, thread start-up) and dominated a batch.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be odd and positive, got {size}")
+    r = np.arange(size, dtype=np.float64) - size // 2
+    y, x = np.meshgrid(r, r, indexing="ij")
+    return y, x
+
+
+def _normalised(k: np.ndarray) -> Tensor:
+    return torch.from_numpy(k / k.sum()).float()
+
+
 def blur_kernel(
     size: int, sigma_x: float, sigma_y: float, theta: float = 0.0, family: str = "gaussian",
     beta: float = 1.0,
@@ -147,41 +165,32 @@ def blur_kernel(
     ``family``: ``gaussian`` ``exp(-d / 2)``; ``generalized`` ``exp(-d**beta / 2)`` (flatter
     top and sharper fall for beta > 1, heavier tails below); ``plateau`` ``1 / (1 + d**beta)``.
     """
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"kernel size must be odd and positive, got {size}")
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
+    y, x = _grid(size)
     c, s = math.cos(theta), math.sin(theta)
     # The offsets in the kernel's own (rotated) axes, where S is diagonal.
     u, v = c * x + s * y, -s * x + c * y
     d = (u / sigma_x) ** 2 + (v / sigma_y) ** 2
     if family == "gaussian":
-        k = torch.exp(-0.5 * d)
+        k = np.exp(-0.5 * d)
     elif family == "generalized":
-        k = torch.exp(-0.5 * d**beta)
+        k = np.exp(-0.5 * d**beta)
     elif family == "plateau":
         k = 1 / (d**beta + 1)
     else:
         raise ValueError(f"unknown kernel family {family!r}; choose gaussian, generalized, plateau")
-    return (k / k.sum()).float()
+    return _normalised(k)
 
 
 def sinc_kernel(size: int, cutoff: float, pad_to: int = 0) -> Tensor:
     """The normalised ``(size, size)`` ideal circular low-pass filter (a 2-D sinc: the jinc
     ``cutoff * J1(cutoff * r) / (2 pi r)``) with ``cutoff`` in radians per pixel, zero-padded
     to ``pad_to`` when larger: the ringing and overshoot artifacts of real photos."""
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"kernel size must be odd and positive, got {size}")
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    rho = torch.sqrt(x**2 + y**2)
-    safe = torch.where(rho > 0, rho, torch.ones_like(rho))  # J1(c r) / r -> c / 2 at r = 0
-    k = torch.where(
-        rho > 0,
-        cutoff * torch.special.bessel_j1(cutoff * safe) / (2 * math.pi * safe),
-        torch.full_like(rho, cutoff**2 / (4 * math.pi)),
-    )
-    return _pad_kernel((k / k.sum()).float(), pad_to)
+    y, x = _grid(size)
+    rho = np.sqrt(x**2 + y**2)
+    safe = np.where(rho > 0, rho, 1.0)  # J1(c r) / r -> c / 2 at r = 0
+    j1 = torch.special.bessel_j1(torch.from_numpy(cutoff * safe)).numpy()
+    k = np.where(rho > 0, cutoff * j1 / (2 * math.pi * safe), cutoff**2 / (4 * math.pi))
+    return _pad_kernel(_normalised(k), pad_to)
 
 
 def _pad_kernel(kernel: Tensor, size: int) -> Tensor:

@@ -99,6 +99,12 @@ SR_MAPS = ("satellite", "relief")  # the elevation map is a colour ramp, not pho
 FLAT_STD = 8.0  # tiles flatter than this (open ocean) teach an upscaler nothing
 
 
+def tile_detail(tile: np.ndarray) -> float:
+    """How much a tile varies: the standard deviation over its pixels of each channel, in
+    grey levels, averaged over the channels (so a flat blue sea scores 0, not its colour)."""
+    return float(tile.reshape(-1, tile.shape[-1]).std(axis=0).mean())
+
+
 def build_sr_photos(
     out: str | os.PathLike[str],
     size: int = 256,
@@ -114,8 +120,8 @@ def build_sr_photos(
 
     The maps are read at ``width`` px (5400: the satellite image's own resolution, so its
     tiles keep their full detail); every ``val_every``-th longitude column goes to val and,
-    with ``test``, the column before each to test. Tiles whose pixel standard deviation is
-    below ``min_std`` (grey levels: open ocean) are skipped. ``count`` keeps the first tiles
+    with ``test``, the column before each to test. Tiles whose :func:`tile_detail` is below
+    ``min_std`` (open ocean) are skipped. ``count`` keeps the first tiles
     of each split (small folders for tests).
     """
     if val_every < 2 + test:
@@ -131,7 +137,7 @@ def build_sr_photos(
             if count is not None and counts[split] >= count:
                 continue
             tile = image[r * size : (r + 1) * size, c * size : (c + 1) * size]
-            if tile.std() < min_std:
+            if tile_detail(tile) < min_std:
                 continue
             counts[split] += 1
             write_image(out / split / f"{name}_r{r:02d}_c{c:02d}.png", tile)
