@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from spandrel import ModelLoader
 from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
 from torchvision.models.vgg import cfgs, make_layers
 
 from translate import metrics
 from translate.cli import main
 from translate.data.degradations import build_degradation
-from translate.data.images import write_image
+from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.cli import evaluate
 from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
@@ -160,6 +161,24 @@ def test_the_first_evaluation_scores_the_bicubic_baseline(hr_run) -> None:
     assert t.summary()["baseline_val"]["val_PSNR_Y"] == first["baseline_val_PSNR_Y"]
     # an untrained x4 network is far from bicubic: the row shows what is still to beat
     assert first["val_PSNR_Y"] < first["baseline_val_PSNR_Y"]
+
+
+def test_the_runs_generator_converts_at_4x_and_loads_in_spandrel(hr_run, tmp_path) -> None:
+    _, run_dir = hr_run
+    write_image(tmp_path / "in" / "a.png", _photo(np.random.default_rng(6), 30, 20))
+    result = CliRunner().invoke(
+        main, ["convert", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out" / "a.png").shape == (120, 80, 3)
+    # the file training wrote loads in spandrel (the community loader) with the same output
+    path = run_dir / "generator_best.safetensors"
+    theirs = ModelLoader().load_from_file(path)
+    assert (theirs.architecture.id, theirs.scale) == ("Compact", 4)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        ours = (load_generators(path).generators["AtoB"](x * 2 - 1) + 1) / 2
+        assert torch.allclose(theirs.model.eval()(x), ours, atol=1e-5)
 
 
 def test_paired_lr_hr_folders_train(paired_root: Path, tmp_path: Path) -> None:
