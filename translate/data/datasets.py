@@ -1,5 +1,5 @@
-"""Datasets for paired (aligned or A/B folders) and unpaired images, and for crops of a
-single A and B image."""
+"""Datasets for paired (aligned or A/B folders) and unpaired images, single high-resolution
+images (super-resolution), and crops of a single A and B image."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from translate.data.images import ImageReadError, read_image
 from translate.data.layout import (
     ALIGNED_RULE,
+    HR,
     PAIRED,
     UNPAIRED,
     DatasetError,
@@ -242,6 +243,90 @@ class UnpairedFolder(_SkipsBadFiles):
         if self.input_augment is not None:
             a = self.input_augment(image=a)["image"]
         return {"A": to_tensor(a), "B": to_tensor(b), "A_path": str(path_a), "B_path": str(path_b)}
+
+
+class HRFolder(_SkipsBadFiles):
+    """High-resolution images alone (``train/``, ``val/`` or the root; :data:`HR` layout),
+    whose low-resolution inputs a super-resolution trainer synthesises: items
+    ``{"target": Tensor[C,H,W] in [-1, 1], "target_path": str, "seed": int}``.
+
+    ``preprocess.mode`` ``crop``: a ``crop_size`` square at a random position (the centre
+    with ``train=False``), reflect-padded where the image is smaller, flipped at random;
+    ``none``: the whole image, cropped at the bottom and right to a multiple of ``multiple``
+    (the scale times the generator's size multiple, so its LR side is whole). ``seed`` seeds
+    the item's degradation: drawn from Python's ``random``, which
+    :class:`~translate.training.sampling.SeededItems` seeds per (run seed, epoch, index), so a
+    resumed run degrades every item as the first run did; validation items use their index,
+    the same LR inputs at every evaluation. ``holdout`` as for :class:`PairedFolder`.
+    """
+
+    MODES = ("crop", "none")
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        preprocess: Preprocess | None = None,
+        channels: int = 3,
+        multiple: int = 1,
+        max_dataset_size: int | None = None,
+        train: bool = True,
+        holdout: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.preprocess = pre = preprocess or Preprocess(mode="crop")
+        if pre.mode not in self.MODES:
+            raise ValueError(
+                f"config key 'data.preprocess.mode': {pre.mode!r} would resize the HR images "
+                f"the LR inputs are made from; use one of {', '.join(self.MODES)}"
+            )
+        if pre.mode == "crop" and pre.crop_size % multiple:
+            raise ValueError(
+                f"config key 'data.preprocess.crop_size': {pre.crop_size} HR pixels is not a "
+                f"multiple of {multiple} (the scale times the generator's size multiple); use "
+                f"{max(multiple, pre.crop_size // multiple * multiple)}"
+            )
+        self.channels, self.multiple, self.train = channels, multiple, train
+        layout = find_layout(self.root, HR)
+        files = list(_header_sizes(_select(layout.images(split), holdout), str(self.root)))
+        if not files:
+            raise DatasetError(f"{self.root}: no images found for split {split!r}")
+        self.paths = files[:max_dataset_size] if max_dataset_size else files
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        path, pre = self.paths[index], self.preprocess
+        image = read_image(path, channels=self.channels)
+        if pre.mode == "crop":
+            image = _crop_square(image, pre.crop_size, self.train)
+            if self.train and pre.flip and random.random() < 0.5:
+                image = image[:, ::-1]
+        else:
+            m = self.multiple
+            height, width = image.shape[0] // m * m, image.shape[1] // m * m
+            if not (height and width):
+                raise ImageReadError(f"{path}: smaller than {m} pixels, the HR side multiple")
+            image = image[:height, :width]
+        seed = random.getrandbits(63) if self.train else index
+        return {"target": to_tensor(image), "target_path": str(path), "seed": seed}
+
+
+def _crop_square(image: np.ndarray, size: int, at_random: bool) -> np.ndarray:
+    """A ``size`` square of an HWC image, at a random position from Python's ``random`` or
+    the centre; a smaller image is reflect-padded at the bottom and right first."""
+    bottom, right = max(size - image.shape[0], 0), max(size - image.shape[1], 0)
+    if bottom or right:
+        image = cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REFLECT_101)
+        image = image[:, :, None] if image.ndim == 2 else image
+    room = image.shape[0] - size, image.shape[1] - size
+    top, left = (
+        (random.randint(0, room[0]), random.randint(0, room[1]))
+        if at_random
+        else (room[0] // 2, room[1] // 2)
+    )
+    return image[top : top + size, left : left + size]
 
 
 class SingleImagePair(Dataset):

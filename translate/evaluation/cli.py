@@ -19,6 +19,8 @@ ROWS = {
     "l1": ("L1", "lower is better, [-1, 1] scale"),
     "psnr": ("PSNR (dB)", "higher is better"),
     "ssim": ("SSIM", "higher is better"),
+    "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
+    "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
@@ -74,6 +76,11 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 )
 @click.option("--split", default="val", show_default=True, help="Split of --data.")
 @click.option(
+    "--degradation",
+    help="Super-resolution: make the LR inputs from --data's HR images (an hr folder, e.g. "
+    "Set5 with --split test) with this degradation (bicubic, realesrgan).",
+)
+@click.option(
     "--direction",
     type=click.Choice(["AtoB", "BtoA"]),
     default="AtoB",
@@ -104,6 +111,7 @@ def evaluate(
     model_source: str | None,
     data: Path | None,
     split: str,
+    degradation: str | None,
     direction: str,
     inception_weights: Path | None,
     kid_subsets: int,
@@ -115,10 +123,13 @@ def evaluate(
 ) -> None:
     """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
     --inception-weights (nothing is downloaded), and the diversity of the outputs.
+    A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
+    and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
 
     \b
     translate evaluate --outputs results/ --targets datasets/maps/val_B/
     translate evaluate --model run/ --data datasets/maps --split val
+    translate evaluate --model sr_run/ --data datasets/set5 --split test --degradation bicubic
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
@@ -131,6 +142,8 @@ def evaluate(
         raise click.UsageError("give either --outputs (with optional --targets) or --model/--data")
     if model_source is not None and (targets is not None or unpaired):
         raise click.UsageError("--targets/--unpaired are for --outputs, not --model")
+    if degradation is not None and model_source is None:
+        raise click.UsageError("--degradation is for --model/--data")
     if unpaired and targets is None:
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
@@ -146,16 +159,30 @@ def evaluate(
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
         if model_source is not None:
             from translate.inference.loading import load_model
+            from translate.metrics import SRScores
+            from translate.model_file import declared_geometry
 
             model = load_model(model_source, device)
             generator = _choose_generator(model.generators, direction)
             supported = getattr(generator, "precisions", None)
             autocast = resolve_precision(precision, device, supported=supported)
-            source = scores.model_images(
-                generator, data, model.preprocess, split, direction, batch_size, device,
-                autocast,
-            )  # fmt: skip
-            result = scores.score_pairs(*source, extractor, **common)
+            preprocess, paired = model.preprocess, None
+            scale = declared_geometry(generator)["scale"]
+            if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
+                preprocess, batch_size = scores.whole_images(preprocess, generator), 1
+                paired = SRScores(border=scale)
+            elif degradation is not None:
+                raise click.UsageError("--degradation needs a super-resolution --model (scale > 1)")
+            if degradation is not None:
+                source = scores.degraded_images(
+                    generator, data, degradation, split, preprocess.output_channels, device,
+                    autocast,
+                )  # fmt: skip
+            else:
+                source = scores.model_images(
+                    generator, data, preprocess, split, direction, batch_size, device, autocast
+                )
+            result = scores.score_pairs(*source, extractor, paired=paired, **common)
         elif targets is not None and not unpaired:
             pairs = scores.paired_folder_images(outputs, targets)
             result = scores.score_pairs(*pairs, extractor, **common)

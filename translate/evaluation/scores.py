@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,10 +18,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from translate import metrics
-from translate.data.datasets import PairedFolder
+from translate.data.datasets import HRFolder, PairedFolder
+from translate.data.degradations import build_degradation
 from translate.data.images import list_images, read_image
 from translate.data.layout import match_pairs
-from translate.data.transforms import to_tensor
+from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
 from translate.model_file import Preprocessing, declared_geometry
@@ -174,6 +176,48 @@ def model_images(
     return len(dataset), generate()
 
 
+def degraded_images(
+    generator: torch.nn.Module,
+    data_root: str | os.PathLike[str],
+    degradation: str,
+    split: str = "val",
+    channels: int = 3,
+    device: str | torch.device = "cpu",
+    precision: Precision | None = None,
+) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """(output, HR) of a super-resolution ``generator`` over the whole HR images of an
+    ``hr`` folder's ``split`` (Set5, Set14: ``test``), each LR input made from its image by
+    the ``degradation`` (``bicubic``: the benchmarks' LR), seeded by the image's index as in
+    training's validation. Images are cut to a multiple of the scale times the generator's
+    size multiple, as the benchmarks crop them to the scale."""
+    precision = precision or Precision("fp32", torch.device(device).type)
+    scale = declared_geometry(generator)["scale"]
+    multiple = scale * getattr(generator, "size_multiple", 1)
+    dataset = HRFolder(data_root, split, Preprocess(mode="none"), channels, multiple, train=False)
+    degrade = build_degradation(degradation, scale).to(device)
+
+    def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        with torch.inference_mode():
+            for index in range(len(dataset)):
+                item = dataset[index]
+                hr = item["target"][None].to(device)
+                seed = torch.tensor([item["seed"]], device=device)
+                lr = degrade((hr + 1) / 2, seed) * 2 - 1
+                with precision.autocast():
+                    output = generator(lr)
+                yield output.float().clamp(-1, 1).cpu(), hr.cpu()
+
+    return len(dataset), generate()
+
+
+def whole_images(preprocess: Preprocessing, generator: torch.nn.Module) -> Preprocessing:
+    """``preprocess`` for scoring a super-resolution generator on whole images, as the SR
+    benchmarks are (not the training crop): mode ``none`` at the generator's size multiple."""
+    multiple = getattr(generator, "size_multiple", 1)
+    transforms = replace(preprocess.transforms, mode="none", size_multiple=multiple)
+    return replace(preprocess, transforms=transforms)
+
+
 def score_pairs(
     total: int,
     pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
@@ -181,9 +225,11 @@ def score_pairs(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
+    paired: PairedScores | None = None,
 ) -> dict[str, float]:
-    """L1/PSNR/SSIM, diversity of outputs and targets, and FID/KID with an extractor."""
-    paired = PairedScores()
+    """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``), diversity of
+    outputs and targets, and FID/KID with an extractor."""
+    paired = paired or PairedScores()
     outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
     with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
         for output, target in pairs:

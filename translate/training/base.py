@@ -91,10 +91,14 @@ class Validation:
     images: dict[str, torch.Tensor]  # the sample grid's columns, in [-1, 1]
     fake: torch.Tensor  # the outputs: monitored, and scored against ``real`` on paired data
     real: torch.Tensor  # real images of the output domain (the targets on paired data)
-    d_real: Prediction  # D on ``real`` and on ``fake``, for the monitor's accuracies
-    d_fake: Prediction
+    # D on ``real`` and on ``fake``, for the monitor's accuracies (None: no discriminator)
+    d_real: Prediction | None
+    d_fake: Prediction | None
     # trainer-specific batch means (``cycle_L1``), averaged over the images as ``val_<name>``
     losses: dict[str, float] = field(default_factory=dict)
+    # a reference method's outputs for the same inputs (SR: bicubic upscaling), scored like
+    # ``fake`` in a run's first evaluation: the baseline the model should beat
+    baseline: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,9 @@ class GANModel(nn.Module):
       ``"unpaired"`` (items ``A``/``B``), as ``translate.data.layout`` names them;
     - ``Loss``: its loss dataclass (a :class:`LossConfig`), the type of ``config.loss``;
     - ``defaults``: the config sections where its defaults differ from the dataclasses';
-    - ``best_metric``: the validation value (a ``metrics.jsonl`` key, lower is better)
-      that picks ``generator_best``;
+    - ``best_metric``: the validation value (a ``metrics.jsonl`` key) that picks
+      ``generator_best``, lower is better unless ``best_higher`` (PSNR);
+    - ``baseline``: the name of what ``Validation.baseline`` holds, when it holds anything;
     - :meth:`prepare`, the optional stage: trainer-specific config and auxiliary networks,
       resolved once before the trainer is built (``cls(prepared.config, **prepared.inputs)``);
     - :meth:`check_config`, :meth:`initialize`, :meth:`optimizers`, :meth:`generators`,
@@ -128,6 +133,8 @@ class GANModel(nn.Module):
     Loss: ClassVar[type[LossConfig]] = LossConfig
     defaults: ClassVar[dict[str, Any]] = {}
     best_metric: ClassVar[str] = "val_L1"
+    best_higher: ClassVar[bool] = False
+    baseline: ClassVar[str] = ""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -143,6 +150,12 @@ class GANModel(nn.Module):
     def build_discriminator(self, in_channels: int) -> nn.Module:
         d = self.config.discriminator
         return build_discriminator(d.name, in_channels, **d.options)
+
+    @classmethod
+    def data_kind(cls, config: Config) -> str:
+        """The data kind ``config`` trains on (``translate.training.datasets.DATASETS``):
+        ``data``, unless the trainer takes several (SR: paired or HR only)."""
+        return cls.data
 
     @classmethod
     def check_config(cls, config: Config) -> None:

@@ -77,7 +77,8 @@ def train(
 ) -> None:
     """Train a model from a YAML CONFIG (see configs/). Its `model` key picks the trainer:
     pix2pix (paired data), cyclegan or cut (unpaired; loss.mode=fastcut for FastCUT,
-    data.single_image for SinCUT)."""
+    data.single_image for SinCUT), sr (super-resolution: LR/HR pairs, or HR images alone
+    with data.degradation)."""
     from translate.training.configure import load_config
 
     if (config_path is None) == (resume_dir is None):

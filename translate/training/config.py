@@ -76,6 +76,10 @@ class DataConfig:
     num_workers: int = field(default_factory=lambda: min(4, available_cpus()))
     # instead of root: crops of one A and one B image, for trainers of unpaired data
     single_image: SingleImageConfig | None = None
+    # model sr: synthesise the LR inputs from HR images alone (bicubic, realesrgan; see
+    # translate.data.degradations), with these options; unset: paired LR/HR folders
+    degradation: str | None = None
+    degradation_options: dict[str, Any] = field(default_factory=dict)
 
     def source(self) -> str:
         """What the run trains on, in words (the run summary's ``dataset``)."""

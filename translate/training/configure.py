@@ -12,7 +12,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from translate.data.layout import UNPAIRED
+from translate.data.layout import HR, UNPAIRED
 from translate.training.base import GANModel
 from translate.training.config import (
     Config,
@@ -39,7 +39,15 @@ def validate(config: Config) -> None:
     check_values(config)
     if config.data.single_image is not None:
         _check_single_image(config)
-    trainer_class(config.model).check_config(config)
+    trainer = trainer_class(config.model)
+    if config.data.degradation is not None and trainer.data_kind(config) != HR:
+        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data_kind(config) == HR]
+        raise ValueError(
+            f"config key 'data.degradation': model {config.model!r} trains on "
+            f"{trainer.data_kind(config)} data; a degradation makes the LR inputs of HR images "
+            f"for {', '.join(takers)}"
+        )
+    trainer.check_config(config)
 
 
 def _check_single_image(config: Config) -> None:

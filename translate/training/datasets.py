@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from torch import nn
 from torch.utils.data import Dataset
 
-from translate.data.datasets import PairedFolder, SingleImagePair, UnpairedFolder
-from translate.data.layout import HOLDOUT, PAIRED, UNPAIRED, find_layout
+from translate.data.datasets import HRFolder, PairedFolder, SingleImagePair, UnpairedFolder
+from translate.data.layout import HOLDOUT, HR, PAIRED, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
-from translate.model_file import GeneratorSpec
+from translate.model_file import declared_geometry
+from translate.networks import build_generator
 from translate.networks.registry import Registry
 from translate.training.config import Config
 from translate.training.models import TRAINERS
@@ -31,9 +34,8 @@ DATASETS = Registry("data kind")
 def paired_folder(
     config: Config, split: str, train: bool, size: int | None, part: str | None
 ) -> Dataset:
-    d, g = config.data, config.generator
     # The generator's declared scale: each B crop is that times its A crop.
-    scale = GeneratorSpec.declared(g.name, d.input_channels, d.output_channels, g.options).scale
+    d, scale = config.data, declared_geometry(_meta_generator(config))["scale"]
     return PairedFolder(
         d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
         max_dataset_size=size, train=train, holdout=part, scale=scale,
@@ -51,6 +53,28 @@ def unpaired_folder(
     )  # fmt: skip
 
 
+@DATASETS.register(HR)
+def hr_folder(
+    config: Config, split: str, train: bool, size: int | None, part: str | None
+) -> Dataset:
+    # HR sides a multiple of the scale times the generator's size multiple: the LR
+    # inputs synthesised from them are whole pixels of a size the generator takes
+    g = _meta_generator(config)
+    multiple = declared_geometry(g)["scale"] * getattr(g, "size_multiple", 1)
+    d = config.data
+    return HRFolder(
+        d.root, split, d.preprocess, d.output_channels, multiple,
+        max_dataset_size=size, train=train, holdout=part,
+    )  # fmt: skip
+
+
+def _meta_generator(config: Config) -> nn.Module:
+    """The config's generator, built on the meta device (no memory) for its geometry."""
+    d, g = config.data, config.generator
+    with torch.device("meta"):
+        return build_generator(g.name, d.input_channels, d.output_channels, **g.options)
+
+
 def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
     """Training set, validation set (the first ``data.val_size`` images of the validation
     split, uncropped and unflipped) and the name of that split, resolved from
@@ -63,7 +87,7 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
         common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
         crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
         return crops, SingleImagePair(s.a, s.b, *common, train=False), "train"
-    kind = TRAINERS.get(config.model).data
+    kind = TRAINERS.get(config.model).data_kind(config)
     if not Path(d.root).is_dir():
         raise ValueError(
             f"config key 'data.root': dataset folder {d.root} does not exist; "

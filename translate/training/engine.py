@@ -194,7 +194,7 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             value = value.to(device, non_blocking=True)
-            if channels_last:
+            if channels_last and value.ndim == 4:  # images, not per-item values (SR's seeds)
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
@@ -277,7 +277,8 @@ class Evaluation:
     values: dict[str, float]  # val_* scores and the trainer's validation values
     monitor: dict[str, float]  # diversity and D's accuracies on the first batch
     warnings: list[str]
-    improved: bool  # the trainer's best_metric is the lowest so far
+    improved: bool  # the trainer's best_metric is the best so far
+    baseline: dict[str, float]  # the trainer's baseline's scores, in the first evaluation only
 
 
 class Evaluator:
@@ -292,6 +293,7 @@ class Evaluator:
         cap = config.data.val_size if scored else min(config.data.val_size, VAL_CHUNK)
         self.val_images = min(len(val_set), cap)
         self.best: dict[str, float] = {}
+        self.baseline: dict[str, float] = {}  # the trainer's baseline's validation scores
         self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
         self.test_mode = TestMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
@@ -327,6 +329,8 @@ class Evaluator:
         model.eval()
         try:
             paired = model.validation_scores()
+            # the trainer's baseline is scored once, in the run's first evaluation
+            baseline = model.validation_scores() if model.baseline and not self.baseline else None
             sums: dict[str, float] = {}  # the trainer's own validation values, times images
             images = 0
             for i, batch in enumerate(self.batches(stop)):
@@ -340,6 +344,8 @@ class Evaluator:
                     )  # fmt: skip
                 if paired is not None:
                     paired.add(result.fake, result.real)
+                if baseline is not None and result.baseline is not None:
+                    baseline.add(result.baseline, result.real)
                 n = result.fake.shape[0]
                 for key, value in result.losses.items():
                     sums[key] = sums.get(key, 0.0) + value * n
@@ -348,6 +354,12 @@ class Evaluator:
             # scores or, without targets, the monitors: on the console after each evaluation,
             # a record of how the run goes that the bar's postfix alone would overwrite
             self.val_scores = dict(values) if paired is not None else dict(monitor)
+            first_baseline = {}
+            if baseline is not None and baseline.count:
+                self.baseline = first_baseline = {
+                    f"val_{k.upper()}": v for k, v in baseline.result().items()
+                }
+                values.update({f"baseline_{k}": v for k, v in self.baseline.items()})
             values.update({f"val_{k}": total / images for k, total in sums.items()})
             if paired is not None:
                 values.update(self._choose_test_mode(values["val_L1"], stop))
@@ -356,10 +368,13 @@ class Evaluator:
         warnings = monitor_warnings(monitor, self.diversity_history, step=step)
         if "diversity_ratio" in monitor:
             self.diversity_history.append(monitor["diversity_ratio"])
-        improved = self._best_metric(values) < self.best.get(model.best_metric, math.inf)
+        # the comparison in the direction that is better: negated where higher is
+        sign = -1 if model.best_higher else 1
+        best = self.best.get(model.best_metric, sign * math.inf)
+        improved = sign * self._best_metric(values) < sign * best
         if improved:
             self.best = {**values, "step": step, "epoch": epoch}
-        return Evaluation(samples, values, monitor, warnings, improved)
+        return Evaluation(samples, values, monitor, warnings, improved, first_baseline)
 
     def _best_metric(self, values: dict[str, float]) -> float:
         metric = self.model.best_metric
@@ -399,10 +414,15 @@ class Evaluator:
         return {"val_L1_batch_stats": batch_l1}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "diversity_history": self.diversity_history}
+        return {
+            "best": self.best,
+            "baseline": self.baseline,
+            "diversity_history": self.diversity_history,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.diversity_history = state["best"], state["diversity_history"]
+        self.baseline = state.get("baseline", {})  # absent from older checkpoints
 
 
 class Trainer:
@@ -600,9 +620,10 @@ class Trainer:
             self._write_values(means)
         return means
 
-    def _write_values(self, values: dict[str, float]) -> None:
+    def _write_values(self, values: dict[str, float], what: str = "") -> None:
         listed = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-        tqdm.write(f"step {self.step}, epoch {self.epoch_number}: {listed}", file=sys.stderr)
+        where = f"step {self.step}, epoch {self.epoch_number}"
+        tqdm.write(f"{where}{' ' + what if what else ''}: {listed}", file=sys.stderr)
 
     def _end_epoch(self) -> None:
         plateau = self.config.schedule.policy == "plateau"
@@ -637,6 +658,8 @@ class Trainer:
                 tqdm.write(f"step {self.step}: validation skipped: stopping", file=sys.stderr)
                 return []
             self._write_values(self.evaluator.val_scores)
+            if found.baseline:
+                self._write_values(found.baseline, f"baseline ({self.model.baseline})")
             for message in found.warnings:
                 tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
             self.report.samples(self.epoch_number, self.step, found.samples)
@@ -657,6 +680,7 @@ class Trainer:
             "steps": self.step,
             "dataset": self.config.data.source(),
             "best_val": self.evaluator.best,
+            **({"baseline_val": self.evaluator.baseline} if self.evaluator.baseline else {}),
             "val_split": self.config.data.val_split,
             "val_images": self.evaluator.val_images,
         }
@@ -685,7 +709,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "epoch_batches": self.epoch_batches,
-            **self.evaluator.state_dict(),  # best, diversity_history
+            **self.evaluator.state_dict(),  # best, baseline, diversity_history
             "loss_window": self.log_window.state_dict(),
             "epoch_window": self.epoch_window.state_dict(),
             "rng": rng_state(),

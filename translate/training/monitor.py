@@ -61,19 +61,20 @@ def diversity_ratio(fake: torch.Tensor, real: torch.Tensor) -> float:
 def monitor_batch(
     fake: torch.Tensor,
     real: torch.Tensor,
-    d_real: Prediction,
-    d_fake: Prediction,
+    d_real: Prediction | None,
+    d_fake: Prediction | None,
     gan_mode: str,
 ) -> dict[str, float]:
     """``diversity_ratio``, ``d_acc_real`` and ``d_acc_fake`` for one batch.
 
     ``fake`` and ``real`` are NCHW in [-1, 1]; ``diversity_ratio`` is left out when the
-    batch holds a single image (diversity needs two).
+    batch holds a single image (diversity needs two), the accuracies when there is no
+    discriminator (``d_real``/``d_fake`` None: an SR run's L1-only stage).
     """
-    stats = {
-        "d_acc_real": d_accuracy(d_real, gan_mode, real=True),
-        "d_acc_fake": d_accuracy(d_fake, gan_mode, real=False),
-    }
+    stats = {}
+    if d_real is not None and d_fake is not None:
+        stats["d_acc_real"] = d_accuracy(d_real, gan_mode, real=True)
+        stats["d_acc_fake"] = d_accuracy(d_fake, gan_mode, real=False)
     if fake.shape[0] >= 2 and real.shape[0] >= 2:
         stats["diversity_ratio"] = diversity_ratio(fake, real)
     return stats
