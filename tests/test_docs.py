@@ -1,0 +1,117 @@
+"""The documentation: generated reference pages current, every public name documented, and a
+README short enough to read that points at the site's pages."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from translate.training import config as config_module
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "tools" / "gen_docs.py")
+gen_docs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_docs)
+
+
+def test_generated_pages_are_current() -> None:
+    stale = [str(p.relative_to(ROOT)) for p in gen_docs.stale()]
+    assert not stale, f"stale generated docs {stale}: run {gen_docs.COMMAND}"
+
+
+@dataclasses.dataclass
+class _TrainWithANewKey(config_module.TrainConfig):
+    warmup_steps: int = 0  # steps of learning-rate warm-up
+
+
+def test_a_new_config_field_makes_the_config_page_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = gen_docs.config_page()
+    monkeypatch.setattr(config_module, "TrainConfig", _TrainWithANewKey)
+    after = gen_docs.config_page()
+    assert "`train.warmup_steps` | `int` | `0` | steps of learning-rate warm-up |" in after
+    assert "warmup_steps" not in before
+    page = gen_docs.REFERENCE / "config.md"
+    monkeypatch.setattr(gen_docs, "pages", lambda: {page: after})
+    assert gen_docs.stale() == [page]
+    assert gen_docs.main(["--check"]) == 1
+
+
+def test_field_comments_come_from_the_line_or_the_lines_above() -> None:
+    comments = gen_docs._field_comments(config_module.DataConfig)
+    assert comments["val_size"].startswith("validation images scored")  # same line
+    assert comments["val_split"].startswith("auto: val, else test")  # the lines above
+    # a comment above a field belongs to that field only
+    assert comments["val_split"] != comments["max_dataset_size"]
+
+
+def test_every_config_key_is_on_the_config_page() -> None:
+    from translate.training.models import TRAINERS
+
+    page = (gen_docs.REFERENCE / "config.md").read_text()
+
+    def keys(cls: type, path: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            key = f"{path}.{f.name}" if path else f.name
+            section = gen_docs._section_of(config_module.typing.get_type_hints(cls)[f.name])
+            out += keys(section, key) if section else [key]
+        return out
+
+    expected = [k for k in keys(config_module.Config, "") if not k.startswith("loss")]
+    for name in TRAINERS.names():
+        expected += keys(TRAINERS.get(name).Loss, "loss")
+    missing = [k for k in expected if f"| `{k}` |" not in page]
+    assert not missing, missing
+
+
+def test_every_public_name_and_method_has_a_docstring() -> None:
+    griffe = pytest.importorskip("griffe")
+    package = griffe.load("translate", search_paths=[str(ROOT)], resolve_aliases=False)
+    missing = []
+    for paths in gen_docs.api_names().values():
+        for path in paths:
+            obj = package[path.removeprefix("translate.")]
+            if obj.is_attribute:
+                continue
+            members = [obj, *(obj.members.values() if obj.is_class else [])]
+            for member in members:
+                public = not member.name.startswith("_") or member is obj
+                documented = member.is_attribute or member.is_alias or member.docstring
+                if public and not documented:
+                    missing.append(member.path)
+    assert not missing, f"public names without a docstring: {missing}"
+
+
+def test_readme_is_short_and_its_links_reach_pages() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if not link.startswith("http")]
+    assert any(link.startswith("docs/") and link.endswith(".md") for link in local)
+    assert [link for link in local if not (ROOT / link).exists()] == []
+
+
+def test_every_page_is_in_the_site_navigation() -> None:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):  # mkdocs.yml may hold !!python tags; we need the nav only
+        pass
+
+    _Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=_Loader)["nav"]
+
+    def pages(entries: list) -> list[str]:
+        out = []
+        for entry in entries:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            out += pages(value) if isinstance(value, list) else [value]
+        return out
+
+    listed = set(pages(nav))
+    docs = ROOT / "docs"
+    present = {str(p.relative_to(docs)) for p in docs.rglob("*.md")}
+    assert sorted(present - listed) == [] and sorted(listed - present) == []
