@@ -115,3 +115,78 @@ def test_every_page_is_in_the_site_navigation() -> None:
     docs = ROOT / "docs"
     present = {str(p.relative_to(docs)) for p in docs.rglob("*.md")}
     assert sorted(present - listed) == [] and sorted(listed - present) == []
+
+
+def _shell_commands(text: str) -> list[list[str]]:
+    """The `translate ...` commands of a page's bash blocks, as argument lists (after
+    ``translate`` or ``-m translate.cli``), continuation lines joined, comments dropped."""
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            tokens = list(lexer)
+            starts = [0] + [i + 1 for i, t in enumerate(tokens) if t in ("&&", "|", ";")]
+            for start in starts:
+                words = tokens[start:]
+                for i, word in enumerate(words):
+                    if word in ("&&", "|", ";"):
+                        break
+                    if word == "translate" or (word == "translate.cli" and words[i - 1] == "-m"):
+                        end = next((j for j, t in enumerate(words) if t in ("&&", "|", ";")), None)
+                        commands.append(words[i + 1 : end])
+                        break
+    return commands
+
+
+def _config_key_known(key: str) -> bool:
+    from translate.training.models import TRAINERS
+
+    parts = key.split(".")
+    if parts[:1] in (["generator"], ["discriminator"]) and parts[1:2] == ["options"]:
+        return len(parts) == 3  # options are the network's; build_generator checks them
+    roots = {"loss": [TRAINERS.get(n).Loss for n in TRAINERS.names()]}
+    classes = roots.get(parts[0]) or [config_module.Config]
+    names = parts[1:] if parts[0] in roots else parts
+    for name in names:
+        found = []
+        for cls in classes:
+            hints = config_module.typing.get_type_hints(cls)
+            if name in hints:
+                found.append(gen_docs._section_of(hints[name]) or object)
+        if not found:
+            return False
+        classes = [c for c in found if c is not object]
+    return True
+
+
+def test_every_command_on_the_pages_uses_real_options() -> None:
+    import click
+
+    from translate.cli import main
+
+    pages = [ROOT / "README.md", *(p for p in (ROOT / "docs").rglob("*.md"))]
+    checked, wrong = 0, []
+    for page in pages:
+        if "reference" in page.parts:
+            continue
+        for words in _shell_commands(page.read_text()):
+            command, ctx, rest = main, click.Context(main), list(words)
+            while isinstance(command, click.Group) and rest[:1] in (
+                [[name] for name in command.list_commands(ctx)]
+            ):
+                command = command.get_command(ctx, rest.pop(0))
+            if command is main:
+                wrong.append(f"{page.name}: translate {' '.join(words)}: no such command")
+                continue
+            opts = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+            for i, word in enumerate(rest):
+                name = word.split("=", 1)[0]
+                if word.startswith("--") and name not in opts | {"--help"}:
+                    wrong.append(f"{page.name}: {command.name} has no option {name}")
+                if word == "--set" and not _config_key_known(rest[i + 1].split("=", 1)[0]):
+                    wrong.append(f"{page.name}: --set {rest[i + 1]}: no such config key")
+            checked += 1
+    assert checked > 50 and not wrong, wrong
