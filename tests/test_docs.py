@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,49 @@ def test_every_command_on_the_pages_uses_real_options() -> None:
                     wrong.append(f"{page.name}: --set {rest[i + 1]}: no such config key")
             checked += 1
     assert checked > 50 and not wrong, wrong
+
+
+def _number_free(line: str) -> str:
+    return " ".join(re.sub(r"\d+(\.\d+)?", "#", line).split())
+
+
+@pytest.mark.slow
+def test_the_walkthrough_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `translate` command of docs/walkthrough.md, in order, at the smallest settings
+    (6 training steps: 2 epochs of the 9 pairs); each shown output matches what the command
+    prints: exactly where nothing depends on training, in shape where the scores do."""
+    from click.testing import CliRunner
+
+    from translate.cli import main
+
+    text = (ROOT / "docs" / "walkthrough.md").read_text()
+    assert "cp -r datasets/samples photos" in text  # the step the test does itself
+    shutil.copytree(ROOT / "datasets" / "samples", tmp_path / "photos")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.chdir(tmp_path)
+    shown = dict(re.findall(r"```bash\n(.*?)```\n\n```text\n(.*?)```", text, flags=re.S))
+    commands = _shell_commands(text)
+    assert [c[:2] for c in commands[:5]] == [
+        ["prepare", "grayscale"], ["data", "check"], ["train", "configs/walkthrough_colorize.yaml"],
+        ["convert", "runs/colorize"], ["evaluate", "--model"],
+    ]  # fmt: skip
+    for args in commands:
+        small = ["--set", "train.max_steps=6"] if args[0] == "train" else []
+        result = CliRunner().invoke(main, args + small)
+        assert result.exit_code == 0, (args, result.output)
+        block = next((out for cmd, out in shown.items() if " ".join(args) in cmd), None)
+        if block is None:
+            continue
+        # tqdm's bars (`name: 42%|###   | 5/12 [00:00<00:00, 16.29it/s]`), then the lines
+        unbarred = re.sub(r"[^\s:]+: +\d+%\|[^|]*\|[^\]]*\]", "", result.output)
+        printed = [x for x in re.split(r"[\r\n]", unbarred) if x.strip()]
+        if args[0] == "train":  # fewer steps: the first two lines (stdout and stderr, in
+            want = block.splitlines()  # either order) and the last stay
+            assert set(want[:2]) <= set(printed), (want[:2], printed)
+            assert _number_free(want[-1]) in [_number_free(x) for x in printed]
+        elif args[0] == "evaluate":
+            assert [_number_free(x) for x in block.splitlines()] == [
+                _number_free(x) for x in printed
+            ]
+        else:
+            assert block.splitlines() == printed, args
