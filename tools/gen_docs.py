@@ -248,11 +248,17 @@ def zoo_page() -> str:
             f"| `{name}` | `{trainer.__name__}` | {trainer.data} | `{trainer.best_metric}` |"
         )
     for title, registry in (("Generators", GENERATORS), ("Discriminators", DISCRIMINATORS)):
-        out += ["", f"## {title}", "", "| names | sets | options |", "| --- | --- | --- |"]
+        out += ["", f"## {title}", "", "| names | what | sets | options (default) |"]
+        out.append("| --- | --- | --- | --- |")
         for names, defaults in _names_by_builder(registry):
+            what = " ".join((inspect.getdoc(registry.get(names[0])) or "").split())
             sets = ", ".join(f"`{k}={v!r}`" for k, v in defaults.items()) or "-"
-            options = ", ".join(f"`{o}`" for o in registry.options(names[0]))
-            out.append(f"| {', '.join(f'`{n}`' for n in names)} | {sets} | {options} |")
+            given = registry.defaults(names[0])
+            options = ", ".join(
+                f"`{o}` ({given[o]!r})" if o in given else f"`{o}`"
+                for o in registry.options(names[0])
+            )
+            out.append(f"| {', '.join(f'`{n}`' for n in names)} | {what} | {sets} | {options} |")
     out += ["", "## Bundled models", "", "| name | generators | trained | file |"]
     out.append("| --- | --- | --- | --- |")
     for name, file in sorted(BUNDLED.items()):
