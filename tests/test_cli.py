@@ -104,3 +104,14 @@ def test_help_names_every_registered_trainer():
         assert _trainers_named(result.output) == TRAINERS.names(), args
     # the command list's one-liner of `train`, as `translate --help` shows it
     assert _trainers_named(COMMANDS["train"][2]) == TRAINERS.names()
+
+
+def test_every_command_help_names_every_trainer_and_its_data():
+    from translate.help import trainers
+    from translate.training.models import TRAINERS
+
+    assert trainers() == {name: TRAINERS.get(name).data for name in TRAINERS.names()}
+    for name in COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"])
+        words = set(re.findall(r"\w+", result.output))
+        assert set(TRAINERS.names()) <= words, (name, result.output)

@@ -12,7 +12,7 @@ import click
 from translate import __version__
 from translate.errors import user_errors
 from translate.extras import MissingExtra
-from translate.help import trainers_line
+from translate.help import trainers_by_data, trainers_line
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
@@ -41,7 +41,10 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        if name != "train":  # train's own help lists them; the others take their models or data
+            command.epilog = trainers_by_data()
+        return command
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

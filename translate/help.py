@@ -34,13 +34,46 @@ def _registered(tree: ast.AST, registry: str) -> list[str]:
     return names
 
 
+def _data_kind(node: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> str:
+    """The class's ``data = "paired" | "unpaired"``, else its base's in the same file."""
+    for statement in node.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and [getattr(t, "id", None) for t in statement.targets] == ["data"]
+            and isinstance(statement.value, ast.Constant)
+        ):
+            return str(statement.value.value)
+    bases = [classes[b.id] for b in node.bases if isinstance(b, ast.Name) and b.id in classes]
+    return next((kind for kind in (_data_kind(b, classes) for b in bases) if kind), "")
+
+
 @cache
-def trainer_names() -> tuple[str, ...]:
-    """Every name registered in ``TRAINERS`` (``config.model``), sorted."""
-    names = []
+def trainers() -> dict[str, str]:
+    """Every name registered in ``TRAINERS`` (``config.model``), sorted, and the data its
+    class declares (``paired`` or ``unpaired``)."""
+    found = {}
     for path in sorted(MODELS.glob("*.py")):
-        names += _registered(ast.parse(path.read_text(encoding="utf-8")), "TRAINERS")
-    return tuple(sorted(names))
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+        for node in classes.values():
+            for name in _registered(ast.Module(body=[node], type_ignores=[]), "TRAINERS"):
+                found[name] = _data_kind(node, classes)
+    return dict(sorted(found.items()))
+
+
+def trainer_names() -> tuple[str, ...]:
+    """Every name registered in ``TRAINERS``, sorted."""
+    return tuple(trainers())
+
+
+def trainers_by_data() -> str:
+    """``Trainers by data: paired pix2pix, ...; unpaired cut, ...``: an epilog for the
+    commands whose models or datasets come from any trainer."""
+    kinds = sorted(set(trainers().values()))
+    groups = [
+        f"{kind} {', '.join(n for n, k in trainers().items() if k == kind)}" for kind in kinds
+    ]
+    return f"Trainers by data: {'; '.join(groups)}."
 
 
 def trainers_line() -> str:
