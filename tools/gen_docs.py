@@ -40,6 +40,11 @@ HELP_WIDTH = 100
 # --- config reference ---------------------------------------------------------------------
 
 
+def own_names(registry: Any) -> list[str]:
+    """The names the package itself registers: not those a caller (a test) adds at run time."""
+    return [n for n in registry.names() if registry.get(n).__module__.startswith("translate.")]
+
+
 def _field_comments(cls: type) -> dict[str, str]:
     """Field name -> the comment on its line, or the comment lines right above it."""
     source = textwrap.dedent(inspect.getsource(cls))
@@ -149,7 +154,7 @@ def config_page() -> str:
         section = _section_of(hints[f.name])
         if section is not None and f.name != "loss":
             out += _section_table(f"`{f.name}`", section, f.name, f.name)
-    for name in TRAINERS.names():
+    for name in own_names(TRAINERS):
         trainer = TRAINERS.get(name)
         title = f"`loss` of `{name}` ({trainer.__name__}: {trainer.data} data)"
         out += _section_table(title, trainer.Loss, "loss", f"loss-{name}")
@@ -225,7 +230,7 @@ def api_page() -> str:
 def _names_by_builder(registry: Any) -> list[tuple[list[str], dict[str, Any]]]:
     """Names grouped as the registry registered them together (a name and its aliases)."""
     groups: dict[int, tuple[list[str], dict[str, Any]]] = {}
-    for name in registry.names():
+    for name in own_names(registry):
         builder, defaults = registry._lookup(name)
         key = hash((id(builder), json.dumps(defaults, sort_keys=True, default=str)))
         groups.setdefault(key, ([], defaults))[0].append(name)
@@ -242,7 +247,7 @@ def zoo_page() -> str:
 
     out = ["# Model zoo", "", "## Trainers", "", "| `model` | class | data | best checkpoint by |"]
     out.append("| --- | --- | --- | --- |")
-    for name in TRAINERS.names():
+    for name in own_names(TRAINERS):
         trainer = TRAINERS.get(name)
         out.append(
             f"| `{name}` | `{trainer.__name__}` | {trainer.data} | `{trainer.best_metric}` |"
