@@ -20,8 +20,18 @@ _spec.loader.exec_module(gen_docs)
 
 
 def test_generated_pages_are_current() -> None:
-    stale = [str(p.relative_to(ROOT)) for p in gen_docs.stale()]
-    assert not stale, f"stale generated docs {stale}: run {gen_docs.COMMAND}"
+    import difflib
+
+    stale = gen_docs.stale()
+    pages = gen_docs.pages()
+    diffs = [
+        "".join(list(difflib.unified_diff(
+            path.read_text().splitlines(True) if path.is_file() else [],
+            pages[path].splitlines(True), str(path.relative_to(ROOT)), "generated",
+        ))[:12])
+        for path in stale
+    ]  # fmt: skip
+    assert not stale, f"stale generated docs: run {gen_docs.COMMAND}\n" + "\n".join(diffs)
 
 
 @dataclasses.dataclass

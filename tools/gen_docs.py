@@ -167,13 +167,17 @@ def config_page() -> str:
 # --- CLI reference ------------------------------------------------------------------------
 
 
-def _commands(command: click.Command, name: str) -> list[tuple[str, click.Command]]:
-    """``command`` and, for a group, each subcommand after it (depth first)."""
-    found = [(name, command)]
+def _contexts(command: click.Command, name: str, parent: click.Context | None = None) -> list:
+    """The context of ``command`` and, for a group, of each subcommand after it (depth
+    first), each child of its group's as when run, so settings such as ``-h`` carry down."""
+    ctx = click.Context(
+        command, parent=parent, info_name=name.rsplit(" ", 1)[-1], terminal_width=HELP_WIDTH,
+        max_content_width=HELP_WIDTH, **command.context_settings,
+    )  # fmt: skip
+    found = [ctx]
     if isinstance(command, click.Group):
-        ctx = click.Context(command, info_name=name)
         for sub in command.list_commands(ctx):
-            found += _commands(command.get_command(ctx, sub), f"{name} {sub}")
+            found += _contexts(command.get_command(ctx, sub), f"{name} {sub}", ctx)
     return found
 
 
@@ -182,11 +186,10 @@ def cli_page() -> str:
     from translate.cli import main
 
     out = ["# CLI reference", "", "What `--help` prints for each command.", ""]
-    for name, command in _commands(main, "translate"):
-        ctx = click.Context(command, info_name=name, terminal_width=HELP_WIDTH)
-        ctx.max_content_width = HELP_WIDTH
+    for ctx in _contexts(main, "translate"):
+        name = ctx.command_path
         heading = "#" * min(name.count(" ") + 2, 4)
-        out += [f"{heading} `{name}`", "", "```text", command.get_help(ctx), "```", ""]
+        out += [f"{heading} `{name}`", "", "```text", ctx.command.get_help(ctx), "```", ""]
     return HEADER + "\n".join(out).rstrip() + "\n"
 
 
