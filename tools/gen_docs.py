@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import importlib
 import inspect
 import io
@@ -331,9 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale pages")
     args = parser.parse_args(argv)
     if args.check:
-        old = stale()
+        old, new = stale(), pages()
         for path in old:
             print(f"{path.relative_to(ROOT)} is stale: run {COMMAND}", file=sys.stderr)
+            was = path.read_text(encoding="utf-8").splitlines(True) if path.is_file() else []
+            diff = difflib.unified_diff(was, new[path].splitlines(True), str(path), "generated")
+            sys.stderr.writelines(list(diff)[:12])
         return 1 if old else 0
     REFERENCE.mkdir(parents=True, exist_ok=True)
     for path, text in pages().items():
