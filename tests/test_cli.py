@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,31 @@ def test_help_names_every_trainer():
             assert name in train_help, name
     top = CliRunner().invoke(main, ["--help"]).output
     assert "CUT" in top and "CycleGAN" in top and "distil" in top
+
+
+def _trainers_named(help_text: str) -> list[str]:
+    """The names after ``trainers:`` in a help text, up to the end of that list."""
+    listed = " ".join(help_text.split()).split("trainers: ", 1)[1]
+    return [name.strip() for name in re.split(r"[.;)]", listed, maxsplit=1)[0].split(",")]
+
+
+def test_help_names_every_registered_trainer():
+    from translate.training.models import TRAINERS
+
+    for args in ([], ["--help"], ["train", "--help"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert _trainers_named(result.output) == TRAINERS.names(), args
+    # the command list's one-liner of `train`, as `translate --help` shows it
+    assert _trainers_named(COMMANDS["train"][2]) == TRAINERS.names()
+
+
+def test_every_command_help_names_every_trainer_and_its_data():
+    from translate.help import trainers
+    from translate.training.models import TRAINERS
+
+    assert trainers() == {name: TRAINERS.get(name).data for name in TRAINERS.names()}
+    for name in COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"])
+        words = set(re.findall(r"\w+", result.output))
+        assert set(TRAINERS.names()) <= words, (name, result.output)

@@ -1,4 +1,5 @@
-"""translate: image-to-image translation with GANs (Pix2Pix, CycleGAN)."""
+"""translate: image-to-image translation with GANs (Pix2Pix, CycleGAN, CUT/FastCUT, SinCUT,
+distillation): training, folder and video conversion, a Python API, a web page."""
 
 from __future__ import annotations
 

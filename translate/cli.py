@@ -12,13 +12,14 @@ import click
 from translate import __version__
 from translate.errors import user_errors
 from translate.extras import MissingExtra
+from translate.help import trainers_by_data, trainers_line
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
     "train": (
         "translate.training.cli",
         "train",
-        "Train Pix2Pix, CycleGAN, CUT/FastCUT, SinCUT.",
+        f"Train a model; trainers: {trainers_line()}.",
     ),
     "distill": ("translate.training.cli", "distill", "Distill a generator into a small one."),
     "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
@@ -40,7 +41,10 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        if name != "train":  # train's own help lists them; the others take their models or data
+            command.epilog = trainers_by_data()
+        return command
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -73,12 +77,14 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: object
     cls=LazyGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    help="Image-to-image translation with GANs: train Pix2Pix, CycleGAN, CUT/FastCUT and "
+    f"SinCUT models (trainers: {trainers_line()}), distil them for real time, convert "
+    "folders and videos, evaluate, export, serve a web page.",
 )
 @click.version_option(__version__, prog_name="translate")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Image-to-image translation with GANs: train Pix2Pix, CycleGAN, CUT/FastCUT and
-    SinCUT models, distil them for real time, convert folders and videos, serve a web page."""
+    """The ``translate`` command group; its help (above) names the registered trainers."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(0)

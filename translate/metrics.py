@@ -95,6 +95,7 @@ class PairedScores:
         }
 
     def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        """Score a batch of outputs against their targets (NCHW in [-1, 1])."""
         # The images of a batch share one size, so a batch mean is the mean of per-image scores.
         n = output.shape[0]
         for key, value in self.scores(output, target).items():
@@ -102,6 +103,7 @@ class PairedScores:
         self.count += n
 
     def result(self) -> dict[str, float]:
+        """The mean ``l1``, ``psnr`` and ``ssim`` over every image added."""
         if self.count == 0:
             raise ValueError("no image pairs were scored")
         return {k: v / self.count for k, v in self.sums.items()}

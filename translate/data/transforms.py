@@ -19,11 +19,13 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_c
 class Preprocess:
     """How training images are resized, cropped and flipped (YAML-friendly fields)."""
 
+    # resize_and_crop, crop, scale_width, scale_width_and_crop or none (pad to size_multiple)
     mode: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    size_multiple: int = 4
+    load_size: int = 286  # resize to this (the width, for the scale_width modes)
+    crop_size: int = 256  # then a random crop of this side (centred at validation)
+    flip: bool = True  # random horizontal flips, the same for both images of a pair
+    size_multiple: int = 4  # modes none and scale_width: pad each side to a multiple of this
+    # albumentations transforms on the input only, e.g. [{name: ColorJitter, brightness: 0.2}]
     input_augment: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

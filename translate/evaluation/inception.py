@@ -97,6 +97,7 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pool features (N, 2048) of ``images`` (NCHW in [-1, 1], any size, 1 or 3 channels)."""
         device = next(self.net.parameters()).device
         x = images.to(device, torch.float32).expand(-1, 3, -1, -1)
         # Both weight sets take [-1, 1] at 299x299 (torchvision with transform_input=False).

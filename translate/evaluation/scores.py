@@ -66,6 +66,7 @@ class SetScores:
         self.feature_batches: list[torch.Tensor] = []
 
     def add(self, images: torch.Tensor) -> None:
+        """Add a batch of images (NCHW in [-1, 1]) to the set."""
         for image in images:
             if self.count in self.keep:
                 self.kept.append(self._diversity_copy(image))
@@ -95,6 +96,7 @@ class SetScores:
         self.pending = []
 
     def features(self) -> torch.Tensor:
+        """The Inception features of every image added, one row each."""
         self._extract()
         return torch.cat(self.feature_batches)
 

@@ -376,6 +376,7 @@ class TranslateTransform(A.ImageOnlyTransform):
         self.translator = translator
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        """albumentations' hook: the translated image (HWC uint8 in, the same out)."""
         return self.translator(img)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -385,6 +386,7 @@ class TranslateTransform(A.ImageOnlyTransform):
         return super().__call__(*args, **kwargs)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """albumentations' hook: the constructor arguments that describe this transform."""
         return ("translator",)
 
 

@@ -37,6 +37,7 @@ def build_discriminator(name: str, in_channels: int, **options: Any) -> nn.Modul
 
 
 def count_parameters(net: nn.Module) -> int:
+    """The number of parameters of ``net`` (trainable or not)."""
     return sum(p.numel() for p in net.parameters())
 
 

@@ -148,6 +148,7 @@ def patch(
     init_gain: float = 0.02,
     minibatch_stddev: bool = False,
 ) -> nn.Module:
+    """PatchGAN: scores overlapping patches (70x70 at ``n_layers=3``) as real or fake."""
     net = PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)
 
@@ -162,6 +163,7 @@ def pixel(
     init_gain: float = 0.02,
     minibatch_stddev: bool = False,
 ) -> nn.Module:
+    """1x1 PatchGAN: scores every pixel on its own."""
     net = PixelDiscriminator(in_channels, ndf, norm, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)
 
@@ -178,6 +180,8 @@ def multiscale(
     init_gain: float = 0.02,
     minibatch_stddev: bool = False,
 ) -> nn.Module:
+    """PatchGANs over an image pyramid of ``num_scales`` levels, with features for
+    feature matching."""
     net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales, minibatch_stddev)
     return _finish(net, spectral_norm, init, init_gain)
 

@@ -35,14 +35,19 @@ class Generator(nn.Module):
     upstream_layout = False
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
+        """The translation of ``x`` (NCHW); every generator of the zoo defines it."""
         raise NotImplementedError
 
     def tap_points(self) -> list[nn.Module]:
+        """The modules whose outputs ``G(x, layers=[i, ...])`` returns: every leaf module, in
+        registration order, unless a generator overrides it with coarser points."""
         return [m for m in self.modules() if next(m.children(), None) is None]
 
     def forward(
         self, x: torch.Tensor, layers: list[int] | None = None, with_output: bool = False
     ) -> torch.Tensor:
+        """``generate(x)``; with ``layers``, the feature maps of those tap points (and with
+        ``with_output``, ``(output, features)`` from one pass)."""
         if layers is not None and not torch.jit.is_scripting():
             return self._tap(x, layers, with_output)
         return self.generate(x)

@@ -263,6 +263,8 @@ def resnet(
     init: str = "normal",
     init_gain: float = 0.02,
 ) -> nn.Module:
+    """ResNet encoder-decoder (CycleGAN's): two downsamplings, ``n_blocks`` residual blocks
+    (depthwise-separable with ``mobile``, GAN Compression's students), two upsamplings."""
     net = ResnetGenerator(
         in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, mobile, widths
     )
@@ -282,5 +284,7 @@ def unet(
     init: str = "normal",
     init_gain: float = 0.02,
 ) -> nn.Module:
+    """U-Net (pix2pix's): ``num_downs`` downsamplings with skip connections, so input sides
+    must divide by ``2**num_downs``."""
     net = UnetGenerator(in_channels, out_channels, ngf, num_downs, norm, norm_affine, dropout)
     return init_weights(net, init, init_gain)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from translate.errors import fail, user_errors
+from translate.help import trainers_line
 
 if TYPE_CHECKING:
     from translate.training.config import Config
@@ -65,7 +66,12 @@ def _run_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@click.command()
+@click.command(
+    help="Train a model from a YAML CONFIG (see configs/). Its `model` key picks the "
+    f"trainer; trainers: {trainers_line()}. pix2pix takes paired data, cyclegan and cut "
+    "unpaired (cut: loss.mode=fastcut for FastCUT, data.single_image for SinCUT); distill "
+    "and distill_unpaired are what `translate distill` runs."
+)
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_run_options
 def train(
@@ -75,10 +81,7 @@ def train(
     resume_dir: Path | None,
     no_progress: bool,
 ) -> None:
-    """Train a model from a YAML CONFIG (see configs/). Its `model` key picks the trainer:
-    pix2pix (paired data), cyclegan or cut (unpaired; loss.mode=fastcut for FastCUT,
-    data.single_image for SinCUT), sr (super-resolution: LR/HR pairs, or HR images alone
-    with data.degradation)."""
+    """``translate train``: fit the config's trainer (its help, above, lists them)."""
     from translate.training.configure import load_config
 
     if (config_path is None) == (resume_dir is None):
@@ -176,7 +179,8 @@ def distill(
     no_progress: bool,
 ) -> None:
     """Distill TEACHER (a generator file, run directory, checkpoint or model name) into a
-    small student generator on the data in --data; the run is a `translate train` run."""
+    small student generator on the data in --data; the run is a `translate train` run of the
+    trainer distill (paired data) or distill_unpaired (unpaired), picked from --data."""
     if resume_dir is not None:
         if teacher or data_root or student or config_path or run_dir:
             raise click.UsageError("--resume RUN_DIR continues a run as it was configured")

@@ -59,14 +59,16 @@ class SingleImageConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "datasets/facades"
+    """Where the training images are and how they are read (``data:``)."""
+
+    root: str = "datasets/facades"  # the dataset folder (layouts: docs/datasets.md)
     direction: str = "AtoB"  # pix2pix: which half of a pair is the input
     # pix2pix input / CycleGAN domain A, and the target / domain B: 1 gray, 3 RGB, 2 and 4
     # with the files' alpha as a channel
     input_channels: int = 3
-    output_channels: int = 3
+    output_channels: int = 3  # as input_channels, for the target / domain B
     preprocess: Preprocess = field(default_factory=Preprocess)
-    max_dataset_size: int | None = None
+    max_dataset_size: int | None = None  # read at most this many training images
     # auto: val, else test, else holdout (every 10th training file, kept out of training);
     # train: validate on the training images; any other name must be a split present
     val_split: str = "auto"
@@ -89,14 +91,18 @@ class DataConfig:
 
 @dataclass
 class NetworkConfig:
-    name: str = "unet_256"
+    """The generator (``generator:``): a zoo name and its builder's options."""
+
+    name: str = "unet_256"  # a generator of the zoo (the trainer's default replaces it)
     options: dict[str, Any] = field(default_factory=dict)  # passed to the zoo builder
 
 
 @dataclass
 class DiscriminatorConfig:
-    name: str = "patch"
-    options: dict[str, Any] = field(default_factory=dict)
+    """The discriminator (``discriminator:``) and what it is shown."""
+
+    name: str = "patch"  # a discriminator of the zoo: patch, pixel, multiscale
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the zoo builder
     pool_size: int = 0  # image pool of generated images for D updates (CycleGAN: 50)
     diff_augment: str = ""  # DiffAugment policy before D, e.g. "translation,cutout,color"
 
@@ -105,24 +111,28 @@ class DiscriminatorConfig:
 class LossConfig:
     """The GAN terms every trainer has; each trainer's ``Loss`` subclasses this."""
 
-    gan_mode: str = "vanilla"
+    gan_mode: str = "vanilla"  # a GAN objective: vanilla, lsgan, hinge, wgangp
     gp_weight: float = 10.0  # wgangp
     feature_matching: float = 0.0  # weight; needs a multiscale discriminator
 
 
 @dataclass
 class OptimConfig:
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    """Adam, one per network (``optim:``)."""
+
+    lr_g: float = 2e-4  # generators' learning rate
+    lr_d: float = 2e-4  # discriminators' learning rate
+    beta1: float = 0.5  # Adam's first-moment decay
+    beta2: float = 0.999  # Adam's second-moment decay
     d_steps: int = 1  # discriminator updates per generator update (each on its own batch)
     grad_clip: float | None = None  # max gradient norm, per network
 
 
 @dataclass
 class ScheduleConfig:
-    policy: str = "linear"
+    """The learning-rate schedule, stepped per epoch (``schedule:``)."""
+
+    policy: str = "linear"  # linear, step, plateau (the epoch's mean G loss), cosine
     epochs: int = 100  # at the initial learning rate (linear), or before decay starts
     decay_epochs: int = 100  # linear decay to zero; total epochs = epochs + decay_epochs
     step_size: int = 50  # step: multiply by gamma every step_size epochs
@@ -132,29 +142,35 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    batch_size: int = 1
+    """How the steps run (``train:``)."""
+
+    seed: int = 0  # seeds the weights, the data order and every augmentation
+    batch_size: int = 1  # images per step (per rank under torchrun)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     precision: str = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 on the CPU
     channels_last: bool = True  # on CUDA
-    compile: bool = False
+    compile: bool = False  # torch.compile every network
     max_steps: int | None = None  # stop early (quick runs, tests)
     ema: float = 0.0  # decay of the generators' weight average (e.g. 0.999); 0: off
 
 
 @dataclass
 class LogConfig:
+    """What the run writes and how often (``log:``)."""
+
     every: int = 100  # steps between loss logs
     eval_every: int = 1000  # steps between samples, val metrics and monitoring
     checkpoint_every: int = 2000  # steps between training-state checkpoints
     keep: int = 3  # checkpoints kept
     snapshot_every: int = 0  # steps between generators/generator_<step>.safetensors (0: none)
-    tensorboard: bool = True
+    tensorboard: bool = True  # also log to RUN_DIR/tensorboard when tensorboard is installed
 
 
 @dataclass
 class Config:
-    model: str = "pix2pix"
+    """A training run's whole configuration: one section per field."""
+
+    model: str = "pix2pix"  # the trainer (translate.training.models.TRAINERS)
     data: DataConfig = field(default_factory=DataConfig)
     generator: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -165,6 +181,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as nested plain dicts, as ``config.yaml`` stores it."""
         return dataclasses.asdict(self)
 
 

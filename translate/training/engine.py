@@ -674,6 +674,7 @@ class Trainer:
     # --- files ----------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
+        """The run summary that generator files store as ``training`` (``translate info``)."""
         return {
             "model": self.config.model,
             "epochs": self.epoch_number,
@@ -686,10 +687,12 @@ class Trainer:
         }
 
     def preprocessing(self) -> Preprocessing:
+        """How the training data was prepared, as generator files record it."""
         d = self.config.data
         return Preprocessing(d.preprocess, d.input_channels, d.output_channels)
 
     def save_generators(self, name: str) -> None:
+        """Write the generator file ``RUN_DIR/name`` from the current weights."""
         save_generators(
             self.run_dir / name,
             self.model.generators(),
@@ -699,6 +702,7 @@ class Trainer:
         )
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: networks, optimizers, schedulers, step, RNG states."""
         s = self.stepper
         return {
             "model": self.model.state_dict(),
@@ -726,6 +730,8 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        """Write ``checkpoints/state_<step>.pt`` (rank 0, after the first step), keeping
+        the newest ``log.keep``."""
         if self.ranks.main and self.step > 0:
             self.checkpoints.save(self.step, self.state_dict(), self.config.log.keep)
 

@@ -37,7 +37,7 @@ class CUTLoss(LossConfig):
     lambda_nce: float | None = None  # cut 1, fastcut 10
     nce_idt: bool | None = None  # identity NCE on domain B (G(B) vs B); cut only
     flip_equivariance: bool | None = None  # flip the input half of the time; fastcut only
-    lambda_gan: float = 1.0
+    lambda_gan: float = 1.0  # weight of the GAN term
     nce_layers: list[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])  # G tap points
     num_patches: int = 256  # sampled per layer and image
     nce_t: float = 0.07  # temperature

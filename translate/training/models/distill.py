@@ -70,7 +70,7 @@ class DistillLoss(LossConfig):
     teacher_direction: str | None = None  # its only generator, else data.direction's
     lambda_teacher: float = 10.0  # L1 to the teacher's output
     lambda_distill: float = 1.0  # feature MSE through the 1x1 adapters (0: no adapters)
-    lambda_gan: float = 1.0
+    lambda_gan: float = 1.0  # weight of the GAN term (against real target-domain images)
     lambda_target: float = 10.0  # L1 to the ground truth (paired data only)
     # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
     # (mobile) 9-block ResNet, the stages GAN Compression distills.
