@@ -77,10 +77,12 @@ def _load_state_dict(
 ) -> GeneratorFile:
     """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
     from .community import load_community
-    from .reference import load_reference
+    from .reference import OlderCheckpointError, load_reference
 
     try:
         return load_reference(path, device, arch, norm, checkpoint)
+    except OlderCheckpointError:
+        raise
     except ValueError as exc:
         if arch is not None or norm is not None:
             raise
