@@ -4,6 +4,7 @@ model.safetensors read back from a Hub cache (laid out as in test_hub, offline).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def _front_matter(card: str) -> dict:
     return yaml.safe_load(front)
 
 
+@pytest.mark.slow  # trains the run it publishes (about 9 s here)
 def test_card_writes_an_upload_folder(tiny_run: Path, hub_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "card"
     result = CliRunner().invoke(main, ["card", str(tiny_run), str(out), "--repo-id", REPO])
@@ -96,14 +98,24 @@ def test_card_writes_an_upload_folder(tiny_run: Path, hub_cache: Path, tmp_path:
     assert load_model(REPO).training == shipped.training
 
 
-def test_card_refuses_a_full_folder_and_a_non_run(tiny_run: Path, tmp_path: Path) -> None:
+def test_card_refuses_a_full_folder_and_a_non_run(
+    tiny_generator_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"  # a run that never validated: a generator and its config
+    run.mkdir()
+    (run / "config.yaml").write_text("model: pix2pix\n")
+    shutil.copyfile(tiny_generator_file, run / "generator_latest.safetensors")
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
-    result = CliRunner().invoke(main, ["card", str(tiny_run), str(full)])
+    result = CliRunner().invoke(main, ["card", str(run), str(full)])
     assert result.exit_code == 1 and "not empty" in result.output and "--overwrite" in result.output
-    result = CliRunner().invoke(main, ["card", str(tiny_run), str(full), "--overwrite"])
+    result = CliRunner().invoke(main, ["card", str(run), str(full), "--overwrite"])
     assert result.exit_code == 0, result.output
-    assert (full / "notes.txt").read_text() == "mine" and (full / "model.safetensors").is_file()
+    assert (full / "notes.txt").read_text() == "mine"
+    assert (full / "model.safetensors").read_bytes() == tiny_generator_file.read_bytes()
+    card = (full / "README.md").read_text()
+    assert "no validation metrics" in card and "sample_grid.png" not in card
+    assert not (full / "sample_grid.png").exists()
     result = CliRunner().invoke(main, ["card", str(tmp_path), str(tmp_path / "x")])
     assert result.exit_code == 1 and "not a run directory" in result.output

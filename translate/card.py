@@ -136,7 +136,7 @@ def model_card(
     front = {
         "library_name": "translate",
         "pipeline_tag": "image-to-image",
-        "tags": ["image-to-image", "gan", trainer, "translate"],
+        "tags": list(dict.fromkeys(["image-to-image", "gan", trainer, "translate"])),
     }
     directions = list(model.specs)
     lines = [
