@@ -22,7 +22,7 @@ from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.inference.hub import HubModel, parse_repo_id
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, load_generators, save_generators
 
 pytest.importorskip("huggingface_hub")  # the `hub` extra; part of `test`, so CI runs these
 
@@ -180,3 +180,13 @@ def test_hub_errors_online_are_one_line(hub_cache: Path, monkeypatch: pytest.Mon
         assert len(result.output.strip().splitlines()) == 1, result.output
         assert result.output.startswith("Error: org/name@v9: ") and message in result.output
     assert os.environ.get("HF_HUB_OFFLINE") is None
+
+
+def test_export_takes_a_repository(two_revisions: dict[str, Path], tmp_path: Path) -> None:
+    """export reads MODEL through load_model too: the revision's weights are what it writes."""
+    out = tmp_path / "g.pt"
+    result = CliRunner().invoke(main, ["export", f"{REPO}@{'a' * 40}", str(out)])
+    assert result.exit_code == 0, result.output
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    expected = load_generators(two_revisions["old"], "cpu").generators["AtoB"](x)
+    torch.testing.assert_close(torch.jit.load(str(out))(x), expected)
