@@ -1,4 +1,6 @@
 import random
+import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +90,20 @@ def scaled_model():
     torch.manual_seed(0)
     spec = GeneratorSpec.declared("toy_upscale2_conftest", 4, 3, {})
     return GeneratorFile({"AtoB": spec.build().eval()}, {"AtoB": spec})
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hub cache under a temporary HF_HOME, offline, with the network refused."""
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("the tests never reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    (home / "hub").mkdir(parents=True)
+    return home / "hub"

@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": ("translate.evaluation.cli", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
     "prepare": ("translate.data.cli", "prepare", "Build and reshape datasets."),
     "data": ("translate.data.cli", "data", "Inspect datasets."),
+    "card": ("translate.card", "card", "Write a run's model card folder for the Hugging Face Hub."),
     "serve": ("translate.serve.cli", "serve", "Web page: try models, live camera, watch runs."),
 }
 

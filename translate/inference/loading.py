@@ -1,6 +1,7 @@
 """Find and load a model for inference: a generator file, a run directory, a training
-checkpoint (``checkpoints/state_<step>.pt``), a bundled name or a pretrained reference
-model's name (:mod:`translate.inference.pretrained`).
+checkpoint (``checkpoints/state_<step>.pt``), a bundled name, a pretrained reference
+model's name (:mod:`translate.inference.pretrained`) or a Hugging Face Hub repository
+(``org/name[@revision]``, :mod:`translate.inference.hub`).
 
 A state dict (``.pth``/``.pt``/``.ckpt``) goes to :mod:`translate.inference.reference`, which
 infers a pix2pix/CycleGAN generator from the weights, then, if it is none, to
@@ -25,6 +26,7 @@ from ..model_file import (
     is_training_checkpoint,
     load_generators,
 )
+from .hub import hub_model_path, parse_repo_id
 from .pretrained import PRETRAINED, pretrained_path
 
 # Bundled model name -> file in translate/assets.
@@ -92,9 +94,11 @@ def _load_state_dict(
 
 
 def resolve_model_path(source: str | os.PathLike[str]) -> Path:
-    """The file that ``source`` names: itself, a run directory's generator or a bundled file.
+    """The file that ``source`` names: itself, a run directory's generator, a bundled file
+    or a Hub repository's cached ``model.safetensors``.
 
-    A bundled name wins over a same-named file or folder; ``./demo`` names the folder.
+    A bundled name wins over a same-named file or folder; ``./demo`` names the folder. An
+    existing local path wins over a Hub repository of the same name (``org/name``).
     """
     if isinstance(source, str) and source in BUNDLED:
         return bundled_path(source)
@@ -104,10 +108,14 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         return run_generator(path)
     if not path.exists():
+        hub_model = parse_repo_id(source) if isinstance(source, str) else None
+        if hub_model is not None:
+            return hub_model_path(hub_model)
         if isinstance(source, str) and not path.suffix and len(path.parts) == 1:
             raise FileNotFoundError(
                 f"{source!r} is neither a file, a directory nor a model name; "
-                f"bundled models: {', '.join(sorted(BUNDLED))}; `translate models` lists all"
+                f"bundled models: {', '.join(sorted(BUNDLED))}; `translate models` lists all; "
+                "a Hugging Face Hub model is org/name"
             )
         raise FileNotFoundError(f"{path}: no such file or directory")
     if path.suffix != ".safetensors" and not is_reference_checkpoint(path):

@@ -145,8 +145,9 @@ class Translator:
         norm: str | None = None,
         **changes: Any,
     ) -> Translator:
-        """A translator for a generator file, run directory, bundled name, reference .pth or
-        community checkpoint (spandrel's architectures: ESRGAN, SwinIR, ...).
+        """A translator for a generator file, run directory, bundled name, reference .pth,
+        community checkpoint (spandrel's architectures: ESRGAN, SwinIR, ...) or Hugging Face
+        Hub repository (``org/name[@revision]``).
 
         ``arch``/``norm`` override what is inferred from a reference checkpoint; ``options``
         and ``changes`` (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...)
@@ -157,6 +158,19 @@ class Translator:
 
             model = load_model(model, device="cpu", arch=arch, norm=norm)
         return cls(model, options, **changes)
+
+    @classmethod
+    def from_pretrained(
+        cls, repo_id: str, *, revision: str | None = None, **options: Any
+    ) -> Translator:
+        """A translator for a Hugging Face Hub repository's ``model.safetensors``
+        (``org/name``; the ``hub`` extra), fetched into the Hub cache once and read from it
+        offline (``HF_HUB_OFFLINE=1``). ``revision`` is a branch, tag or commit (also
+        spelt ``org/name@revision``). Anything else :meth:`load` takes works too, and an
+        existing local path wins over a repository of the same name; ``options`` are the
+        constructor's.
+        """
+        return cls.load(repo_id if revision is None else f"{repo_id}@{revision}", **options)
 
     def __repr__(self) -> str:
         return (
