@@ -135,7 +135,10 @@ def _shell_commands(text: str) -> list[list[str]]:
         for line in block.replace("\\\n", " ").splitlines():
             lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
             lexer.whitespace_split, lexer.commenters = True, "#"
-            tokens = list(lexer)
+            try:
+                tokens = list(lexer)
+            except ValueError:  # a line of a multi-line quoted script: not a command line
+                continue
             starts = [0] + [i + 1 for i, t in enumerate(tokens) if t in ("&&", "|", ";")]
             for start in starts:
                 words = tokens[start:]

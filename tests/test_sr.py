@@ -154,7 +154,7 @@ def test_the_first_evaluation_scores_the_bicubic_baseline(hr_run) -> None:
     first, second = [r for r in records(run_dir) if "val_PSNR_Y" in r]
     assert "baseline_val_PSNR_Y" in first and "baseline_val_PSNR_Y" not in second
     # bicubic upscaling of the bicubic LR of the held-out image, scored here independently
-    hr = t.val_set[0]["target"][None]
+    hr = t.evaluator.val_set[0]["target"][None]
     lr = build_degradation("bicubic", 4)((hr + 1) / 2, torch.zeros(1, dtype=torch.int64)) * 2 - 1
     want = metrics.psnr_y(bicubic_upscale(lr, 4), hr, border=4)
     assert first["baseline_val_PSNR_Y"] == pytest.approx(want, abs=1e-4)
@@ -263,7 +263,7 @@ def test_hr_seeds_follow_the_run_seed_epoch_and_index(hr_root: Path, tmp_path: P
     items = t.loader.dataset
     assert items[(0, 1)]["seed"] == items[(0, 1)]["seed"]
     assert len({items[key]["seed"] for key in ((0, 1), (1, 1), (0, 2))}) == 3
-    assert t.val_set[0]["seed"] == 0  # the same LR inputs at every evaluation
+    assert t.evaluator.val_set[0]["seed"] == 0  # the same LR inputs at every evaluation
 
 
 @pytest.mark.slow

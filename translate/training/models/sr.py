@@ -66,7 +66,7 @@ class SRLoss(LossConfig):
 
 @TRAINERS.register("sr")
 class SuperResolution(GANModel):
-    data = PAIRED  # or HR images alone: data_kind
+    data = "paired"  # or HR images alone ("hr"): data_kind
     Loss = SRLoss
     best_metric = "val_PSNR_Y"
     best_higher = True
