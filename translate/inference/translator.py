@@ -126,13 +126,13 @@ class Translator:
         if self.test_mode != TestMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
         set_test_mode(generator, self.test_mode)
-        self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
         runner = self.generator
         if self.backend == "onnxruntime":
             runner = OnnxRuntimeGenerator(model, direction, self.test_mode)
-        self.padded = PadToMultiple(runner)
+        self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 
     @classmethod
