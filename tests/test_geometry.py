@@ -20,7 +20,13 @@ from translate.inference.convert import convert_folder
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 from translate.inference.video import convert_video
-from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
+from translate.model_file import (
+    GeneratorFile,
+    GeneratorSpec,
+    Preprocessing,
+    load_generators,
+    save_generators,
+)
 from translate.networks import GENERATORS, Generator
 from translate.training.configure import from_dict, validate
 from translate.training.engine import Trainer
@@ -110,6 +116,55 @@ def test_a_bad_geometry_is_refused_naming_its_key(toy_file, tmp_path, edit, mess
     with pytest.raises(ValueError, match=message) as info:
         load_generators(bad)
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_file_stores_the_classes_size_multiple_and_old_files_take_it(tmp_path):
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})  # by hand: None
+    path = tmp_path / "m.safetensors"
+    save_generators(path, {"AtoB": (spec, spec.build())})
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["generators"])["AtoB"]["size_multiple"] == 4
+    assert GeneratorSpec.declared("unet_128", 3, 3, {"ngf": 4, "num_downs": 5}).size_multiple == 32
+    old = _rewrite(path, tmp_path / "old.safetensors", lambda g: g.pop("size_multiple"))
+    assert load_generators(old).specs["AtoB"].size_multiple == 4
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g.update(size_multiple=0), "generators.AtoB.size_multiple: expected a positive"),
+        (lambda g: g.update(size_multiple=8), "size_multiple: the file says 8, " + TOY + " declar"),
+    ],
+)
+def test_a_stored_size_multiple_the_class_does_not_declare_is_refused(
+    toy_file, tmp_path, edit, message
+):
+    bad = _rewrite(toy_file, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(ValueError, match=message) as info:
+        load_generators(bad)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+class _Recording(nn.Module):
+    """Per pixel, remembering the sides of each input it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sides: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sides.append(tuple(x.shape[-2:]))
+        return x[:, :3]
+
+
+def test_inference_pads_to_the_specs_size_multiple_not_the_modules():
+    net = _Recording()  # declares no size_multiple (1): the spec's 8 is what pads
+    spec = GeneratorSpec("recording", 3, 3, size_multiple=8)
+    translator = Translator(GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu")
+    assert translator(torch.rand(3, 10, 17)).shape == (3, 10, 17)
+    assert net.sides == [(16, 24)]
+    resolved = GeneratorFile({"AtoB": net}, {"AtoB": GeneratorSpec("recording", 3, 3)})
+    assert resolved.specs["AtoB"].size_multiple == 1  # None: the module's
 
 
 def test_outputs_are_scale_times_the_input_for_every_input_kind(toy_file):
@@ -250,23 +305,45 @@ def test_a_scale_2_generator_writes_videos_at_twice_the_frame_size(tmp_path):
         assert (b.width, b.height) == (2 * a.width, 2 * a.height)
 
 
-def test_serve_returns_an_upload_at_twice_its_size(toy_file):
+def _serve_client(model):
     pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
     from fastapi.testclient import TestClient  # noqa: PLC0415  (the serve extra)
 
     from translate.serve.app import create_app  # noqa: PLC0415
     from translate.serve.models import Models  # noqa: PLC0415
 
-    client = TestClient(
-        create_app(Models([str(toy_file)], device="cpu")),
+    return TestClient(
+        create_app(Models([str(model)], device="cpu")),
         headers={"content-type": "application/octet-stream"},
     )
+
+
+def test_serve_returns_an_upload_at_twice_its_size(toy_file):
+    client = _serve_client(toy_file)
     upload = io.BytesIO()
     rgba = np.random.default_rng(4).integers(0, 256, (22, 30, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(upload, format="PNG")
     response = client.post(f"/api/translate?model={toy_file}&name=x.png", content=upload.getvalue())
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (60, 44)
+
+
+def test_serve_live_frames_come_back_at_twice_their_size(toy_file):
+    client = _serve_client(toy_file)
+    from translate.serve.app import FRAME_HEADER  # noqa: PLC0415  (the serve extra)
+
+    rng = np.random.default_rng(5)
+    with client.websocket_connect(f"/api/live?model={toy_file}") as ws:
+        for sent_at, (width, height) in enumerate([(24, 16), (31, 17)]):
+            jpeg = io.BytesIO()
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(jpeg, format="JPEG")
+            ws.send_bytes(FRAME_HEADER.pack(sent_at) + jpeg.getvalue())
+            reply = ws.receive_bytes()
+            assert FRAME_HEADER.unpack_from(reply)[0] == sent_at
+            with Image.open(io.BytesIO(reply[FRAME_HEADER.size :])) as out:
+                assert out.size == (2 * width, 2 * height)
+            assert "model_ms" in ws.receive_json()
 
 
 def test_evaluation_reads_targets_at_the_generators_scale(toy_file, tmp_path):

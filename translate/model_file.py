@@ -9,8 +9,9 @@ Metadata versions: ``translate.generator/1`` stored ``preprocess`` as one flat d
 ``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read. An
 optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
 validation scored best) sets how inference normalises by default. Each ``generators`` entry
-carries the network's declared geometry (``scale``, ``input_kind``); entries without it are
-1x image-to-image, as every file before it was.
+carries the network's declared geometry (``scale``, ``input_kind``, ``size_multiple``); entries
+without ``scale``/``input_kind`` are 1x image-to-image, as every file before them was, and
+entries without ``size_multiple`` take the class's.
 
 ``/3`` is ``/2`` with the tensors under their own state-dict keys, no direction prefix: it
 is written for a file holding one generator whose class keeps an upstream project's key
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,14 @@ INPUT_KINDS = ("image", "labels")
 
 def declared_geometry(module: nn.Module) -> dict[str, Any]:
     """The geometry a generator class declares as attributes (as spandrel's descriptors do):
-    ``scale`` (output side / input side) and ``input_kind``. The third, ``size_multiple``
-    (what its input sides must divide by), is read from the module where it is needed."""
+    ``scale`` (output side / input side), ``input_kind`` and ``size_multiple`` (what its
+    input sides must divide by)."""
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        module = module.module
     return {
         "scale": int(getattr(module, "scale", 1)),
         "input_kind": str(getattr(module, "input_kind", "image")),
+        "size_multiple": int(getattr(module, "size_multiple", 1)),
     }
 
 
@@ -67,8 +71,11 @@ def declared_geometry(module: nn.Module) -> dict[str, Any]:
 class GeneratorSpec:
     """What ``build_generator`` needs (a zoo name, channel counts and options), and the
     geometry the built network declares, so readers of the file need not build it: the
-    output's sides are ``scale`` times the input's. Files without a geometry load as 1x
-    image-to-image."""
+    output's sides are ``scale`` times the input's, and the input's sides are padded to a
+    multiple of ``size_multiple``. Files without a geometry load as 1x image-to-image.
+    ``size_multiple=None`` (a spec written by hand, a file from before it was stored) is
+    the class's: :meth:`resolved` fills it in, as every :class:`GeneratorFile` and every
+    file written does."""
 
     name: str
     in_channels: int = 3
@@ -76,6 +83,8 @@ class GeneratorSpec:
     options: dict[str, Any] = field(default_factory=dict)
     scale: int = 1
     input_kind: str = "image"
+    # Not compared: None (the class's) and the class's value describe the same network.
+    size_multiple: int | None = field(default=None, compare=False)
 
     @classmethod
     def declared(
@@ -91,12 +100,23 @@ class GeneratorSpec:
         """The network; ``ValueError`` where its declared geometry is not the spec's (a file
         written for another version of the class)."""
         module = build_generator(self.name, self.in_channels, self.out_channels, **self.options)
+        self.check_geometry(module)
+        return module
+
+    def check_geometry(self, module: nn.Module) -> None:
+        """``ValueError`` naming the first key where ``module`` declares another geometry."""
         for key, value in declared_geometry(module).items():
-            if getattr(self, key) != value:
+            if getattr(self, key) not in (None, value):
                 raise ValueError(
                     f"{key}: the file says {getattr(self, key)!r}, {self.name} declares {value!r}"
                 )
-        return module
+
+    def resolved(self, module: nn.Module) -> GeneratorSpec:
+        """This spec with ``size_multiple`` filled in from ``module`` (its built network)
+        where it is ``None``."""
+        if self.size_multiple is not None:
+            return self
+        return replace(self, size_multiple=declared_geometry(module)["size_multiple"])
 
 
 @dataclass
@@ -147,13 +167,21 @@ class Preprocessing:
 
 @dataclass
 class GeneratorFile:
-    """Generators keyed by direction, plus how their inputs were preprocessed in training."""
+    """Generators keyed by direction, plus how their inputs were preprocessed in training.
+    Each spec's ``size_multiple`` is resolved from its generator, so inference reads it from
+    the spec alone."""
 
     generators: dict[str, nn.Module]
     specs: dict[str, GeneratorSpec]
     preprocess: Preprocessing = field(default_factory=Preprocessing)
     training: dict[str, Any] = field(default_factory=dict)
     test_mode: TestMode = field(default_factory=TestMode)
+
+    def __post_init__(self) -> None:
+        self.specs = {
+            d: spec.resolved(self.generators[d]) if d in self.generators else spec
+            for d, spec in self.specs.items()
+        }
 
 
 @dataclass
@@ -214,7 +242,9 @@ def encode_metadata(
             raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
     return {
         "format": f"{FORMAT_PREFIX}{_version(generators)}",
-        "generators": json.dumps({d: vars(spec) for d, (spec, _) in generators.items()}),
+        "generators": json.dumps(
+            {d: vars(spec.resolved(module)) for d, (spec, module) in generators.items()}
+        ),
         "preprocess": json.dumps((preprocess or Preprocessing()).to_dict()),
         "training": json.dumps(training or {}),
         "test_mode": json.dumps(vars(test_mode or TestMode())),
@@ -383,8 +413,10 @@ def _specs(generators: Any) -> dict[str, GeneratorSpec]:
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}")
         spec = GeneratorSpec(**entry)
-        for name in ("in_channels", "out_channels", "scale"):
+        for name in ("in_channels", "out_channels", "scale", "size_multiple"):
             value = getattr(spec, name)
+            if name == "size_multiple" and value is None:
+                continue  # a file from before it was stored: the class's (GeneratorFile)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
         if spec.input_kind not in INPUT_KINDS:
@@ -416,9 +448,12 @@ def check_weights(
         where = f"{path}: generators.{direction}"
         try:
             with torch.device("meta"):
-                expected = {k: list(v.shape) for k, v in spec.build().state_dict().items()}
+                module = build_generator(
+                    spec.name, spec.in_channels, spec.out_channels, **spec.options
+                )
         except Exception as exc:  # any builder error: the metadata is what is wrong
             raise ValueError(f"{where}: cannot build {spec.name} {spec.options}: {exc}") from exc
+        expected = {k: list(v.shape) for k, v in module.state_dict().items()}
         prefix = f"{direction}."
         found = {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)}
         head = f"{where}: the metadata ({spec.name} {spec.options}) does not fit the weights"
@@ -433,6 +468,10 @@ def check_weights(
         extra = sorted(set(found) - set(expected))
         if extra:
             raise ValueError(f"{head}: {prefix}{extra[0]} is not part of that network")
+        try:  # weights that fit, from another version of the class
+            spec.check_geometry(module)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 def load_generators(

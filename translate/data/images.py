@@ -104,6 +104,47 @@ def read_image_with_info(
     return image_to_array(img, channels, alpha, background), info
 
 
+# The modes whose pixels are class ids as stored: gray, palette indices (VOC, Cityscapes), 16 bit.
+LABEL_MODES = ("L", "P", "I;16")
+
+
+def label_array(img: Image.Image, classes: int, where: str = "label map") -> np.ndarray:
+    """The class ids of a single-channel label image, HW uint8 or uint16, never colour
+    converted (a palette image gives its indices); ``ValueError`` in one line naming
+    ``where`` for another mode or an id of ``classes`` or more."""
+    if img.mode not in LABEL_MODES:
+        raise ValueError(
+            f"{where}: a label map is one channel of class ids (PNG mode L, P or I;16), "
+            f"this image is {img.mode}"
+        )
+    ids = np.asarray(img)
+    top = int(ids.max()) if ids.size else 0
+    if top >= classes:
+        raise ValueError(
+            f"{where}: class id {top} is not below the model's {classes} classes (ids 0 to "
+            f"{classes - 1})"
+        )
+    return ids
+
+
+def read_label_map(path: str | os.PathLike[str], classes: int) -> np.ndarray:
+    """:func:`label_array` of the file at ``path``, EXIF orientation applied (a transpose:
+    no interpolation); errors start with the path."""
+    path = Path(path)
+    try:
+        with _open_regular(path) as fh, Image.open(fh) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except ImageReadError:
+        raise
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    try:
+        return label_array(img, classes, str(path))
+    except ValueError as exc:
+        raise ImageReadError(str(exc)) from None
+
+
 def _file_kind(mode: int) -> str | None:
     """What a non-regular file is, in words; None for a regular file."""
     if stat.S_ISREG(mode):

@@ -103,8 +103,8 @@ class OnnxRuntimeGenerator(nn.Module):
     """A generator's cached ONNX graph on onnxruntime, called like the generator: NCHW
     float in [-1, 1] to its output, on the input's device, with as many threads as torch.
 
-    It declares the generator's ``size_multiple`` and ``scale``, so the Translator pads
-    the input before it as for the torch module (the graph's own padding then has none to
+    The Translator wraps it in :class:`PadToMultiple` with the generator's spec, as the
+    torch module, so it pads the input before it (the graph's own padding then has none to
     add, and inputs smaller than the multiple are edge-padded as on torch).
     """
 
@@ -112,9 +112,6 @@ class OnnxRuntimeGenerator(nn.Module):
         super().__init__()
         with needs_extra("onnx", "--backend onnxruntime"):
             import onnxruntime
-        generator = model.generators[direction]
-        self.size_multiple = int(getattr(generator, "size_multiple", 1))
-        self.scale = model.specs[direction].scale
         self.path = onnx_cache_path(model, direction, test_mode)
         if not self.path.is_file():
             # Seconds to a minute (the export is checked against torch at three sizes): say

@@ -123,6 +123,7 @@ def load_community(
         descriptor.output_channels,
         {},
         scale=net.scale,
+        size_multiple=net.size_multiple,
     )
     requirements = descriptor.size_requirements
     transforms = Preprocess(mode="none", flip=False, size_multiple=net.size_multiple)

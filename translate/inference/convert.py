@@ -22,7 +22,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from translate.data.images import ImageInfo, is_image_path, read_image_with_info, write_image
+from translate.data.images import (
+    ImageInfo,
+    is_image_path,
+    read_image_with_info,
+    read_label_map,
+    write_image,
+)
 from translate.model_file import GeneratorFile
 
 from .formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
@@ -92,11 +98,20 @@ class ImageSource:
     def check_file_output(self, dst: Path, options: ConvertOptions) -> None:
         _check_suffix(dst, options.format)
 
-    def read(self, job: Job, options: ImageOptions) -> _Decoded | tuple[Path, str]:
-        """The job's pixels, resized and cropped as asked, or (path, why) when unreadable."""
+    def read(
+        self, job: Job, options: ImageOptions, classes: int | None = None
+    ) -> _Decoded | tuple[Path, str]:
+        """The job's pixels, resized and cropped as asked, or (path, why) when unreadable.
+        ``classes``: the file is a label map of ids below it (a labels model), read as
+        stored and never resized (no interpolation invents ids)."""
         try:
-            # The file's own channels, as Translator takes a PIL image: gray stays gray.
-            image, info = read_image_with_info(job.src, None, alpha="keep")
+            if classes is None:
+                # The file's own channels, as Translator takes a PIL image: gray stays gray.
+                image, info = read_image_with_info(job.src, None, alpha="keep")
+            else:
+                if options.resize_shorter is not None:
+                    raise ValueError("a label map is not resized; leave --resize-shorter out")
+                image, info = read_label_map(job.src, classes)[..., None], ImageInfo()
             image = _resize_and_crop(image, options.resize_shorter, options.center_crop)
         except Exception as exc:  # any undecodable file is reported, never fatal
             return job.src, error_reason(exc, job.src)
@@ -160,8 +175,11 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
             run.fail(path, reason)
             bar.update(1)
 
+        spec = run.translator.spec
+        classes = spec.in_channels if spec.input_kind == "labels" else None
+
         def read(job: Job) -> _Decoded | tuple[Path, str]:
-            return source.read(job, options)
+            return source.read(job, options, classes)
 
         writes: deque[tuple[_Decoded, Future[None]]] = deque()
         decoded = _ordered_map(readers, read, jobs, ahead=max(2 * batch_size, 2 * workers))

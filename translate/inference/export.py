@@ -66,7 +66,9 @@ def export_generator(
             "dropout at test time exports to TorchScript only (onnxruntime's dropout cannot "
             "be checked against PyTorch's); pass --no-dropout or --format torchscript"
         )
-    net = PadToMultiple(copy.deepcopy(model.generators[direction]).cpu().float())
+    net = PadToMultiple(
+        copy.deepcopy(model.generators[direction]).cpu().float(), model.specs[direction]
+    )
     set_test_mode(net, mode)  # the wrapper too: the ONNX exporter restores modes from it
     inputs = _check_inputs(net.multiple, model.specs[direction].in_channels)
     out = Path(out)
@@ -175,7 +177,7 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
     generators = {}
     for direction, net in model.generators.items():
         spec = model.specs[direction]
-        side = _macs_side(model.preprocess.transforms, int(getattr(net, "size_multiple", 1)))
+        side = _macs_side(model.preprocess.transforms, spec.size_multiple)
         generators[direction] = {
             "architecture": spec.name,
             "options": spec.options,
@@ -184,7 +186,7 @@ def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict
             "gmac_at": f"{side}x{side}",
             "input": {
                 "channels": spec.in_channels,
-                "size_multiple": int(getattr(net, "size_multiple", 1)),
+                "size_multiple": spec.size_multiple,
                 "tensor": TENSOR_CONTRACT,
             },
             "output_channels": spec.out_channels,

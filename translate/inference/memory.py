@@ -63,7 +63,7 @@ def bytes_per_pixel(translator: Translator) -> float:
     probe = torch.zeros(1, translator.in_channels, side, side, device=translator.device)
     try:
         with torch.inference_mode(), translator.precision.autocast():
-            PadToMultiple(generator)(probe)
+            PadToMultiple(generator, translator.spec)(probe)
     finally:
         for hook in hooks:
             hook.remove()

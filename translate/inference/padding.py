@@ -1,4 +1,4 @@
-"""Any input size for a generator that needs sides divisible by its ``size_multiple``.
+"""Any input size for a generator that needs sides divisible by its spec's ``size_multiple``.
 
 The same module runs inside the converter and inside exported graphs (TorchScript and
 ONNX), so an export pads and crops exactly as ``translate convert`` does.
@@ -10,18 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from translate.model_file import GeneratorSpec
+
 
 class PadToMultiple(nn.Module):
-    """Reflect-pad the bottom and right of NCHW input to the generator's size multiple, run
-    it, crop the output back to the generator's declared ``scale`` times the input. Inputs
+    """Reflect-pad the bottom and right of NCHW input to the spec's ``size_multiple``, run
+    the generator, crop the output back to the spec's ``scale`` times the input. Inputs
     smaller than the padding are edge-padded instead; a traced graph (ONNX) always takes the
     reflect branch, so there sides must be at least the multiple."""
 
-    def __init__(self, generator: nn.Module) -> None:
+    def __init__(self, generator: nn.Module, spec: GeneratorSpec) -> None:
         super().__init__()
         self.generator = generator
-        self.multiple = int(getattr(generator, "size_multiple", 1))
-        self.scale = int(getattr(generator, "scale", 1))
+        self.multiple = spec.resolved(generator).size_multiple
+        self.scale = spec.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w, m = x.shape[-2], x.shape[-1], self.multiple

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from translate.data.images import image_to_array
+from translate.data.images import image_to_array, label_array
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.model_file import GeneratorFile
@@ -126,13 +126,13 @@ class Translator:
         if self.test_mode != TestMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
         set_test_mode(generator, self.test_mode)
-        self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
         runner = self.generator
         if self.backend == "onnxruntime":
             runner = OnnxRuntimeGenerator(model, direction, self.test_mode)
-        self.padded = PadToMultiple(runner)
+        self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 
     @classmethod
@@ -223,6 +223,8 @@ class Translator:
         range and device."""
         if image.ndim not in (3, 4):
             raise ValueError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
+        if self.spec.input_kind == "labels":
+            return self._translate_labels(image)
         x = image.unsqueeze(0) if image.ndim == 3 else image
         if x.shape[1] not in (1, 2, 3, 4, self.in_channels):
             raise ValueError(
@@ -259,6 +261,28 @@ class Translator:
 
     # --- internals -----------------------------------------------------------------------
 
+    def _translate_labels(self, image: torch.Tensor) -> torch.Tensor:
+        """A label map (1HW or N1HW integer class ids) -> its uint8 translation: the ids
+        one-hot encoded to ``in_channels`` (0 or 1 each, as pix2pixHD and SPADE feed them)."""
+        x = image.unsqueeze(0) if image.ndim == 3 else image
+        if x.shape[1] != 1 or image.is_floating_point():
+            raise ValueError(
+                f"this model takes a label map: one channel of integer class ids; got a "
+                f"{image.dtype} tensor of shape {tuple(image.shape)}"
+            )
+        ids = x[:, 0].to(self.device).long()
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= self.in_channels:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"label map: class id {bad} is not one of the model's {self.in_channels} "
+                f"classes (ids 0 to {self.in_channels - 1})"
+            )
+        one_hot = F.one_hot(ids, self.in_channels).permute(0, 3, 1, 2).float()
+        y = self._run(one_hot).add(1).div(2).clamp(0, 1)
+        y = (y * 255 + 0.5).floor().to(torch.uint8).to(image.device)
+        return y[0] if image.ndim == 3 else y
+
     def _range_of(self, dtype: torch.dtype) -> tuple[float, float]:
         """The values an input of ``dtype`` spans: fixed for integers, ``value_range`` else."""
         if dtype.is_floating_point:
@@ -268,7 +292,9 @@ class Translator:
         raise TypeError(f"expected uint8, uint16 or float values, got {dtype}")
 
     def _translate_pil(self, image: Image.Image) -> Image.Image:
-        if image.mode.startswith("I;16"):  # 16-bit gray stays 16-bit
+        if self.spec.input_kind == "labels":
+            out = self.translate_batch([label_array(image, self.in_channels)])[0]
+        elif image.mode.startswith("I;16"):  # 16-bit gray stays 16-bit
             out = self.translate_batch([np.asarray(image, dtype=np.uint16)])[0]
         else:
             out = self.translate_batch([image_to_array(image, channels=None, alpha="keep")])[0]
@@ -285,8 +311,8 @@ class Translator:
         """
         height, width = x.shape[-2:]
         scale = self.spec.scale
-        if self.size is not None:
-            x = _resize(x, (self.size, self.size))
+        if self.size is not None:  # one-hot labels by nearest: no fractional labels
+            x = _resize(x, (self.size, self.size), nearest=self.spec.input_kind == "labels")
         shared = self.precision.batch_invariant and not self.test_mode.dropout
         y = torch.cat(
             [self._one_pass(chunk) for chunk in x.split(self.batch_size if shared else 1)]
@@ -335,9 +361,11 @@ def dropout_seed(image: torch.Tensor, seed: int) -> int:
     return int.from_bytes(digest.digest()[:8], "little")
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> torch.Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
+    if nearest:
+        return F.interpolate(x, size=size, mode="nearest-exact")
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
