@@ -55,6 +55,7 @@ from translate.data.images import write_image
 from translate.data.transforms import Preprocess
 from translate.inference.export import export_generator
 from translate.inference.loading import load_model
+from translate.inference.options import ConvertOptions, TranslatorOptions
 from translate.inference.video import convert_video
 from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
 from translate.networks import count_macs
@@ -78,7 +79,7 @@ UNPAIRED = {
 # (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
 # bundled demo U-Net.
 STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
-SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends")
+SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray")
 REALTIME = {
     "student": STUDENT,
     "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
@@ -538,6 +539,42 @@ def backend_case(backend: str, precision: str, size: int, quick: bool) -> dict[s
     return {"p50 ms": timed["p50 ms"], "p95 ms": timed["p95 ms"], "convert img/s": convert_s}
 
 
+def ray_case(actors: int, size: int, quick: bool) -> dict[str, Any]:
+    """The pix2pix generator converting one folder of PNGs (the same seeded images in every
+    case): locally (``actors`` 0: ``convert_folder`` with torch's default threads) or on a
+    fresh local Ray instance with ``actors`` actors. ``img/s`` counts the whole call (Ray:
+    actor start and model load included); ``steady img/s`` the outputs between the first
+    and the last written, from their modification times."""
+    from translate.inference.ray import convert_on_ray
+
+    count = 24 if quick else 96
+    name, options, _, _ = MODELS["pix2pix"]
+    spec = GeneratorSpec(name, 3, 3, options)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst, model = Path(tmp, "in"), Path(tmp, "out"), Path(tmp, "model.safetensors")
+        for i in range(count):
+            write_image(src / f"{i:04d}.png", smooth_image(rng, size, size))
+        torch.manual_seed(0)
+        save_generators(model, {"AtoB": (spec, spec.build())})
+        translating = TranslatorOptions(device="cpu", precision="fp32")
+        options = ConvertOptions(progress=False)
+        start = time.perf_counter()
+        if actors:
+            summary = convert_on_ray(src, dst, model, translating, options, actors=actors)
+        else:
+            summary = convert_folder(src, dst, Translator.load(model, translating), options)
+        elapsed = time.perf_counter() - start
+        written = sorted(p.stat().st_mtime for p in dst.glob("*.png"))
+    if summary.converted != count:
+        raise RuntimeError(f"converted {summary.converted} of {count}: {summary.failed}")
+    return {
+        "img/s": count / elapsed,
+        "steady img/s": (count - 1) / (written[-1] - written[0]),
+        "run s": elapsed,
+    }
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -680,6 +717,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             label = {"backend": backend, "precision": precision}
             kwargs = {"size": args.size, "quick": args.quick}
             cases.append(("backends", label, backend_case, {**label, **kwargs}))
+    if "ray" in only:  # the same folder locally and on 1 and 2 actors, in this run
+        for actors in (0, 1, 2):
+            label = {"runner": "ray" if actors else "local", "actors": actors or "-"}
+            cases.append(("ray", label, ray_case, {"actors": actors, "size": args.size,
+                                                   "quick": args.quick}))  # fmt: skip
     cases = [case for case in cases if case[0] in only]
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
@@ -700,6 +742,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "realtime": f"real time, {side}, batch 1",
         "video": f"video, {side} H.264 with AAC audio, student",
         "backends": f"backends, demo model through the Translator, {side}, 1 thread",
+        "ray": f"conversion on Ray Data against the local converter, pix2pix, {side} PNGs, fp32",
     }
     for name, rows in sections.items():
         if rows:

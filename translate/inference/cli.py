@@ -24,7 +24,7 @@ from .options import (
     split,
 )
 from .pretrained import PRETRAINED, cache_path, url
-from .runner import ConvertSummary, run_conversion, writes_one_file
+from .runner import ConvertSummary, listed_inputs, run_conversion, writes_one_file
 from .translator import Translator
 from .video import VIDEOS
 
@@ -56,6 +56,25 @@ def _model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--targets", type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Ground truth for --report (matched by relative path and stem): shown, and scored.",
 )  # fmt: skip
+@click.option(
+    "--files-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Convert the files this list names (one a line, relative to the folder INPUT) "
+    "instead of walking INPUT.",
+)  # fmt: skip
+@click.option(
+    "--glob", "pattern", metavar="PATTERN",
+    help="Convert the files under the folder INPUT that match PATTERN (e.g. '**/*.png').",
+)  # fmt: skip
+@click.option(
+    "--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+    metavar="[ADDRESS]",
+    help="Convert on Ray Data (the ray extra): join the cluster at ADDRESS (auto: this "
+    "machine's), or start a local Ray instance when none is given.",
+)  # fmt: skip
+@click.option(
+    "--actors", type=click.IntRange(min=1), default=None,
+    help="With --ray: model copies (actors); default one per GPU, else one per 2 CPUs.",
+)  # fmt: skip
 @_model_options
 def convert(
     model: str,
@@ -63,6 +82,10 @@ def convert(
     output: Path,
     report: bool,
     targets: Path | None,
+    files_from: Path | None,
+    pattern: str | None,
+    ray_address: str | None,
+    actors: int | None,
     arch: str | None,
     norm: str | None,
     **options: Any,
@@ -77,7 +100,8 @@ def convert(
     checkpoint (ESRGAN, Real-ESRGAN, SwinIR, ...; the spandrel extra). OUTPUT mirrors
     INPUT's relative paths; existing outputs are skipped (so a rerun resumes) unless
     --overwrite. Videos keep their frame rate, duration and audio. Under torchrun each rank
-    converts its share. Exit code 1 when any image or video failed.
+    converts its share; with --ray, a pool of Ray actors converts the files (same outputs,
+    manifest and exit codes). Exit code 1 when any image or video failed.
     """
     if targets is not None and not report:
         raise click.UsageError("--targets is for --report")
@@ -85,14 +109,28 @@ def convert(
         raise click.UsageError(f"--report writes OUTPUT/index.html; give a folder, not {output}")
     if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
         raise click.UsageError("--report: run it without torchrun")
+    if actors is not None and ray_address is None:
+        raise click.UsageError("--actors is for --ray")
+    if ray_address is not None and Ranks.from_env().world_size > 1:
+        raise click.UsageError("--ray spreads the files itself: run it without torchrun")
     try:
         translating, writing = split(options, TranslatorOptions), split(options, ConvertOptions)
         check_groups(translating, writing)
     except OptionError as exc:
         raise click.UsageError(exc.for_cli()) from exc
     with user_errors():
-        translator = Translator.load(model, translating, arch=arch, norm=norm)
-        summary = run_conversion(input, output, translator, writing, SOURCES)
+        inputs = listed_inputs(input, files_from, pattern)
+        if ray_address is None:
+            translator = Translator.load(model, translating, arch=arch, norm=norm)
+            summary = run_conversion(input, output, translator, writing, SOURCES, inputs)
+        else:
+            from .ray import convert_on_ray
+
+            summary = convert_on_ray(
+                input, output, model, translating, writing, sources=SOURCES, inputs=inputs,
+                address=None if ray_address == "local" else ray_address, actors=actors,
+                arch=arch, norm=norm,
+            )  # fmt: skip
     _print_summary(summary, input, output)
     if report:
         from .report import write_report

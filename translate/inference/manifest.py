@@ -58,7 +58,7 @@ def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
     if found == record:
         return
     if found is not None and not overwrite:
-        differ = ", ".join(_differences(found, record))
+        differ = ", ".join(differences(found, record))
         raise ValueError(
             f"{folder}: holds outputs of another conversion ({differ}); "
             "use --overwrite to redo them with these options, or another output folder"
@@ -66,7 +66,8 @@ def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def _differences(found: dict[str, Any], record: dict[str, Any]) -> list[str]:
+def differences(found: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """What differs between two records, as `key NEW here, OLD there`."""
     out = []
     for section in ("model", "options"):
         old, new = found.get(section) or {}, record[section]

@@ -10,6 +10,7 @@ files: which it accepts, where each one's output goes, and how to convert a list
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,28 +121,34 @@ class Plan:
     one_file: bool
 
 
-def plan(src: Path, dst: Path, options: ConvertOptions, sources: Sequence[Source]) -> Plan:
+def plan(
+    src: Path,
+    dst: Path,
+    options: ConvertOptions,
+    sources: Sequence[Source],
+    inputs: Sequence[Path] | None = None,
+) -> Plan:
     """The jobs of ``src`` (a file or a folder, recursive) into ``dst``; refuses outputs that
     would land inside the input folder or on an input.
 
-    Two inputs that map to one output (``a.png`` and ``a.jpg`` with ``--format png``) keep
-    the first; the second is a failure, as is a symbolic link loop.
+    ``inputs`` (see :func:`listed_inputs`) replaces the folder's walk: those files of the
+    folder ``src`` and no others, in that order. Two inputs that map to one output
+    (``a.png`` and ``a.jpg`` with ``--format png``) keep the first; the second is a
+    failure, as is a symbolic link loop.
     """
+    if inputs is not None:
+        return _plan_listed(src, dst, options, sources, inputs)
     one_file = writes_one_file(src, dst, sources)
     if src.is_dir():
-        src_root, dst_res = src.resolve(), dst.resolve()
-        if dst_res == src_root or src_root in dst_res.parents:
-            raise ValueError(
-                f"{dst}: the output folder is inside the input folder {src}; "
-                "choose an output folder outside it"
-            )
+        _check_outside(src, dst)
         scan = scan_files(src, lambda p: any(s.accepts(p) for s in sources))
         root = src
     elif src.is_file():
         if not any(s.accepts(src) for s in sources):
             nouns = " or ".join(s.noun for s in sources)
-            article = "an" if nouns[0] in "aeiou" else "a"
-            raise ValueError(f"{src}: not {article} {nouns} file (expected one of their suffixes)")
+            raise ValueError(
+                f"{src}: not {_article(nouns)} {nouns} file (expected one of their suffixes)"
+            )
         scan, root = FileScan(files=[src]), src.parent
     elif src.exists():
         raise ValueError(f"{src}: not a regular file or folder")
@@ -154,7 +161,92 @@ def plan(src: Path, dst: Path, options: ConvertOptions, sources: Sequence[Source
             f"{dst}: the output must be a folder (outputs mirror the input names), or, for "
             "one input file, a file name with its kind's suffix"
         )
+    return _plan_jobs(dst, options, sources, scan, root, one_file, [])
+
+
+def _plan_listed(
+    src: Path, dst: Path, options: ConvertOptions, sources: Sequence[Source], listed: Sequence[Path]
+) -> Plan:
+    """:func:`plan` of the files ``listed`` under the folder ``src``: no walk, no stat (a
+    missing or irregular file fails when read); names no source takes are failures."""
+    if not src.is_dir():
+        raise NotADirectoryError(
+            f"{src}: a file list or glob names files under INPUT; give their folder as INPUT"
+        )
+    _check_outside(src, dst)
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"{dst}: the output must be a folder (outputs mirror the input names)")
+    nouns = " or ".join(s.noun for s in sources)
     failures: list[tuple[Path, str]] = []
+    files: list[Path] = []
+    for path in dict.fromkeys(listed):  # a name listed twice is one job
+        if any(s.accepts(path) for s in sources):
+            files.append(path)
+        else:
+            failures.append((path, f"not {_article(nouns)} {nouns} file"))
+    return _plan_jobs(dst, options, sources, FileScan(files=files), src, False, failures)
+
+
+def _check_outside(src: Path, dst: Path) -> None:
+    src_root, dst_res = src.resolve(), dst.resolve()
+    if dst_res == src_root or src_root in dst_res.parents:
+        raise ValueError(
+            f"{dst}: the output folder is inside the input folder {src}; "
+            "choose an output folder outside it"
+        )
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
+
+
+def listed_inputs(
+    root: Path, files_from: Path | None = None, pattern: str | None = None
+) -> list[Path] | None:
+    """The inputs a file list or a glob names under the folder ``root`` (None: walk it).
+
+    ``files_from``: one path a line, relative to ``root`` (or absolute inside it); blank
+    lines and lines starting with ``#`` are skipped. ``pattern``: a glob relative to
+    ``root`` (``**/*.png``), expanded once here, sorted. Either way the files are read
+    from this list, so a conversion of millions of files walks no folder on its workers.
+    """
+    if files_from is not None and pattern is not None:
+        raise ValueError("--files-from and --glob both choose the inputs; give one")
+    if pattern is not None:
+        if Path(pattern).is_absolute():
+            raise ValueError(f"--glob {pattern}: give a pattern relative to INPUT, e.g. **/*.png")
+        return sorted(p for p in root.glob(pattern) if not p.is_dir())
+    if files_from is None:
+        return None
+    try:
+        lines = files_from.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{files_from}: cannot read the file list ({exc})") from exc
+    out = []
+    for number, line in enumerate(lines, 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        rel = Path(os.path.relpath(name, root)) if os.path.isabs(name) else Path(name)
+        if ".." in rel.parts:
+            raise ValueError(
+                f"{files_from}:{number}: {name} is not under INPUT {root}; list paths relative "
+                "to INPUT"
+            )
+        out.append(root / rel)
+    return out
+
+
+def _plan_jobs(
+    dst: Path,
+    options: ConvertOptions,
+    sources: Sequence[Source],
+    scan: FileScan,
+    root: Path,
+    one_file: bool,
+    failures: list[tuple[Path, str]],
+) -> Plan:
+    """Each input's job, refusing an output that is an input."""
     resolved_inputs: set[Path] = set()
     inputs: list[Path] = []
     for path in scan.files:
@@ -187,17 +279,29 @@ def _source_of(path: Path, sources: Sequence[Source]) -> Source:
     return next(source for source in sources if source.accepts(path))
 
 
-def run_conversion(
+@dataclass
+class Prepared:
+    """A conversion ready to run: the jobs left to do for each source, the summary so far
+    (inputs failed or skipped already), the manifest record and whether ``dst`` is one file."""
+
+    todo: dict[str, list[Job]]
+    summary: ConvertSummary
+    record: dict[str, Any]
+    one_file: bool
+
+
+def prepare_conversion(
     src: Path,
     dst: Path,
     translator: Translator,
     options: ConvertOptions,
     sources: Sequence[Source],
-) -> ConvertSummary:
-    """Convert the files of ``sources`` under ``src`` into ``dst`` (see the module's
-    docstring): one plan, one manifest, one budget, one summary."""
+    inputs: Sequence[Path] | None = None,
+) -> Prepared:
+    """Everything before the first file is read: the plan, the manifest's claim, this rank's
+    shard, the outputs that exist (skipped) and the files a source refuses (failed)."""
     check_groups(translator.options, group(options, ImageOptions))
-    found = plan(src, dst, options, sources)
+    found = plan(src, dst, options, sources, inputs)
     record = manifest.describe(translator, options)
     if not found.one_file:
         manifest.claim(dst, record, options.overwrite)
@@ -214,23 +318,39 @@ def run_conversion(
                 summary.skipped += 1
             else:
                 todo[source.noun].append(job)
-    if not any(todo.values()):
+        refused = _unusable(source, options)
+        if refused is not None:
+            summary.failed += [(job.src, refused) for job in todo[source.noun]]
+            todo[source.noun] = []
+    return Prepared(todo, summary, record, found.one_file)
+
+
+def run_conversion(
+    src: Path,
+    dst: Path,
+    translator: Translator,
+    options: ConvertOptions,
+    sources: Sequence[Source],
+    inputs: Sequence[Path] | None = None,
+) -> ConvertSummary:
+    """Convert the files of ``sources`` under ``src`` (or the ``inputs`` listed under it)
+    into ``dst`` (see the module's docstring): one plan, one manifest, one budget, one
+    summary."""
+    prepared = prepare_conversion(src, dst, translator, options, sources, inputs)
+    summary = prepared.summary
+    if not any(prepared.todo.values()):
         return summary
     run = Run(
         translator,
         options,
         MemoryBudget.for_translator(translator, options.max_pixels),
-        ranks,
+        Ranks.from_env(),
         summary,
-        record if found.one_file else None,
+        prepared.record if prepared.one_file else None,
     )
     for source in sources:
-        jobs = todo[source.noun]
-        refused = _unusable(source, options)
-        if refused is not None:
-            summary.failed += [(job.src, refused) for job in jobs]
-        elif jobs:
-            source.convert(jobs, run)
+        if prepared.todo[source.noun]:
+            source.convert(prepared.todo[source.noun], run)
     return summary
 
 
