@@ -15,6 +15,16 @@ from translate.runtime import CpuInfo
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip on a machine without a CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (tools/gpu_check.sh)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 # Two CPUs to pretend to run on: what `auto` means, and so the results, depend on the CPU.
 AVX2 = CpuInfo("AMD EPYC", "AVX2", frozenset({"avx2", "fma"}))
 NATIVE_BF16 = CpuInfo("Intel Xeon", "AVX512", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))

@@ -700,12 +700,17 @@ def test_a_stop_signal_saves_at_once_and_exits_with_its_code(
     assert resumed.step == state["step"]
 
 
-def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> None:
+def join_as(rank: int, port: int) -> None:
+    """This spawned process as rank ``rank`` of 2 on 127.0.0.1, one thread each."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
         LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> None:
+    join_as(rank, port)
     t = Trainer(from_dict(config), run_dir, progress=False)
     t.fit()
     params = {k: v.detach() for k, v in t.model.named_parameters()}

@@ -2,7 +2,7 @@
 
     python tools/benchmark.py [--quick] [--device auto|cpu|cuda] [--json OUT] [--only SECTION ...]
 
-Six measurements on synthetic data, each case in a fresh child process so that its peak
+Seven measurements on synthetic data, each case in a fresh child process so that its peak
 memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 ``torch.cuda.max_memory_allocated``):
 
@@ -22,6 +22,8 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 - backends: the demo model through the Translator on one thread, per inference backend
   (torch fp32, torch bf16 where native, onnxruntime): batch-1 latency and ``convert_folder``
   images/s (``BACKENDS``). The machine line names the CPU's SIMD flags.
+- distributed: our pix2pix step on 2 gloo ranks of the CPU, gradients all-reduced during
+  backward (``train.overlap_grad_reduce``, the default) against one flat all-reduce after it.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ UNPAIRED = {
 # (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
 # bundled demo U-Net.
 STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
-SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray")
+SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray", "distributed")
 REALTIME = {
     "student": STUDENT,
     "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
@@ -278,11 +280,12 @@ def write_dataset(root: Path, model: str, size: int, count: int = 2) -> None:
 
 
 def our_step(
-    model: str, device: str, precision: str, size: int, workdir: Path, loss: dict | None = None
-) -> Callable[[], Any]:
+    model: str, device: str, precision: str, size: int, workdir: Path, loss: dict | None = None,
+    train: dict | None = None,
+) -> Callable[[], Any]:  # fmt: skip
     """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
     optimizers, precision and memory format), with the reference defaults (and ``loss``
-    keys, e.g. CUT's mode) and batch 1."""
+    and ``train`` keys, e.g. CUT's mode) and batch 1."""
     from translate.training.configure import from_dict
     from translate.training.engine import Trainer
 
@@ -293,7 +296,7 @@ def our_step(
         "data": {"root": str(workdir / "data"), "num_workers": 0, "val_size": 1,
                  "preprocess": preprocess},
         "loss": loss or {},
-        "train": {"device": device, "precision": precision},
+        "train": {"device": device, "precision": precision, **(train or {})},
         "log": {"tensorboard": False},
     })  # fmt: skip
     trainer = Trainer(config, workdir / "run", progress=False)
@@ -325,6 +328,37 @@ def train_case(
         reset_peak(device)
         it_s = rate(step, device, warmup, iters)
     return {"it/s": it_s, "peak MB": peak_mb(device)}
+
+
+def _gloo_rank(rank: int, port: int, overlap: bool, size: int, quick: bool, out: Path) -> None:
+    """One of the 2 ranks of :func:`distributed_case`: our pix2pix step, timed on rank 0."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )  # fmt: skip
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # the cores split between ranks
+    train = {"overlap_grad_reduce": overlap}
+    step = our_step("pix2pix", "cpu", "fp32", size, out / str(rank), train=train)
+    it_s = rate(step, "cpu", *((2, 6) if quick else (5, 30)))
+    if rank == 0:
+        (out / "it_s").write_text(str(it_s))
+    torch.distributed.destroy_process_group()
+
+
+def distributed_case(overlap: bool, size: int, quick: bool, **_: Any) -> dict[str, Any]:
+    """Our pix2pix step on 2 gloo ranks of this machine's CPU, the gradients all-reduced
+    during backward (``overlap``) or in one flat all-reduce after it."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_gloo_rank, args=(port, overlap, size, quick, Path(tmp)), nprocs=2)
+        it_s = float((Path(tmp) / "it_s").read_text())
+    return {"it/s": it_s, "step ms": 1000 / it_s}
 
 
 def convert_case(precision: str, device: str, size: int, quick: bool, batch: int) -> dict[str, Any]:
@@ -722,6 +756,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             label = {"runner": "ray" if actors else "local", "actors": actors or "-"}
             cases.append(("ray", label, ray_case, {"actors": actors, "size": args.size,
                                                    "quick": args.quick}))  # fmt: skip
+    for overlap in (False, True):  # gloo on the CPU whatever --device says
+        cases.append(("distributed", {"all-reduce": "overlapped" if overlap else "flat"},
+                      distributed_case, {"overlap": overlap, **common}))  # fmt: skip
     cases = [case for case in cases if case[0] in only]
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
@@ -743,6 +780,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "video": f"video, {side} H.264 with AAC audio, student",
         "backends": f"backends, demo model through the Translator, {side}, 1 thread",
         "ray": f"conversion on Ray Data against the local converter, pix2pix, {side} PNGs, fp32",
+        "distributed": f"pix2pix on 2 gloo ranks (CPU), {side}, batch 1 per rank",
     }
     for name, rows in sections.items():
         if rows:

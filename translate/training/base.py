@@ -18,15 +18,16 @@ from translate.model_file import GeneratorSpec
 from translate.networks import build_discriminator
 from translate.runtime import Precision
 from translate.training.config import Config, LossConfig
-from translate.training.distributed import average_gradients
+from translate.training.distributed import GradientReducer
 
 
 class Stepper:
     """Backward passes and optimizer updates with the run's precision, clipping and ranks.
 
-    Gradients are averaged across ranks in one all-reduce per update
-    (:func:`translate.training.distributed.average_gradients`), which keeps the models plain
-    ``nn.Module``s however many times a step calls a network.
+    Gradients are averaged across ranks by one
+    :class:`~translate.training.distributed.GradientReducer` per optimizer, bucket by bucket
+    while backward runs (``overlap=False``: one flat all-reduce after it), which keeps the
+    models plain ``nn.Module``s however many times a step calls a network.
     """
 
     def __init__(
@@ -36,10 +37,18 @@ class Stepper:
         precision: Precision | None = None,
         grad_clip: float | None = None,
         world_size: int = 1,
+        overlap: bool = True,
     ) -> None:
         self.precision = precision or Precision("fp32", device.type)
         self.optimizers, self.device = optimizers, device
         self.grad_clip, self.world_size = grad_clip, world_size
+        self.reducers = {
+            name: GradientReducer(
+                [p for g in o.param_groups for p in g["params"]], world_size, overlap
+            )
+            for name, o in optimizers.items()
+            if world_size > 1
+        }
         # One scaler per optimizer; a joint update (several names) uses the first one's.
         self.scalers = {
             name: torch.amp.GradScaler(device.type, enabled=self.precision.grad_scaling)
@@ -58,12 +67,16 @@ class Stepper:
         names = (names,) if isinstance(names, str) else names
         optimizers = [self.optimizers[n] for n in names]
         scaler = self.scalers[names[0]]
+        reducers = [self.reducers[n] for n in names if n in self.reducers]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
+        for reducer in reducers:
+            reducer.arm()
         scaler.scale(loss).backward()
+        for reducer in reducers:
+            reducer.wait()
         for optimizer in optimizers:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            average_gradients(params, self.world_size)
             if self.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(params, self.grad_clip)

@@ -98,12 +98,17 @@ class Checkpointer:
     resumed from the newest state that loads."""
 
     def __init__(self, run_dir: Path, resume: bool) -> None:
-        if not resume and checkpoint_paths(run_dir):
+        self.run_dir = run_dir
+        if not resume:
+            self.refuse_existing()
+
+    def refuse_existing(self) -> None:
+        """A new run may not start in a directory that holds one."""
+        if checkpoint_paths(self.run_dir):
             raise ValueError(
-                f"{run_dir}: already holds a run; continue it with --resume or give "
+                f"{self.run_dir}: already holds a run; continue it with --resume or give "
                 "another --run-dir"
             )
-        self.run_dir = run_dir
 
     def save(self, step: int, state: dict[str, Any], keep: int) -> Path:
         return save_state(self.run_dir, step, state, keep)

@@ -27,7 +27,10 @@ EXIT_SIGNAL = 128
 
 
 def _default_run_dir(config_path: Path) -> Path:
-    return Path("runs") / f"{config_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<config>-<time>``; under torchrun ``runs/<config>-<rdzv id>`` instead, the same
+    on every rank and node and after a restart (clocks differ; a restart must resume)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    return Path("runs") / f"{config_path.stem}-{run_id or time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _user_error(message: str) -> NoReturn:

@@ -152,6 +152,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile every network
     max_steps: int | None = None  # stop early (quick runs, tests)
     ema: float = 0.0  # decay of the generators' weight average (e.g. 0.999); 0: off
+    # seconds a rank waits for the others (joining, each collective) before the run fails;
+    # torchrun's elastic restart then takes over
+    dist_timeout: float = 1800.0
+    # all-reduce each gradient bucket as soon as backward has filled it (false: one flat
+    # all-reduce after backward, the earlier path)
+    overlap_grad_reduce: bool = True
 
 
 @dataclass
@@ -325,6 +331,11 @@ def check_values(config: Config) -> None:
         )
     if config.schedule.epochs + config.schedule.decay_epochs < 1:
         raise ValueError("config keys 'schedule.epochs' + 'schedule.decay_epochs' must be >= 1")
+    if not config.train.dist_timeout > 0:
+        raise ValueError(
+            "config key 'train.dist_timeout': must be a positive number of seconds, got "
+            f"{config.train.dist_timeout}"
+        )
     if not 0 <= config.train.ema < 1:
         raise ValueError(f"config key 'train.ema': must be in [0, 1), got {config.train.ema}")
     if config.loss.feature_matching > 0 and d.name != "multiscale":

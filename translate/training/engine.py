@@ -39,12 +39,18 @@ from translate.model_file import (
 from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
 from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Prepared, Stepper
-from translate.training.checkpoint import Checkpointer, rng_state, set_rng_state
+from translate.training.checkpoint import (
+    Checkpointer,
+    checkpoint_paths,
+    rng_state,
+    set_rng_state,
+)
 from translate.training.config import Config, TrainConfig
 from translate.training.datasets import build_datasets
 from translate.training.distributed import (
     any_rank,
     broadcast_weights,
+    elastic_restart,
     init_distributed,
     mean_over_ranks,
     sync_batch_norm,
@@ -86,7 +92,7 @@ class Runtime:
     @classmethod
     def resolve(cls, train: TrainConfig) -> Runtime:
         """Join torchrun's process group (if any), then pick the device and precision."""
-        ranks = init_distributed(train.device)
+        ranks = init_distributed(train.device, train.dist_timeout)
         device = select_device(train.device, ranks)
         precision = resolve_precision(
             train.precision, device, use="train", key="config key 'train.precision'"
@@ -239,8 +245,9 @@ def build_optimizers(
         for name, (params, lr) in model.optimizers().items()
     }
     stepper = Stepper(
-        optimizers, runtime.device, runtime.precision, optim.grad_clip, runtime.ranks.world_size
-    )
+        optimizers, runtime.device, runtime.precision, optim.grad_clip,
+        runtime.ranks.world_size, overlap=config.train.overlap_grad_reduce,
+    )  # fmt: skip
     schedulers = {name: build_scheduler(o, config.schedule) for name, o in optimizers.items()}
     return stepper, schedulers
 
@@ -428,7 +435,9 @@ class Evaluator:
 class Trainer:
     """Builds everything from a config, checks it before step 1, and trains with :meth:`fit`.
 
-    ``resume=True`` continues from the newest ``checkpoints/state_<step>.pt`` in ``run_dir``.
+    ``resume=True`` continues from the newest ``checkpoints/state_<step>.pt`` in ``run_dir``;
+    so does a worker group that torchrun restarted (``--max-restarts``) once the run has a
+    checkpoint.
     """
 
     def __init__(
@@ -436,13 +445,17 @@ class Trainer:
         progress: bool = True,
     ) -> None:  # fmt: skip
         self.run_dir, self.progress = Path(run_dir), progress
-        self.checkpoints = Checkpointer(self.run_dir, resume)  # refuses a second run there
+        # under torchrun the group may be a restarted one, which only the ranks can tell
+        elastic = not resume and Ranks.from_env().world_size > 1
+        self.checkpoints = Checkpointer(self.run_dir, resume or elastic)  # one run there
         # The trainer's own stage first: a bad auxiliary file fails before any setup.
         trainer = TRAINERS.get(config.model)
         prepared = trainer.prepare(config)
         self.config = config = prepared.config
         self.runtime = runtime = Runtime.resolve(config.train)
         self.ranks, self.device = runtime.ranks, runtime.device
+        if elastic:
+            resume = self._restarted()
         seed_everything(config.train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
@@ -468,6 +481,24 @@ class Trainer:
         )  # fmt: skip
         if self.ranks.main:
             self.checkpoints.write_config(config)
+
+    def _restarted(self) -> bool:
+        """Whether torchrun restarted this worker group (``--max-restarts``) and the run has
+        a checkpoint to continue from; a new run's directory must hold none. Only the agent
+        that lost a worker counts the restart (the others restart theirs without counting
+        it), so the ranks decide together."""
+        restart = any_rank(elastic_restart() > 0, self.device, self.ranks.world_size)
+        if not restart:
+            self.checkpoints.refuse_existing()
+            return False
+        if not checkpoint_paths(self.run_dir):  # lost before the first checkpoint: afresh
+            return False
+        if self.ranks.main:
+            tqdm.write(
+                f"torchrun restarted the workers: resuming {self.run_dir} from its newest "
+                "checkpoint", file=sys.stderr,
+            )  # fmt: skip
+        return True
 
     @property
     def epoch_number(self) -> int:
