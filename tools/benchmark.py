@@ -81,7 +81,10 @@ UNPAIRED = {
 # (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
 # bundled demo U-Net.
 STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
-SECTIONS = ("training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray", "distributed")
+SECTIONS = (
+    "training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray",
+    "distributed",
+)  # fmt: skip
 REALTIME = {
     "student": STUDENT,
     "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
