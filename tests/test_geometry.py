@@ -20,7 +20,7 @@ from translate.inference.convert import convert_folder
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 from translate.inference.video import convert_video
-from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.networks import GENERATORS, Generator
 from translate.training.configure import from_dict, validate
 from translate.training.engine import Trainer
@@ -163,7 +163,7 @@ def test_configs_and_files_take_channel_counts_beyond_1_and_3():
     validate(config)
     with pytest.raises(ValueError, match="'data.input_channels': 5 is not one of 1, 2, 3, 4"):
         validate(from_dict({"data": {"input_channels": 5}}))
-    assert Preprocessing.from_dict({"input_channels": 4, "output_channels": 7}).input_channels == 4
+    assert InputSpec.from_dict({"input_channels": 4, "output_channels": 7}).input_channels == 4
 
 
 def _paired_lr_hr(root, count=4, side=12):
@@ -272,7 +272,7 @@ def test_serve_returns_an_upload_at_twice_its_size(toy_file):
 def test_evaluation_reads_targets_at_the_generators_scale(toy_file, tmp_path):
     data = _paired_lr_hr(tmp_path / "data", count=2)
     model = load_generators(toy_file)
-    preprocess = Preprocessing(Preprocess(mode="none", size_multiple=1), 4, 3)
+    preprocess = InputSpec(Preprocess(mode="none", size_multiple=1), 4, 3)
     total, pairs = model_images(model.generators["AtoB"], data, preprocess)
     (output, target), *_ = list(pairs)
     assert total == 2 and output.shape == target.shape == (2, 3, 24, 24)

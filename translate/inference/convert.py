@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from translate.data.images import ImageInfo, is_image_path, read_image_with_info, write_image
-from translate.model_file import GeneratorFile
+from translate.model_file import LoadedModel
 
 from .formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
 from .options import ConvertOptions, ImageOptions
@@ -123,7 +123,7 @@ IMAGES = ImageSource()
 def convert_folder(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
-    model: Translator | str | os.PathLike[str] | GeneratorFile,
+    model: Translator | str | os.PathLike[str] | LoadedModel,
     options: ConvertOptions | None = None,
     **changes: Any,
 ) -> ConvertSummary:
