@@ -95,11 +95,11 @@ GENERATORS.register("toy_upscale2_conftest")(ToyUpscale2)
 @pytest.fixture
 def scaled_model():
     """A seeded in-memory 2x, 4 -> 3 channel generator file."""
-    from translate.model_file import GeneratorFile, GeneratorSpec
+    from translate.model_file import GeneratorSpec, LoadedModel
 
     torch.manual_seed(0)
     spec = GeneratorSpec.declared("toy_upscale2_conftest", 4, 3, {})
-    return GeneratorFile({"AtoB": spec.build().eval()}, {"AtoB": spec})
+    return LoadedModel({"AtoB": spec.build().eval()}, {"AtoB": spec})
 
 
 @pytest.fixture

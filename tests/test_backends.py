@@ -21,7 +21,7 @@ from translate.inference.loading import load_model
 from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
 from translate.model_file import save_generators
-from translate.networks.test_mode import TestMode
+from translate.networks.eval_mode import EvalMode
 
 pytest.importorskip("onnxruntime")
 
@@ -51,7 +51,7 @@ def test_the_demo_on_onnxruntime_is_within_a_grey_level_of_torch_fp32(demo, tmp_
     reference = Translator(demo, **FP32)(image)
     assert _grey_levels(ort(image), reference) <= 1
     # The graph is cached by the weights' hash, complete, with no temporary file beside it.
-    cached = onnx_cache_path(demo, "AtoB", TestMode())
+    cached = onnx_cache_path(demo, "AtoB", EvalMode())
     assert [p.name for p in cached.parent.iterdir()] == [cached.name]
     assert cached.name.startswith(weights_sha256(ort.generator) + "-")
 
@@ -77,7 +77,7 @@ def test_the_cache_is_reused_and_a_failed_export_leaves_nothing(scaled_model, mo
     monkeypatch.setattr(export, "_verify", mismatch)
     with pytest.raises(ValueError, match="differs"):
         Translator(scaled_model, backend="onnxruntime")
-    cached = onnx_cache_path(scaled_model, "AtoB", TestMode())
+    cached = onnx_cache_path(scaled_model, "AtoB", EvalMode())
     assert not cached.parent.exists() or not list(cached.parent.iterdir())
 
     monkeypatch.setattr(export, "_verify", real)
@@ -86,11 +86,11 @@ def test_the_cache_is_reused_and_a_failed_export_leaves_nothing(scaled_model, mo
     monkeypatch.setattr(export, "export_generator", lambda *a, **k: pytest.fail("exported again"))
     Translator(scaled_model, backend="onnxruntime")  # from the cache
     # Another test mode is another graph (batch statistics), so another entry.
-    assert onnx_cache_path(scaled_model, "AtoB", TestMode("batch")) != cached
+    assert onnx_cache_path(scaled_model, "AtoB", EvalMode("batch")) != cached
 
 
 def test_an_unreadable_cache_entry_names_the_file(scaled_model):
-    cached = onnx_cache_path(scaled_model, "AtoB", TestMode())
+    cached = onnx_cache_path(scaled_model, "AtoB", EvalMode())
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not a graph")
     with pytest.raises(ValueError, match=f"{cached}: unreadable cached ONNX graph") as info:

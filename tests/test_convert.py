@@ -11,7 +11,7 @@ from translate.data.images import read_image
 from translate.inference.convert import convert_folder, shard
 from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, LoadedModel, save_generators
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +275,7 @@ def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
     args = ["convert", str(pth), str(folder / "a.png"), str(dst), "--device", "cpu"]
     result = CliRunner().invoke(main, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
-    translator = Translator(GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu")
+    translator = Translator(LoadedModel({"AtoB": net}, {"AtoB": spec}), device="cpu")
     assert translator.precision.name == ("bf16" if any_cpu.native_bf16 else "fp32")
     expected = translator(read_image(folder / "a.png"))
     assert np.array_equal(read_image(dst / "a.png"), expected)

@@ -17,7 +17,7 @@ from torch import nn
 from translate import Translator, build_generator
 from translate.cli import main
 from translate.data.transforms import Preprocess
-from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.networks import count_macs
 from translate.training.base import Prepared
 from translate.training.configure import from_dict
@@ -32,7 +32,7 @@ def teacher_file(folder: Path, spec: GeneratorSpec) -> Path:
     """A generator file of ``spec`` for the 16 px test images."""
     torch.manual_seed(1)
     path = folder / "teacher.safetensors"
-    pre = Preprocessing(Preprocess(load_size=18, crop_size=SIZE, flip=False), 3, 3)
+    pre = InputSpec(Preprocess(load_size=18, crop_size=SIZE, flip=False), 3, 3)
     save_generators(path, {"AtoB": (spec, spec.build())}, pre)
     return path
 

@@ -22,7 +22,7 @@ from translate.evaluation.inception import (
     _tf_fid_inception,
     feature_statistics,
 )
-from translate.model_file import GeneratorSpec, Preprocessing, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, save_generators
 
 # ---------------------------------------------------------------- statistics
 
@@ -241,7 +241,7 @@ def test_unpaired_fid_kid(folders, inception_file, monkeypatch):
 def test_model_on_paired_dataset(tmp_path):
     spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
     generator = spec.build().eval()
-    preprocess = Preprocessing(Preprocess(mode="none", flip=False))
+    preprocess = InputSpec(Preprocess(mode="none", flip=False))
     save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)}, preprocess)
     rng = np.random.default_rng(1)
     inputs, targets = [], []
@@ -285,7 +285,7 @@ def test_unknown_or_missing_split_lists_the_splits(tmp_path):
     save_generators(
         tmp_path / "g.safetensors",
         {"AtoB": (spec, spec.build())},
-        Preprocessing(Preprocess(mode="none")),
+        InputSpec(Preprocess(mode="none")),
     )
     for side in "AB":
         _write(tmp_path / "flat" / side / "x.png", np.zeros((8, 8, 3), np.uint8))

@@ -8,7 +8,7 @@ from translate.inference import export
 from translate.inference.export import describe_model, export_generator
 from translate.inference.loading import load_model
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorFile, GeneratorSpec, Preprocessing
+from translate.model_file import GeneratorSpec, InputSpec, LoadedModel
 from translate.networks import count_parameters
 
 SPECS = {
@@ -21,7 +21,7 @@ SPECS = {
 
 def _model(*specs):
     specs = dict(zip(("AtoB", "BtoA")[: len(specs)], specs, strict=True))
-    return GeneratorFile({d: s.build().eval() for d, s in specs.items()}, specs)
+    return LoadedModel({d: s.build().eval() for d, s in specs.items()}, specs)
 
 
 def _max_diff(run, net, shape):
@@ -123,7 +123,7 @@ def test_bad_options(tmp_path):
 
 def test_describe_generator_file(tmp_path):
     model = _model(SPECS["resnet"], SPECS["unet"])
-    model.preprocess = Preprocessing(Preprocess(load_size=72, crop_size=64))
+    model.preprocess = InputSpec(Preprocess(load_size=72, crop_size=64))
     model.training = {"model": "cycle_gan", "epochs": 3}
     info = describe_model(model, "run1")
     assert info["source"] == "run1"

@@ -21,9 +21,9 @@ from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
 from translate.inference.video import convert_video
 from translate.model_file import (
-    GeneratorFile,
     GeneratorSpec,
-    Preprocessing,
+    InputSpec,
+    LoadedModel,
     load_generators,
     save_generators,
 )
@@ -160,10 +160,10 @@ class _Recording(nn.Module):
 def test_inference_pads_to_the_specs_size_multiple_not_the_modules():
     net = _Recording()  # declares no size_multiple (1): the spec's 8 is what pads
     spec = GeneratorSpec("recording", 3, 3, size_multiple=8)
-    translator = Translator(GeneratorFile({"AtoB": net}, {"AtoB": spec}), device="cpu")
+    translator = Translator(LoadedModel({"AtoB": net}, {"AtoB": spec}), device="cpu")
     assert translator(torch.rand(3, 10, 17)).shape == (3, 10, 17)
     assert net.sides == [(16, 24)]
-    resolved = GeneratorFile({"AtoB": net}, {"AtoB": GeneratorSpec("recording", 3, 3)})
+    resolved = LoadedModel({"AtoB": net}, {"AtoB": GeneratorSpec("recording", 3, 3)})
     assert resolved.specs["AtoB"].size_multiple == 1  # None: the module's
 
 
@@ -218,7 +218,7 @@ def test_configs_and_files_take_channel_counts_beyond_1_and_3():
     validate(config)
     with pytest.raises(ValueError, match="'data.input_channels': 5 is not one of 1, 2, 3, 4"):
         validate(from_dict({"data": {"input_channels": 5}}))
-    assert Preprocessing.from_dict({"input_channels": 4, "output_channels": 7}).input_channels == 4
+    assert InputSpec.from_dict({"input_channels": 4, "output_channels": 7}).input_channels == 4
 
 
 def _paired_lr_hr(root, count=4, side=12):
@@ -349,7 +349,7 @@ def test_serve_live_frames_come_back_at_twice_their_size(toy_file):
 def test_evaluation_reads_targets_at_the_generators_scale(toy_file, tmp_path):
     data = _paired_lr_hr(tmp_path / "data", count=2)
     model = load_generators(toy_file)
-    preprocess = Preprocessing(Preprocess(mode="none", size_multiple=1), 4, 3)
+    preprocess = InputSpec(Preprocess(mode="none", size_multiple=1), 4, 3)
     total, pairs = model_images(model.generators["AtoB"], data, preprocess)
     (output, target), *_ = list(pairs)
     assert total == 2 and output.shape == target.shape == (2, 3, 24, 24)

@@ -4,10 +4,10 @@ import torch
 from translate.data.transforms import Preprocess
 from translate.inference import loading
 from translate.inference.loading import load_model
-from translate.model_file import GeneratorSpec, Preprocessing, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, save_generators
 
 SPEC = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
-PRE = Preprocessing(Preprocess(mode="none", size_multiple=4))
+PRE = InputSpec(Preprocess(mode="none", size_multiple=4))
 
 
 def _save(path, net=None):

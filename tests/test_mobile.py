@@ -12,9 +12,9 @@ from translate.cli import main
 from translate.data.transforms import Preprocess
 from translate.inference.export import export_generator
 from translate.model_file import (
-    GeneratorFile,
     GeneratorSpec,
-    Preprocessing,
+    InputSpec,
+    LoadedModel,
     load_generators,
     save_generators,
 )
@@ -87,7 +87,7 @@ SPEC = GeneratorSpec(
 def test_generator_file_roundtrip_and_info(tmp_path):
     net = SPEC.build().eval()
     path = tmp_path / "g.safetensors"
-    preprocess = Preprocessing(transforms=Preprocess(mode="crop", crop_size=30))
+    preprocess = InputSpec(transforms=Preprocess(mode="crop", crop_size=30))
     save_generators(path, {"AtoB": (SPEC, net)}, preprocess=preprocess)
     loaded = load_generators(path)
     assert loaded.specs["AtoB"] == SPEC
@@ -108,7 +108,7 @@ def test_generator_file_roundtrip_and_info(tmp_path):
 def test_export(tmp_path, fmt):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
-    model = GeneratorFile({"AtoB": SPEC.build().eval()}, {"AtoB": SPEC})
+    model = LoadedModel({"AtoB": SPEC.build().eval()}, {"AtoB": SPEC})
     # export_generator compares the export with PyTorch at two sizes and raises on a mismatch.
     out = export_generator(model, tmp_path / f"g.{fmt}", fmt)
     assert out.stat().st_size > 0

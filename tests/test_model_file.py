@@ -11,7 +11,7 @@ from translate.inference.loading import bundled_path, load_model
 from translate.model_file import (
     FORMAT,
     GeneratorSpec,
-    Preprocessing,
+    InputSpec,
     load_generators,
     read_metadata,
     save_generators,
@@ -30,7 +30,7 @@ def test_roundtrip_rebuilds_the_same_generators(tmp_path):
     save_generators(
         path,
         {"AtoB": (spec_a, g_a), "BtoA": (spec_b, g_b)},
-        preprocess=Preprocessing(Preprocess(mode="crop", crop_size=16), input_channels=1),
+        preprocess=InputSpec(Preprocess(mode="crop", crop_size=16), input_channels=1),
         training={"model": "cyclegan", "steps": 7},
     )
     loaded = load_generators(path)
@@ -103,7 +103,7 @@ def test_version_1_files_still_load(tmp_path):
     assert json.loads(raw["preprocess"])["crop_size"] == 128
     meta = read_metadata(demo)
     assert meta.version == 1
-    assert meta.preprocess == Preprocessing(
+    assert meta.preprocess == InputSpec(
         Preprocess(load_size=143, crop_size=128, flip=False), input_channels=3, output_channels=3
     )
     assert isinstance(load_generators(demo).preprocess.transforms, Preprocess)
@@ -111,13 +111,13 @@ def test_version_1_files_still_load(tmp_path):
     tensors = load_file(str(demo))
     partial = tmp_path / "partial.safetensors"
     save_file(tensors, str(partial), {**raw, "preprocess": json.dumps({"input_channels": 1})})
-    assert read_metadata(partial).preprocess == Preprocessing(Preprocess(), 1, 3)
+    assert read_metadata(partial).preprocess == InputSpec(Preprocess(), 1, 3)
 
 
 def test_files_are_written_as_version_2_and_newer_ones_are_named(tmp_path):
     spec = _spec()
     path = tmp_path / "g.safetensors"
-    save_generators(path, {"AtoB": (spec, spec.build())}, Preprocessing(input_channels=1))
+    save_generators(path, {"AtoB": (spec, spec.build())}, InputSpec(input_channels=1))
     raw = _raw_metadata(path)
     assert raw["format"] == FORMAT == "translate.generator/2"
     assert json.loads(raw["preprocess"]) == {

@@ -14,14 +14,14 @@ from translate import metrics
 from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.data.transforms import to_tensor
-from translate.model_file import GeneratorSpec, Preprocessing, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, save_generators
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
     spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
     path = tmp_path / "g.safetensors"
-    save_generators(path, {"AtoB": (spec, spec.build().eval())}, Preprocessing())
+    save_generators(path, {"AtoB": (spec, spec.build().eval())}, InputSpec())
     return path
 
 

@@ -23,7 +23,7 @@ from translate.data.degradations import build_degradation
 from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.cli import evaluate
-from translate.model_file import GeneratorSpec, Preprocessing, load_generators, save_generators
+from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
 from translate.training.models.sr import bicubic_upscale, usm_sharpen
@@ -396,7 +396,7 @@ def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> N
     spec = GeneratorSpec.declared("srvgg_compact", 3, 3, {"num_feat": 4, "num_conv": 1})
     generator = spec.build().eval()
     # a training crop the scores must not use: SR is scored on whole images
-    preprocess = Preprocessing(Preprocess(mode="crop", crop_size=8))
+    preprocess = InputSpec(Preprocess(mode="crop", crop_size=8))
     save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)}, preprocess)
     rng = np.random.default_rng(3)
     want_psnr, want_ssim = [], []

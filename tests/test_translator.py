@@ -10,7 +10,7 @@ from torchvision import transforms as T
 
 from translate.data.images import image_to_array, read_image
 from translate.inference.translator import TranslateTransform, Translator
-from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, LoadedModel, save_generators
 from translate.runtime import resolve_device
 
 
@@ -102,7 +102,7 @@ def test_grayscale_and_rgba_inputs(tmp_path, translator):
     # per-pixel net makes that exact: a conv net's output there also depends on the opaque
     # rows, and near-zero outputs of an untrained net round to 127 or 128 at random.
     pointwise = Translator(
-        GeneratorFile({"AtoB": _Pointwise()}, {"AtoB": GeneratorSpec("pointwise", 3, 3)}),
+        LoadedModel({"AtoB": _Pointwise()}, {"AtoB": GeneratorSpec("pointwise", 3, 3)}),
         device="cpu",
     )
     out = pointwise(Image.fromarray(rgba))
@@ -147,12 +147,12 @@ def test_direction_picks_the_generator(rgb_model):
 
 def _model_file_path_only_atob(rgb_model):
     gf = Translator.load(rgb_model, device="cpu").model
-    return GeneratorFile({"AtoB": gf.generators["AtoB"]}, {"AtoB": gf.specs["AtoB"]})
+    return LoadedModel({"AtoB": gf.generators["AtoB"]}, {"AtoB": gf.specs["AtoB"]})
 
 
 def test_tiles_blend_without_seams():
     spec = GeneratorSpec("pointwise", 3, 3)
-    model = GeneratorFile({"AtoB": _Pointwise()}, {"AtoB": spec})
+    model = LoadedModel({"AtoB": _Pointwise()}, {"AtoB": spec})
     whole = Translator(model, device="cpu")
     tiled = Translator(model, device="cpu", tile=32, overlap=12)
     x = torch.rand(2, 3, 77, 90)

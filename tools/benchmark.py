@@ -59,7 +59,7 @@ from translate.inference.export import export_generator
 from translate.inference.loading import load_model
 from translate.inference.options import ConvertOptions, TranslatorOptions
 from translate.inference.video import convert_video
-from translate.model_file import GeneratorFile, GeneratorSpec, save_generators
+from translate.model_file import GeneratorSpec, LoadedModel, save_generators
 from translate.networks import count_macs
 from translate.runtime import Precision, cpu_info, resolve_device
 from translate.training.image_pool import ImagePool
@@ -426,7 +426,7 @@ def loader_case(device: str, size: int, quick: bool, workers: int) -> dict[str, 
     return {"images/s": images_s}
 
 
-def _generator_file(model: str, workdir: Path) -> GeneratorFile:
+def _generator_file(model: str, workdir: Path) -> LoadedModel:
     """The real-time model as a loaded generator file (the demo's is bundled)."""
     spec = REALTIME[model]
     if isinstance(spec, str):

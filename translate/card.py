@@ -30,7 +30,7 @@ from translate.atomic import atomic_path, atomic_write_text
 from translate.errors import user_errors
 from translate.inference.hub import HUB_FILE
 from translate.inference.loading import run_generator
-from translate.model_file import GeneratorFile, load_generators
+from translate.model_file import LoadedModel, load_generators
 from translate.networks import count_macs, count_parameters
 from translate.training.report import SAMPLE_NAME, read_metrics
 
@@ -74,7 +74,7 @@ def write_card(run_dir: Path, out_dir: Path, repo_id: str, overwrite: bool = Fal
     return written
 
 
-def geometry(model: GeneratorFile) -> dict[str, Any]:
+def geometry(model: LoadedModel) -> dict[str, Any]:
     """``config.json``: what a reader needs to feed each generator, without opening the file."""
     generators = {
         direction: {
@@ -98,7 +98,7 @@ def geometry(model: GeneratorFile) -> dict[str, Any]:
     }
 
 
-def _shipped_metrics(model: GeneratorFile, source: Path, run_dir: Path) -> dict[str, Any]:
+def _shipped_metrics(model: LoadedModel, source: Path, run_dir: Path) -> dict[str, Any]:
     """The validation metrics of the generator shipped, with their ``step``: the best
     scores the file records for ``generator_best``, else the run's last evaluation."""
     best = model.training.get("best_val") or {}
@@ -123,7 +123,7 @@ def _sample_grid(run_dir: Path, step: int | None) -> Path | None:
 
 
 def model_card(
-    model: GeneratorFile,
+    model: LoadedModel,
     run_dir: Path,
     file_name: str,
     metrics: dict[str, Any],
@@ -194,7 +194,7 @@ def model_card(
     return "\n".join(lines)
 
 
-def _task(model: GeneratorFile, trainer: str) -> str:
+def _task(model: LoadedModel, trainer: str) -> str:
     spec = next(iter(model.specs.values()))
     what = f"{spec.scale}x super-resolution" if spec.scale > 1 else "image-to-image translation"
     return (
@@ -204,7 +204,7 @@ def _task(model: GeneratorFile, trainer: str) -> str:
     )
 
 
-def _architecture_rows(model: GeneratorFile) -> dict[str, list[str]]:
+def _architecture_rows(model: LoadedModel) -> dict[str, list[str]]:
     rows: dict[str, list[str]] = {
         "architecture": [],
         "options": [],

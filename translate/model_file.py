@@ -5,7 +5,7 @@ CycleGAN also ``BtoA``); tensors are stored as ``"<direction>.<state-dict key>"`
 metadata is enough to rebuild the networks, so the converter needs nothing else.
 
 Metadata versions: ``translate.generator/1`` stored ``preprocess`` as one flat dict of
-``Preprocess`` fields plus channel counts; ``/2`` stores :class:`Preprocessing` as
+``Preprocess`` fields plus channel counts; ``/2`` stores :class:`InputSpec` as
 ``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read. An
 optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
 validation scored best) sets how inference normalises by default. Each ``generators`` entry
@@ -37,8 +37,9 @@ from torch import nn
 
 from .atomic import atomic_write_bytes
 from .data.transforms import Preprocess
+from .deprecation import renamed_attributes
 from .networks import GENERATORS, build_generator
-from .networks.test_mode import TestMode
+from .networks.eval_mode import EvalMode
 
 FORMAT_PREFIX = "translate.generator/"
 VERSION = 2
@@ -49,6 +50,9 @@ READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
+__getattr__ = renamed_attributes(
+    __name__, __name__, {"GeneratorFile": "LoadedModel", "Preprocessing": "InputSpec"}
+)
 CHANNELS = ("input_channels", "output_channels")
 # What an input holds: pixel values, or a label map of class indices (one channel each).
 INPUT_KINDS = ("image", "labels")
@@ -74,7 +78,7 @@ class GeneratorSpec:
     output's sides are ``scale`` times the input's, and the input's sides are padded to a
     multiple of ``size_multiple``. Files without a geometry load as 1x image-to-image.
     ``size_multiple=None`` (a spec written by hand, a file from before it was stored) is
-    the class's: :meth:`resolved` fills it in, as every :class:`GeneratorFile` and every
+    the class's: :meth:`resolved` fills it in, as every :class:`LoadedModel` and every
     file written does."""
 
     name: str
@@ -120,7 +124,7 @@ class GeneratorSpec:
 
 
 @dataclass
-class Preprocessing:
+class InputSpec:
     """How a generator's inputs were prepared in training: the file's ``preprocess`` entry.
 
     ``transforms`` is the training data's resize/crop/flip (test-time readers such as
@@ -141,7 +145,7 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, version: int = VERSION) -> Preprocessing:
+    def from_dict(cls, data: Any, version: int = VERSION) -> InputSpec:
         """Read either layout; a bad value raises ``ValueError`` naming its field."""
         if not isinstance(data, dict):
             raise ValueError(f"preprocess: expected an object, got {type(data).__name__}")
@@ -166,16 +170,16 @@ class Preprocessing:
 
 
 @dataclass
-class GeneratorFile:
+class LoadedModel:
     """Generators keyed by direction, plus how their inputs were preprocessed in training.
     Each spec's ``size_multiple`` is resolved from its generator, so inference reads it from
     the spec alone."""
 
     generators: dict[str, nn.Module]
     specs: dict[str, GeneratorSpec]
-    preprocess: Preprocessing = field(default_factory=Preprocessing)
+    preprocess: InputSpec = field(default_factory=InputSpec)
     training: dict[str, Any] = field(default_factory=dict)
-    test_mode: TestMode = field(default_factory=TestMode)
+    test_mode: EvalMode = field(default_factory=EvalMode)
 
     def __post_init__(self) -> None:
         self.specs = {
@@ -190,18 +194,18 @@ class Metadata:
 
     version: int
     specs: dict[str, GeneratorSpec]
-    preprocess: Preprocessing
+    preprocess: InputSpec
     training: dict[str, Any]
-    test_mode: TestMode
+    test_mode: EvalMode
 
 
 def save_generators(
     path: str | os.PathLike[str],
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
-    preprocess: Preprocessing | None = None,
+    preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
-    test_mode: TestMode | None = None,
+    test_mode: EvalMode | None = None,
 ) -> None:
     """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo);
     ``test_mode`` is how inference normalises by default (running statistics unless given)."""
@@ -232,9 +236,9 @@ def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:
 
 def encode_metadata(
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
-    preprocess: Preprocessing | None = None,
+    preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
-    test_mode: TestMode | None = None,
+    test_mode: EvalMode | None = None,
 ) -> dict[str, str]:
     """The metadata a generator file carries (also kept in training checkpoints)."""
     for direction in generators:
@@ -245,18 +249,18 @@ def encode_metadata(
         "generators": json.dumps(
             {d: vars(spec.resolved(module)) for d, (spec, module) in generators.items()}
         ),
-        "preprocess": json.dumps((preprocess or Preprocessing()).to_dict()),
+        "preprocess": json.dumps((preprocess or InputSpec()).to_dict()),
         "training": json.dumps(training or {}),
-        "test_mode": json.dumps(vars(test_mode or TestMode())),
+        "test_mode": json.dumps(vars(test_mode or EvalMode())),
     }
 
 
 def checkpoint_entry(
     model: nn.Module,
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
-    preprocess: Preprocessing | None = None,
+    preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
-    test_mode: TestMode | None = None,
+    test_mode: EvalMode | None = None,
     averaged: bool = False,
 ) -> dict[str, Any]:
     """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
@@ -283,7 +287,7 @@ def is_training_checkpoint(state: Any) -> bool:
 
 def generators_from_checkpoint(
     path: str | os.PathLike[str], state: dict[str, Any], device: str | torch.device = "cpu"
-) -> GeneratorFile:
+) -> LoadedModel:
     """The generators of a training checkpoint (``checkpoints/state_<step>.pt``)."""
     entry = state[CHECKPOINT_KEY]
     try:
@@ -374,16 +378,16 @@ def _parse(raw: dict[str, str]) -> Metadata:
     return Metadata(
         int(version),
         specs,
-        Preprocessing.from_dict(decoded["preprocess"], int(version)),
+        InputSpec.from_dict(decoded["preprocess"], int(version)),
         decoded["training"],
         _test_mode(raw.get("test_mode")),
     )
 
 
-def _test_mode(raw: str | None) -> TestMode:
+def _test_mode(raw: str | None) -> EvalMode:
     """The optional ``test_mode`` entry; files without one normalise by running statistics."""
     if raw is None:
-        return TestMode()
+        return EvalMode()
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -391,7 +395,7 @@ def _test_mode(raw: str | None) -> TestMode:
     if not isinstance(data, dict) or set(data) - {"norm_stats", "dropout"}:
         raise ValueError(f"test_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
     try:
-        return TestMode(**data)
+        return EvalMode(**data)
     except ValueError as exc:
         raise ValueError(f"test_mode.{exc}") from None
 
@@ -416,7 +420,7 @@ def _specs(generators: Any) -> dict[str, GeneratorSpec]:
         for name in ("in_channels", "out_channels", "scale", "size_multiple"):
             value = getattr(spec, name)
             if name == "size_multiple" and value is None:
-                continue  # a file from before it was stored: the class's (GeneratorFile)
+                continue  # a file from before it was stored: the class's (LoadedModel)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
         if spec.input_kind not in INPUT_KINDS:
@@ -476,7 +480,7 @@ def check_weights(
 
 def load_generators(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> GeneratorFile:
+) -> LoadedModel:
     """Rebuild every generator in ``path`` in eval mode, in fp32 on ``device``."""
     path = Path(path)
     raw, shapes = _read_header(path)
@@ -502,7 +506,7 @@ def _build(
     tensors: dict[str, torch.Tensor],
     device: str | torch.device,
     training: dict[str, Any],
-) -> GeneratorFile:
+) -> LoadedModel:
     """The generators of ``meta`` holding ``tensors`` (``"<direction>.<key>"``, checked by
     :func:`check_weights`), in eval mode, in fp32 on ``device``."""
     generators = {}
@@ -512,4 +516,4 @@ def _build(
         state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         net.load_state_dict(state)
         generators[direction] = net.to(device).eval()
-    return GeneratorFile(generators, meta.specs, meta.preprocess, training, meta.test_mode)
+    return LoadedModel(generators, meta.specs, meta.preprocess, training, meta.test_mode)

@@ -25,7 +25,7 @@ from translate.data.layout import match_pairs
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
-from translate.model_file import Preprocessing, declared_geometry
+from translate.model_file import InputSpec, declared_geometry
 from translate.runtime import Precision
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
@@ -142,7 +142,7 @@ def folder_images(folder: str | os.PathLike[str]) -> tuple[int, Iterator[torch.T
 def model_images(
     generator: torch.nn.Module,
     data_root: str | os.PathLike[str],
-    preprocess: Preprocessing,
+    preprocess: InputSpec,
     split: str = "val",
     direction: str = "AtoB",
     batch_size: int = 8,
@@ -212,7 +212,7 @@ def degraded_images(
     return len(dataset), generate()
 
 
-def whole_images(preprocess: Preprocessing, generator: torch.nn.Module) -> Preprocessing:
+def whole_images(preprocess: InputSpec, generator: torch.nn.Module) -> InputSpec:
     """``preprocess`` for scoring a super-resolution generator on whole images, as the SR
     benchmarks are (not the training crop): mode ``none`` at the generator's size multiple."""
     multiple = getattr(generator, "size_multiple", 1)

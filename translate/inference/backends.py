@@ -26,8 +26,8 @@ from torch import nn
 
 from ..download import translate_home
 from ..extras import needs_extra
-from ..model_file import GeneratorFile
-from ..networks.test_mode import TestMode
+from ..model_file import LoadedModel
+from ..networks.eval_mode import EvalMode
 from ..runtime import Precision, resolve_device, resolve_precision
 from .export import export_generator
 
@@ -53,7 +53,7 @@ def resolve_backend(
     backend: str,
     device: str | torch.device,
     precision: str,
-    test_mode: TestMode,
+    test_mode: EvalMode,
     supported: Sequence[str] | None = None,
 ) -> tuple[torch.device, Precision]:
     """The device and precision ``backend`` runs with; ``ValueError`` naming the option
@@ -87,7 +87,7 @@ def resolve_backend(
     return cpu, resolve_precision("fp32", cpu)
 
 
-def onnx_cache_path(model: GeneratorFile, direction: str, test_mode: TestMode) -> Path:
+def onnx_cache_path(model: LoadedModel, direction: str, test_mode: EvalMode) -> Path:
     """Where the ONNX graph of ``model``'s ``direction`` generator in ``test_mode`` is cached."""
     variant = json.dumps(
         [_CACHE_FORMAT, asdict(model.specs[direction]), asdict(test_mode)],
@@ -108,7 +108,7 @@ class OnnxRuntimeGenerator(nn.Module):
     add, and inputs smaller than the multiple are edge-padded as on torch).
     """
 
-    def __init__(self, model: GeneratorFile, direction: str, test_mode: TestMode) -> None:
+    def __init__(self, model: LoadedModel, direction: str, test_mode: EvalMode) -> None:
         super().__init__()
         with needs_extra("onnx", "--backend onnxruntime"):
             import onnxruntime

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from .. import torch_file
 from ..data.transforms import Preprocess
 from ..extras import needs_extra
-from ..model_file import GeneratorFile, GeneratorSpec, Preprocessing
+from ..model_file import GeneratorSpec, InputSpec, LoadedModel
 from ..networks.features import Generator
 
 EXTRA = "spandrel"
@@ -88,7 +88,7 @@ def load_community(
     checkpoint: Any,
     device: str | torch.device = "cpu",
     tried: str = "",
-) -> GeneratorFile:
+) -> LoadedModel:
     """``checkpoint`` (``path``'s content, read safely) as a one-direction
     (``AtoB``) model, if spandrel recognises its architecture.
 
@@ -142,8 +142,8 @@ def load_community(
         "precisions": list(net.precisions),
         "tiling": descriptor.tiling.name.lower(),
     }
-    preprocess = Preprocessing(transforms, descriptor.input_channels, descriptor.output_channels)
-    return GeneratorFile({"AtoB": net}, {"AtoB": spec}, preprocess, training)
+    preprocess = InputSpec(transforms, descriptor.input_channels, descriptor.output_channels)
+    return LoadedModel({"AtoB": net}, {"AtoB": spec}, preprocess, training)
 
 
 def _detect(state: dict[str, torch.Tensor]) -> tuple[Any, str | None]:

@@ -29,7 +29,7 @@ from translate.data.images import (
     read_label_map,
     write_image,
 )
-from translate.model_file import GeneratorFile
+from translate.model_file import LoadedModel
 
 from .formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
 from .options import ConvertOptions, ImageOptions
@@ -138,7 +138,7 @@ IMAGES = ImageSource()
 def convert_folder(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
-    model: Translator | str | os.PathLike[str] | GeneratorFile,
+    model: Translator | str | os.PathLike[str] | LoadedModel,
     options: ConvertOptions | None = None,
     **changes: Any,
 ) -> ConvertSummary:

@@ -25,9 +25,9 @@ from torch import nn
 from ..atomic import atomic_path
 from ..data.transforms import Preprocess
 from ..extras import needs_extra
-from ..model_file import GeneratorFile
+from ..model_file import LoadedModel
 from ..networks import count_macs, count_parameters
-from ..networks.test_mode import set_test_mode
+from ..networks.eval_mode import set_eval_mode
 from .padding import PadToMultiple
 
 FORMATS = ("torchscript", "onnx")
@@ -37,7 +37,7 @@ TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], any H and W (padded inside)
 
 
 def export_generator(
-    model: GeneratorFile,
+    model: LoadedModel,
     out: str | os.PathLike[str],
     fmt: str = "torchscript",
     direction: str = "AtoB",
@@ -69,7 +69,7 @@ def export_generator(
     net = PadToMultiple(
         copy.deepcopy(model.generators[direction]).cpu().float(), model.specs[direction]
     )
-    set_test_mode(net, mode)  # the wrapper too: the ONNX exporter restores modes from it
+    set_eval_mode(net, mode)  # the wrapper too: the ONNX exporter restores modes from it
     inputs = _check_inputs(net.multiple, model.specs[direction].in_channels)
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -171,7 +171,7 @@ def _verify(
             )
 
 
-def describe_model(model: GeneratorFile, source: str | os.PathLike[str]) -> dict[str, Any]:
+def describe_model(model: LoadedModel, source: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``translate info`` prints: per direction the architecture, parameter count and
     expected input, plus the preprocessing and training summary stored with the model."""
     generators = {}

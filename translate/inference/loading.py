@@ -20,7 +20,7 @@ import torch
 
 from ..model_file import (
     FORMAT,
-    GeneratorFile,
+    LoadedModel,
     generators_from_checkpoint,
     is_generator_file,
     is_training_checkpoint,
@@ -41,7 +41,7 @@ def load_model(
     device: str | torch.device = "cpu",
     arch: str | None = None,
     norm: str | None = None,
-) -> GeneratorFile:
+) -> LoadedModel:
     """Load generators from a file, a run directory or a bundled model name, in eval mode.
 
     A state dict is tried as a reference pix2pix/CycleGAN generator first, then as a
@@ -76,7 +76,7 @@ def load_model(
 
 def _load_state_dict(
     path: Path, checkpoint: object, device: str | torch.device, arch: str | None, norm: str | None
-) -> GeneratorFile:
+) -> LoadedModel:
     """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
     from .community import load_community
     from .reference import OlderCheckpointError, load_reference

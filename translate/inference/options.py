@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.networks.test_mode import NORM_STATS
+from translate.networks.eval_mode import NORM_STATS
 from translate.runtime import PRECISIONS
 
 from .backends import BACKEND_HELP, BACKENDS

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..extras import needs_extra
-from ..model_file import GeneratorFile
+from ..model_file import LoadedModel
 from ..runtime import Ranks
 from . import manifest
 from .convert import IMAGES
@@ -41,7 +41,7 @@ from .translator import Translator
 if TYPE_CHECKING:
     import ray.data
 
-ModelArg = str | os.PathLike[str] | GeneratorFile
+ModelArg = str | os.PathLike[str] | LoadedModel
 # Jobs per batch an actor converts at a time: big enough to fill the local pipeline's
 # decode/translate/encode overlap, small enough that a killed actor redoes little.
 JOBS_PER_BATCH = 16

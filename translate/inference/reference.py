@@ -21,7 +21,7 @@ import torch
 
 from .. import torch_file
 from ..data.transforms import Preprocess
-from ..model_file import GeneratorFile, GeneratorSpec, Preprocessing
+from ..model_file import GeneratorSpec, InputSpec, LoadedModel
 from ..networks import GENERATORS
 
 # Added by DataParallel/DDP and by torch.compile (the reference's 2025 version saves it).
@@ -54,7 +54,7 @@ def load_reference(
     arch: str | None = None,
     norm: str | None = None,
     checkpoint: Any = None,
-) -> GeneratorFile:
+) -> LoadedModel:
     """Load a reference generator checkpoint as direction ``AtoB``.
 
     A CycleGAN ``*net_G_A.pth`` whose ``*net_G_B.pth`` lies beside it loads both, as
@@ -77,13 +77,13 @@ def load_reference(
     first = specs["AtoB"]
     # The reference trained at a fixed size; any size runs natively.
     transforms = Preprocess(mode="none", flip=False, size_multiple=generators["AtoB"].size_multiple)
-    preprocess = Preprocessing(transforms, first.in_channels, first.out_channels)
+    preprocess = InputSpec(transforms, first.in_channels, first.out_channels)
     training = {
         "source": "reference checkpoint",
         "path": [str(f) for f in files.values()] if len(files) > 1 else str(path),
         "notes": notes,
     }
-    return GeneratorFile(generators, specs, preprocess, training)
+    return LoadedModel(generators, specs, preprocess, training)
 
 
 def import_generator(

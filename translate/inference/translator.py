@@ -26,8 +26,8 @@ from PIL import Image
 from translate.data.images import image_to_array, label_array
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
-from translate.model_file import GeneratorFile
-from translate.networks.test_mode import TestMode, set_test_mode
+from translate.model_file import LoadedModel
+from translate.networks.eval_mode import EvalMode, set_eval_mode
 from translate.runtime import PRECISIONS, resolve_device
 
 from .backends import OnnxRuntimeGenerator, resolve_backend
@@ -95,7 +95,7 @@ class Translator:
 
     def __init__(
         self,
-        model: GeneratorFile,
+        model: LoadedModel,
         options: TranslatorOptions | None = None,
         **changes: Any,
     ) -> None:
@@ -123,9 +123,9 @@ class Translator:
         self.overlap = options.tile_overlap()
         self.seed = options.seed
         generator = model.generators[direction].requires_grad_(False)
-        if self.test_mode != TestMode():  # the file's module stays as loaded for others
+        if self.test_mode != EvalMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
-        set_test_mode(generator, self.test_mode)
+        set_eval_mode(generator, self.test_mode)
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
@@ -138,7 +138,7 @@ class Translator:
     @classmethod
     def load(
         cls,
-        model: str | os.PathLike[str] | GeneratorFile,
+        model: str | os.PathLike[str] | LoadedModel,
         options: TranslatorOptions | None = None,
         *,
         arch: str | None = None,
@@ -153,7 +153,7 @@ class Translator:
         and ``changes`` (``device``, ``precision``, ``direction``, ``size``, ``tile``, ...)
         are the constructor's.
         """
-        if not isinstance(model, GeneratorFile):
+        if not isinstance(model, LoadedModel):
             from .loading import load_model
 
             model = load_model(model, device="cpu", arch=arch, norm=norm)
@@ -410,7 +410,7 @@ class TranslateTransform(A.ImageOnlyTransform):
     """
 
     def __init__(
-        self, translator: Translator | str | os.PathLike[str] | GeneratorFile, p: float = 0.5
+        self, translator: Translator | str | os.PathLike[str] | LoadedModel, p: float = 0.5
     ) -> None:
         super().__init__(p=p)
         if not isinstance(translator, Translator):

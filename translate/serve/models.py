@@ -21,7 +21,7 @@ from translate.data.images import list_images
 from translate.inference.loading import load_model
 from translate.inference.memory import MEMORY_SHARE, MemoryBudget, bytes_per_pixel, free_memory
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorFile
+from translate.model_file import LoadedModel
 
 T = TypeVar("T")
 MIN_TILE = 32
@@ -111,7 +111,7 @@ class Models:
             raise ValueError("name at least one model to serve (e.g. demo)")
         self.device, self.backend = device, backend
         # Loaded on the CPU, moved to the device once by the first translator.
-        self.files: dict[str, GeneratorFile] = {src: load_model(src) for src in sources}
+        self.files: dict[str, LoadedModel] = {src: load_model(src) for src in sources}
         self._translators: OrderedDict[tuple[Any, ...], Translator] = OrderedDict()
         # Built now, so a bad --device fails at start and not on the first request; each
         # generator's memory per pixel is measured now too, while no request runs.

@@ -32,11 +32,11 @@ from tqdm import tqdm
 from translate.data.layout import HOLDOUT
 from translate.model_file import (
     CHECKPOINT_KEY,
-    Preprocessing,
+    InputSpec,
     checkpoint_entry,
     save_generators,
 )
-from translate.networks.test_mode import TestMode, has_batch_norm, set_test_mode
+from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
 from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Prepared, Stepper
 from translate.training.checkpoint import (
@@ -302,7 +302,7 @@ class Evaluator:
         self.best: dict[str, float] = {}
         self.baseline: dict[str, float] = {}  # the trainer's baseline's validation scores
         self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
-        self.test_mode = TestMode()  # what the last validation scored better
+        self.test_mode = EvalMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         if runtime.ranks.main:
             self._announce(scored)
@@ -398,8 +398,8 @@ class Evaluator:
         nets = [net for _, net in self.model.generators().values()]
         if not any(has_batch_norm(net) for net in nets):
             return {}
-        batch_mode = TestMode("batch", dropout=True)
-        undo = [set_test_mode(net, batch_mode) for net in nets]
+        batch_mode = EvalMode("batch", dropout=True)
+        undo = [set_eval_mode(net, batch_mode) for net in nets]
         paired = self.model.validation_scores()
         assert paired is not None  # called for trainers that score validation only
         device = self.runtime.device
@@ -411,13 +411,13 @@ class Evaluator:
                         result = self.model.validate(batch)
                     paired.add(result.fake, result.real)
         except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
-            self.test_mode = TestMode()
+            self.test_mode = EvalMode()
             return {}
         finally:
             for restore in undo:
                 restore()
         batch_l1 = paired.result()["l1"]
-        self.test_mode = batch_mode if batch_l1 < running_l1 else TestMode()
+        self.test_mode = batch_mode if batch_l1 < running_l1 else EvalMode()
         return {"val_L1_batch_stats": batch_l1}
 
     def state_dict(self) -> dict[str, Any]:
@@ -717,10 +717,10 @@ class Trainer:
             "val_images": self.evaluator.val_images,
         }
 
-    def preprocessing(self) -> Preprocessing:
+    def preprocessing(self) -> InputSpec:
         """How the training data was prepared, as generator files record it."""
         d = self.config.data
-        return Preprocessing(d.preprocess, d.input_channels, d.output_channels)
+        return InputSpec(d.preprocess, d.input_channels, d.output_channels)
 
     def save_generators(self, name: str) -> None:
         """Write the generator file ``RUN_DIR/name`` from the current weights."""

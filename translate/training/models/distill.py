@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 from translate import metrics
 from translate.inference.loading import load_model, resolve_model_path
-from translate.model_file import GeneratorFile, GeneratorSpec
+from translate.model_file import GeneratorSpec, LoadedModel
 from translate.networks import count_macs
+from translate.networks.eval_mode import set_eval_mode
 from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
-from translate.networks.test_mode import set_test_mode
 from translate.runtime import Ranks
 from translate.training.base import (
     GANModel,
@@ -101,7 +101,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_teacher(source: str) -> tuple[GeneratorFile, Path]:
+def load_teacher(source: str) -> tuple[LoadedModel, Path]:
     """The teacher's generators (on the CPU) and the file they came from; any problem is a
     ``ValueError`` naming the teacher."""
     try:
@@ -151,7 +151,7 @@ def load_frozen_teacher(config: Config) -> Teacher:
             f"channels, the data has {channels[0]} and {channels[1]} "
             "(data.input_channels, data.output_channels)"
         )
-    set_test_mode(net, teacher_file.test_mode)
+    set_eval_mode(net, teacher_file.test_mode)
     net.requires_grad_(False)
     macs = count_macs(net, (channels[0], *MAC_SIZE))
     return Teacher(net.eval(), spec, path, digest, macs)

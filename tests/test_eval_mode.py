@@ -14,7 +14,7 @@ from translate.inference.export import export_generator
 from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
 from translate.model_file import GeneratorSpec, load_generators, save_generators
-from translate.networks.test_mode import TestMode, set_test_mode
+from translate.networks.eval_mode import EvalMode, set_eval_mode
 
 SPEC = GeneratorSpec(
     "resnet_6blocks", options={"ngf": 4, "n_blocks": 1, "norm": "batch", "dropout": True}
@@ -52,7 +52,7 @@ def test_batch_statistics_are_per_image_and_leave_running_statistics_alone(model
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     expected = _per_image_train_mode(load_generators(model_path).generators["AtoB"], x)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    undo = set_test_mode(net, TestMode("batch"))
+    undo = set_eval_mode(net, EvalMode("batch"))
     with torch.no_grad():
         together, alone = net(x), net(x[1:2])
     assert torch.allclose(together, expected, atol=1e-5)
@@ -69,7 +69,7 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     kw = {"device": "cpu", "precision": "fp32"}
     running = Translator.load(model_path, **kw)(image)
     batch = Translator.load(model_path, norm_stats="batch", batch_size=1, **kw)
-    assert batch.test_mode == TestMode("batch", False)
+    assert batch.test_mode == EvalMode("batch", False)
     assert np.array_equal(
         batch(image), Translator.load(model_path, norm_stats="batch", **kw)(image)
     )
@@ -78,8 +78,8 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     assert np.array_equal(Translator.load(model_path, **kw)(image), running)
     recorded = tmp_path / "recorded.safetensors"
     net = load_generators(model_path).generators["AtoB"]
-    save_generators(recorded, {"AtoB": (SPEC, net)}, test_mode=TestMode("batch", False))
-    assert load_generators(recorded).test_mode == TestMode("batch", False)
+    save_generators(recorded, {"AtoB": (SPEC, net)}, test_mode=EvalMode("batch", False))
+    assert load_generators(recorded).test_mode == EvalMode("batch", False)
     assert np.array_equal(Translator.load(recorded, **kw)(image), batch(image))
     assert np.array_equal(Translator.load(recorded, norm_stats="running", **kw)(image), running)
     with pytest.raises(ValueError, match="norm_stats: expected running or batch, got 'train'"):
