@@ -72,3 +72,35 @@ def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, 
     assert f"cpu flags: {flags}," in out and "1 thread" in out
     cpu = benchmark.cpu_info()
     assert ("avx512_bf16" in flags.split()) == ("avx512_bf16" in cpu.flags)
+
+
+@pytest.mark.slow  # seven networks, three backends: a minute on an idle 2-core CPU
+def test_quick_sr_section(benchmark, monkeypatch, tmp_path):
+    monkeypatch.setattr(benchmark, "isolated", lambda fn, **kwargs: fn(**kwargs))
+    argv = ["--quick", "--device", "cpu", "--size", "32", "--batch", "2", "--only", "sr"]
+    results = benchmark.main(argv)
+    assert set(results) >= {"machine", "sr"} and "realtime" not in results
+
+    steps = {(r["network"], r["step"], r["precision"]): r for r in results["sr"] if "step" in r}
+    ours = [(n, "ours", p) for n in benchmark.SR_TRAINING for p in benchmark.precisions("cpu")]
+    basicsr = [(n, "BasicSR-style", "fp32") for n in benchmark.SR_TRAINING]
+    assert set(steps) == {*ours, *basicsr}
+    for (network, _, _), row in steps.items():
+        assert row["it/s"] > 0 and row["peak MB"] > 0
+        assert row["vs BasicSR"] == pytest.approx(
+            row["it/s"] / steps[network, "BasicSR-style", "fp32"]["it/s"]
+        )
+
+    sizes = {r["model"]: r for r in results["sr"] if "M params" in r}
+    assert set(sizes) == set(benchmark.SR_SIZES)
+    # Real-ESRGAN's compact x4 (num_feat 64, num_conv 16) and ESRGAN's RRDBNet (16.7 M).
+    assert sizes["srvgg_compact"]["M params"] == pytest.approx(0.621, abs=1e-3)
+    assert sizes["rrdbnet"]["M params"] == pytest.approx(16.70, abs=0.01)
+    # MACs grow with the input's pixels: 32x32 here, so 1/64 of a 256x256 input's.
+    assert sizes["rrdbnet"]["GMAC"] / sizes["srvgg_compact"]["GMAC"] > 20
+
+    latency = {(r["model"], r["backend"]): r for r in results["sr"] if "backend" in r}
+    backends = [*benchmark.precisions("cpu"), "onnx"]
+    assert set(latency) == {(m, b) for m in benchmark.SR_REALTIME for b in backends}
+    for row in latency.values():
+        assert 0 < row["p50 ms"] <= row["p95 ms"] and row["frames/s"] > 0

@@ -24,6 +24,11 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   images/s (``BACKENDS``). The machine line names the CPU's SIMD flags.
 - distributed: our pix2pix step on 2 gloo ranks of the CPU, gradients all-reduced during
   backward (``train.overlap_grad_reduce``, the default) against one flat all-reduce after it.
+- sr: super-resolution (``SR_TRAINING``, ``SR_REALTIME``): our ``model: sr`` train step
+  (L1, bicubic LR made in the step) against a BasicSR-style step of the same network and loss
+  (``reference_sr``), at an HR crop of the image side, batch ``--batch``; and the x4
+  networks' parameters, GMAC and batch-1 latency at the image side (256: 256x256 ->
+  1024x1024) in fp32, bf16 (where native) and ONNX.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import translate
 from translate import Translator, convert_folder
 from translate.atomic import atomic_write_text
 from translate.data.datasets import PairedFolder
+from translate.data.degradations import build_degradation
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess
 from translate.inference.export import export_generator
@@ -60,7 +66,7 @@ from translate.inference.loading import load_model
 from translate.inference.options import ConvertOptions, TranslatorOptions
 from translate.inference.video import convert_video
 from translate.model_file import GeneratorSpec, LoadedModel, save_generators
-from translate.networks import count_macs
+from translate.networks import build_generator, count_macs
 from translate.runtime import Precision, cpu_info, resolve_device
 from translate.training.image_pool import ImagePool
 
@@ -83,7 +89,7 @@ UNPAIRED = {
 STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
 SECTIONS = (
     "training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray",
-    "distributed",
+    "distributed", "sr",
 )  # fmt: skip
 REALTIME = {
     "student": STUDENT,
@@ -96,6 +102,21 @@ BACKENDS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
 SIMD_FLAGS = frozenset(
     {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "bf16"}
 )
+SR_UPSCALE = {"scale": 4}
+# SR train steps: label -> (network, options). The full 23-block RRDB runs at a few seconds
+# per step on two CPU cores, so the CPU figure is for a 2-block one (the block is the unit
+# that repeats: the ratio between the two steps does not depend on the count).
+SR_TRAINING = {
+    "srvgg_compact": ("srvgg_compact", SR_UPSCALE),
+    "rrdbnet 2 blocks": ("rrdbnet", {**SR_UPSCALE, "num_block": 2}),
+}
+# SR latency: Real-ESRGAN's compact x4 at its defaults and the bundled demo; full 23-block
+# RRDB (tens of seconds a frame on two CPU cores) gets its size only (SR_SIZES).
+SR_REALTIME = {
+    "srvgg_compact": GeneratorSpec("srvgg_compact", 3, 3, SR_UPSCALE, scale=4),
+    "demo-sr": "demo-sr",
+}
+SR_SIZES = {**SR_REALTIME, "rrdbnet": GeneratorSpec("rrdbnet", 3, 3, SR_UPSCALE, scale=4)}
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -259,6 +280,29 @@ def reference_cyclegan(device: str, size: int) -> Callable[[], None]:
 REFERENCE_STEPS = {"pix2pix": reference_pix2pix, "cyclegan": reference_cyclegan}
 
 
+def reference_sr(
+    device: str, size: int, network: str, options: dict[str, Any], batch: int
+) -> Callable[[], None]:
+    """One BasicSR-style ``SRModel.optimize_parameters``: fp32, contiguous NCHW, default Adam,
+    ``zero_grad(); l_pix = cri_pix(output, gt); l_pix.backward(); step()``. Its LR input is
+    made by the same bicubic degradation our step runs, so the two differ in the step alone."""
+    net = build_generator(network, **options).to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.99))
+    degrade = build_degradation("bicubic", options["scale"]).to(device)
+    gt = (synthetic_batch(size, device, 0, batch) + 1) / 2
+    seeds = torch.arange(batch)
+
+    def step() -> None:
+        lq = degrade(gt, seeds)
+        optimizer.zero_grad()
+        output = (net(lq * 2 - 1) + 1) / 2  # our networks take [-1, 1]; the loss is on [0, 1]
+        l_pix = F.l1_loss(output, gt)
+        l_pix.backward()
+        optimizer.step()
+
+    return step
+
+
 # --- our trainers' step -------------------------------------------------------------------
 
 
@@ -272,10 +316,13 @@ def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
 
 
 def write_dataset(root: Path, model: str, size: int, count: int = 2) -> None:
-    """A tiny dataset of the layout ``model`` trains on: aligned A|B pairs or trainA/trainB."""
+    """A tiny dataset of the layout ``model`` trains on: aligned A|B pairs, trainA/trainB, or
+    HR images alone (sr)."""
     rng = np.random.default_rng(0)
     for i in range(count):
-        if model == "pix2pix":
+        if model == "sr":
+            write_image(root / "train" / f"{i}.png", smooth_image(rng, size, size))
+        elif model == "pix2pix":
             write_image(root / "train" / f"{i}.jpg", smooth_image(rng, size, 2 * size), 95)
         else:
             for domain in "AB":
@@ -284,27 +331,32 @@ def write_dataset(root: Path, model: str, size: int, count: int = 2) -> None:
 
 def our_step(
     model: str, device: str, precision: str, size: int, workdir: Path, loss: dict | None = None,
-    train: dict | None = None,
+    train: dict | None = None, extra: dict[str, Any] | None = None, batch_size: int = 1,
 ) -> Callable[[], Any]:  # fmt: skip
     """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
     optimizers, precision and memory format), with the reference defaults (and ``loss``
-    and ``train`` keys, e.g. CUT's mode) and batch 1."""
+    and ``train`` keys, e.g. CUT's mode; ``extra`` config sections, e.g. SR's generator) and
+    a batch of ``batch_size`` items."""
     from translate.training.configure import from_dict
     from translate.training.engine import Trainer
 
-    write_dataset(workdir / "data", model, size)
+    write_dataset(workdir / "data", model, size, count=max(2, batch_size))
     preprocess = {"mode": "crop", "crop_size": size, "flip": False}
+    data = {"root": str(workdir / "data"), "num_workers": 0, "val_size": 1,
+            "preprocess": preprocess}  # fmt: skip
+    if model == "sr":
+        data["degradation"] = "bicubic"
     config = from_dict({
         "model": model,
-        "data": {"root": str(workdir / "data"), "num_workers": 0, "val_size": 1,
-                 "preprocess": preprocess},
+        "data": data,
         "loss": loss or {},
         "train": {"device": device, "precision": precision, **(train or {})},
         "log": {"tensorboard": False},
+        **(extra or {}),
     })  # fmt: skip
     trainer = Trainer(config, workdir / "run", progress=False)
     layout = torch.channels_last if trainer.runtime.channels_last else torch.contiguous_format
-    item = torch.utils.data.default_collate([trainer.train_set[0]])
+    item = torch.utils.data.default_collate([trainer.train_set[i] for i in range(batch_size)])
     batch = {
         k: v.to(trainer.device).contiguous(memory_format=layout) if torch.is_tensor(v) else v
         for k, v in item.items()
@@ -317,14 +369,24 @@ def our_step(
 
 def train_case(
     model: str, impl: str, precision: str, device: str, size: int, quick: bool,
-    loss: dict | None = None,
+    loss: dict | None = None, network: str | None = None, batch: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
+    """Iterations/s and peak memory of one train step; ``network`` (a ``SR_TRAINING`` label)
+    makes it an SR step of that network at batch ``batch``."""
     torch.backends.cudnn.benchmark = True
     warmup, iters = (1, 3) if quick else (3, 10)
     if model == "pix2pix":  # about ten times faster than CycleGAN
         warmup, iters = warmup * 2, iters * 3
     with tempfile.TemporaryDirectory() as tmp:
-        if impl == "reference":
+        if network is not None:
+            name, options = SR_TRAINING[network]
+            if impl == "reference":
+                step = reference_sr(device, size, name, options, batch)
+            else:
+                extra = {"generator": {"name": name, "options": options}}
+                loss = {"lambda_gan": 0.0}
+                step = our_step(model, device, precision, size, Path(tmp), loss, extra, batch)
+        elif impl == "reference":
             step = REFERENCE_STEPS[model](device, size)
         else:
             step = our_step(model, device, precision, size, Path(tmp), loss)
@@ -428,7 +490,7 @@ def loader_case(device: str, size: int, quick: bool, workers: int) -> dict[str, 
 
 def _generator_file(model: str, workdir: Path) -> LoadedModel:
     """The real-time model as a loaded generator file (the demo's is bundled)."""
-    spec = REALTIME[model]
+    spec = {**REALTIME, **SR_SIZES}[model]
     if isinstance(spec, str):
         return load_model(spec)
     path = workdir / f"{model}.safetensors"
@@ -486,6 +548,14 @@ def realtime_case(model: str, backend: str, device: str, size: int, quick: bool)
                     net(x)
 
         return {"GMAC": macs / 1e9, **latencies(forward, device, warmup, iters)}
+
+
+def size_case(model: str, size: int) -> dict[str, Any]:
+    """Parameters (millions) and GMAC at a size x size input of one generator."""
+    with tempfile.TemporaryDirectory() as tmp:
+        net = _generator_file(model, Path(tmp)).generators["AtoB"]
+    params = sum(p.numel() for p in net.parameters())
+    return {"M params": params / 1e6, "GMAC": count_macs(net, (3, size, size)) / 1e9}
 
 
 def _clip(path: Path, size: int, frames: int, fps: int = 30) -> None:
@@ -661,6 +731,10 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     base = [r for r in backends if (r["backend"], r["precision"]) == ("torch", "fp32")]
     for row in backends if base else []:
         row["speed-up vs torch fp32"] = base[0]["p50 ms"] / row["p50 ms"]
+    sr_steps = [r for r in results.get("sr", []) if "step" in r]
+    basicsr = {r["network"]: r["it/s"] for r in sr_steps if r["step"] == "BasicSR-style"}
+    for row in sr_steps:
+        row["vs BasicSR"] = row["it/s"] / basicsr[row["network"]]
     unpaired = results.get("unpaired", [])
     cyclegan = {r["precision"]: r for r in unpaired if r["trainer"] == "CycleGAN"}
     for row in unpaired:
@@ -746,6 +820,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for backend in [*measured(precisions(device)), "onnx"]:
             cases.append(("realtime", {"model": model, "backend": backend}, realtime_case,
                           {"model": model, "backend": backend, **common}))  # fmt: skip
+    for network in SR_TRAINING:
+        common_sr = {"model": "sr", "network": network, "batch": args.batch, **common}
+        label = {"network": network, "step": "BasicSR-style", "precision": "fp32"}
+        cases.append(("sr", label, train_case, {"impl": "reference", "precision": "fp32",
+                                                **common_sr}))  # fmt: skip
+        for precision in measured(precisions(device)):
+            label = {"network": network, "step": "ours", "precision": precision}
+            cases.append(("sr", label, train_case, {"impl": "ours", "precision": precision,
+                                                    **common_sr}))  # fmt: skip
+    for model in SR_SIZES:
+        cases.append(("sr", {"model": model}, size_case, {"model": model, "size": args.size}))
+    for model in SR_REALTIME:
+        for backend in [*measured(precisions(device)), "onnx"]:
+            cases.append(("sr", {"model": model, "backend": backend}, realtime_case,
+                          {"model": model, "backend": backend, **common}))  # fmt: skip
     for precision in measured(precisions(device)):
         cases.append(("video", {"precision": precision, "batch": args.batch}, video_case,
                       {"precision": precision, "batch": args.batch, **common}))  # fmt: skip
@@ -784,6 +873,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "backends": f"backends, demo model through the Translator, {side}, 1 thread",
         "ray": f"conversion on Ray Data against the local converter, pix2pix, {side} PNGs, fp32",
         "distributed": f"pix2pix on 2 gloo ranks (CPU), {side}, batch 1 per rank",
+        "sr": f"super-resolution x4: train steps at {side} HR crops, batch {args.batch}; "
+        f"latency at {side} input, batch 1",
     }
     for name, rows in sections.items():
         if rows:

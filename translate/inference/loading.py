@@ -30,7 +30,7 @@ from .hub import hub_model_path, parse_repo_id
 from .pretrained import PRETRAINED, pretrained_path
 
 # Bundled model name -> file in translate/assets.
-BUNDLED = {"demo": "demo.safetensors"}
+BUNDLED = {"demo": "demo.safetensors", "demo-sr": "demo-sr.safetensors"}
 # What a run directory is searched for, in order of preference.
 RUN_GENERATORS = ("generator_best.safetensors", "generator_latest.safetensors")
 REFERENCE_SUFFIXES = (".pth", ".pt", ".ckpt")

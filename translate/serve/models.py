@@ -32,7 +32,10 @@ TRANSLATORS_KEPT = 16
 SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "samples"
 EXAMPLES = {"demo": SAMPLES}
 # What a bundled model does, which its metadata (trainer, dataset folder) does not say.
-DESCRIPTIONS = {"demo": "satellite tiles to shaded-relief maps"}
+DESCRIPTIONS = {
+    "demo": "satellite tiles to shaded-relief maps",
+    "demo-sr": "x4 super-resolution of photos and map tiles",
+}
 
 
 class Busy(Exception):
