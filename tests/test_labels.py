@@ -19,7 +19,7 @@ CLASSES = 5
 
 @GENERATORS.register(TOY)
 class ToyLabels(Generator):
-    """Per pixel: a 1x1 convolution of the one-hot input (so tiles are exact); sides padded to
+    """Per pixel: 1x1 convolutions of the one-hot input (so tiles are exact); sides padded to
     a multiple of 4, so padding is exercised."""
 
     input_kind = "labels"
@@ -27,7 +27,11 @@ class ToyLabels(Generator):
 
     def __init__(self, in_channels: int = CLASSES, out_channels: int = 3) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.Tanh())
+        # per pixel throughout; four layers, as every registered generator has tap points
+        # enough for tests/test_networks.py
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 1), nn.ReLU(), nn.Conv2d(8, out_channels, 1), nn.Tanh()
+        )
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
