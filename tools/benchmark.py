@@ -385,7 +385,9 @@ def train_case(
             else:
                 extra = {"generator": {"name": name, "options": options}}
                 loss = {"lambda_gan": 0.0}
-                step = our_step(model, device, precision, size, Path(tmp), loss, extra, batch)
+                step = our_step(
+                    model, device, precision, size, Path(tmp), loss, extra=extra, batch_size=batch
+                )
         elif impl == "reference":
             step = REFERENCE_STEPS[model](device, size)
         else:

@@ -254,7 +254,7 @@ def models() -> None:
     """List the models that load by name: bundled ones and the reference's pretrained
     generators (downloaded into TRANSLATE_HOME, default ~/.cache/translate, on first use)."""
     for name in sorted(BUNDLED):
-        click.echo(f"{name:<28} bundled")
+        click.echo(f"{name:<28} bundled  {BUNDLED[name]}")
     for name, (kind, _) in sorted(PRETRAINED.items()):
         where = "downloaded" if cache_path(name).is_file() else url(name)
         click.echo(f"{name:<28} {kind:<9} {where}")
