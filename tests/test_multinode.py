@@ -110,13 +110,16 @@ def test_elastic_restart_resumes_from_the_newest_checkpoint(
     marker = tmp_path / "crashed"
     run_dir = tmp_path / "restarted"
     outputs = _run(
-        _two_nodes(max_restarts=1), config, run_dir,
+        # spare restarts: a restarted group's gloo mesh can time out connecting on a loaded
+        # machine, and torchrun then restarts it once more
+        _two_nodes(max_restarts=3), config, run_dir,
         CRASH_AFTER_STEP="4", CRASH_MARKER=str(marker),
     )  # fmt: skip
     assert marker.read_text() == "4"  # rank 1 died after step 4
     starts = [(run_dir / f"started_{rank}").read_text().split() for rank in (0, 1)]
-    assert starts[0] == starts[1] and starts[0][0] == "0" and len(starts[0]) == 2
-    assert starts[0][1] in ("2", "4"), outputs  # the restart began from a checkpoint
+    assert starts[0] == starts[1] and starts[0][0] == "0" and len(starts[0]) >= 2
+    # every restart began from a checkpoint
+    assert all(step in ("2", "4") for step in starts[0][1:]), outputs
     assert "torchrun restarted the workers: resuming" in "".join(outputs)
     _assert_equal(two_nodes, _weights(run_dir))
 

@@ -118,6 +118,11 @@ def _actor_pids() -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process in /proc")
+def _outputs(folder: Path) -> list[Path]:
+    """The finished outputs: not the hidden temporary files an actor is writing."""
+    return [p for p in folder.glob("*.png") if not p.name.startswith(".")]
+
+
 def test_an_actor_killed_mid_run_loses_nothing_and_the_rerun_finishes(
     tiny_generator_file, tmp_path
 ):
@@ -140,12 +145,12 @@ def test_an_actor_killed_mid_run_loses_nothing_and_the_rerun_finishes(
     thread = threading.Thread(target=run)
     thread.start()
     deadline = time.monotonic() + 120
-    while not list(dst.glob("*.png")) and time.monotonic() < deadline:
+    while not _outputs(dst) and time.monotonic() < deadline:
         time.sleep(0.01)
     pids = _actor_pids()
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
-    written_at_kill = {p.name: p.read_bytes() for p in dst.glob("*.png")}
+    written_at_kill = {p.name: p.read_bytes() for p in _outputs(dst)}
     thread.join(timeout=180)
     assert 0 < len(written_at_kill) < 48  # the kill came mid-run
 
