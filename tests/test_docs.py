@@ -247,3 +247,78 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mon
             ]
         else:
             assert block.splitlines() == printed, args
+
+
+def _package_with_roles_rewritten():  # noqa: ANN202 (griffe is an optional import)
+    griffe = pytest.importorskip("griffe")
+    extension = griffe.load_extensions(f"{ROOT / 'tools' / 'docstring_roles.py'}:SphinxRoles")
+    return griffe.load(
+        "translate", search_paths=[str(ROOT)], extensions=extension, resolve_aliases=False
+    )
+
+
+def test_every_sphinx_role_in_a_docstring_becomes_a_reference_to_a_real_object() -> None:
+    package = _package_with_roles_rewritten()
+    roles_spec = importlib.util.spec_from_file_location(
+        "roles", ROOT / "tools" / "docstring_roles.py"
+    )
+    roles = importlib.util.module_from_spec(roles_spec)
+    roles_spec.loader.exec_module(roles)
+    docstrings = [(o.path, o.docstring.value) for o in roles._objects(package) if o.docstring]
+    raw = [path for path, text in docstrings if re.search(r":[a-z]+:`", text)]
+    assert not raw, f"Sphinx roles tools/docstring_roles.py left as text in {raw}"
+    targets = {
+        (path, target)
+        for path, text in docstrings
+        for target in re.findall(r'<autoref identifier="([^"]+)" optional>', text)
+    }
+    assert len(targets) > 100  # the package's docstrings hold some 150 roles
+    missing = []
+    for path, target in sorted(targets):
+        try:
+            package[target.removeprefix("translate.")]
+        except KeyError:
+            missing.append(f"{path}: {target}")
+    assert not missing, f"roles naming no object of the package: {missing}"
+
+
+def test_role_names_resolve_as_sphinx_does() -> None:
+    package = _package_with_roles_rewritten()
+    convert = package["inference.options.ConvertOptions"].docstring.value
+    # `~` shows the last part; the link is the full path
+    assert (
+        '<autoref identifier="translate.inference.convert.convert_folder" optional>'
+        "<code>convert_folder</code></autoref>"
+    ) in convert
+    # a name of the docstring's own module, and a method named through its imported class
+    options = package["inference.options"].docstring.value
+    assert 'identifier="translate.inference.options.RunOptions" optional><code>RunOptions<' in (
+        options
+    )
+    tiled = package["inference.convert.convert_folder"].docstring.value
+    assert 'identifier="translate.inference.translator.Translator.load"' in tiled
+    # a name the module does not import at its top: the one object of the package so named
+    assert 'identifier="translate.inference.translator.Translator"' in options
+    # Sphinx's relative `.module`: a sibling of the docstring's module
+    hub = package["inference.hub"].docstring.value
+    assert 'identifier="translate.inference.loading" optional><code>.loading<' in hub
+    # a name griffe sees no object for (`A, B = ...`) stays code, not a dead link
+    hr_folder = package["data.datasets.HRFolder"].docstring.value
+    assert "<code>HR</code>" in hr_folder and 'identifier="translate.data.layout.HR"' not in (
+        hr_folder
+    )
+
+
+@pytest.mark.slow
+def test_the_api_reference_has_a_heading_per_object_and_links_for_roles(tmp_path: Path) -> None:
+    pytest.importorskip("mkdocstrings_handlers.python")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1"}
+    build = [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path)]
+    result = subprocess.run(build, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "reference" / "api" / "index.html").read_text()
+    headings = set(re.findall(r'<h[2-6] id="([^"]+)" class="doc doc-heading"', page))
+    paths = [path for paths in gen_docs.api_names().values() for path in paths]
+    assert [path for path in paths if path not in headings] == []
+    assert not re.search(r":(func|class|meth|mod|attr|data):", page)
+    assert 'href="#translate.inference.convert.convert_folder"><code>convert_folder</code>' in page
