@@ -322,3 +322,47 @@ def test_the_api_reference_has_a_heading_per_object_and_links_for_roles(tmp_path
     assert [path for path in paths if path not in headings] == []
     assert not re.search(r":(func|class|meth|mod|attr|data):", page)
     assert 'href="#translate.inference.convert.convert_folder"><code>convert_folder</code>' in page
+
+
+def _setup_extras() -> dict[str, set[str]]:
+    """Extra -> the extras it names of this package itself (``test`` names the others)."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    out = {}
+    for name, value in cfg["options.extras_require"].items():
+        lines = [x for x in value.splitlines() if x.strip() and not x.startswith("#")]
+        own = [Requirement(x) for x in lines if Requirement(x).name == "translate"]
+        out[name] = own[0].extras if own else set()
+    return out
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_the_install_section_names_every_extra_of_setup_cfg(page: str) -> None:
+    text = (ROOT / page).read_text()
+    start = text.index("## Install")
+    install = text[start : text.index("\n## ", start)]
+    extras = _setup_extras()
+    missing = [name for name in extras if f'pip install -e ".[{name}]"' not in install]
+    assert not missing, f"{page}'s Install has no line for the extras {missing}"
+    said = re.search(r"`translate\[([\w,]+)\]`", install)[1].split(",")
+    assert set(said) == extras["test"]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_the_quickstart_offers_cpu_only_torch_before_the_default_one(page: str) -> None:
+    text = (ROOT / page).read_text()
+    quickstart = text[text.index("## Quickstart") :]
+    blocks = re.findall(r"```bash\n(.*?)```", quickstart, flags=re.S)
+    cpu, default = blocks[0], blocks[1]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu
+    # fails fast where the index cannot be reached; then the toolkit and the same demo
+    assert "--retries 1 --timeout 10" in cpu
+    assert (
+        cpu.split("--index-url https://download.pytorch.org/whl/cpu")[1]
+        == (default.split("activate")[1])
+    )
+    assert "download.pytorch.org" not in default
