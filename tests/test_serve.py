@@ -73,6 +73,13 @@ def client(models: Models) -> TestClient:
     return TestClient(create_app(models, max_bytes=200_000, max_pixels=100 * 100), headers=UPLOAD)
 
 
+@pytest.fixture
+def form_client(models: Models) -> TestClient:
+    """As ``client``, with no Content-Type of its own: each request's body sets it (a
+    multipart form's boundary)."""
+    return TestClient(create_app(models, max_bytes=200_000, max_pixels=100 * 100))
+
+
 def test_models_lists_only_those_named(client: TestClient, two_way: Path) -> None:
     info = client.get("/api/models").json()
     assert [m["name"] for m in info["models"]] == ["demo", str(two_way)]
@@ -206,6 +213,55 @@ def test_a_missing_parameter_gets_the_pages_one_line_error(client: TestClient) -
     assert "name=photo.png" in message  # the fix, not only the fault
 
 
+def test_a_multipart_upload_is_translated_as_the_raw_body_is(form_client: TestClient) -> None:
+    body = png(30, 22, seed=3)
+    raw = form_client.post("/api/translate?model=demo&name=x.png", content=body, headers=UPLOAD)
+    assert raw.status_code == 200, raw.text
+    # curl -F file=@x.png: the part's file name stands in for ?name=
+    form = form_client.post(
+        "/api/translate?model=demo", files={"file": ("x.png", body, "image/png")}
+    )
+    assert form.status_code == 200, form.text
+    assert form.content == raw.content and form.headers["x-size"] == "30x22"
+    # any field name; the converter's checks see the part's file name
+    text = form_client.post("/api/translate?model=demo", files={"image": ("notes.txt", body)})
+    assert text.status_code == 422 and text.json()["error"].startswith("notes.txt: not an image")
+    # ?name= wins over the part's file name
+    named = form_client.post(
+        "/api/translate?model=demo&name=y.png", files={"image": ("notes.txt", body)}
+    )
+    assert named.status_code == 200 and named.content == raw.content
+
+
+def test_a_multipart_upload_without_one_image_file_gets_a_one_line_4xx(
+    form_client: TestClient,
+) -> None:
+    url = "/api/translate?model=demo"
+    # curl -F file=<x.png (the file's bytes as a text field, no file part)
+    fields = form_client.post(url, data={"file": "not a file", "name": "x.png"})
+    assert fields.status_code == 415  # an urlencoded form: no file can be in it
+    no_file = form_client.post(url, files={"file": (None, "x.png")})  # a text part only
+    assert no_file.status_code == 400
+    assert no_file.json()["error"] == (
+        "multipart upload without a file part: send the image as a file part, "
+        "e.g. curl -F file=@photo.jpg"
+    )
+    two = form_client.post(url, files=[("a", ("a.png", png(8, 8))), ("b", ("b.png", png(8, 8)))])
+    assert two.status_code == 400 and "Too many files" in two.json()["error"]
+    unbounded = form_client.post(
+        url, content=png(8, 8), headers={"content-type": "multipart/form-data"}
+    )
+    assert unbounded.status_code == 400 and "boundary" in unbounded.json()["error"]
+    for response in (no_file, two, unbounded):
+        assert "\n" not in response.json()["error"]
+
+
+def test_a_multipart_upload_over_the_limit_is_refused(models: Models) -> None:
+    with TestClient(create_app(models, max_bytes=1000)) as small:
+        big = small.post("/api/translate?model=demo", files={"file": ("a.png", png(64, 64))})
+    assert big.status_code == 413 and "1,000 bytes" in big.json()["error"]
+
+
 def test_cross_site_requests_are_refused(client: TestClient) -> None:
     """A page on another site may POST forms and open sockets to a loopback server; the
     Origin the browser sends and the Content-Type of the upload tell them apart."""
@@ -216,12 +272,21 @@ def test_cross_site_requests_are_refused(client: TestClient) -> None:
     assert null.status_code == 403
     own = client.post(url, content=png(8, 8), headers={"origin": "http://testserver"})
     assert own.status_code == 200, own.text
-    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
+    for kind in ("text/plain", "application/x-www-form-urlencoded", ""):
         form = client.post(url, content=png(8, 8), headers={"content-type": kind})
         assert form.status_code == 415, kind
         assert form.json()["error"].startswith(f"Content-Type {kind or '(none)'}: send the image")
+        assert "curl -F file=@photo.jpg" in form.json()["error"]
     image = client.post(url, content=png(8, 8), headers={"content-type": "image/png"})
     assert image.status_code == 200
+    # a form's file upload is taken, so only its Origin keeps another site's form out
+    files = {"file": ("a.png", png(8, 8), "image/png")}
+    evil_form = client.post(
+        url,
+        files=files,
+        headers={"origin": "http://evil.com", "content-type": "multipart/form-data"},
+    )
+    assert evil_form.status_code == 403
     with (
         pytest.raises(WebSocketDisconnect),
         client.websocket_connect(  # noqa: PT012
@@ -528,3 +593,14 @@ def test_small_load_loses_nothing(models: Models, monkeypatch: pytest.MonkeyPatc
         result = asyncio.run(load_test.run_load(url, png(16, 16), clients=3, requests=3))
     assert result.statuses == {200: 9} and result.lost == 0 and result.failed == 0
     assert len(result.latencies) == 9 and "p95" in result.report()
+
+
+def test_every_api_route_is_documented_with_an_example(models: Models, run_dir: Path) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text()
+    app = create_app(models, Runs(run_dir))
+    routes = [r.path for r in app.routes if getattr(r, "path", "").startswith("/api/")]
+    assert len(routes) == 8
+    assert [path for path in routes if f"`{path}" not in page and f" {path}" not in page] == []
+    # the upload a user tries first, and the raw body, each with a command to copy
+    assert 'curl -F file=@photo.jpg "http://127.0.0.1:7860/api/translate?model=demo"' in page
+    assert "curl --data-binary @photo.jpg" in page

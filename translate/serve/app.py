@@ -14,7 +14,7 @@ import secrets
 import struct
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -27,7 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +41,7 @@ from translate.data.images import (
     read_image,
     unreadable_reason,
 )
+from translate.extras import MissingExtra, needs_extra
 from translate.inference.convert import error_reason
 from translate.inference.memory import MemoryBudget
 from translate.inference.options import OptionError, TranslatorOptions, query_values
@@ -64,6 +66,11 @@ SHORT_FRAME = (
     f"frame: {{}} bytes, shorter than the {FRAME_HEADER.size}-byte send time that starts a frame"
 )
 UPLOAD_TYPES = ("image/", "application/octet-stream")
+# An HTML form's upload (`curl -F file=@photo.jpg`): its one file part is the image.
+FORM_TYPE = "multipart/form-data"
+FORM_HINT = "send the image as a file part, e.g. curl -F file=@photo.jpg"
+# A form's text fields are not read; a few are let through (a browser form's submit button).
+FORM_FIELDS = 8
 # What the page's parameters are, for the one line a missing or malformed one gets.
 PARAMETERS = {
     "model": "a model's name from /api/models",
@@ -249,18 +256,45 @@ def _translate_frame(translator: Translator, data: bytes) -> bytes:
     return encode(translator.translate_batch([image])[0], "JPEG", LIVE_QUALITY)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a 413 once it passes ``limit`` bytes."""
     too_big = ApiError(413, f"upload larger than this server's limit of {limit:,} bytes")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise too_big
-    chunks, size = [], 0
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _body_chunks(request, limit)])
+
+
+async def _read_form_file(request: Request, limit: int) -> tuple[bytes, str]:
+    """The one file part of a ``multipart/form-data`` body (at most ``limit`` bytes in all):
+    its bytes and the file name the client sent with it."""
+    try:
+        with needs_extra("serve", "a multipart upload"):
+            import python_multipart  # noqa: F401 (starlette parses with it)
+    except MissingExtra as exc:
+        raise ApiError(415, f"{exc}; or send the image as the raw body (image/*)") from exc
+    chunks = _body_chunks(request, limit)
+    parser = MultiPartParser(request.headers, chunks, max_files=1, max_fields=FORM_FIELDS)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, f"multipart upload: {exc.message} ({FORM_HINT})") from exc
+    try:
+        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not files:
+            raise ApiError(400, f"multipart upload without a file part: {FORM_HINT}")
+        return await files[0].read(), files[0].filename or ""
+    finally:
+        await form.close()
 
 
 def parameter_errors(exc: RequestValidationError) -> str:
@@ -355,21 +389,32 @@ def create_app(
     async def translate(
         request: Request,
         model: str,
-        name: str,
+        name: str | None = None,
     ) -> Response:
-        """The request body is one image file; the answer is the translation as PNG. Other
-        query parameters are the ``serve`` options of TranslatorOptions (direction, tile)."""
-        # A form on another site can POST only form and text types without asking first.
+        """The image file is the request body, or the file part of a multipart form (whose
+        file name stands in for ``name``); the answer is the translation as PNG. Other query
+        parameters are the ``serve`` options of TranslatorOptions (direction, tile)."""
+        # A page on another site can POST form and text types without asking first: the
+        # SameOrigin check refuses those by their Origin, and of them only a form's file
+        # upload is taken here, never text or an urlencoded form.
         kind = request.headers.get("content-type", "")
-        if not kind.lower().startswith(UPLOAD_TYPES):
+        form = kind.lower().startswith(FORM_TYPE)
+        if not (form or kind.lower().startswith(UPLOAD_TYPES)):
             raise ApiError(
                 415,
                 f"Content-Type {kind or '(none)'}: send the image file as the body, "
-                "with Content-Type image/* or application/octet-stream",
+                f"with Content-Type image/* or application/octet-stream, or as a {FORM_TYPE} "
+                "file part (curl -F file=@photo.jpg)",
             )
         chosen = budget(model, request.query_params)
+        if form:
+            data, sent = await _read_form_file(request, max_bytes)
+            name = name or sent
+        if not name:
+            raise ApiError(400, f"query parameter 'name': field required ({PARAMETERS['name']})")
         name = upload_name(name)
-        data = await _read_body(request, max_bytes)
+        if not form:
+            data = await _read_body(request, max_bytes)
         try:
             png, (width, height) = await gate.run(_translate_upload, chosen, data, name, max_pixels)
         except Busy as exc:
