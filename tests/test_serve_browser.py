@@ -240,6 +240,25 @@ def test_training_page_shows_new_loss_points_as_the_run_writes(
             )
             config = driver.execute_script("return document.getElementById('config').textContent")
             assert "pix2pix" in config
+            # one chart, with its own y axis, per validation metric (PSNR and L1 differ 100x)
+            metrics = Runs(tmp_path / "runs").metrics("tiny")
+            keys = sorted(k for k, panel in metrics["panels"].items() if panel == "validation")
+            assert {"val_L1", "val_PSNR"} <= set(keys)
+            box = driver.find_element(By.ID, "charts-validation")
+            wait(driver, lambda d: box.get_attribute("data-charts") == str(len(keys)), "charts")
+            charts = box.find_elements(By.TAG_NAME, "canvas")
+            assert sorted(c.get_attribute("data-key") for c in charts) == keys
+            ranges = {
+                c.get_attribute("data-key"): [
+                    float(v) for v in c.get_attribute("data-range").split(",")
+                ]
+                for c in charts
+            }
+            l1 = [r["val_L1"] for r in metrics["records"] if "val_L1" in r]
+            assert ranges["val_L1"][1] < min(
+                r["val_PSNR"] for r in metrics["records"] if "val_PSNR" in r
+            )
+            assert ranges["val_PSNR"][0] > max(l1)
     finally:
         go_on.set()
         training.join(WAIT)

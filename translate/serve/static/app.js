@@ -428,7 +428,9 @@ async function pollRun() {
   run.unpaired = detail.unpaired;
   const last = run.records[run.records.length - 1] || { step: 0, epoch: 0 };
   $("run-step").textContent = `step ${last.step}, epoch ${last.epoch}, ${run.records.length} records`;
-  for (const panel of ["losses", "validation", "monitoring"]) drawChart(panel);
+  drawChart($("chart-losses"), series("losses"), "no losses yet");
+  drawValidation();
+  drawChart($("chart-monitoring"), series("monitoring"), "no monitoring yet");
   showScores();
   showWarnings();
   const samples = detail.samples.join();
@@ -451,16 +453,36 @@ function series(panel) {
   })).filter((s) => s.points.length);
 }
 
-function drawChart(panel) {
-  const canvas = $(`chart-${panel}`);
+// Validation metrics differ in scale (PSNR near 20 dB, L1 near 0.2): on one axis each would
+// look flat, so each gets a small chart of its own, as in losses.png.
+function drawValidation() {
+  const lines = series("validation");
+  const box = $("charts-validation");
+  box.dataset.charts = lines.length;
+  if (!lines.length) {
+    const text = run.unpaired ? NO_SCORES : "no validation yet";
+    box.replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: text }));
+    return;
+  }
+  const drawn = new Map([...box.querySelectorAll("canvas")].map((c) => [c.dataset.key, c]));
+  box.replaceChildren(...lines.map((s) => {
+    const canvas = drawn.get(s.key) || Object.assign(document.createElement("canvas"), { width: 276, height: 150 });
+    canvas.dataset.key = s.key;
+    drawChart(canvas, [s], "");
+    return canvas;
+  }));
+}
+
+// Curves on one canvas; data-points (the longest curve) and data-range (the y axis's ends)
+// say what was drawn.
+function drawChart(canvas, lines, empty) {
   const ctx = canvas.getContext("2d");
-  const lines = series(panel);
   canvas.dataset.points = lines.reduce((n, s) => Math.max(n, s.points.length), 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.font = "11px sans-serif";
   if (!lines.length) {
     ctx.fillStyle = "#6b7580";
-    ctx.fillText(panel === "validation" && run.unpaired ? NO_SCORES : `no ${panel} yet`, 20, 24);
+    ctx.fillText(empty, 20, 24);
     return;
   }
   const all = lines.flatMap((s) => s.points);
@@ -472,6 +494,7 @@ function drawChart(panel) {
   [y0, y1] = [f(y0), f(y1)];
   if (x1 === x0) x1 = x0 + 1;
   if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  canvas.dataset.range = [y0, y1].map((v) => (log ? 10 ** v : v)).join();
   const legendRows = Math.ceil(lines.length / 4);
   const left = 48, right = 8, top = 10 + 14 * legendRows, bottom = 22;
   const w = canvas.width - left - right, h = canvas.height - top - bottom;
