@@ -309,6 +309,16 @@ def test_role_names_resolve_as_sphinx_does() -> None:
     )
 
 
+def test_no_sphinx_role_shows_as_text_on_a_generated_page() -> None:
+    shown = [
+        f"{path.name}: {role}"
+        for path in gen_docs.REFERENCE.glob("*.md")
+        for role in re.findall(r":[a-z]+:`[^`]*`", path.read_text())
+    ]
+    assert not shown
+    assert gen_docs.as_code("see :func:`~a.b.f` and :class:`C`") == "see `f` and `C`"
+
+
 @pytest.mark.slow
 def test_the_api_reference_has_a_heading_per_object_and_links_for_roles(tmp_path: Path) -> None:
     pytest.importorskip("mkdocstrings_handlers.python")

@@ -56,12 +56,23 @@ def resolve(obj: griffe.Object, target: str, by_name: dict[str, list[str]]) -> s
     return None
 
 
+def _shown(match: re.Match[str]) -> str:
+    """What a role shows: its target, or with ``~`` the target's last part."""
+    _role, short, target = match.groups()
+    return target.rsplit(".", 1)[-1] if short else target
+
+
+def as_code(text: str) -> str:
+    """``text`` with each role as Markdown code, for pages written from docstrings outside
+    mkdocstrings (the model zoo's table, tools/gen_docs.py)."""
+    return ROLE.sub(lambda m: f"`{_shown(m)}`", text)
+
+
 def link(obj: griffe.Object, match: re.Match[str], by_name: dict[str, list[str]]) -> str:
     """The autorefs reference that replaces one role, or the name as code when the package
     has no such object to link to (a name griffe does not see, such as ``A, B = ...``)."""
-    _role, short, target = match.groups()
-    title = f"<code>{target.rsplit('.', 1)[-1] if short else target}</code>"
-    path = resolve(obj, target, by_name)
+    title = f"<code>{_shown(match)}</code>"
+    path = resolve(obj, match[3], by_name)
     if path is None:
         return title
     return f'<autoref identifier="{html.escape(path)}" optional>{title}</autoref>'

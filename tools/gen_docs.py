@@ -16,7 +16,9 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import functools
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -231,6 +233,22 @@ def api_page() -> str:
 # --- model zoo ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _docstring_roles() -> Any:
+    """tools/docstring_roles.py, loaded by path: this script also runs as a loaded file."""
+    spec = importlib.util.spec_from_file_location(
+        "docstring_roles", ROOT / "tools" / "docstring_roles.py"
+    )
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    return roles
+
+
+def as_code(text: str) -> str:
+    """A docstring's Sphinx roles as Markdown code, as the API page shows their names."""
+    return _docstring_roles().as_code(text)
+
+
 def _names_by_builder(registry: Any) -> list[tuple[list[str], dict[str, Any]]]:
     """Names grouped as the registry registered them together (a name and its aliases)."""
     groups: dict[int, tuple[list[str], dict[str, Any]]] = {}
@@ -260,7 +278,7 @@ def zoo_page() -> str:
         out += ["", f"## {title}", "", "| names | what | sets | options (default) |"]
         out.append("| --- | --- | --- | --- |")
         for names, defaults in _names_by_builder(registry):
-            what = " ".join((inspect.getdoc(registry.get(names[0])) or "").split())
+            what = as_code(" ".join((inspect.getdoc(registry.get(names[0])) or "").split()))
             sets = ", ".join(f"`{k}={v!r}`" for k, v in defaults.items()) or "-"
             given = registry.defaults(names[0])
             options = ", ".join(
