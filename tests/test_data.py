@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import io
+import random
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageFile, PngImagePlugin
 
 from translate.data.cli import data, prepare
-from translate.data.datasets import DatasetError, PairedFolder, UnpairedFolder
+from translate.data.datasets import DatasetError, HRFolder, PairedFolder, UnpairedFolder
 from translate.data.images import ImageReadError, list_images, read_image, write_image
-from translate.data.layout import detect_layouts, find_layout, hold_out
+from translate.data.layout import detect_layouts, find_layout, hold_out, image_size
 from translate.data.tools import val_indices
 from translate.data.transforms import Preprocess, crop_to, pad_to_multiple, to_tensor
 from translate.data.worldmaps import build_worldmaps, tile_grid
@@ -458,3 +461,129 @@ def test_prepared_photos_train_at_the_default_preprocessing(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert (run / "checkpoints" / "state_2.pt").is_file()
     assert "validation: 2 images (val)" in result.output
+
+
+# --- the symmetries of a square (preprocess.rotate) -----------------------------------------
+
+
+def _symmetries(image: np.ndarray) -> list[np.ndarray]:
+    """The 8 symmetries of a square HWC image: each quarter turn, unmirrored and mirrored."""
+    return [np.rot90(image[:, ::-1] if m else image, k) for m in (False, True) for k in range(4)]
+
+
+def _pixels(t: torch.Tensor) -> np.ndarray:
+    return ((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def _variant(image: np.ndarray, out: np.ndarray) -> int:
+    """Which of the 8 symmetries of ``image`` ``out`` is (noise: exactly one)."""
+    (found,) = [i for i, v in enumerate(_symmetries(image)) if np.array_equal(v, out)]
+    return found
+
+
+TURNED = Preprocess(mode="crop", crop_size=32, rotate=True)  # flip: on by default
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_the_8_symmetries_keep_pairs_aligned(tmp_path: Path, scale: int) -> None:
+    """B is A upscaled by exact nearest x4 (SR; scale 1: B is A inverted, pix2pix): so it
+    stays after the augmentation, whichever of the 8 symmetries an item gets, and all occur.
+    The crop is the whole of B, so the variant shows."""
+    a = noise(32 // scale, 32 // scale)
+    b = np.repeat(np.repeat(a, 4, 0), 4, 1) if scale == 4 else 255 - a
+    write_image(tmp_path / "A" / "train" / "0.png", a)
+    write_image(tmp_path / "B" / "train" / "0.png", b)
+    ds = PairedFolder(tmp_path, preprocess=TURNED, scale=scale)
+    ds.transform.set_random_state(np.random.default_rng(0), random.Random(0))
+    seen = set()
+    for _ in range(64):
+        item = ds[0]
+        lr, hr = _pixels(item["input"]), _pixels(item["target"])
+        if scale == 4:
+            assert np.array_equal(hr, np.repeat(np.repeat(lr, 4, 0), 4, 1))
+        else:
+            assert np.array_equal(hr, 255 - lr)
+        seen.add(_variant(a, lr))
+        assert _variant(b, hr) == _variant(a, lr)
+    assert seen == set(range(8))
+
+
+def test_hr_images_are_turned_before_their_lr_is_made(tmp_path: Path) -> None:
+    hr = noise(32, 32)
+    write_image(tmp_path / "train" / "0.png", hr)
+    random.seed(0)
+    ds = HRFolder(tmp_path, preprocess=TURNED)
+    assert {_variant(hr, _pixels(ds[0]["target"])) for _ in range(64)} == set(range(8))
+    val = HRFolder(tmp_path, preprocess=TURNED, train=False)
+    assert all(torch.equal(val[0]["target"], to_tensor(hr)) for _ in range(8))  # unturned
+
+
+def test_flip_alone_never_turns(tmp_path: Path) -> None:
+    write_image(tmp_path / "train" / "0.png", noise(32, 32))
+    ds = HRFolder(tmp_path, preprocess=Preprocess(mode="crop", crop_size=32))
+    random.seed(0)
+    assert {_variant(noise(32, 32), _pixels(ds[0]["target"])) for _ in range(32)} == {0, 4}
+
+
+@pytest.mark.parametrize("mode", ["none", "scale_width"])
+def test_rotate_is_refused_where_crops_are_not_square(mode: str) -> None:
+    with pytest.raises(ValueError, match=f"preprocess.rotate: .*mode '{mode}' keeps whole"):
+        Preprocess(mode=mode, rotate=True)
+    with pytest.raises(ValueError, match="preprocess.rotate: must be true or false"):
+        Preprocess(rotate="yes")  # type: ignore[arg-type]
+    Preprocess(mode="scale_width_and_crop", rotate=True)  # square crops: turned
+
+
+# --- image sizes from the headers ------------------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _exif_after_the_pixels(path: Path, exif: bytes) -> None:
+    """Move a PNG's chunks so that an eXIf chunk follows the IDAT, as some writers place it
+    (PIL writes it before): PIL then reads it only by decoding the whole image."""
+    raw = path.read_bytes()
+    end = raw.rindex(b"IEND") - 4
+    path.write_bytes(raw[:end] + _chunk(b"eXIf", exif) + raw[end:])
+
+
+def test_image_size_turns_by_exif_without_decoding(tmp_path, monkeypatch) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise on display
+    image = Image.fromarray(noise(4, 8))  # 8 wide, 4 high
+    image.save(tmp_path / "r.jpg", exif=exif)
+    image.save(tmp_path / "before.png", exif=exif)
+    image.save(tmp_path / "after.png")
+    _exif_after_the_pixels(tmp_path / "after.png", exif.tobytes())
+    xmp = '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    image.save(tmp_path / "xmp.png", pnginfo=info)
+    image.save(tmp_path / "plain.png")
+    for name in ("r.jpg", "before.png", "after.png", "xmp.png"):
+        assert read_image(tmp_path / name).shape[:2] == (8, 4), name  # as read_image turns
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self))
+    for name in ("r.jpg", "before.png", "after.png"):
+        assert image_size(tmp_path / name) == (4, 8), name
+    assert image_size(tmp_path / "plain.png") == (8, 4) and not decoded
+    # XMP in a PNG text chunk only PIL parses, decoding the file: rare, so still honoured
+    assert image_size(tmp_path / "xmp.png") == (4, 8) and decoded
+
+
+def test_truncated_and_non_images_are_named_at_start_up(tmp_path: Path) -> None:
+    write_image(tmp_path / "train" / "0.png", noise(64, 64))
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64)).save(buf, format="PNG")
+    (tmp_path / "train" / "cut.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (tmp_path / "train" / "text.png").write_text("not an image")
+    with pytest.raises(OSError, match="cut.png: truncated PNG"):
+        image_size(tmp_path / "train" / "cut.png")
+    with pytest.raises(OSError, match="cannot identify image file"):
+        image_size(tmp_path / "train" / "text.png")
+    with pytest.warns(UserWarning, match="skipping 2 unreadable file") as caught:
+        ds = HRFolder(tmp_path, preprocess=Preprocess(mode="crop", crop_size=32))
+    assert "cut.png" in str(caught[0].message) and "text.png" in str(caught[0].message)
+    assert [p.name for p in ds.paths] == ["0.png"]

@@ -238,7 +238,7 @@ def _paired_lr_hr(root, count=4, side=12):
 def test_paired_crops_put_the_target_box_at_scale_times_the_input_box():
     image = np.arange(10 * 12 * 4, dtype=np.uint8).reshape(10, 12, 4)
     target = np.repeat(np.repeat(image[..., :3], 2, axis=0), 2, axis=1)
-    pre = Preprocess(mode="crop", crop_size=6, flip=True)
+    pre = Preprocess(mode="crop", crop_size=12, flip=True)  # HR pixels: 6 px input crops
     transform = ScaledPairTransform(pre, 2)
     for seed in range(8):  # both flips and several positions
         transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
@@ -258,7 +258,7 @@ def test_a_scale_2_rgba_generator_trains_and_converts_folders_and_tiles(tmp_path
         "data": {
             "root": str(data),
             "input_channels": 4,
-            "preprocess": {"mode": "crop", "crop_size": 8, "size_multiple": 1},
+            "preprocess": {"mode": "crop", "crop_size": 16, "size_multiple": 1},  # HR pixels
             "num_workers": 0,
             "val_size": 2,
         },

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from spandrel import ModelLoader
 from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
@@ -182,8 +183,8 @@ def test_the_runs_generator_converts_at_4x_and_loads_in_spandrel(hr_run, tmp_pat
 
 
 def test_paired_lr_hr_folders_train(paired_root: Path, tmp_path: Path) -> None:
-    config = sr_config(
-        paired_root, data={"degradation": None, "preprocess": {"mode": "crop", "crop_size": 16}}
+    config = sr_config(  # HR pixels, as on HR images alone: 16 px LR crops
+        paired_root, data={"degradation": None, "preprocess": {"mode": "crop", "crop_size": 64}}
     )
     t = trainer(config, tmp_path)
     batch = _to_device(next(iter(t.loader)), t.device, False)
@@ -197,6 +198,42 @@ def test_paired_lr_hr_folders_train(paired_root: Path, tmp_path: Path) -> None:
         assert keys and any(not torch.equal(before[k], after[k]) for k in keys), net
     t.fit()
     assert (tmp_path / "generator_best.safetensors").is_file()
+
+
+def test_paired_crops_count_hr_pixels_and_are_never_padded(paired_root, tmp_path) -> None:
+    """`translate train` refuses a crop larger than the HR images (64x80 here) before any
+    step, naming the key and a file, as it refuses one that is no whole LR crop."""
+    too_large = f"{paired_root / 'B' / '0.png'} (80x64) (and 4 more); lower it to at most 64"
+    for crop, message in (
+        (128, f"'data.preprocess.crop_size': 128 HR pixels is larger than {too_large}"),
+        (66, "'data.preprocess.crop_size': 66 HR pixels is not a multiple of 4"),
+    ):
+        preprocess = {"mode": "crop", "crop_size": crop}
+        config = sr_config(paired_root, data={"degradation": None, "preprocess": preprocess})
+        path = tmp_path / f"sr_{crop}.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        args = ["train", str(path), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_hr_crops_larger_than_an_image_are_refused(hr_root: Path, tmp_path: Path) -> None:
+    config = sr_config(hr_root, data={"preprocess": {"mode": "crop", "crop_size": 96}})
+    with pytest.raises(ValueError, match=r"96 HR pixels is larger than \S+0\.png \(80x72\)"):
+        trainer(config, tmp_path)
+
+
+def test_sr_turns_its_crops_by_default_and_says_where_it_cannot(tmp_path: Path) -> None:
+    """model sr trains on the 8 symmetries of a square crop (rotate and flip); mode none
+    keeps whole images, which a quarter turn would reshape: refused, naming the fix."""
+    assert from_dict(sr_config(tmp_path)).data.preprocess.rotate is True
+    assert from_dict(tiny("pix2pix", tmp_path)).data.preprocess.rotate is False
+    whole = {"preprocess": {"mode": "none"}}
+    with pytest.raises(ValueError, match="preprocess.rotate: .*model sr turns it on by default"):
+        from_dict(sr_config(tmp_path, data=whole))
+    whole["preprocess"]["rotate"] = False
+    assert from_dict(sr_config(tmp_path, data=whole)).data.preprocess.mode == "none"
 
 
 def test_a_short_l1_run_lowers_the_loss(hr_root: Path, tmp_path: Path) -> None:

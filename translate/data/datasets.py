@@ -30,8 +30,12 @@ from translate.data.layout import (
 from translate.data.transforms import (
     Preprocess,
     ScaledPairTransform,
+    apply_symmetry,
     build_input_augment,
     build_transform,
+    check_hr_crop,
+    crop_origin,
+    draw_symmetry,
     pad_to_multiple,
     to_tensor,
     zoom_box,
@@ -52,6 +56,23 @@ def _header_sizes(paths: list[Path], what: str) -> dict[Path, tuple[int, int]]:
         message = f"{what}: skipping {len(bad)} unreadable file(s):" + name_some(bad)
         warnings.warn(message, stacklevel=3)
     return sizes
+
+
+def _refuse_smaller_than_crop(sizes: dict[Path, tuple[int, int]], crop: int, multiple: int) -> None:
+    """Refuse images (``sizes``: width, height in HR pixels) smaller than an SR crop: padding
+    them would train on mirrored pixels. Names the first, how many more, and the largest
+    crop (a multiple of ``multiple``) that every image holds."""
+    small = [p for p, (w, h) in sizes.items() if min(w, h) < crop]
+    if not small:
+        return
+    width, height = sizes[small[0]]
+    more = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+    most = min(min(size) for size in sizes.values()) // multiple * multiple
+    fix = f"lower it to at most {most} or remove the smaller images" if most else "remove them"
+    raise DatasetError(
+        f"config key 'data.preprocess.crop_size': {crop} HR pixels is larger than {small[0]} "
+        f"({width}x{height}){more}; {fix} (crops are never padded)"
+    )
 
 
 def _select(files: list[T], holdout: str | None) -> list[T]:
@@ -102,7 +123,9 @@ class PairedFolder(_SkipsBadFiles):
 
     ``holdout`` ``"rest"`` leaves out the files :func:`~translate.data.layout.hold_out` keeps
     for validation, ``"held"`` takes only those. ``scale``: the generator's output scale; B is
-    then ``scale`` times A (resized to it if not), cropped at the corresponding position.
+    then ``scale`` times A (resized to it if not), cropped at the corresponding position
+    (:class:`~translate.data.transforms.ScaledPairTransform`: ``crop_size`` in B's pixels, a
+    multiple of ``multiple``, default the scale; images smaller than the crop are refused).
     """
 
     def __init__(
@@ -117,6 +140,7 @@ class PairedFolder(_SkipsBadFiles):
         train: bool = True,
         holdout: str | None = None,
         scale: int = 1,
+        multiple: int | None = None,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
@@ -148,8 +172,16 @@ class PairedFolder(_SkipsBadFiles):
         self.transform = (
             build_transform(self.preprocess, train)
             if scale == 1
-            else ScaledPairTransform(self.preprocess, scale, train)
+            else ScaledPairTransform(self.preprocess, scale, train, multiple)
         )
+        if scale != 1 and self.preprocess.mode == "crop":
+            # The LR file's size sets the pair's (B is resized to scale times A, or A to B's).
+            lr = 0 if direction == "AtoB" else 1
+            hr_sizes = {
+                pair[1 - lr]: (sizes[pair[lr]][0] * scale, sizes[pair[lr]][1] * scale)
+                for pair in self.pairs
+            }
+            _refuse_smaller_than_crop(hr_sizes, self.preprocess.crop_size, multiple or scale)
         self.input_augment = build_input_augment(self.preprocess) if train else None
 
     def __len__(self) -> int:
@@ -251,7 +283,8 @@ class HRFolder(_SkipsBadFiles):
     ``{"target": Tensor[C,H,W] in [-1, 1], "target_path": str, "seed": int}``.
 
     ``preprocess.mode`` ``crop``: a ``crop_size`` square at a random position (the centre
-    with ``train=False``), reflect-padded where the image is smaller, flipped at random;
+    with ``train=False``), flipped and turned at random as ``flip`` and ``rotate`` say;
+    images smaller than the crop are refused (by their headers, up front);
     ``none``: the whole image, cropped at the bottom and right to a multiple of ``multiple``
     (the scale times the generator's size multiple, so its LR side is whole). ``seed`` seeds
     the item's degradation: drawn from Python's ``random``, which
@@ -280,18 +313,16 @@ class HRFolder(_SkipsBadFiles):
                 f"config key 'data.preprocess.mode': {pre.mode!r} would resize the HR images "
                 f"the LR inputs are made from; use one of {', '.join(self.MODES)}"
             )
-        if pre.mode == "crop" and pre.crop_size % multiple:
-            raise ValueError(
-                f"config key 'data.preprocess.crop_size': {pre.crop_size} HR pixels is not a "
-                f"multiple of {multiple} (the scale times the generator's size multiple); use "
-                f"{max(multiple, pre.crop_size // multiple * multiple)}"
-            )
+        check_hr_crop(pre, multiple)
         self.channels, self.multiple, self.train = channels, multiple, train
         layout = find_layout(self.root, HR)
-        files = list(_header_sizes(_select(layout.images(split), holdout), str(self.root)))
-        if not files:
+        sizes = _header_sizes(_select(layout.images(split), holdout), str(self.root))
+        if not sizes:
             raise DatasetError(f"{self.root}: no images found for split {split!r}")
+        files = list(sizes)
         self.paths = files[:max_dataset_size] if max_dataset_size else files
+        if pre.mode == "crop":
+            _refuse_smaller_than_crop({p: sizes[p] for p in self.paths}, pre.crop_size, multiple)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -300,9 +331,12 @@ class HRFolder(_SkipsBadFiles):
         path, pre = self.paths[index], self.preprocess
         image = read_image(path, channels=self.channels)
         if pre.mode == "crop":
-            image = _crop_square(image, pre.crop_size, self.train)
-            if self.train and pre.flip and random.random() < 0.5:
-                image = image[:, ::-1]
+            rng = random.Random(random.getrandbits(64)) if self.train else None
+            c = pre.crop_size
+            top, left = crop_origin(*image.shape[:2], c, rng)
+            image = image[top : top + c, left : left + c]
+            if rng is not None:
+                image = apply_symmetry(image, *draw_symmetry(pre, rng))
         else:
             m = self.multiple
             height, width = image.shape[0] // m * m, image.shape[1] // m * m
@@ -313,27 +347,11 @@ class HRFolder(_SkipsBadFiles):
         return {"target": to_tensor(image), "target_path": str(path), "seed": seed}
 
 
-def _crop_square(image: np.ndarray, size: int, at_random: bool) -> np.ndarray:
-    """A ``size`` square of an HWC image, at a random position from Python's ``random`` or
-    the centre; a smaller image is reflect-padded at the bottom and right first."""
-    bottom, right = max(size - image.shape[0], 0), max(size - image.shape[1], 0)
-    if bottom or right:
-        image = cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REFLECT_101)
-        image = image[:, :, None] if image.ndim == 2 else image
-    room = image.shape[0] - size, image.shape[1] - size
-    top, left = (
-        (random.randint(0, room[0]), random.randint(0, room[1]))
-        if at_random
-        else (room[0] // 2, room[1] // 2)
-    )
-    return image[top : top + size, left : left + size]
-
-
 class SingleImagePair(Dataset):
     """Crops of one A image and one B image (the CUT authors' SinCUT): ``length`` items of
     ``{"A", "B", "A_path", "B_path"}``, each domain cut at its own random square and zoom
     (:func:`~translate.data.transforms.zoom_box`, zoom drawn from ``scale``), then
-    flipped and (A) augmented as ``preprocess`` says.
+    flipped, turned and (A) augmented as ``preprocess`` says.
 
     Positions, zooms and flips come from Python's ``random``, which
     :class:`~translate.training.sampling.SeededItems` seeds per item, so a run and its
@@ -375,10 +393,7 @@ class SingleImagePair(Dataset):
         image, size = self.images[domain], self.preprocess.crop_size
         rng = random.Random(random.getrandbits(64))
         box = zoom_box(*image.shape[:2], size, self.scales[domain], rng)
-        crop = zoom_crop(image, box, size)
-        if self.preprocess.flip and rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        return crop
+        return apply_symmetry(zoom_crop(image, box, size), *draw_symmetry(self.preprocess, rng))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         if not 0 <= index < self.length:

@@ -12,6 +12,7 @@ takes each image's size. Nothing here decodes pixels.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -309,17 +310,54 @@ def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
     raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF rotation applied), from the header only.
+ORIENTATION = 0x0112  # the EXIF tag; values 5 to 8 turn the image a quarter
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Keywords of PNG text chunks that PIL reads an orientation from: EXIF as hex, XMP
+PNG_ORIENTATION_TEXT = (b"Raw profile type exif", b"XML:com.adobe.xmp")
 
-    Raises any error PIL raises for a file that is no image.
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied), from the headers and
+    metadata alone: no pixel is decoded (PIL's ``getexif`` decodes a whole PNG to reach an
+    eXIf chunk after the pixel data; :func:`png_exif` seeks over it).
+
+    Raises any error PIL raises for a file that is no image, OSError for a truncated PNG.
     """
     with Image.open(path) as img:
-        img.verify()  # must come straight after open, hence a second open below
-    with Image.open(path) as img:
         width, height = img.size
-        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        exif = png_exif(path) if img.format == "PNG" else None
+        if exif is None:
+            exif = img.getexif()
+        rotated = exif.get(ORIENTATION, 1) in (5, 6, 7, 8)
     return (height, width) if rotated else (width, height)
+
+
+def png_exif(path: Path) -> Image.Exif | None:
+    """The EXIF of a PNG file, from its chunks, seeking over the data of every other chunk
+    (the pixels' IDAT). None where a text chunk may hold an orientation (EXIF as hex, XMP),
+    which PIL alone parses. A file that ends before its IEND chunk raises OSError."""
+    exif = Image.Exif()
+    # unbuffered: each chunk header is one small read, not a buffer's worth of pixel data
+    with open(path, "rb", buffering=0) as fp:
+        fp.seek(len(PNG_SIGNATURE))
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                raise OSError(f"{path}: truncated PNG (it ends before its IEND chunk)")
+            length, kind = struct.unpack(">I4s", head)
+            after = fp.tell() + length + 4  # the data, then its CRC
+            if kind == b"IEND":
+                return exif
+            if kind == b"eXIf":
+                data = fp.read(length)
+                if len(data) < length:
+                    raise OSError(f"{path}: truncated PNG (it ends inside its eXIf chunk)")
+                exif.load(data)
+            elif kind in (b"tEXt", b"zTXt", b"iTXt"):
+                keyword = fp.read(min(length, 80)).partition(b"\0")[0]  # 79 bytes at most
+                if keyword in PNG_ORIENTATION_TEXT:
+                    return None
+            fp.seek(after)
 
 
 def not_aligned(sizes: dict[Path, tuple[int, int]]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Preprocessing: the reference's resize/crop/flip modes on albumentations, tensor conversion."""
+"""Preprocessing: the reference's resize/crop/flip modes on albumentations, the symmetries of
+a square crop, tensor conversion."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+UNCROPPED_MODES = ("scale_width", "none")  # keep each image's own shape, rarely a square
 
 
 @dataclass
@@ -22,8 +24,11 @@ class Preprocess:
     # resize_and_crop, crop, scale_width, scale_width_and_crop or none (pad to size_multiple)
     mode: str = "resize_and_crop"
     load_size: int = 286  # resize to this (the width, for the scale_width modes)
-    crop_size: int = 256  # then a random crop of this side (centred at validation)
+    crop_size: int = 256  # then a random crop of this side (centred at validation); SR: HR pixels
     flip: bool = True  # random horizontal flips, the same for both images of a pair
+    # random quarter turns as well (with flip: all 8 symmetries of a square); square crops
+    # only (not modes scale_width, none); on by default for model sr
+    rotate: bool = False
     size_multiple: int = 4  # modes none and scale_width: pad each side to a multiple of this
     # albumentations transforms on the input only, e.g. [{name: ColorJitter, brightness: 0.2}]
     input_augment: list[dict[str, Any]] = field(default_factory=list)
@@ -41,8 +46,16 @@ class Preprocess:
             raise ValueError(
                 f"preprocess.crop_size: {self.crop_size} is larger than load_size {self.load_size}"
             )
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"preprocess.flip: must be true or false, got {self.flip!r}")
+        for name in ("flip", "rotate"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"preprocess.{name}: must be true or false, got {value!r}")
+        if self.rotate and self.mode in UNCROPPED_MODES:
+            raise ValueError(
+                f"preprocess.rotate: a quarter turn changes the shape of the images mode "
+                f"{self.mode!r} keeps whole (it turns square crops only); set rotate: false "
+                "(model sr turns it on by default) or a cropping mode"
+            )
         for i, spec in enumerate(self.input_augment):
             _build_augment(spec, f"preprocess.input_augment[{i}]")
 
@@ -122,53 +135,97 @@ def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
         ]
     if train and pre.flip:
         steps.append(A.HorizontalFlip(p=0.5))
+    if train and pre.rotate:  # 0 to 3 quarter turns, each as likely
+        steps.append(A.RandomRotate90(p=1.0))
     return A.Compose(steps, additional_targets={"target": "image"})
 
 
 class ScaledPairTransform:
     """The geometric transform of a pair whose target is ``scale`` times the image (an
-    LR/HR pair): resize, pad and crop at corresponding positions, the target's box ``scale``
-    times the image's; one flip for both. Called as ``transform(image=, target=)``, as the
-    shared :func:`build_transform`."""
+    LR/HR pair): resize and crop at corresponding positions, sizes counted in target (HR)
+    pixels, the image's box ``1/scale`` of the target's; one flip and turn for both. Called
+    as ``transform(image=, target=)``, as the shared :func:`build_transform`.
+
+    ``multiple``: what ``crop_size`` must divide by (the scale times the generator's size
+    multiple; default the scale). A crop never reaches past the image: the dataset refuses
+    smaller images up front, from their headers."""
 
     MODES = ("resize_and_crop", "crop", "none")
 
-    def __init__(self, pre: Preprocess, scale: int, train: bool = True) -> None:
+    def __init__(
+        self, pre: Preprocess, scale: int, train: bool = True, multiple: int | None = None
+    ) -> None:
         if pre.mode not in self.MODES:
             raise ValueError(
                 f"preprocess.mode: {pre.mode!r} does not keep a scale-{scale} pair aligned; "
                 f"use one of {', '.join(self.MODES)}"
             )
+        check_hr_crop(pre, multiple or scale)
+        if pre.mode == "resize_and_crop" and pre.load_size % scale:
+            raise ValueError(
+                f"config key 'data.preprocess.load_size': {pre.load_size} HR pixels is not a "
+                f"multiple of the scale {scale}; use {max(scale, pre.load_size // scale * scale)}"
+            )
         self.pre, self.scale, self.train = pre, scale, train
         self.rng = random.Random()
 
     def set_random_state(self, _np_rng: np.random.Generator, py_rng: random.Random) -> None:
-        """Seed the crop and flip, as ``A.Compose.set_random_state`` does (SeededItems)."""
+        """Seed the crop, flip and turn, as ``A.Compose.set_random_state`` does (SeededItems)."""
         self.rng = py_rng
 
     def __call__(self, image: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
         pre, s = self.pre, self.scale
         if pre.mode == "resize_and_crop":
-            image, target = _resize(image, pre.load_size), _resize(target, pre.load_size * s)
+            image, target = _resize(image, pre.load_size // s), _resize(target, pre.load_size)
         if pre.mode == "none":
             m = pre.size_multiple
             size = (-(-image.shape[0] // m) * m, -(-image.shape[1] // m) * m)
+            image, target = _pad(image, size), _pad(target, (size[0] * s, size[1] * s))
         else:
-            size = (max(pre.crop_size, image.shape[0]), max(pre.crop_size, image.shape[1]))
-        image, target = _pad(image, size), _pad(target, (size[0] * s, size[1] * s))
-        if pre.mode != "none":
-            c = pre.crop_size
-            room = image.shape[0] - c, image.shape[1] - c
-            top, left = (
-                (self.rng.randint(0, room[0]), self.rng.randint(0, room[1]))
-                if self.train
-                else (room[0] // 2, room[1] // 2)
-            )
+            c = pre.crop_size // s
+            top, left = crop_origin(*image.shape[:2], c, self.rng if self.train else None)
             image = image[top : top + c, left : left + c]
             target = target[top * s : (top + c) * s, left * s : (left + c) * s]
-        if self.train and pre.flip and self.rng.random() < 0.5:
-            image, target = image[:, ::-1], target[:, ::-1]
+        if self.train:
+            flip, turns = draw_symmetry(pre, self.rng)
+            image, target = apply_symmetry(image, flip, turns), apply_symmetry(target, flip, turns)
         return {"image": np.ascontiguousarray(image), "target": np.ascontiguousarray(target)}
+
+
+def check_hr_crop(pre: Preprocess, multiple: int) -> None:
+    """Refuse a ``crop_size`` (HR pixels) whose LR side would not be whole or not a size the
+    generator takes: ``multiple`` is the scale times the generator's size multiple."""
+    if pre.mode in ("crop", "resize_and_crop") and pre.crop_size % multiple:
+        raise ValueError(
+            f"config key 'data.preprocess.crop_size': {pre.crop_size} HR pixels is not a "
+            f"multiple of {multiple} (the scale times the generator's size multiple); use "
+            f"{max(multiple, pre.crop_size // multiple * multiple)}"
+        )
+
+
+def crop_origin(height: int, width: int, size: int, rng: random.Random | None) -> tuple[int, int]:
+    """(top, left) of a ``size`` square of a ``height`` x ``width`` image: drawn from ``rng``,
+    or the centre without one."""
+    room = height - size, width - size
+    if min(room) < 0:  # datasets refuse these up front, by header; this guards direct use
+        raise ValueError(f"a {width}x{height} image is smaller than its {size} px crop")
+    if rng is None:
+        return room[0] // 2, room[1] // 2
+    return rng.randint(0, room[0]), rng.randint(0, room[1])
+
+
+def draw_symmetry(pre: Preprocess, rng: random.Random) -> tuple[bool, int]:
+    """A random horizontal flip (when ``pre.flip``) and number of quarter turns (when
+    ``pre.rotate``) for :func:`apply_symmetry`; with both, each of the 8 symmetries of a
+    square is as likely."""
+    flip = pre.flip and rng.random() < 0.5
+    return flip, rng.randrange(4) if pre.rotate else 0
+
+
+def apply_symmetry(image: np.ndarray, flip: bool, turns: int) -> np.ndarray:
+    """An HWC image (a crop: cheap) mirrored left-right if ``flip``, then turned ``turns``
+    quarter turns anticlockwise; a view, copied once when it becomes a tensor."""
+    return np.rot90(image[:, ::-1] if flip else image, turns)
 
 
 def _resize(image: np.ndarray, side: int) -> np.ndarray:

@@ -214,9 +214,10 @@ def degraded_images(
 
 def whole_images(preprocess: InputSpec, generator: torch.nn.Module) -> InputSpec:
     """``preprocess`` for scoring a super-resolution generator on whole images, as the SR
-    benchmarks are (not the training crop): mode ``none`` at the generator's size multiple."""
+    benchmarks are (not the training crop): mode ``none`` at the generator's size multiple,
+    unturned (a training crop's ``rotate`` does not apply to whole images)."""
     multiple = getattr(generator, "size_multiple", 1)
-    transforms = replace(preprocess.transforms, mode="none", size_multiple=multiple)
+    transforms = replace(preprocess.transforms, mode="none", size_multiple=multiple, rotate=False)
     return replace(preprocess, transforms=transforms)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from translate.data.datasets import HRFolder, PairedFolder, SingleImagePair, UnpairedFolder
@@ -35,10 +34,10 @@ def paired_folder(
     config: Config, split: str, train: bool, size: int | None, part: str | None
 ) -> Dataset:
     # The generator's declared scale: each B crop is that times its A crop.
-    d, scale = config.data, declared_geometry(_meta_generator(config))["scale"]
+    d, (scale, multiple) = config.data, _hr_geometry(config)
     return PairedFolder(
         d.root, split, d.direction, d.preprocess, d.input_channels, d.output_channels,
-        max_dataset_size=size, train=train, holdout=part, scale=scale,
+        max_dataset_size=size, train=train, holdout=part, scale=scale, multiple=multiple,
     )  # fmt: skip
 
 
@@ -57,22 +56,22 @@ def unpaired_folder(
 def hr_folder(
     config: Config, split: str, train: bool, size: int | None, part: str | None
 ) -> Dataset:
-    # HR sides a multiple of the scale times the generator's size multiple: the LR
-    # inputs synthesised from them are whole pixels of a size the generator takes
-    g = _meta_generator(config)
-    multiple = declared_geometry(g)["scale"] * getattr(g, "size_multiple", 1)
-    d = config.data
+    d, (_, multiple) = config.data, _hr_geometry(config)
     return HRFolder(
         d.root, split, d.preprocess, d.output_channels, multiple,
         max_dataset_size=size, train=train, holdout=part,
     )  # fmt: skip
 
 
-def _meta_generator(config: Config) -> nn.Module:
-    """The config's generator, built on the meta device (no memory) for its geometry."""
+def _hr_geometry(config: Config) -> tuple[int, int]:
+    """The config generator's scale, and what HR sizes must divide by: the scale times the
+    generator's size multiple, so that LR crops are whole pixels of a size it takes. Read
+    from the generator built on the meta device (no memory)."""
     d, g = config.data, config.generator
     with torch.device("meta"):
-        return build_generator(g.name, d.input_channels, d.output_channels, **g.options)
+        net = build_generator(g.name, d.input_channels, d.output_channels, **g.options)
+    scale = declared_geometry(net)["scale"]
+    return scale, scale * getattr(net, "size_multiple", 1)
 
 
 def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:

@@ -1,8 +1,8 @@
 """Super-resolution (ESRGAN / Real-ESRGAN's recipe): a generator ``scale`` times its input's
 size, trained on L1 to the HR target, optionally a perceptual loss, and a GAN.
 
-Data: paired LR/HR folders (``A/`` LR, ``B/`` HR at ``scale`` times; the crop is in LR
-pixels there) or HR images alone, when ``data.degradation`` names how to make their LR
+Data: paired LR/HR folders (``A/`` LR, ``B/`` HR at ``scale`` times; the crop counts HR
+pixels there too) or HR images alone, when ``data.degradation`` names how to make their LR
 inputs (``bicubic``, ``realesrgan``; :mod:`translate.data.degradations`). Those are made in
 the training step, on the run's device and in batch, each item from its own seed (the
 dataset's ``seed``: run seed, epoch, index), so a resumed run sees the same LR inputs.
@@ -76,7 +76,8 @@ class SuperResolution(GANModel):
         # network's (generator: {name: rrdbnet} takes none of srvgg_compact's)
         "generator": {"name": "srvgg_compact"},
         "discriminator": {"name": "unet_sn"},  # Real-ESRGAN's U-Net with spectral norm
-        "data": {"preprocess": {"mode": "crop", "crop_size": 256}},
+        # HR pixels; the 8 symmetries of a square (BasicSR's use_hflip and use_rot)
+        "data": {"preprocess": {"mode": "crop", "crop_size": 256, "rotate": True}},
         # BasicSR's Adam for both stages
         "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.9, "beta2": 0.99},
     }
