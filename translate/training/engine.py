@@ -194,7 +194,8 @@ class StepClock:
         self.mark = time.perf_counter()
 
     def resume(self) -> None:
-        """Start counting from now: the time since the last step was not spent in one."""
+        """Start counting from now: the time since the last step was not spent in one. (The
+        loss logs are counted: on a GPU, reading a loss waits for the steps queued before.)"""
         self.mark = time.perf_counter()
 
     def stepped(self) -> None:
@@ -373,8 +374,8 @@ class Evaluator:
         }.get(split, split)
         what = "images" if scored else "images (samples and monitoring; no targets to score)"
         tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
-        if self.val_images >= FEW_VAL_IMAGES:
-            return
+        if self.val_images >= FEW_VAL_IMAGES or data.single_image is not None:
+            return  # (one image is all that single-image training has to show)
         crops = data.preprocess.mode in CROPPING_MODES
         each = f", one centre crop of {data.preprocess.crop_size} px each" if crops else ""
         if self.val_images < len(self.val_set):
@@ -695,7 +696,8 @@ class Trainer:
                 means = self._log_losses()
                 bar.set_postfix(self._postfix(means), refresh=False)
             stopping = self._stop_requested()
-            if not stopping and self.step % cfg.log.eval_every == 0:
+            evaluated = not stopping and self.step % cfg.log.eval_every == 0
+            if evaluated:
                 warnings = self.evaluate()
                 if warnings:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
@@ -705,7 +707,8 @@ class Trainer:
             if stopping:  # fit() saves the checkpoint; nothing else runs
                 self.stopped_by = self.stop.signal or signal.SIGTERM  # or another rank's signal
                 return False
-            if self.step % cfg.log.checkpoint_every == 0:
+            checkpoint = self.step % cfg.log.checkpoint_every == 0
+            if checkpoint:
                 self.save_checkpoint()
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
@@ -713,7 +716,8 @@ class Trainer:
                     self.save_generators(f"generators/generator_{self.step}.safetensors")
             if self._at_max_steps():
                 return False
-            self.clock.resume()  # what the step's evaluation and files took is not a step's
+            if evaluated or checkpoint or snapshot:  # the time they took was no step's
+                self.clock.resume()
         return True
 
     def _averaged(self) -> contextlib.AbstractContextManager[None]:
