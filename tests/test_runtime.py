@@ -47,8 +47,8 @@ def test_auto_precision_per_use_and_device(cpu, monkeypatch: pytest.MonkeyPatch)
     cpu(AVX2)
     assert resolve_precision("auto", CPU, "train").name == "fp32"
     assert resolve_precision("auto", CPU, "inference").name == "fp32"
-    cpu(NATIVE_BF16)
-    assert resolve_precision("auto", CPU, "train").name == "fp32"
+    cpu(NATIVE_BF16)  # the same detection picks bf16 for training and inference
+    assert resolve_precision("auto", CPU, "train").name == "bf16"
     assert resolve_precision("auto", CPU, "inference").name == "bf16"
     assert resolve_precision("auto", torch.device("mps"), "inference").name == "fp32"
     gpu = torch.device("cuda", 0)

@@ -184,7 +184,9 @@ def test_the_runs_generator_converts_at_4x_and_loads_in_spandrel(hr_run, tmp_pat
 
 def test_paired_lr_hr_folders_train(paired_root: Path, tmp_path: Path) -> None:
     config = sr_config(  # HR pixels, as on HR images alone: 16 px LR crops
-        paired_root, data={"degradation": None, "preprocess": {"mode": "crop", "crop_size": 64}}
+        paired_root,
+        data={"degradation": None, "preprocess": {"mode": "crop", "crop_size": 64}},
+        loss={"lambda_gan": 0.1},  # the GAN stage: D and G both step
     )
     t = trainer(config, tmp_path)
     batch = _to_device(next(iter(t.loader)), t.device, False)
@@ -340,6 +342,19 @@ def test_usm_target_sharpens_the_targets_it_names(hr_root: Path, tmp_path: Path)
 # --- the two stages -----------------------------------------------------------------------
 
 
+def test_the_docs_smallest_config_is_the_psnr_stage(hr_root: Path, tmp_path: Path) -> None:
+    """docs/super-resolution.md's smallest config, copied as is, trains the PSNR-oriented
+    stage: L1 only, no discriminator (the trainer's default lambda_gan is 0)."""
+    page = (CONFIGS.parent / "docs" / "super-resolution.md").read_text()
+    block = page.split("The smallest config")[1].split("```yaml\n")[1].split("```")[0]
+    config = yaml.safe_load(block)
+    assert config["model"] == "sr" and "lambda_gan" not in config.get("loss", {})
+    config["data"]["root"] = str(hr_root)
+    t = trainer(config, tmp_path)
+    assert t.config.loss.lambda_gan == 0
+    assert t.model.D is None and set(t.stepper.optimizers) == {"G"}
+
+
 def test_the_two_stage_configs_load_as_the_recipe() -> None:
     psnr = load_config(CONFIGS / "sr_psnr.yaml")
     gan = load_config(CONFIGS / "sr_gan.yaml")
@@ -436,7 +451,7 @@ def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> N
     preprocess = InputSpec(Preprocess(mode="crop", crop_size=8))
     save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, generator)}, preprocess)
     rng = np.random.default_rng(3)
-    want_psnr, want_ssim = [], []
+    want_psnr, want_ssim, want_bicubic = [], [], []
     for name, (h, w) in (("x", (12, 16)), ("y", (16, 12))):  # sizes differ
         hr = _photo(rng, 4 * h, 4 * w)
         lr = cv2.resize(hr, (w, h), interpolation=cv2.INTER_AREA)
@@ -446,6 +461,8 @@ def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> N
             out = generator(to_tensor(lr)[None]).clamp(-1, 1)
         want_psnr.append(metrics.psnr_y(out, to_tensor(hr)[None], border=4))
         want_ssim.append(metrics.ssim_y(out, to_tensor(hr)[None], border=4))
+        bicubic = bicubic_upscale(to_tensor(lr)[None], 4)
+        want_bicubic.append(metrics.psnr_y(bicubic, to_tensor(hr)[None], border=4))
     args = ["--model", str(tmp_path / "g.safetensors"), "--data", str(tmp_path / "data")]
     result = CliRunner().invoke(evaluate, [*args, "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
@@ -453,8 +470,13 @@ def test_evaluate_scores_an_sr_model_on_y_over_whole_images(tmp_path: Path) -> N
     assert scores["images"] == 2 and "psnr" not in scores
     assert scores["psnr_y"] == pytest.approx(np.mean(want_psnr), rel=1e-5)
     assert scores["ssim_y"] == pytest.approx(np.mean(want_ssim), rel=1e-5)
+    # the baseline row, as training's first evaluation prints it: bicubic on the same inputs
+    assert scores["bicubic_psnr_y"] == pytest.approx(np.mean(want_bicubic), rel=1e-5)
+    assert scores["bicubic_psnr_y"] > scores["psnr_y"]  # an untrained network is below it
     table = CliRunner().invoke(evaluate, [*args, "--device", "cpu"])
     assert "PSNR-Y (dB)" in table.output and "SSIM-Y" in table.output
+    row = next(line for line in table.output.splitlines() if line.startswith("bicubic PSNR-Y"))
+    assert f"{scores['bicubic_psnr_y']:.4f}" in row
 
 
 def test_the_documented_commands_train_and_resume(hr_root: Path, tmp_path: Path) -> None:

@@ -19,9 +19,11 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from conftest import AVX2, NATIVE_BF16
 
 from translate.cli import main
-from translate.data.images import write_image
+from translate.data.images import read_image, write_image
+from translate.inference.loading import resolve_model_path
 from translate.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
@@ -31,7 +33,7 @@ from translate.training.configure import from_dict, load_config
 from translate.training.ema import WeightAverage
 from translate.training.engine import Trainer, _to_device
 from translate.training.monitor import WARMUP_STEPS, monitor_warnings
-from translate.training.report import RunReport
+from translate.training.report import RunReport, metric_panel
 from translate.training.schedules import LinearDecay, build_scheduler, decay_start
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -460,8 +462,7 @@ def test_the_bar_counts_to_max_steps_and_warns_when_the_decay_never_starts(
     args = ["train", str(config_path), "--run-dir", str(tmp_path / "run")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "steps: 100%" in result.stderr and f"| {max_steps}/{max_steps} " in result.stderr
-    assert "epoch 1/4" not in result.stderr
+    assert f"| {max_steps}/{max_steps} " in result.stderr  # the run's one bar, in steps
     warning = "ends the run in epoch 1 of 4, before the linear learning-rate decay starts (epoch 3)"
     assert result.stderr.count(warning) == warned
     assert ("learning-rate decay starts" in result.stderr) == warned
@@ -828,6 +829,11 @@ def test_dataset_without_val_holds_out_training_files(
     assert held == ["7.png"] and len(trained) == 7 and "7.png" not in trained
     err = capsys.readouterr().err
     assert "validation: 1 images" in err and "(held out of the training files)" in err
+    # one image's score swings with it: the warning names the split and the way to more
+    assert "warning: validation scores only 1 image, one centre crop of 16 px each " in err
+    assert (
+        "(data.val_split 'holdout')" in err and f"add a val/ folder of images under {root}" in err
+    )
     summary = t.fit()
     assert summary["val_split"] == "holdout" and summary["val_images"] == 1
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
@@ -1030,3 +1036,116 @@ def test_with_ema_a_checkpoint_as_model_and_snapshots_hold_the_averages(
     for path in (tmp_path / "checkpoints" / "state_3.pt", tmp_path / "generators"):
         path = path if path.suffix else path / "generator_3.safetensors"
         assert torch.equal(load_model(path).generators["AtoB"](x), latest), path
+
+
+def test_a_run_with_only_a_checkpoint_converts(data: Path, tmp_path: Path) -> None:
+    """A run stopped before its first evaluation wrote a generator file: RUN as MODEL is its
+    newest checkpoint's generator, the weight average with train.ema, as the files hold."""
+    log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 2}
+    t = trainer(
+        tiny("pix2pix", data, train={"max_steps": 4, "ema": 0.9}, log=log), tmp_path / "run"
+    )
+    t.fit()
+    run = tmp_path / "run"
+    image = (np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
+    write_image(tmp_path / "in" / "x.png", image)
+    runner, args = CliRunner(), [str(tmp_path / "in"), "--precision", "fp32"]
+    result = runner.invoke(
+        main,
+        [
+            "convert",
+            str(run / "generator_latest.safetensors"),
+            args[0],
+            str(tmp_path / "want"),
+            *args[1:],
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("generator_latest.safetensors", "generator_best.safetensors"):
+        (run / name).unlink()
+    result = runner.invoke(main, ["convert", str(run), args[0], str(tmp_path / "out"), *args[1:]])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(
+        read_image(tmp_path / "out" / "x.png"), read_image(tmp_path / "want" / "x.png")
+    )
+    assert resolve_model_path(str(run)) == run / "checkpoints" / "state_4.pt"  # the newest
+    for state in (run / "checkpoints").iterdir():
+        state.unlink()
+    result = runner.invoke(main, ["convert", str(run), args[0], str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert (
+        "a directory without a generator" in result.output
+        and "checkpoints/state_<step>.pt" in result.output
+    )
+
+
+# --- what a run records and shows while it goes -------------------------------------------
+
+
+@pytest.mark.parametrize(("cpu_kind", "picked"), [("avx2", "fp32"), ("native-bf16", "bf16")])
+def test_auto_precision_trains_as_the_cpu_allows_and_the_run_records_it(
+    data: Path, tmp_path: Path, cpu, cpu_kind: str, picked: str
+) -> None:
+    """train.precision auto: bf16 on a CPU with native bf16, fp32 on one without (the
+    detection convert's auto uses, forced both ways); config.yaml and the generator files
+    record the precision, device and threads the run ran with."""
+    cpu({"avx2": AVX2, "native-bf16": NATIVE_BF16}[cpu_kind])
+    config = tiny("pix2pix", data, train={"max_steps": 1})
+    assert config["train"].get("precision", "auto") == "auto"
+    t = trainer(config, tmp_path)
+    assert t.runtime.precision.name == picked and t.runtime.threads == torch.get_num_threads()
+    t.fit()
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]
+    ran = {"device": "cpu", "precision": picked, "threads": torch.get_num_threads()}
+    assert {k: saved[k] for k in ran} == ran
+    assert {
+        k: load_generators(tmp_path / "generator_latest.safetensors").training[k] for k in ran
+    } == ran
+    # a resumed run reads config.yaml back: it continues with what the run ran with
+    assert load_config(tmp_path / "config.yaml").train.precision == picked
+
+
+def test_train_threads_sets_torchs_threads(data: Path, tmp_path: Path) -> None:
+    t = trainer(tiny("pix2pix", data, train={"threads": 2, "max_steps": 1}), tmp_path)
+    assert torch.get_num_threads() == 2 and t.config.train.threads == 2
+    with pytest.raises(ValueError, match="'train.threads': must be at least 1, got 0"):
+        from_dict(tiny("pix2pix", data, train={"threads": 0}))
+
+
+def test_every_metrics_row_has_the_time_and_the_seconds_per_step(
+    data: Path, tmp_path: Path
+) -> None:
+    config = tiny("pix2pix", data, train={"max_steps": 4}, log={"every": 1, "eval_every": 2})
+    started = time.time()
+    trainer(config, tmp_path).fit()
+    ended = time.time()
+    rows = _records(tmp_path)
+    assert len(rows) == 4 + 2  # a loss row a step, an evaluation row every 2 steps
+    times = [r["time"] for r in rows]
+    assert started < times[0] and times == sorted(times) and times[-1] < ended
+    for row in rows:  # seconds per step: more than nothing, less than the whole run
+        assert 0 < row["step_seconds"] < ended - started, row
+    # the clock is not plotted with the losses
+    assert metric_panel("time") is None and metric_panel("step_seconds") is None
+
+
+@pytest.mark.parametrize(("max_steps", "steps"), [(None, 16), (6, 6)])
+def test_one_bar_counts_the_whole_runs_steps(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_steps: int | None, steps: int
+) -> None:
+    """One bar over the run in steps (4 epochs of 4 batches, or train.max_steps), with tqdm's
+    estimate of the time left, not one bar per epoch."""
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    class Recorded(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(engine, "tqdm", Recorded)
+    config = tiny("pix2pix", data, train={"max_steps": max_steps}, log={"eval_every": 1000})
+    Trainer(from_dict(config), tmp_path, progress=True).fit()
+    assert len(bars) == 1 and bars[0].total == steps and bars[0].n == steps
+    assert bars[0].unit == "step" and bars[0].desc.startswith(f"epoch {min(4, (steps + 3) // 4)}/4")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -50,6 +51,8 @@ READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
+# A run directory's training checkpoints: checkpoints/state_<step>.pt
+STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 __getattr__ = renamed_attributes(
     __name__, __name__, {"GeneratorFile": "LoadedModel", "Preprocessing": "InputSpec"}
 )
@@ -283,6 +286,16 @@ def checkpoint_entry(
 def is_training_checkpoint(state: Any) -> bool:
     """A ``torch.load``ed object that :func:`generators_from_checkpoint` can read."""
     return isinstance(state, dict) and CHECKPOINT_KEY in state and "model" in state
+
+
+def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """A run directory's training checkpoints (``checkpoints/state_<step>.pt``), oldest step
+    first: what training resumes from and what inference reads before a generator file."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [
+        (int(m.group(1)), p) for p in folder.glob("state_*.pt") if (m := STATE_NAME.match(p.name))
+    ]
+    return [p for _, p in sorted(found)]
 
 
 def generators_from_checkpoint(

@@ -173,15 +173,16 @@ class Precision:
 
 def auto_precision(device: torch.device, use: Use) -> str:
     """What ``auto`` means. CUDA: bf16 for training where the GPU has it (else fp16 with a
-    grad scaler), fp16 for inference. CPU: bf16 for inference where the CPU has native bf16
-    (outputs differ from fp32's by a few grey levels: at most 1 for the 2.3 M-parameter demo
-    unet_128, up to 4 for a trained 41.8 M-parameter unet_128; README, Devices and
-    precision), else fp32; training stays fp32. MPS: fp32."""
+    grad scaler), fp16 for inference. CPU: bf16 where the CPU has native bf16, for training
+    and inference alike (inference outputs differ from fp32's by a few grey levels: at most
+    1 for the 2.3 M-parameter demo unet_128, up to 4 for a trained 41.8 M-parameter
+    unet_128; a bf16 step of srvgg_compact was 1.46x faster; docs/devices.md), else fp32,
+    since emulated bf16 runs 10-15x slower. MPS: fp32."""
     if device.type == "cuda":
         if use == "train":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp16"
-    if device.type == "cpu" and use == "inference" and cpu_info().native_bf16:
+    if device.type == "cpu" and cpu_info().native_bf16:
         return "bf16"
     return "fp32"
 

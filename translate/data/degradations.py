@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "DEGRADATIONS", "KERNELS", "Bicubic", "Degradation", "RealESRGAN", "add_gaussian_noise",
-    "add_poisson_noise", "blur_kernel", "build_degradation", "degradation_class",
-    "imresize_matrix", "jpeg", "sinc_kernel",
+    "add_poisson_noise", "bicubic_upscale", "blur_kernel", "build_degradation",
+    "degradation_class", "imresize_matrix", "jpeg", "sinc_kernel",
 ]  # fmt: skip
 
 
@@ -113,6 +113,17 @@ def imresize_matrix(size: int, out_size: int, device: torch.device | None = None
     matrix = torch.zeros(out_size, size, dtype=torch.float64, device=device)
     matrix.scatter_add_(1, k, weights)
     return matrix
+
+
+def bicubic_upscale(images: Tensor, scale: int) -> Tensor:
+    """NCHW images ``scale`` times larger by MATLAB's bicubic ``imresize`` (the SR papers'
+    baseline: training's first evaluation and ``translate evaluate`` score it), in [-1, 1]."""
+    h, w = images.shape[-2:]
+    rows = imresize_matrix(h, h * scale, images.device).float()
+    cols = imresize_matrix(w, w * scale, images.device).float()
+    # in fp32 whatever the run's autocast: a baseline rounded to bf16 would score below itself
+    with torch.autocast(images.device.type, enabled=False):
+        return (rows @ images.float() @ cols.T).clamp(-1, 1)
 
 
 class Bicubic(Degradation):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import torch
+from torch import Tensor
 
 from translate.errors import user_errors
 from translate.runtime import PRECISIONS, resolve_device, resolve_precision
@@ -21,6 +23,10 @@ ROWS = {
     "ssim": ("SSIM", "higher is better"),
     "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
     "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
+    # SR models: the same inputs upscaled by bicubic (MATLAB's imresize), the baseline to beat
+    "bicubic_l1": ("bicubic L1", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_psnr_y": ("bicubic PSNR-Y (dB)", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_ssim_y": ("bicubic SSIM-Y", "baseline: the same inputs upscaled by bicubic"),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
@@ -173,16 +179,23 @@ def evaluate(
                 paired = SRScores(border=scale)
             elif degradation is not None:
                 raise click.UsageError("--degradation needs a super-resolution --model (scale > 1)")
-            if degradation is not None:
-                source = scores.degraded_images(
-                    generator, data, degradation, split, preprocess.output_channels, device,
-                    autocast,
-                )  # fmt: skip
-            else:
-                source = scores.model_images(
-                    generator, data, preprocess, split, direction, batch_size, device, autocast
+
+            def outputs_of(net: torch.nn.Module) -> tuple[int, Iterator[tuple[Tensor, Tensor]]]:
+                if degradation is not None:
+                    return scores.degraded_images(
+                        net, data, degradation, split, preprocess.output_channels, device,
+                        autocast,
+                    )  # fmt: skip
+                return scores.model_images(
+                    net, data, preprocess, split, direction, batch_size, device, autocast
                 )
-            result = scores.score_pairs(*source, extractor, paired=paired, **common)
+
+            result = scores.score_pairs(*outputs_of(generator), extractor, paired=paired, **common)
+            if paired is not None:  # SR: bicubic on the same inputs, as training's baseline row
+                bicubic = SRScores(border=scale)
+                for output, target in outputs_of(scores.BicubicUpscaler(generator))[1]:
+                    bicubic.add(output, target)
+                result.update({f"bicubic_{k}": v for k, v in bicubic.result().items()})
         elif targets is not None and not unpaired:
             pairs = scores.paired_folder_images(outputs, targets)
             result = scores.score_pairs(*pairs, extractor, **common)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from translate import metrics
 from translate.data.datasets import HRFolder, PairedFolder
-from translate.data.degradations import build_degradation
+from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.images import list_images, read_image
 from translate.data.layout import match_pairs
 from translate.data.transforms import Preprocess, to_tensor
@@ -210,6 +210,21 @@ def degraded_images(
                 yield output.float().clamp(-1, 1).cpu(), hr.cpu()
 
     return len(dataset), generate()
+
+
+class BicubicUpscaler(torch.nn.Module):
+    """Bicubic upscaling (MATLAB's ``imresize``) as a generator with ``model``'s geometry:
+    run through :func:`model_images` or :func:`degraded_images` in place of an SR model, it
+    sees the model's LR inputs and targets, so its scores are the baseline the model's are
+    compared with (as training's first evaluation scores it)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        geometry = declared_geometry(model)
+        self.scale, self.size_multiple = geometry["scale"], geometry["size_multiple"]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return bicubic_upscale(images, self.scale)
 
 
 def whole_images(preprocess: InputSpec, generator: torch.nn.Module) -> InputSpec:

@@ -21,6 +21,7 @@ import torch
 from ..model_file import (
     FORMAT,
     LoadedModel,
+    checkpoint_paths,
     generators_from_checkpoint,
     is_generator_file,
     is_training_checkpoint,
@@ -106,7 +107,7 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
         return pretrained_path(source)
     path = Path(source)
     if path.is_dir():
-        return run_generator(path)
+        return run_model(path)
     if not path.exists():
         hub_model = parse_repo_id(source) if isinstance(source, str) else None
         if hub_model is not None:
@@ -144,6 +145,19 @@ def run_generator(run_dir: Path) -> Path:
     raise FileNotFoundError(
         f"{run_dir}: a directory without a generator; looked for {' and '.join(RUN_GENERATORS)}"
     )
+
+
+def run_model(run_dir: Path) -> Path:
+    """What a run directory as MODEL means: its generator file (:func:`run_generator`), else,
+    for a run stopped before its first evaluation wrote one, its newest training checkpoint
+    (which holds the generators, their weight averages with ``train.ema``)."""
+    try:
+        return run_generator(run_dir)
+    except FileNotFoundError as exc:
+        checkpoints = checkpoint_paths(run_dir)
+        if not checkpoints:
+            raise FileNotFoundError(f"{exc}, then checkpoints/state_<step>.pt") from None
+        return checkpoints[-1]
 
 
 def bundled_path(name: str) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from tqdm import tqdm
 
 from translate import torch_file
 from translate.atomic import atomic_open, atomic_write_text
+from translate.model_file import checkpoint_paths
 from translate.training.config import Config, dump_config
-
-STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 
 
 def rng_state() -> dict[str, Any]:
@@ -41,15 +39,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The run's state files, oldest step first."""
-    folder = Path(run_dir) / "checkpoints"
-    found = [
-        (int(m.group(1)), p) for p in folder.glob("state_*.pt") if (m := STATE_NAME.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
 
 
 def save_state(

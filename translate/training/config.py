@@ -146,8 +146,11 @@ class TrainConfig:
 
     seed: int = 0  # seeds the weights, the data order and every augmentation
     batch_size: int = 1  # images per step (per rank under torchrun)
+    # config.yaml records what these three resolved to, so a resumed run continues as it ran
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    precision: str = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 on the CPU
+    # auto: bf16 (or fp16) on CUDA; on the CPU bf16 where it is native, else fp32
+    precision: str = "auto"
+    threads: int | None = None  # torch's CPU threads; unset: torch's default (the CPUs)
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile every network
     max_steps: int | None = None  # stop early (quick runs, tests)
@@ -319,8 +322,9 @@ def check_values(config: Config) -> None:
         "log.keep": config.log.keep,
         "schedule.step_size": config.schedule.step_size,
     }
-    if config.train.max_steps is not None:
-        positive["train.max_steps"] = config.train.max_steps
+    for key in ("max_steps", "threads"):
+        if getattr(config.train, key) is not None:
+            positive[f"train.{key}"] = getattr(config.train, key)
     for key, value in positive.items():
         if value < 1:
             raise ValueError(f"config key {key!r}: must be at least 1, got {value}")

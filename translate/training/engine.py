@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ from translate.training.sampling import ResumableSampler, SeededItems
 from translate.training.schedules import build_scheduler, decay_start
 
 VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
+# Fewer validation images than this get a warning at the start: their mean score swings
+# with every image (one flat 64 px crop scored 54 dB PSNR-Y).
+FEW_VAL_IMAGES = 8
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
@@ -82,22 +86,42 @@ def select_device(name: str, ranks: Ranks) -> torch.device:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where and how the run executes: its ranks, device, precision and memory format."""
+    """Where and how the run executes: its ranks, device, precision, CPU threads and memory
+    format."""
 
     ranks: Ranks
     device: torch.device
     precision: Precision
+    threads: int  # torch's intra-op threads
     channels_last: bool  # CUDA only: the CPU's convolutions are slower in it
 
     @classmethod
     def resolve(cls, train: TrainConfig) -> Runtime:
-        """Join torchrun's process group (if any), then pick the device and precision."""
+        """Join torchrun's process group (if any), then pick the device, precision and
+        threads."""
         ranks = init_distributed(train.device, train.dist_timeout)
         device = select_device(train.device, ranks)
         precision = resolve_precision(
             train.precision, device, use="train", key="config key 'train.precision'"
         )
-        return cls(ranks, device, precision, train.channels_last and device.type == "cuda")
+        if train.threads is not None:
+            torch.set_num_threads(train.threads)
+        channels_last = train.channels_last and device.type == "cuda"
+        return cls(ranks, device, precision, torch.get_num_threads(), channels_last)
+
+    def record(self, train: TrainConfig) -> None:
+        """Replace ``auto`` (and an unset thread count) in ``train`` by what the run runs
+        with, so config.yaml says it and a resumed run continues with the same."""
+        train.device, train.precision = str(self.device), self.precision.name
+        train.threads = self.threads
+
+    def describe(self) -> dict[str, Any]:
+        """What the generator files' training summary records of the run's runtime."""
+        return {
+            "device": str(self.device),
+            "precision": self.precision.name,
+            "threads": self.threads,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -154,6 +178,38 @@ class LossMeans:
     ) -> None:
         sums, self.counts = state
         self.sums = {k: v.to(device) for k, v in sums.items()}
+
+
+class StepClock:
+    """The wall-clock time of the training steps, loading their batches included, for
+    metrics.jsonl: each row gets ``time`` (seconds since the epoch) and ``step_seconds``,
+    the mean seconds per step since the previous row. Evaluations, checkpoints and
+    snapshots are left out (the loop calls :meth:`resume` after them), so rows after an
+    evaluation show the steps' speed, not the evaluation's."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0  # spent in steps since the last read
+        self.steps = 0
+        self.last = math.nan  # the last mean, for a row with no new steps (an evaluation's)
+        self.mark = time.perf_counter()
+
+    def resume(self) -> None:
+        """Start counting from now: the time since the last step was not spent in one. (The
+        loss logs are counted: on a GPU, reading a loss waits for the steps queued before.)"""
+        self.mark = time.perf_counter()
+
+    def stepped(self) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self.mark
+        self.steps += 1
+        self.mark = now
+
+    def read(self) -> dict[str, float]:
+        """``time`` and ``step_seconds`` for a metrics.jsonl row; starts a new window."""
+        if self.steps:
+            self.last = self.seconds / self.steps
+            self.seconds, self.steps = 0.0, 0
+        return {"time": time.time(), "step_seconds": self.last}
 
 
 class EvaluationStopped(Exception):
@@ -308,14 +364,34 @@ class Evaluator:
             self._announce(scored)
 
     def _announce(self, scored: bool) -> None:
-        """Say once which images validation uses and whether it scores them."""
-        split = self.config.data.val_split
+        """Say once which images validation uses and whether it scores them, with a warning
+        when they are too few for their scores to mean much."""
+        data = self.config.data
+        split = data.val_split
         where = {
             HOLDOUT: "held out of the training files",
             "train": "the training images: nothing held out",
         }.get(split, split)
         what = "images" if scored else "images (samples and monitoring; no targets to score)"
         tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
+        if self.val_images >= FEW_VAL_IMAGES or data.single_image is not None:
+            return  # (one image is all that single-image training has to show)
+        crops = data.preprocess.mode in CROPPING_MODES
+        each = f", one centre crop of {data.preprocess.crop_size} px each" if crops else ""
+        if self.val_images < len(self.val_set):
+            fix = f"raise data.val_size (now {data.val_size})"
+        elif split == HOLDOUT:
+            fix = f"add a val/ folder of images under {data.source()}"
+        elif split == "train":
+            fix = f"add training images under {data.source()}"
+        else:
+            fix = f"add images to the {split!r} split of {data.source()}"
+        tqdm.write(
+            f"warning: validation scores only {self.val_images} image"
+            f"{'' if self.val_images == 1 else 's'}{each} (data.val_split {split!r}): its "
+            f"scores swing with every image; {fix} to have at least {FEW_VAL_IMAGES}",
+            file=sys.stderr,
+        )
 
     def batches(self, stop: StopRequest | None = None) -> Iterator[dict[str, Any]]:
         """The validation images in chunks, read afresh each time (200 images of 256 px
@@ -453,6 +529,7 @@ class Trainer:
         prepared = trainer.prepare(config)
         self.config = config = prepared.config
         self.runtime = runtime = Runtime.resolve(config.train)
+        runtime.record(config.train)
         self.ranks, self.device = runtime.ranks, runtime.device
         if elastic:
             resume = self._restarted()
@@ -470,7 +547,7 @@ class Trainer:
         self.step = self.epoch = self.epoch_batches = 0
         self.stopped_by: int | None = None  # the signal that stopped fit()
         self.stop = StopRequest()  # listens while fit() runs
-        self.run_bar: tqdm | None = None  # counts to train.max_steps when it ends the run
+        self.clock = StepClock()  # seconds per step, for metrics.jsonl
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         if resume:
@@ -522,16 +599,14 @@ class Trainer:
         with self.stop:
             if self._max_steps_end_the_run():
                 self._warn_decay_never_starts()
-                steps = self.config.train.max_steps
-                self.run_bar = self._bar("steps", self.step, steps)
+            bar = self._bar()
             try:
                 while self.epoch < self.total_epochs and not self._at_max_steps():
-                    if not self._run_epoch():
+                    if not self._run_epoch(bar):
                         break
                     self._end_epoch()
             finally:
-                if self.run_bar is not None:
-                    self.run_bar.close()
+                bar.close()
                 self._shut_down_workers()
             self.stopped_by = self.stopped_by or self.stop.signal
             self.save_checkpoint()  # with the handlers still set: a signal cannot cut it short
@@ -576,28 +651,35 @@ class Trainer:
             file=sys.stderr,
         )
 
-    def _bar(self, desc: str, initial: int, total: int) -> tqdm:
+    @property
+    def total_steps(self) -> int:
+        """The steps the run takes: the schedule's, or ``train.max_steps`` when fewer."""
+        steps = self.total_epochs * self.sampler.batches_per_epoch()
+        max_steps = self.config.train.max_steps
+        return steps if max_steps is None else min(steps, max_steps)
+
+    def _bar(self) -> tqdm:
+        """The run's one progress bar: steps to the end of the run, with tqdm's estimate of
+        the time left (the epoch is in its description)."""
         return tqdm(
-            desc=desc, initial=initial, total=total,
+            desc=self._epoch_desc(), initial=self.step, total=self.total_steps, unit="step",
             disable=not (self.progress and self.ranks.main), dynamic_ncols=True,
         )  # fmt: skip
+
+    def _epoch_desc(self) -> str:
+        return f"epoch {self.epoch + 1}/{self.total_epochs}"
 
     def _postfix(self, losses: dict[str, float]) -> dict[str, str]:
         return {k: f"{v:.3g}" for k, v in {**losses, **self.evaluator.val_scores}.items()}
 
-    def _run_epoch(self) -> bool:
-        """One epoch from where the data order stands; False when stopped early."""
+    def _run_epoch(self, bar: tqdm) -> bool:
+        """The rest of the epoch's batches from where the data order stands, counted on the
+        run's ``bar``; False when stopped early."""
         self.sampler.set_epoch(self.epoch, self.epoch_batches)
-        if self.run_bar is not None:
-            return self._run_batches(self.run_bar)
-        desc = f"epoch {self.epoch + 1}/{self.total_epochs}"
-        with self._bar(desc, self.epoch_batches, self.sampler.batches_per_epoch()) as bar:
-            return self._run_batches(bar)
-
-    def _run_batches(self, bar: tqdm) -> bool:
-        """The rest of the epoch's batches, counted on ``bar``; False when stopped early."""
+        bar.set_description(self._epoch_desc(), refresh=False)
         cfg = self.config
         means: dict[str, float] = {}  # the last logged losses, shown on the bar
+        self.clock.resume()
         for batch in self.loader:
             batch = _to_device(batch, self.device, self.runtime.channels_last)
             update_g = (self.step + 1) % cfg.optim.d_steps == 0
@@ -606,6 +688,7 @@ class Trainer:
                 self.ema.update()
             self.step += 1
             self.epoch_batches += 1
+            self.clock.stepped()
             self.log_window.add(losses)
             self.epoch_window.add(losses)
             bar.update()
@@ -613,7 +696,8 @@ class Trainer:
                 means = self._log_losses()
                 bar.set_postfix(self._postfix(means), refresh=False)
             stopping = self._stop_requested()
-            if not stopping and self.step % cfg.log.eval_every == 0:
+            evaluated = not stopping and self.step % cfg.log.eval_every == 0
+            if evaluated:
                 warnings = self.evaluate()
                 if warnings:
                     bar.set_postfix_str("WARNING: " + warnings[0], refresh=False)
@@ -623,7 +707,8 @@ class Trainer:
             if stopping:  # fit() saves the checkpoint; nothing else runs
                 self.stopped_by = self.stop.signal or signal.SIGTERM  # or another rank's signal
                 return False
-            if self.step % cfg.log.checkpoint_every == 0:
+            checkpoint = self.step % cfg.log.checkpoint_every == 0
+            if checkpoint:
                 self.save_checkpoint()
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
@@ -631,6 +716,8 @@ class Trainer:
                     self.save_generators(f"generators/generator_{self.step}.safetensors")
             if self._at_max_steps():
                 return False
+            if evaluated or checkpoint or snapshot:  # the time they took was no step's
+                self.clock.resume()
         return True
 
     def _averaged(self) -> contextlib.AbstractContextManager[None]:
@@ -646,7 +733,7 @@ class Trainer:
         means = self.log_window.means()
         self.log_window = LossMeans()
         lrs = {f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.stepper.optimizers.items()}
-        self.report.log(self.step, self.epoch_number, {**means, **lrs})
+        self.report.log(self.step, self.epoch_number, {**means, **lrs, **self.clock.read()})
         if not self.progress and self.ranks.main:  # the bar's postfix shows them otherwise
             self._write_values(means)
         return means
@@ -694,7 +781,7 @@ class Trainer:
             for message in found.warnings:
                 tqdm.write(f"step {self.step}: {message}", file=sys.stderr)
             self.report.samples(self.epoch_number, self.step, found.samples)
-            metrics = {**found.values, **found.monitor}
+            metrics = {**found.values, **found.monitor, **self.clock.read()}
             self.report.log(self.step, self.epoch_number, metrics, found.warnings)
             self.report.update_index()
             self.save_generators("generator_latest.safetensors")
@@ -715,6 +802,7 @@ class Trainer:
             **({"baseline_val": self.evaluator.baseline} if self.evaluator.baseline else {}),
             "val_split": self.config.data.val_split,
             "val_images": self.evaluator.val_images,
+            **self.runtime.describe(),  # device, precision, threads
         }
 
     def preprocessing(self) -> InputSpec:

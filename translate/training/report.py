@@ -3,7 +3,8 @@ index.html and (when installed) TensorBoard logs.
 
 Plot panels are chosen by metric name: keys starting with ``val`` are validation metrics,
 the monitoring stats (``diversity_ratio``, ``d_acc_*``) get their own panel, keys starting
-with ``lr`` are not plotted, and everything else is drawn as a loss curve.
+with ``lr`` and the clock (``time``, ``step_seconds``) are not plotted, and everything else
+is drawn as a loss curve.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from translate.atomic import atomic_path, atomic_write_text
 from translate.data.images import write_image
 
 MONITOR_KEYS = ("diversity_ratio", "d_acc_real", "d_acc_fake")
+# The engine's wall clock on each record (seconds since the epoch, seconds per step): not
+# plotted, as the learning rates are not.
+CLOCK_KEYS = ("time", "step_seconds")
 SAMPLE_NAME = re.compile(r"epoch(\d+)_step(\d+)\.png$")
 MAX_WARNINGS_SHOWN = 50  # a long collapsed run repeats itself; metrics.jsonl has them all
 _HEADER = 14  # pixels of column labels above a sample grid
@@ -65,7 +69,7 @@ def _series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[fl
 
 def metric_panel(key: str) -> str | None:
     """The plot a metric is drawn in: losses, validation, monitoring or None (not plotted)."""
-    if key.startswith("lr"):
+    if key.startswith("lr") or key in CLOCK_KEYS:
         return None
     if key.startswith("val"):
         return "validation"

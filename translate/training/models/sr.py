@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from translate import metrics
-from translate.data.degradations import build_degradation, imresize_matrix
+from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.layout import HR, PAIRED
 from translate.inference.loading import load_model, resolve_model_path
 from translate.model_file import GeneratorSpec
@@ -41,7 +41,9 @@ USM_TERMS = ("l1", "perceptual", "gan")
 @dataclass
 class SRLoss(LossConfig):
     lambda_l1: float = 1.0  # L1 to the HR target, on the [0, 1] scale (BasicSR's pixel_opt)
-    lambda_gan: float = 0.1  # Real-ESRGAN's; 0: no discriminator (the PSNR-oriented stage)
+    # 0: no discriminator, the PSNR-oriented first stage (BasicSR's and Real-ESRGAN's);
+    # Real-ESRGAN's GAN stage sets 0.1 (configs/sr_gan.yaml)
+    lambda_gan: float = 0.0
     lambda_perceptual: float = 0.0  # VGG19 feature L1 (Real-ESRGAN: 1); needs the file below
     perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
     perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(REAL_ESRGAN_LAYERS))
@@ -232,17 +234,6 @@ class SuperResolution(GANModel):
 
     def validation_scores(self) -> metrics.SRScores:
         return metrics.SRScores(border=self.scale)
-
-
-def bicubic_upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
-    """NCHW images ``scale`` times larger by MATLAB's bicubic ``imresize`` (the SR papers'
-    baseline), in [-1, 1]."""
-    h, w = images.shape[-2:]
-    rows = imresize_matrix(h, h * scale, images.device).float()
-    cols = imresize_matrix(w, w * scale, images.device).float()
-    # in fp32 whatever the run's autocast: a baseline rounded to bf16 would score below itself
-    with torch.autocast(images.device.type, enabled=False):
-        return (rows @ images.float() @ cols.T).clamp(-1, 1)
 
 
 @torch.no_grad()
