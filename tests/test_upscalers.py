@@ -4,6 +4,7 @@ hook-based spectral norm, which upstream saved its weights with."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from spandrel import ModelLoader
 from spandrel.architectures import Compact as arch
 from spandrel.architectures.ESRGAN import ESRGAN
@@ -15,7 +16,7 @@ from translate.inference.loading import load_model
 from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
 from translate.networks import count_parameters
 from translate.networks.discriminators import upstream_spectral_norm
-from translate.networks.upscalers import UNSHUFFLE, rrdbnet_state_from_esrgan
+from translate.networks.upscalers import UNSHUFFLE, rrdbnet_state_from_esrgan, to_unit
 
 
 def _random_(net):
@@ -292,3 +293,31 @@ def test_sr_generators_export_to_torchscript(tmp_path, name, options):
     x = torch.rand(1, 3, 8, 6) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(torch.jit.load(str(path))(x), net(x), atol=1e-5)
+
+
+def test_srvgg_compact_kaiming_init_starts_at_the_skip_and_keeps_the_signal():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    for skip in ("nearest", "bilinear", "bicubic"):
+        net = translate.build_generator("srvgg_compact", num_feat=16, num_conv=8, skip=skip)
+        corners = None if skip == "nearest" else False
+        up = F.interpolate(x, scale_factor=4.0, mode=skip, align_corners=corners)
+        # The last convolution starts at zero: the output is exactly the skip.
+        assert torch.equal(net(x), up)
+    # The input still reaches the last hidden layer: PyTorch's default init (upstream's) lets
+    # the body's features collapse to its biases, which is the plateau kaiming avoids.
+    spread = {}
+    for init in ("kaiming", "default"):
+        torch.manual_seed(0)
+        net = translate.build_generator("srvgg_compact", num_feat=16, num_conv=8, init=init)
+        hidden = to_unit(x)
+        for layer in net.body[:-1]:
+            hidden = layer(hidden)
+        spread[init] = hidden.std(dim=0).mean().item()  # how much it varies with the input
+    assert spread["kaiming"] > 100 * spread["default"]
+
+
+def test_srvgg_compact_refuses_an_unknown_skip_or_init():
+    for key in ("skip", "init"):
+        with pytest.raises(ValueError, match=key):
+            translate.build_generator("srvgg_compact", num_feat=4, num_conv=1, **{key: "bogus"})

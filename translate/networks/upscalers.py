@@ -42,20 +42,29 @@ class FromUnit(nn.Module):
         return x * 2 - 1
 
 
-class NearestResidual(nn.Module):
-    """The compact network's output: the upsampled residual plus the nearest-upsampled input.
+SKIPS = ("nearest", "bilinear", "bicubic")
+SR_INITS = ("default", "kaiming")
+
+
+class UpsampledResidual(nn.Module):
+    """The compact network's output: the upsampled residual plus the input upsampled by
+    ``mode`` (upstream: ``nearest``).
 
     Upstream adds them in [0, 1]; here the residual is in [0, 1] units and the input in
-    [-1, 1], and ``2 * (residual + nearest(to_unit(x))) - 1 == 2 * residual + nearest(x)``.
-    A module (without parameters, so no state-dict keys) so the output is the last tap point.
+    [-1, 1], and ``2 * (residual + up(to_unit(x))) - 1 == 2 * residual + up(x)`` for every
+    mode, as interpolation is linear. A module (without parameters, so no state-dict keys) so
+    the output is the last tap point.
     """
 
-    def __init__(self, scale: int) -> None:
+    def __init__(self, scale: int, mode: str = "nearest") -> None:
         super().__init__()
-        self.scale = scale
+        check_choice("skip", mode, SKIPS)
+        self.scale, self.mode = scale, mode
 
     def forward(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return 2 * residual + F.interpolate(x, scale_factor=float(self.scale), mode="nearest")
+        corners = None if self.mode == "nearest" else False
+        up = F.interpolate(x, scale_factor=float(self.scale), mode=self.mode, align_corners=corners)
+        return 2 * residual + up
 
 
 def _activation(act: str, channels: int) -> nn.Module:
@@ -69,10 +78,23 @@ def _activation(act: str, channels: int) -> nn.Module:
 @GENERATORS.register("srvgg_compact")
 class SRVGGNetCompact(Generator):
     """Real-ESRGAN's compact network: ``num_conv`` 3x3 convolutions at ``num_feat`` channels
-    on the low-resolution image, a pixel shuffle to ``scale`` x, and the nearest-upsampled
-    input added, so the body learns the residual. Keys ``body.N.*`` as upstream;
+    on the low-resolution image, a pixel shuffle to ``scale`` x, and the input upsampled by
+    ``skip`` added, so the body learns the residual. Keys ``body.N.*`` as upstream;
     ``realesr-general-x4v3`` is ``num_conv=32``, the anime video model ``num_conv=16``.
-    PyTorch's default initialisation, as upstream."""
+
+    The default layout is upstream's; two options change how it starts and what it adds:
+
+    - ``skip``: ``nearest`` (upstream), ``bilinear`` or ``bicubic``. A nearest skip starts
+      training from a blocky image the body must learn to smooth; narrow bodies (the demo's)
+      never fully do and leave a ``scale``-pixel grid on smooth areas.
+    - ``init``: ``kaiming`` (the default) or ``default`` (PyTorch's, upstream's). PyTorch's
+      default shrinks the signal about 5x in variance per PReLU layer, so the body's output
+      starts as its last biases, independent of the input, and training sits on a plateau
+      (the output equal to the skip) for about 1,000 iterations at lr 2e-4. ``kaiming`` keeps
+      the variance through the body (He et al.'s gain for the activation's slope) and zeroes
+      the last convolution, so training starts exactly at the skip with every layer already
+      passing the input on. Loaded weights replace either.
+    """
 
     upstream_layout = True
 
@@ -84,10 +106,13 @@ class SRVGGNetCompact(Generator):
         num_conv: int = 16,
         scale: int = 4,
         act: str = "prelu",
+        skip: str = "nearest",
+        init: str = "kaiming",
     ) -> None:
         super().__init__()
         check_scale(scale)
         check_choice("act", act, ACTIVATIONS)
+        check_choice("init", init, SR_INITS)
         if out_channels != in_channels:
             # Upstream adds the upsampled input to the output, channel for channel.
             raise ValueError(
@@ -102,7 +127,18 @@ class SRVGGNetCompact(Generator):
         layers.append(nn.Conv2d(num_feat, out_channels * scale * scale, 3, 1, 1))
         self.body = nn.ModuleList(layers)
         self.upsampler = nn.PixelShuffle(scale)
-        self.residual = NearestResidual(scale)
+        self.residual = UpsampledResidual(scale, skip)
+        if init == "kaiming":
+            self._init_kaiming(act)
+
+    def _init_kaiming(self, act: str) -> None:
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        slope = {"prelu": 0.25, "relu": 0.0, "leakyrelu": 0.1}[act]  # PReLU's initial slope
+        for conv in convs[:-1]:
+            nn.init.kaiming_normal_(conv.weight, a=slope, nonlinearity="leaky_relu")
+            nn.init.zeros_(conv.bias)
+        nn.init.zeros_(convs[-1].weight)
+        nn.init.zeros_(convs[-1].bias)
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         out = to_unit(x)
