@@ -147,6 +147,7 @@ def test_commands_that_do_no_work_import_nothing_heavy(args: list[str], says: st
 
 
 def test_the_heavy_check_sees_a_command_that_imports_torch() -> None:
+    # info builds the network to count its MACs, so it needs torch: the check must see it
     heavy, printed = _heavy_after("info", "demo")
     assert "architecture" in printed and "torch" in heavy
 
