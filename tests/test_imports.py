@@ -5,9 +5,18 @@ import hides a circle from Python's loader but is still a dependency.
 """
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+from test_training import data, tiny  # noqa: F401  (fixture)
+
 import translate
+from translate.cli import COMMANDS
+
+SR_GENERATOR = {"name": "srvgg_compact", "options": {"num_feat": 4, "num_conv": 1}}
 
 PACKAGE = Path(translate.__file__).parent
 
@@ -96,3 +105,83 @@ def test_serve_imports_no_private_names():
                 names = [alias.name for alias in node.names if alias.name.startswith("_")]
                 private += [f"{path.name}: {node.module}.{name}" for name in names]
     assert not private, "serve imports private names: " + ", ".join(private)
+
+
+# Seconds to import each; a command that does not do their work must not load them.
+HEAVY = ("torch", "torchvision", "albumentations", "cv2", "kornia")
+# Runs `translate ARGS...` in this interpreter (standalone_mode=False returns instead of
+# exiting), then prints the heavy modules the command left in sys.modules.
+_RUN_CLI = """
+import json, sys
+import click
+from translate.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except click.ClickException as exc:
+    exc.show()
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def _heavy_after(*args: str) -> tuple[list[str], str]:
+    """The heavy modules `translate ARGS` imported, and what it printed before."""
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_CLI.format(heavy=HEAVY), *args],
+        capture_output=True, text=True, check=True, cwd=PACKAGE.parent,  # `-c` imports from cwd
+    )  # fmt: skip
+    *printed, last = done.stdout.strip().splitlines()
+    return json.loads(last), "\n".join(printed) + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["models"], "demo-sr"),
+        *[([name, "--help"], "Usage:") for name in sorted(COMMANDS)],
+    ],
+)  # fmt: skip
+def test_commands_that_do_no_work_import_nothing_heavy(args: list[str], says: str) -> None:
+    heavy, printed = _heavy_after(*args)
+    assert says in printed  # the command ran
+    assert heavy == [], f"translate {' '.join(args)} imported {', '.join(heavy)}"
+
+
+def test_the_heavy_check_sees_a_command_that_imports_torch() -> None:
+    # info builds the network to count its MACs, so it needs torch: the check must see it
+    heavy, printed = _heavy_after("info", "demo")
+    assert "architecture" in printed and "torch" in heavy
+
+
+# Builds the trainer of the config (JSON) in argv[1] for the run directory argv[2], as
+# `translate train` does before its first step, then prints the heavy modules it imported.
+_START_TRAINING = """
+import json, sys
+from pathlib import Path
+from translate.training.configure import from_dict
+from translate.training.engine import Trainer
+Trainer(from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), progress=False)
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "sr"])
+def test_training_starts_without_torchvision_or_kornia(
+    model: str,
+    data: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if model == "sr":  # the paired images as HR photos, shrunk 4x by bicubic
+        data_keys = {"degradation": "bicubic", "preprocess": {"mode": "crop", "crop_size": 16}}
+        config = tiny("sr", data, data=data_keys, generator=SR_GENERATOR)
+        config["discriminator"] = {"name": "unet_sn", "options": {"num_feat": 4}}
+    else:
+        config = tiny("pix2pix", data)
+    script = _START_TRAINING.format(heavy=HEAVY)
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(config), str(tmp_path / "run")],
+        capture_output=True, text=True, check=True, cwd=PACKAGE.parent,
+    )  # fmt: skip
+    # torchvision: only for a perceptual loss (none here) and sample grids; kornia: only for
+    # scores and the blurring degradations, after the first step
+    heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not {"torchvision", "kornia"} & set(heavy), heavy

@@ -20,7 +20,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -30,9 +30,9 @@ from translate.atomic import atomic_path, atomic_write_text
 from translate.errors import user_errors
 from translate.inference.hub import HUB_FILE
 from translate.inference.loading import run_generator
-from translate.model_file import LoadedModel, load_generators
-from translate.networks import count_macs, count_parameters
-from translate.training.report import SAMPLE_NAME, read_metrics
+
+if TYPE_CHECKING:
+    from translate.model_file import LoadedModel
 
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
@@ -56,6 +56,10 @@ def write_card(run_dir: Path, out_dir: Path, repo_id: str, overwrite: bool = Fal
             f"{out_dir}: not empty, and `huggingface-cli upload` would push everything in it; "
             "name a new folder or pass --overwrite"
         )
+    # torch (through the model file, the networks and the run report) is imported by the
+    # work, not by the module, so `translate card --help` answers at once.
+    from translate.model_file import load_generators
+
     source = run_generator(run_dir)
     model = load_generators(source, "cpu")
     metrics = _shipped_metrics(model, source, run_dir)
@@ -101,6 +105,8 @@ def geometry(model: LoadedModel) -> dict[str, Any]:
 def _shipped_metrics(model: LoadedModel, source: Path, run_dir: Path) -> dict[str, Any]:
     """The validation metrics of the generator shipped, with their ``step``: the best
     scores the file records for ``generator_best``, else the run's last evaluation."""
+    from translate.training.report import read_metrics
+
     best = model.training.get("best_val") or {}
     if source.name.startswith("generator_best") and best:
         return dict(best)
@@ -112,6 +118,8 @@ def _shipped_metrics(model: LoadedModel, source: Path, run_dir: Path) -> dict[st
 
 def _sample_grid(run_dir: Path, step: int | None) -> Path | None:
     """The samples saved at ``step`` (the shipped generator's), else the newest ones."""
+    from translate.training.report import SAMPLE_NAME
+
     grids = {}
     for path in (run_dir / "samples").glob("epoch*_step*.png"):
         match = SAMPLE_NAME.search(path.name)
@@ -205,6 +213,8 @@ def _task(model: LoadedModel, trainer: str) -> str:
 
 
 def _architecture_rows(model: LoadedModel) -> dict[str, list[str]]:
+    from translate.networks import count_macs, count_parameters
+
     rows: dict[str, list[str]] = {
         "architecture": [],
         "options": [],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.metrics import ssim as _ssim
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +23,9 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
 
 def ssim(output: torch.Tensor, target: torch.Tensor, window: int = 11) -> float:
     """Structural similarity (Gaussian 11x11 window) with images mapped to [0, 1]."""
+    # kornia (half a second to import) once something is scored, not when training starts
+    from kornia.metrics import ssim as _ssim
+
     side = min(output.shape[-2:])
     window = min(window, side if side % 2 else side - 1)  # odd, and no larger than the image
     return _ssim(_to_unit(output), _to_unit(target), window).mean().item()
@@ -72,6 +74,8 @@ def psnr_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> float
 def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> float:
     """SSIM of the Y channels (11x11 Gaussian window, sigma 1.5, valid positions only, as
     BasicSR computes it), ``border`` pixels cropped off each side."""
+    from kornia.metrics import ssim as _ssim  # as in ssim(): kornia once something is scored
+
     y_out, y_target = _crop(luma(output), border), _crop(luma(target), border)
     side = min(y_out.shape[-2:])
     window = min(11, side if side % 2 else side - 1)

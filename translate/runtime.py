@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from translate.choices import PRECISIONS
+
 # The one dtype table: the autocast dtype of each precision (fp32 runs without autocast).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,

@@ -20,9 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.color import rgb_to_grayscale
-from kornia.enhance import jpeg_codec_differentiable
-from kornia.filters import filter2d
 from torch import Tensor, nn
 
 __all__ = [
@@ -213,6 +210,10 @@ def _blur(x: Tensor, kernels: Tensor) -> Tensor:
     """Each item convolved with its own kernel (``(B, k, k)``), mirrored at the border as
     Real-ESRGAN does; an image no larger than the kernel's radius repeats its edge instead
     (a mirror needs more pixels than it reflects)."""
+    # kornia (half a second to import) only for the degradations that blur, add Poisson
+    # noise or JPEG-compress: bicubic alone does without it
+    from kornia.filters import filter2d
+
     small = min(x.shape[-2:]) <= kernels.shape[-1] // 2
     return filter2d(
         x, kernels.to(x.device, x.dtype), border_type="replicate" if small else "reflect"
@@ -238,6 +239,8 @@ def _poisson_noise(img: Tensor, generator: torch.Generator) -> Tensor:
 def add_poisson_noise(img: Tensor, scale: float, gray: bool, generator: torch.Generator) -> Tensor:
     """``img`` (one item) plus ``scale`` times its Poisson noise, the noise of its luminance
     for all channels when ``gray``, clamped to [0, 1]."""
+    from kornia.color import rgb_to_grayscale  # as in _blur: kornia only where it is used
+
     source = rgb_to_grayscale(img) if gray and img.shape[1] == 3 else img
     return (img + scale * _poisson_noise(source, generator)).clamp(0, 1)
 
@@ -247,6 +250,8 @@ def jpeg(img: Tensor, quality: Tensor) -> Tensor:
     differentiable codec (4:2:0 chroma, standard tables; a soft rounding, so it stays within
     about 1.5 grey levels mean absolute difference of libjpeg's output). A one-channel image
     is coded as grey RGB."""
+    from kornia.enhance import jpeg_codec_differentiable  # as in _blur
+
     img, quality = img.clamp(0, 1), quality.to(img.device, img.dtype)
     if img.shape[1] == 1:
         return jpeg_codec_differentiable(img.expand(-1, 3, -1, -1), quality).mean(1, keepdim=True)

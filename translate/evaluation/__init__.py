@@ -1,33 +1,33 @@
 """Evaluation: paired L1/PSNR/SSIM, diversity and FID/KID of image sets (`translate evaluate`)."""
 
-from translate.evaluation.inception import (
-    InceptionFeatures,
-    fid,
-    frechet_distance,
-    kid,
-    load_inception,
-)
-from translate.evaluation.scores import (
-    PairedScores,
-    SetScores,
-    folder_images,
-    model_images,
-    paired_folder_images,
-    score_pairs,
-    score_sets,
-)
+from __future__ import annotations
 
-__all__ = [
-    "InceptionFeatures",
-    "PairedScores",
-    "SetScores",
-    "fid",
-    "folder_images",
-    "frechet_distance",
-    "kid",
-    "load_inception",
-    "model_images",
-    "paired_folder_images",
-    "score_pairs",
-    "score_sets",
-]
+import importlib
+from typing import Any
+
+# Loaded when first used, as in translate/__init__.py: they import torch and torchvision,
+# which `translate evaluate --help` (translate.evaluation.cli, inside this package) never
+# needs.
+_LAZY = {
+    "InceptionFeatures": "translate.evaluation.inception",
+    "fid": "translate.evaluation.inception",
+    "frechet_distance": "translate.evaluation.inception",
+    "kid": "translate.evaluation.inception",
+    "load_inception": "translate.evaluation.inception",
+    "PairedScores": "translate.evaluation.scores",
+    "SetScores": "translate.evaluation.scores",
+    "folder_images": "translate.evaluation.scores",
+    "model_images": "translate.evaluation.scores",
+    "paired_folder_images": "translate.evaluation.scores",
+    "score_pairs": "translate.evaluation.scores",
+    "score_sets": "translate.evaluation.scores",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'translate.evaluation' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -6,13 +6,16 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
-from torch import Tensor
 
+from translate.choices import PRECISIONS
 from translate.errors import user_errors
-from translate.runtime import PRECISIONS, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 # metric -> (label, note) in table order
 ROWS = {
@@ -139,8 +142,10 @@ def evaluate(
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
+    # Here, not above: scoring imports torch and torchvision, which `--help` does not need.
     from translate.evaluation import scores
     from translate.evaluation.inception import load_inception
+    from translate.runtime import resolve_device, resolve_precision
 
     if (model_source is None) != (data is None):
         raise click.UsageError("--model and --data go together")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..choices import BACKENDS
 from ..download import translate_home
 from ..extras import needs_extra
 from ..model_file import LoadedModel
@@ -31,11 +32,6 @@ from ..networks.eval_mode import EvalMode
 from ..runtime import Precision, resolve_device, resolve_precision
 from .export import export_generator
 
-BACKENDS = ("torch", "onnxruntime")
-BACKEND_HELP = (
-    "What runs the model: torch, or onnxruntime (the ONNX export, made on first use and "
-    "cached; CPU, fp32; needs the onnx extra)."
-)
 # Bumped when the cached graphs change for the same weights (another export wrapper).
 _CACHE_FORMAT = 1
 

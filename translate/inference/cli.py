@@ -1,4 +1,9 @@
-"""`translate convert`, `translate export`, `translate info` and `translate models`."""
+"""`translate convert`, `translate export`, `translate info` and `translate models`.
+
+Only the option schema and the model names are imported here: what converts, exports or
+describes a model imports torch (seconds), so it is imported by the command that runs it and
+`--help`, `translate models` and a usage error answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,12 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from translate.errors import user_errors
-from translate.runtime import Ranks
 
-from .convert import IMAGES
 from .loading import BUNDLED
 from .options import (
     ConvertOptions,
@@ -24,11 +27,10 @@ from .options import (
     split,
 )
 from .pretrained import PRETRAINED, cache_path, url
-from .runner import ConvertSummary, listed_inputs, run_conversion, writes_one_file
-from .translator import Translator
-from .video import VIDEOS
 
-SOURCES = (IMAGES, VIDEOS)
+if TYPE_CHECKING:
+    from .runner import ConvertSummary
+
 # OUT's suffix -> the export format it implies
 EXPORT_SUFFIXES = {".pt": "torchscript", ".ts": "torchscript", ".onnx": "onnx"}
 
@@ -103,9 +105,17 @@ def convert(
     converts its share; with --ray, a pool of Ray actors converts the files (same outputs,
     manifest and exit codes). Exit code 1 when any image or video failed.
     """
+    from translate.runtime import Ranks
+
+    from .convert import IMAGES
+    from .runner import listed_inputs, run_conversion, writes_one_file
+    from .translator import Translator
+    from .video import VIDEOS
+
+    sources = (IMAGES, VIDEOS)
     if targets is not None and not report:
         raise click.UsageError("--targets is for --report")
-    if report and writes_one_file(input, output, SOURCES):
+    if report and writes_one_file(input, output, sources):
         raise click.UsageError(f"--report writes OUTPUT/index.html; give a folder, not {output}")
     if report and Ranks.from_env().world_size > 1:  # ranks finish apart: no rank sees all
         raise click.UsageError("--report: run it without torchrun")
@@ -122,12 +132,12 @@ def convert(
         inputs = listed_inputs(input, files_from, pattern)
         if ray_address is None:
             translator = Translator.load(model, translating, arch=arch, norm=norm)
-            summary = run_conversion(input, output, translator, writing, SOURCES, inputs)
+            summary = run_conversion(input, output, translator, writing, sources, inputs)
         else:
             from .ray import convert_on_ray
 
             summary = convert_on_ray(
-                input, output, model, translating, writing, sources=SOURCES, inputs=inputs,
+                input, output, model, translating, writing, sources=sources, inputs=inputs,
                 address=None if ray_address == "local" else ray_address, actors=actors,
                 arch=arch, norm=norm,
             )  # fmt: skip
@@ -142,6 +152,8 @@ def convert(
 
 
 def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
+    from translate.runtime import Ranks
+
     ranks = Ranks.from_env()
     who = "" if ranks.world_size == 1 else f"rank {ranks.rank}/{ranks.world_size}: "
     click.echo(

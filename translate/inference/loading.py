@@ -15,20 +15,15 @@ import os
 import zipfile
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..model_file import (
-    FORMAT,
-    LoadedModel,
-    checkpoint_paths,
-    generators_from_checkpoint,
-    is_generator_file,
-    is_training_checkpoint,
-    load_generators,
-)
 from .hub import hub_model_path, parse_repo_id
 from .pretrained import PRETRAINED, pretrained_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model_file import LoadedModel
 
 # Bundled model name -> file in translate/assets.
 BUNDLED = {"demo": "demo.safetensors", "demo-sr": "demo-sr.safetensors"}
@@ -52,6 +47,16 @@ def load_model(
     (and so skip spandrel); a generator file records its architecture, so they are refused
     there rather than silently ignored.
     """
+    # Here, not above: the generator file's module imports torch, which `translate models`
+    # (reading BUNDLED) and a path error do not need.
+    from ..model_file import (
+        FORMAT,
+        generators_from_checkpoint,
+        is_generator_file,
+        is_training_checkpoint,
+        load_generators,
+    )
+
     path = resolve_model_path(source)
     checkpoint = None
     if is_reference_checkpoint(path):
@@ -154,6 +159,8 @@ def run_model(run_dir: Path) -> Path:
     try:
         return run_generator(run_dir)
     except FileNotFoundError as exc:
+        from ..model_file import checkpoint_paths
+
         checkpoints = checkpoint_paths(run_dir)
         if not checkpoints:
             raise FileNotFoundError(f"{exc}, then checkpoints/state_<step>.pt") from None

@@ -24,10 +24,8 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.networks.eval_mode import NORM_STATS
-from translate.runtime import PRECISIONS
+from translate.choices import BACKEND_HELP, BACKENDS, NORM_STATS, PRECISIONS
 
-from .backends import BACKEND_HELP, BACKENDS
 from .formats import canonical, format_choices
 
 DIRECTIONS = ("AtoB", "BtoA")

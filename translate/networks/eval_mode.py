@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORM_STATS = ("running", "batch")
+from translate.choices import NORM_STATS
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from translate.choices import BACKEND_HELP, BACKENDS
 from translate.errors import user_errors
-from translate.inference.backends import BACKEND_HELP, BACKENDS
 
 LOOPBACK_NAMES = ("localhost",)
 

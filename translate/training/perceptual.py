@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from translate import torch_file
 
@@ -33,6 +32,10 @@ _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def vgg19_layer_names() -> list[str]:
     """The name of each entry of torchvision's ``vgg19().features``, in order."""
+    # torchvision (a second or more to import) only once a perceptual loss is configured:
+    # the SR trainer imports this module for its defaults alone.
+    from torchvision.models.vgg import cfgs
+
     names, block, conv = [], 1, 0
     for entry in cfgs["E"]:
         if entry == "M":
@@ -54,6 +57,8 @@ class PerceptualLoss(nn.Module):
     """
 
     def __init__(self, weights: str | Path, layers: dict[str, float]) -> None:
+        from torchvision.models.vgg import cfgs, make_layers
+
         super().__init__()
         names = vgg19_layer_names()
         unknown = sorted(set(layers) - set(names))

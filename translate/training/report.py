@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 from translate.atomic import atomic_path, atomic_write_text
 from translate.data.images import write_image
@@ -131,6 +130,8 @@ def sample_grid(images: dict[str, torch.Tensor]) -> np.ndarray:
     channels the first three (RGBA: its colour). Batches smaller than the largest (the input of a
     generator whose output is a multiple of it) are shown enlarged to its size.
     """
+    from torchvision.utils import make_grid  # torchvision only once a sample grid is drawn
+
     if not images:
         raise ValueError("sample_grid needs at least one image batch")
     for batch in images.values():

@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
 
 from translate import metrics
 from translate.data.degradations import bicubic_upscale, build_degradation
@@ -245,6 +244,8 @@ def usm_sharpen(
     detail a ``side`` x ``side`` Gaussian blur (sigma as OpenCV derives it from the side)
     removes is added back where it exceeds ``threshold`` grey levels, blended in by the
     blurred mask. Images need sides above ``side // 2`` (reflected borders)."""
+    from kornia.filters import gaussian_blur2d  # kornia only when targets are sharpened
+
     sigma = 0.3 * ((side - 1) * 0.5 - 1) + 0.8  # cv2.getGaussianKernel(side, 0)'s
 
     def blur(x: torch.Tensor) -> torch.Tensor:
