@@ -132,8 +132,19 @@ def scan_file(path: str | os.PathLike[str]) -> PickleScan:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             return _scan_archive(archive)
-    with path.open("rb") as f:
+    with _FileReader(io.FileIO(path, "rb")) as f:
         return scan_pickle(f)
+
+
+class _FileReader(io.BufferedReader):
+    """A file whose reads never ask for more than it has left: a pickle opcode may declare
+    a 2**40-byte argument, which a plain read would try to allocate before finding the file
+    ends (genops then names it as truncated)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, os.fstat(self.fileno()).st_size - self.tell()))
+        return super().read(size)
 
 
 def _scan_archive(archive: zipfile.ZipFile) -> PickleScan:
