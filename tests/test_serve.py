@@ -7,7 +7,9 @@ import importlib.util
 import io
 import json
 import re
+import shutil
 import struct
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -509,6 +511,33 @@ def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(
     assert "missing.safetensors: no such file" in result.output
     result = runner.invoke(main, ["serve", "demo", "--device", "tpu", "--port", "0"])
     assert result.exit_code == 1 and "device 'tpu'" in result.output
+
+
+def test_a_bad_tls_file_is_one_line_before_any_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: None)
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["serve", "demo", "--port", "0", "--ssl-certfile", str(tmp_path / "bad.pem")]
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"--ssl-certfile {tmp_path / 'bad.pem'}: cannot load the certificate" in result.output
+    if shutil.which("openssl") is None:
+        return
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        capture_output=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    result = runner.invoke(main, ["serve", "demo", "--port", "0", "--device", "cpu", *tls])
+    assert result.exit_code == 0 and result.output.startswith("https://127.0.0.1:"), result.output
 
 
 def test_is_loopback() -> None:
