@@ -474,6 +474,31 @@ def test_runs_api(models: Models, run_dir: Path) -> None:
         assert response.status_code == 404, path
 
 
+def test_a_damaged_run_is_listed_with_its_file_named_and_the_others_as_usual(
+    models: Models, run_dir: Path
+) -> None:
+    broken, bad_config = run_dir / "broken", run_dir / "bad_config"
+    broken.mkdir()
+    (broken / "metrics.jsonl").write_bytes(b'{"step": 1, "epoch": 1}\n{"step": 2, "G\xff\xfe"}\n')
+    bad_config.mkdir()
+    (bad_config / "config.yaml").write_bytes(b"model: pix2pix\nname: caf\xe9\n")
+    client = TestClient(create_app(models, Runs(run_dir)))
+    listed = client.get("/api/runs")
+    assert listed.status_code == 200
+    runs = {r["name"]: r for r in listed.json()["runs"]}
+    assert (runs["exp1"]["step"], runs["exp1"]["error"]) == (2, None)
+    assert runs["bad_config"]["error"] is None
+    damaged = f"{broken / 'metrics.jsonl'}:2: damaged: byte 0xff at offset 14 is not UTF-8"
+    assert runs["broken"]["error"] == damaged
+    metrics = client.get("/api/runs/broken/metrics").json()
+    assert (metrics["records"], metrics["error"]) == ([], damaged)
+    detail = client.get("/api/runs/bad_config")
+    assert detail.status_code == 200 and detail.json()["config"] == ""
+    damaged = f"{bad_config / 'config.yaml'}: damaged: byte 0xe9 at offset 24 is not UTF-8"
+    assert detail.json()["error"] == damaged
+    assert client.get("/api/runs/exp1").json()["error"] is None
+
+
 def test_an_unpaired_run_says_it_has_no_scores(models: Models, run_dir: Path) -> None:
     cycle = run_dir / "cycle"
     cycle.mkdir()
