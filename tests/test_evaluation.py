@@ -125,7 +125,15 @@ def test_padding_excluded_pool_equals_tensorflow_average():
     torch.testing.assert_close(patched(included), plain(excluded))
 
 
+class _Payload:
+    """Any class: unpickling it would run code the file names."""
+
+
 def test_bad_weights_files_are_named(tmp_path):
+    evil = tmp_path / "EVIL.pth"
+    torch.save({"fc.bias": torch.zeros(1000), "x": _Payload()}, evil)
+    with pytest.raises(ValueError, match=r"^\S*EVIL.pth: refused: would run code: .*_Payload"):
+        load_inception(evil)
     other = tmp_path / "resnet.pth"
     torch.save(nn.Linear(3, 4).state_dict(), other)
     with pytest.raises(ValueError, match="resnet.pth: not Inception-v3"):
