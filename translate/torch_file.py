@@ -132,7 +132,7 @@ def scan_file(path: str | os.PathLike[str]) -> PickleScan:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             return _scan_archive(archive)
-    with _FileReader(io.FileIO(path, "rb")) as f:
+    with _FileReader(path) as f:
         return scan_pickle(f)
 
 
@@ -141,9 +141,13 @@ class _FileReader(io.BufferedReader):
     a 2**40-byte argument, which a plain read would try to allocate before finding the file
     ends (genops then names it as truncated)."""
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = os.fstat(self.fileno()).st_size
+
     def read(self, size: int | None = -1) -> bytes:
         if size is not None and size > 0:
-            size = min(size, max(0, os.fstat(self.fileno()).st_size - self.tell()))
+            size = min(size, max(0, self.size - self.tell()))
         return super().read(size)
 
 
