@@ -15,8 +15,10 @@ from PIL import Image
 
 from translate.atomic import atomic_write_bytes, remove_stale_temps
 from translate.data.images import ImageReadError, is_image_path, read_image, scan_files
-from translate.inference.convert import convert_folder
+from translate.inference.convert import IMAGES, convert_folder
 from translate.inference.manifest import MANIFEST_NAME
+from translate.inference.options import ConvertOptions
+from translate.inference.runner import plan
 from translate.inference.translator import Translator
 from translate.model_file import GeneratorSpec, load_generators, save_generators
 from translate.training.checkpoint import save_state
@@ -252,3 +254,25 @@ def test_a_named_pipe_is_left_alone_and_reported_by_convert_and_data_check(model
     checked = _cli("data", "check", src)
     assert "pipe.png: a named pipe" in checked.stderr
     assert "Traceback" not in checked.stderr
+
+
+def test_a_glob_cannot_leave_input_nor_any_selection_write_outside_output(model, tmp_path):
+    src, sib = tmp_path / "in", tmp_path / "sib"
+    _noise(src / "a.png", (16, 16, 3), 0)
+    _noise(sib / "a.png", (16, 16, 3), 1)
+    dst = tmp_path / "deep" / "out"
+    done = _cli("convert", model, src, dst, "--glob", "../sib/*.png", "--device", "cpu")
+    assert done.returncode == 1
+    assert "--glob ../sib/*.png: give a pattern relative to INPUT" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "deep").exists()
+
+    # The planner itself refuses, whatever the selection: a listed '..' path, or an output
+    # folder whose subfolder is a link to elsewhere.
+    with pytest.raises(ValueError, match="would be outside OUTPUT"):
+        plan(src, dst, ConvertOptions(), (IMAGES,), [src / ".." / "sib" / "a.png"])
+    _noise(src / "sub" / "b.png", (16, 16, 3), 2)
+    dst.mkdir(parents=True)
+    os.symlink(sib, dst / "sub")
+    with pytest.raises(ValueError, match="sub/b.png would be outside OUTPUT"):
+        plan(src, dst, ConvertOptions(), (IMAGES,))

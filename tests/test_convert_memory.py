@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from translate import runtime
 from translate.cli import main
 from translate.inference import memory
 from translate.inference.convert import convert_folder
@@ -124,3 +125,41 @@ def test_the_tile_a_refusal_names_is_accepted_for_that_image(model, tmp_path, an
         tiled = CliRunner().invoke(main, [*cmd, str(out), "--tile", str(tile)])
         assert tiled.exit_code == 0, tiled.output
         assert (out / "0.png").is_file()
+
+
+def _tree(root, files):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root / "proc", root
+
+
+def test_the_container_limit_is_read_from_the_process_cgroup_v2_and_v1(tmp_path):
+    """A fake /proc/self and cgroup tree: the tightest limit above the process counts."""
+    v2 = _tree(tmp_path / "v2", {
+        "proc/cgroup": "0::/user.slice/app.scope\n",
+        "proc/mountinfo": "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n",
+        "sys/fs/cgroup/user.slice/app.scope/memory.max": "max\n",
+        "sys/fs/cgroup/user.slice/app.scope/memory.current": "100\n",
+        "sys/fs/cgroup/user.slice/memory.max": "3000\n",  # the container's, a parent's
+        "sys/fs/cgroup/user.slice/memory.current": "1000\n",
+    })  # fmt: skip
+    assert runtime._cgroup_free(*v2) == 2000
+    # v1 (a docker bind mount: the hierarchy's /docker is mounted at the memory controller).
+    v1 = _tree(tmp_path / "v1", {
+        "proc/cgroup": "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n",
+        "proc/mountinfo": (
+            "32 31 0:29 /docker /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+            "35 31 0:32 /docker /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
+        ),
+        "sys/fs/cgroup/memory/abc/memory.limit_in_bytes": str(3_570_000_000),
+        "sys/fs/cgroup/memory/abc/memory.usage_in_bytes": str(570_000_000),
+        "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712",  # no limit
+        "sys/fs/cgroup/memory/memory.usage_in_bytes": str(5 << 30),
+        "sys/fs/cgroup/cpu,cpuacct/abc/memory.limit_in_bytes": "1",  # not the memory's
+    })  # fmt: skip
+    assert runtime._cgroup_free(*v1) == 3_000_000_000
+    # No limit anywhere, or no cgroup at all: the machine's memory decides.
+    (tmp_path / "v2/sys/fs/cgroup/user.slice/memory.max").write_text("max\n")
+    assert runtime._cgroup_free(*v2) is None
+    assert runtime._cgroup_free(tmp_path / "none", tmp_path / "none") is None

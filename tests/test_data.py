@@ -172,6 +172,15 @@ def test_worldmaps_split_has_no_overlap(tmp_path: Path) -> None:
     assert len(list((tmp_path / "trainA").iterdir())) == 3
 
 
+def test_worldmaps_refuses_a_bad_geometry_in_one_line(tmp_path: Path) -> None:
+    out = str(tmp_path / "w")
+    result = CliRunner().invoke(prepare, ["worldmaps", out, "--tile-size", "0"])
+    assert result.exit_code == 2 and "Invalid value for '--tile-size'" in result.output
+    result = CliRunner().invoke(prepare, ["worldmaps", out, "--tile-size", "4096"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "tile_size 4096 is too large for a map 2048 px wide" in result.output
+
+
 def test_data_check_reports_problems(tmp_path: Path) -> None:
     _aligned_dataset(tmp_path)
     runner = CliRunner()

@@ -125,7 +125,15 @@ def test_padding_excluded_pool_equals_tensorflow_average():
     torch.testing.assert_close(patched(included), plain(excluded))
 
 
+class _Payload:
+    """Any class: unpickling it would run code the file names."""
+
+
 def test_bad_weights_files_are_named(tmp_path):
+    evil = tmp_path / "EVIL.pth"
+    torch.save({"fc.bias": torch.zeros(1000), "x": _Payload()}, evil)
+    with pytest.raises(ValueError, match=r"^\S*EVIL.pth: refused: would run code: .*_Payload"):
+        load_inception(evil)
     other = tmp_path / "resnet.pth"
     torch.save(nn.Linear(3, 4).state_dict(), other)
     with pytest.raises(ValueError, match="resnet.pth: not Inception-v3"):
@@ -261,6 +269,22 @@ def test_model_on_paired_dataset(tmp_path):
     assert scores["images"] == 3
     assert scores["l1"] == pytest.approx(metrics.l1(expected, torch.stack(targets)), rel=1e-4)
     assert scores["psnr"] == pytest.approx(metrics.psnr(expected, torch.stack(targets)), rel=1e-4)
+
+
+def test_an_sr_model_refuses_targets_not_at_its_scale_naming_the_file(tmp_path):
+    spec = GeneratorSpec.declared("srvgg_compact", 3, 3, {"num_feat": 4, "num_conv": 1})
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, spec.build())})
+    assert spec.scale == 4
+    _write(tmp_path / "data" / "A" / "val" / "a.png", np.zeros((8, 10, 3), np.uint8))
+    _write(tmp_path / "data" / "B" / "val" / "a.png", np.zeros((24, 30, 3), np.uint8))  # 3x
+    args = ["--model", str(tmp_path / "g.safetensors"), "--data", str(tmp_path / "data")]
+    result = CliRunner().invoke(evaluate, [*args, "--device", "cpu"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    target, source = tmp_path / "data" / "B" / "val" / "a.png", tmp_path / "data" / "A" / "val"
+    assert (
+        f"{target}: the target is 30x24, but its input {source / 'a.png'} is 10x8 and the model "
+        "upscales 4x (40x32)"
+    ) in result.output
 
 
 @pytest.mark.parametrize(

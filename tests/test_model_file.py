@@ -172,6 +172,14 @@ MALFORMED = {
         lambda raw: {**raw, "generators": _generators(raw, num_downs=10000)},
         r"generators\.AtoB: cannot build unet_128 .*: num_downs: expected 1 to 16 .*got 10000",
     ),
+    "JSON nested past the parser": (
+        lambda raw: {**raw, "generators": "[" * 100_000 + "]" * 100_000},
+        "generators: JSON nested too deeply to be metadata",
+    ),
+    "test_mode nested past the parser": (
+        lambda raw: {**raw, "test_mode": "{" + '"a":{' * 100_000 + "}" * 100_001},
+        "test_mode: JSON nested too deeply to be metadata",
+    ),
     "bad channel count": (
         lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 0})},
         r"preprocess\.input_channels: expected a positive integer, got 0",
@@ -187,6 +195,23 @@ def test_malformed_metadata_is_one_line_naming_file_and_field(tmp_path, case):
     with pytest.raises(ValueError, match=rf"^{tmp_path}/g\.safetensors: {message}") as error:
         load_generators(path)
     assert "\n" not in str(error.value)
+
+
+def test_two_saves_of_one_model_are_byte_identical_with_sorted_metadata(tmp_path):
+    spec = _spec()
+    net = spec.build()
+    saved = []
+    for name in ("a", "b", "c"):
+        path = tmp_path / f"{name}.safetensors"
+        save_generators(path, {"AtoB": (spec, net)}, training={"steps": 3, "model": "pix2pix"})
+        saved.append(path.read_bytes())
+    assert saved[0] == saved[1] == saved[2]
+    length = int.from_bytes(saved[0][:8], "little")
+    metadata = json.loads(saved[0][8 : 8 + length])["__metadata__"]
+    assert list(metadata) == sorted(metadata) == sorted(_raw_metadata(tmp_path / "a.safetensors"))
+    loaded = load_generators(tmp_path / "a.safetensors").generators["AtoB"]
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
 
 
 def test_metadata_is_checked_against_the_weights_before_anything_is_built(tmp_path):

@@ -94,6 +94,18 @@ def test_checks_name_the_field_in_the_api_and_the_flag_on_the_command_line():
     assert Range(1, 3).problem(True) == "expected a whole number, got True"
 
 
+def test_overlap_without_tile_is_refused_in_the_api_and_the_cli(tiny_generator_file, tmp_path):
+    with pytest.raises(OptionError, match=r"^overlap is the pixels neighbouring tiles share"):
+        TranslatorOptions(overlap=8)
+    assert TranslatorOptions(tile=32, overlap=8).tile_overlap() == 8
+    write_image(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    args = ["convert", str(tiny_generator_file), str(tmp_path / "in"), str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--overlap", "8"])
+    assert result.exit_code == 2
+    assert "--overlap is the pixels neighbouring tiles share: give --tile too" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_size_with_resize_shorter_is_one_usage_error(tiny_generator_file, tmp_path):
     write_image(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     args = ["convert", str(tiny_generator_file), str(tmp_path / "in"), str(tmp_path / "out")]

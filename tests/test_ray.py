@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -80,6 +81,19 @@ def test_cli_on_ray_writes_the_local_bytes_names_bad_files_and_exits_alike(
 
     other = _convert(model, str(folder), str(tmp_path / "ray"), "--quality", "50", "--ray")
     assert other.exit_code == 1 and "holds outputs of another conversion" in other.output
+
+
+def test_an_address_where_nothing_listens_fails_at_once_naming_it(
+    tiny_generator_file, folder, tmp_path
+):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "out"
+    result = _convert(str(tiny_generator_file), str(folder), str(out), "--ray", f"127.0.0.1:{port}")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"Ray cluster at 127.0.0.1:{port}: nothing answers" in result.output
+    assert not out.exists()  # refused before the manifest is claimed
 
 
 def test_files_from_on_ray_converts_only_the_list_as_the_local_path_does(

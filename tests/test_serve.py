@@ -7,7 +7,9 @@ import importlib.util
 import io
 import json
 import re
+import shutil
 import struct
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -537,6 +539,31 @@ def test_runs_api(models: Models, run_dir: Path) -> None:
         assert response.status_code == 404, path
 
 
+def test_a_damaged_run_is_listed_with_its_file_named_and_the_others_as_usual(
+    models: Models, run_dir: Path
+) -> None:
+    broken, bad_config = run_dir / "broken", run_dir / "bad_config"
+    broken.mkdir()
+    (broken / "metrics.jsonl").write_bytes(b'{"step": 1, "epoch": 1}\n{"step": 2, "G\xff\xfe"}\n')
+    bad_config.mkdir()
+    (bad_config / "config.yaml").write_bytes(b"model: pix2pix\nname: caf\xe9\n")
+    client = TestClient(create_app(models, Runs(run_dir)))
+    listed = client.get("/api/runs")
+    assert listed.status_code == 200
+    runs = {r["name"]: r for r in listed.json()["runs"]}
+    assert (runs["exp1"]["step"], runs["exp1"]["error"]) == (2, None)
+    assert runs["bad_config"]["error"] is None
+    damaged = f"{broken / 'metrics.jsonl'}:2: damaged: byte 0xff at offset 14 is not UTF-8"
+    assert runs["broken"]["error"] == damaged
+    metrics = client.get("/api/runs/broken/metrics").json()
+    assert (metrics["records"], metrics["error"]) == ([], damaged)
+    detail = client.get("/api/runs/bad_config")
+    assert detail.status_code == 200 and detail.json()["config"] == ""
+    damaged = f"{bad_config / 'config.yaml'}: damaged: byte 0xe9 at offset 24 is not UTF-8"
+    assert detail.json()["error"] == damaged
+    assert client.get("/api/runs/exp1").json()["error"] is None
+
+
 def test_an_unpaired_run_says_it_has_no_scores(models: Models, run_dir: Path) -> None:
     cycle = run_dir / "cycle"
     cycle.mkdir()
@@ -574,6 +601,33 @@ def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(
     assert "missing.safetensors: no such file" in result.output
     result = runner.invoke(main, ["serve", "demo", "--device", "tpu", "--port", "0"])
     assert result.exit_code == 1 and "device 'tpu'" in result.output
+
+
+def test_a_bad_tls_file_is_one_line_before_any_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: None)
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["serve", "demo", "--port", "0", "--ssl-certfile", str(tmp_path / "bad.pem")]
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"--ssl-certfile {tmp_path / 'bad.pem'}: cannot load the certificate" in result.output
+    if shutil.which("openssl") is None:
+        return
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        capture_output=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    result = runner.invoke(main, ["serve", "demo", "--port", "0", "--device", "cpu", *tls])
+    assert result.exit_code == 0 and result.output.startswith("https://127.0.0.1:"), result.output
 
 
 def test_is_loopback() -> None:

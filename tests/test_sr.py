@@ -377,6 +377,13 @@ def test_gan_fine_tuning_starts_from_the_psnr_run(hr_root: Path, tmp_path: Path)
     other["generator"]["options"]["num_feat"] = 4
     with pytest.raises(ValueError, match="'loss.pretrained': .*set generator: to the file's"):
         trainer(other, tmp_path / "other")
+    missing = tmp_path / "missing.safetensors"
+    other = sr_config(hr_root, loss={"pretrained": str(missing)})
+    with pytest.raises(ValueError) as refused:  # the path once, as the loader names it
+        trainer(other, tmp_path / "missing")
+    assert (
+        str(refused.value) == f"config key 'loss.pretrained': {missing}: no such file or directory"
+    )
 
 
 # --- perceptual loss ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import zipfile
 
+import pytest
 import torch
 
 from translate import torch_file
@@ -32,3 +33,12 @@ def test_declared_sizes_match_what_torch_writes(tmp_path):
     torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     legacy = torch_file.scan_file(tmp_path / "legacy.pt")
     assert sum(legacy.storages.values()) == sum(records.values())
+
+
+def test_a_pickle_declaring_a_huge_argument_is_refused_without_allocating_it(tmp_path):
+    """14 bytes whose BINBYTES8 opcode declares 2**40 bytes: one line, no MemoryError."""
+    path = tmp_path / "bomb.pth"
+    path.write_bytes(b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc")
+    assert not torch_file.scan_file(path).complete
+    with pytest.raises(ValueError, match=r"bomb\.pth: not a readable torch checkpoint"):
+        torch_file.load(path)

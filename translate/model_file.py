@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -225,7 +226,20 @@ def save_generators(
             tensors[prefix + key] = value.contiguous()
     # Encoded in memory, then written by atomic_write_bytes: safetensors' save_file
     # truncates silently on a full disk, this raises ENOSPC and leaves nothing.
-    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+    atomic_write_bytes(path, _sorted_metadata(safetensors_bytes(tensors, metadata=metadata)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """``data``, a safetensors file, with its metadata's keys sorted: safetensors writes them
+    from a Rust hash map, in an order that changes with each save, and identical models
+    should be identical files. The tensors' entries and bytes are kept as written."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    header = {"__metadata__": header.pop("__metadata__"), **header}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]
 
 
 def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:
@@ -379,10 +393,7 @@ def _parse(raw: dict[str, str]) -> Metadata:
     for key in ("generators", "preprocess", "training"):
         if key not in raw:
             raise ValueError(f"{key}: missing from the metadata")
-        try:
-            decoded[key] = json.loads(raw[key])
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{key}: not valid JSON ({exc})") from None
+        decoded[key] = _json(key, raw[key])
     if not isinstance(decoded["training"], dict):
         raise ValueError(f"training: expected an object, got {type(decoded['training']).__name__}")
     specs = _specs(decoded["generators"])
@@ -397,14 +408,22 @@ def _parse(raw: dict[str, str]) -> Metadata:
     )
 
 
+def _json(key: str, text: str) -> Any:
+    """The metadata entry ``key`` decoded; nesting too deep for Python's parser is refused
+    as malformed, not raised as a RecursionError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{key}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{key}: JSON nested too deeply to be metadata") from None
+
+
 def _test_mode(raw: str | None) -> EvalMode:
     """The optional ``test_mode`` entry; files without one normalise by running statistics."""
     if raw is None:
         return EvalMode()
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"test_mode: not valid JSON ({exc})") from None
+    data = _json("test_mode", raw)
     if not isinstance(data, dict) or set(data) - {"norm_stats", "dropout"}:
         raise ValueError(f"test_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
     try:

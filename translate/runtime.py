@@ -267,12 +267,62 @@ def _meminfo_available() -> int | None:
         return None
 
 
-def _cgroup_free() -> int | None:
-    root = Path("/sys/fs/cgroup")
+# Each cgroup version's memory files (limit, usage) and usual mount point; a v2 limit of
+# "max" is none, v1 writes a huge number instead.
+_CGROUP_FILES = {
+    "cgroup2": ("memory.max", "memory.current", "/sys/fs/cgroup"),
+    "cgroup": ("memory.limit_in_bytes", "memory.usage_in_bytes", "/sys/fs/cgroup/memory"),
+}
+
+
+def _cgroup_free(proc: Path = Path("/proc/self"), root: Path = Path("/")) -> int | None:
+    """The memory left under the tightest limit of this process's memory cgroups (a
+    container's), v2 and v1, from its own cgroup up to the hierarchy's top; None where none
+    is set. ``proc`` and ``root`` stand for ``/proc/self`` and ``/`` (tests: a fake tree)."""
+    free = []
+    for folder, kind in _memory_cgroups(proc, root):
+        limit_name, usage_name, _ = _CGROUP_FILES[kind]
+        limit, usage = _read(folder / limit_name), _read(folder / usage_name)
+        if limit is not None and usage is not None and limit.isdigit() and usage.isdigit():
+            free.append(int(limit) - int(usage))
+    return min(free, default=None)
+
+
+def _memory_cgroups(proc: Path, root: Path) -> list[tuple[Path, str]]:
+    """``(folder, "cgroup2" | "cgroup")`` of each memory cgroup this process is in, its own
+    and each one above it, in the v2 hierarchy (``0::/path``) and v1's memory controller
+    (``N:memory:/path``), mounted where ``mountinfo`` says."""
+    mountinfo = _read(proc / "mountinfo") or ""
+    found = []
+    for line in (_read(proc / "cgroup") or "").splitlines():
+        number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        kind = "cgroup2" if number == "0" else "cgroup"
+        if kind == "cgroup" and "memory" not in controllers.split(","):
+            continue
+        mount_root, mount_point = _cgroup_mount(mountinfo, kind) or ("/", _CGROUP_FILES[kind][2])
+        top = root / mount_point.lstrip("/")
+        inside = os.path.relpath(path or "/", mount_root)
+        folder = top if inside.startswith("..") else top / inside  # outside the mount: its top
+        found.append((folder, kind))
+        while folder != top and top in folder.parents:
+            folder = folder.parent
+            found.append((folder, kind))
+    return found
+
+
+def _cgroup_mount(mountinfo: str, kind: str) -> tuple[str, str] | None:
+    """(its root within the hierarchy, mount point) of the v2 hierarchy or of v1's memory
+    controller, from ``/proc/self/mountinfo``."""
+    for line in mountinfo.splitlines():
+        fields, _, fs = line.partition(" - ")
+        fs_type, _, options = ([*fs.split(), "", "", ""])[:3]
+        if fs_type == kind and (kind == "cgroup2" or "memory" in options.split(",")):
+            return fields.split()[3], fields.split()[4]
+    return None
+
+
+def _read(path: Path) -> str | None:
     try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((root / "memory.current").read_text())
-    except (OSError, ValueError):
+        return path.read_text().strip()
+    except OSError:
         return None

@@ -132,8 +132,23 @@ def scan_file(path: str | os.PathLike[str]) -> PickleScan:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             return _scan_archive(archive)
-    with path.open("rb") as f:
+    with _FileReader(path) as f:
         return scan_pickle(f)
+
+
+class _FileReader(io.BufferedReader):
+    """A file whose reads never ask for more than it has left: a pickle opcode may declare
+    a 2**40-byte argument, which a plain read would try to allocate before finding the file
+    ends (genops then names it as truncated)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self.size - self.tell()))
+        return super().read(size)
 
 
 def _scan_archive(archive: zipfile.ZipFile) -> PickleScan:

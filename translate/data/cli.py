@@ -37,8 +37,10 @@ def prepare() -> None:
 
 @prepare.command("worldmaps")
 @click.argument("out", type=click.Path(file_okay=False), default="datasets/worldmaps")
-@click.option("--tile-size", default=128, show_default=True, help="Tile side in pixels.")
-@click.option("--width", default=2048, show_default=True, help="World map width before tiling.")
+@click.option("--tile-size", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Tile side in pixels.")  # fmt: skip
+@click.option("--width", default=2048, show_default=True, type=click.IntRange(min=2),
+              help="World map width before tiling.")  # fmt: skip
 @click.option(
     "--target",
     type=click.Choice([m for m in MAPS if m != "satellite"]),
@@ -54,13 +56,15 @@ def prepare() -> None:
     show_default=True,
 )
 @click.option(
-    "--val-every", default=4, show_default=True, help="Every Nth longitude column is val."
-)
+    "--val-every", default=4, show_default=True, type=click.IntRange(min=2),
+    help="Every Nth longitude column is val.",
+)  # fmt: skip
 def worldmaps(
     out: str, tile_size: int, width: int, target: str, layouts: tuple[str, ...], val_every: int
 ) -> None:
     """Build the worldmaps dataset (satellite -> relief/elevation tiles) in OUT."""
-    counts = build_worldmaps(out, tile_size, width, target, layouts, val_every)
+    with user_errors():
+        counts = build_worldmaps(out, tile_size, width, target, layouts, val_every)
     click.echo(f"{out}: {counts['train']} train and {counts['val']} val tiles")
 
 

@@ -73,9 +73,9 @@ def build_worldmaps(
     if target == "satellite":
         raise ValueError("target must differ from the satellite input: relief or elevation")
     out = Path(out)
+    tiles = tile_grid(width, tile_size, val_every)  # a bad geometry fails before the maps load
     maps = load_map("satellite", width), load_map(target, width)
     counts = {"train": 0, "val": 0}
-    tiles = tile_grid(width, tile_size, val_every)
     for r, c, split in tqdm(tiles, desc="worldmaps", disable=not progress):
         if count is not None and counts[split] >= count:
             continue

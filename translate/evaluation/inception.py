@@ -18,6 +18,8 @@ from torch import nn
 from torchvision.models import inception_v3
 from torchvision.models.inception import BasicConv2d, InceptionE
 
+from translate import torch_file
+
 INCEPTION_SIZE = 299
 MIN_SIZE = 75  # the smallest input whose feature maps survive every stride
 FEATURES = 2048
@@ -69,10 +71,7 @@ def _tf_fid_inception() -> nn.Module:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: Inception weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights_only errors have many types
-        raise ValueError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
+    state = torch_file.load(path, kind="Inception weights file")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -21,7 +21,7 @@ from translate import metrics
 from translate.data.datasets import HRFolder, PairedFolder
 from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.images import list_images, read_image
-from translate.data.layout import match_pairs
+from translate.data.layout import image_size, match_pairs
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
 from translate.metrics import PairedScores
@@ -165,6 +165,7 @@ def model_images(
         train=False,
         scale=declared_geometry(generator)["scale"],  # targets at the output's size
     )
+    check_scaled_targets(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
     def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -176,6 +177,23 @@ def model_images(
                 yield output, batch["target"]
 
     return len(dataset), generate()
+
+
+def check_scaled_targets(dataset: PairedFolder) -> None:
+    """Refuse a pair whose target is not ``dataset.scale`` times its input (header sizes
+    only): the dataset would resize it to fit, and the scores would be of that resize."""
+    scale = dataset.scale
+    if scale == 1:
+        return
+    for a, b in dataset.pairs:
+        source, target = (a, b) if dataset.direction == "AtoB" else (b, a)
+        (sw, sh), (tw, th) = image_size(source), image_size(target)
+        if (tw, th) != (sw * scale, sh * scale):
+            raise ValueError(
+                f"{target}: the target is {tw}x{th}, but its input {source} is {sw}x{sh} and "
+                f"the model upscales {scale}x ({sw * scale}x{sh * scale}); give targets "
+                f"{scale}x their inputs"
+            )
 
 
 def degraded_images(

@@ -218,6 +218,12 @@ class TranslatorOptions:
                 "size",
                 "tile",
             )
+        if self.overlap is not None and self.tile is None:
+            raise OptionError(
+                "{overlap} is the pixels neighbouring tiles share: give {tile} too, or drop it",
+                "overlap",
+                "tile",
+            )
         if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
             raise OptionError(
                 f"{{overlap}} {self.overlap} must be less than {{tile}} {self.tile}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -70,6 +71,21 @@ def connect(address: str | None = None) -> None:
     # interleave with it.
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _check_listening(address: str) -> None:
+    """Refuse in seconds a ``host:port`` (or ``ray://host:port``) where nothing listens:
+    ``ray.init`` retries a dead address for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return  # not host:port: Ray reads it (and names what is wrong) itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(
+            f"Ray cluster at {address}: nothing answers ({exc.strerror or exc}); start it "
+            "(ray start --head) or give its address"
+        ) from None
 
 
 def _actor_resources(actors: int | None, gpus_per_actor: float | None) -> tuple[int, float]:
@@ -159,6 +175,8 @@ def convert_on_ray(
     joined one already). ``actors``: one per GPU, else one per two CPUs; ``gpus_per_actor``:
     1 where the cluster has GPUs.
     """
+    if address not in (None, "local", "auto"):
+        _check_listening(address)  # before the model loads and the manifest is claimed
     src, dst = Path(src), Path(dst)
     translating = translating or TranslatorOptions()
     options = options or ConvertOptions()

@@ -213,8 +213,10 @@ def listed_inputs(
     if files_from is not None and pattern is not None:
         raise ValueError("--files-from and --glob both choose the inputs; give one")
     if pattern is not None:
-        if Path(pattern).is_absolute():
-            raise ValueError(f"--glob {pattern}: give a pattern relative to INPUT, e.g. **/*.png")
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ValueError(
+                f"--glob {pattern}: give a pattern relative to INPUT, inside it, e.g. **/*.png"
+            )
         return sorted(p for p in root.glob(pattern) if not p.is_dir())
     if files_from is None:
         return None
@@ -257,6 +259,7 @@ def _plan_jobs(
             failures.append((path, "a symbolic link loop"))
     jobs: dict[str, list[Job]] = {source.noun: [] for source in sources}
     first_writer: dict[Path, Path] = {}
+    dst_root = dst.resolve()
     for path in inputs:
         source = _source_of(path, sources)
         out = dst if one_file else source.output(path.relative_to(root), dst, options)
@@ -265,6 +268,11 @@ def _plan_jobs(
         except (RuntimeError, OSError):
             failures.append((path, f"the output {out} is a symbolic link loop"))
             continue
+        # Whatever chose the inputs, a job never writes outside the output folder.
+        if not one_file and dst_root not in key.parents:
+            raise ValueError(
+                f"{path}: its output {out} would be outside OUTPUT {dst}; choose inputs under INPUT"
+            )
         if key in resolved_inputs:
             raise ValueError(f"{out}: refusing to write over an input file; choose another output")
         if key in first_writer:

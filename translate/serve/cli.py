@@ -94,7 +94,7 @@ def serve(
         from .app import MAX_PIXELS, create_app
         from .models import Gate, Models
         from .runs import Runs
-        from .server import bind, make_server, url
+        from .server import bind, check_tls, make_server, url
     except ImportError as exc:
         raise click.ClickException(
             f"translate serve needs the serve extra ({exc.name} is missing): "
@@ -105,6 +105,8 @@ def serve(
     if token is None and not loopback:
         token = secrets.token_urlsafe(16)
     with user_errors():
+        if ssl_certfile is not None:
+            check_tls(ssl_certfile, ssl_keyfile)
         served = Models(models, device=device, backend=backend)
         watched = Runs(runs) if runs is not None else None
     app = create_app(

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from translate.training.configure import trainer_class
-from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics
+from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics, utf8_text
 
 RUN_FILES = ("config.yaml", "metrics.jsonl")
 SAMPLES_SHOWN = 6  # the latest grids; older ones stay in the run folder
@@ -55,9 +55,10 @@ class Runs:
         return runs[name]
 
     def summary(self) -> list[dict[str, Any]]:
+        """Each run's last step and epoch; ``error`` says why a damaged run has none."""
         result = []
         for name, path in self.scan().items():
-            records = read_metrics(path / "metrics.jsonl")
+            records, error = _metrics(path)
             last = records[-1] if records else {}
             result.append(
                 {
@@ -65,17 +66,24 @@ class Runs:
                     "step": last.get("step", 0),
                     "epoch": last.get("epoch", 0),
                     "changed": _changed(path),
+                    "error": error,
                 }
             )
         return result
 
     def detail(self, name: str) -> dict[str, Any]:
+        """The run's config (``error``: why it is not shown) and newest samples."""
         path = self.path(name)
         config = path / "config.yaml"
-        text = config.read_text(encoding="utf-8") if config.is_file() else ""
+        error = None
+        try:
+            text = utf8_text(config.read_bytes(), str(config)) if config.is_file() else ""
+        except ValueError as exc:
+            text, error = "", str(exc)
         return {
             "name": name,
             "config": text,
+            "error": error,
             "samples": self.samples(name)[:SAMPLES_SHOWN],
             "unpaired": _trains_unpaired(text),
         }
@@ -87,11 +95,11 @@ class Runs:
         A line still being written is left out until it is whole: it is the last one, so the
         count stays right.
         """
-        records = read_metrics(self.path(name) / "metrics.jsonl")
+        records, error = _metrics(self.path(name))
         new = [{k: _finite(v) for k, v in r.items()} for r in records[max(0, since) :]]
         keys = {k for r in new for k, v in r.items() if isinstance(v, (int, float))}
         panels = {k: metric_panel(k) for k in keys - {"step", "epoch"}}
-        return {"records": new, "next": len(records), "panels": panels}
+        return {"records": new, "next": len(records), "panels": panels, "error": error}
 
     def samples(self, name: str) -> list[str]:
         """Sample grid file names, newest (highest step) first."""
@@ -105,6 +113,15 @@ class Runs:
         if sample not in self.samples(name):
             raise RunNotFound(f"run {name!r} has no sample {sample!r}")
         return self.path(name) / "samples" / sample
+
+
+def _metrics(run: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The run's metric records, or none and why, where its metrics.jsonl is damaged: one
+    damaged run must not hide the others."""
+    try:
+        return read_metrics(run / "metrics.jsonl"), None
+    except ValueError as exc:
+        return [], str(exc)
 
 
 def _trains_unpaired(config: str) -> bool:

@@ -4,6 +4,7 @@ the load test and the screenshot tool)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -23,6 +24,19 @@ def bind(host: str, port: int) -> socket.socket:
     sock.bind(address)
     sock.listen(128)
     return sock
+
+
+def check_tls(certfile: str, keyfile: str | None) -> None:
+    """Load the certificate and key as the server will, so a bad file is one line before
+    the URL is printed, not a traceback after it."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except OSError as exc:  # ssl.SSLError included
+        named = f"--ssl-certfile {certfile}" + (f" --ssl-keyfile {keyfile}" if keyfile else "")
+        raise ValueError(
+            f"{named}: cannot load the certificate and key ({exc.strerror or exc}); give a PEM "
+            "certificate and its private key (in --ssl-keyfile or the same file)"
+        ) from None
 
 
 def url(host: str, port: int, token: str | None = None, scheme: str = "http") -> str:

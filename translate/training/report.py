@@ -38,15 +38,26 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def utf8_text(data: bytes, where: str) -> str:
+    """``data`` decoded; bytes that are not UTF-8 are a ``ValueError`` naming ``where``."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{where}: damaged: byte {data[exc.start]:#04x} at offset {exc.start} is not UTF-8"
+        ) from None
+
+
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file; a line cut short by a crash is skipped."""
+    """The records of a metrics.jsonl file; a line cut short by a crash is skipped. Lines
+    are written as ASCII JSON, so one that is not UTF-8 is damage: ``ValueError`` naming it."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
         try:
-            record = json.loads(line)
+            record = json.loads(utf8_text(raw, f"{path}:{number}"))
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict) and "step" in record:

@@ -393,7 +393,7 @@ async function loadRuns() {
     item.textContent = r.name;
     const detail = document.createElement("span");
     detail.className = "muted";
-    detail.textContent = `step ${r.step}, epoch ${r.epoch}`;
+    detail.textContent = r.error || `step ${r.step}, epoch ${r.epoch}`;
     item.append(detail);
     item.classList.toggle("active", r.name === run.name);
     item.addEventListener("click", () => openRun(r.name));
@@ -424,7 +424,8 @@ async function pollRun() {
   run.records.push(...metrics.records);
   run.since = metrics.next;
   Object.assign(run.panels, metrics.panels);
-  $("config").textContent = detail.config;
+  // A damaged file is named where its content would be.
+  $("config").textContent = [metrics.error, detail.error, detail.config].filter(Boolean).join("\n\n");
   run.unpaired = detail.unpaired;
   const last = run.records[run.records.length - 1] || { step: 0, epoch: 0 };
   $("run-step").textContent = `step ${last.step}, epoch ${last.epoch}, ${run.records.length} records`;

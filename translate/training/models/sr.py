@@ -151,11 +151,12 @@ class SuperResolution(GANModel):
 
     def _load_pretrained(self, source: str) -> None:
         """Start G from the generator of ``source`` (a file, run directory or checkpoint)."""
-        where = f"config key 'loss.pretrained': {source}"
+        key = "config key 'loss.pretrained'"
         try:
             file = load_model(resolve_model_path(source))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"{where}: {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:  # their messages start with the path
+            raise ValueError(f"{key}: {exc}") from None
+        where = f"{key}: {source}"
         if len(file.generators) != 1:
             raise ValueError(f"{where}: holds {', '.join(file.generators)}; SR has one generator")
         ((direction, spec),) = file.specs.items()
