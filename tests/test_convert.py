@@ -244,24 +244,35 @@ def test_cli_convert_prints_the_summary(model, folder, tmp_path):
     assert arch.exit_code == 1 and "--arch/--norm only apply" in arch.output
 
 
-def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
+def test_16_bit_files_stay_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
+    """16-bit gray and RGB PNG and TIFF come out 16-bit (the translation of their uint16
+    values); a format of 8 bits gets 8; a palette file is read as training reads it."""
+    import cv2
+
     src = tmp_path / "in"
     src.mkdir()
     ramp = (np.arange(16 * 20, dtype=np.uint16).reshape(16, 20) * 200).astype(np.uint16)
     Image.fromarray(ramp).save(src / "deep.png")  # 16-bit grayscale
+    deep_rgb = np.random.default_rng(1).integers(0, 65536, (16, 20, 3), np.uint16)
+    for name in ("rgb16.png", "rgb16.tif"):
+        cv2.imwrite(str(src / name), deep_rgb[..., ::-1])  # OpenCV writes BGR
     rgb = np.random.default_rng(0).integers(0, 256, (16, 20, 3), np.uint8)
     Image.fromarray(rgb).convert("P").save(src / "palette.png")
     summary = convert_folder(
         src, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
     )
-    assert summary.converted == 2 and not summary.failed
+    assert summary.converted == 4 and not summary.failed
     translator = Translator.load(model, device="cpu")
-    for name in (
-        "deep.png",
-        "palette.png",
-    ):  # the 16-bit gray file stays gray, as training reads it
-        expected = translator(read_image(src / name, channels=None))
-        assert np.array_equal(read_image(tmp_path / "out" / name, channels=None), expected)
+    with Image.open(tmp_path / "out" / "deep.png") as out:
+        assert out.mode in ("I;16", "I")
+        assert np.array_equal(np.asarray(out), translator(ramp))
+    for name in ("rgb16.png", "rgb16.tif"):
+        out = cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        assert out.dtype == np.uint16 and np.array_equal(out, translator(deep_rgb))
+    expected = translator(read_image(src / "palette.png", channels=None))
+    assert np.array_equal(read_image(tmp_path / "out" / "palette.png", channels=None), expected)
+    jpg = convert_folder(src / "deep.png", tmp_path / "deep.jpg", model, progress=False)
+    assert jpg.converted == 1 and Image.open(tmp_path / "deep.jpg").mode == "L"
 
 
 def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
