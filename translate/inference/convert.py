@@ -196,7 +196,9 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
-        tqdm(total=len(jobs), unit="img", desc=desc, disable=not options.progress) as bar,
+        tqdm(
+            total=len(jobs), unit="img", desc=desc, disable=not options.progress, bar_format=_BAR
+        ) as bar,
     ):
 
         def fail(path: Path, reason: str, credited: float = 0.0) -> None:
@@ -240,6 +242,10 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
             _finish(writes.popleft(), summary, bar, fail)
+
+
+# tqdm's default bar, with the count of images to one decimal: tiles advance it by fractions.
+_BAR = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 def _refusal(run: Run, job: Job, height: int, width: int) -> str | None:
