@@ -102,14 +102,16 @@ def test_the_default_limit_comes_from_the_free_memory(model, tmp_path, monkeypat
     )
     [(path, reason)] = summary.failed
     assert path == big and "3000x3000 needs about" in reason and "--tile" in reason
-    # Tiling keeps whole-image buffers (48 bytes a pixel: 432 MB here): with less room than
-    # that no tile is offered.
+    # Tiles written as PNG rows hold one band of buffers: a tile is offered. A JPEG keeps the
+    # finished image whole (24 bytes a pixel: 216 MB here): with less room, no tile is.
     monkeypatch.setattr(memory, "free_memory", lambda device: 256 << 20)
-    summary = convert_folder(
-        big.parent, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
-    )
+    translator = Translator.load(model, device="cpu")
+    summary = convert_folder(big.parent, tmp_path / "out", translator, progress=False)
     [(path, reason)] = summary.failed
-    assert "even 16-pixel tiles do not fit" in reason and "--tile " not in reason
+    assert "translate it in tiles with --tile" in reason
+    summary = convert_folder(big, tmp_path / "big.jpg", translator, progress=False)
+    [(path, reason)] = summary.failed
+    assert "even 16-pixel tiles do not fit beside the finished image" in reason
 
 
 def test_the_tile_a_refusal_names_is_accepted_for_that_image(model, tmp_path, any_cpu):

@@ -229,7 +229,7 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
                         writes.append((item, written))
             else:
                 # Refused before it runs: the OS would kill the whole run, not fail one file.
-                too_large = budget.refuse(height, width)
+                too_large = _refusal(run, batch[0].job, height, width)
                 if too_large is not None:
                     for item in batch:
                         fail(item.job.src, too_large)
@@ -249,11 +249,13 @@ _BAR = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{pos
 
 
 def _refusal(run: Run, job: Job, height: int, width: int) -> str | None:
-    """Why a ``height`` x ``width`` image is too large to translate into ``job.dst``: as one
-    pass, or cut in tiles with its rows written as they come (PNG) or gathered in a canvas."""
-    if not run.translator.streams(height, width):
-        return run.budget.refuse(height, width)
-    return run.budget.refuse(height, width, band=True, canvas=not writes_rows(job.dst))
+    """Why a ``height`` x ``width`` image is too large to translate into ``job.dst``: in
+    one pass or, with tiles, a band of tile rows at a time (``translate_rows``, images
+    only), its rows written as they come (PNG) or gathered in a canvas; a refusal's --tile
+    hint counts the same."""
+    bands = run.translator.spec.input_kind == "image"
+    canvas = bands and not writes_rows(job.dst)
+    return run.budget.refuse(height, width, band=bands, canvas=canvas)
 
 
 def _decoded_bytes(job: Job) -> int:
@@ -315,9 +317,10 @@ def _translate_rows(
             run.translator.translate_rows(image, write, on_tile)
     except Exception as exc:  # one file's failure is reported, never fatal
         why = error_reason(exc, job.dst)
-        reason = f"cannot write {job.dst} ({why})" if isinstance(exc, OSError) else why
-        fail(job.src, reason if isinstance(exc, OSError) else f"translation failed ({why})",
-             item.progress)  # fmt: skip
+        if isinstance(exc, OSError):  # disk full, permissions
+            fail(job.src, f"cannot write {job.dst} ({why})", item.progress)
+        else:
+            fail(job.src, f"translation failed ({why})", item.progress)
         return None
     if canvas is None:
         done: Future[None] = Future()
