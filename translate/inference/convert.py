@@ -280,11 +280,7 @@ def _translate_rows(
     in a canvas of the output's dtype, then written by ``writers``. The write's future, or
     None when the image failed (recorded)."""
     job, image, options = item.job, item.image, run.options
-    item.image = None
-    too_large = _refusal(run, job, *image.shape[:2])
-    if too_large is not None:
-        fail(job.src, too_large)
-        return None
+    item.image = None  # its header passed the budget (ImageSource.read)
     scale = run.translator.spec.scale
     height, width = image.shape[0] * scale, image.shape[1] * scale
     fmt = for_suffix(job.dst.suffix)
