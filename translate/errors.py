@@ -47,4 +47,4 @@ def user_errors(
     try:
         yield
     except kinds as exc:
-        exit_with(str(exc))
+        exit_with(printable(str(exc)))

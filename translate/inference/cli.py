@@ -136,7 +136,7 @@ def convert(
         from .report import write_report
 
         with user_errors():
-            click.echo(write_report(input, output, writing.format, targets))
+            click.echo(printable(str(write_report(input, output, writing.format, targets))))
     if summary.failed:
         sys.exit(1)
 
@@ -215,7 +215,7 @@ def export(
             norm_stats=norm_stats,
             dropout=dropout,
         )
-    click.echo(f"wrote {written}")
+    click.echo(printable(f"wrote {written}"))
 
 
 @click.command()
