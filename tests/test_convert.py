@@ -290,3 +290,27 @@ def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
     assert translator.precision.name == ("bf16" if any_cpu.native_bf16 else "fp32")
     expected = translator(read_image(folder / "a.png"))
     assert np.array_equal(read_image(dst / "a.png"), expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16_bit_colour_is_turned_upright_as_pil_turns_8_bit(tmp_path, orientation):
+    """16-bit colour is decoded by OpenCV, which ignores EXIF: the file's orientation is
+    applied to the array as PIL's exif_transpose applies it, and the header's size is the
+    upright one."""
+    import io
+
+    from PIL import ImageOps
+
+    from translate.data import images
+
+    arr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", exif=exif)
+    (tmp_path / "o.png").write_bytes(buf.getvalue())
+    with Image.open(tmp_path / "o.png") as img:
+        upright = np.asarray(ImageOps.exif_transpose(img))
+        assert np.array_equal(images._oriented(arr, img), upright)
+    header = images.read_header(tmp_path / "o.png")
+    assert (header.height, header.width, header.nbytes) == (*upright.shape[:2], 5 * 7 * 3)
