@@ -244,24 +244,35 @@ def test_cli_convert_prints_the_summary(model, folder, tmp_path):
     assert arch.exit_code == 1 and "--arch/--norm only apply" in arch.output
 
 
-def test_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
+def test_16_bit_files_stay_16_bit_and_palette_files_are_read_as_in_training(model, tmp_path):
+    """16-bit gray and RGB PNG and TIFF come out 16-bit (the translation of their uint16
+    values); a format of 8 bits gets 8; a palette file is read as training reads it."""
+    import cv2
+
     src = tmp_path / "in"
     src.mkdir()
     ramp = (np.arange(16 * 20, dtype=np.uint16).reshape(16, 20) * 200).astype(np.uint16)
     Image.fromarray(ramp).save(src / "deep.png")  # 16-bit grayscale
+    deep_rgb = np.random.default_rng(1).integers(0, 65536, (16, 20, 3), np.uint16)
+    for name in ("rgb16.png", "rgb16.tif"):
+        cv2.imwrite(str(src / name), deep_rgb[..., ::-1])  # OpenCV writes BGR
     rgb = np.random.default_rng(0).integers(0, 256, (16, 20, 3), np.uint8)
     Image.fromarray(rgb).convert("P").save(src / "palette.png")
     summary = convert_folder(
         src, tmp_path / "out", Translator.load(model, device="cpu"), progress=False
     )
-    assert summary.converted == 2 and not summary.failed
+    assert summary.converted == 4 and not summary.failed
     translator = Translator.load(model, device="cpu")
-    for name in (
-        "deep.png",
-        "palette.png",
-    ):  # the 16-bit gray file stays gray, as training reads it
-        expected = translator(read_image(src / name, channels=None))
-        assert np.array_equal(read_image(tmp_path / "out" / name, channels=None), expected)
+    with Image.open(tmp_path / "out" / "deep.png") as out:
+        assert out.mode in ("I;16", "I")
+        assert np.array_equal(np.asarray(out), translator(ramp))
+    for name in ("rgb16.png", "rgb16.tif"):
+        out = cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        assert out.dtype == np.uint16 and np.array_equal(out, translator(deep_rgb))
+    expected = translator(read_image(src / "palette.png", channels=None))
+    assert np.array_equal(read_image(tmp_path / "out" / "palette.png", channels=None), expected)
+    jpg = convert_folder(src / "deep.png", tmp_path / "deep.jpg", model, progress=False)
+    assert jpg.converted == 1 and Image.open(tmp_path / "deep.jpg").mode == "L"
 
 
 def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
@@ -279,3 +290,27 @@ def test_cli_converts_with_a_reference_checkpoint(folder, tmp_path, any_cpu):
     assert translator.precision.name == ("bf16" if any_cpu.native_bf16 else "fp32")
     expected = translator(read_image(folder / "a.png"))
     assert np.array_equal(read_image(dst / "a.png"), expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16_bit_colour_is_turned_upright_as_pil_turns_8_bit(tmp_path, orientation):
+    """16-bit colour is decoded by OpenCV, which ignores EXIF: the file's orientation is
+    applied to the array as PIL's exif_transpose applies it, and the header's size is the
+    upright one."""
+    import io
+
+    from PIL import ImageOps
+
+    from translate.data import images
+
+    arr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", exif=exif)
+    (tmp_path / "o.png").write_bytes(buf.getvalue())
+    with Image.open(tmp_path / "o.png") as img:
+        upright = np.asarray(ImageOps.exif_transpose(img))
+        assert np.array_equal(images._oriented(arr, img), upright)
+    header = images.read_header(tmp_path / "o.png")
+    assert (header.height, header.width, header.nbytes) == (*upright.shape[:2], 5 * 7 * 3)

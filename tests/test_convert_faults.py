@@ -276,3 +276,24 @@ def test_a_glob_cannot_leave_input_nor_any_selection_write_outside_output(model,
     os.symlink(sib, dst / "sub")
     with pytest.raises(ValueError, match="sub/b.png would be outside OUTPUT"):
         plan(src, dst, ConvertOptions(), (IMAGES,))
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_as_its_bytes(model, tmp_path):
+    """Python holds such a name with surrogate escapes; what is printed shows the real
+    bytes (``\\xe9``), in the summary and in a one-line error alike."""
+    from click.testing import CliRunner
+
+    from translate.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    bad = src / os.fsdecode(b"bad_latin1_\xe9\xfe.png")
+    bad.write_bytes(b"not a png")
+    _noise(src / "good.png", (8, 8, 3), 0)
+    result = CliRunner().invoke(main, ["convert", str(model), str(src), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "bad_latin1_\\xe9\\xfe.png: not a readable image" in result.output
+    assert "\\udce9" not in result.output
+    inside = src / os.fsdecode(b"o\xe9")  # refused in one line naming it
+    refused = CliRunner().invoke(main, ["convert", str(model), str(src), str(inside)])
+    assert refused.exit_code == 1 and "in/o\\xe9: the output folder is inside" in refused.output

@@ -332,3 +332,38 @@ def test_row_gray_to_rgb_model_gives_rgb(tmp_path, reference):
     gray = reference[2]
     assert colorize(gray).shape == (16, 24, 3)
     assert colorize(Image.fromarray(gray)).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "dropout"),
+    [((70, 45, 4), np.uint8, False), ((70, 45), np.uint16, False), ((61, 50, 3), np.uint8, True)],
+    ids=["rgba", "gray16", "dropout"],
+)
+def test_rows_in_bands_are_the_whole_tiled_image_byte_for_byte(shape, dtype, dropout):
+    """translate_rows hands on finished rows band by band (a 2x model, alpha enlarged per
+    band, seeded dropout): joined, they are translate_batch's tiled output exactly, and
+    every tile's pass is reported."""
+    torch.manual_seed(0)
+    spec = GeneratorSpec.declared("toy_upscale2_conftest", 3, 3, {})
+    net = spec.build().eval()
+    if dropout:
+        net.body.insert(1, nn.Dropout2d(0.5))
+    model = LoadedModel({"AtoB": net}, {"AtoB": spec})
+    translator = Translator(model, device="cpu", tile=24, overlap=6, dropout=dropout)
+    image = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    bands, tiles = [], []
+    translator.translate_rows(image, bands.append, lambda *progress: tiles.append(progress))
+    assert len(bands) == 4 and all(b.shape[1:] == bands[0].shape[1:] for b in bands)
+    assert tiles == [(i, 12) for i in range(1, 13)]  # 4 rows of 3 tiles
+    rows = np.concatenate(bands)
+    expected = translator.translate_batch([image])[0]
+    assert rows.dtype == expected.dtype == dtype and rows.shape == expected.shape
+    assert np.array_equal(rows, expected)
+
+
+def test_an_image_within_one_tile_is_one_band(translator):
+    image = _random_rgb(20, 30)
+    bands, tiles = [], []
+    translator.translate_rows(image, bands.append, lambda done, total: tiles.append(total))
+    assert tiles == [1] and len(bands) == 1
+    assert np.array_equal(bands[0], translator(image))

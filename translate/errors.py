@@ -25,9 +25,16 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def printable(text: str) -> str:
+    """``text`` as a terminal can show it: a file name that is not UTF-8 (which Python
+    holds with surrogate escapes, ``\\udce9``) shows its real bytes (``\\xe9``). Every
+    message that names a path goes through here."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def fail(message: str) -> NoReturn:
     """``Error: <message>`` on stderr, exit status 1 (click's convention)."""
-    raise click.ClickException(message)
+    raise click.ClickException(printable(message))
 
 
 @contextlib.contextmanager
@@ -40,4 +47,4 @@ def user_errors(
     try:
         yield
     except kinds as exc:
-        exit_with(str(exc))
+        exit_with(printable(str(exc)))

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import stat
-from collections.abc import Callable
+import struct
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from translate.atomic import atomic_write_bytes
+from translate.atomic import atomic_open, atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 ALPHA_MODES = ("composite", "drop", "keep")
@@ -80,8 +83,12 @@ def read_image_with_info(
     channels: int | None = 3,
     alpha: str = "composite",
     background: tuple[int, int, int] = (255, 255, 255),
+    keep_16bit: bool = False,
 ) -> tuple[np.ndarray, ImageInfo]:
-    """:func:`read_image`, plus the file's frame count and ICC profile."""
+    """:func:`read_image`, plus the file's frame count and ICC profile.
+
+    ``keep_16bit`` with ``channels=None``: a 16-bit gray, RGB or RGBA file (PNG, TIFF)
+    gives uint16 values as stored (alpha kept as ``alpha="keep"`` does), not 8 bits."""
     if channels not in (*FILE_CHANNELS, None):
         raise ValueError(
             f"channels must be 1, 2, 3, 4 (gray, gray+alpha, RGB, RGBA) or None, got {channels}; "
@@ -90,18 +97,94 @@ def read_image_with_info(
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     path = Path(path)
+    deep = None
     try:
         with _open_regular(path) as fh, Image.open(fh) as img:
             info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
-            img = ImageOps.exif_transpose(img)
-            img.load()
+            if keep_16bit and channels is None and _is_16bit_colour(img):
+                # PIL decodes 16-bit RGB(A) to 8 bits: OpenCV keeps them (BGR order).
+                fh.seek(0)
+                deep = cv2_decode(fh.read())
+                deep = _oriented(deep[..., [2, 1, 0, 3][: deep.shape[2]]], img)
+            else:
+                img = ImageOps.exif_transpose(img)
+                img.load()
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    if deep is not None:
+        return np.ascontiguousarray(deep), info
+    if keep_16bit and channels is None and img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img, dtype=np.uint16)[:, :, None].copy(), info
     return image_to_array(img, channels, alpha, background), info
+
+
+def _is_16bit_colour(img: Image.Image) -> bool:
+    """Whether an opened, not yet decoded, RGB(A) file stores 16 bits a sample (PIL's raw
+    mode says so: ``RGB;16B`` for PNG, ``RGB;16N`` for TIFF)."""
+    if img.mode not in ("RGB", "RGBA"):
+        return False
+    modes = (t.args[0] if isinstance(t.args, tuple) else t.args for t in img.tile)
+    return any(";16" in str(mode) for mode in modes)
+
+
+def cv2_decode(data: bytes) -> np.ndarray:
+    """An encoded image's pixels as OpenCV stores them (HWC, BGR(A), any depth)."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError("OpenCV cannot decode it")
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+# EXIF orientation -> the array operation that shows the picture upright (PIL's
+# exif_transpose, for arrays PIL cannot hold).
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _oriented(arr: np.ndarray, img: Image.Image) -> np.ndarray:
+    orientation = img.getexif().get(0x0112, 1)
+    return _ORIENT[orientation](arr) if orientation in _ORIENT else arr
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, before its pixels are decoded: the upright size
+    and about how many bytes the decoded pixels take."""
+
+    height: int
+    width: int
+    nbytes: int
+
+
+def read_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """The header of the image file at ``path`` (no pixels decoded); ``ImageReadError``
+    (starting with the path) when it cannot be read."""
+    path = Path(path)
+    try:
+        with _open_regular(path) as fh, Image.open(fh) as img:
+            width, height = img.size
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+                width, height = height, width
+            deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
+            samples = len(img.getbands()) * (2 if deep else 1)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # PIL raises many types for corrupt headers
+        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    return ImageHeader(height, width, height * width * samples)
 
 
 # The modes whose pixels are class ids as stored: gray, palette indices (VOC, Cityscapes), 16 bit.
@@ -234,15 +317,25 @@ def write_image(
     icc_profile: bytes | None = None,
 ) -> None:
     """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix.
+    PNG and TIFF also take uint16 (16 bits a sample; gray, RGB or RGBA).
 
     ``icc_profile`` is embedded where the format holds one and its colour space (RGB or
-    gray) is the image's; otherwise it is left out rather than mislabel the pixels.
+    gray) is the image's; otherwise it is left out rather than mislabel the pixels (16-bit
+    colour, which OpenCV encodes, carries none).
     """
     arr = np.asarray(array)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{path}: write_image needs uint8 data, got {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
+    if arr.dtype == np.uint16 and Path(path).suffix.lower() in DEEP_SUFFIXES:
+        if arr.ndim == 3:
+            atomic_write_bytes(path, _cv2_encode(path, arr))
+            return
+        arr = arr.astype("<u2")  # PIL's I;16 is little-endian
+    elif arr.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: write_image needs uint8 data (uint16 for {'/'.join(DEEP_SUFFIXES)}), "
+            f"got {arr.dtype}"
+        )
     img = Image.fromarray(arr)
     kwargs: dict[str, object] = {} if quality is None else {"quality": quality}
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and img.mode == "RGBA":
@@ -259,6 +352,112 @@ def write_image(
 
 
 _ICC_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+# The suffixes written with 16 bits a sample.
+DEEP_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def _cv2_encode(path: str | os.PathLike[str], arr: np.ndarray) -> bytes:
+    """16-bit RGB(A) ``arr`` encoded as ``path``'s suffix says (PIL holds no such mode)."""
+    import cv2
+
+    if arr.shape[2] not in (3, 4):
+        raise ValueError(
+            f"{path}: 16-bit images are gray, RGB or RGBA, not {arr.shape[2]} channels"
+        )
+    ok, data = cv2.imencode(Path(path).suffix.lower(), arr[..., [2, 1, 0, 3][: arr.shape[2]]])
+    if not ok:
+        raise ValueError(f"{path}: OpenCV cannot encode a 16-bit image as {Path(path).suffix}")
+    return data.tobytes()
+
+
+def to_8bit(arr: np.ndarray) -> np.ndarray:
+    """uint16 values as uint8 (rounded to the nearest of 256 levels); uint8 as it is."""
+    if arr.dtype == np.uint8:
+        return arr
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def writes_rows(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`png_rows` writes ``path`` row by row (PNG); others are written whole."""
+    return Path(path).suffix.lower() == ".png"
+
+
+# PNG colour types by channel count: gray, gray+alpha, RGB, RGBA.
+_PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}
+_IDAT_SIZE = 1 << 20  # compressed bytes gathered into one IDAT chunk
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@contextlib.contextmanager
+def png_rows(
+    path: str | os.PathLike[str],
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype | type = np.uint8,
+    icc_profile: bytes | None = None,
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write a PNG image a band of rows at a time: yields ``write(rows)``, which takes
+    the next rows (HW or HWC, uint8 or uint16 as ``dtype``) and compresses them onto the
+    file, so no whole image is held. Atomic like every output: the file appears when the
+    block ends with all ``height`` rows written, else not at all.
+
+    Each row is filtered with PNG's Sub filter (each byte less the one a pixel to its
+    left), which suits photographs, and zlib-compressed as one stream.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16) or channels not in _PNG_COLOUR:
+        raise ValueError(
+            f"{path}: PNG holds 1-4 channels of uint8 or uint16, not {channels} of {dtype}"
+        )
+    pixel = channels * dtype.itemsize
+    written = 0
+    with atomic_open(path) as out:
+        out.write(b"\x89PNG\r\n\x1a\n")
+        header = struct.pack(
+            ">IIBBBBB", width, height, 8 * dtype.itemsize, _PNG_COLOUR[channels], 0, 0, 0
+        )
+        out.write(_png_chunk(b"IHDR", header))
+        if icc_profile is not None and _icc_fits(icc_profile, "L" if channels < 3 else "RGB"):
+            out.write(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
+        stream = zlib.compressobj()
+        pending = bytearray()
+
+        def write(rows: np.ndarray) -> None:
+            nonlocal written
+            rows = np.asarray(rows)
+            if (
+                rows.dtype != dtype
+                or rows.shape[1:2] != (width,)
+                or rows.size != len(rows) * width * channels
+            ):
+                raise ValueError(
+                    f"{path}: rows of {width} x {channels} {dtype} expected, got "
+                    f"{rows.shape} {rows.dtype}"
+                )
+            if written + len(rows) > height:
+                raise ValueError(f"{path}: more than the {height} rows declared")
+            raw = np.ascontiguousarray(rows, dtype=dtype.newbyteorder(">")).view(np.uint8)
+            raw = raw.reshape(len(rows), width * pixel)
+            filtered = np.empty((len(rows), 1 + width * pixel), np.uint8)
+            filtered[:, 0] = 1  # Sub
+            filtered[:, 1 : 1 + pixel] = raw[:, :pixel]
+            np.subtract(raw[:, pixel:], raw[:, :-pixel], out=filtered[:, 1 + pixel :])
+            pending.extend(stream.compress(filtered.data))
+            if len(pending) >= _IDAT_SIZE:
+                out.write(_png_chunk(b"IDAT", bytes(pending)))
+                pending.clear()
+            written += len(rows)
+
+        yield write
+        if written != height:
+            raise ValueError(f"{path}: {written} of {height} rows written")
+        pending.extend(stream.flush())
+        out.write(_png_chunk(b"IDAT", bytes(pending)))
+        out.write(_png_chunk(b"IEND", b""))
 
 
 def _icc_fits(profile: bytes, mode: str) -> bool:

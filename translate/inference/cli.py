@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from translate.errors import user_errors
+from translate.errors import printable, user_errors
 
 from .loading import BUNDLED
 from .options import (
@@ -146,31 +146,38 @@ def convert(
         from .report import write_report
 
         with user_errors():
-            click.echo(write_report(input, output, writing.format, targets))
+            click.echo(printable(str(write_report(input, output, writing.format, targets))))
     if summary.failed:
         sys.exit(1)
 
 
 def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
+    """What the conversion did; OUTPUT is named only where outputs are, and every path
+    is shown as the terminal can show it."""
     from translate.runtime import Ranks
 
     ranks = Ranks.from_env()
     who = "" if ranks.world_size == 1 else f"rank {ranks.rank}/{ranks.world_size}: "
-    click.echo(
+
+    def echo(line: str, err: bool = False) -> None:
+        click.echo(printable(line), err=err)
+
+    echo(
         f"{who}converted {summary.converted}, skipped {summary.skipped} (already there), "
-        f"failed {len(summary.failed)}; outputs in {output}"
+        f"failed {len(summary.failed)}"
+        + (f"; outputs in {output}" if summary.converted or summary.skipped else "")
         + (f"; {len(summary.not_files)} not regular files left alone" if summary.not_files else "")
     )
     if summary.skipped:
-        click.echo("  skipped outputs were kept; --overwrite redoes them")
+        echo("  skipped outputs were kept; --overwrite redoes them")
     for path, frames in summary.first_frame_only:
-        click.echo(f"  first frame only: {path} ({frames} frames)")
+        echo(f"  first frame only: {path} ({frames} frames)")
     for path, kind in summary.not_files:
-        click.echo(f"  not read: {path}: {kind}, not a regular file", err=True)
+        echo(f"  not read: {path}: {kind}, not a regular file", err=True)
     if not (summary.converted or summary.skipped or summary.failed):
-        click.echo(f"  no images or videos found in {source}", err=True)
+        echo(f"  no images or videos found in {source}", err=True)
     for path, reason in summary.failed:
-        click.echo(f"  failed: {path}: {reason}", err=True)
+        echo(f"  failed: {path}: {reason}", err=True)
 
 
 @click.command()
@@ -220,7 +227,7 @@ def export(
             norm_stats=norm_stats,
             dropout=dropout,
         )
-    click.echo(f"wrote {written}")
+    click.echo(printable(f"wrote {written}"))
 
 
 @click.command()

@@ -2,7 +2,12 @@
 
 Decoding runs in a thread pool ahead of the model, encoding in another behind it (PIL and
 zlib release the GIL while they work), so the three overlap; decoded images wait in
-per-size buckets so that same-size images share a batch.
+per-size buckets so that same-size images share a batch. Each file's header is checked
+against the memory budget before its pixels are decoded, and the read-ahead is bounded by
+the decoded bytes as well as by count. An image cut into tiles (``--tile``) is translated
+one row of tiles at a time and its finished rows are written as they come (PNG), or
+gathered in a uint8/uint16 canvas for formats written whole, so no whole-image float
+buffer exists; the progress bar advances per tile.
 Every output is written atomically and an existing output is skipped unless ``overwrite``,
 so an interrupted run is resumed by running it again.
 """
@@ -13,8 +18,8 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,11 +28,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from translate.data.images import (
+    DEEP_SUFFIXES,
     ImageInfo,
     is_image_path,
+    png_rows,
+    read_header,
     read_image_with_info,
     read_label_map,
+    to_8bit,
     write_image,
+    writes_rows,
 )
 from translate.model_file import LoadedModel
 
@@ -50,6 +60,7 @@ class _Decoded:
     job: Job
     image: np.ndarray | None
     info: ImageInfo
+    progress: float = 0.0  # the share of the bar's step credited so far (tiles)
 
 
 def output_path(rel: Path, dst: Path, fmt: str) -> Path:
@@ -99,15 +110,30 @@ class ImageSource:
         _check_suffix(dst, options.format)
 
     def read(
-        self, job: Job, options: ImageOptions, classes: int | None = None
+        self,
+        job: Job,
+        options: ImageOptions,
+        classes: int | None = None,
+        refuse: Callable[[Job, int, int], str | None] | None = None,
     ) -> _Decoded | tuple[Path, str]:
         """The job's pixels, resized and cropped as asked, or (path, why) when unreadable.
         ``classes``: the file is a label map of ids below it (a labels model), read as
-        stored and never resized (no interpolation invents ids)."""
+        stored and never resized (no interpolation invents ids). ``refuse(job, height,
+        width)``: why the size to translate (from the file's header, after resizing and
+        cropping) is too large, checked before any pixel is decoded."""
         try:
+            if refuse is not None:
+                header = read_header(job.src)
+                height, width = _translated_size(
+                    header.height, header.width, options.resize_shorter, options.center_crop
+                )
+                too_large = refuse(job, height, width)
+                if too_large is not None:
+                    return job.src, too_large
             if classes is None:
-                # The file's own channels, as Translator takes a PIL image: gray stays gray.
-                image, info = read_image_with_info(job.src, None, alpha="keep")
+                # The file's own channels and depth, as Translator takes a PIL image: gray
+                # stays gray, 16 bits stay 16 bits.
+                image, info = read_image_with_info(job.src, None, alpha="keep", keep_16bit=True)
             else:
                 if options.resize_shorter is not None:
                     raise ValueError("a label map is not resized; leave --resize-shorter out")
@@ -124,6 +150,8 @@ class ImageSource:
         has_alpha = output.ndim == 3 and output.shape[2] in (2, 4)  # LA or RGBA
         if has_alpha and not (fmt and fmt.alpha):
             output = output[..., :-1]
+        if dst.suffix.lower() not in DEEP_SUFFIXES:  # 8 bits a sample is all it holds
+            output = to_8bit(output)
         quality = options.quality if fmt and fmt.quality else None
         icc = decoded.info.icc_profile if fmt and fmt.icc else None
         write_image(dst, output, quality, icc)
@@ -168,37 +196,133 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
-        tqdm(total=len(jobs), unit="img", desc=desc, disable=not options.progress) as bar,
+        tqdm(
+            total=len(jobs), unit="img", desc=desc, disable=not options.progress, bar_format=_BAR
+        ) as bar,
     ):
 
-        def fail(path: Path, reason: str) -> None:
+        def fail(path: Path, reason: str, credited: float = 0.0) -> None:
             run.fail(path, reason)
-            bar.update(1)
+            bar.update(1 - credited)
 
         spec = run.translator.spec
         classes = spec.in_channels if spec.input_kind == "labels" else None
 
+        def refuse(job: Job, height: int, width: int) -> str | None:
+            return _refusal(run, job, height, width)
+
         def read(job: Job) -> _Decoded | tuple[Path, str]:
-            return source.read(job, options, classes)
+            return source.read(job, options, classes, refuse)
 
         writes: deque[tuple[_Decoded, Future[None]]] = deque()
-        decoded = _ordered_map(readers, read, jobs, ahead=max(2 * batch_size, 2 * workers))
+        # Decoded images wait for the model: a quarter of the pass's budget of them at most.
+        decoded = _ordered_map(
+            readers, read, jobs, ahead=max(2 * batch_size, 2 * workers),
+            weigh=_decoded_bytes, limit=budget.limit / 4,
+        )  # fmt: skip
         for batch in _same_size_batches(decoded, fail, batch_size, pending=4 * batch_size):
             height, width = batch[0].image.shape[:2]
-            # Refused before it runs: the OS would kill the whole run, not fail one file.
-            too_large = budget.refuse(height, width)
-            if too_large is not None:
+            if run.translator.streams(height, width):
                 for item in batch:
-                    fail(item.job.src, too_large)
-                continue
-            fits = budget.images_per_pass(height, width)
-            for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
-                for item, out in _translate(run.translator, part, fail):
-                    writes.append((item, writers.submit(source.write, item, out, options)))
+                    written = _translate_rows(source, item, run, bar, writers, fail)
+                    if written is not None:
+                        writes.append((item, written))
+            else:
+                # Refused before it runs: the OS would kill the whole run, not fail one file.
+                too_large = _refusal(run, batch[0].job, height, width)
+                if too_large is not None:
+                    for item in batch:
+                        fail(item.job.src, too_large)
+                    continue
+                fits = budget.images_per_pass(height, width)
+                for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
+                    for item, out in _translate(run.translator, part, fail):
+                        writes.append((item, writers.submit(source.write, item, out, options)))
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
         while writes:
             _finish(writes.popleft(), summary, bar, fail)
+
+
+# tqdm's default bar, with the count of images to one decimal: tiles advance it by fractions.
+_BAR = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
+def _refusal(run: Run, job: Job, height: int, width: int) -> str | None:
+    """Why a ``height`` x ``width`` image is too large to translate into ``job.dst``: in
+    one pass or, with tiles, a band of tile rows at a time (``translate_rows``, images
+    only), its rows written as they come (PNG) or gathered in a canvas; a refusal's --tile
+    hint counts the same."""
+    bands = run.translator.spec.input_kind == "image"
+    canvas = bands and not writes_rows(job.dst)
+    return run.budget.refuse(height, width, band=bands, canvas=canvas)
+
+
+def _decoded_bytes(job: Job) -> int:
+    """What ``job``'s decoded pixels take, from its header (0 when unreadable: the read
+    says why)."""
+    try:
+        return read_header(job.src).nbytes
+    except ValueError:
+        return 0
+
+
+def _translate_rows(
+    source: ImageSource,
+    item: _Decoded,
+    run: Run,
+    bar: tqdm,
+    writers: ThreadPoolExecutor,
+    fail: Callable[[Path, str, float], None],
+) -> Future[None] | None:
+    """Translate one image in tiles (``Translator.translate_rows``), advancing the bar per
+    tile: a PNG's rows are compressed onto the file as they come; another format's gather
+    in a canvas of the output's dtype, then written by ``writers``. The write's future, or
+    None when the image failed (recorded)."""
+    job, image, options = item.job, item.image, run.options
+    item.image = None  # its header passed the budget (ImageSource.read)
+    scale = run.translator.spec.scale
+    height, width = image.shape[0] * scale, image.shape[1] * scale
+    fmt = for_suffix(job.dst.suffix)
+    icc = item.info.icc_profile if fmt and fmt.icc else None
+    filled = 0
+    canvas: np.ndarray | None = None
+
+    def on_tile(done: int, total: int) -> None:
+        bar.update(done / total - item.progress)
+        item.progress = done / total
+
+    try:
+        with ExitStack() as stack:
+            row_writer: Callable[[np.ndarray], None] | None = None
+
+            def write(rows: np.ndarray) -> None:
+                nonlocal row_writer, canvas, filled
+                if not writes_rows(job.dst):
+                    if canvas is None:
+                        canvas = np.empty((height, *rows.shape[1:]), rows.dtype)
+                    canvas[filled : filled + len(rows)] = rows
+                    filled += len(rows)
+                    return
+                if row_writer is None:
+                    channels = rows.shape[2] if rows.ndim == 3 else 1
+                    rows_png = png_rows(job.dst, height, width, channels, rows.dtype, icc)
+                    row_writer = stack.enter_context(rows_png)
+                row_writer(rows)
+
+            run.translator.translate_rows(image, write, on_tile)
+    except Exception as exc:  # one file's failure is reported, never fatal
+        why = error_reason(exc, job.dst)
+        if isinstance(exc, OSError):  # disk full, permissions
+            fail(job.src, f"cannot write {job.dst} ({why})", item.progress)
+        else:
+            fail(job.src, f"translation failed ({why})", item.progress)
+        return None
+    if canvas is None:
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+    return writers.submit(source.write, item, canvas, options)
 
 
 def _translate(
@@ -220,9 +344,8 @@ def _translate(
 def _resize_and_crop(image: np.ndarray, shorter: int | None, crop: int | None) -> np.ndarray:
     """torchvision's ``Resize(shorter)`` then ``CenterCrop(crop)`` on the PIL image."""
     if shorter is not None:
-        h, w = image.shape[:2]
-        # torchvision: the short side becomes ``shorter``, the long one is truncated.
-        size = (shorter, int(shorter * h / w)) if w <= h else (int(shorter * w / h), shorter)
+        h, w = _translated_size(*image.shape[:2], shorter, None)
+        size = (w, h)
         squeeze = image.shape[2] == 1
         pil = Image.fromarray(image[..., 0] if squeeze else image)
         image = np.asarray(pil.resize(size, Image.Resampling.BILINEAR))
@@ -234,6 +357,22 @@ def _resize_and_crop(image: np.ndarray, shorter: int | None, crop: int | None) -
         top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
         image = image[top : top + crop, left : left + crop]
     return np.ascontiguousarray(image)
+
+
+def _translated_size(
+    height: int, width: int, shorter: int | None, crop: int | None
+) -> tuple[int, int]:
+    """The (height, width) :func:`_resize_and_crop` makes of a ``height`` x ``width`` image
+    (a crop larger than the image is refused there)."""
+    if shorter is not None:
+        # torchvision: the short side becomes ``shorter``, the long one is truncated.
+        if width <= height:
+            height, width = int(shorter * height / width), shorter
+        else:
+            height, width = shorter, int(shorter * width / height)
+    if crop is not None and crop <= min(height, width):
+        return crop, crop
+    return height, width
 
 
 def error_reason(exc: BaseException, path: Path) -> str:
@@ -252,26 +391,40 @@ def _finish(
     try:
         future.result()
     except Exception as exc:  # disk full, permissions: the input is reported as not converted
-        fail(job.src, f"cannot write {job.dst} ({error_reason(exc, job.dst)})")
+        fail(job.src, f"cannot write {job.dst} ({error_reason(exc, job.dst)})", item.progress)
         return
     summary.converted += 1
     if item.info.frames > 1:
         summary.first_frame_only.append((job.src, item.info.frames))
-    bar.update(1)
+    bar.update(1 - item.progress)
 
 
 def _ordered_map(
-    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], ahead: int
+    pool: ThreadPoolExecutor,
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    ahead: int,
+    weigh: Callable[[T], float] | None = None,
+    limit: float = float("inf"),
 ) -> Iterator[R]:
-    """``map`` on a pool that keeps at most ``ahead`` results in flight, in input order."""
+    """``map`` on a pool that keeps at most ``ahead`` results in flight, in input order,
+    and (with ``weigh``, each item's cost) no more than ``limit`` of cost besides the
+    first."""
     it = iter(items)
-    futures: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, ahead))
-    while futures:
-        result = futures.popleft().result()
-        nxt = next(it, None)
-        if nxt is not None:
-            futures.append(pool.submit(fn, nxt))
-        yield result
+    futures: deque[tuple[Future[R], float]] = deque()
+    held = 0.0
+    nxt = next(it, None)
+    while nxt is not None or futures:
+        while nxt is not None and len(futures) < ahead:
+            cost = weigh(nxt) if weigh is not None else 0.0
+            if futures and held + cost > limit:
+                break
+            futures.append((pool.submit(fn, nxt), cost))
+            held += cost
+            nxt = next(it, None)
+        future, cost = futures.popleft()
+        held -= cost
+        yield future.result()
 
 
 def _same_size_batches(

@@ -24,8 +24,13 @@ MEMORY_SHARE = 0.5
 _PROBE_SIDE = 64
 # The smallest tile side suggested: below it the passes cost more than the overlaps save.
 MIN_TILE = 16
-# Whole-image float buffers of a tiled image (input, output, blend weights, uint8 copies).
+# Float buffers of a tiled image, per output pixel assembled at once (input, output, blend
+# weights, uint8 copies): the whole image in memory, one band of tile rows when its rows
+# are handed on as they finish (Translator.translate_rows).
 TILED_BYTES_PER_PIXEL = 48
+# A finished image held whole for a format written at once (up to four 16-bit samples a
+# pixel, PIL's copy and the encoded bytes): what a band-by-band translation still holds.
+CANVAS_BYTES_PER_PIXEL = 24
 # Convolution workspaces and allocator slack the hooks do not see: the process's peak RSS
 # grew 1.25x-1.7x the hooks' count on the demo model at 1024-2048 px (AMD EPYC CPU).
 _UNSEEN = 1.5
@@ -91,13 +96,18 @@ class MemoryBudget:
             max_pixels = int(MEMORY_SHARE * free_memory(translator.device) / per_pixel)
         return cls(translator, per_pixel, max(1, max_pixels))
 
-    def needs(self, height: int, width: int) -> float:
-        """Estimated bytes to translate one ``height`` x ``width`` image."""
-        return self._needs(height, width, self.translator.tile)
+    def needs(self, height: int, width: int, *, band: bool = False, canvas: bool = False) -> float:
+        """Estimated bytes to translate one ``height`` x ``width`` image. ``band``: its
+        tiles are assembled a band of tile rows at a time (``translate_rows``), so the float
+        buffers span one band, not the image; ``canvas``: the finished rows are then held
+        whole (a format written at once) rather than written as they come."""
+        return self._needs(height, width, self.translator.tile, band, canvas)
 
-    def _needs(self, height: int, width: int, tile: int | None) -> float:
+    def _needs(
+        self, height: int, width: int, tile: int | None, band: bool = False, canvas: bool = False
+    ) -> float:
         t = self.translator
-        m = t.size_multiple
+        m, s = t.size_multiple, t.spec.scale
         if t.size is not None:
             h = w = t.size
         elif tile is not None:
@@ -105,29 +115,36 @@ class MemoryBudget:
         else:
             h, w = height, width
         pass_pixels = -(-h // m) * m * -(-w // m) * m
-        # The whole-image buffers are mostly the output's and blend weights': scale^2 each.
-        whole = height * width * TILED_BYTES_PER_PIXEL * t.spec.scale**2
-        whole = whole if (h, w) != (height, width) else 0
-        return pass_pixels * self.bytes_per_pixel + whole
+        if (h, w) == (height, width):  # one pass: its edges are the image's buffers
+            return pass_pixels * self.bytes_per_pixel
+        # The assembled buffers are mostly the output's and blend weights': scale^2 each.
+        rows = h if band and t.size is None else height
+        assembled = rows * width * s**2 * TILED_BYTES_PER_PIXEL
+        held = height * width * s**2 * CANVAS_BYTES_PER_PIXEL if band and canvas else 0
+        return pass_pixels * self.bytes_per_pixel + assembled + held
 
     @property
     def limit(self) -> float:
         """The bytes one pass may take."""
         return self.max_pixels * self.bytes_per_pixel
 
-    def fits(self, height: int, width: int) -> bool:
-        return self.needs(height, width) <= self.limit
+    def fits(self, height: int, width: int, *, band: bool = False, canvas: bool = False) -> bool:
+        return self.needs(height, width, band=band, canvas=canvas) <= self.limit
 
-    def refuse(self, height: int, width: int) -> str | None:
-        """Why an image is too large to translate, naming the option that helps; else None."""
-        need, limit = self.needs(height, width), self.limit
+    def refuse(
+        self, height: int, width: int, *, band: bool = False, canvas: bool = False
+    ) -> str | None:
+        """Why an image is too large to translate (``band``, ``canvas``: as :meth:`needs`),
+        naming the option that helps; else None."""
+        need, limit = self.needs(height, width, band=band, canvas=canvas), self.limit
         if need <= limit:
             return None
-        side = self.tile_that_fits(height, width)
+        side = self.tile_that_fits(height, width, band=band, canvas=canvas)
         if self.translator.size is not None:
             hint = f"use a smaller --size than {self.translator.size}"
         elif side is None:
-            hint = f"even {MIN_TILE}-pixel tiles do not fit beside the whole image's buffers"
+            held = "the finished image" if band and canvas else "the whole image's buffers"
+            hint = f"even {MIN_TILE}-pixel tiles do not fit beside {held}"
         else:
             # The suggestion must be accepted as given: a tile needs more than its overlap.
             overlap = f" --overlap {side // 4}" if side <= self.translator.overlap else ""
@@ -137,10 +154,19 @@ class MemoryBudget:
             f"{self.max_pixels:,} ({_size(limit)}); {hint}, or raise --max-pixels"
         )
 
-    def tile_that_fits(self, height: int, width: int, smallest: int = MIN_TILE) -> int | None:
+    def tile_that_fits(
+        self,
+        height: int,
+        width: int,
+        smallest: int = MIN_TILE,
+        *,
+        band: bool = False,
+        canvas: bool = False,
+    ) -> int | None:
         """The largest tile side with which a ``height`` x ``width`` image fits (its passes
-        beside the whole-image buffers of tiling): a multiple of 64, else 32 or 16; None when
-        ``smallest`` does not fit, or when the translator runs at a fixed ``size``.
+        beside the buffers of tiling: ``band``, ``canvas`` as :meth:`needs`): a multiple of
+        64, else 32 or 16; None when ``smallest`` does not fit, or when the translator runs
+        at a fixed ``size``.
 
         Smaller tiles need less, so any tile down to ``smallest`` fits too: a suggestion is
         never refused for the same image.
@@ -150,7 +176,8 @@ class MemoryBudget:
         longest = max(height, width)
         sides = [*range(-(-longest // 64) * 64 - 64, 63, -64), 32, 16]
         for side in sides:
-            if smallest <= side < longest and self._needs(height, width, side) <= self.limit:
+            need = self._needs(height, width, side, band, canvas)
+            if smallest <= side < longest and need <= self.limit:
                 return side
         return None
 

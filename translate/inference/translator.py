@@ -8,12 +8,13 @@ and the way back to the caller's kind, layout, dtype and size.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -233,9 +234,95 @@ class Translator:
                 f"{x.shape[1]} in the channel dimension (an HWC image: pass "
                 "image.permute(2, 0, 1))"
             )
-        low, high = self._range_of(image.dtype)
+        x, alpha, gray = self._model_input(x)
+        y = self._run(x)
+        if alpha is not None and self.spec.scale != 1:
+            alpha = _enlarge(alpha, self.spec.scale, 0, y.shape[-2], 0, alpha.shape[-2])
+        y = self._model_output(y, alpha, gray, image.dtype).to(image.device)
+        return y[0] if image.ndim == 3 else y
+
+    def streams(self, height: int, width: int) -> bool:
+        """Whether :meth:`translate_rows` cuts a ``height`` x ``width`` image into bands of
+        tile rows (``tile`` set and exceeded, no fixed ``size``, an image model); else it
+        translates the image whole."""
+        return (
+            self.tile is not None
+            and self.size is None
+            and self.spec.input_kind == "image"
+            and (height > self.tile or width > self.tile)
+        )
+
+    @torch.inference_mode()
+    def translate_rows(
+        self,
+        image: np.ndarray,
+        write: Callable[[np.ndarray], None],
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Translate one HW or HWC array (as :meth:`translate_batch` takes) and hand its
+        output to ``write`` a band of finished rows at a time, top to bottom: the array
+        ``translate_batch`` returns, cut into rows, byte for byte.
+
+        Where the image :meth:`streams`, one row of tiles is translated at a time and the
+        float buffers hold that band only (its tiles blended as in memory), so the memory
+        follows the tile and the width, not the height; else the image is one pass and one
+        band. ``on_tile(done, total)`` is called after each pass.
+        """
+        _check_array(image)
+        height, width = image.shape[:2]
+        if not self.streams(height, width):
+            write(self.translate_batch([image])[0])
+            if on_tile is not None:
+                on_tile(1, 1)
+            return
+        arr = image[..., None] if image.ndim == 2 else image
+        s, tile, overlap = self.spec.scale, self.tile, self.overlap
+        th, tw = min(tile, height), min(tile, width)
+        window = self._window(th, tw)
+        tops, lefts = _tile_starts(height, tile, overlap), _tile_starts(width, tile, overlap)
+        kind = _nchw(arr[:1]).dtype  # the output's, as torch names it
+        seed = None
+        if self.test_mode.dropout:  # the masks' seed hashes the whole input, as in memory
+            seed = dropout_seed(self._model_input(_nchw(arr))[0], self.seed)
+        out = weight = None
+        start = 0  # the output row the band's buffers begin at
+        with self._masks(seed):
+            for i, top in enumerate(tops):
+                x, _, gray = self._model_input(_nchw(arr[top : top + th]))
+                rows = (top + th) * s - start  # the band reaches the bottom of this tile row
+                if out is None:
+                    out = x.new_zeros(1, self.out_channels, rows, width * s)
+                    weight = x.new_zeros(rows, width * s)
+                else:
+                    grow = rows - out.shape[-2]
+                    out = torch.cat([out, out.new_zeros(1, self.out_channels, grow, width * s)], 2)
+                    weight = torch.cat([weight, weight.new_zeros(grow, width * s)])
+                for j, left in enumerate(lefts):
+                    placed = (..., slice(top * s - start, rows), slice(left * s, (left + tw) * s))
+                    out[placed] += self._forward(x[..., left : left + tw]) * window
+                    weight[placed[1:]] += window
+                    if on_tile is not None:
+                        on_tile(i * len(lefts) + j + 1, len(tops) * len(lefts))
+                # Rows above the next tile row get nothing more: finish and hand them on.
+                end = tops[i + 1] * s if i + 1 < len(tops) else height * s
+                done = end - start
+                y = out[..., :done, :] / weight[:done]
+                alpha = self._alpha_rows(arr, start, end)
+                band = self._model_output(y, alpha, gray, kind)[0].permute(1, 2, 0)
+                band = band.cpu().numpy()
+                write(band[..., 0] if image.ndim == 2 and band.shape[-1] == 1 else band)
+                out, weight, start = out[..., done:, :], weight[done:], end
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _model_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """NCHW values (uint8, uint16, float in ``value_range``) -> (the model's input in
+        [-1, 1] on the device, the alpha set aside in [0, 1] or None, whether the image was
+        gray). Per pixel, so a band of rows gives those rows of the whole image's input."""
+        low, high = self._range_of(x.dtype)
+        floats = x.is_floating_point()
         x = x.to(self.device, non_blocking=True).float()
-        if image.is_floating_point():
+        if floats:
             _check_range(x, low, high)
         x = ((x - low) / (high - low)).clamp(0, 1)
         alpha = None
@@ -245,21 +332,50 @@ class Translator:
             x, alpha = x[:, :-1], x[:, -1:]
             x = x * alpha + (1 - alpha)
         gray = x.shape[1] == 1
-        x = _match_channels(x, self.in_channels) * 2 - 1
-        y = self._run(x).add(1).div(2).clamp(0, 1)
+        return _match_channels(x, self.in_channels) * 2 - 1, alpha, gray
+
+    def _model_output(
+        self, y: torch.Tensor, alpha: torch.Tensor | None, gray: bool, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The generator's output in [-1, 1] (and the alpha at its size) -> values of
+        ``dtype`` in the input's range, gray again where the input was."""
+        y = y.add(1).div(2).clamp(0, 1)
         if gray and self.in_channels == self.out_channels:
             y = _match_channels(y, 1)  # gray in, gray out: the replicated channels go again
         if alpha is not None:
-            if self.spec.scale != 1:
-                alpha = F.interpolate(alpha, size=y.shape[-2:], mode="bilinear", antialias=False)
             y = torch.cat([y, alpha], dim=1)
+        low, high = self._range_of(dtype)
         y = y * (high - low) + low
         # Integers round half up, as PIL/torchvision pipelines do (torch.round: half to even).
-        y = y.to(image.dtype) if image.is_floating_point() else (y + 0.5).floor().to(image.dtype)
-        y = y.to(image.device)
-        return y[0] if image.ndim == 3 else y
+        return y.to(dtype) if dtype.is_floating_point else (y + 0.5).floor().to(dtype)
 
-    # --- internals -----------------------------------------------------------------------
+    def _alpha_rows(self, arr: np.ndarray, start: int, end: int) -> torch.Tensor | None:
+        """The alpha of output rows ``start:end`` (None without one) as the whole image's
+        enlargement gives them, from the input rows they lie between."""
+        if arr.shape[2] not in (2, 4) or arr.shape[2] == self.in_channels:
+            return None
+        s = self.spec.scale
+        low, high = max(start // s - 1, 0), min(-(-end // s) + 1, arr.shape[0])
+        alpha = self._model_input(_nchw(arr[low:high]))[1]
+        return alpha if s == 1 else _enlarge(alpha, s, start, end, low, arr.shape[0])
+
+    def _window(self, th: int, tw: int) -> torch.Tensor:
+        """A tile's blending weight at the output's scale: linear ramps over the overlap."""
+        s = self.spec.scale
+        ramps = _ramp(th * s, self.overlap * s)[:, None], _ramp(tw * s, self.overlap * s)[None, :]
+        return (ramps[0] * ramps[1]).to(self.device)
+
+    @contextlib.contextmanager
+    def _masks(self, seed: int | None) -> Iterator[None]:
+        """Dropout masks drawn from ``seed`` (None: no dropout, nothing to seed), the global
+        random state left as it was."""
+        if seed is None:
+            yield
+            return
+        devices = [] if self.device.type == "cpu" else [self.device]
+        with torch.random.fork_rng(devices, device_type=self.device.type):
+            torch.manual_seed(seed)
+            yield
 
     def _translate_labels(self, image: torch.Tensor) -> torch.Tensor:
         """A label map (1HW or N1HW integer class ids) -> its uint8 translation: the ids
@@ -322,11 +438,7 @@ class Translator:
         return y
 
     def _one_pass(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.test_mode.dropout:
-            return self._tiled(x)
-        devices = [] if self.device.type == "cpu" else [self.device]
-        with torch.random.fork_rng(devices, device_type=self.device.type):
-            torch.manual_seed(dropout_seed(x, self.seed))
+        with self._masks(dropout_seed(x, self.seed) if self.test_mode.dropout else None):
             return self._tiled(x)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
@@ -337,8 +449,7 @@ class Translator:
             return self._forward(x)
         s = self.spec.scale
         th, tw = min(self.tile, height), min(self.tile, width)
-        ramps = _ramp(th * s, self.overlap * s)[:, None], _ramp(tw * s, self.overlap * s)[None, :]
-        window = (ramps[0] * ramps[1]).to(x.device)
+        window = self._window(th, tw)
         out = x.new_zeros(x.shape[0], self.out_channels, height * s, width * s)
         weight = x.new_zeros(height * s, width * s)
         for top in _tile_starts(height, self.tile, self.overlap):
@@ -359,6 +470,31 @@ def dropout_seed(image: torch.Tensor, seed: int) -> int:
     digest = hashlib.sha256(seed.to_bytes(8, "little", signed=True))
     digest.update(image.detach().float().cpu().contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest()[:8], "little")
+
+
+def _enlarge(
+    x: torch.Tensor, scale: int, start: int, end: int, first: int, height: int
+) -> torch.Tensor:
+    """Rows ``start:end`` of NCHW ``x`` enlarged ``scale`` times, bilinear (the centres of
+    F.interpolate's ``align_corners=False``, edges clamped), where ``x`` holds rows
+    ``first:`` of an image ``height`` rows high. Element-wise ops only, so a band of rows
+    gets the very values the whole image does (the interpolation kernel's vector lanes
+    follow the tensor's size, and with them the last bit)."""
+
+    def taps(out: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        src = ((out.double() + 0.5) / scale - 0.5).clamp(min=0)
+        below = src.floor().long().clamp(max=size - 1)
+        return below, (below + 1).clamp(max=size - 1), (src - below).float()
+
+    top, bottom, dy = taps(torch.arange(start, end, device=x.device), height)
+    rows = x[..., top - first, :] * (1 - dy)[:, None] + x[..., bottom - first, :] * dy[:, None]
+    left, right, dx = taps(torch.arange(x.shape[-1] * scale, device=x.device), x.shape[-1])
+    return rows[..., left] * (1 - dx) + rows[..., right] * dx
+
+
+def _nchw(arr: np.ndarray) -> torch.Tensor:
+    """An HWC array as a 1CHW tensor sharing its memory."""
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> torch.Tensor:
