@@ -21,6 +21,10 @@ ROWS = {
     "ssim": ("SSIM", "higher is better"),
     "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
     "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
+    "block_edge_ratio": (
+        "block edges",
+        "change across scale-px block edges / within, on smooth areas; ~1 = no grid",
+    ),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
