@@ -26,6 +26,12 @@ def grain(image: torch.Tensor, levels: float = 0.5, seed: int = 1) -> torch.Tens
     return (image + torch.randn(image.shape, generator=g) * levels / 255).clamp(0, 1)
 
 
+def detailed() -> torch.Tensor:
+    """32x32 blocks with steps of 77 grey levels between neighbours: no smooth area."""
+    coarse = (torch.arange(64).view(1, 1, 8, 8) % 3 == 0).float() * 0.3
+    return F.interpolate(coarse, scale_factor=4).expand(1, 3, 32, 32) * 2 - 1
+
+
 def test_nearest_upscaling_shows_a_grid_and_bicubic_none() -> None:
     lr = smooth_lr()
     nearest = grain(F.interpolate(lr, scale_factor=4, mode="nearest")) * 2 - 1
@@ -47,10 +53,7 @@ def test_block_edge_ratio_ignores_brightness_and_counts_smooth_areas_only() -> N
     assert ratio > 1.2
     dimmer = metrics.block_edge_ratio(image * 0.5 * 2 - 1, 4, mask)
     assert dimmer == pytest.approx(ratio, rel=0.05)  # 8-bit rounding aside
-    # a detailed image (steps of 40 grey levels between blocks) has no smooth area
-    coarse = (torch.arange(64).view(1, 1, 8, 8) % 3 == 0).float() * 0.3
-    steps = F.interpolate(coarse, scale_factor=4).expand(1, 3, 32, 32)
-    assert not metrics.smooth_areas(steps * 2 - 1).any()
+    assert not metrics.smooth_areas(detailed()).any()
     # the mask decides which pairs count: none at all is NaN
     none = torch.zeros(128, 128, dtype=torch.bool)
     assert math.isnan(metrics.block_edge_ratio(image * 2 - 1, 4, none))
@@ -67,3 +70,7 @@ def test_sr_scores_report_the_ratio_over_the_targets_smooth_areas() -> None:
     want = metrics.block_edge_ratio(nearest[0], 4, metrics.smooth_areas(hr[0], 4))
     assert scores.result()["block_edge_ratio"] == pytest.approx(want)
     assert want > 4
+    # pooled over the pairs of every image: one without a smooth area adds none
+    assert math.isnan(metrics.block_edge_ratio(detailed()))
+    scores.add(detailed(), detailed())
+    assert scores.count == 3 and scores.result()["block_edge_ratio"] == pytest.approx(want)
