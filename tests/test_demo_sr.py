@@ -1,6 +1,6 @@
 """The bundled x4 super-resolution demo: small, loadable by name, exactly 4x, and better
-than bicubic upscaling on held-out tiles (every 10th tile of `translate prepare sr-photos
---test`'s test split, which neither training nor model selection saw)."""
+than bicubic upscaling on held-out map tiles (every 10th tile of the test split of the
+map-based data it was trained on, which neither training nor model selection saw)."""
 
 from __future__ import annotations
 

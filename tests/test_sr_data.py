@@ -1,5 +1,5 @@
 """Super-resolution data: the hr layout, `translate prepare sr-photos` and the download of
-the SR benchmark sets (translate/data/layout.py, worldmaps.py, public.py)."""
+the SR benchmark sets (translate/data/layout.py, photos.py, public.py)."""
 
 from __future__ import annotations
 
@@ -8,59 +8,114 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from test_download import Server, _png, _zip, server  # noqa: F401 (a fixture, used by name)
 
+from translate.data import photos
 from translate.data.cli import data, prepare
 from translate.data.images import read_image, write_image
 from translate.data.layout import DatasetError, detect_layouts, find_layout
-from translate.data.worldmaps import build_sr_photos, tile_detail
+from translate.data.photos import Source, build_sr_photos, high_resolution
 
 
 def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def test_sr_photos_is_an_hr_folder(tmp_path: Path) -> None:
+def smooth_photo(w: int, h: int, seed: int) -> np.ndarray:
+    """A photo-like image: smooth colour blobs (noise enlarged 8x) with a little grain."""
+    small = Image.fromarray(noise(max(1, h // 8), max(1, w // 8), seed))
+    base = np.asarray(small.resize((w, h), Image.BICUBIC)).astype(int)
+    return (base + noise(h, w, seed + 1) // 32).clip(0, 255).astype(np.uint8)
+
+
+def _sources(tmp_path: Path) -> list[Source]:
+    # a landscape photo larger than --long-side, a portrait one, and one smaller than it
+    files = {"wide": (200, 120, "train"), "tall": (90, 150, "val"), "small": (42, 30, "test")}
+    sources = []
+    for seed, (name, (w, h, split)) in enumerate(files.items()):
+        path = tmp_path / "src" / f"{name}.jpg"
+        write_image(path, smooth_photo(w, h, seed), quality=95)
+        sources.append(Source(path, name, split))
+    return sources
+
+
+def test_sr_photos_writes_lr_hr_pairs_split_by_photo(tmp_path: Path) -> None:
     out = tmp_path / "sr"
-    result = CliRunner().invoke(
-        prepare,
-        ["sr-photos", str(out), "--size", "32", "--width", "256", "--test", "--no-progress"],
+    counts = build_sr_photos(out, _sources(tmp_path), long_side=100, train_size=48,
+                             progress=False)  # fmt: skip
+    # wide: 100x60 HR, cut into 48 px squares about half a square apart, covering it
+    corners = [(y, x) for y in (0, 12) for x in (0, 24, 52)]
+    assert counts == {"train": (1, 6), "val": (1, 1), "test": (1, 1)}
+    train = sorted(p.name for p in (out / "train" / "B").iterdir())
+    assert train == [f"wide_{y:04d}_{x:04d}.png" for y, x in corners]
+    assert read_image(out / "train" / "B" / train[0]).shape == (48, 48, 3)
+    # val: the long side shrunk to 100; test: never enlarged, cut to a multiple of 4
+    assert read_image(out / "val" / "B" / "tall.png").shape == (100, 60, 3)
+    assert read_image(out / "test" / "B" / "small.png").shape == (28, 40, 3)
+    # one name, one photo, one split; A is B shrunk 4x by PIL's bicubic
+    for split in ("train", "val", "test"):
+        names = sorted(p.name for p in (out / split / "A").iterdir())
+        assert names == sorted(p.name for p in (out / split / "B").iterdir())
+        for name in names:
+            hr = Image.fromarray(read_image(out / split / "B" / name))
+            want = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
+            np.testing.assert_array_equal(read_image(out / split / "A" / name), np.asarray(want))
+    # a sub-image is the HR photo's own pixels
+    whole = high_resolution(tmp_path / "src" / "wide.jpg", 100, 4)
+    np.testing.assert_array_equal(
+        read_image(out / "train" / "B" / "wide_0012_0052.png"),
+        np.asarray(whole)[12:60, 52:100],
     )
+    layout = find_layout(out, "paired")
+    assert layout.name == "folders" and layout.train_split() == "train"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
+    with pytest.raises(ValueError, match=rf"{out} exists: remove it or name another folder"):
+        build_sr_photos(out, _sources(tmp_path), progress=False)
+
+
+def test_sr_photos_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a photo package: one line naming the apt-get command.
+    monkeypatch.setattr(photos, "installed_photos", lambda: ([], sorted(photos.TRAINING_PACKAGES)))
+    result = CliRunner().invoke(prepare, ["sr-photos", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: no photo package is installed: apt-get install -y lomiri-wallpapers-16.04 "
+        "lomiri-wallpapers-20.04 mate-backgrounds"
+    ]
+    sources = _sources(tmp_path)
+    monkeypatch.setattr(photos, "installed_photos", lambda: (sources, [photos.SKIMAGE]))
+    out = tmp_path / "sr"
+    args = ["sr-photos", str(out), "--long-side", "64", "--train-size", "0", "--no-progress"]
+    result = CliRunner().invoke(prepare, args)
     assert result.exit_code == 0, result.output
-    train, val, test = (sorted((out / s).glob("*.png")) for s in ("train", "val", "test"))
-    assert train and val and test
-    assert (
-        result.output.strip()
-        == f"{out}: {len(train)} train, {len(val)} val, {len(test)} test tiles"
-    )
-    assert read_image(train[0]).shape == (32, 32, 3)
-    # Whole longitude columns per split (8 columns, val every 4th, test the one before).
-    column = {s: {int(p.stem.split("_c")[1]) % 4 for p in f} for s, f in
-              (("train", train), ("val", val), ("test", test))}  # fmt: skip
-    assert column == {"train": {0, 1}, "val": {3}, "test": {2}}
-    assert {p.name.split("_")[0] for p in train} == {"satellite", "relief"}
-    layout = find_layout(out, "hr")
-    assert layout.train_split() == "train" and layout.val_split("auto") == "val"
-    assert layout.images("train") == train
-    check = CliRunner().invoke(data, ["check", str(out)])
-    assert check.exit_code == 0, check.output
-    assert "high-resolution (hr data, e.g. sr): test " in check.output
-    assert "1 layout(s)" in check.output and "0 problem(s)" in check.output
+    assert result.output.splitlines() == [
+        f"{out}: train 1 photos (1 pairs), val 1 photos (1 pairs), test 1 photos (1 pairs)",
+        'note: scikit-image\'s photos left out: pip install "translate[photos]"',
+    ]
+    assert read_image(out / "train" / "B" / "wide.png").shape == (36, 64, 3)  # whole
 
 
-def test_sr_photos_skips_flat_tiles(tmp_path: Path) -> None:
-    every = build_sr_photos(tmp_path / "all", 32, 256, min_std=0.0, progress=False)
-    detailed = build_sr_photos(tmp_path / "some", 32, 256, progress=False)
-    assert 0 < sum(detailed.values()) < sum(every.values())
-    kept = {p.name for p in (tmp_path / "some").rglob("*.png")}
-    for path in (tmp_path / "all").rglob("*.png"):
-        assert (path.name in kept) is (tile_detail(read_image(path)) >= 8.0), path.name
-    # A flat sea has no detail whatever its colour; noise has plenty.
-    assert tile_detail(np.full((8, 8, 3), (10, 40, 90), np.uint8)) == 0
-    assert tile_detail(noise(32, 32)) > 60
-    assert build_sr_photos(tmp_path / "few", 32, 256, count=2, progress=False) == {
-        "train": 2, "val": 2,
-    }  # fmt: skip
+def test_sr_photo_list_finds_installed_files(tmp_path: Path) -> None:
+    # Each photo is in one split; plasma-workspace-wallpapers only checks, never trains.
+    assert len({p.file for p in photos.PHOTOS}) == len(photos.PHOTOS)
+    by_split = {s: [p for p in photos.PHOTOS if p.split == s] for s in photos.SPLITS}
+    assert {p.package for p in by_split["check"]} == {"plasma-workspace-wallpapers"}
+    assert all(p.package != "plasma-workspace-wallpapers" for p in photos.PHOTOS
+               if p.split != "check")  # fmt: skip
+    assert 12 <= len(by_split["test"]) <= 15 and by_split["val"] and by_split["train"]
+    mate, plasma = (next(p for p in photos.PHOTOS if p.package == name)
+                    for name in ("mate-backgrounds", "plasma-workspace-wallpapers"))  # fmt: skip
+    for photo in (mate, plasma):
+        write_image(tmp_path / photo.file, noise(8, 8))
+    sources, missing = photos.installed_photos(photos.PHOTOS, tmp_path)
+    assert [(s.path, s.split) for s in sources] == [
+        (tmp_path / mate.file, mate.split),
+        (tmp_path / plasma.file, "check"),
+    ]
+    assert sources[0].name == f"mate-backgrounds_{Path(mate.file).stem}"
+    assert sources[1].name == f"plasma-workspace-wallpapers_{Path(plasma.file).parts[1]}"
+    assert "lomiri-wallpapers-16.04" in missing and "mate-backgrounds" in missing
 
 
 def test_hr_layout_is_asked_for(tmp_path: Path) -> None:

