@@ -146,6 +146,16 @@ def test_commands_that_do_no_work_import_nothing_heavy(args: list[str], says: st
     assert heavy == [], f"translate {' '.join(args)} imported {', '.join(heavy)}"
 
 
+def test_convert_imports_no_albumentations(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (40, 40), (90, 140, 200)).save(tmp_path / "in" / "a.png")
+    heavy, printed = _heavy_after("convert", "demo", str(tmp_path / "in"), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a.png").is_file(), printed
+    assert "albumentations" not in heavy  # training's augmentations, not translating's
+
+
 # Builds the trainer of the config (JSON) in argv[1] for the run directory argv[2], as
 # `translate train` does before its first step, then prints the heavy modules it imported.
 _START_TRAINING = """
