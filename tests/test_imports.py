@@ -146,10 +146,14 @@ def test_commands_that_do_no_work_import_nothing_heavy(args: list[str], says: st
     assert heavy == [], f"translate {' '.join(args)} imported {', '.join(heavy)}"
 
 
-def test_the_heavy_check_sees_a_command_that_imports_torch() -> None:
-    # info builds the network to count its MACs, so it needs torch: the check must see it
-    heavy, printed = _heavy_after("info", "demo")
-    assert "architecture" in printed and "torch" in heavy
+def test_convert_imports_no_albumentations(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (40, 40), (90, 140, 200)).save(tmp_path / "in" / "a.png")
+    heavy, printed = _heavy_after("convert", "demo", str(tmp_path / "in"), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a.png").is_file(), printed
+    assert "albumentations" not in heavy  # training's augmentations, not translating's
 
 
 # Builds the trainer of the config (JSON) in argv[1] for the run directory argv[2], as
@@ -185,3 +189,47 @@ def test_training_starts_without_torchvision_or_kornia(
     # scores and the blurring degradations, after the first step
     heavy = json.loads(done.stdout.strip().splitlines()[-1])
     assert not {"torchvision", "kornia"} & set(heavy), heavy
+
+
+def _expected_counts(path: Path) -> tuple[int, float]:
+    """The parameters and GMACs of a generator file's AtoB network, counted from the network
+    at the side translate info quotes (its training crop, a multiple of its size multiple)."""
+    from translate.model_file import load_generators
+    from translate.networks import count_macs, count_parameters
+
+    model = load_generators(path)
+    net, spec = model.generators["AtoB"], model.specs["AtoB"]
+    side = model.preprocess.transforms.crop_size
+    assert side % spec.size_multiple == 0  # else info rounds it up
+    return count_parameters(net), round(count_macs(net, (spec.in_channels, side, side)) / 1e9, 3)
+
+
+def test_info_reads_the_counts_a_file_stores_without_importing_anything_heavy() -> None:
+    from translate.inference.loading import bundled_path
+
+    heavy, printed = _heavy_after("info", "demo")
+    parameters, gmac = _expected_counts(bundled_path("demo"))
+    assert f"parameters: {parameters:,}\n" in printed and f"gmac: {gmac}\n" in printed
+    assert heavy == [], f"translate info demo imported {', '.join(heavy)}"
+
+
+def test_info_counts_the_network_of_a_file_that_stores_no_counts(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from translate.data.transforms import Preprocess
+    from translate.inference.describe import read_safetensors_metadata
+    from translate.model_file import GeneratorSpec, InputSpec, save_generators
+
+    spec = GeneratorSpec.declared("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
+    path = tmp_path / "g.safetensors"
+    preprocess = InputSpec(Preprocess(mode="crop", crop_size=24))
+    save_generators(path, {"AtoB": (spec, spec.build())}, preprocess)
+    _, stored = _heavy_after("info", str(path))
+    metadata = read_safetensors_metadata(path)
+    del metadata["counts"]  # as files written before they were stored
+    save_file(load_file(str(path)), str(path), metadata)
+    heavy, printed = _heavy_after("info", str(path))
+    parameters, gmac = _expected_counts(path)
+    assert f"parameters: {parameters:,}\n" in printed and f"gmac: {gmac}\n" in printed
+    assert printed == stored  # the same description either way
+    assert "torch" in heavy  # built to be counted: the heavy check sees torch

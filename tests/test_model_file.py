@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from translate.atomic import atomic_path
 from translate.data.transforms import Preprocess
-from translate.inference.loading import bundled_path, load_model
+from translate.inference.loading import load_model
 from translate.model_file import (
     FORMAT,
     GeneratorSpec,
@@ -95,22 +95,37 @@ def _raw_metadata(path):
         return f.metadata()
 
 
+OPTIONS = {"ngf": 4, "num_downs": 3}
+# What the bundled demo carried (its network smaller) until it was repacked as version 2
+# with its counts: a version-1 file, a flat preprocess dict with channel counts.
+VERSION_1_METADATA = {
+    "format": "translate.generator/1",
+    "generators": json.dumps(
+        {"AtoB": {"name": "unet_128", "in_channels": 3, "out_channels": 3, "options": OPTIONS}}
+    ),
+    "preprocess": json.dumps(
+        {"mode": "resize_and_crop", "load_size": 143, "crop_size": 128, "flip": False,
+         "size_multiple": 4, "input_augment": [], "input_channels": 3, "output_channels": 3}
+    ),
+    "training": "{}",
+}  # fmt: skip
+
+
 def test_version_1_files_still_load(tmp_path):
-    """The bundled demo was written as version 1: a flat preprocess dict with channel counts."""
-    demo = bundled_path("demo")
-    raw = _raw_metadata(demo)
-    assert raw["format"] == "translate.generator/1"
-    assert json.loads(raw["preprocess"])["crop_size"] == 128
-    meta = read_metadata(demo)
+    spec = GeneratorSpec("unet_128", 3, 3, OPTIONS)
+    tensors = {f"AtoB.{k}": v for k, v in spec.build().state_dict().items()}
+    old = tmp_path / "v1.safetensors"
+    save_file(tensors, str(old), VERSION_1_METADATA)
+    meta = read_metadata(old)
     assert meta.version == 1
     assert meta.preprocess == InputSpec(
         Preprocess(load_size=143, crop_size=128, flip=False), input_channels=3, output_channels=3
     )
-    assert isinstance(load_generators(demo).preprocess.transforms, Preprocess)
+    assert isinstance(load_generators(old).preprocess.transforms, Preprocess)
     # A version-1 file with only some fields (as early runs wrote) gets Preprocess's defaults.
-    tensors = load_file(str(demo))
     partial = tmp_path / "partial.safetensors"
-    save_file(tensors, str(partial), {**raw, "preprocess": json.dumps({"input_channels": 1})})
+    metadata = {**VERSION_1_METADATA, "preprocess": json.dumps({"input_channels": 1})}
+    save_file(tensors, str(partial), metadata)
     assert read_metadata(partial).preprocess == InputSpec(Preprocess(), 1, 3)
 
 

@@ -9,7 +9,8 @@ from torch import nn
 from torchvision import transforms as T
 
 from translate.data.images import image_to_array, read_image
-from translate.inference.translator import TranslateTransform, Translator
+from translate.inference.transform import TranslateTransform
+from translate.inference.translator import Translator
 from translate.model_file import GeneratorSpec, LoadedModel, save_generators
 from translate.runtime import resolve_device
 
@@ -228,6 +229,15 @@ def test_transform_in_torchvision_pipeline(translator):
     assert np.array_equal(never(image).permute(1, 2, 0).numpy(), np.asarray(image))
     tensor = T.PILToTensor()(image)
     assert torch.equal(TranslateTransform(translator, p=1.0)(tensor), translator(tensor))
+
+
+def test_transform_still_imports_from_the_translator_module_with_a_warning():
+    import translate
+    import translate.inference.translator as old
+
+    with pytest.warns(DeprecationWarning, match=r"use translate\.inference\.transform"):
+        assert old.TranslateTransform is TranslateTransform
+    assert translate.TranslateTransform is TranslateTransform
 
 
 # --- value ranges: one test per row of the README's table ---------------------------------

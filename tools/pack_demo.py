@@ -3,7 +3,8 @@
     python tools/pack_demo.py runs/demo [--out translate/assets/demo.safetensors]
 
 RUN is a run directory (its best generator, else its latest) or a generator file. The
-architecture, preprocessing and training summary (best val L1/PSNR/SSIM) travel along.
+architecture, preprocessing, training summary (best val L1/PSNR/SSIM) and test mode travel
+along; the file stores its parameter and MAC counts, which `translate info` reads.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = load_model(args.run)
     generators = {d: (model.specs[d], net) for d, net in model.generators.items()}
-    save_generators(args.out, generators, model.preprocess, model.training, dtype=torch.float16)
+    save_generators(
+        args.out,
+        generators,
+        model.preprocess,
+        model.training,
+        dtype=torch.float16,
+        test_mode=model.test_mode,
+    )
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
     print(json.dumps(model.training, indent=2))

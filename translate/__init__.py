@@ -17,7 +17,7 @@ _LAZY = {
     "build_discriminator": "translate.networks",
     "build_generator": "translate.networks",
     "Translator": "translate.inference.translator",
-    "TranslateTransform": "translate.inference.translator",
+    "TranslateTransform": "translate.inference.transform",
     "convert_folder": "translate.inference.convert",
     "ConvertOptions": "translate.inference.convert",
 }

@@ -11,7 +11,9 @@ optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": boo
 validation scored best) sets how inference normalises by default. Each ``generators`` entry
 carries the network's declared geometry (``scale``, ``input_kind``, ``size_multiple``); entries
 without ``scale``/``input_kind`` are 1x image-to-image, as every file before them was, and
-entries without ``size_multiple`` take the class's.
+entries without ``size_multiple`` take the class's. An optional ``counts`` entry (written by
+:func:`save_generators` since it was added) holds each generator's ``parameters``, ``gmac`` and
+``gmac_at``, so ``translate info`` need not build the networks (:func:`generator_counts`).
 
 ``/3`` is ``/2`` with the tensors under their own state-dict keys, no direction prefix: it
 is written for a file holding one generator whose class keeps an upstream project's key
@@ -23,6 +25,7 @@ still ``/2``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -40,7 +43,7 @@ from torch import nn
 from .atomic import atomic_write_bytes
 from .data.transforms import Preprocess
 from .deprecation import renamed_attributes
-from .networks import GENERATORS, build_generator
+from .networks import GENERATORS, build_generator, count_macs, count_parameters
 from .networks.eval_mode import EvalMode
 
 FORMAT_PREFIX = "translate.generator/"
@@ -214,6 +217,9 @@ def save_generators(
     """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo);
     ``test_mode`` is how inference normalises by default (running statistics unless given)."""
     metadata = encode_metadata(generators, preprocess, training, test_mode)
+    transforms = (preprocess or InputSpec()).transforms
+    counts = {d: generator_counts(spec, m, transforms) for d, (spec, m) in generators.items()}
+    metadata["counts"] = json.dumps(counts, sort_keys=True)
     unprefixed = _version(generators) == UNPREFIXED_VERSION
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
@@ -240,6 +246,29 @@ def _sorted_metadata(data: bytes) -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
     return struct.pack("<Q", len(text)) + text + data[8 + length :]
+
+
+def generator_counts(
+    spec: GeneratorSpec, module: nn.Module, transforms: Preprocess
+) -> dict[str, Any]:
+    """What ``translate info`` quotes of a generator: its ``parameters`` (buffers excluded)
+    and ``gmac`` (multiply-accumulates, in billions) on one input of side ``gmac_at``: the
+    training crop (or scaled width), else 256 as in the papers, rounded up to the size
+    multiple the network pads to."""
+    module = getattr(module, "module", module)  # unwrap DDP
+    multiple = spec.resolved(module).size_multiple
+    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        side = transforms.crop_size
+    elif transforms.mode == "scale_width":
+        side = transforms.load_size
+    else:
+        side = 256
+    side = multiple * math.ceil(side / multiple)
+    return {
+        "parameters": count_parameters(module),
+        "gmac": round(count_macs(module, (spec.in_channels, side, side)) / 1e9, 3),
+        "gmac_at": f"{side}x{side}",
+    }
 
 
 def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:

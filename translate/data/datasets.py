@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from translate.data.augment import build_input_augment, build_transform
 from translate.data.images import ImageReadError, read_image
 from translate.data.layout import (
     ALIGNED_RULE,
@@ -31,8 +32,6 @@ from translate.data.transforms import (
     Preprocess,
     ScaledPairTransform,
     apply_symmetry,
-    build_input_augment,
-    build_transform,
     check_hr_crop,
     crop_origin,
     draw_symmetry,

@@ -1,17 +1,22 @@
-"""Preprocessing: the reference's resize/crop/flip modes on albumentations, the symmetries of
-a square crop, tensor conversion."""
+"""Preprocessing: the reference's resize/crop/flip modes (built on albumentations in
+:mod:`translate.data.augment`), the symmetries of a square crop, tensor conversion.
+
+torch, cv2 and albumentations (seconds to import) are imported by the functions that use
+them: :class:`Preprocess` is read where none is needed (``translate info``, config checks).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import albumentations as A
-import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import albumentations as A
+    import torch
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 UNCROPPED_MODES = ("scale_width", "none")  # keep each image's own shape, rarely a square
@@ -57,7 +62,7 @@ class Preprocess:
                 "(model sr turns it on by default) or a cropping mode"
             )
         for i, spec in enumerate(self.input_augment):
-            _build_augment(spec, f"preprocess.input_augment[{i}]")
+            build_augment(spec, f"preprocess.input_augment[{i}]")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocess:
@@ -71,7 +76,11 @@ class Preprocess:
         return dataclasses.asdict(self)
 
 
-def _build_augment(spec: dict[str, Any], where: str) -> A.BasicTransform:
+def build_augment(spec: dict[str, Any], where: str) -> A.BasicTransform:
+    """The albumentations transform a config entry (``{name: ColorJitter, ...}``) names;
+    ``ValueError`` naming ``where`` when there is none or its parameters are refused."""
+    import albumentations as A  # here: only a config with input_augment needs it (seconds)
+
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{where}: needs a 'name' key naming an albumentations transform")
     params = {k: v for k, v in spec.items() if k != "name"}
@@ -82,62 +91,6 @@ def _build_augment(spec: dict[str, Any], where: str) -> A.BasicTransform:
         return cls(**params)
     except Exception as exc:
         raise ValueError(f"{where}: bad parameters for {spec['name']}: {exc}") from exc
-
-
-class _ScaleWidth(A.DualTransform):
-    """Resize so the width is ``width`` (at least ``min_height`` tall), keeping the aspect."""
-
-    def __init__(self, width: int, min_height: int) -> None:
-        super().__init__(p=1.0)
-        self.width = width
-        self.min_height = min_height
-
-    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        h, w = img.shape[:2]
-        if w == self.width and h >= self.min_height:
-            return img
-        new_h = max(self.min_height, round(h * self.width / w))
-        out = cv2.resize(img, (self.width, new_h), interpolation=cv2.INTER_CUBIC)
-        return out[:, :, None] if out.ndim == 2 else out
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("width", "min_height")
-
-
-def _crop(size: int, train: bool) -> list[A.BasicTransform]:
-    pad = A.PadIfNeeded(size, size, border_mode=cv2.BORDER_REFLECT_101)
-    return [pad, A.RandomCrop(size, size) if train else A.CenterCrop(size, size)]
-
-
-def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
-    """The geometric transform shared by both images of a pair (``target`` is the second)."""
-    steps: list[A.BasicTransform] = []
-    if pre.mode == "resize_and_crop":
-        steps += [A.Resize(pre.load_size, pre.load_size, interpolation=cv2.INTER_CUBIC)]
-        steps += _crop(pre.crop_size, train)
-    elif pre.mode == "crop":
-        steps += _crop(pre.crop_size, train)
-    elif pre.mode == "scale_width":
-        steps += [_ScaleWidth(pre.load_size, pre.crop_size)]
-    elif pre.mode == "scale_width_and_crop":
-        steps += [_ScaleWidth(pre.load_size, pre.crop_size)] + _crop(pre.crop_size, train)
-    if pre.mode in ("scale_width", "none"):
-        m = pre.size_multiple
-        steps += [
-            A.PadIfNeeded(
-                pad_height_divisor=m,
-                pad_width_divisor=m,
-                min_height=None,
-                min_width=None,
-                border_mode=cv2.BORDER_REFLECT_101,
-                position="top_left",
-            )
-        ]
-    if train and pre.flip:
-        steps.append(A.HorizontalFlip(p=0.5))
-    if train and pre.rotate:  # 0 to 3 quarter turns, each as likely
-        steps.append(A.RandomRotate90(p=1.0))
-    return A.Compose(steps, additional_targets={"target": "image"})
 
 
 class ScaledPairTransform:
@@ -229,12 +182,16 @@ def apply_symmetry(image: np.ndarray, flip: bool, turns: int) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
     out = cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
     return out[:, :, None] if out.ndim == 2 else out
 
 
 def _pad(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Reflect-pad the bottom and right of an HWC image to ``size``."""
+    import cv2
+
     bottom, right = size[0] - image.shape[0], size[1] - image.shape[1]
     if bottom <= 0 and right <= 0:
         return image
@@ -255,6 +212,8 @@ def zoom_box(
 
 def zoom_crop(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
     """The square ``box`` (:func:`zoom_box`) of an HWC image, resized to ``size``."""
+    import cv2
+
     top, left, side = box
     patch = image[top : top + side, left : left + side]
     if side == size:
@@ -265,20 +224,10 @@ def zoom_crop(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.nda
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def build_input_augment(pre: Preprocess) -> A.Compose | None:
-    """Extra transforms from the config, applied to the input image only."""
-    if not pre.input_augment:
-        return None
-    return A.Compose(
-        [
-            _build_augment(s, f"preprocess.input_augment[{i}]")
-            for i, s in enumerate(pre.input_augment)
-        ]
-    )
-
-
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HWC uint8 -> CHW float in [-1, 1]."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     return t.float().div_(127.5).sub_(1.0)
 
@@ -292,6 +241,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x, (h, w)
+    import torch
+
     batched = x.unsqueeze(0) if x.ndim == 3 else x
     # Reflection needs more pixels than it pads; a tiny side repeats its edge instead.
     mode = "reflect" if ph < h and pw < w else "replicate"

@@ -236,15 +236,20 @@ def export(
 @_model_options
 def info(model: str, as_json: bool, arch: str | None, norm: str | None) -> None:
     """Describe MODEL: architecture, parameters, expected input, training summary."""
-    from .export import describe_model
-    from .loading import load_model
+    from .describe import describe_file
 
     with user_errors():
-        description = describe_model(load_model(model, arch=arch, norm=norm), model)
+        # --arch/--norm: for reference checkpoints only, which load_model checks
+        described = describe_file(model) if arch is None and norm is None else None
+        if described is None:  # no counts stored: load the networks and count them
+            from .export import describe_model
+            from .loading import load_model
+
+            described = describe_model(load_model(model, arch=arch, norm=norm), model)
     if as_json:
-        click.echo(json.dumps(description, indent=2, default=str))
+        click.echo(json.dumps(described, indent=2, default=str))
     else:
-        click.echo("\n".join(_describe_lines(description)))
+        click.echo("\n".join(_describe_lines(described)))
 
 
 def _describe_lines(value: Any, indent: int = 0) -> Iterator[str]:

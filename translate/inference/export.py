@@ -23,17 +23,14 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from ..data.transforms import Preprocess
 from ..extras import needs_extra
-from ..model_file import LoadedModel
-from ..networks import count_macs, count_parameters
+from ..model_file import LoadedModel, generator_counts
 from ..networks.eval_mode import set_eval_mode
+from .describe import describe
 from .padding import PadToMultiple
 
 FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-4
-# Exports map [-1, 1] NCHW float tensors to the same; this is what callers must feed them.
-TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], any H and W (padded inside)"
 
 
 def export_generator(
@@ -173,52 +170,13 @@ def _verify(
 
 def describe_model(model: LoadedModel, source: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``translate info`` prints: per direction the architecture, parameter count and
-    expected input, plus the preprocessing and training summary stored with the model."""
-    generators = {}
-    for direction, net in model.generators.items():
-        spec = model.specs[direction]
-        side = _macs_side(model.preprocess.transforms, spec.size_multiple)
-        generators[direction] = {
-            "architecture": spec.name,
-            "options": spec.options,
-            "parameters": count_parameters(net),
-            "gmac": round(count_macs(net, (spec.in_channels, side, side)) / 1e9, 3),
-            "gmac_at": f"{side}x{side}",
-            "input": {
-                "channels": spec.in_channels,
-                "size_multiple": spec.size_multiple,
-                "tensor": TENSOR_CONTRACT,
-            },
-            "output_channels": spec.out_channels,
-            "output_scale": spec.scale,
-        }
-    preprocess = model.preprocess
-    return {
-        "source": str(source),
-        "generators": generators,
-        "preprocess": {**preprocess.to_dict(), "native_size": _native_size(preprocess.transforms)},
-        "training": model.training,
-        "test_mode": vars(model.test_mode),
+    expected input, plus the preprocessing and training summary stored with the model (the
+    networks counted here: :func:`~translate.inference.describe.describe_file` reads the
+    counts a generator file stores)."""
+    transforms = model.preprocess.transforms
+    counts = {
+        d: generator_counts(model.specs[d], net, transforms) for d, net in model.generators.items()
     }
-
-
-def _macs_side(transforms: Preprocess, multiple: int) -> int:
-    """The side a generator's MACs are quoted at: its training crop (or scaled width), else
-    256 as in the papers; rounded up to the size multiple the network would pad to."""
-    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
-        side = transforms.crop_size
-    elif transforms.mode == "scale_width":
-        side = transforms.load_size
-    else:
-        side = 256
-    return multiple * math.ceil(side / multiple)
-
-
-def _native_size(transforms: Preprocess) -> str:
-    """The image size the generator saw in training, in words."""
-    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
-        size = transforms.crop_size
-        return f"trained on {size}x{size} crops; any size runs (padded to the size multiple)"
-    if transforms.mode == "scale_width":
-        return f"trained at width {transforms.load_size}; any size runs"
-    return "any size (padded to the size multiple)"
+    specs = {d: vars(model.specs[d]) for d in model.generators}
+    training, test_mode = model.training, vars(model.test_mode)
+    return describe(source, specs, counts, model.preprocess.to_dict(), training, test_mode)
