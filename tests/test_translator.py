@@ -231,15 +231,6 @@ def test_transform_in_torchvision_pipeline(translator):
     assert torch.equal(TranslateTransform(translator, p=1.0)(tensor), translator(tensor))
 
 
-def test_transform_still_imports_from_the_translator_module_with_a_warning():
-    import translate
-    import translate.inference.translator as old
-
-    with pytest.warns(DeprecationWarning, match=r"use translate\.inference\.transform"):
-        assert old.TranslateTransform is TranslateTransform
-    assert translate.TranslateTransform is TranslateTransform
-
-
 # --- value ranges: one test per row of the README's table ---------------------------------
 
 

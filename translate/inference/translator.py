@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from translate.data.images import image_to_array, label_array
-from translate.deprecation import renamed_attributes
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.model_file import LoadedModel
@@ -538,7 +537,3 @@ def _check_range(x: torch.Tensor, low: float, high: float) -> None:
 
 
 __all__ = ["PRECISIONS", "Translator", "resolve_device"]
-# Moved to its own module, so that translating imports no albumentations (a second).
-__getattr__ = renamed_attributes(
-    __name__, "translate.inference.transform", {"TranslateTransform": "TranslateTransform"}
-)
