@@ -30,6 +30,7 @@ def test_basicsr_options_survive_yaml_as_numbers(sbs, tmp_path):
     assert options["logger"]["save_checkpoint_freq"] == 7
     assert options["network_g"]["num_feat"] == 8 and options["network_g"]["num_conv"] == 2
     assert options["num_gpu"] == 0 and options["train"]["ema_decay"] == 0
+    assert train["persistent_workers"] is True  # ours keeps its one worker too
 
 
 def test_our_config_is_a_valid_config_of_the_same_recipe(sbs, tmp_path):

@@ -101,6 +101,9 @@ def basicsr_options(recipe: Recipe, train: Path) -> dict[str, Any]:
                 "use_hflip": True,
                 "use_rot": recipe.rotations,
                 "num_worker_per_gpu": recipe.workers,
+                # as ours: BasicSR's default starts its workers anew every epoch, a cost
+                # that is its loader's default, not its training step's
+                "persistent_workers": recipe.workers > 0,
                 "batch_size_per_gpu": recipe.batch,
                 "dataset_enlarge_ratio": 1,
                 "prefetch_mode": None,
@@ -355,6 +358,21 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def stop(sides: list[Side]) -> None:
+    """SIGTERM to every side still running, at once; SIGKILL to a side's process group (its
+    loader workers) still there after ``STOP_GRACE_S``."""
+    for side in sides:
+        if side.process.poll() is None:
+            side.process.send_signal(signal.SIGTERM)
+    for side in sides:
+        try:
+            side.process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(side.process.pid, signal.SIGKILL)  # the group this script started
+            side.process.wait()
+        side.tail.poll()
+
+
 def train_both(sides: list[Side], seconds: float) -> dict[str, Any]:
     """Launch every side at once, each on its core; SIGTERM them all after ``seconds`` (or
     when one exits), wait, and return each side's pace."""
@@ -367,24 +385,17 @@ def train_both(sides: list[Side], seconds: float) -> dict[str, Any]:
         side.launched = time.time()
     deadline = min(s.launched for s in sides) + seconds
     early = None
-    while time.time() < deadline:
-        for side in sides:
-            side.tail.poll()
-        early = next((s for s in sides if s.process.poll() is not None), None)
-        if early is not None:
-            break
-        time.sleep(POLL_S)
-    stopped = time.time()
-    for side in sides:
-        if side.process.poll() is None:
-            side.process.send_signal(signal.SIGTERM)
-    for side in sides:
-        try:
-            side.process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(side.process.pid, signal.SIGKILL)  # the group this script started
-            side.process.wait()
-        side.tail.poll()
+    try:
+        while time.time() < deadline:
+            for side in sides:
+                side.tail.poll()
+            early = next((s for s in sides if s.process.poll() is not None), None)
+            if early is not None:
+                break
+            time.sleep(POLL_S)
+    finally:  # also on Ctrl-C: the sides run in sessions of their own, which it misses
+        stopped = time.time()
+        stop(sides)
     result = {
         s.name: {
             **pace(s.tail.seen, s.launched, stopped),
