@@ -641,6 +641,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--cores", default="0,1", help="ours,BasicSR: the core of each")
     parser.add_argument("--score-only", action="store_true", help="score --out's runs again")
     args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.every < 1:
+        parser.error("--minutes must be above 0 and --every at least 1")
+    cores = args.cores
+    try:
+        args.cores = [int(c) for c in cores.split(",")]
+    except ValueError:
+        args.cores = []
+    if len(args.cores) != 2:
+        parser.error(f"--cores {cores}: two core numbers, ours then BasicSR's, e.g. 0,1")
     if args.setup:
         setup(args.basicsr_venv)
         return None
@@ -683,16 +692,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 def prepare_and_train(args: argparse.Namespace, recipe: Recipe, out: Path) -> dict[str, Any]:
     """Write both configs, train both sides side by side, and return what was measured."""
     train = args.train.resolve()
-    ours_core, basicsr_core = (int(c) for c in args.cores.split(","))
-    out.mkdir(parents=True, exist_ok=True)
-    options, config = out / "basicsr_options.yml", out / "ours.yaml"
-    options.write_text(yaml.safe_dump(basicsr_options(recipe, train), sort_keys=False))
     crop_size = crop_unit(train, recipe.crop, recipe.scale)
-    try:
+    try:  # before anything is written: a refused key leaves --out as it was
         our = our_config(recipe, train, args.precision, crop_size, our_schema(), args.rotation_key)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    options, config = out / "basicsr_options.yml", out / "ours.yaml"
+    options.write_text(yaml.safe_dump(basicsr_options(recipe, train), sort_keys=False))
     config.write_text(yaml.safe_dump(our, sort_keys=False))
+    ours_core, basicsr_core = args.cores
     translate_cli = Path(sys.executable).with_name("translate")
     sides = [
         Side("ours",
