@@ -1,6 +1,11 @@
+import contextlib
+import importlib.util
 import random
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -23,6 +28,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@contextlib.contextmanager
+def tool_module(name: str) -> Iterator[ModuleType]:
+    """``tools/<name>.py`` imported (tools/ is no package), in ``sys.modules`` while in use so
+    that its dataclasses resolve their module."""
+    path = Path(__file__).parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
 
 
 # Two CPUs to pretend to run on: what `auto` means, and so the results, depend on the CPU.

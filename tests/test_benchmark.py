@@ -1,11 +1,9 @@
 """tools/benchmark.py's real-time and video cases, run in-process on tiny inputs."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import tool_module
 
 pytest.importorskip("av")
 pytest.importorskip("onnxruntime")
@@ -13,13 +11,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def benchmark():
-    path = Path(__file__).parents[1] / "tools" / "benchmark.py"
-    spec = importlib.util.spec_from_file_location("benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["benchmark"]
+    with tool_module("benchmark") as module:
+        yield module
 
 
 def test_quick_realtime_and_video_sections(benchmark, monkeypatch, tmp_path):
