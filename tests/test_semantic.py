@@ -36,7 +36,7 @@ def toy_task_model(path: Path, classes: int) -> Path:
 
 @pytest.fixture(scope="module")
 def task_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return toy_task_model(tmp_path_factory.mktemp("task") / "segmenter.pt", 2)
+    return toy_task_model(tmp_path_factory.mktemp("task") / "segmenter.ts", 2)
 
 
 def semantic(config: dict, task_model: Path, weight: float = 1.0) -> dict:

@@ -79,14 +79,14 @@ def load_task_model(source: str) -> nn.Module:
     """The task model of ``source``, frozen and in eval mode, on the CPU; an unreadable file
     is a one-line ``ValueError`` naming ``loss.task_model``."""
     try:
-        path = resolve_model_path(source)
-        if _is_torchscript(path):
+        path = Path(source)
+        if path.is_file() and _is_torchscript(path):  # under any name (.pt, .ts, .jit)
             with warnings.catch_warnings():
                 # torch >= 2.10 marks TorchScript deprecated; it is the format asked for
                 warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
                 net = torch.jit.load(str(path), map_location="cpu")
         else:
-            loaded = load_model(path)
+            loaded = load_model(resolve_model_path(source))
             if len(loaded.generators) != 1:
                 raise ValueError(f"holds {', '.join(loaded.generators)}; name one network")
             (net,) = loaded.generators.values()
