@@ -7,6 +7,8 @@ projected by a small MLP per layer (sized from the first batch) and scored with 
 against the other patches of the same image. ``loss.mode`` picks the reference's settings:
 ``cut`` (lambda_nce 1, identity NCE on domain B) or ``fastcut`` (lambda_nce 10, no identity
 term, flip-equivariance augmentation). The generator file is an ordinary ``AtoB`` one.
+``loss.lambda_semantic`` adds CyCADA's semantic-consistency term (a frozen task model's
+labels kept on the translation: :mod:`translate.training.semantic`), logged as ``G_semantic``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from torch import nn
 
 from translate.networks.layers import init_weights
 from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
-from translate.training.config import Config, LossConfig
+from translate.training.config import Config
 from translate.training.models import TRAINERS
+from translate.training.semantic import (
+    SemanticLossConfig,
+    SemanticTrainer,
+    check_semantic,
+    semantic_term,
+)
 
 MODES = {
     # mode -> lambda_nce, nce_idt, flip_equivariance: the reference's CUT and FastCUT
@@ -31,7 +39,7 @@ MODES = {
 
 
 @dataclass
-class CUTLoss(LossConfig):
+class CUTLoss(SemanticLossConfig):
     gan_mode: str = "lsgan"
     mode: str = "cut"  # cut or fastcut: the defaults of the three keys below
     lambda_nce: float | None = None  # cut 1, fastcut 10
@@ -110,7 +118,7 @@ class PatchSampler(nn.Module):
 
 
 @TRAINERS.register("cut")
-class CUT(GANModel):
+class CUT(SemanticTrainer, GANModel):
     data = "unpaired"
     Loss = CUTLoss
     best_metric = "val_NCE"
@@ -119,13 +127,14 @@ class CUT(GANModel):
         "discriminator": {"name": "patch", "options": {"norm": "instance", "init": "xavier"}},
     }
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, task_model: nn.Module | None = None) -> None:
         super().__init__(config)
         a_ch, b_ch = config.data.input_channels, config.data.output_channels
         self.spec = self.generator_spec(a_ch, b_ch)
         self.G = self.spec.build()
         self.D = self.build_discriminator(b_ch)
         self.F: PatchSampler | None = None  # sized from the first batch (initialize)
+        self.semantic = semantic_term(config, task_model)
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -135,6 +144,7 @@ class CUT(GANModel):
                 "config key 'loss.nce_idt': the identity term feeds domain B to the generator, "
                 f"which takes data.input_channels {a_ch} (B has {b_ch}); set it to false"
             )
+        check_semantic(config)
 
     def initialize(self, batch: dict[str, Any]) -> None:
         loss = self.config.loss
@@ -214,6 +224,11 @@ class CUT(GANModel):
                     losses["G_NCE_idt"] = nce_idt.detach()
                     nce = (nce + nce_idt) * 0.5
                 total = gan + nce
+            if self.semantic is not None:
+                # of the translation as D sees it: mirrored back to match real_a
+                semantic = self.semantic(real_a, fake_b.flip(3) if flipped else fake_b)
+                losses["G_semantic"] = semantic.detach()
+                total = total + semantic
         stepper.update(("G", "F"), total)
         return {"D": loss_d.detach(), **losses}
 

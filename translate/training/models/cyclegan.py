@@ -2,6 +2,11 @@
 
 Naming follows the directions: ``G_AB`` maps A to B and ``D_B`` judges domain B (the
 reference calls these G_A and D_A).
+
+``loss.lambda_semantic`` adds CyCADA's semantic-consistency term to ``G_AB`` only (a frozen
+task model trained on domain A keeps its labels on ``G_AB(A)``:
+:mod:`translate.training.semantic`), logged as ``G_semantic``. ``G_BA`` has none: the task
+model knows domain A's labels, not B's.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ import torch
 import torch.nn.functional as F
 
 from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
-from translate.training.config import Config, LossConfig
+from translate.training.config import Config
 from translate.training.image_pool import ImagePool
 from translate.training.models import TRAINERS
+from translate.training.semantic import (
+    SemanticLossConfig,
+    SemanticTrainer,
+    check_semantic,
+    semantic_term,
+)
 
 
 @dataclass
-class CycleGANLoss(LossConfig):
+class CycleGANLoss(SemanticLossConfig):
     gan_mode: str = "lsgan"
     lambda_a: float = 10.0  # cycle A -> B -> A
     lambda_b: float = 10.0  # cycle B -> A -> B
@@ -27,7 +38,7 @@ class CycleGANLoss(LossConfig):
 
 
 @TRAINERS.register("cyclegan")
-class CycleGAN(GANModel):
+class CycleGAN(SemanticTrainer, GANModel):
     data = "unpaired"
     Loss = CycleGANLoss
     best_metric = "val_cycle_L1"
@@ -45,8 +56,9 @@ class CycleGAN(GANModel):
                 f"same channels (data.input_channels {a_ch}, data.output_channels {b_ch}); "
                 "set it to 0"
             )
+        check_semantic(config)
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, task_model: torch.nn.Module | None = None) -> None:
         super().__init__(config)
         a_ch, b_ch = config.data.input_channels, config.data.output_channels
         self.spec_ab = self.generator_spec(a_ch, b_ch)
@@ -55,6 +67,7 @@ class CycleGAN(GANModel):
         self.D_A, self.D_B = self.build_discriminator(a_ch), self.build_discriminator(b_ch)
         size = config.discriminator.pool_size
         self.pool_a, self.pool_b = ImagePool(size), ImagePool(size)
+        self.semantic = semantic_term(config, task_model)
 
     def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
         optim = self.config.optim
@@ -92,12 +105,17 @@ class CycleGAN(GANModel):
                     idt_b = F.l1_loss(self.G_AB(real_b).float(), real_b.float()) * loss.lambda_b
                     idt_a = F.l1_loss(self.G_BA(real_a).float(), real_a.float()) * loss.lambda_a
                     identity = (idt_a + idt_b) * loss.lambda_identity
-            stepper.update("G", gan_ab + gan_ba + cycle_a + cycle_b + identity)
-            losses = {
-                "G_GAN": (gan_ab + gan_ba).detach(),
-                "G_cycle": (cycle_a + cycle_b).detach(),
-                "G_identity": identity.detach(),
-            }
+                total = gan_ab + gan_ba + cycle_a + cycle_b + identity
+                losses = {
+                    "G_GAN": (gan_ab + gan_ba).detach(),
+                    "G_cycle": (cycle_a + cycle_b).detach(),
+                    "G_identity": identity.detach(),
+                }
+                if self.semantic is not None:
+                    semantic = self.semantic(real_a, fake_b)
+                    losses["G_semantic"] = semantic.detach()
+                    total = total + semantic
+            stepper.update("G", total)
 
         # Discriminators: real images against a mix of current and earlier fakes.
         with stepper.autocast():
