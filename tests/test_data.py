@@ -340,6 +340,20 @@ def test_data_check_flags_size_mismatch_and_empty_split(tmp_path: Path) -> None:
     assert "paired A/ B/ (paired data, e.g. pix2pix): . 2" in result.output
 
 
+def test_data_check_reads_x4_pairs_as_super_resolution_and_flags_the_odd_one(tmp_path: Path):
+    for name in ("a", "b"):
+        write_image(tmp_path / "A" / f"{name}.png", noise(8, 6))
+        write_image(tmp_path / "B" / f"{name}.png", noise(32, 24))
+    ok = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    assert "B is 4x its A: super-resolution pairs (model: sr)" in ok.output
+    write_image(tmp_path / "A" / "c.png", noise(8, 6))
+    write_image(tmp_path / "B" / "c.png", noise(24, 18))  # 3x
+    odd = CliRunner().invoke(data, ["check", str(tmp_path)])
+    assert odd.exit_code == 1
+    assert "1 pair(s) whose A and B are not B = 4x A" in odd.output and "c.png (6x8)" in odd.output
+
+
 def test_names_differing_in_case_leave_the_other_pairs_counted(tmp_path: Path) -> None:
     """A/x, A/Y and B/x, B/y: data check counts the one valid pair (the split is not
     called empty) and names both lone files with the fix; training refuses the same way."""

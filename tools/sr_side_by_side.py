@@ -618,10 +618,10 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true", help="make the BasicSR venv and exit")
-    parser.add_argument("--basicsr-venv", type=Path, default=Path("/work/basicsr-venv"))
-    parser.add_argument("--train", type=Path, default=Path("/work/data/sr-photos/train"),
+    parser.add_argument("--basicsr-venv", type=Path, default=Path(".venv-basicsr"))
+    parser.add_argument("--train", type=Path, default=Path("datasets/sr-photos/train"),
                         help="training pairs: A/ LR, B/ HR (same names)")  # fmt: skip
-    parser.add_argument("--test", type=Path, default=Path("/work/data/sr-photos/test"),
+    parser.add_argument("--test", type=Path, default=Path("datasets/sr-photos/test"),
                         help="held-out pairs scored: A/ LR, B/ HR")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/sr_side_by_side"))
     parser.add_argument("--minutes", type=float, default=20.0, help="wall time of each side")

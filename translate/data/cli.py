@@ -265,15 +265,21 @@ def check(root: str) -> None:
         problems.append(
             f"{len(wrong)} image(s) are not A|B pairs; {ALIGNED_RULE}:" + name_some(wrong)
         )
+    pairs = {a: b for a, b in to_check.get("folders", {}).items() if a in sizes and b in sizes}
+    scales = {a: _scale_of(sizes[a], sizes[b]) for a, b in pairs.items()}
+    # The pairs' common scale: 1 for translation pairs, e.g. 4 for x4 super-resolution ones.
+    whole = Counter(k for k in scales.values() if k is not None).most_common(1)
+    scale = whole[0][0] if whole else 1
+    if scale > 1:
+        click.echo(f"  B is {scale}x its A: super-resolution pairs (model: sr)")
     different = [
         f"{a} ({sizes[a][0]}x{sizes[a][1]}) and {b} ({sizes[b][0]}x{sizes[b][1]})"
-        for a, b in to_check.get("folders", {}).items()
-        if a in sizes and b in sizes and sizes[a] != sizes[b]
+        for a, b in pairs.items()
+        if scales[a] != scale
     ]
     if different:
-        problems.append(
-            f"{len(different)} pair(s) whose A and B differ in size:" + name_some(different)
-        )
+        rule = "differ in size" if scale == 1 else f"are not B = {scale}x A"
+        problems.append(f"{len(different)} pair(s) whose A and B {rule}:" + name_some(different))
     if not files:
         problems.append(f"{base}: no images found")
     elif not layouts:
@@ -282,6 +288,12 @@ def check(root: str) -> None:
     click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
     _report(problems)
+
+
+def _scale_of(a: tuple[int, int], b: tuple[int, int]) -> int | None:
+    """How many times A's size B is, as a whole number on both sides; None if it is not."""
+    scale = b[0] // a[0] if a[0] else 0
+    return scale if scale >= 1 and b == (a[0] * scale, a[1] * scale) else None
 
 
 def _derived_command(kind: str, doc: str) -> None:
