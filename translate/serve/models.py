@@ -34,7 +34,7 @@ EXAMPLES = {"demo": SAMPLES}
 # What a bundled model does, which its metadata (trainer, dataset folder) does not say.
 DESCRIPTIONS = {
     "demo": "satellite tiles to shaded-relief maps",
-    "demo-sr": "x4 super-resolution of photos and map tiles",
+    "demo-sr": "x4 super-resolution of photos",
 }
 
 
