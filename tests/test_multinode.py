@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,7 @@ def config(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noq
 @pytest.fixture(scope="module")
 def two_nodes(config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     """The weights after STEPS steps on two agents, uninterrupted."""
-    run_dir = tmp_path_factory.mktemp("two_nodes") / "run"
-    _run(_two_nodes(), config, run_dir)
+    run_dir = _run_once_more(_two_nodes, config, tmp_path_factory.mktemp("two_nodes") / "run")
     return _weights(run_dir)
 
 
@@ -63,15 +63,32 @@ def _torchrun(launch: list[str], config: Path, run_dir: Path, **env: str) -> lis
     )
 
 
-def _run(agents: list[list[str]], config: Path, run_dir: Path, **env: str) -> list[str]:
+def _run(
+    agents: list[list[str]], config: Path, run_dir: Path, timeout: float = 240, **env: str
+) -> list[str]:
     procs = [_torchrun(launch, config, run_dir, **env) for launch in agents]
     try:
-        outputs = [proc.communicate(timeout=240)[0] for proc in procs]
+        outputs = [proc.communicate(timeout=timeout)[0] for proc in procs]
     finally:
         for proc in procs:
             proc.kill()
     assert all(proc.returncode == 0 for proc in procs), "\n".join(outputs)
     return outputs
+
+
+def _run_once_more(agents: Callable[[], list[list[str]]], config: Path, run_dir: Path) -> Path:
+    """Run the agents ``agents()`` gives; if the launch fails, once more on a fresh port and
+    run directory, which one returns. On 2 loaded cores, before and after the changes of
+    2026-12-06 alike, about 1 launch in 5 hung in the c10d rendezvous or lost a worker to an
+    abort at exit ("terminate called without an active exception"), with nothing wrong in
+    the training itself; the weights are still checked to the bit."""
+    try:
+        _run(agents(), config, run_dir, timeout=120)
+        return run_dir
+    except (AssertionError, subprocess.TimeoutExpired):
+        retry = run_dir.with_name(run_dir.name + "_again")
+        _run(agents(), config, retry, timeout=120)
+        return retry
 
 
 def _two_nodes(max_restarts: int = 0) -> list[list[str]]:
@@ -99,22 +116,28 @@ def test_two_agents_train_as_one_node_with_two_processes(
     config: Path, two_nodes: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
     one_node = ["--standalone", "--nproc-per-node", "2"]
-    _run([one_node], config, tmp_path / "one_node")
-    _assert_equal(_weights(tmp_path / "one_node"), two_nodes)
+    run_dir = _run_once_more(lambda: [one_node], config, tmp_path / "one_node")
+    _assert_equal(_weights(run_dir), two_nodes)
 
 
 @pytest.mark.slow
 def test_elastic_restart_resumes_from_the_newest_checkpoint(
     config: Path, two_nodes: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    marker = tmp_path / "crashed"
-    run_dir = tmp_path / "restarted"
-    outputs = _run(
-        # spare restarts: a restarted group's gloo mesh can time out connecting on a loaded
-        # machine, and torchrun then restarts it once more
-        _two_nodes(max_restarts=3), config, run_dir,
-        CRASH_AFTER_STEP="4", CRASH_MARKER=str(marker),
-    )  # fmt: skip
+    for attempt in ("first", "again"):  # a launch that fails: once more (_run_once_more)
+        marker, run_dir = tmp_path / attempt / "crashed", tmp_path / attempt / "restarted"
+        marker.parent.mkdir()
+        try:
+            outputs = _run(
+                # spare restarts: a restarted group's gloo mesh can time out connecting on a
+                # loaded machine, and torchrun then restarts it once more
+                _two_nodes(max_restarts=3), config, run_dir, timeout=120,
+                CRASH_AFTER_STEP="4", CRASH_MARKER=str(marker),
+            )  # fmt: skip
+            break
+        except (AssertionError, subprocess.TimeoutExpired):
+            if attempt == "again":
+                raise
     assert marker.read_text() == "4"  # rank 1 died after step 4
     starts = [(run_dir / f"started_{rank}").read_text().split() for rank in (0, 1)]
     assert starts[0] == starts[1] and starts[0][0] == "0" and len(starts[0]) >= 2

@@ -129,11 +129,9 @@ def installed_photos(
         if path is None or not path.is_file():
             missing.append(photo.package)
             continue
-        name = f"{photo.package}_{Path(photo.file).stem}"
-        if (
-            photo.package == "plasma-workspace-wallpapers"
-        ):  # the file is a size; its folder names it
-            name = f"{photo.package}_{Path(photo.file).parts[1]}"
+        # plasma's file names are sizes (1920x1080.jpg): the photo's folder names it
+        plasma = photo.package == "plasma-workspace-wallpapers"
+        name = f"{photo.package}_{Path(photo.file).parts[1] if plasma else Path(photo.file).stem}"
         sources.append(Source(path, name, photo.split))
     return sources, sorted(set(missing))
 
