@@ -3,8 +3,7 @@ distillation): training, folder and video conversion, a Python API, a web page."
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from translate.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -23,10 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'translate' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from translate.lazy import lazy_attributes
 
 # Loaded when first used, as in translate/__init__.py: they import torch and torchvision,
 # which `translate evaluate --help` (translate.evaluation.cli, inside this package) never
@@ -24,10 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'translate.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

@@ -3,8 +3,7 @@ distillation), checkpoints, run reports."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from translate.lazy import lazy_attributes
 
 # Loaded when first used, as in translate/__init__.py: they import torch, which
 # `translate train --help` (translate.training.cli, inside this package) never needs.
@@ -16,10 +15,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'translate.training' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["Config", "Trainer", "from_dict", "load_config"]
