@@ -4,11 +4,12 @@ restarts (``--max-restarts``) from the newest checkpoint to the same weights."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ from translate.training.checkpoint import latest_state, load_state
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = Path(__file__).resolve().parent / "torchrun_entry.py"
 STEPS = 6
+# A restarted group must rendezvous on a fresh store: torchrun's shared one (its default) keeps
+# the dead group's gloo addresses, and ranks whose agents counted the restart differently can
+# read them and wait on a peer that is gone (pytorch/pytorch#135712; here ~1 restart in 3 on
+# 2 loaded cores). translate warns when it runs restartable that way (docs/scaling-out.md).
+RESTARTABLE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
 def _free_port() -> int:
@@ -38,7 +44,8 @@ def config(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noq
 @pytest.fixture(scope="module")
 def two_nodes(config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     """The weights after STEPS steps on two agents, uninterrupted."""
-    run_dir = _run_once_more(_two_nodes, config, tmp_path_factory.mktemp("two_nodes") / "run")
+    run_dir = tmp_path_factory.mktemp("two_nodes") / "run"
+    _run(_two_nodes(), config, run_dir)
     return _weights(run_dir)
 
 
@@ -55,12 +62,13 @@ def _config(data: Path, tmp_path: Path) -> Path:  # noqa: F811
 def _torchrun(launch: list[str], config: Path, run_dir: Path, **env: str) -> list[Any]:
     """Start one torchrun agent; the caller waits for it."""
     environ = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-               "OMP_NUM_THREADS": "1", **env}  # fmt: skip
+               "OMP_NUM_THREADS": "1", **RESTARTABLE, **env}  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", *launch, str(ENTRY), "train"]
     command += [str(config), "--run-dir", str(run_dir), "--no-progress"]
-    return subprocess.Popen(
-        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return subprocess.Popen(  # a session of its own: the agent and its workers, killed together
+        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 def _run(
@@ -71,24 +79,10 @@ def _run(
         outputs = [proc.communicate(timeout=timeout)[0] for proc in procs]
     finally:
         for proc in procs:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # all of it already exited
+                os.killpg(proc.pid, signal.SIGKILL)
     assert all(proc.returncode == 0 for proc in procs), "\n".join(outputs)
     return outputs
-
-
-def _run_once_more(agents: Callable[[], list[list[str]]], config: Path, run_dir: Path) -> Path:
-    """Run the agents ``agents()`` gives; if the launch fails, once more on a fresh port and
-    run directory, which one returns. On 2 loaded cores, before and after the changes of
-    2026-12-06 alike, about 1 launch in 5 hung in the c10d rendezvous or lost a worker to an
-    abort at exit ("terminate called without an active exception"), with nothing wrong in
-    the training itself; the weights are still checked to the bit."""
-    try:
-        _run(agents(), config, run_dir, timeout=120)
-        return run_dir
-    except (AssertionError, subprocess.TimeoutExpired):
-        retry = run_dir.with_name(run_dir.name + "_again")
-        _run(agents(), config, retry, timeout=120)
-        return retry
 
 
 def _two_nodes(max_restarts: int = 0) -> list[list[str]]:
@@ -116,34 +110,26 @@ def test_two_agents_train_as_one_node_with_two_processes(
     config: Path, two_nodes: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
     one_node = ["--standalone", "--nproc-per-node", "2"]
-    run_dir = _run_once_more(lambda: [one_node], config, tmp_path / "one_node")
-    _assert_equal(_weights(run_dir), two_nodes)
+    _run([one_node], config, tmp_path / "one_node")
+    _assert_equal(_weights(tmp_path / "one_node"), two_nodes)
 
 
 @pytest.mark.slow
 def test_elastic_restart_resumes_from_the_newest_checkpoint(
     config: Path, two_nodes: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    for attempt in ("first", "again"):  # a launch that fails: once more (_run_once_more)
-        marker, run_dir = tmp_path / attempt / "crashed", tmp_path / attempt / "restarted"
-        marker.parent.mkdir()
-        try:
-            outputs = _run(
-                # spare restarts: a restarted group's gloo mesh can time out connecting on a
-                # loaded machine, and torchrun then restarts it once more
-                _two_nodes(max_restarts=3), config, run_dir, timeout=120,
-                CRASH_AFTER_STEP="4", CRASH_MARKER=str(marker),
-            )  # fmt: skip
-            break
-        except (AssertionError, subprocess.TimeoutExpired):
-            if attempt == "again":
-                raise
+    marker, run_dir = tmp_path / "crashed", tmp_path / "restarted"
+    outputs = _run(
+        _two_nodes(max_restarts=1), config, run_dir,
+        CRASH_AFTER_STEP="4", CRASH_MARKER=str(marker),
+    )  # fmt: skip
     assert marker.read_text() == "4"  # rank 1 died after step 4
     starts = [(run_dir / f"started_{rank}").read_text().split() for rank in (0, 1)]
     assert starts[0] == starts[1] and starts[0][0] == "0" and len(starts[0]) >= 2
     # every restart began from a checkpoint
-    assert all(step in ("2", "4") for step in starts[0][1:]), outputs
+    assert starts[0][1:] == ["4"], outputs
     assert "torchrun restarted the workers: resuming" in "".join(outputs)
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in "".join(outputs)  # no warning
     _assert_equal(two_nodes, _weights(run_dir))
 
 
@@ -156,3 +142,13 @@ def test_dist_timeout_is_a_checked_config_key(data: Path) -> None:  # noqa: F811
         from_dict(tiny("pix2pix", data, train={"dist_timeout": 0}))
     assert elastic_restart({}) == 0
     assert elastic_restart({"TORCHELASTIC_RESTART_COUNT": "2"}) == 2
+
+
+def test_a_restartable_launch_on_the_shared_store_is_warned() -> None:
+    from translate.training.distributed import shared_store_warning
+
+    shared = {"TORCHELASTIC_MAX_RESTARTS": "3", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in shared_store_warning(shared)
+    assert shared_store_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
+    assert shared_store_warning({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) is None
+    assert shared_store_warning({}) is None

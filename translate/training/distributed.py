@@ -8,6 +8,7 @@ so the engine and the trainers call them unconditionally.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,25 @@ def init_distributed(device: str, timeout: float = 1800.0) -> Ranks:
         if use_cuda:  # NCCL binds each process to the GPU current when it starts
             torch.cuda.set_device(ranks.local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout))
+    warning = shared_store_warning()
+    if warning and dist.get_rank() == 0:
+        print(warning, file=sys.stderr)
     return Ranks(dist.get_rank(), dist.get_world_size(), ranks.local_rank)
+
+
+def shared_store_warning(environ: Mapping[str, str] = os.environ) -> str | None:
+    """A warning when torchrun may restart the group (``--max-restarts``) while the workers
+    share its rendezvous store (its default): that store keeps the dead group's addresses,
+    and a restarted group can wait on a gone peer until ``train.dist_timeout``
+    (pytorch/pytorch#135712). With ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` set for torchrun,
+    each group meets on a fresh store."""
+    restartable = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0
+    if not restartable or environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    return (
+        "warning: torchrun --max-restarts with its shared rendezvous store can hang a "
+        "restarted group; launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 set"
+    )
 
 
 def elastic_restart(environ: Mapping[str, str] = os.environ) -> int:
