@@ -330,8 +330,12 @@ def sides_for(recipe: Recipe, args: argparse.Namespace, folder: Path) -> list[Si
 
 
 def generator_files(folder: Path, mode: str) -> dict[str, Path]:
-    """Each side's final generator: our run directory, the authors' ``latest_net_G.pth``."""
-    return {"ours": folder / "ours", "authors": folder / "authors" / mode / "latest_net_G.pth"}
+    """Each side's final generator (not our run's ``generator_best``, which the lowest
+    validation PatchNCE picks: the reference keeps no such thing)."""
+    return {
+        "ours": folder / "ours" / "generator_latest.safetensors",
+        "authors": folder / "authors" / mode / "latest_net_G.pth",
+    }
 
 
 def translate_test(model: Path, test_a: Path, dest: Path) -> None:
