@@ -18,9 +18,11 @@ is off). The one thing added is a ``sitecustomize`` module in that venv (written
 Both train, for each ``--modes`` (cut, fastcut), on the unpaired tiles of ``--data``
 (``translate prepare worldmaps``: trainA/trainB, and testA/testB whose files match by name),
 random ``--crop`` crops without flips, batch 1, a ``resnet_6blocks`` generator (``--ngf``)
-with the reference's ``--no_antialias --no_antialias_up`` layout (the one ours builds, so
-that the tap indices name the same layers and the authors' checkpoint loads into our
-generator), a 3-layer PatchGAN (``--ndf``), instance norm, xavier init (gain 0.02), lsgan,
+and a 3-layer PatchGAN (``--ndf``), both in the layout of the authors' ``--no_antialias
+--no_antialias_up`` (the default of ours) or, with ``--antialias``, of their default
+(blurred down- and upsampling; ours with ``antialias: true``): the tap indices name the
+same layers on both sides and the authors' checkpoint loads into our generator. Instance
+norm, xavier init (gain 0.02), lsgan,
 Adam 2e-4 (0.5, 0.999), the linear schedule (``--epochs`` then ``--decay-epochs``; the
 authors' loop steps once per training image of the larger domain), 256 patches per layer at
 ``--nce-layers``, temperature 0.07, 256-unit heads, and each mode's lambda_NCE, identity
@@ -105,6 +107,7 @@ class Recipe:
     decay_epochs: int = 10  # linear decay after them
     nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
     flip_equivariance: bool | None = None  # None: the mode's (FastCUT on, CUT off)
+    antialias: bool = False  # the authors' default networks (blurred resampling), both sides
     seed: int = 0
 
 
@@ -119,7 +122,7 @@ def authors_arguments(recipe: Recipe, data: Path, checkpoints: Path) -> list[str
         "--model", "cut", "--CUT_mode", MODES[recipe.mode], "--gpu_ids", "-1",
         "--netG", f"resnet_{recipe.n_blocks}blocks", "--ngf", str(recipe.ngf),
         "--netD", "basic", "--ndf", str(recipe.ndf), "--normG", "instance", "--normD", "instance",
-        "--init_type", "xavier", "--init_gain", "0.02", "--no_antialias", "--no_antialias_up",
+        "--init_type", "xavier", "--init_gain", "0.02",
         "--nce_layers", ",".join(map(str, recipe.nce_layers)),
         "--num_patches", "256", "--netF_nc", "256", "--nce_T", "0.07",
         "--preprocess", "crop", "--crop_size", str(recipe.crop), "--no_flip",
@@ -127,6 +130,8 @@ def authors_arguments(recipe: Recipe, data: Path, checkpoints: Path) -> list[str
     ]  # fmt: skip
     if recipe.flip_equivariance is not None:
         arguments += ["--flip_equivariance", str(recipe.flip_equivariance)]
+    if not recipe.antialias:
+        arguments += ["--no_antialias", "--no_antialias_up"]
     return arguments
 
 
@@ -151,7 +156,9 @@ def our_config(recipe: Recipe, data: Path) -> dict[str, Any]:
     }  # fmt: skip
     if recipe.flip_equivariance is not None:
         loss["flip_equivariance"] = recipe.flip_equivariance
-    norm_init = {"norm": "instance", "init": "xavier", "init_gain": 0.02}
+    norm_init = {
+        "norm": "instance", "init": "xavier", "init_gain": 0.02, "antialias": recipe.antialias,
+    }  # fmt: skip
     return {
         "model": "cut",
         "data": {
@@ -435,6 +442,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{m['cpu']}, {m['cores']} cores, flags {m['cpu flags']}, torch {m['torch']}; one core "
         "and one thread per side, both launched together.",
         f"Load before: `{report['uptime_before']}`; after: `{report['uptime_after']}`.",
+        *map(recipe_line, report["modes"].values()),
         "",
         "| mode | code | steps | s/step | wall (s) | PSNR | SSIM | L1 | FID | KID |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -471,6 +479,16 @@ def markdown(report: dict[str, Any]) -> str:
 SCORE_COLUMNS = (("psnr", 2), ("ssim", 4), ("l1", 4), ("fid", 2), ("kid", 4))
 
 
+def recipe_line(result: dict[str, Any]) -> str:
+    r = result["recipe"]
+    layout = "blurred (the authors' default)" if r["antialias"] else "strided (--no_antialias)"
+    return (
+        f"{MODES[r['mode']]}: resnet_{r['n_blocks']}blocks ngf {r['ngf']}, PatchGAN ndf "
+        f"{r['ndf']}, {layout} resampling, {r['crop']} px crops, {r['epochs']} + "
+        f"{r['decay_epochs']} epochs, nce_layers {r['nce_layers']}, seed {r['seed']}."
+    )
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -497,6 +515,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--nce-layers", default="0,4,8,12,16")
     parser.add_argument("--flip-equivariance", action=argparse.BooleanOptionalAction,
                         default=None, help="both sides (default: each mode's)")  # fmt: skip
+    parser.add_argument(
+        "--antialias",
+        action="store_true",
+        help="both sides with the authors' default blurred resampling",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--inception-weights",
@@ -530,7 +553,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     recipe = Recipe(
         ngf=args.ngf, ndf=args.ndf, n_blocks=args.blocks, crop=args.crop, epochs=args.epochs,
         decay_epochs=args.decay_epochs, nce_layers=layers,
-        flip_equivariance=args.flip_equivariance, seed=args.seed,
+        flip_equivariance=args.flip_equivariance, antialias=args.antialias, seed=args.seed,
     )  # fmt: skip
     out = args.out.resolve()
     from translate.atomic import atomic_write_text
