@@ -117,3 +117,22 @@ def test_bad_arguments_are_refused_before_anything_runs(sbs, tmp_path, capsys):
             sbs.main([*argv, "--out", str(tmp_path / "out")])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_seed_shim_seeds_only_when_asked(sbs, monkeypatch):
+    import random
+
+    import numpy
+    import torch
+
+    def draws():
+        return random.random(), float(numpy.random.rand()), float(torch.rand(()))
+
+    monkeypatch.setenv(sbs.SEED_VARIABLE, "7")
+    exec(sbs.SEED_SHIM, {})
+    first = draws()
+    exec(sbs.SEED_SHIM, {})
+    assert draws() == first
+    monkeypatch.delenv(sbs.SEED_VARIABLE)
+    exec(sbs.SEED_SHIM, {})  # unseeded: the generators go on where they were
+    assert draws() != first
