@@ -260,8 +260,9 @@ def setup(venv: Path, code: Path) -> None:
 
 
 def one_core_env(seed: int | None = None) -> dict[str, str]:
-    """One thread; with ``seed``, the authors' generators seeded by the venv's shim."""
-    env = _one_core_env()
+    """One thread, output unbuffered (the authors' step lines are timed as they appear, not
+    when a pipe's buffer fills); with ``seed``, their generators seeded by the venv's shim."""
+    env = {**_one_core_env(), "PYTHONUNBUFFERED": "1"}
     if seed is not None:
         env[SEED_VARIABLE] = str(seed)
     return env
