@@ -486,7 +486,7 @@ def recipe_line(result: dict[str, Any]) -> str:
     return (
         f"{MODES[r['mode']]}: resnet_{r['n_blocks']}blocks ngf {r['ngf']}, PatchGAN ndf "
         f"{r['ndf']}, {layout} resampling, {r['crop']} px crops, {r['epochs']} + "
-        f"{r['decay_epochs']} epochs, nce_layers {r['nce_layers']}, seed {r['seed']}."
+        f"{r['decay_epochs']} epochs, nce_layers {list(r['nce_layers'])}, seed {r['seed']}."
     )
 
 
