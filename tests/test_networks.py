@@ -4,7 +4,7 @@ from torch import nn
 
 import translate
 from translate.networks import DISCRIMINATORS, GENERATORS, count_parameters
-from translate.networks.layers import MinibatchStdDev
+from translate.networks.layers import BlurDownsample, BlurUpsample, MinibatchStdDev
 
 
 @pytest.mark.parametrize(
@@ -236,6 +236,47 @@ def test_resnet_taps_count_as_the_reference_cut():
     for got, want in zip(feats, expected, strict=True):
         assert torch.equal(got, want)
     assert type(net.model[12]).__name__ == "ResnetBlock"
+
+
+def test_blur_resampling_halves_and_doubles_and_keeps_a_flat_image_flat():
+    flat = torch.full((1, 2, 8, 6), 0.3)
+    down, up = BlurDownsample(2)(flat), BlurUpsample(2)(flat)
+    assert down.shape == (1, 2, 4, 3) and up.shape == (1, 2, 16, 12)
+    # to the edges: a learned transposed convolution would print its kernel (a checkerboard)
+    assert torch.allclose(down, torch.full_like(down, 0.3))
+    assert torch.allclose(up, torch.full_like(up, 0.3))
+    impulse = torch.zeros(1, 1, 8, 8)
+    impulse[0, 0, 4, 4] = 1.0
+    spread = BlurUpsample(1)(impulse)[0, 0]
+    # each output pixel mixes its 2x2 nearest inputs 9:3:3:1, so one input reaches 4x4 pixels
+    row = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4
+    assert torch.allclose(spread[7:11, 7:11], torch.outer(row, row))
+    assert spread.sum().item() == pytest.approx(4.0)  # a stride-2 upsampling: 4 outputs each
+
+
+def test_antialiased_resnet_taps_count_as_the_reference_cut_default():
+    """The reference CUT's own layout: stride-1 convolution, norm, ReLU and blur per
+    downsampling, so 4 and 8 are the downsampling convolutions and 12, 16 blocks 1 and 5."""
+    net = translate.build_generator("resnet_9blocks", ngf=4, antialias=True).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert net(x).shape == x.shape
+    feats = net(x, layers=[0, 4, 8, 12, 16])
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (3, 38, 38), (8, 32, 32), (16, 16, 16), (16, 8, 8), (16, 8, 8),
+    ]  # fmt: skip
+    assert type(net.model[7]).__name__ == "BlurDownsample"
+    assert type(net.model[12]).__name__ == type(net.model[16]).__name__ == "ResnetBlock"
+    assert type(net.model[12 + 9]).__name__ == "BlurUpsample"
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+
+
+def test_antialiased_patch_discriminator_scores_the_same_grid():
+    x = torch.randn(1, 3, 64, 64)
+    plain = translate.build_discriminator("patch", 3, ndf=4, norm="instance")
+    blurred = translate.build_discriminator("patch", 3, ndf=4, norm="instance", antialias=True)
+    assert blurred(x).shape == plain(x).shape == (1, 1, 6, 6)
+    assert count_parameters(blurred) == count_parameters(plain)  # the blur kernels are fixed
+    assert sum(type(m).__name__ == "BlurDownsample" for m in blurred.modules()) == 3
 
 
 def test_minibatch_stddev_channel_is_the_batch_spread():

@@ -21,6 +21,8 @@ CASES = [
         "module.",
     ),
     ("resnet_9blocks", {**RESNET, "norm": "batch", "dropout": False}, "_orig_mod."),
+    # the CUT reference's default: blurred resampling, its kernels "filt" buffers
+    ("resnet_9blocks", {**RESNET, "norm": "instance", "dropout": False, "antialias": True}, ""),
     ("resnet_9blocks", {**RESNET, "norm": "batch", "dropout": True}, "module._orig_mod."),
     ("unet_256", {**UNET, "norm": "batch", "dropout": True}, "_orig_mod.module."),
     ("unet_256", {**UNET, "norm": "instance", "dropout": True}, "module."),

@@ -4,7 +4,8 @@ A ``.pth`` file there is a bare state dict; the architecture is not stored, so i
 off the weights: the first convolution gives the family (7x7: ResNet, 4x4: U-Net), ``ngf``
 and the input channels; the count of convolutions gives the depth; which norm layers left
 keys, and whether the convolutions carry a bias (the reference drops it before batch
-norm), give the norm. Our generators mirror the reference's module nesting, so each
+norm), give the norm; blur kernels (``filt`` buffers) give the CUT reference's
+anti-aliased ResNet. Our generators mirror the reference's module nesting, so each
 candidate architecture is built (on the meta device, so for free) and the one whose state
 dict fits is chosen: by key names where they match, else by tensor order and shapes, which
 is how checkpoints of forks that renamed inner attributes still load.
@@ -237,6 +238,9 @@ def _candidates(
         depth = {"n_blocks": sum(s == (ngf * 4, ngf * 4, 3, 3) for s in convs) // 2}
         name = arch or ("resnet_6blocks" if depth["n_blocks"] == 6 else "resnet_9blocks")
         dropouts = (False, True)  # False first: the reference's CycleGAN default
+        # the CUT reference's default blurred resampling keeps its kernels as "filt" buffers
+        if any(k.endswith(".filt") for k in state):
+            depth["antialias"] = True
     elif family == "unet":
         out_channels = convs[-1][1]  # a transposed convolution: (in, out, k, k)
         depth = {"num_downs": len(convs) // 2}
@@ -253,7 +257,7 @@ def _candidates(
             "expected 7x7 (ResNet generator) or 4x4 (U-Net generator); pass --arch"
         )
     if arch:
-        depth = {}  # the zoo name sets the depth
+        depth = {k: v for k, v in depth.items() if k == "antialias"}  # the name sets the depth
     candidates = []
     for norm_name, affine in NORM_CHOICES:
         if norm and norm_name != norm:

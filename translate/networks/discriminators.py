@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from .layers import MinibatchStdDev, conv_bias, init_weights, norm_layer
+from .layers import BlurDownsample, MinibatchStdDev, conv_bias, init_weights, norm_layer
 from .registry import DISCRIMINATORS
 
 
 class PatchDiscriminator(nn.Module):
-    """Stride-2 4x4 convolutions, then two stride-1 ones: one logit per image patch."""
+    """Stride-2 4x4 convolutions, then two stride-1 ones: one logit per image patch. With
+    ``antialias`` (the CUT reference's default) each stride-2 convolution is a stride-1 one
+    followed by a :class:`BlurDownsample`."""
 
     def __init__(
         self,
@@ -26,24 +28,28 @@ class PatchDiscriminator(nn.Module):
         n_layers: int = 3,
         norm: str = "batch",
         minibatch_stddev: bool = False,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1; got {n_layers}")
         bias = conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, True),
-        ]
+
+        def down(c_in: int, c_out: int, with_bias: bool, *after: nn.Module) -> list[nn.Module]:
+            """A stride-2 convolution, then ``after``; blurred: stride 1, ``after``, blur."""
+            stride, blur = (1, [BlurDownsample(c_out)]) if antialias else (2, [])
+            conv = nn.Conv2d(c_in, c_out, 4, stride=stride, padding=1, bias=with_bias)
+            return [conv, *after, *blur]
+
+        layers: list[nn.Module] = down(in_channels, ndf, True, nn.LeakyReLU(0.2, True))
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
-            stride = 2 if n < n_layers else 1
-            layers += [
-                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
-                norm_layer(norm, ndf * mult),
-                nn.LeakyReLU(0.2, True),
-            ]
+            after = (norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True))
+            if n < n_layers:
+                layers += down(ndf * prev, ndf * mult, bias, *after)
+            else:
+                layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, padding=1, bias=bias), *after]
         layers += _stddev_then(
             nn.Conv2d(ndf * mult + int(minibatch_stddev), 1, 4, padding=1), minibatch_stddev
         )
@@ -147,9 +153,11 @@ def patch(
     init: str = "normal",
     init_gain: float = 0.02,
     minibatch_stddev: bool = False,
+    antialias: bool = False,
 ) -> nn.Module:
-    """PatchGAN: scores overlapping patches (70x70 at ``n_layers=3``) as real or fake."""
-    net = PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev)
+    """PatchGAN: scores overlapping patches (70x70 at ``n_layers=3``) as real or fake;
+    blurred downsampling (the CUT reference's default) with ``antialias``."""
+    net = PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev, antialias)
     return _finish(net, spectral_norm, init, init_gain)
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .features import Generator
-from .layers import conv_bias, init_weights, norm_layer
+from .layers import BlurDownsample, BlurUpsample, conv_bias, init_weights, norm_layer
 from .registry import GENERATORS
 
 # 2**16 px: a side no image reaches; deeper U-Nets only nest (and recurse) past Python's limit.
@@ -90,9 +90,14 @@ class ResnetGenerator(Generator):
     """7x7 stem, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings.
 
     Tap points are the entries of ``model`` (a residual block is one), as the reference CUT
-    counts them: 0 is the padded input, 4 the first downsampling convolution, 8 the second
-    downsampling's normalized output (rectified in place by layer 9) and 12, 16 the outputs
-    of the third and seventh residual blocks.
+    counts them. Without ``antialias`` (CycleGAN's layout, CUT's ``--no_antialias
+    --no_antialias_up``) 0 is the padded input, 4 the first downsampling convolution, 8 the
+    second downsampling's normalized output (rectified in place by layer 9) and 12, 16 the
+    outputs of the third and seventh residual blocks. With ``antialias`` (the reference
+    CUT's default: each downsampling a stride-1 convolution, norm, ReLU and a
+    :class:`BlurDownsample`; each upsampling a :class:`BlurUpsample` before a stride-1
+    convolution) 4 and 8 are the two downsampling convolutions at full and half resolution
+    and 12, 16 the first and fifth residual blocks.
 
     ``mobile`` swaps the reference's full 3x3 residual blocks for separable ones;
     ``widths`` (see :func:`stage_widths`) replaces the ``ngf`` multiples per stage.
@@ -111,6 +116,7 @@ class ResnetGenerator(Generator):
         dropout: bool = False,
         mobile: bool = False,
         widths: list[int] | None = None,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 0:
@@ -125,22 +131,21 @@ class ResnetGenerator(Generator):
         ]
         for ch_in, ch_out in ((stem, down), (down, dim)):
             layers += [
-                nn.Conv2d(ch_in, ch_out, 3, stride=2, padding=1, bias=bias),
+                nn.Conv2d(ch_in, ch_out, 3, stride=1 if antialias else 2, padding=1, bias=bias),
                 norm_layer(norm, ch_out, norm_affine),
                 nn.ReLU(True),
+                *([BlurDownsample(ch_out)] if antialias else []),
             ]
         layers += [
             ResnetBlock(dim, norm, dropout, norm_affine, inner, separable=mobile)
             for _ in range(n_blocks)
         ]
         for ch_in, ch_out in ((dim, down), (down, stem)):
-            layers += [
-                nn.ConvTranspose2d(
-                    ch_in, ch_out, 3, stride=2, padding=1, output_padding=1, bias=bias
-                ),
-                norm_layer(norm, ch_out, norm_affine),
-                nn.ReLU(True),
-            ]
+            if antialias:
+                up = [BlurUpsample(ch_in), nn.Conv2d(ch_in, ch_out, 3, padding=1, bias=bias)]
+            else:
+                up = [nn.ConvTranspose2d(ch_in, ch_out, 3, 2, 1, output_padding=1, bias=bias)]
+            layers += [*up, norm_layer(norm, ch_out, norm_affine), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(stem, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -262,12 +267,15 @@ def resnet(
     dropout: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
+    antialias: bool = False,
 ) -> nn.Module:
     """ResNet encoder-decoder (CycleGAN's): two downsamplings, ``n_blocks`` residual blocks
-    (depthwise-separable with ``mobile``, GAN Compression's students), two upsamplings."""
+    (depthwise-separable with ``mobile``, GAN Compression's students), two upsamplings;
+    blurred (the CUT reference's default) with ``antialias``."""
     net = ResnetGenerator(
-        in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, mobile, widths
-    )
+        in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, mobile, widths,
+        antialias,
+    )  # fmt: skip
     return init_weights(net, init, init_gain)
 
 

@@ -1,7 +1,10 @@
-"""Small pieces shared by the generators and discriminators: norm layers, weight init and
-the minibatch standard-deviation feature."""
+"""Small pieces shared by the generators and discriminators: norm layers, weight init, the
+anti-aliased (blurred) resampling of the CUT reference and the minibatch standard-deviation
+feature."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +80,45 @@ def init_weights(net: nn.Module, init: str = "normal", gain: float = 0.02) -> nn
             nn.init.normal_(module.weight, 1.0, gain)
             nn.init.zeros_(module.bias)
     return net
+
+
+def binomial_filter(taps: int) -> torch.Tensor:
+    """The ``taps x taps`` binomial kernel (row ``C(taps-1, k)``, outer product), summing to 1."""
+    row = torch.tensor([float(math.comb(taps - 1, k)) for k in range(taps)])
+    kernel = torch.outer(row, row)
+    return kernel / kernel.sum()
+
+
+class BlurDownsample(nn.Module):
+    """Halves the resolution after a 3x3 binomial blur (reflection padded), channel by
+    channel: Zhang's anti-aliased downsampling, which the CUT reference puts after each
+    stride-1 convolution where CycleGAN has a stride-2 one. The kernel is a buffer named
+    ``filt``, as in the reference's state dicts, so those load key for key."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("filt", binomial_filter(3).expand(channels, 1, 3, 3).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(x, self.filt.to(x.dtype), stride=2, groups=x.shape[1])
+
+
+class BlurUpsample(nn.Module):
+    """Doubles the resolution with a fixed 4x4 binomial transposed convolution (edges
+    replicated), channel by channel: the CUT reference's upsampling before a stride-1
+    convolution, in place of a learned transposed convolution and its checkerboard. Each
+    output pixel mixes its 2x2 nearest inputs with weights 9/16, 3/16, 3/16, 1/16."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        # x4: a stride-2 transposed convolution spreads each input over 4 outputs
+        self.register_buffer("filt", (binomial_filter(4) * 4).expand(channels, 1, 4, 4).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        y = F.conv_transpose2d(x, self.filt.to(x.dtype), stride=2, padding=2, groups=x.shape[1])
+        return y[:, :, 1:-1, 1:-1]  # 2 (H + 1) rows; the first and last sit on the padding
 
 
 class MinibatchStdDev(nn.Module):
