@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from translate import runtime
+from translate.core import runtime
+from translate.core.runtime import CpuInfo
 from translate.networks import GENERATORS, Generator
-from translate.runtime import CpuInfo
 
 # CI has 2 cores; more threads than that only add contention.
 torch.set_num_threads(2)
@@ -79,7 +79,7 @@ def _seed() -> None:
 @pytest.fixture(scope="module")
 def tiny_generator_file(tmp_path_factory):
     """A seeded 3->3 resnet generator file small enough to convert with in tests."""
-    from translate.model_file import GeneratorSpec, save_generators
+    from translate.models.model_file import GeneratorSpec, save_generators
 
     path = tmp_path_factory.mktemp("model") / "g.safetensors"
     torch.manual_seed(0)
@@ -115,7 +115,7 @@ GENERATORS.register("toy_upscale2_conftest")(ToyUpscale2)
 @pytest.fixture
 def scaled_model():
     """A seeded in-memory 2x, 4 -> 3 channel generator file."""
-    from translate.model_file import GeneratorSpec, LoadedModel
+    from translate.models.model_file import GeneratorSpec, LoadedModel
 
     torch.manual_seed(0)
     spec = GeneratorSpec.declared("toy_upscale2_conftest", 4, 3, {})

@@ -15,8 +15,8 @@ import yaml
 from click.testing import CliRunner
 
 from translate.cli import main
-from translate.inference.loading import load_model
-from translate.model_file import load_generators
+from translate.models.loading import load_model
+from translate.models.model_file import load_generators
 from translate.networks import count_parameters
 
 sys.path.insert(0, str(Path(__file__).parent))

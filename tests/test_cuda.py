@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_training import data, tiny, trainer  # noqa: F401  (fixture)
 
-from translate.runtime import free_memory
+from translate.core.runtime import free_memory
 
 pytestmark = pytest.mark.cuda
 

@@ -13,7 +13,7 @@ import torch
 from test_training import SIZE, _one_thread, data, tiny, trainer  # noqa: F401  (fixtures)
 
 from translate import Translator
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.models.cut import PatchSampler, patch_nce_loss

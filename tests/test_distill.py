@@ -17,7 +17,7 @@ from torch import nn
 from translate import Translator, build_generator
 from translate.cli import main
 from translate.data.transforms import Preprocess
-from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.networks import count_macs
 from translate.training.base import Prepared
 from translate.training.configure import from_dict
@@ -230,7 +230,7 @@ def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
 @pytest.mark.slow
 def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None:  # noqa: F811
     """`demo`, a U-Net: the default taps pair with its taps of the same resolution."""
-    from translate.inference.loading import bundled_path
+    from translate.models.loading import bundled_path
 
     run_dir = tmp_path / "run"
     args = ["distill", "demo", "--data", str(data), "--run-dir", str(run_dir), "--no-progress"]

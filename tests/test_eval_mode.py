@@ -9,11 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from translate.cli import main
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import read_image, write_image
 from translate.inference.export import export_generator
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, load_generators, save_generators
 from translate.networks.eval_mode import EvalMode, set_eval_mode
 
 SPEC = GeneratorSpec(

@@ -5,10 +5,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from translate.atomic import atomic_path
+from translate.core.atomic import atomic_path
 from translate.data.transforms import Preprocess
-from translate.inference.loading import load_model
-from translate.model_file import (
+from translate.models.loading import load_model
+from translate.models.model_file import (
     FORMAT,
     GeneratorSpec,
     InputSpec,
@@ -82,7 +82,7 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
 
 
 def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
-    from translate.atomic import atomic_write_text
+    from translate.core.atomic import atomic_write_text
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from test_training import _one_thread, data, tiny, trainer  # noqa: F401
 
 from translate import GANLoss, gradient_penalty
-from translate.losses import OBJECTIVES, GANObjective
 from translate.training.configure import from_dict
+from translate.training.losses import OBJECTIVES, GANObjective
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
+from translate.conversion.cli import convert
+from translate.conversion.convert import IMAGES, convert_folder, output_path
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import write_image
 from translate.inference import formats
-from translate.inference.cli import convert
-from translate.inference.convert import IMAGES, convert_folder, output_path
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.options import (
     ConvertOptions,
     OneOf,

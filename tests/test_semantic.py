@@ -15,7 +15,7 @@ from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa:
 from torch import nn
 
 from translate.cli import main
-from translate.model_file import GeneratorSpec
+from translate.models.model_file import GeneratorSpec
 from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.semantic import SemanticConsistency, load_task_model

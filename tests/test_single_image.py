@@ -19,7 +19,7 @@ from translate.cli import main
 from translate.data.datasets import SingleImagePair
 from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.sampling import SeededItems
 

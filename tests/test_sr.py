@@ -18,13 +18,13 @@ from spandrel import ModelLoader
 from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
 from torchvision.models.vgg import cfgs, make_layers
 
-from translate import metrics
+from translate.apps.evaluate import evaluate
 from translate.cli import main
+from translate.core import metrics
 from translate.data.degradations import build_degradation
 from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess, to_tensor
-from translate.evaluation.cli import evaluate
-from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
 from translate.training.models.sr import bicubic_upscale, usm_sharpen

@@ -17,7 +17,7 @@ from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa:
 from torch import nn
 
 from translate.data.datasets import PairedFolder, UnpairedFolder
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.base import Prepared, Stepper, parameters
 from translate.training.config import Config
 from translate.training.configure import from_dict

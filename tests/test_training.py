@@ -23,8 +23,8 @@ from conftest import AVX2, NATIVE_BF16
 
 from translate.cli import main
 from translate.data.images import read_image, write_image
-from translate.inference.loading import resolve_model_path
-from translate.model_file import load_generators
+from translate.models.loading import resolve_model_path
+from translate.models.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
 from translate.training.checkpoint import latest_state, load_newest_state, load_state
@@ -852,7 +852,7 @@ def test_training_images_validate_only_when_asked(data: Path, tmp_path: Path) ->
 def test_validation_scores_the_whole_split_up_to_val_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from translate import metrics
+    from translate.core import metrics
 
     rng = np.random.default_rng(0)
     for split, count in (("train", 2), ("val", 11)):
@@ -928,7 +928,7 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
     """``checkpoints/state_<step>.pt`` works wherever MODEL is taken; generator snapshots
     every ``snapshot_every`` steps are never deleted by ``keep``."""
     from translate import Translator
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 1, "snapshot_every": 2}
     config = tiny("cyclegan", data, train={"batch_size": 2, "max_steps": 4}, log=log)
@@ -962,7 +962,7 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
 
 
 def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     torch.save({"model": {}, "optimizers": {}, "step": 3}, tmp_path / "state_3.pt")
     with pytest.raises(ValueError, match="state_3.pt: a translate training checkpoint written"):
@@ -1023,7 +1023,7 @@ def test_with_ema_a_checkpoint_as_model_and_snapshots_hold_the_averages(
 ) -> None:
     """train.ema: the generator files hold the averaged weights, so a checkpoint given as
     MODEL and the step's snapshot must give the same generator, not the live weights."""
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     log = {"eval_every": 3, "checkpoint_every": 3, "snapshot_every": 3}
     config = tiny("pix2pix", data, train={"max_steps": 3, "ema": 0.9}, log=log)

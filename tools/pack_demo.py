@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from translate.inference.loading import load_model
-from translate.model_file import save_generators
+from translate.models.loading import load_model
+from translate.models.model_file import save_generators
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 5_000_000  # what a bundled model may weigh in the package

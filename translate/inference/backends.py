@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..choices import BACKENDS
-from ..download import translate_home
-from ..extras import needs_extra
-from ..model_file import LoadedModel
-from ..networks.eval_mode import EvalMode
-from ..runtime import Precision, resolve_device, resolve_precision
-from .export import export_generator
+from translate.core.choices import BACKENDS
+from translate.core.download import translate_home
+from translate.core.extras import needs_extra
+from translate.core.runtime import Precision, resolve_device, resolve_precision
+from translate.inference.export import export_generator
+from translate.models.model_file import LoadedModel
+from translate.networks.eval_mode import EvalMode
 
 # Bumped when the cached graphs change for the same weights (another export wrapper).
 _CACHE_FORMAT = 1
@@ -54,7 +54,7 @@ def resolve_backend(
 ) -> tuple[torch.device, Precision]:
     """The device and precision ``backend`` runs with; ``ValueError`` naming the option
     that does not fit it. ``supported``: the precisions the model declares it runs in
-    (see :func:`translate.runtime.resolve_precision`).
+    (see :func:`translate.core.runtime.resolve_precision`).
 
     onnxruntime runs the fp32 graph on the CPU: ``auto`` means ``cpu`` and ``fp32`` for it,
     and another device or precision is refused rather than silently not used.

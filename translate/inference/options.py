@@ -24,9 +24,8 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.choices import BACKEND_HELP, BACKENDS, NORM_STATS, PRECISIONS
-
-from .formats import canonical, format_choices
+from translate.core.choices import BACKEND_HELP, BACKENDS, NORM_STATS, PRECISIONS
+from translate.inference.formats import canonical, format_choices
 
 DIRECTIONS = ("AtoB", "BtoA")
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
@@ -315,7 +314,7 @@ class VideoOptions(Checked):
 
 @dataclass(frozen=True)
 class ConvertOptions(RunOptions, VideoOptions, ImageOptions):
-    """How :func:`~translate.inference.convert.convert_folder` and the videos write: the
+    """How :func:`~translate.conversion.convert.convert_folder` and the videos write: the
     fields of :class:`ImageOptions`, :class:`VideoOptions` and :class:`RunOptions` in one
     object (how images are translated is the Translator's). Each source reads only its
     groups' fields."""

@@ -23,14 +23,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import image_to_array, label_array
+from translate.inference.backends import OnnxRuntimeGenerator, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
-from translate.model_file import LoadedModel
+from translate.models.model_file import LoadedModel
 from translate.networks.eval_mode import EvalMode, set_eval_mode
-from translate.runtime import PRECISIONS, resolve_device
-
-from .backends import OnnxRuntimeGenerator, resolve_backend
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
@@ -154,7 +153,7 @@ class Translator:
         are the constructor's.
         """
         if not isinstance(model, LoadedModel):
-            from .loading import load_model
+            from translate.models.loading import load_model
 
             model = load_model(model, device="cpu", arch=arch, norm=norm)
         return cls(model, options, **changes)

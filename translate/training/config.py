@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
+from translate.core.runtime import PRECISIONS, available_cpus
 from translate.data.images import FILE_CHANNELS
 from translate.data.transforms import Preprocess
-from translate.losses import OBJECTIVES, objective_for
 from translate.networks import DISCRIMINATORS, GENERATORS
-from translate.runtime import PRECISIONS, available_cpus
+from translate.training.losses import OBJECTIVES, objective_for
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 

@@ -30,15 +30,15 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from translate.core.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
-from translate.model_file import (
+from translate.models.model_file import (
     CHECKPOINT_KEY,
     InputSpec,
     checkpoint_entry,
     save_generators,
 )
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
-from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Prepared, Stepper
 from translate.training.checkpoint import (
     Checkpointer,

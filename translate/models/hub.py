@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from ..extras import needs_extra
+from translate.core.extras import needs_extra
 
 HUB_FILE = "model.safetensors"
 # The Hub's own rule for a name (huggingface_hub's validate_repo_id): letters, digits, "-",
@@ -72,7 +72,7 @@ def hub_model_path(model: HubModel) -> Path:
     with needs_extra("hub", f"the Hugging Face Hub model {model}"):
         from huggingface_hub import errors as hub_errors
         from huggingface_hub import hf_hub_download
-    from .. import __version__
+    from translate import __version__
 
     try:
         path = hf_hub_download(

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from translate.data.images import list_images
-from translate.inference.loading import load_model
 from translate.inference.memory import MEMORY_SHARE, MemoryBudget, bytes_per_pixel, free_memory
 from translate.inference.translator import Translator
-from translate.model_file import LoadedModel
+from translate.models.loading import load_model
+from translate.models.model_file import LoadedModel
 
 T = TypeVar("T")
 MIN_TILE = 32
@@ -29,7 +29,7 @@ MIN_TILE = 32
 TRANSLATORS_KEPT = 16
 # The sample tiles are demo's inputs. They live in datasets/samples of a source checkout (and
 # so of an editable install); a wheel ships only the package, and the page then offers none.
-SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "datasets" / "samples"
 EXAMPLES = {"demo": SAMPLES}
 # What a bundled model does, which its metadata (trainer, dataset folder) does not say.
 DESCRIPTIONS = {

@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from translate.atomic import atomic_write_text
-
-from .backends import weights_sha256
-from .options import recorded
-from .translator import Translator
+from translate.core.atomic import atomic_write_text
+from translate.inference.backends import weights_sha256
+from translate.inference.options import recorded
+from translate.inference.translator import Translator
 
 MANIFEST_NAME = "translate-convert.json"
 # 2: each image in its own pass and dropout seeded per image (outputs of format 1 could

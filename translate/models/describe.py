@@ -2,7 +2,7 @@
 file's header alone.
 
 A file that stores its generators' ``counts`` (parameters and MACs, written by
-:func:`translate.model_file.save_generators`) is described from its metadata, without torch
+:func:`translate.models.model_file.save_generators`) is described from its metadata, without torch
 and without building its networks, so ``translate info`` answers at once; any other file, or
 one whose header this does not read, goes the full way (load it, count the networks), which
 also names what is wrong with a malformed file.
@@ -15,12 +15,12 @@ import os
 import struct
 from typing import Any
 
-from ..data.transforms import Preprocess
-from .loading import resolve_model_path
+from translate.data.transforms import Preprocess
+from translate.models.loading import resolve_model_path
 
 # Generators and their exports map [-1, 1] NCHW float tensors to the same: what callers feed.
 TENSOR_CONTRACT = "N x C x H x W float32 in [-1, 1], any H and W (padded inside)"
-# The formats whose generators/preprocess layout describe_file reads (translate.model_file's
+# The formats whose generators/preprocess layout describe_file reads (translate.models.model_file's
 # versions 2 and 3); a file in any other goes the full way.
 HEADER_LAYOUTS = ("translate.generator/2", "translate.generator/3")
 # safetensors' own bound on the header, so a corrupt length is not read as gigabytes.

@@ -15,10 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from translate.errors import printable, user_errors
-
-from .loading import BUNDLED
-from .options import (
+from translate.core.errors import printable, user_errors
+from translate.inference.options import (
     ConvertOptions,
     OptionError,
     TranslatorOptions,
@@ -26,10 +24,11 @@ from .options import (
     click_options,
     split,
 )
-from .pretrained import PRETRAINED, cache_path, url
+from translate.models.loading import BUNDLED
+from translate.models.pretrained import PRETRAINED, cache_path, url
 
 if TYPE_CHECKING:
-    from .runner import ConvertSummary
+    from translate.conversion.runner import ConvertSummary
 
 # OUT's suffix -> the export format it implies
 EXPORT_SUFFIXES = {".pt": "torchscript", ".ts": "torchscript", ".onnx": "onnx"}
@@ -105,12 +104,11 @@ def convert(
     converts its share; with --ray, a pool of Ray actors converts the files (same outputs,
     manifest and exit codes). Exit code 1 when any image or video failed.
     """
-    from translate.runtime import Ranks
-
-    from .convert import IMAGES
-    from .runner import listed_inputs, run_conversion, writes_one_file
-    from .translator import Translator
-    from .video import VIDEOS
+    from translate.conversion.convert import IMAGES
+    from translate.conversion.runner import listed_inputs, run_conversion, writes_one_file
+    from translate.conversion.video import VIDEOS
+    from translate.core.runtime import Ranks
+    from translate.inference.translator import Translator
 
     sources = (IMAGES, VIDEOS)
     if targets is not None and not report:
@@ -134,7 +132,7 @@ def convert(
             translator = Translator.load(model, translating, arch=arch, norm=norm)
             summary = run_conversion(input, output, translator, writing, sources, inputs)
         else:
-            from .ray import convert_on_ray
+            from translate.conversion.ray import convert_on_ray
 
             summary = convert_on_ray(
                 input, output, model, translating, writing, sources=sources, inputs=inputs,
@@ -143,7 +141,7 @@ def convert(
             )  # fmt: skip
     _print_summary(summary, input, output)
     if report:
-        from .report import write_report
+        from translate.conversion.report import write_report
 
         with user_errors():
             click.echo(printable(str(write_report(input, output, writing.format, targets))))
@@ -154,7 +152,7 @@ def convert(
 def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     """What the conversion did; OUTPUT is named only where outputs are, and every path
     is shown as the terminal can show it."""
-    from translate.runtime import Ranks
+    from translate.core.runtime import Ranks
 
     ranks = Ranks.from_env()
     who = "" if ranks.world_size == 1 else f"rank {ranks.rank}/{ranks.world_size}: "
@@ -206,8 +204,8 @@ def export(
     dropout: bool | None,
 ) -> None:
     """Export MODEL's generator to OUT with dynamic batch, height and width."""
-    from .export import export_generator
-    from .loading import load_model
+    from translate.inference.export import export_generator
+    from translate.models.loading import load_model
 
     if fmt is None:
         fmt = EXPORT_SUFFIXES.get(out.suffix.lower())
@@ -236,14 +234,14 @@ def export(
 @_model_options
 def info(model: str, as_json: bool, arch: str | None, norm: str | None) -> None:
     """Describe MODEL: architecture, parameters, expected input, training summary."""
-    from .describe import describe_file
+    from translate.models.describe import describe_file
 
     with user_errors():
         # --arch/--norm: for reference checkpoints only, which load_model checks
         described = describe_file(model) if arch is None and norm is None else None
         if described is None:  # no counts stored: load the networks and count them
-            from .export import describe_model
-            from .loading import load_model
+            from translate.inference.export import describe_model
+            from translate.models.loading import load_model
 
             described = describe_model(load_model(model, arch=arch, norm=norm), model)
     if as_json:

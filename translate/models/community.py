@@ -2,7 +2,7 @@
 
 spandrel (the ``spandrel`` extra) infers an upscaler's or restorer's architecture from its
 state dict. The file is never handed to spandrel's own loader: a ``.pth``/``.pt``/``.ckpt``
-is read by :func:`translate.torch_file.load` (no pickled code runs, sizes and free memory
+is read by :func:`translate.core.torch_file.load` (no pickled code runs, sizes and free memory
 checked first) and a ``.safetensors`` by safetensors after the same memory check; spandrel
 only sees the tensors.
 
@@ -25,11 +25,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .. import torch_file
-from ..data.transforms import Preprocess
-from ..extras import needs_extra
-from ..model_file import GeneratorSpec, InputSpec, LoadedModel
-from ..networks.features import Generator
+from translate.core import torch_file
+from translate.core.extras import needs_extra
+from translate.data.transforms import Preprocess
+from translate.models.model_file import GeneratorSpec, InputSpec, LoadedModel
+from translate.networks.features import Generator
 
 EXTRA = "spandrel"
 RESTRICTED_EXTRA = "spandrel_extra"
@@ -75,7 +75,7 @@ def precisions(descriptor: Any) -> tuple[str, ...]:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """A safetensors file's tensors, after checking they fit in free memory (``torch.save``
-    files are read by :func:`translate.torch_file.load`, via the reference importer)."""
+    files are read by :func:`translate.core.torch_file.load`, via the reference importer)."""
     torch_file.check_free(path, path.stat().st_size)
     try:
         return load_file(str(path))

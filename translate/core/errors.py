@@ -2,7 +2,7 @@
 
 A bad path, value or option raises ``ValueError`` (or a subclass such as ``DatasetError``),
 ``TypeError``, ``FileNotFoundError``/``NotADirectoryError``; a missing optional package raises
-:class:`~translate.extras.MissingExtra`. Each command wraps its work in :func:`user_errors`, so
+:class:`~translate.core.extras.MissingExtra`. Each command wraps its work in :func:`user_errors`, so
 the message, not a traceback, is what the shell shows.
 """
 
@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from translate.extras import MissingExtra
+from translate.core.extras import MissingExtra
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,

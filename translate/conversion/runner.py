@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from translate.conversion import manifest
+from translate.core.runtime import Ranks
 from translate.data.images import FileScan, scan_files
-from translate.runtime import Ranks
-
-from . import manifest
-from .memory import MemoryBudget
-from .options import (
+from translate.inference.memory import MemoryBudget
+from translate.inference.options import (
     ConvertOptions,
     ImageOptions,
     VideoOptions,
@@ -30,7 +29,7 @@ from .options import (
     group,
     pixel_options_set,
 )
-from .translator import Translator
+from translate.inference.translator import Translator
 
 T = TypeVar("T")
 # The option groups that belong to one kind of file; a source takes those it names.

@@ -25,13 +25,12 @@ try:  # the video extra; images convert without it
 except ImportError:  # pragma: no cover - exercised only where PyAV is missing
     av = None
 
-from translate.atomic import atomic_path
-
-from . import manifest
-from .memory import MemoryBudget
-from .options import CODEC, ConvertOptions, VideoOptions
-from .runner import ConvertSummary, Job, Run, run_conversion
-from .translator import Translator
+from translate.conversion import manifest
+from translate.conversion.runner import ConvertSummary, Job, Run, run_conversion
+from translate.core.atomic import atomic_path
+from translate.inference.memory import MemoryBudget
+from translate.inference.options import CODEC, ConvertOptions, VideoOptions
+from translate.inference.translator import Translator
 
 # Container suffix -> FFmpeg muxer; the muxer is named, not guessed from the (temporary)
 # file name.
@@ -61,7 +60,7 @@ def is_video_path(path: Path) -> bool:
 
 
 class VideoSource:
-    """Video files as a conversion source (:mod:`translate.inference.runner`): each file is
+    """Video files as a conversion source (:mod:`translate.conversion.runner`): each file is
     one :func:`convert_video`; the progress bar counts frames."""
 
     noun = "video"

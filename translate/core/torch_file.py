@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .runtime import free_memory
+from translate.core.runtime import free_memory
 
 # Bytes per element of each storage class a torch.save pickle names; UntypedStorage
 # (newer dtypes) declares its size in bytes.

@@ -33,6 +33,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from translate.apps.serve.models import MIN_TILE, Busy, Gate, Models
+from translate.apps.serve.runs import RunNotFound, Runs
+from translate.conversion.convert import error_reason
+from translate.core.extras import MissingExtra, needs_extra
 from translate.data.images import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -41,14 +45,9 @@ from translate.data.images import (
     read_image,
     unreadable_reason,
 )
-from translate.extras import MissingExtra, needs_extra
-from translate.inference.convert import error_reason
 from translate.inference.memory import MemoryBudget
 from translate.inference.options import OptionError, TranslatorOptions, query_values
 from translate.inference.translator import Translator
-
-from .models import MIN_TILE, Busy, Gate, Models
-from .runs import RunNotFound, Runs
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024

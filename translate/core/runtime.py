@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from translate.choices import PRECISIONS
+from translate.core.choices import PRECISIONS
 
 # The one dtype table: the autocast dtype of each precision (fp32 runs without autocast).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {

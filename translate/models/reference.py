@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from .. import torch_file
-from ..data.transforms import Preprocess
-from ..model_file import GeneratorSpec, InputSpec, LoadedModel
-from ..networks import GENERATORS
+from translate.core import torch_file
+from translate.data.transforms import Preprocess
+from translate.models.model_file import GeneratorSpec, InputSpec, LoadedModel
+from translate.networks import GENERATORS
 
 # Added by DataParallel/DDP and by torch.compile (the reference's 2025 version saves it).
 PREFIXES = ("module.", "_orig_mod.")
@@ -136,7 +136,7 @@ def read_state_dict(path: Path, checkpoint: Any = None) -> dict[str, torch.Tenso
 
 
 def read_checkpoint(path: Path) -> Any:
-    """What ``torch.save`` wrote to ``path``, read by :func:`translate.torch_file.load`: a
+    """What ``torch.save`` wrote to ``path``, read by :func:`translate.core.torch_file.load`: a
     file that needs to run pickled code, or more memory than it holds, is refused."""
     if _is_torchscript(path):
         raise ValueError(

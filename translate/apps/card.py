@@ -3,7 +3,7 @@
 ``huggingface-cli upload org/name OUT_DIR`` uploads the folder as it is:
 
 - ``model.safetensors``: the run's generator file (best, else latest), which every MODEL
-  argument then reads as ``org/name`` (:mod:`translate.inference.hub`);
+  argument then reads as ``org/name`` (:mod:`translate.models.hub`);
 - ``config.json``: each generator's geometry (architecture and options, channels, scale,
   input kind, size multiple) and the preprocessing, for readers that do not open the file;
 - ``README.md``: the model card (YAML front matter the Hub indexes, then task, architecture,
@@ -26,13 +26,13 @@ import click
 import yaml
 
 from translate import __version__
-from translate.atomic import atomic_path, atomic_write_text
-from translate.errors import user_errors
-from translate.inference.hub import HUB_FILE
-from translate.inference.loading import run_generator
+from translate.core.atomic import atomic_path, atomic_write_text
+from translate.core.errors import user_errors
+from translate.models.hub import HUB_FILE
+from translate.models.loading import run_generator
 
 if TYPE_CHECKING:
-    from translate.model_file import LoadedModel
+    from translate.models.model_file import LoadedModel
 
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
@@ -58,7 +58,7 @@ def write_card(run_dir: Path, out_dir: Path, repo_id: str, overwrite: bool = Fal
         )
     # torch (through the model file, the networks and the run report) is imported by the
     # work, not by the module, so `translate card --help` answers at once.
-    from translate.model_file import load_generators
+    from translate.models.model_file import load_generators
 
     source = run_generator(run_dir)
     model = load_generators(source, "cpu")

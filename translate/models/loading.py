@@ -1,11 +1,11 @@
 """Find and load a model for inference: a generator file, a run directory, a training
 checkpoint (``checkpoints/state_<step>.pt``), a bundled name, a pretrained reference
-model's name (:mod:`translate.inference.pretrained`) or a Hugging Face Hub repository
-(``org/name[@revision]``, :mod:`translate.inference.hub`).
+model's name (:mod:`translate.models.pretrained`) or a Hugging Face Hub repository
+(``org/name[@revision]``, :mod:`translate.models.hub`).
 
-A state dict (``.pth``/``.pt``/``.ckpt``) goes to :mod:`translate.inference.reference`, which
+A state dict (``.pth``/``.pt``/``.ckpt``) goes to :mod:`translate.models.reference`, which
 infers a pix2pix/CycleGAN generator from the weights, then, if it is none, to
-:mod:`translate.inference.community` (spandrel's architectures: ESRGAN, SwinIR, ...), as
+:mod:`translate.models.community` (spandrel's architectures: ESRGAN, SwinIR, ...), as
 does a ``.safetensors`` file without translate's metadata.
 """
 
@@ -17,13 +17,13 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .hub import hub_model_path, parse_repo_id
-from .pretrained import PRETRAINED, pretrained_path
+from translate.models.hub import hub_model_path, parse_repo_id
+from translate.models.pretrained import PRETRAINED, pretrained_path
 
 if TYPE_CHECKING:
     import torch
 
-    from ..model_file import LoadedModel
+    from translate.models.model_file import LoadedModel
 
 # Bundled model name -> file in translate/assets.
 BUNDLED = {"demo": "demo.safetensors", "demo-sr": "demo-sr.safetensors"}
@@ -49,7 +49,7 @@ def load_model(
     """
     # Here, not above: the generator file's module imports torch, which `translate models`
     # (reading BUNDLED) and a path error do not need.
-    from ..model_file import (
+    from translate.models.model_file import (
         FORMAT,
         generators_from_checkpoint,
         is_generator_file,
@@ -60,7 +60,7 @@ def load_model(
     path = resolve_model_path(source)
     checkpoint = None
     if is_reference_checkpoint(path):
-        from .reference import read_checkpoint
+        from translate.models.reference import read_checkpoint
 
         checkpoint = read_checkpoint(path)
         if not is_training_checkpoint(checkpoint):
@@ -73,7 +73,7 @@ def load_model(
     if checkpoint is not None:
         return generators_from_checkpoint(path, checkpoint, device)
     if not is_generator_file(path):
-        from .community import load_community, read_safetensors
+        from translate.models.community import load_community, read_safetensors
 
         tried = f"not a translate generator file (no {FORMAT!r} metadata)"
         return load_community(path, read_safetensors(path), device, tried)
@@ -84,8 +84,8 @@ def _load_state_dict(
     path: Path, checkpoint: object, device: str | torch.device, arch: str | None, norm: str | None
 ) -> LoadedModel:
     """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
-    from .community import load_community
-    from .reference import OlderCheckpointError, load_reference
+    from translate.models.community import load_community
+    from translate.models.reference import OlderCheckpointError, load_reference
 
     try:
         return load_reference(path, device, arch, norm, checkpoint)
@@ -159,7 +159,7 @@ def run_model(run_dir: Path) -> Path:
     try:
         return run_generator(run_dir)
     except FileNotFoundError as exc:
-        from ..model_file import checkpoint_paths
+        from translate.models.model_file import checkpoint_paths
 
         checkpoints = checkpoint_paths(run_dir)
         if not checkpoints:

@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from translate.conversion.runner import ConvertSummary, Job, Run, run_conversion, shard
+from translate.conversion.runner import writes_one_file as writes_one_file_of
 from translate.data.images import (
     DEEP_SUFFIXES,
     ImageInfo,
@@ -39,13 +41,10 @@ from translate.data.images import (
     write_image,
     writes_rows,
 )
-from translate.model_file import LoadedModel
-
-from .formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
-from .options import ConvertOptions, ImageOptions
-from .runner import ConvertSummary, Job, Run, run_conversion, shard
-from .runner import writes_one_file as writes_one_file_of
-from .translator import Translator
+from translate.inference.formats import OUTPUT_FORMATS, SAME, canonical, for_suffix, format_choices
+from translate.inference.options import ConvertOptions, ImageOptions
+from translate.inference.translator import Translator
+from translate.models.model_file import LoadedModel
 
 __all__ = ["ConvertOptions", "ConvertSummary", "IMAGES", "convert_folder", "shard"]
 
@@ -93,7 +92,7 @@ def _check_suffix(dst: Path, fmt: str) -> None:
 
 
 class ImageSource:
-    """Image files as a conversion source (:mod:`translate.inference.runner`); each file's
+    """Image files as a conversion source (:mod:`translate.conversion.runner`); each file's
     steps are :meth:`read`, the translator's ``translate_batch`` and :meth:`write`, which
     the pipeline (the module's docstring) runs in its threads."""
 

@@ -1,6 +1,6 @@
 """A results page like the reference's: ``index.html`` beside the converted images, one row
 per image with input | output | target (when a target folder is given) and, where a target
-is known, its L1 / PSNR / SSIM (``translate.metrics``) and their means."""
+is known, its L1 / PSNR / SSIM (``translate.core.metrics``) and their means."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import os
 import urllib.parse
 from pathlib import Path
 
-from translate import metrics
-from translate.atomic import atomic_write_text
+from translate.conversion.convert import IMAGES
+from translate.conversion.runner import plan
+from translate.core import metrics
+from translate.core.atomic import atomic_write_text
 from translate.data.images import read_image
 from translate.data.layout import by_stem
 from translate.data.transforms import to_tensor
-from translate.inference.convert import IMAGES
 from translate.inference.options import ConvertOptions
-from translate.inference.runner import plan
 
 STYLE = (
     "body{font-family:sans-serif}table{border-collapse:collapse}"

@@ -1,6 +1,6 @@
 """Conversion on Ray Data (the ``ray`` extra): a pool of actors, one model each.
 
-:func:`convert_on_ray` is :func:`~translate.inference.runner.run_conversion` with the files'
+:func:`convert_on_ray` is :func:`~translate.conversion.runner.run_conversion` with the files'
 work spread over a Ray cluster: the driver plans once (the walk, a ``--files-from`` list
 or a glob), claims the manifest and skips the outputs that exist, exactly as the local
 path does; the jobs left become a Ray ``Dataset`` of (input, output) paths, and
@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from ..extras import needs_extra
-from ..model_file import LoadedModel
-from ..runtime import Ranks
-from . import manifest
-from .convert import IMAGES
-from .memory import MemoryBudget
-from .options import ConvertOptions, TranslatorOptions
-from .runner import ConvertSummary, Job, Run, Source, prepare_conversion
-from .translator import Translator
+from translate.conversion import manifest
+from translate.conversion.convert import IMAGES
+from translate.conversion.runner import ConvertSummary, Job, Run, Source, prepare_conversion
+from translate.core.extras import needs_extra
+from translate.core.runtime import Ranks
+from translate.inference.memory import MemoryBudget
+from translate.inference.options import ConvertOptions, TranslatorOptions
+from translate.inference.translator import Translator
+from translate.models.model_file import LoadedModel
 
 if TYPE_CHECKING:
     import ray.data
@@ -166,11 +166,11 @@ def convert_on_ray(
     arch: str | None = None,
     norm: str | None = None,
 ) -> ConvertSummary:
-    """Convert ``src`` into ``dst`` as :func:`~translate.inference.convert.convert_folder`
+    """Convert ``src`` into ``dst`` as :func:`~translate.conversion.convert.convert_folder`
     does (same outputs, manifest, skips and summary), on a pool of Ray actors.
 
     ``model`` is what :meth:`Translator.load` takes, loaded by the driver (for the manifest)
-    and by each actor; ``inputs`` as :func:`~translate.inference.runner.listed_inputs`
+    and by each actor; ``inputs`` as :func:`~translate.conversion.runner.listed_inputs`
     returns. ``address``: the cluster to join (None: a local instance, unless this process
     joined one already). ``actors``: one per GPU, else one per two CPUs; ``gpus_per_actor``:
     1 where the cluster has GPUs.

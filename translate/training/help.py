@@ -13,7 +13,7 @@ import ast
 from functools import cache
 from pathlib import Path
 
-MODELS = Path(__file__).parent / "training" / "models"
+MODELS = Path(__file__).parent / "models"
 
 
 def _registered(tree: ast.AST, registry: str) -> list[str]:

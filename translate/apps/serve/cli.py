@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from translate.choices import BACKEND_HELP, BACKENDS
-from translate.errors import user_errors
+from translate.core.choices import BACKEND_HELP, BACKENDS
+from translate.core.errors import user_errors
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -91,10 +91,10 @@ def serve(
     otherwise; any other address needs the token, which the printed URL carries.
     """
     try:
-        from .app import MAX_PIXELS, create_app
-        from .models import Gate, Models
-        from .runs import Runs
-        from .server import bind, check_tls, make_server, url
+        from translate.apps.serve.app import MAX_PIXELS, create_app
+        from translate.apps.serve.models import Gate, Models
+        from translate.apps.serve.runs import Runs
+        from translate.apps.serve.server import bind, check_tls, make_server, url
     except ImportError as exc:
         raise click.ClickException(
             f"translate serve needs the serve extra ({exc.name} is missing): "

@@ -2,14 +2,14 @@
 
 Each is fetched once into ``TRANSLATE_HOME/models/<kind>/<name>.pth`` and then read by the
 reference import like any other reference checkpoint. ``translate models``
-(:mod:`translate.inference.cli`) lists them.
+(:mod:`translate.conversion.cli`) lists them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from translate.download import fetch, server, translate_home
+from translate.core.download import fetch, server, translate_home
 
 # The names the reference's download scripts know.
 CYCLEGAN = (
@@ -49,7 +49,7 @@ def cache_path(name: str) -> Path:
 def pretrained_path(name: str, progress: bool = True) -> Path:
     """The local checkpoint of a pretrained model, downloaded on first use.
 
-    Raises :class:`translate.download.DownloadError` (a ``FileNotFoundError``) naming the
+    Raises :class:`translate.core.download.DownloadError` (a ``FileNotFoundError``) naming the
     URL and the file to put it at when it cannot be fetched.
     """
     return fetch(url(name), cache_path(name), progress)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from translate.choices import PRECISIONS
-from translate.errors import user_errors
+from translate.core.choices import PRECISIONS
+from translate.core.errors import user_errors
 
 if TYPE_CHECKING:
     import torch
@@ -148,9 +148,9 @@ def evaluate(
     translate evaluate --outputs results/          # diversity only
     """
     # Here, not above: scoring imports torch and torchvision, which `--help` does not need.
+    from translate.core.runtime import resolve_device, resolve_precision
     from translate.evaluation import scores
     from translate.evaluation.inception import load_inception
-    from translate.runtime import resolve_device, resolve_precision
 
     if (model_source is None) != (data is None):
         raise click.UsageError("--model and --data go together")
@@ -174,9 +174,9 @@ def evaluate(
     with user_errors():
         extractor = None if inception_weights is None else load_inception(inception_weights, device)
         if model_source is not None:
-            from translate.inference.loading import load_model
-            from translate.metrics import SRScores
-            from translate.model_file import declared_geometry
+            from translate.core.metrics import SRScores
+            from translate.models.loading import load_model
+            from translate.models.model_file import declared_geometry
 
             model = load_model(model_source, device)
             generator = _choose_generator(model.generators, direction)

@@ -40,11 +40,10 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from .atomic import atomic_write_bytes
-from .data.transforms import Preprocess
-from .deprecation import renamed_attributes
-from .networks import GENERATORS, build_generator, count_macs, count_parameters
-from .networks.eval_mode import EvalMode
+from translate.core.atomic import atomic_write_bytes
+from translate.data.transforms import Preprocess
+from translate.networks import GENERATORS, build_generator, count_macs, count_parameters
+from translate.networks.eval_mode import EvalMode
 
 FORMAT_PREFIX = "translate.generator/"
 VERSION = 2
@@ -57,9 +56,6 @@ DIRECTIONS = ("AtoB", "BtoA")
 CHECKPOINT_KEY = "generator_file"
 # A run directory's training checkpoints: checkpoints/state_<step>.pt
 STATE_NAME = re.compile(r"state_(\d+)\.pt$")
-__getattr__ = renamed_attributes(
-    __name__, __name__, {"GeneratorFile": "LoadedModel", "Preprocessing": "InputSpec"}
-)
 CHANNELS = ("input_channels", "output_channels")
 # What an input holds: pixel values, or a label map of class indices (one channel each).
 INPUT_KINDS = ("image", "labels")

@@ -1,6 +1,6 @@
 """The names a command's options offer, kept free of torch so that every ``--help`` (and
 the option checks that run before any work) answers at once. Each belongs to the module
-that acts on it, which imports it from here: :mod:`translate.runtime` (precisions),
+that acts on it, which imports it from here: :mod:`translate.core.runtime` (precisions),
 :mod:`translate.networks.eval_mode` (test-time statistics), and
 :mod:`translate.inference.backends` (what runs a generator)."""
 
