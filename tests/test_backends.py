@@ -85,7 +85,7 @@ def test_the_cache_is_reused_and_a_failed_export_leaves_nothing(scaled_model, mo
     assert cached.is_file()
     monkeypatch.setattr(export, "export_generator", lambda *a, **k: pytest.fail("exported again"))
     Translator(scaled_model, backend="onnxruntime")  # from the cache
-    # Another test mode is another graph (batch statistics), so another entry.
+    # Another eval mode is another graph (batch statistics), so another entry.
     assert onnx_cache_path(scaled_model, "AtoB", EvalMode("batch")) != cached
 
 

@@ -868,7 +868,7 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
     t.evaluate()
-    # Twice: this batch norm generator is scored in both test modes (running, per image).
+    # Twice: this batch norm generator is scored in both eval modes (running, per image).
     assert sum(scored) == 2 * 11 and t.summary()["val_images"] == 11
     scored.clear()
     t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
@@ -969,7 +969,7 @@ def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
         load_model(tmp_path / "state_3.pt")
 
 
-def test_validation_scores_both_test_modes_and_records_the_better(
+def test_validation_scores_both_eval_modes_and_records_the_better(
     data: Path, tmp_path: Path
 ) -> None:
     """Running statistics against each image's own with dropout (the reference's test);
@@ -982,7 +982,7 @@ def test_validation_scores_both_test_modes_and_records_the_better(
     last = scored[-1]
     better = "batch" if last["val_L1_batch_stats"] < last["val_L1"] else "running"
     gen = load_generators(tmp_path / "generator_latest.safetensors")
-    assert gen.test_mode.norm_stats == better and gen.test_mode.dropout == (better == "batch")
+    assert gen.eval_mode.norm_stats == better and gen.eval_mode.dropout == (better == "batch")
     result = CliRunner().invoke(main, ["info", str(tmp_path / "generator_latest.safetensors")])
     assert f"norm_stats: {better}" in result.output
 
@@ -1008,7 +1008,7 @@ def test_a_stop_signal_during_validation_cuts_it_short(
     monkeypatch.setattr(t.model, "validate", validate_then_signal)
     t.fit()
     assert t.stopped_by == signal.SIGTERM
-    assert calls == [False]  # one chunk, in eval mode; no test-mode pass either
+    assert calls == [False]  # one chunk, in eval mode; no eval-mode pass either
     assert t.model.training and all(m.training for m in t.model.modules())
     assert load_state(latest_state(tmp_path))["step"] == 1
     records = [

@@ -57,7 +57,7 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
-    mode = model.test_mode.override(norm_stats, dropout)
+    mode = model.eval_mode.override(norm_stats, dropout)
     if mode.dropout and fmt == "onnx":
         raise ValueError(
             "dropout at test time exports to TorchScript only (onnxruntime's dropout cannot "
@@ -178,5 +178,5 @@ def describe_model(model: LoadedModel, source: str | os.PathLike[str]) -> dict[s
         d: generator_counts(model.specs[d], net, transforms) for d, net in model.generators.items()
     }
     specs = {d: vars(model.specs[d]) for d in model.generators}
-    training, test_mode = model.training, vars(model.test_mode)
-    return describe(source, specs, counts, model.preprocess.to_dict(), training, test_mode)
+    training, eval_mode = model.training, vars(model.eval_mode)
+    return describe(source, specs, counts, model.preprocess.to_dict(), training, eval_mode)

@@ -193,19 +193,19 @@ class TranslatorOptions:
         "reference's default test). Default: what validation scored better, as the model "
         "records (else running).",
         check=OneOf(NORM_STATS),
-        record=lambda translator: translator.test_mode.norm_stats,
+        record=lambda translator: translator.eval_mode.norm_stats,
     )
     dropout: bool | None = option(
         None,
         "Keep dropout on at test time (convert seeds each image's masks: --seed). Default: as "
         "the model records.",
-        record=lambda translator: translator.test_mode.dropout,
+        record=lambda translator: translator.eval_mode.dropout,
     )
     seed: int = option(
         0,
         "With --dropout: each image's dropout is drawn from this and its pixels, so a rerun "
         "or a resumed run gives the same outputs.",
-        record=lambda translator: translator.seed if translator.test_mode.dropout else None,
+        record=lambda translator: translator.seed if translator.eval_mode.dropout else None,
     )
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ def describe(
     counts: dict[str, dict[str, Any]],
     preprocess: dict[str, Any],
     training: dict[str, Any],
-    test_mode: dict[str, Any],
+    eval_mode: dict[str, Any],
 ) -> dict[str, Any]:
     """The description of a model from its metadata as a generator file stores it: each
     direction's spec (``GeneratorSpec`` fields) and counts (``parameters``, ``gmac``,
@@ -62,7 +62,7 @@ def describe(
         "generators": generators,
         "preprocess": {**preprocess, "native_size": _native_size(transforms)},
         "training": training,
-        "test_mode": test_mode,
+        "eval_mode": eval_mode,
     }
 
 
@@ -78,13 +78,13 @@ def describe_file(source: str | os.PathLike[str]) -> dict[str, Any] | None:
         metadata = read_safetensors_metadata(path)
         if metadata.get("format") not in HEADER_LAYOUTS or "counts" not in metadata:
             return None
-        specs, counts, preprocess, training, test_mode = (
+        specs, counts, preprocess, training, eval_mode = (
             json.loads(metadata[key])
-            for key in ("generators", "counts", "preprocess", "training", "test_mode")
+            for key in ("generators", "counts", "preprocess", "training", "eval_mode")
         )
         if set(counts) != set(specs):
             return None
-        return describe(source, specs, counts, preprocess, training, test_mode)
+        return describe(source, specs, counts, preprocess, training, eval_mode)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
         return None  # the full way names the fault in one line
 

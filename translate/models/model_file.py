@@ -4,10 +4,9 @@ One file holds every generator a model needs, keyed by direction (``AtoB``, and 
 CycleGAN also ``BtoA``); tensors are stored as ``"<direction>.<state-dict key>"``. The
 metadata is enough to rebuild the networks, so the converter needs nothing else.
 
-Metadata versions: ``translate.generator/1`` stored ``preprocess`` as one flat dict of
-``Preprocess`` fields plus channel counts; ``/2`` stores :class:`InputSpec` as
-``{"transforms": {...}, "input_channels": n, "output_channels": n}``. Both are read. An
-optional ``test_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
+Metadata versions: ``translate.generator/2`` stores :class:`InputSpec` as
+``{"transforms": {...}, "input_channels": n, "output_channels": n}``. An
+optional ``eval_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
 validation scored best) sets how inference normalises by default. Each ``generators`` entry
 carries the network's declared geometry (``scale``, ``input_kind``, ``size_multiple``); entries
 without ``scale``/``input_kind`` are 1x image-to-image, as every file before them was, and
@@ -50,7 +49,7 @@ VERSION = 2
 FORMAT = f"{FORMAT_PREFIX}{VERSION}"
 # One generator under its plain state-dict keys (see the module docstring).
 UNPREFIXED_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (2, 3)
 DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
@@ -140,7 +139,7 @@ class InputSpec:
     output_channels: int = 3
 
     def to_dict(self) -> dict[str, Any]:
-        """The version-2 layout."""
+        """The metadata's ``preprocess`` entry."""
         return {
             "transforms": self.transforms.to_dict(),
             "input_channels": self.input_channels,
@@ -148,8 +147,8 @@ class InputSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, version: int = VERSION) -> InputSpec:
-        """Read either layout; a bad value raises ``ValueError`` naming its field."""
+    def from_dict(cls, data: Any) -> InputSpec:
+        """Read :meth:`to_dict`'s layout; a bad value raises ``ValueError`` naming its field."""
         if not isinstance(data, dict):
             raise ValueError(f"preprocess: expected an object, got {type(data).__name__}")
         data = dict(data)
@@ -159,8 +158,8 @@ class InputSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"preprocess.{name}: expected a positive integer, got {value!r}")
             channels[name] = value
-        transforms = data if version == 1 else data.pop("transforms", {})
-        if version > 1 and data:
+        transforms = data.pop("transforms", {})
+        if data:
             raise ValueError(f"preprocess: unknown key(s) {sorted(data)}")
         if not isinstance(transforms, dict):
             raise ValueError(
@@ -182,7 +181,7 @@ class LoadedModel:
     specs: dict[str, GeneratorSpec]
     preprocess: InputSpec = field(default_factory=InputSpec)
     training: dict[str, Any] = field(default_factory=dict)
-    test_mode: EvalMode = field(default_factory=EvalMode)
+    eval_mode: EvalMode = field(default_factory=EvalMode)
 
     def __post_init__(self) -> None:
         self.specs = {
@@ -199,7 +198,7 @@ class Metadata:
     specs: dict[str, GeneratorSpec]
     preprocess: InputSpec
     training: dict[str, Any]
-    test_mode: EvalMode
+    eval_mode: EvalMode
 
 
 def save_generators(
@@ -208,11 +207,11 @@ def save_generators(
     preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
-    test_mode: EvalMode | None = None,
+    eval_mode: EvalMode | None = None,
 ) -> None:
     """Write ``{direction: (spec, module)}`` atomically; ``dtype`` casts floats (fp16 demo);
-    ``test_mode`` is how inference normalises by default (running statistics unless given)."""
-    metadata = encode_metadata(generators, preprocess, training, test_mode)
+    ``eval_mode`` is how inference normalises by default (running statistics unless given)."""
+    metadata = encode_metadata(generators, preprocess, training, eval_mode)
     transforms = (preprocess or InputSpec()).transforms
     counts = {d: generator_counts(spec, m, transforms) for d, (spec, m) in generators.items()}
     metadata["counts"] = json.dumps(counts, sort_keys=True)
@@ -280,7 +279,7 @@ def encode_metadata(
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
-    test_mode: EvalMode | None = None,
+    eval_mode: EvalMode | None = None,
 ) -> dict[str, str]:
     """The metadata a generator file carries (also kept in training checkpoints)."""
     for direction in generators:
@@ -293,7 +292,7 @@ def encode_metadata(
         ),
         "preprocess": json.dumps((preprocess or InputSpec()).to_dict()),
         "training": json.dumps(training or {}),
-        "test_mode": json.dumps(vars(test_mode or EvalMode())),
+        "eval_mode": json.dumps(vars(eval_mode or EvalMode())),
     }
 
 
@@ -302,7 +301,7 @@ def checkpoint_entry(
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
-    test_mode: EvalMode | None = None,
+    eval_mode: EvalMode | None = None,
     averaged: bool = False,
 ) -> dict[str, Any]:
     """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
@@ -318,7 +317,7 @@ def checkpoint_entry(
         if id(module) not in names:
             raise ValueError(f"the {direction} generator is not part of the model")
         prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
-    metadata = encode_metadata(generators, preprocess, training, test_mode)
+    metadata = encode_metadata(generators, preprocess, training, eval_mode)
     return {"metadata": metadata, "prefixes": prefixes, "averaged": averaged}
 
 
@@ -427,9 +426,9 @@ def _parse(raw: dict[str, str]) -> Metadata:
     return Metadata(
         int(version),
         specs,
-        InputSpec.from_dict(decoded["preprocess"], int(version)),
+        InputSpec.from_dict(decoded["preprocess"]),
         decoded["training"],
-        _test_mode(raw.get("test_mode")),
+        _eval_mode(raw.get("eval_mode")),
     )
 
 
@@ -444,17 +443,17 @@ def _json(key: str, text: str) -> Any:
         raise ValueError(f"{key}: JSON nested too deeply to be metadata") from None
 
 
-def _test_mode(raw: str | None) -> EvalMode:
-    """The optional ``test_mode`` entry; files without one normalise by running statistics."""
+def _eval_mode(raw: str | None) -> EvalMode:
+    """The optional ``eval_mode`` entry; files without one normalise by running statistics."""
     if raw is None:
         return EvalMode()
-    data = _json("test_mode", raw)
+    data = _json("eval_mode", raw)
     if not isinstance(data, dict) or set(data) - {"norm_stats", "dropout"}:
-        raise ValueError(f"test_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
+        raise ValueError(f"eval_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
     try:
         return EvalMode(**data)
     except ValueError as exc:
-        raise ValueError(f"test_mode.{exc}") from None
+        raise ValueError(f"eval_mode.{exc}") from None
 
 
 def _specs(generators: Any) -> dict[str, GeneratorSpec]:
@@ -573,4 +572,4 @@ def _build(
         state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         net.load_state_dict(state)
         generators[direction] = net.to(device).eval()
-    return LoadedModel(generators, meta.specs, meta.preprocess, training, meta.test_mode)
+    return LoadedModel(generators, meta.specs, meta.preprocess, training, meta.eval_mode)

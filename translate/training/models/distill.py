@@ -151,7 +151,7 @@ def load_frozen_teacher(config: Config) -> Teacher:
             f"channels, the data has {channels[0]} and {channels[1]} "
             "(data.input_channels, data.output_channels)"
         )
-    set_eval_mode(net, teacher_file.test_mode)
+    set_eval_mode(net, teacher_file.eval_mode)
     net.requires_grad_(False)
     macs = count_macs(net, (channels[0], *MAC_SIZE))
     return Teacher(net.eval(), spec, path, digest, macs)
