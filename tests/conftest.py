@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from training_helpers import smooth_image
 
 from translate.core import runtime
 from translate.core.runtime import CpuInfo
+from translate.data.images import write_image
 from translate.networks import GENERATORS, Generator
 
 # CI has 2 cores; more threads than that only add contention.
@@ -137,3 +139,30 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(socket, "create_connection", refuse)
     (home / "hub").mkdir(parents=True)
     return home / "hub"
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread while the test runs; a module of training tests asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``. Tiny networks gain nothing from
+    a second thread, and on a busy 2-core machine OpenMP threads waiting for each other make
+    each step 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aligned pairs (B = inverted A) in train/ and val/, and unpaired trainA/B, testA/B."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for i in range(count):
+            a = smooth_image(rng)
+            write_image(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
+            domain = "train" if split == "train" else "test"
+            write_image(root / f"{domain}A" / f"{i}.png", a)
+            write_image(root / f"{domain}B" / f"{i}.png", 255 - smooth_image(rng))
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from import_graph import PACKAGE, find_cycle, import_graph
-from test_training import data, tiny  # noqa: F401  (fixture)
+from training_helpers import tiny
 
 from translate.cli import COMMANDS
 
@@ -108,7 +108,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 @pytest.mark.parametrize("model", ["pix2pix", "sr"])
 def test_training_starts_without_torchvision_or_kornia(
     model: str,
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     if model == "sr":  # the paired images as HR photos, shrunk 4x by bicubic

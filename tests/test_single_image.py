@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_cut import cut
-from test_training import _one_thread, tiny, trainer  # noqa: F401  (fixture)
+from training_helpers import tiny, trainer
 
 from translate import Translator
 from translate.cli import main
@@ -24,6 +24,8 @@ from translate.training.configure import from_dict, load_config
 from translate.training.sampling import SeededItems
 
 CROP = 16
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gradient(height: int, width: int, third: int, reverse: bool = False) -> np.ndarray:

@@ -25,7 +25,7 @@ from translate.cli import main  # noqa: E402
 from translate.core.extras import MissingExtra  # noqa: E402
 from translate.core.runtime import resolve_precision  # noqa: E402
 from translate.core.torch_file import load as torch_load  # noqa: E402
-from translate.inference import community  # noqa: E402
+from translate.models import community  # noqa: E402
 from translate.models.loading import load_model  # noqa: E402
 
 # Tiny configurations of each family, with the scale and channels spandrel must report.

@@ -15,8 +15,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 from spandrel import ModelLoader
-from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
 from torchvision.models.vgg import cfgs, make_layers
+from training_helpers import resumed_run, tiny, trainer
 
 from translate.apps.evaluate import evaluate
 from translate.cli import main
@@ -32,6 +32,8 @@ from translate.training.perceptual import PerceptualLoss, vgg19_layer_names
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TINY_G = {"name": "srvgg_compact", "options": {"num_feat": 8, "num_conv": 2}}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -64,7 +66,7 @@ def paired_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sr_config(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """The issue's config (``model: sr``, HR folder, bicubic, 64 px HR crops) with a tiny
-    network and run (test_training's ``tiny``); ``sections`` update it."""
+    network and run (training_helpers' ``tiny``); ``sections`` update it."""
     data = {"degradation": "bicubic", "preprocess": {"mode": "crop", "crop_size": 64}}
     config = tiny("sr", root, data=data, generator=copy.deepcopy(TINY_G), train={"max_steps": 2})
     config["discriminator"] = {"name": "unet_sn", "options": {"num_feat": 4}}
