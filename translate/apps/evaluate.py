@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from translate.core.choices import PRECISIONS
+from translate.core.choices import DIRECTIONS, PRECISIONS
 from translate.core.errors import user_errors
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 )
 @click.option(
     "--direction",
-    type=click.Choice(["AtoB", "BtoA"]),
+    type=click.Choice(DIRECTIONS),
     default="AtoB",
     show_default=True,
     help="Which side of --data is the input.",

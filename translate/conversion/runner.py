@@ -287,7 +287,7 @@ def _source_of(path: Path, sources: Sequence[Source]) -> Source:
 
 
 @dataclass
-class Prepared:
+class PreparedConversion:
     """A conversion ready to run: the jobs left to do for each source, the summary so far
     (inputs failed or skipped already), the manifest record and whether ``dst`` is one file."""
 
@@ -304,7 +304,7 @@ def prepare_conversion(
     options: ConvertOptions,
     sources: Sequence[Source],
     inputs: Sequence[Path] | None = None,
-) -> Prepared:
+) -> PreparedConversion:
     """Everything before the first file is read: the plan, the manifest's claim, this rank's
     shard, the outputs that exist (skipped) and the files a source refuses (failed)."""
     check_groups(translator.options, group(options, ImageOptions))
@@ -329,7 +329,7 @@ def prepare_conversion(
         if refused is not None:
             summary.failed += [(job.src, refused) for job in todo[source.noun]]
             todo[source.noun] = []
-    return Prepared(todo, summary, record, found.one_file)
+    return PreparedConversion(todo, summary, record, found.one_file)
 
 
 def run_conversion(

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.core.choices import BACKEND_HELP, BACKENDS, NORM_STATS, PRECISIONS
+from translate.core.choices import BACKEND_HELP, BACKENDS, DIRECTIONS, NORM_STATS, PRECISIONS
 from translate.inference.formats import canonical, format_choices
 
-DIRECTIONS = ("AtoB", "BtoA")
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
 # size works and small tiles do not mostly repeat each other.
 OVERLAP = 32

@@ -40,6 +40,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from translate.core.atomic import atomic_write_bytes
+from translate.core.choices import DIRECTIONS
 from translate.data.transforms import Preprocess
 from translate.networks import GENERATORS, build_generator, count_macs, count_parameters
 from translate.networks.eval_mode import EvalMode
@@ -50,7 +51,6 @@ FORMAT = f"{FORMAT_PREFIX}{VERSION}"
 # One generator under its plain state-dict keys (see the module docstring).
 UNPREFIXED_VERSION = 3
 READABLE_VERSIONS = (2, 3)
-DIRECTIONS = ("AtoB", "BtoA")
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
 # A run directory's training checkpoints: checkpoints/state_<step>.pt
