@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from translate.core.choices import DIRECTIONS, PRECISIONS
+from translate.core.choices import DIRECTIONS
 from translate.core.errors import user_errors
+from translate.inference.options import TranslatorOptions, click_options
 
 if TYPE_CHECKING:
     import torch
@@ -108,14 +109,9 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
 )
 @click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="Autocast of --model's generator; auto as in convert.",
+# fp32 unless asked: scores are compared across machines, so they do not follow `auto`.
+@click_options(
+    TranslatorOptions, only=("batch_size", "device", "precision"), defaults={"precision": "fp32"}
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON only.")
 def evaluate(

@@ -359,33 +359,38 @@ def pixel_options_set(options: Any, cls: type[Any]) -> list[str]:
 
 
 def click_options(
-    *groups: type[Any], only: Collection[str] | None = None
+    *groups: type[Any],
+    only: Collection[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The click options of the groups' ``cli`` fields (those named in ``only``, if given),
-    in field order; each is passed to the command as a keyword of the field's name."""
+    in field order; each is passed to the command as a keyword of the field's name.
+    ``defaults``: a command's own default for a field (``evaluate`` scores in fp32)."""
+    defaults = defaults or {}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for cls in reversed(groups):
             hints = typing.get_type_hints(cls)
             for f in reversed(dataclasses.fields(cls)):
                 if meta(f).cli and (only is None or f.name in only):
-                    command = _click_option(f, hints[f.name])(command)
+                    default = defaults.get(f.name, f.default)
+                    command = _click_option(f, hints[f.name], default)(command)
         return command
 
     return decorate
 
 
-def _click_option(f: dataclasses.Field[Any], hint: Any) -> Callable[..., Any]:
+def _click_option(f: dataclasses.Field[Any], hint: Any, default: Any) -> Callable[..., Any]:
     m = meta(f)
     name = flag(f.name)
     if hint in (bool, bool | None):
-        if f.default is False:
+        if default is False:
             return click.option(name, f.name, is_flag=True, help=m.help)
         return click.option(
             f"{name}/--no-{name[2:]}",
             f.name,
-            default=f.default,
-            show_default=f.default is not None,
+            default=default,
+            show_default=default is not None,
             help=m.help,
         )
     kind = m.check.click_type() if m.check is not None else _base_type(hint)
@@ -393,8 +398,8 @@ def _click_option(f: dataclasses.Field[Any], hint: Any) -> Callable[..., Any]:
         name,
         f.name,
         type=kind,
-        default=f.default,
-        show_default=f.default is not None,
+        default=default,
+        show_default=default is not None,
         help=m.help,
     )
 

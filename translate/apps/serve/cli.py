@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from translate.core.choices import BACKEND_HELP, BACKENDS
 from translate.core.errors import user_errors
+from translate.inference.options import TranslatorOptions, click_options
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -38,11 +38,7 @@ def is_loopback(host: str) -> bool:
     default=None,
     help="Required on every request. Default: none on loopback, a random one otherwise.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option(
-    "--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-    help=BACKEND_HELP,
-)  # fmt: skip
+@click_options(TranslatorOptions, only=("device", "backend"))
 @click.option(
     "--queue",
     type=click.IntRange(min=0),
