@@ -32,11 +32,11 @@ from translate.training.configure import from_dict, validate
 from translate.training.engine import Trainer
 from translate.training.report import sample_grid
 
-TOY = "toy_upscale2_test_geometry"
+TOY = "pixel_repeat2_test_geometry"
 
 
 @GENERATORS.register(TOY)
-class ToyUpscale2(Generator):
+class PixelRepeat2(Generator):
     """Per pixel: a 1x1 convolution, then each pixel repeated 2x2 (so tiles are exact)."""
 
     scale = 2
