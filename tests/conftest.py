@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from training_helpers import smooth_image
 
-from translate import runtime
+from translate.core import runtime
+from translate.core.runtime import CpuInfo
+from translate.data.images import write_image
 from translate.networks import GENERATORS, Generator
-from translate.runtime import CpuInfo
 
 # CI has 2 cores; more threads than that only add contention.
 torch.set_num_threads(2)
@@ -79,7 +81,7 @@ def _seed() -> None:
 @pytest.fixture(scope="module")
 def tiny_generator_file(tmp_path_factory):
     """A seeded 3->3 resnet generator file small enough to convert with in tests."""
-    from translate.model_file import GeneratorSpec, save_generators
+    from translate.models.model_file import GeneratorSpec, save_generators
 
     path = tmp_path_factory.mktemp("model") / "g.safetensors"
     torch.manual_seed(0)
@@ -115,7 +117,7 @@ GENERATORS.register("toy_upscale2_conftest")(ToyUpscale2)
 @pytest.fixture
 def scaled_model():
     """A seeded in-memory 2x, 4 -> 3 channel generator file."""
-    from translate.model_file import GeneratorSpec, LoadedModel
+    from translate.models.model_file import GeneratorSpec, LoadedModel
 
     torch.manual_seed(0)
     spec = GeneratorSpec.declared("toy_upscale2_conftest", 4, 3, {})
@@ -137,3 +139,30 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(socket, "create_connection", refuse)
     (home / "hub").mkdir(parents=True)
     return home / "hub"
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread while the test runs; a module of training tests asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``. Tiny networks gain nothing from
+    a second thread, and on a busy 2-core machine OpenMP threads waiting for each other make
+    each step 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aligned pairs (B = inverted A) in train/ and val/, and unpaired trainA/B, testA/B."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for i in range(count):
+            a = smooth_image(rng)
+            write_image(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
+            domain = "train" if split == "train" else "test"
+            write_image(root / f"{domain}A" / f"{i}.png", a)
+            write_image(root / f"{domain}B" / f"{i}.png", 255 - smooth_image(rng))
+    return root

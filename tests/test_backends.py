@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.extras import MissingExtra
+from translate.conversion.convert import convert_folder
+from translate.conversion.manifest import MANIFEST_NAME
+from translate.core.extras import MissingExtra
 from translate.inference import export
 from translate.inference.backends import onnx_cache_path, weights_sha256
-from translate.inference.convert import convert_folder
-from translate.inference.loading import load_model
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import save_generators
+from translate.models.loading import load_model
+from translate.models.model_file import save_generators
 from translate.networks.eval_mode import EvalMode
 
 pytest.importorskip("onnxruntime")
@@ -85,7 +85,7 @@ def test_the_cache_is_reused_and_a_failed_export_leaves_nothing(scaled_model, mo
     assert cached.is_file()
     monkeypatch.setattr(export, "export_generator", lambda *a, **k: pytest.fail("exported again"))
     Translator(scaled_model, backend="onnxruntime")  # from the cache
-    # Another test mode is another graph (batch statistics), so another entry.
+    # Another eval mode is another graph (batch statistics), so another entry.
     assert onnx_cache_path(scaled_model, "AtoB", EvalMode("batch")) != cached
 
 
@@ -157,7 +157,7 @@ def test_a_manifest_from_before_backends_is_a_torch_one(tiny_generator_file, tmp
 
 def test_serve_translates_an_upload_on_onnxruntime(scaled_model, tmp_path):
     pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
-    from translate.serve.models import Models  # noqa: PLC0415  (the serve extra)
+    from translate.apps.serve.models import Models  # noqa: PLC0415  (the serve extra)
 
     path = tmp_path / "toy.safetensors"
     save_generators(path, {"AtoB": (scaled_model.specs["AtoB"], scaled_model.generators["AtoB"])})

@@ -1,4 +1,4 @@
-"""The block-edge ratio (translate.metrics.block_edge_ratio): the grid an x4 upscaler draws
+"""The block-edge ratio (translate.core.metrics.block_edge_ratio): the grid an x4 upscaler draws
 on smooth areas, as `translate evaluate` reports it for SR models."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from translate import metrics
+from translate.core import metrics
 
 
 def smooth_lr(seed: int = 0) -> torch.Tensor:

@@ -15,25 +15,25 @@ import yaml
 from click.testing import CliRunner
 
 from translate.cli import main
-from translate.inference.loading import load_model
-from translate.model_file import load_generators
+from translate.models.loading import load_model
+from translate.models.model_file import load_generators
 from translate.networks import count_parameters
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hub import REPO, _convert, put_in_cache, write_inputs  # noqa: E402
-from test_training import data, tiny  # noqa: E402, F401  (the training tests' tiny run)
+from training_helpers import tiny
 
 
 @pytest.fixture(scope="module")
 def tiny_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pix2pix run of 2 steps, validated at each, on test_training's 16 px pairs."""
+    """A pix2pix run of 2 steps, validated at each, on conftest's 16 px pairs (`data`)."""
     root = request.getfixturevalue("data")
     config = tiny("pix2pix", root, train={"max_steps": 2}, log={"eval_every": 1})
     config_path = tmp_path_factory.mktemp("config") / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path_factory.mktemp("runs") / "facades-tiny"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_training._one_thread
+    torch.set_num_threads(1)  # see conftest.one_thread
     try:
         args = ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
         result = CliRunner().invoke(main, args)

@@ -107,7 +107,7 @@ def test_help_names_every_registered_trainer():
 
 
 def test_every_command_help_names_every_trainer_and_its_data():
-    from translate.help import trainers
+    from translate.training.help import trainers
     from translate.training.models import TRAINERS
 
     assert trainers() == {name: TRAINERS.get(name).data for name in TRAINERS.names()}

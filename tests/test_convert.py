@@ -7,11 +7,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
+from translate.conversion.convert import convert_folder, shard
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import read_image
-from translate.inference.convert import convert_folder, shard
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, LoadedModel, save_generators
+from translate.models.model_file import GeneratorSpec, LoadedModel, save_generators
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.atomic import atomic_write_bytes, remove_stale_temps
+from translate.conversion.convert import IMAGES, convert_folder
+from translate.conversion.manifest import MANIFEST_NAME
+from translate.conversion.runner import plan
+from translate.core.atomic import atomic_write_bytes, remove_stale_temps
 from translate.data.images import ImageReadError, is_image_path, read_image, scan_files
-from translate.inference.convert import IMAGES, convert_folder
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.options import ConvertOptions
-from translate.inference.runner import plan
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, load_generators, save_generators
 from translate.training.checkpoint import save_state
 
 

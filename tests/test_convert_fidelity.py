@@ -7,10 +7,10 @@ from click.testing import CliRunner
 from PIL import Image, ImageCms
 
 from translate.cli import main
+from translate.conversion.convert import convert_folder
 from translate.data.images import read_image
-from translate.inference.convert import convert_folder
 from translate.inference.translator import Translator
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.inference.runner import listed_inputs
+from translate.conversion.runner import listed_inputs
 
 
 def _save(path, seed):

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.inference.convert import ConvertOptions, convert_folder
-from translate.inference.manifest import MANIFEST_NAME
+from translate.conversion.convert import ConvertOptions, convert_folder
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, save_generators
+from translate.models.model_file import GeneratorSpec, save_generators
 
 
 def _model(path, seed):

@@ -13,14 +13,15 @@ from click.testing import CliRunner
 from PIL import Image
 from tqdm import tqdm
 
-from translate import runtime
 from translate.cli import main
+from translate.conversion import convert
+from translate.conversion.convert import convert_folder
+from translate.core import runtime
 from translate.data.images import write_image
-from translate.inference import convert, memory
-from translate.inference.convert import convert_folder
+from translate.inference import memory
 from translate.inference.memory import MemoryBudget, bytes_per_pixel
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, LoadedModel, save_generators
+from translate.models.model_file import GeneratorSpec, LoadedModel, save_generators
 
 
 def _model(path, ngf):

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training import data, tiny, trainer  # noqa: F401  (fixture)
+from training_helpers import tiny, trainer
 
-from translate.runtime import free_memory
+from translate.core.runtime import free_memory
 
 pytestmark = pytest.mark.cuda
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_training_steps_on_cuda(data: Path, tmp_path: Path, precision: str) -> None:  # noqa: F811
+def test_training_steps_on_cuda(data: Path, tmp_path: Path, precision: str) -> None:
     config = tiny("pix2pix", data, train={"device": "cuda", "precision": precision})
     t = trainer(config, tmp_path / "run")
     assert t.device.type == "cuda" and t.runtime.channels_last

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training import SIZE, _one_thread, data, tiny, trainer  # noqa: F401  (fixtures)
+from training_helpers import SIZE, tiny, trainer
 
 from translate import Translator
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.models.cut import PatchSampler, patch_nce_loss
 
 LAYERS = [0, 4, 8, 10]  # of a 1-block ResNet: padded input, two downsamplings, the block
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cut(root: Path, mode: str = "cut", **sections: dict) -> dict:
@@ -58,7 +60,7 @@ def test_patch_sampler_samples_the_same_positions_when_given_them() -> None:
     assert [r.shape[0] for r in few] == [4, 1]  # no more patches than positions
 
 
-def test_modes_set_the_reference_defaults(data: Path) -> None:  # noqa: F811
+def test_modes_set_the_reference_defaults(data: Path) -> None:
     c = from_dict(cut(data)).loss
     assert (c.lambda_nce, c.nce_idt, c.flip_equivariance) == (1.0, True, False)
     f = from_dict(cut(data, "fastcut")).loss
@@ -74,7 +76,7 @@ def test_modes_set_the_reference_defaults(data: Path) -> None:  # noqa: F811
         from_dict(cut(data, loss={"lambda_identity": 0.5}))
 
 
-def test_bad_nce_layers_and_channels_are_refused(data: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_nce_layers_and_channels_are_refused(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'loss.nce_layers'.*tap points 0\.\.19"):
         trainer(cut(data, loss={"nce_layers": [0, 40]}), tmp_path)
     with pytest.raises(ValueError, match=r"'loss.nce_idt'"):
@@ -84,7 +86,7 @@ def test_bad_nce_layers_and_channels_are_refused(data: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
 def test_one_step_changes_the_generator_the_mlp_and_the_discriminator(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     mode: str,
 ) -> None:
@@ -102,7 +104,7 @@ def test_one_step_changes_the_generator_the_mlp_and_the_discriminator(
 
 
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
-def test_resume_is_exact(data: Path, tmp_path: Path, mode: str) -> None:  # noqa: F811
+def test_resume_is_exact(data: Path, tmp_path: Path, mode: str) -> None:
     """Patch positions, flips, data order and the lazily built MLP all come back."""
     sections = {"optim": {"d_steps": 2}, "train": {"batch_size": 2, "max_steps": 6}}
     full = trainer(cut(data, mode, **sections), tmp_path / "full")
@@ -119,7 +121,7 @@ def test_resume_is_exact(data: Path, tmp_path: Path, mode: str) -> None:  # noqa
 
 
 def test_short_run_lowers_the_nce_loss_and_writes_a_generator_file(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     steps = 40

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from translate import Translator
 from translate.cli import main
 from translate.data.images import list_images, read_image
-from translate.inference.loading import resolve_model_path
-from translate.model_file import read_metadata
+from translate.models.loading import resolve_model_path
+from translate.models.model_file import read_metadata
 from translate.training.configure import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from translate import Translator
 from translate.cli import main
+from translate.core.metrics import BlockEdges, block_edges, psnr_y, smooth_areas
 from translate.data.degradations import build_degradation
 from translate.data.images import list_images, read_image, write_image
-from translate.inference.loading import resolve_model_path
-from translate.metrics import BlockEdges, block_edges, psnr_y, smooth_areas
-from translate.model_file import read_metadata
+from translate.models.loading import resolve_model_path
+from translate.models.model_file import read_metadata
 from translate.training.configure import load_config
 from translate.training.models.sr import bicubic_upscale
 

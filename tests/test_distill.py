@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from test_training import SIZE, _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
+from training_helpers import SIZE, resumed_run, tiny, trainer
 
 from translate import Translator, build_generator
 from translate.cli import main
 from translate.data.transforms import Preprocess
-from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.networks import count_macs
 from translate.training.base import Prepared
 from translate.training.configure import from_dict
@@ -26,6 +26,8 @@ from translate.training.models.distill import NARROWEST, Distill, feature_distil
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TEACHER = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 8})
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def teacher_file(folder: Path, spec: GeneratorSpec) -> Path:
@@ -80,7 +82,7 @@ def test_taps_with_the_output_come_from_one_pass() -> None:
 
 
 def test_cli_distills_a_student_with_20x_fewer_macs(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     wide = GeneratorSpec("resnet_9blocks", 3, 3, {"ngf": 16})  # 20x fewer MACs: ngf 4 or more
@@ -118,7 +120,7 @@ def test_cli_distills_a_student_with_20x_fewer_macs(
 
 
 def test_resume_is_exact_and_refuses_a_changed_teacher(
-    data: Path,  # noqa: F811
+    data: Path,
     teacher: Path,
     tmp_path: Path,
 ) -> None:
@@ -140,7 +142,7 @@ def test_resume_is_exact_and_refuses_a_changed_teacher(
 
 
 def test_teacher_from_a_run_directory_and_a_checkpoint(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     """A pix2pix run is the teacher, as its folder and as its training checkpoint; the
@@ -170,7 +172,7 @@ def test_teacher_from_a_run_directory_and_a_checkpoint(
 
 
 def test_a_narrow_teacher_gets_the_narrowest_student_that_learns(
-    data: Path,  # noqa: F811
+    data: Path,
     teacher: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -190,7 +192,7 @@ def test_a_narrow_teacher_gets_the_narrowest_student_that_learns(
 
 
 def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -228,9 +230,9 @@ def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
 
 
 @pytest.mark.slow
-def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None:
     """`demo`, a U-Net: the default taps pair with its taps of the same resolution."""
-    from translate.inference.loading import bundled_path
+    from translate.models.loading import bundled_path
 
     run_dir = tmp_path / "run"
     args = ["distill", "demo", "--data", str(data), "--run-dir", str(run_dir), "--no-progress"]
@@ -245,7 +247,7 @@ def test_a_bundled_model_name_is_a_teacher(data: Path, tmp_path: Path) -> None: 
     assert student.specs["AtoB"].options["ngf"] == 4  # 20x fewer MACs would be ngf 1
 
 
-def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_bad_teacher_is_one_line_naming_it(data: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "teacher.safetensors"
     result = CliRunner().invoke(main, ["distill", str(missing), "--data", str(data)])
     assert result.exit_code == 1
@@ -265,7 +267,7 @@ def test_worldmaps_distill_config_loads() -> None:
 
 
 def test_a_six_block_student_pairs_its_taps_with_the_teachers(
-    data: Path,  # noqa: F811
+    data: Path,
     teacher: Path,
     tmp_path: Path,
 ) -> None:
@@ -282,7 +284,7 @@ def test_a_six_block_student_pairs_its_taps_with_the_teachers(
 
 def test_the_stage_resolves_what_the_trainer_receives(
     teacher: Path,
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

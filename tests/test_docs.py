@@ -287,7 +287,7 @@ def test_role_names_resolve_as_sphinx_does() -> None:
     convert = package["inference.options.ConvertOptions"].docstring.value
     # `~` shows the last part; the link is the full path
     assert (
-        '<autoref identifier="translate.inference.convert.convert_folder" optional>'
+        '<autoref identifier="translate.conversion.convert.convert_folder" optional>'
         "<code>convert_folder</code></autoref>"
     ) in convert
     # a name of the docstring's own module, and a method named through its imported class
@@ -295,13 +295,13 @@ def test_role_names_resolve_as_sphinx_does() -> None:
     assert 'identifier="translate.inference.options.RunOptions" optional><code>RunOptions<' in (
         options
     )
-    tiled = package["inference.convert.convert_folder"].docstring.value
+    tiled = package["conversion.convert.convert_folder"].docstring.value
     assert 'identifier="translate.inference.translator.Translator.load"' in tiled
     # a name the module does not import at its top: the one object of the package so named
     assert 'identifier="translate.inference.translator.Translator"' in options
     # Sphinx's relative `.module`: a sibling of the docstring's module
-    hub = package["inference.hub"].docstring.value
-    assert 'identifier="translate.inference.loading" optional><code>.loading<' in hub
+    hub = package["models.hub"].docstring.value
+    assert 'identifier="translate.models.loading" optional><code>.loading<' in hub
     # a name griffe sees no object for (`A, B = ...`) stays code, not a dead link
     hr_folder = package["data.datasets.HRFolder"].docstring.value
     assert "<code>HR</code>" in hr_folder and 'identifier="translate.data.layout.HR"' not in (
@@ -331,7 +331,7 @@ def test_the_api_reference_has_a_heading_per_object_and_links_for_roles(tmp_path
     paths = [path for paths in gen_docs.api_names().values() for path in paths]
     assert [path for path in paths if path not in headings] == []
     assert not re.search(r":(func|class|meth|mod|attr|data):", page)
-    assert 'href="#translate.inference.convert.convert_folder"><code>convert_folder</code>' in page
+    assert 'href="#translate.conversion.convert.convert_folder"><code>convert_folder</code>' in page
 
 
 def _setup_extras() -> dict[str, set[str]]:

@@ -20,7 +20,7 @@ from PIL import Image
 from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.data.layout import find_layout
-from translate.inference.loading import load_model
+from translate.models.loading import load_model
 from translate.networks import build_generator
 
 

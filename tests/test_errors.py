@@ -1,4 +1,4 @@
-"""The CLIs' one error-to-message conversion (translate/errors.py)."""
+"""The CLIs' one error-to-message conversion (translate/core/errors.py)."""
 
 import ast
 from pathlib import Path
@@ -7,8 +7,8 @@ import click
 import pytest
 
 import translate
-from translate.errors import user_errors
-from translate.extras import MissingExtra
+from translate.core.errors import user_errors
+from translate.core.extras import MissingExtra
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_other_errors_keep_their_traceback_and_exit_with_is_called():
 
 
 def test_no_cli_converts_exceptions_to_messages_itself():
-    """`except ...: raise click.ClickException(str(exc))` belongs in translate/errors.py."""
+    """`except ...: raise click.ClickException(str(exc))` belongs in translate/core/errors.py."""
     package = Path(translate.__file__).parent
     copies = []
     for path in package.rglob("cli.py"):
@@ -49,4 +49,4 @@ def test_no_cli_converts_exceptions_to_messages_itself():
                         and [ast.unparse(arg) for arg in raised.args] == [f"str({node.name})"]
                     ):
                         copies.append(f"{path.relative_to(package)}:{raised.lineno}")
-    assert not copies, "use translate.errors.user_errors: " + ", ".join(copies)
+    assert not copies, "use translate.core.errors.user_errors: " + ", ".join(copies)

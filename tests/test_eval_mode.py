@@ -9,11 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from translate.cli import main
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import read_image, write_image
 from translate.inference.export import export_generator
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, load_generators, save_generators
 from translate.networks.eval_mode import EvalMode, set_eval_mode
 
 SPEC = GeneratorSpec(
@@ -69,7 +69,7 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     kw = {"device": "cpu", "precision": "fp32"}
     running = Translator.load(model_path, **kw)(image)
     batch = Translator.load(model_path, norm_stats="batch", batch_size=1, **kw)
-    assert batch.test_mode == EvalMode("batch", False)
+    assert batch.eval_mode == EvalMode("batch", False)
     assert np.array_equal(
         batch(image), Translator.load(model_path, norm_stats="batch", **kw)(image)
     )
@@ -78,8 +78,8 @@ def test_translator_modes_and_the_recorded_default(model_path, tmp_path):
     assert np.array_equal(Translator.load(model_path, **kw)(image), running)
     recorded = tmp_path / "recorded.safetensors"
     net = load_generators(model_path).generators["AtoB"]
-    save_generators(recorded, {"AtoB": (SPEC, net)}, test_mode=EvalMode("batch", False))
-    assert load_generators(recorded).test_mode == EvalMode("batch", False)
+    save_generators(recorded, {"AtoB": (SPEC, net)}, eval_mode=EvalMode("batch", False))
+    assert load_generators(recorded).eval_mode == EvalMode("batch", False)
     assert np.array_equal(Translator.load(recorded, **kw)(image), batch(image))
     assert np.array_equal(Translator.load(recorded, norm_stats="running", **kw)(image), running)
     with pytest.raises(ValueError, match="norm_stats: expected running or batch, got 'train'"):
@@ -120,7 +120,7 @@ def test_convert_with_dropout_reruns_to_the_same_bytes_and_records_the_seed(mode
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_exports_take_the_test_mode(model_path, tmp_path, fmt):
+def test_exports_take_the_eval_mode(model_path, tmp_path, fmt):
     if fmt == "onnx":
         onnxruntime = pytest.importorskip("onnxruntime")
     model = load_generators(model_path)
@@ -158,7 +158,7 @@ def test_convert_and_info_options(model_path, tmp_path):
     expected = Translator.load(model_path, device="cpu", norm_stats="batch")(image)
     assert np.abs(batch - expected).max() <= 1 and np.abs(batch - running).max() > 10
     result = runner.invoke(main, ["info", str(model_path), "--json"])
-    assert json.loads(result.output)["test_mode"] == {"norm_stats": "running", "dropout": False}
+    assert json.loads(result.output)["eval_mode"] == {"norm_stats": "running", "dropout": False}
     result = runner.invoke(
         main,
         [

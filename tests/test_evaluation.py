@@ -11,18 +11,18 @@ from torch import nn
 from torchvision.models import inception_v3
 from torchvision.models.inception import BasicConv2d
 
-from translate import metrics
+from translate.apps.evaluate import evaluate
+from translate.core import metrics
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation import SetScores, fid, frechet_distance, kid, load_inception
 from translate.evaluation import inception as inception_module
-from translate.evaluation.cli import evaluate
 from translate.evaluation.inception import (
     _PaddingExcludedPoolConv,
     _tf_fid_inception,
     feature_statistics,
 )
-from translate.model_file import GeneratorSpec, InputSpec, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, save_generators
 
 # ---------------------------------------------------------------- statistics
 

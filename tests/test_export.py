@@ -6,9 +6,9 @@ import torch
 from translate.data.transforms import Preprocess
 from translate.inference import export
 from translate.inference.export import describe_model, export_generator
-from translate.inference.loading import load_model
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, InputSpec, LoadedModel
+from translate.models.loading import load_model
+from translate.models.model_file import GeneratorSpec, InputSpec, LoadedModel
 from translate.networks import count_parameters
 
 SPECS = {

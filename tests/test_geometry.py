@@ -13,14 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from translate.conversion.convert import convert_folder
+from translate.conversion.video import convert_video
 from translate.data.images import read_image
 from translate.data.transforms import Preprocess, ScaledPairTransform
 from translate.evaluation.scores import model_images
-from translate.inference.convert import convert_folder
 from translate.inference.memory import MemoryBudget
 from translate.inference.translator import Translator
-from translate.inference.video import convert_video
-from translate.model_file import (
+from translate.models.model_file import (
     GeneratorSpec,
     InputSpec,
     LoadedModel,
@@ -32,11 +32,11 @@ from translate.training.configure import from_dict, validate
 from translate.training.engine import Trainer
 from translate.training.report import sample_grid
 
-TOY = "toy_upscale2_test_geometry"
+TOY = "pixel_repeat2_test_geometry"
 
 
 @GENERATORS.register(TOY)
-class ToyUpscale2(Generator):
+class PixelRepeat2(Generator):
     """Per pixel: a 1x1 convolution, then each pixel repeated 2x2 (so tiles are exact)."""
 
     scale = 2
@@ -309,8 +309,8 @@ def _serve_client(model):
     pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
     from fastapi.testclient import TestClient  # noqa: PLC0415  (the serve extra)
 
-    from translate.serve.app import create_app  # noqa: PLC0415
-    from translate.serve.models import Models  # noqa: PLC0415
+    from translate.apps.serve.app import create_app  # noqa: PLC0415
+    from translate.apps.serve.models import Models  # noqa: PLC0415
 
     return TestClient(
         create_app(Models([str(model)], device="cpu")),
@@ -330,7 +330,7 @@ def test_serve_returns_an_upload_at_twice_its_size(toy_file):
 
 def test_serve_live_frames_come_back_at_twice_their_size(toy_file):
     client = _serve_client(toy_file)
-    from translate.serve.app import FRAME_HEADER  # noqa: PLC0415  (the serve extra)
+    from translate.apps.serve.app import FRAME_HEADER  # noqa: PLC0415  (the serve extra)
 
     rng = np.random.default_rng(5)
     with client.websocket_connect(f"/api/live?model={toy_file}") as ws:

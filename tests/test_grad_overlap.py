@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_training import data, join_as, tiny  # noqa: F401  (fixture)
+from training_helpers import join_as, tiny
 
 from translate.training import distributed
 from translate.training.configure import from_dict
@@ -46,7 +46,7 @@ def _worker(rank: int, config: dict[str, Any], out: Path, port: int) -> None:
 
 @pytest.mark.slow
 def test_overlapped_reduce_trains_the_flat_paths_weights(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     with socket.socket() as s:

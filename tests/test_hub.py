@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 from translate.cli import main
 from translate.data.images import read_image, write_image
-from translate.inference.hub import HubModel, parse_repo_id
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.models.hub import HubModel, parse_repo_id
+from translate.models.model_file import GeneratorSpec, load_generators, save_generators
 
 pytest.importorskip("huggingface_hub")  # the `hub` extra; part of `test`, so CI runs these
 

@@ -1,8 +1,5 @@
-"""The package's modules form a layered graph: no module reaches itself through imports.
-
-Every ``import``/``from ... import`` counts, including those inside functions: a lazy
-import hides a circle from Python's loader but is still a dependency.
-"""
+"""No module reaches itself through imports (the graph: tests/import_graph.py), and what a
+command does not use, it does not import."""
 
 import ast
 import json
@@ -11,72 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import data, tiny  # noqa: F401  (fixture)
+from import_graph import PACKAGE, find_cycle, import_graph
+from training_helpers import tiny
 
-import translate
 from translate.cli import COMMANDS
 
 SR_GENERATOR = {"name": "srvgg_compact", "options": {"num_feat": 4, "num_conv": 1}}
-
-PACKAGE = Path(translate.__file__).parent
-
-
-def _module_name(path: Path) -> str:
-    parts = ("translate",) + path.relative_to(PACKAGE).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _resolve(name: str, modules: set[str]) -> str | None:
-    """The package module `name` denotes: itself, or its nearest package-module parent."""
-    while name and name not in modules:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
-def import_graph() -> dict[str, set[str]]:
-    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    modules = set(files)
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                    base = f"{anchor}.{base}" if base else anchor
-                for alias in node.names:  # `from pkg import name`: the submodule, or pkg
-                    submodule = f"{base}.{alias.name}"
-                    targets.add(submodule if submodule in modules else base)
-        resolved = {_resolve(target, modules) for target in targets}
-        graph[name] = {target for target in resolved if target and target != name}
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One cycle as a path that starts and ends on the same module, or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for target in sorted(graph.get(node, ())):
-            if state.get(target) == 1:
-                return path[path.index(target) :] + [target]
-            if target not in state and (cycle := visit(target)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
 
 
 def test_find_cycle_names_the_circle():
@@ -86,9 +23,9 @@ def test_find_cycle_names_the_circle():
 
 
 def test_relative_and_function_level_imports_are_edges():
-    edges = import_graph()["translate.inference.loading"]
-    assert "translate.model_file" in edges  # from ..model_file import ...
-    assert "translate.inference.reference" in edges  # inside load_model: from .reference import
+    edges = import_graph()["translate.models.loading"]
+    assert "translate.models.hub" in edges  # at the top
+    assert "translate.models.reference" in edges  # inside load_model
 
 
 def test_no_module_imports_one_that_imports_it_back():
@@ -99,7 +36,7 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_serve_imports_no_private_names():
     """serve is a client of the other layers: what it needs of them is their public API."""
     private = []
-    for path in (PACKAGE / "serve").rglob("*.py"):
+    for path in (PACKAGE / "apps" / "serve").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and not node.level:
                 names = [alias.name for alias in node.names if alias.name.startswith("_")]
@@ -171,7 +108,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 @pytest.mark.parametrize("model", ["pix2pix", "sr"])
 def test_training_starts_without_torchvision_or_kornia(
     model: str,
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     if model == "sr":  # the paired images as HR photos, shrunk 4x by bicubic
@@ -194,7 +131,7 @@ def test_training_starts_without_torchvision_or_kornia(
 def _expected_counts(path: Path) -> tuple[int, float]:
     """The parameters and GMACs of a generator file's AtoB network, counted from the network
     at the side translate info quotes (its training crop, a multiple of its size multiple)."""
-    from translate.model_file import load_generators
+    from translate.models.model_file import load_generators
     from translate.networks import count_macs, count_parameters
 
     model = load_generators(path)
@@ -205,7 +142,7 @@ def _expected_counts(path: Path) -> tuple[int, float]:
 
 
 def test_info_reads_the_counts_a_file_stores_without_importing_anything_heavy() -> None:
-    from translate.inference.loading import bundled_path
+    from translate.models.loading import bundled_path
 
     heavy, printed = _heavy_after("info", "demo")
     parameters, gmac = _expected_counts(bundled_path("demo"))
@@ -217,8 +154,8 @@ def test_info_counts_the_network_of_a_file_that_stores_no_counts(tmp_path: Path)
     from safetensors.torch import load_file, save_file
 
     from translate.data.transforms import Preprocess
-    from translate.inference.describe import read_safetensors_metadata
-    from translate.model_file import GeneratorSpec, InputSpec, save_generators
+    from translate.models.describe import read_safetensors_metadata
+    from translate.models.model_file import GeneratorSpec, InputSpec, save_generators
 
     spec = GeneratorSpec.declared("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
     path = tmp_path / "g.safetensors"

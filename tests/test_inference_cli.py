@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from translate import Translator
 from translate.cli import main
 from translate.data.images import write_image
-from translate.model_file import GeneratorSpec, save_generators
+from translate.models.model_file import GeneratorSpec, save_generators
 from translate.networks import count_parameters
 
 

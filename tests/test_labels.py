@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from translate.inference.convert import convert_folder
+from translate.conversion.convert import convert_folder
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, load_generators, save_generators
 from translate.networks import GENERATORS, Generator
 
 TOY = "toy_labels_test_labels"

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from translate.data.transforms import Preprocess
-from translate.inference import loading
-from translate.inference.loading import load_model
-from translate.model_file import GeneratorSpec, InputSpec, save_generators
+from translate.models import loading
+from translate.models.loading import load_model
+from translate.models.model_file import GeneratorSpec, InputSpec, save_generators
 
 SPEC = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
 PRE = InputSpec(Preprocess(mode="none", size_multiple=4))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from translate import metrics
+from translate.core import metrics
 
 
 def test_l1_and_psnr_on_a_known_difference():

@@ -11,7 +11,7 @@ import translate
 from translate.cli import main
 from translate.data.transforms import Preprocess
 from translate.inference.export import export_generator
-from translate.model_file import (
+from translate.models.model_file import (
     GeneratorSpec,
     InputSpec,
     LoadedModel,

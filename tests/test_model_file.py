@@ -5,10 +5,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from translate.atomic import atomic_path
+from translate.core.atomic import atomic_path
 from translate.data.transforms import Preprocess
-from translate.inference.loading import load_model
-from translate.model_file import (
+from translate.models.loading import load_model
+from translate.models.model_file import (
     FORMAT,
     GeneratorSpec,
     InputSpec,
@@ -82,7 +82,7 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
 
 
 def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
-    from translate.atomic import atomic_write_text
+    from translate.core.atomic import atomic_write_text
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
@@ -93,40 +93,6 @@ def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
 def _raw_metadata(path):
     with safe_open(str(path), framework="pt") as f:
         return f.metadata()
-
-
-OPTIONS = {"ngf": 4, "num_downs": 3}
-# What the bundled demo carried (its network smaller) until it was repacked as version 2
-# with its counts: a version-1 file, a flat preprocess dict with channel counts.
-VERSION_1_METADATA = {
-    "format": "translate.generator/1",
-    "generators": json.dumps(
-        {"AtoB": {"name": "unet_128", "in_channels": 3, "out_channels": 3, "options": OPTIONS}}
-    ),
-    "preprocess": json.dumps(
-        {"mode": "resize_and_crop", "load_size": 143, "crop_size": 128, "flip": False,
-         "size_multiple": 4, "input_augment": [], "input_channels": 3, "output_channels": 3}
-    ),
-    "training": "{}",
-}  # fmt: skip
-
-
-def test_version_1_files_still_load(tmp_path):
-    spec = GeneratorSpec("unet_128", 3, 3, OPTIONS)
-    tensors = {f"AtoB.{k}": v for k, v in spec.build().state_dict().items()}
-    old = tmp_path / "v1.safetensors"
-    save_file(tensors, str(old), VERSION_1_METADATA)
-    meta = read_metadata(old)
-    assert meta.version == 1
-    assert meta.preprocess == InputSpec(
-        Preprocess(load_size=143, crop_size=128, flip=False), input_channels=3, output_channels=3
-    )
-    assert isinstance(load_generators(old).preprocess.transforms, Preprocess)
-    # A version-1 file with only some fields (as early runs wrote) gets Preprocess's defaults.
-    partial = tmp_path / "partial.safetensors"
-    metadata = {**VERSION_1_METADATA, "preprocess": json.dumps({"input_channels": 1})}
-    save_file(tensors, str(partial), metadata)
-    assert read_metadata(partial).preprocess == InputSpec(Preprocess(), 1, 3)
 
 
 def test_files_are_written_as_version_2_and_newer_ones_are_named(tmp_path):
@@ -140,9 +106,11 @@ def test_files_are_written_as_version_2_and_newer_ones_are_named(tmp_path):
         "input_channels": 1,
         "output_channels": 3,
     }
-    save_file(load_file(str(path)), str(path), {**raw, "format": "translate.generator/9"})
-    with pytest.raises(ValueError, match=r"g\.safetensors: format: 'translate.generator/9' is not"):
-        read_metadata(path)
+    for version in (1, 9):  # 1: before preprocess held channel counts; 9: a later release
+        fmt = f"translate.generator/{version}"
+        save_file(load_file(str(path)), str(path), {**raw, "format": fmt})
+        with pytest.raises(ValueError, match=rf"g\.safetensors: format: '{fmt}' is not"):
+            read_metadata(path)
 
 
 def _tiny_file(tmp_path):
@@ -191,9 +159,9 @@ MALFORMED = {
         lambda raw: {**raw, "generators": "[" * 100_000 + "]" * 100_000},
         "generators: JSON nested too deeply to be metadata",
     ),
-    "test_mode nested past the parser": (
-        lambda raw: {**raw, "test_mode": "{" + '"a":{' * 100_000 + "}" * 100_001},
-        "test_mode: JSON nested too deeply to be metadata",
+    "eval_mode nested past the parser": (
+        lambda raw: {**raw, "eval_mode": "{" + '"a":{' * 100_000 + "}" * 100_001},
+        "eval_mode: JSON nested too deeply to be metadata",
     ),
     "bad channel count": (
         lambda raw: {**raw, "preprocess": json.dumps({"input_channels": 0})},

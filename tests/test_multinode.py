@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from test_training import data, tiny  # noqa: F401  (fixture)
+from training_helpers import tiny
 
 from translate.training.checkpoint import latest_state, load_state
 
@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def config(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def config(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _config(data, tmp_path_factory.mktemp("config"))
 
 
@@ -49,7 +49,7 @@ def two_nodes(config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return _weights(run_dir)
 
 
-def _config(data: Path, tmp_path: Path) -> Path:  # noqa: F811
+def _config(data: Path, tmp_path: Path) -> Path:
     config = tiny(
         "pix2pix", data, train={"batch_size": 2, "max_steps": STEPS, "device": "cpu"},
         log={"every": 1, "eval_every": 1000, "checkpoint_every": 2, "tensorboard": False},
@@ -133,7 +133,7 @@ def test_elastic_restart_resumes_from_the_newest_checkpoint(
     _assert_equal(two_nodes, _weights(run_dir))
 
 
-def test_dist_timeout_is_a_checked_config_key(data: Path) -> None:  # noqa: F811
+def test_dist_timeout_is_a_checked_config_key(data: Path) -> None:
     from translate.training.configure import from_dict
     from translate.training.distributed import elastic_restart
 

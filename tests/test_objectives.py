@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from test_training import _one_thread, data, tiny, trainer  # noqa: F401
+from training_helpers import tiny, trainer
 
 from translate import GANLoss, gradient_penalty
-from translate.losses import OBJECTIVES, GANObjective
 from translate.training.configure import from_dict
+from translate.training.losses import OBJECTIVES, GANObjective
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _definition(mode: str, x: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
@@ -56,7 +58,7 @@ def test_builtin_objectives_are_bit_identical_to_their_definitions(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_trainer_gan_losses_are_bit_identical_to_their_definitions(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     mode: str,
 ) -> None:
@@ -101,7 +103,7 @@ def softplus_hinge() -> Iterator[str]:
 
 
 def test_a_registered_objective_trains_and_the_monitor_reports_it(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     softplus_hinge: str,
 ) -> None:
@@ -117,12 +119,12 @@ def test_a_registered_objective_trains_and_the_monitor_reports_it(
     assert losses and all(math.isfinite(v) for v in losses)
 
 
-def test_config_refuses_an_unregistered_objective_before_training(data: Path) -> None:  # noqa: F811
+def test_config_refuses_an_unregistered_objective_before_training(data: Path) -> None:
     with pytest.raises(ValueError, match=r"'loss.gan_mode': 'softplus_hinge' is not one of.*lsgan"):
         from_dict(tiny("pix2pix", data, loss={"gan_mode": "softplus_hinge"}))
 
 
-def test_config_checks_the_options_of_the_objective(data: Path) -> None:  # noqa: F811
+def test_config_checks_the_options_of_the_objective(data: Path) -> None:
     with pytest.raises(ValueError, match=r"^config key 'loss.gp_weight': must be 0 or more"):
         from_dict(tiny("pix2pix", data, loss={"gan_mode": "wgangp", "gp_weight": -1.0}))
     # another objective has no penalty to weigh

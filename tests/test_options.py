@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
+from translate.conversion.cli import convert
+from translate.conversion.convert import IMAGES, convert_folder, output_path
+from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import write_image
 from translate.inference import formats
-from translate.inference.cli import convert
-from translate.inference.convert import IMAGES, convert_folder, output_path
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.options import (
     ConvertOptions,
     OneOf,
@@ -74,6 +74,22 @@ def test_convert_has_a_flag_for_every_cli_field_and_no_other_option_flags():
     # run goes: Ray)
     own = {"model", "input", "output", "report", "targets", "arch", "norm"}
     assert names - schema == own | {"files_from", "pattern", "ray_address", "actors"}
+
+
+def test_evaluate_and_serve_declare_the_schemas_options():
+    from translate.apps.evaluate import evaluate
+    from translate.apps.serve.cli import serve
+
+    fields = {f.name: f for f in dataclasses.fields(TranslatorOptions)}
+    uses = {evaluate: ("batch_size", "device", "precision"), serve: ("device", "backend")}
+    for command, names in uses.items():
+        params = {p.name: p for p in command.params}
+        for name in names:
+            param, field = params[name], fields[name]
+            assert param.help == meta(field).help, (command.name, name)
+            # evaluate scores in fp32 unless asked; every other default is the schema's
+            own = "fp32" if (command, name) == (evaluate, "precision") else field.default
+            assert param.default == own, (command.name, name)
 
 
 def test_checks_name_the_field_in_the_api_and_the_flag_on_the_command_line():

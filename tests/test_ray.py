@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.inference.convert import convert_folder
+from translate.conversion.convert import convert_folder
 from translate.inference.options import ConvertOptions, TranslatorOptions
 from translate.inference.translator import Translator
 
 ray = pytest.importorskip("ray")
-ray_inference = pytest.importorskip("translate.inference.ray")
+ray_inference = pytest.importorskip("translate.conversion.ray")
 
 pytestmark = pytest.mark.slow  # each run starts its actors: seconds, even for tiny models
 

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 import torch
 
-from translate import torch_file
-from translate.inference.loading import load_model
+from translate.core import torch_file
+from translate.models.loading import load_model
 from translate.networks import build_generator
 
 RESNET = {"ngf": 4, "n_blocks": 2}
@@ -279,7 +279,7 @@ def test_a_pickle_that_unpacks_past_any_state_dict_is_refused_unread(
 def test_a_file_larger_than_the_free_memory_is_refused_before_torch_allocates(
     tmp_path, monkeypatch, no_torch_load
 ):
-    monkeypatch.setattr("translate.torch_file.free_memory", lambda device: 1 << 20)
+    monkeypatch.setattr("translate.core.torch_file.free_memory", lambda device: 1 << 20)
     path = tmp_path / "big.pth"
     torch.save({"conv.weight": torch.zeros(1 << 19)}, path)  # 2 MiB of tensors
     with pytest.raises(

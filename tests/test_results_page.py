@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from translate import metrics
 from translate.cli import main
+from translate.core import metrics
 from translate.data.images import read_image, write_image
 from translate.data.transforms import to_tensor
-from translate.model_file import GeneratorSpec, InputSpec, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, save_generators
 
 
 @pytest.fixture

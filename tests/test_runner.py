@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from translate.conversion.convert import IMAGES
+from translate.conversion.manifest import MANIFEST_NAME
+from translate.conversion.runner import Job, Run, run_conversion
 from translate.data.images import write_image
-from translate.inference.convert import IMAGES
-from translate.inference.manifest import MANIFEST_NAME
 from translate.inference.options import ConvertOptions
-from translate.inference.runner import Job, Run, run_conversion
 from translate.inference.translator import Translator
 
 

@@ -1,4 +1,4 @@
-"""translate.runtime: torchrun ranks, devices, what `auto` means, bf16 on CPUs without it."""
+"""translate.core.runtime: torchrun ranks, devices, what `auto` means, bf16 on CPUs without it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import torch
 from click.testing import CliRunner
 from conftest import AVX2, NATIVE_BF16
 
-from translate import runtime
 from translate.cli import main
-from translate.data.images import write_image
-from translate.runtime import (
+from translate.core import runtime
+from translate.core.runtime import (
     CpuInfo,
     Precision,
     Ranks,
@@ -20,6 +19,7 @@ from translate.runtime import (
     resolve_device,
     resolve_precision,
 )
+from translate.data.images import write_image
 
 CPU = torch.device("cpu")
 

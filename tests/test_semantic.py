@@ -11,14 +11,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 from test_cut import cut
-from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401  (fixtures)
 from torch import nn
+from training_helpers import resumed_run, tiny, trainer
 
 from translate.cli import main
-from translate.model_file import GeneratorSpec
+from translate.models.model_file import GeneratorSpec
 from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.semantic import SemanticConsistency, load_task_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_task_model(path: Path, classes: int) -> Path:
@@ -70,7 +72,7 @@ def test_the_loss_alone_lowers_when_the_generator_can_keep_the_labels(
 
 @pytest.mark.parametrize("model", ["cut", "cyclegan"])
 def test_a_step_logs_g_semantic_and_keeps_the_task_model_out_of_the_run(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     task_model: Path,
     model: str,
@@ -91,7 +93,7 @@ def test_a_step_logs_g_semantic_and_keeps_the_task_model_out_of_the_run(
 
 @pytest.mark.parametrize("model", ["fastcut", "cyclegan"])
 def test_resume_is_exact_with_the_semantic_loss(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     task_model: Path,
     model: str,
@@ -105,7 +107,7 @@ def test_resume_is_exact_with_the_semantic_loss(
 
 
 def test_a_missing_or_unreadable_task_model_is_one_line_naming_the_key(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     for model in ("cut", "cyclegan"):
@@ -131,14 +133,14 @@ def test_a_missing_or_unreadable_task_model_is_one_line_naming_the_key(
     assert len(lines) == 1 and "garbage.pt" in lines[0], result.output
 
 
-def test_channels_that_differ_are_refused(data: Path, task_model: Path) -> None:  # noqa: F811
+def test_channels_that_differ_are_refused(data: Path, task_model: Path) -> None:
     config = semantic(tiny("cyclegan", data, data={"output_channels": 1}), task_model)
     config["loss"]["lambda_identity"] = 0
     with pytest.raises(ValueError, match=r"'loss.lambda_semantic'.*data.input_channels is 3"):
         from_dict(config)
 
 
-def test_lambda_semantic_0_loads_nothing(data: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_lambda_semantic_0_loads_nothing(data: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a model")
     t = trainer(semantic(tiny("cyclegan", data), garbage, weight=0.0), tmp_path / "run")

@@ -24,15 +24,10 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from translate.cli import main  # noqa: E402
-from translate.data.images import list_images  # noqa: E402
-from translate.inference.loading import load_model  # noqa: E402
-from translate.inference.memory import TILED_BYTES_PER_PIXEL  # noqa: E402
-from translate.model_file import GeneratorSpec, save_generators  # noqa: E402
-from translate.serve import app as app_module  # noqa: E402
-from translate.serve.app import FRAME_HEADER, create_app  # noqa: E402
-from translate.serve.cli import is_loopback  # noqa: E402
-from translate.serve.models import (  # noqa: E402
+from translate.apps.serve import app as app_module  # noqa: E402
+from translate.apps.serve.app import FRAME_HEADER, create_app  # noqa: E402
+from translate.apps.serve.cli import is_loopback  # noqa: E402
+from translate.apps.serve.models import (  # noqa: E402
     DESCRIPTIONS,
     EXAMPLES,
     SAMPLES,
@@ -42,8 +37,13 @@ from translate.serve.models import (  # noqa: E402
     Models,
     labels,
 )
-from translate.serve.runs import Runs  # noqa: E402
-from translate.serve.server import BackgroundServer  # noqa: E402
+from translate.apps.serve.runs import Runs  # noqa: E402
+from translate.apps.serve.server import BackgroundServer  # noqa: E402
+from translate.cli import main  # noqa: E402
+from translate.data.images import list_images  # noqa: E402
+from translate.inference.memory import TILED_BYTES_PER_PIXEL  # noqa: E402
+from translate.models.loading import load_model  # noqa: E402
+from translate.models.model_file import GeneratorSpec, save_generators  # noqa: E402
 
 # What the page sends with an upload; anything else is refused (see test_cross_site_...).
 UPLOAD = {"content-type": "application/octet-stream"}
@@ -114,7 +114,7 @@ def test_an_upload_that_would_not_fit_in_free_memory_is_refused_naming_a_tile(
     tiling = 256 * 256 * TILED_BYTES_PER_PIXEL
     # Half of it is one 96x96 pass beside a tiled 256x256 image's whole-image buffers.
     free = 2 * (per_pixel * 96 * 96 + tiling)
-    monkeypatch.setattr("translate.serve.models.free_memory", lambda device: free)
+    monkeypatch.setattr("translate.apps.serve.models.free_memory", lambda device: free)
     client = TestClient(create_app(served), headers=UPLOAD)
     refused = client.post(model, content=png(256, 256))
     assert refused.status_code == 422, refused.text
@@ -128,7 +128,7 @@ def test_an_upload_that_would_not_fit_in_free_memory_is_refused_naming_a_tile(
     fits = client.post(model.replace("big", "small"), content=png(90, 90))
     assert fits.status_code == 200, fits.text
     # With no room for the whole-image buffers beside a pass, no tile is offered.
-    monkeypatch.setattr("translate.serve.models.free_memory", lambda device: tiling)
+    monkeypatch.setattr("translate.apps.serve.models.free_memory", lambda device: tiling)
     hopeless = client.post(model, content=png(256, 256))
     assert hopeless.status_code == 422 and "even 32-pixel tiles do not fit" in hopeless.text
 

@@ -27,12 +27,12 @@ pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+from translate.apps.serve.app import create_app  # noqa: E402
+from translate.apps.serve.models import DESCRIPTIONS, EXAMPLES, SAMPLES, Models  # noqa: E402
+from translate.apps.serve.runs import Runs  # noqa: E402
+from translate.apps.serve.server import BackgroundServer  # noqa: E402
 from translate.data.images import list_images, write_image  # noqa: E402
-from translate.inference.loading import bundled_path  # noqa: E402
-from translate.serve.app import create_app  # noqa: E402
-from translate.serve.models import DESCRIPTIONS, EXAMPLES, SAMPLES, Models  # noqa: E402
-from translate.serve.runs import Runs  # noqa: E402
-from translate.serve.server import BackgroundServer  # noqa: E402
+from translate.models.loading import bundled_path  # noqa: E402
 from translate.training.configure import from_dict  # noqa: E402
 from translate.training.engine import Trainer  # noqa: E402
 

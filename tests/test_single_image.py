@@ -12,18 +12,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_cut import cut
-from test_training import _one_thread, tiny, trainer  # noqa: F401  (fixture)
+from training_helpers import tiny, trainer
 
 from translate import Translator
 from translate.cli import main
 from translate.data.datasets import SingleImagePair
 from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.sampling import SeededItems
 
 CROP = 16
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gradient(height: int, width: int, third: int, reverse: bool = False) -> np.ndarray:

@@ -22,11 +22,11 @@ from spandrel.architectures.SwinIR import SwinIR  # noqa: E402
 
 from translate import Translator  # noqa: E402
 from translate.cli import main  # noqa: E402
-from translate.extras import MissingExtra  # noqa: E402
-from translate.inference import community  # noqa: E402
-from translate.inference.loading import load_model  # noqa: E402
-from translate.runtime import resolve_precision  # noqa: E402
-from translate.torch_file import load as torch_load  # noqa: E402
+from translate.core.extras import MissingExtra  # noqa: E402
+from translate.core.runtime import resolve_precision  # noqa: E402
+from translate.core.torch_file import load as torch_load  # noqa: E402
+from translate.models import community  # noqa: E402
+from translate.models.loading import load_model  # noqa: E402
 
 # Tiny configurations of each family, with the scale and channels spandrel must report.
 ARCHES = {
@@ -259,8 +259,8 @@ def test_an_upload_to_serve_comes_back_at_4x(esrgan):
 
     from fastapi.testclient import TestClient
 
-    from translate.serve.app import create_app
-    from translate.serve.models import Models
+    from translate.apps.serve.app import create_app
+    from translate.apps.serve.models import Models
 
     client = TestClient(create_app(Models([str(esrgan)], device="cpu")))
     buffer = io.BytesIO()

@@ -15,16 +15,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 from spandrel import ModelLoader
-from test_training import _one_thread, resumed_run, tiny, trainer  # noqa: F401  (fixture)
 from torchvision.models.vgg import cfgs, make_layers
+from training_helpers import resumed_run, tiny, trainer
 
-from translate import metrics
+from translate.apps.evaluate import evaluate
 from translate.cli import main
+from translate.core import metrics
 from translate.data.degradations import build_degradation
 from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess, to_tensor
-from translate.evaluation.cli import evaluate
-from translate.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
+from translate.models.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
 from translate.training.engine import Trainer, _to_device
 from translate.training.models.sr import bicubic_upscale, usm_sharpen
@@ -32,6 +32,8 @@ from translate.training.perceptual import PerceptualLoss, vgg19_layer_names
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TINY_G = {"name": "srvgg_compact", "options": {"num_feat": 8, "num_conv": 2}}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -64,7 +66,7 @@ def paired_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sr_config(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """The issue's config (``model: sr``, HR folder, bicubic, 64 px HR crops) with a tiny
-    network and run (test_training's ``tiny``); ``sections`` update it."""
+    network and run (training_helpers' ``tiny``); ``sections`` update it."""
     data = {"degradation": "bicubic", "preprocess": {"mode": "crop", "crop_size": 64}}
     config = tiny("sr", root, data=data, generator=copy.deepcopy(TINY_G), train={"max_steps": 2})
     config["discriminator"] = {"name": "unet_sn", "options": {"num_feat": 4}}

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 import torch
 
-from translate import torch_file
+from translate.core import torch_file
 from translate.training.checkpoint import rng_state
 
 

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 import pytest
 import torch
 import yaml
-from test_training import _one_thread, data, resumed_run, tiny, trainer  # noqa: F401
 from torch import nn
+from training_helpers import resumed_run, tiny, trainer
 
 from translate.data.datasets import PairedFolder, UnpairedFolder
-from translate.model_file import load_generators
+from translate.models.model_file import load_generators
 from translate.training.base import Prepared, Stepper, parameters
 from translate.training.config import Config
 from translate.training.configure import from_dict
@@ -25,6 +25,8 @@ from translate.training.datasets import DATASETS
 from translate.training.engine import Trainer
 from translate.training.models import TRAINERS
 from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass
@@ -63,7 +65,7 @@ def probe() -> Iterator[str]:
     del TRAINERS._builders["probe"]
 
 
-def test_loss_keys_belong_to_the_chosen_model(data: Path) -> None:  # noqa: F811
+def test_loss_keys_belong_to_the_chosen_model(data: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown config key 'loss.lambda_l1'.*lambda_identity"):
         from_dict(tiny("cyclegan", data, loss={"lambda_l1": 50.0}))
     with pytest.raises(ValueError, match=r"'loss.lambda_a'"):
@@ -76,7 +78,7 @@ def test_loss_keys_belong_to_the_chosen_model(data: Path) -> None:  # noqa: F811
 
 
 def test_a_registered_trainer_with_a_lazy_network_and_three_optimizers_trains_and_resumes(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     probe: str,
 ) -> None:
@@ -95,7 +97,7 @@ def test_a_registered_trainer_with_a_lazy_network_and_three_optimizers_trains_an
 
 
 def test_plateau_metric_is_the_epochs_generator_loss_with_default_logging(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
 ) -> None:
     """log.every 100 never logs within these 5 steps; the plateau scheduler must still see
@@ -150,7 +152,7 @@ def registered() -> Iterator[Any]:
 
 
 def test_the_plateau_policy_watches_the_metric_the_trainer_declares(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     registered: Any,
 ) -> None:
@@ -175,7 +177,7 @@ def test_the_plateau_policy_watches_the_metric_the_trainer_declares(
     ("model", "metric"), [("cyclegan", "val_cycle_L1"), ("cut", "val_NCE"), ("pix2pix", "val_L1")]
 )
 def test_each_trainer_picks_generator_best_by_its_declared_metric(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     model: str,
     metric: str,
@@ -197,7 +199,7 @@ def test_each_trainer_picks_generator_best_by_its_declared_metric(
 
 
 def test_a_best_metric_validation_does_not_report_is_one_line_naming_it(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     registered: Any,
 ) -> None:
@@ -208,7 +210,7 @@ def test_a_best_metric_validation_does_not_report_is_one_line_naming_it(
 
 
 def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -248,7 +250,7 @@ class Staged(Pix2Pix):
 
 
 def test_a_trainers_stage_runs_once_and_the_trainer_is_built_from_it(
-    data: Path,  # noqa: F811
+    data: Path,
     tmp_path: Path,
     registered: Any,
 ) -> None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 from conftest import AVX2, NATIVE_BF16
+from training_helpers import SIZE, join_as, resumed_run, smooth_image, tiny, trainer, weights
 
 from translate.cli import main
 from translate.data.images import read_image, write_image
-from translate.inference.loading import resolve_model_path
-from translate.model_file import load_generators
+from translate.models.loading import resolve_model_path
+from translate.models.model_file import load_generators
 from translate.training import config as config_module
 from translate.training import engine
 from translate.training.checkpoint import latest_state, load_newest_state, load_state
@@ -37,89 +37,8 @@ from translate.training.report import RunReport, metric_panel
 from translate.training.schedules import LinearDecay, build_scheduler, decay_start
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-SIZE = 16
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny networks gain nothing from a second thread, and on a busy 2-core machine
-    # OpenMP threads waiting for each other make each step 100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _image(rng: np.random.Generator) -> np.ndarray:
-    """A smooth random colour image: a few blobs, so crops and flips change it."""
-    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return np.kron(small, np.ones((SIZE // 4, SIZE // 4, 1), dtype=np.uint8))
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Aligned pairs (B = inverted A) in train/ and val/, and unpaired trainA/B, testA/B."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("val", 4)):
-        for i in range(count):
-            a = _image(rng)
-            write_image(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
-            domain = "train" if split == "train" else "test"
-            write_image(root / f"{domain}A" / f"{i}.png", a)
-            write_image(root / f"{domain}B" / f"{i}.png", 255 - _image(rng))
-    return root
-
-
-def tiny(model: str, root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """A config dict for tiny networks on 16 px images; ``sections`` update it."""
-    config: dict[str, Any] = {
-        "model": model,
-        "data": {
-            "root": str(root),
-            "preprocess": {"mode": "resize_and_crop", "load_size": 18, "crop_size": SIZE},
-            "num_workers": 0,
-            "val_size": 4,
-        },
-        "generator": (
-            {"name": "unet", "options": {"ngf": 4, "num_downs": 4}}
-            if model == "pix2pix"
-            else {"name": "resnet", "options": {"ngf": 4, "n_blocks": 1}}
-        ),
-        "discriminator": {"options": {"ndf": 4, "n_layers": 2}},
-        "schedule": {"epochs": 2, "decay_epochs": 2},
-        "train": {"batch_size": 2, "max_steps": 3},
-        "log": {"every": 1, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
-    }
-    for name, values in sections.items():
-        config[name] = {**config.get(name, {}), **values}
-    return config
-
-
-def trainer(config: dict[str, Any], run_dir: Path, resume: bool = False) -> Trainer:
-    return Trainer(from_dict(config), run_dir, resume=resume, progress=False)
-
-
-def resumed_run(config: dict[str, Any], run_dir: Path, half: int) -> tuple[Trainer, Trainer]:
-    """``config`` trained in one go, and trained for ``half`` steps then resumed to the end,
-    in two folders under ``run_dir``; asserts that both end with identical state dicts."""
-    full = trainer(config, run_dir / "full")
-    full.fit()
-    stopped = copy.deepcopy(config)
-    stopped["train"]["max_steps"] = half
-    trainer(stopped, run_dir / "half").fit()
-    resumed = trainer(config, run_dir / "half", resume=True)
-    assert resumed.step == half
-    resumed.fit()
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    return full, resumed
-
-
-def weights(t: Trainer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
@@ -701,15 +620,6 @@ def test_a_stop_signal_saves_at_once_and_exits_with_its_code(
     assert resumed.step == state["step"]
 
 
-def join_as(rank: int, port: int) -> None:
-    """This spawned process as rank ``rank`` of 2 on 127.0.0.1, one thread each."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )  # fmt: skip
-    torch.set_num_threads(1)
-
-
 def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> None:
     join_as(rank, port)
     t = Trainer(from_dict(config), run_dir, progress=False)
@@ -852,12 +762,12 @@ def test_training_images_validate_only_when_asked(data: Path, tmp_path: Path) ->
 def test_validation_scores_the_whole_split_up_to_val_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from translate import metrics
+    from translate.core import metrics
 
     rng = np.random.default_rng(0)
     for split, count in (("train", 2), ("val", 11)):
         for i in range(count):
-            a = _image(rng)
+            a = smooth_image(rng)
             write_image(tmp_path / "d" / split / f"{i}.png", np.concatenate([a, a], axis=1))
     scored: list[int] = []
     add = metrics.PairedScores.add
@@ -868,7 +778,7 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
     t.evaluate()
-    # Twice: this batch norm generator is scored in both test modes (running, per image).
+    # Twice: this batch norm generator is scored in both eval modes (running, per image).
     assert sum(scored) == 2 * 11 and t.summary()["val_images"] == 11
     scored.clear()
     t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
@@ -914,7 +824,7 @@ def test_unpaired_validation_counts_only_the_images_it_uses(tmp_path: Path) -> N
     for split, count in (("train", 2), ("test", 11)):
         for d in "AB":
             for i in range(count):
-                write_image(tmp_path / "d" / f"{split}{d}" / f"{i}.png", _image(rng))
+                write_image(tmp_path / "d" / f"{split}{d}" / f"{i}.png", smooth_image(rng))
     config = tiny("cyclegan", tmp_path / "d")
     del config["data"]["val_size"]
     t = trainer(config, tmp_path / "run")
@@ -928,7 +838,7 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
     """``checkpoints/state_<step>.pt`` works wherever MODEL is taken; generator snapshots
     every ``snapshot_every`` steps are never deleted by ``keep``."""
     from translate import Translator
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 1, "snapshot_every": 2}
     config = tiny("cyclegan", data, train={"batch_size": 2, "max_steps": 4}, log=log)
@@ -962,14 +872,14 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
 
 
 def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     torch.save({"model": {}, "optimizers": {}, "step": 3}, tmp_path / "state_3.pt")
     with pytest.raises(ValueError, match="state_3.pt: a translate training checkpoint written"):
         load_model(tmp_path / "state_3.pt")
 
 
-def test_validation_scores_both_test_modes_and_records_the_better(
+def test_validation_scores_both_eval_modes_and_records_the_better(
     data: Path, tmp_path: Path
 ) -> None:
     """Running statistics against each image's own with dropout (the reference's test);
@@ -982,7 +892,7 @@ def test_validation_scores_both_test_modes_and_records_the_better(
     last = scored[-1]
     better = "batch" if last["val_L1_batch_stats"] < last["val_L1"] else "running"
     gen = load_generators(tmp_path / "generator_latest.safetensors")
-    assert gen.test_mode.norm_stats == better and gen.test_mode.dropout == (better == "batch")
+    assert gen.eval_mode.norm_stats == better and gen.eval_mode.dropout == (better == "batch")
     result = CliRunner().invoke(main, ["info", str(tmp_path / "generator_latest.safetensors")])
     assert f"norm_stats: {better}" in result.output
 
@@ -1008,7 +918,7 @@ def test_a_stop_signal_during_validation_cuts_it_short(
     monkeypatch.setattr(t.model, "validate", validate_then_signal)
     t.fit()
     assert t.stopped_by == signal.SIGTERM
-    assert calls == [False]  # one chunk, in eval mode; no test-mode pass either
+    assert calls == [False]  # one chunk, in eval mode; no eval-mode pass either
     assert t.model.training and all(m.training for m in t.model.modules())
     assert load_state(latest_state(tmp_path))["step"] == 1
     records = [
@@ -1023,7 +933,7 @@ def test_with_ema_a_checkpoint_as_model_and_snapshots_hold_the_averages(
 ) -> None:
     """train.ema: the generator files hold the averaged weights, so a checkpoint given as
     MODEL and the step's snapshot must give the same generator, not the live weights."""
-    from translate.inference.loading import load_model
+    from translate.models.loading import load_model
 
     log = {"eval_every": 3, "checkpoint_every": 3, "snapshot_every": 3}
     config = tiny("pix2pix", data, train={"max_steps": 3, "ema": 0.9}, log=log)

@@ -8,11 +8,11 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
+from translate.core.runtime import resolve_device
 from translate.data.images import image_to_array, read_image
 from translate.inference.transform import TranslateTransform
 from translate.inference.translator import Translator
-from translate.model_file import GeneratorSpec, LoadedModel, save_generators
-from translate.runtime import resolve_device
+from translate.models.model_file import GeneratorSpec, LoadedModel, save_generators
 
 
 def _model_file(path, in_channels=3, out_channels=3, both=False):

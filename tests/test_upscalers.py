@@ -12,8 +12,13 @@ from torch import nn
 
 import translate
 from translate.inference.export import export_generator
-from translate.inference.loading import load_model
-from translate.model_file import GeneratorSpec, load_generators, read_metadata, save_generators
+from translate.models.loading import load_model
+from translate.models.model_file import (
+    GeneratorSpec,
+    load_generators,
+    read_metadata,
+    save_generators,
+)
 from translate.networks import count_parameters
 from translate.networks.discriminators import upstream_spectral_norm
 from translate.networks.upscalers import UNSHUFFLE, rrdbnet_state_from_esrgan, to_unit

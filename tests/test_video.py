@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.inference.manifest import MANIFEST_NAME, describe
+from translate.conversion.manifest import MANIFEST_NAME, describe
+from translate.conversion.video import convert_video, convert_videos, read_record
 from translate.inference.options import ConvertOptions
 from translate.inference.translator import Translator
-from translate.inference.video import convert_video, convert_videos, read_record
-from translate.model_file import GeneratorSpec, save_generators
+from translate.models.model_file import GeneratorSpec, save_generators
 
 av = pytest.importorskip("av")
 

@@ -56,18 +56,18 @@ from tqdm import tqdm
 
 import translate
 from translate import Translator, convert_folder
-from translate.atomic import atomic_write_text
+from translate.conversion.video import convert_video
+from translate.core.atomic import atomic_write_text
+from translate.core.runtime import Precision, cpu_info, resolve_device
 from translate.data.datasets import PairedFolder
 from translate.data.degradations import build_degradation
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess
 from translate.inference.export import export_generator
-from translate.inference.loading import load_model
 from translate.inference.options import ConvertOptions, TranslatorOptions
-from translate.inference.video import convert_video
-from translate.model_file import GeneratorSpec, LoadedModel, save_generators
+from translate.models.loading import load_model
+from translate.models.model_file import GeneratorSpec, LoadedModel, save_generators
 from translate.networks import build_generator, count_macs
-from translate.runtime import Precision, cpu_info, resolve_device
 from translate.training.image_pool import ImagePool
 
 MODELS = {
@@ -654,7 +654,7 @@ def ray_case(actors: int, size: int, quick: bool) -> dict[str, Any]:
     fresh local Ray instance with ``actors`` actors. ``img/s`` counts the whole call (Ray:
     actor start and model load included); ``steady img/s`` the outputs between the first
     and the last written, from their modification times."""
-    from translate.inference.ray import convert_on_ray
+    from translate.conversion.ray import convert_on_ray
 
     count = 24 if quick else 96
     name, options, _, _ = MODELS["pix2pix"]

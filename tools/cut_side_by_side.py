@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         flip_equivariance=args.flip_equivariance, antialias=args.antialias, seed=args.seed,
     )  # fmt: skip
     out = args.out.resolve()
-    from translate.atomic import atomic_write_text
+    from translate.core.atomic import atomic_write_text
 
     training_file = out / "training.json"
     if args.score_only:

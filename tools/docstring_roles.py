@@ -1,5 +1,5 @@
 """A griffe extension (mkdocs.yml loads it for mkdocstrings) that turns the Sphinx roles of
-the package's docstrings (``:func:`~translate.inference.convert.convert_folder```,
+the package's docstrings (``:func:`~translate.conversion.convert.convert_folder```,
 ``:class:`Translator```) into cross-references, so the API reference shows links, not the
 raw role.
 

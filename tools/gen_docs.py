@@ -261,9 +261,9 @@ def _names_by_builder(registry: Any) -> list[tuple[list[str], dict[str, Any]]]:
 
 def zoo_page() -> str:
     """Trainers, networks, bundled models and the reference's pretrained generators."""
-    from translate.inference.loading import BUNDLED, bundled_path
-    from translate.inference.pretrained import PRETRAINED
-    from translate.model_file import read_metadata
+    from translate.models.loading import BUNDLED, bundled_path
+    from translate.models.model_file import read_metadata
+    from translate.models.pretrained import PRETRAINED
     from translate.networks import DISCRIMINATORS, GENERATORS
     from translate.training.models import TRAINERS
 
@@ -316,7 +316,7 @@ def demo_metadata() -> str:
     """The bundled demo file's metadata, each JSON value decoded (docs/model-file.md)."""
     from safetensors import safe_open
 
-    from translate.inference.loading import bundled_path
+    from translate.models.loading import bundled_path
 
     with safe_open(bundled_path("demo"), "pt") as handle:
         raw = handle.metadata()

@@ -104,9 +104,9 @@ def main() -> int:
     if args.url:
         result = go(args.url)
     else:
-        from translate.serve.app import create_app
-        from translate.serve.models import Models
-        from translate.serve.server import BackgroundServer
+        from translate.apps.serve.app import create_app
+        from translate.apps.serve.models import Models
+        from translate.apps.serve.server import BackgroundServer
 
         with BackgroundServer(create_app(Models(["demo"]))) as url:
             result = go(url)

@@ -3,7 +3,7 @@
     python tools/pack_demo.py runs/demo [--out translate/assets/demo.safetensors]
 
 RUN is a run directory (its best generator, else its latest) or a generator file. The
-architecture, preprocessing, training summary (best val L1/PSNR/SSIM) and test mode travel
+architecture, preprocessing, training summary (best val L1/PSNR/SSIM) and eval mode travel
 along; the file stores its parameter and MAC counts, which `translate info` reads.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from translate.inference.loading import load_model
-from translate.model_file import save_generators
+from translate.models.loading import load_model
+from translate.models.model_file import save_generators
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 5_000_000  # what a bundled model may weigh in the package
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         model.preprocess,
         model.training,
         dtype=torch.float16,
-        test_mode=model.test_mode,
+        eval_mode=model.eval_mode,
     )
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.2f} MB)")

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from translate.apps.serve.app import create_app
+from translate.apps.serve.models import Models
+from translate.apps.serve.runs import Runs
+from translate.apps.serve.server import BackgroundServer
 from translate.data.images import list_images, read_image, write_image
-from translate.serve.app import create_app
-from translate.serve.models import Models
-from translate.serve.runs import Runs
-from translate.serve.server import BackgroundServer
 from translate.training.configure import from_dict
 from translate.training.engine import Trainer
 

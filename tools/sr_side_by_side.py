@@ -15,9 +15,9 @@ batch 16, 128 px HR crops, horizontal flips and (``--rotations``) the 8 symmetri
 square, no validation, and save the generator every ``--every`` iterations. Each runs under
 ``taskset`` on one core with one thread; both get SIGTERM after ``--minutes``.
 
-Then one scorer, ``translate.metrics.SRScores`` (PSNR-Y, SSIM-Y, ``scale`` border pixels
+Then one scorer, ``translate.core.metrics.SRScores`` (PSNR-Y, SSIM-Y, ``scale`` border pixels
 cropped), scores every saved generator of both on whole held-out photos (``--test``), BasicSR's
-``.pth`` files read by our own loader (``translate.inference.loading.load_model``), plus PIL's
+``.pth`` files read by our own loader (``translate.models.loading.load_model``), plus PIL's
 bicubic upscaling of the same LR images. One BasicSR checkpoint also goes through
 ``translate convert`` and its outputs are compared with the Python path's. The report (a
 markdown table, ``side_by_side.md``, and every figure, ``side_by_side.json``) lands in ``--out``.
@@ -440,10 +440,10 @@ def test_pairs(test: Path) -> list[tuple[Path, Path]]:
 def score_model(path: Path, test: Path) -> dict[str, float]:
     """PSNR-Y / SSIM-Y of the generator in ``path`` on the whole pairs of ``test``, fp32,
     as ``translate evaluate`` scores an SR model."""
+    from translate.core.metrics import SRScores
     from translate.evaluation import scores
-    from translate.inference.loading import load_model
-    from translate.metrics import SRScores
-    from translate.model_file import declared_geometry
+    from translate.models.loading import load_model
+    from translate.models.model_file import declared_geometry
 
     model = load_model(path, "cpu")
     (generator,) = model.generators.values()
@@ -459,9 +459,9 @@ def score_bicubic(test: Path, scale: int) -> dict[str, float]:
     import numpy as np
     from PIL import Image
 
+    from translate.core.metrics import SRScores
     from translate.data.images import read_image
     from translate.data.transforms import to_tensor
-    from translate.metrics import SRScores
 
     scorer = SRScores(border=scale)
     for lr_path, hr_path in test_pairs(test):
@@ -496,11 +496,11 @@ def cross_check(out: Path, test: Path) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from translate.core.metrics import SRScores
     from translate.data.images import read_image
     from translate.data.transforms import to_tensor
-    from translate.inference.loading import load_model
-    from translate.metrics import SRScores
-    from translate.model_file import declared_geometry
+    from translate.models.loading import load_model
+    from translate.models.model_file import declared_geometry
 
     for iteration, path in sorted(checkpoints(out)["BasicSR"].items(), reverse=True):
         try:
@@ -542,7 +542,7 @@ def cross_check(out: Path, test: Path) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import torch
 
-    from translate.runtime import cpu_info
+    from translate.core.runtime import cpu_info
 
     cpu = cpu_info()
     return {
@@ -662,7 +662,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             if not (folder / sub).is_dir():
                 parser.error(f"{folder / sub}: no such folder (pairs: A/ LR, B/ HR)")
     out = args.out.resolve()
-    from translate.atomic import atomic_write_text
+    from translate.core.atomic import atomic_write_text
 
     training_file = out / "training.json"
     if args.score_only:

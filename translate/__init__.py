@@ -3,22 +3,22 @@ distillation): training, folder and video conversion, a Python API, a web page."
 
 from __future__ import annotations
 
-from translate.lazy import lazy_attributes
+from translate.core.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
 # Loaded when first used: they import torch (seconds), which `translate --help` and
 # `--version` never need.
 _LAZY = {
-    "GANLoss": "translate.losses",
-    "feature_matching_loss": "translate.losses",
-    "gradient_penalty": "translate.losses",
+    "GANLoss": "translate.training.losses",
+    "feature_matching_loss": "translate.training.losses",
+    "gradient_penalty": "translate.training.losses",
     "build_discriminator": "translate.networks",
     "build_generator": "translate.networks",
     "Translator": "translate.inference.translator",
     "TranslateTransform": "translate.inference.transform",
-    "convert_folder": "translate.inference.convert",
-    "ConvertOptions": "translate.inference.convert",
+    "convert_folder": "translate.conversion.convert",
+    "ConvertOptions": "translate.conversion.convert",
 }
 
 

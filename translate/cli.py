@@ -10,9 +10,9 @@ import warnings
 import click
 
 from translate import __version__
-from translate.errors import user_errors
-from translate.extras import MissingExtra
-from translate.help import trainers_by_data, trainers_line
+from translate.core.errors import user_errors
+from translate.core.extras import MissingExtra
+from translate.training.help import trainers_by_data, trainers_line
 
 # name -> (module, attribute, one-line help shown by ``translate --help``)
 COMMANDS = {
@@ -22,15 +22,23 @@ COMMANDS = {
         f"Train a model; trainers: {trainers_line()}.",
     ),
     "distill": ("translate.training.cli", "distill", "Distill a generator into a small one."),
-    "convert": ("translate.inference.cli", "convert", "Translate an image or a folder."),
-    "export": ("translate.inference.cli", "export", "Export a generator to TorchScript/ONNX."),
-    "info": ("translate.inference.cli", "info", "Describe a model file."),
-    "models": ("translate.inference.cli", "models", "List the models loaded by name."),
-    "evaluate": ("translate.evaluation.cli", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
+    "convert": ("translate.conversion.cli", "convert", "Translate an image or a folder."),
+    "export": ("translate.conversion.cli", "export", "Export a generator to TorchScript/ONNX."),
+    "info": ("translate.conversion.cli", "info", "Describe a model file."),
+    "models": ("translate.conversion.cli", "models", "List the models loaded by name."),
+    "evaluate": ("translate.apps.evaluate", "evaluate", "L1/PSNR/SSIM, FID/KID, diversity."),
     "prepare": ("translate.data.cli", "prepare", "Build and reshape datasets."),
     "data": ("translate.data.cli", "data", "Inspect datasets."),
-    "card": ("translate.card", "card", "Write a run's model card folder for the Hugging Face Hub."),
-    "serve": ("translate.serve.cli", "serve", "Web page: try models, live camera, watch runs."),
+    "card": (
+        "translate.apps.card",
+        "card",
+        "Write a run's model card folder for the Hugging Face Hub.",
+    ),
+    "serve": (
+        "translate.apps.serve.cli",
+        "serve",
+        "Web page: try models, live camera, watch runs.",
+    ),
 }
 
 

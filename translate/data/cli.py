@@ -10,6 +10,7 @@ from typing import NoReturn
 import click
 from PIL import Image
 
+from translate.core.errors import user_errors
 from translate.data.images import is_image_path, scan_files
 from translate.data.layout import (
     ALIGNED_RULE,
@@ -27,7 +28,6 @@ from translate.data.layout import (
 )
 from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
-from translate.errors import user_errors
 
 
 @click.group()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from translate.core.choices import DIRECTIONS
 from translate.data.augment import build_input_augment, build_transform
 from translate.data.images import ImageReadError, read_image
 from translate.data.layout import (
@@ -141,8 +142,9 @@ class PairedFolder(_SkipsBadFiles):
         scale: int = 1,
         multiple: int | None = None,
     ) -> None:
-        if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        if direction not in DIRECTIONS:
+            expected = " or ".join(map(repr, DIRECTIONS))
+            raise ValueError(f"direction must be {expected}, got {direction!r}")
         self.scale = scale
         self.root = Path(root)
         self.direction = direction

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from translate.atomic import atomic_open, atomic_write_bytes
+from translate.core.atomic import atomic_open, atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 ALPHA_MODES = ("composite", "drop", "keep")

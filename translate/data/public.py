@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from translate.core.download import fetch, server, translate_home
 from translate.data.layout import HR, PAIRED, UNPAIRED, DatasetError, find_layout
-from translate.download import fetch, server, translate_home
 
 PIX2PIX = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day")
 CYCLEGAN = (

@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from translate.core.extras import needs_extra
 from translate.data.images import write_image
-from translate.extras import needs_extra
 
 MAPS = {"satellite": "bmng.jpg", "relief": "shadedrelief.jpg", "elevation": "etopo1.jpg"}
 LAYOUTS = ("aligned", "folders", "unpaired")

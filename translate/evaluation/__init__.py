@@ -1,11 +1,13 @@
-"""Evaluation: paired L1/PSNR/SSIM, diversity and FID/KID of image sets (`translate evaluate`)."""
+"""Evaluation: paired L1/PSNR/SSIM, diversity and FID/KID of image sets and of a model's
+outputs (the library of ``translate evaluate``, whose command is ``translate.apps.evaluate``).
+Imports ``inference`` and the layers below it; never ``training`` or ``conversion``."""
 
 from __future__ import annotations
 
-from translate.lazy import lazy_attributes
+from translate.core.lazy import lazy_attributes
 
 # Loaded when first used, as in translate/__init__.py: they import torch and torchvision,
-# which `translate evaluate --help` (translate.evaluation.cli, inside this package) never
+# which `translate evaluate --help` (translate.apps.evaluate, inside this package) never
 # needs.
 _LAZY = {
     "InceptionFeatures": "translate.evaluation.inception",

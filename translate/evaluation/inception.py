@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import inception_v3
 from torchvision.models.inception import BasicConv2d, InceptionE
 
-from translate import torch_file
+from translate.core import torch_file
 
 INCEPTION_SIZE = 299
 MIN_SIZE = 75  # the smallest input whose feature maps survive every stride

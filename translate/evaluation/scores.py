@@ -17,16 +17,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from translate import metrics
+from translate.core import metrics
+from translate.core.metrics import PairedScores
+from translate.core.runtime import Precision
 from translate.data.datasets import HRFolder, PairedFolder
 from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.images import list_images, read_image
 from translate.data.layout import image_size, match_pairs
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
-from translate.metrics import PairedScores
-from translate.model_file import InputSpec, declared_geometry
-from translate.runtime import Precision
+from translate.models.model_file import InputSpec, declared_geometry
 
 # Diversity is the mean pairwise L1 over this many images spread evenly over a set, each
 # resized to at most DIVERSITY_SIDE pixels a side: all pairs of a large folder would cost
@@ -101,7 +101,7 @@ class SetScores:
         return torch.cat(self.feature_batches)
 
     def diversity(self) -> float | None:
-        """Mean pairwise L1 of the sample (``translate.metrics.diversity``); None below 2."""
+        """Mean pairwise L1 of the sample (``translate.core.metrics.diversity``); None below 2."""
         return metrics.diversity(torch.stack(self.kept)) if len(self.kept) >= 2 else None
 
 

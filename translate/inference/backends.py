@@ -4,7 +4,7 @@
 generator's ONNX export (``translate export``'s graph, checked against PyTorch when it is
 written) on onnxruntime's CPU provider, in fp32. The graph is exported on first use and
 cached as ``TRANSLATE_HOME/onnx/<weights SHA-256>-<variant>.onnx``: the variant hashes what
-else shapes the graph (architecture, options, geometry, test mode). The export is written
+else shapes the graph (architecture, options, geometry, eval mode). The export is written
 atomically, so processes that start at once each write their own temporary file and the
 cache only ever holds complete graphs.
 
@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..choices import BACKENDS
-from ..download import translate_home
-from ..extras import needs_extra
-from ..model_file import LoadedModel
-from ..networks.eval_mode import EvalMode
-from ..runtime import Precision, resolve_device, resolve_precision
-from .export import export_generator
+from translate.core.choices import BACKENDS
+from translate.core.download import translate_home
+from translate.core.extras import needs_extra
+from translate.core.runtime import Precision, resolve_device, resolve_precision
+from translate.inference.export import export_generator
+from translate.models.model_file import LoadedModel
+from translate.networks.eval_mode import EvalMode
 
 # Bumped when the cached graphs change for the same weights (another export wrapper).
 _CACHE_FORMAT = 1
@@ -49,12 +49,12 @@ def resolve_backend(
     backend: str,
     device: str | torch.device,
     precision: str,
-    test_mode: EvalMode,
+    eval_mode: EvalMode,
     supported: Sequence[str] | None = None,
 ) -> tuple[torch.device, Precision]:
     """The device and precision ``backend`` runs with; ``ValueError`` naming the option
     that does not fit it. ``supported``: the precisions the model declares it runs in
-    (see :func:`translate.runtime.resolve_precision`).
+    (see :func:`translate.core.runtime.resolve_precision`).
 
     onnxruntime runs the fp32 graph on the CPU: ``auto`` means ``cpu`` and ``fp32`` for it,
     and another device or precision is refused rather than silently not used.
@@ -74,7 +74,7 @@ def resolve_backend(
             f"--precision {precision}: --backend onnxruntime runs the fp32 graph; use "
             "--precision fp32 (or auto), or --backend torch for bf16/fp16"
         )
-    if test_mode.dropout:
+    if eval_mode.dropout:
         raise ValueError(
             "--dropout: --backend onnxruntime cannot seed dropout as torch does; use "
             "--no-dropout or --backend torch"
@@ -83,10 +83,10 @@ def resolve_backend(
     return cpu, resolve_precision("fp32", cpu)
 
 
-def onnx_cache_path(model: LoadedModel, direction: str, test_mode: EvalMode) -> Path:
-    """Where the ONNX graph of ``model``'s ``direction`` generator in ``test_mode`` is cached."""
+def onnx_cache_path(model: LoadedModel, direction: str, eval_mode: EvalMode) -> Path:
+    """Where the ONNX graph of ``model``'s ``direction`` generator in ``eval_mode`` is cached."""
     variant = json.dumps(
-        [_CACHE_FORMAT, asdict(model.specs[direction]), asdict(test_mode)],
+        [_CACHE_FORMAT, asdict(model.specs[direction]), asdict(eval_mode)],
         sort_keys=True,
         default=str,
     )
@@ -104,16 +104,16 @@ class OnnxRuntimeGenerator(nn.Module):
     add, and inputs smaller than the multiple are edge-padded as on torch).
     """
 
-    def __init__(self, model: LoadedModel, direction: str, test_mode: EvalMode) -> None:
+    def __init__(self, model: LoadedModel, direction: str, eval_mode: EvalMode) -> None:
         super().__init__()
         with needs_extra("onnx", "--backend onnxruntime"):
             import onnxruntime
-        self.path = onnx_cache_path(model, direction, test_mode)
+        self.path = onnx_cache_path(model, direction, eval_mode)
         if not self.path.is_file():
             # Seconds to a minute (the export is checked against torch at three sizes): say
             # why the first use waits.
             print(f"exporting the generator to ONNX, once: {self.path}", file=sys.stderr)
-            mode = {"norm_stats": test_mode.norm_stats, "dropout": test_mode.dropout}
+            mode = {"norm_stats": eval_mode.norm_stats, "dropout": eval_mode.dropout}
             export_generator(model, self.path, "onnx", direction, **mode)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..extras import needs_extra
-from ..model_file import LoadedModel, generator_counts
-from ..networks.eval_mode import set_eval_mode
-from .describe import describe
-from .padding import PadToMultiple
+from translate.core.atomic import atomic_path
+from translate.core.extras import needs_extra
+from translate.inference.padding import PadToMultiple
+from translate.models.describe import describe
+from translate.models.model_file import LoadedModel, generator_counts
+from translate.networks.eval_mode import set_eval_mode
 
 FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-4
@@ -57,7 +57,7 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
-    mode = model.test_mode.override(norm_stats, dropout)
+    mode = model.eval_mode.override(norm_stats, dropout)
     if mode.dropout and fmt == "onnx":
         raise ValueError(
             "dropout at test time exports to TorchScript only (onnxruntime's dropout cannot "
@@ -171,12 +171,12 @@ def _verify(
 def describe_model(model: LoadedModel, source: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``translate info`` prints: per direction the architecture, parameter count and
     expected input, plus the preprocessing and training summary stored with the model (the
-    networks counted here: :func:`~translate.inference.describe.describe_file` reads the
+    networks counted here: :func:`~translate.models.describe.describe_file` reads the
     counts a generator file stores)."""
     transforms = model.preprocess.transforms
     counts = {
         d: generator_counts(model.specs[d], net, transforms) for d, net in model.generators.items()
     }
     specs = {d: vars(model.specs[d]) for d in model.generators}
-    training, test_mode = model.training, vars(model.test_mode)
-    return describe(source, specs, counts, model.preprocess.to_dict(), training, test_mode)
+    training, eval_mode = model.training, vars(model.eval_mode)
+    return describe(source, specs, counts, model.preprocess.to_dict(), training, eval_mode)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..runtime import free_memory
-from .padding import PadToMultiple
-from .translator import Translator
+from translate.core.runtime import free_memory
+from translate.inference.padding import PadToMultiple
+from translate.inference.translator import Translator
 
 # Share of the free memory one forward pass may take: decoding, encoding and the
 # allocator's slack need the rest.

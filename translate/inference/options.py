@@ -24,11 +24,9 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.choices import BACKEND_HELP, BACKENDS, NORM_STATS, PRECISIONS
+from translate.core.choices import BACKEND_HELP, BACKENDS, DIRECTIONS, NORM_STATS, PRECISIONS
+from translate.inference.formats import canonical, format_choices
 
-from .formats import canonical, format_choices
-
-DIRECTIONS = ("AtoB", "BtoA")
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
 # size works and small tiles do not mostly repeat each other.
 OVERLAP = 32
@@ -194,19 +192,19 @@ class TranslatorOptions:
         "reference's default test). Default: what validation scored better, as the model "
         "records (else running).",
         check=OneOf(NORM_STATS),
-        record=lambda translator: translator.test_mode.norm_stats,
+        record=lambda translator: translator.eval_mode.norm_stats,
     )
     dropout: bool | None = option(
         None,
         "Keep dropout on at test time (convert seeds each image's masks: --seed). Default: as "
         "the model records.",
-        record=lambda translator: translator.test_mode.dropout,
+        record=lambda translator: translator.eval_mode.dropout,
     )
     seed: int = option(
         0,
         "With --dropout: each image's dropout is drawn from this and its pixels, so a rerun "
         "or a resumed run gives the same outputs.",
-        record=lambda translator: translator.seed if translator.test_mode.dropout else None,
+        record=lambda translator: translator.seed if translator.eval_mode.dropout else None,
     )
 
     def __post_init__(self) -> None:
@@ -315,7 +313,7 @@ class VideoOptions(Checked):
 
 @dataclass(frozen=True)
 class ConvertOptions(RunOptions, VideoOptions, ImageOptions):
-    """How :func:`~translate.inference.convert.convert_folder` and the videos write: the
+    """How :func:`~translate.conversion.convert.convert_folder` and the videos write: the
     fields of :class:`ImageOptions`, :class:`VideoOptions` and :class:`RunOptions` in one
     object (how images are translated is the Translator's). Each source reads only its
     groups' fields."""
@@ -361,33 +359,38 @@ def pixel_options_set(options: Any, cls: type[Any]) -> list[str]:
 
 
 def click_options(
-    *groups: type[Any], only: Collection[str] | None = None
+    *groups: type[Any],
+    only: Collection[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The click options of the groups' ``cli`` fields (those named in ``only``, if given),
-    in field order; each is passed to the command as a keyword of the field's name."""
+    in field order; each is passed to the command as a keyword of the field's name.
+    ``defaults``: a command's own default for a field (``evaluate`` scores in fp32)."""
+    defaults = defaults or {}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for cls in reversed(groups):
             hints = typing.get_type_hints(cls)
             for f in reversed(dataclasses.fields(cls)):
                 if meta(f).cli and (only is None or f.name in only):
-                    command = _click_option(f, hints[f.name])(command)
+                    default = defaults.get(f.name, f.default)
+                    command = _click_option(f, hints[f.name], default)(command)
         return command
 
     return decorate
 
 
-def _click_option(f: dataclasses.Field[Any], hint: Any) -> Callable[..., Any]:
+def _click_option(f: dataclasses.Field[Any], hint: Any, default: Any) -> Callable[..., Any]:
     m = meta(f)
     name = flag(f.name)
     if hint in (bool, bool | None):
-        if f.default is False:
+        if default is False:
             return click.option(name, f.name, is_flag=True, help=m.help)
         return click.option(
             f"{name}/--no-{name[2:]}",
             f.name,
-            default=f.default,
-            show_default=f.default is not None,
+            default=default,
+            show_default=default is not None,
             help=m.help,
         )
     kind = m.check.click_type() if m.check is not None else _base_type(hint)
@@ -395,8 +398,8 @@ def _click_option(f: dataclasses.Field[Any], hint: Any) -> Callable[..., Any]:
         name,
         f.name,
         type=kind,
-        default=f.default,
-        show_default=f.default is not None,
+        default=default,
+        show_default=default is not None,
         help=m.help,
     )
 

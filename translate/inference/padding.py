@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.model_file import GeneratorSpec
+from translate.models.model_file import GeneratorSpec
 
 
 class PadToMultiple(nn.Module):

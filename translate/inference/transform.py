@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from translate.inference.translator import Translator
-from translate.model_file import LoadedModel
+from translate.models.model_file import LoadedModel
 
 
 class TranslateTransform(A.ImageOnlyTransform):

@@ -23,14 +23,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import image_to_array, label_array
+from translate.inference.backends import OnnxRuntimeGenerator, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
-from translate.model_file import LoadedModel
+from translate.models.model_file import LoadedModel
 from translate.networks.eval_mode import EvalMode, set_eval_mode
-from translate.runtime import PRECISIONS, resolve_device
-
-from .backends import OnnxRuntimeGenerator, resolve_backend
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses when training reads grayscale.
 _LUMA = (0.299, 0.587, 0.114)
@@ -108,11 +107,11 @@ class Translator:
         self.options = options
         low, high = options.value_range
         self.value_range = (float(low), float(high))
-        self.test_mode = model.test_mode.override(options.norm_stats, options.dropout)
+        self.eval_mode = model.eval_mode.override(options.norm_stats, options.dropout)
         # Models that declare the precisions they run in (spandrel's) keep auto off the others.
         supported = getattr(model.generators[options.direction], "precisions", None)
         self.device, self.precision = resolve_backend(
-            options.backend, options.device, options.precision, self.test_mode, supported
+            options.backend, options.device, options.precision, self.eval_mode, supported
         )
         self.backend = options.backend
         self.direction = direction = options.direction
@@ -123,15 +122,15 @@ class Translator:
         self.overlap = options.tile_overlap()
         self.seed = options.seed
         generator = model.generators[direction].requires_grad_(False)
-        if self.test_mode != EvalMode():  # the file's module stays as loaded for others
+        if self.eval_mode != EvalMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
-        set_eval_mode(generator, self.test_mode)
+        set_eval_mode(generator, self.eval_mode)
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
         runner = self.generator
         if self.backend == "onnxruntime":
-            runner = OnnxRuntimeGenerator(model, direction, self.test_mode)
+            runner = OnnxRuntimeGenerator(model, direction, self.eval_mode)
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 
@@ -154,7 +153,7 @@ class Translator:
         are the constructor's.
         """
         if not isinstance(model, LoadedModel):
-            from .loading import load_model
+            from translate.models.loading import load_model
 
             model = load_model(model, device="cpu", arch=arch, norm=norm)
         return cls(model, options, **changes)
@@ -176,8 +175,8 @@ class Translator:
         return (
             f"Translator({self.spec.name}, {self.direction}, {self.in_channels}->"
             f"{self.out_channels} channels, device={self.device}, size={self.size}, "
-            f"tile={self.tile}, norm_stats={self.test_mode.norm_stats}, "
-            f"dropout={self.test_mode.dropout})"
+            f"tile={self.tile}, norm_stats={self.eval_mode.norm_stats}, "
+            f"dropout={self.eval_mode.dropout})"
         )
 
     # --- public entry points -------------------------------------------------------------
@@ -281,7 +280,7 @@ class Translator:
         tops, lefts = _tile_starts(height, tile, overlap), _tile_starts(width, tile, overlap)
         kind = _nchw(arr[:1]).dtype  # the output's, as torch names it
         seed = None
-        if self.test_mode.dropout:  # the masks' seed hashes the whole input, as in memory
+        if self.eval_mode.dropout:  # the masks' seed hashes the whole input, as in memory
             seed = dropout_seed(self._model_input(_nchw(arr))[0], self.seed)
         out = weight = None
         start = 0  # the output row the band's buffers begin at
@@ -428,7 +427,7 @@ class Translator:
         scale = self.spec.scale
         if self.size is not None:  # one-hot labels by nearest: no fractional labels
             x = _resize(x, (self.size, self.size), nearest=self.spec.input_kind == "labels")
-        shared = self.precision.batch_invariant and not self.test_mode.dropout
+        shared = self.precision.batch_invariant and not self.eval_mode.dropout
         y = torch.cat(
             [self._one_pass(chunk) for chunk in x.split(self.batch_size if shared else 1)]
         )
@@ -437,7 +436,7 @@ class Translator:
         return y
 
     def _one_pass(self, x: torch.Tensor) -> torch.Tensor:
-        with self._masks(dropout_seed(x, self.seed) if self.test_mode.dropout else None):
+        with self._masks(dropout_seed(x, self.seed) if self.eval_mode.dropout else None):
             return self._tiled(x)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""The network zoo: generators and discriminators built by name."""
+"""Networks: the zoo of generators, discriminators and upscalers built by name
+(``build_generator``, ``build_discriminator``, the registries), their layers, feature taps and
+inference-time normalisation (``eval_mode``). Plain ``nn.Module``s: imports ``core`` only,
+nothing of data, models, training or inference."""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ from typing import Any
 
 from torch import nn
 
-from . import discriminators, generators, upscalers  # noqa: F401  (fills the registries)
-from .features import Generator
-from .macs import count_macs
-from .registry import DISCRIMINATORS, GENERATORS
+from translate.networks import discriminators, generators, upscalers  # noqa: F401  (fills the registries)
+from translate.networks.features import Generator
+from translate.networks.macs import count_macs
+from translate.networks.registry import DISCRIMINATORS, GENERATORS
 
 
 def build_generator(

@@ -12,8 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from .layers import BlurDownsample, MinibatchStdDev, conv_bias, init_weights, norm_layer
-from .registry import DISCRIMINATORS
+from translate.networks.layers import (
+    BlurDownsample,
+    MinibatchStdDev,
+    conv_bias,
+    init_weights,
+    norm_layer,
+)
+from translate.networks.registry import DISCRIMINATORS
 
 
 class PatchDiscriminator(nn.Module):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.choices import NORM_STATS
+from translate.core.choices import NORM_STATS
 
 
 @dataclass

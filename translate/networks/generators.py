@@ -10,9 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import Generator
-from .layers import BlurDownsample, BlurUpsample, conv_bias, init_weights, norm_layer
-from .registry import GENERATORS
+from translate.networks.features import Generator
+from translate.networks.layers import (
+    BlurDownsample,
+    BlurUpsample,
+    conv_bias,
+    init_weights,
+    norm_layer,
+)
+from translate.networks.registry import GENERATORS
 
 # 2**16 px: a side no image reaches; deeper U-Nets only nest (and recurse) past Python's limit.
 MAX_NUM_DOWNS = 16

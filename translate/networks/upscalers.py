@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .features import Generator
-from .layers import check_choice
-from .registry import GENERATORS
+from translate.networks.features import Generator
+from translate.networks.layers import check_choice
+from translate.networks.registry import GENERATORS
 
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 

@@ -1,9 +1,12 @@
 """Training: YAML configs, the engine, the trainers (Pix2Pix, CycleGAN, CUT/FastCUT,
-distillation), checkpoints, run reports."""
+distillation, super-resolution), their losses and GAN objectives, checkpoints, run reports
+and the ``train``/``distill`` commands. Imports ``core``, ``networks``, ``data`` and
+``models`` (a teacher or a pretrained generator is loaded there); never ``inference`` or
+anything above it."""
 
 from __future__ import annotations
 
-from translate.lazy import lazy_attributes
+from translate.core.lazy import lazy_attributes
 
 # Loaded when first used, as in translate/__init__.py: they import torch, which
 # `translate train --help` (translate.training.cli, inside this package) never needs.

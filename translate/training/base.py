@@ -11,14 +11,14 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from translate import metrics
+from translate.core import metrics
+from translate.core.runtime import Precision
 from translate.data.gpu_augment import DiffAugment
-from translate.losses import Prediction, feature_matching_loss, objective_for
-from translate.model_file import GeneratorSpec
+from translate.models.model_file import GeneratorSpec
 from translate.networks import build_discriminator
-from translate.runtime import Precision
 from translate.training.config import Config, LossConfig
 from translate.training.distributed import GradientReducer
+from translate.training.losses import Prediction, feature_matching_loss, objective_for
 
 
 class Stepper:

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from translate import torch_file
-from translate.atomic import atomic_open, atomic_write_text
-from translate.model_file import checkpoint_paths
+from translate.core import torch_file
+from translate.core.atomic import atomic_open, atomic_write_text
+from translate.models.model_file import checkpoint_paths
 from translate.training.config import Config, dump_config
 
 
@@ -56,7 +56,7 @@ def save_state(
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A state file, read by :func:`translate.torch_file.load` (no code runs from the file,
+    """A state file, read by :func:`translate.core.torch_file.load` (no code runs from the file,
     its sizes are checked before anything is allocated; errors are one line)."""
     return torch_file.load(path, kind="training checkpoint")
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from translate.errors import fail, user_errors
-from translate.help import trainers_line
+from translate.core.errors import fail, user_errors
+from translate.training.help import trainers_line
 
 if TYPE_CHECKING:
     from translate.training.config import Config
@@ -36,7 +36,7 @@ def _default_run_dir(config_path: Path) -> Path:
 def _user_error(message: str) -> NoReturn:
     """Exit 1 with one line. Under torchrun rank 0 alone prints it, and also leaves it in
     torchrun's error file, so torchrun's failure summary names it as the root cause."""
-    from translate.runtime import Ranks
+    from translate.core.runtime import Ranks
 
     if not Ranks.from_env().main:
         sys.exit(1)
@@ -145,7 +145,7 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
             )
         sys.exit(EXIT_SIGNAL + trainer.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
     if trainer.ranks.main:
-        from translate.inference.loading import run_generator
+        from translate.models.loading import run_generator
 
         steps, epochs = _count(summary["steps"], "step"), _count(summary["epochs"], "epoch")
         # the file `translate convert RUN_DIR` picks, so the line names what the run gives

@@ -22,11 +22,12 @@ from typing import Any
 
 import yaml
 
+from translate.core.choices import DIRECTIONS
+from translate.core.runtime import PRECISIONS, available_cpus
 from translate.data.images import FILE_CHANNELS
 from translate.data.transforms import Preprocess
-from translate.losses import OBJECTIVES, objective_for
 from translate.networks import DISCRIMINATORS, GENERATORS
-from translate.runtime import PRECISIONS, available_cpus
+from translate.training.losses import OBJECTIVES, objective_for
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 
@@ -298,7 +299,7 @@ def build_config(tree: dict[str, Any], loss: type) -> Config:
 
 def check_values(config: Config) -> None:
     """The checks that need neither data nor the trainer: names, choices and ranges."""
-    _check_choice("data.direction", config.data.direction, ("AtoB", "BtoA"))
+    _check_choice("data.direction", config.data.direction, DIRECTIONS)
     for key in ("input_channels", "output_channels"):  # what image files can supply
         _check_choice(f"data.{key}", getattr(config.data, key), FILE_CHANNELS)  # type: ignore[arg-type]
     _check_options("generator", GENERATORS, config.generator.name, config.generator.options)

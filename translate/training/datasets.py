@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from translate.data.datasets import HRFolder, PairedFolder, SingleImagePair, UnpairedFolder
 from translate.data.layout import HOLDOUT, HR, PAIRED, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
-from translate.model_file import declared_geometry
+from translate.models.model_file import declared_geometry
 from translate.networks import build_generator
 from translate.networks.registry import Registry
 from translate.training.config import Config

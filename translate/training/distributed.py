@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from translate.runtime import Ranks
+from translate.core.runtime import Ranks
 
 
 def init_distributed(device: str, timeout: float = 1800.0) -> Ranks:

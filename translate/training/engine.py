@@ -30,15 +30,15 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from translate.core.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
-from translate.model_file import (
+from translate.models.model_file import (
     CHECKPOINT_KEY,
     InputSpec,
     checkpoint_entry,
     save_generators,
 )
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
-from translate.runtime import Precision, Ranks, resolve_device, resolve_precision
 from translate.training.base import GANModel, Prepared, Stepper
 from translate.training.checkpoint import (
     Checkpointer,
@@ -346,7 +346,7 @@ class Evaluation:
 
 class Evaluator:
     """The run's fixed validation images, scored through the trainer's ``validate``, and
-    what the evaluations so far found: the best values, the better test mode for the
+    what the evaluations so far found: the best values, the better eval mode for the
     generator file, the monitor's diversity history, the last scores."""
 
     def __init__(self, config: Config, model: GANModel, val_set: Dataset, runtime: Runtime) -> None:
@@ -358,7 +358,7 @@ class Evaluator:
         self.best: dict[str, float] = {}
         self.baseline: dict[str, float] = {}  # the trainer's baseline's validation scores
         self.val_scores: dict[str, float] = {}  # the last evaluation's, beside the bar's losses
-        self.test_mode = EvalMode()  # what the last validation scored better
+        self.eval_mode = EvalMode()  # what the last validation scored better
         self.diversity_history: list[float] = []  # earlier evaluations' ratios, for collapse
         if runtime.ranks.main:
             self._announce(scored)
@@ -445,7 +445,7 @@ class Evaluator:
                 values.update({f"baseline_{k}": v for k, v in self.baseline.items()})
             values.update({f"val_{k}": total / images for k, total in sums.items()})
             if paired is not None:
-                values.update(self._choose_test_mode(values["val_L1"], stop))
+                values.update(self._choose_eval_mode(values["val_L1"], stop))
         finally:
             model.train()
         warnings = monitor_warnings(monitor, self.diversity_history, step=step)
@@ -468,7 +468,7 @@ class Evaluator:
             )
         return values[metric]
 
-    def _choose_test_mode(self, running_l1: float, stop: StopRequest | None) -> dict[str, float]:
+    def _choose_eval_mode(self, running_l1: float, stop: StopRequest | None) -> dict[str, float]:
         """Score the validation set again as the reference tests (each image's batch norm
         statistics, dropout on) and keep the better mode for the generator file."""
         nets = [net for _, net in self.model.generators().values()]
@@ -487,13 +487,13 @@ class Evaluator:
                         result = self.model.validate(batch)
                     paired.add(result.fake, result.real)
         except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
-            self.test_mode = EvalMode()
+            self.eval_mode = EvalMode()
             return {}
         finally:
             for restore in undo:
                 restore()
         batch_l1 = paired.result()["l1"]
-        self.test_mode = batch_mode if batch_l1 < running_l1 else EvalMode()
+        self.eval_mode = batch_mode if batch_l1 < running_l1 else EvalMode()
         return {"val_L1_batch_stats": batch_l1}
 
     def state_dict(self) -> dict[str, Any]:
@@ -817,7 +817,7 @@ class Trainer:
             self.model.generators(),
             self.preprocessing(),
             self.summary(),
-            test_mode=self.evaluator.test_mode,
+            eval_mode=self.evaluator.eval_mode,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -842,7 +842,7 @@ class Trainer:
                 self.model.generators(),
                 self.preprocessing(),
                 self.summary(),
-                self.evaluator.test_mode,
+                self.evaluator.eval_mode,
                 averaged=self.ema is not None,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate import torch_file
+from translate.core import torch_file
 
 # Real-ESRGAN's train_realesrnet/realesrgan options: conv outputs, weights per layer.
 REAL_ESRGAN_LAYERS = {
@@ -53,7 +53,7 @@ class PerceptualLoss(nn.Module):
 
     ``weights``: a torch file of torchvision's VGG19 state dict (``features.<i>.weight``
     keys; a state dict of ``features`` alone, ``<i>.weight``, also loads), read with
-    :func:`translate.torch_file.load` (no pickled code runs). The features are frozen.
+    :func:`translate.core.torch_file.load` (no pickled code runs). The features are frozen.
     """
 
     def __init__(self, weights: str | Path, layers: dict[str, float]) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from translate.atomic import atomic_path, atomic_write_text
+from translate.core.atomic import atomic_path, atomic_write_text
 from translate.data.images import write_image
 
 MONITOR_KEYS = ("diversity_ratio", "d_acc_real", "d_acc_fake")

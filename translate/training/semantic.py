@@ -12,7 +12,7 @@ wrapped before it is saved (``forward(x): return net((x + 1) / 2)``).
 
 ``loss.task_model`` is a TorchScript file (``torch.jit.script(model).save(path)``) or a
 translate model file with one network (a generator file, run directory or checkpoint:
-:func:`translate.inference.loading.load_model`). The trainer's stage
+:func:`translate.models.loading.load_model`). The trainer's stage
 (:meth:`translate.training.base.GANModel.prepare`) loads it, frozen and in eval mode; the
 trainer keeps it out of the module tree: in no state dict, optimizer or weight average.
 """
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.inference.loading import load_model, resolve_model_path
+from translate.models.loading import load_model, resolve_model_path
 from translate.training.base import Prepared
 from translate.training.config import Config, LossConfig
 

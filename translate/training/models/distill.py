@@ -12,7 +12,7 @@ The student (by default a depthwise-separable ``mobile_resnet_9blocks``, as wide
   (``lambda_gan`` 1), so the student can also improve on the teacher;
 - with paired data, L1 to the ground truth (``lambda_target`` 10).
 
-The teacher is anything :func:`translate.inference.loading.load_model` takes: a generator
+The teacher is anything :func:`translate.models.loading.load_model` takes: a generator
 file, a run directory, a training checkpoint, a reference checkpoint or a model name. The
 trainer's stage (:meth:`Distill.prepare`, before the trainer is built) loads it, frozen and
 in eval mode, and records its file (``loss.teacher_sha256``) and the student's width in the
@@ -38,14 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from translate import metrics
-from translate.inference.loading import load_model, resolve_model_path
-from translate.model_file import GeneratorSpec, LoadedModel
+from translate.core import metrics
+from translate.core.runtime import Ranks
+from translate.models.loading import load_model, resolve_model_path
+from translate.models.model_file import GeneratorSpec, LoadedModel
 from translate.networks import count_macs
 from translate.networks.eval_mode import set_eval_mode
 from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
-from translate.runtime import Ranks
 from translate.training.base import (
     GANModel,
     Prepared,
@@ -151,7 +151,7 @@ def load_frozen_teacher(config: Config) -> Teacher:
             f"channels, the data has {channels[0]} and {channels[1]} "
             "(data.input_channels, data.output_channels)"
         )
-    set_eval_mode(net, teacher_file.test_mode)
+    set_eval_mode(net, teacher_file.eval_mode)
     net.requires_grad_(False)
     macs = count_macs(net, (channels[0], *MAC_SIZE))
     return Teacher(net.eval(), spec, path, digest, macs)

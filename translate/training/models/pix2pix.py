@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from translate import metrics
+from translate.core import metrics
 from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS

@@ -12,7 +12,7 @@ The two stages of the recipe are one config each: ``configs/sr_psnr.yaml`` (L1 o
 the generator started from the first stage's run with ``loss.pretrained``).
 
 Validation scores PSNR and SSIM on the Y channel with ``scale`` border pixels cropped
-(:class:`translate.metrics.SRScores`); the best generator is the highest PSNR-Y, and the
+(:class:`translate.core.metrics.SRScores`); the best generator is the highest PSNR-Y, and the
 first evaluation scores bicubic upscaling of the same inputs as the baseline to beat.
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from translate import metrics
+from translate.core import metrics
 from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.layout import HR, PAIRED
-from translate.inference.loading import load_model, resolve_model_path
-from translate.model_file import GeneratorSpec
+from translate.models.loading import load_model, resolve_model_path
+from translate.models.model_file import GeneratorSpec
 from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
 from translate.training.config import Config, LossConfig
 from translate.training.models import TRAINERS

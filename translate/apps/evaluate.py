@@ -1,0 +1,220 @@
+"""``translate evaluate``: score outputs against targets, or a model on a paired dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from translate.core.choices import DIRECTIONS
+from translate.core.errors import user_errors
+from translate.inference.options import TranslatorOptions, click_options
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+# metric -> (label, note) in table order
+ROWS = {
+    "images": ("images", ""),
+    "images_targets": ("target images", ""),
+    "l1": ("L1", "lower is better, [-1, 1] scale"),
+    "psnr": ("PSNR (dB)", "higher is better"),
+    "ssim": ("SSIM", "higher is better"),
+    "psnr_y": ("PSNR-Y (dB)", "higher is better; Y channel, scale pixels cropped at the border"),
+    "ssim_y": ("SSIM-Y", "higher is better; Y channel, scale pixels cropped at the border"),
+    "block_edge_ratio": (
+        "block edges",
+        "change across scale-px block edges / within, on smooth areas; ~1 = no grid",
+    ),
+    # SR models: the same inputs upscaled by bicubic (MATLAB's imresize), the baseline to beat
+    "bicubic_l1": ("bicubic L1", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_psnr_y": ("bicubic PSNR-Y (dB)", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_ssim_y": ("bicubic SSIM-Y", "baseline: the same inputs upscaled by bicubic"),
+    "bicubic_block_edge_ratio": ("bicubic block edges", "baseline: ~1, no grid"),
+    "fid": ("FID", "lower is better"),
+    "kid": ("KID", "lower is better"),
+    "kid_std": ("KID std", "over subsets"),
+    "diversity_outputs": ("diversity (outputs)", "mean pairwise L1"),
+    "diversity_targets": ("diversity (targets)", "mean pairwise L1"),
+    "diversity_ratio": ("diversity ratio", "outputs / targets; near 0 = collapse"),
+}
+
+
+def format_table(result: dict[str, float]) -> str:
+    rows = []
+    for key, (label, note) in ROWS.items():
+        if key not in result:
+            continue
+        value = result[key]
+        text = str(value) if isinstance(value, int) else f"{value:.4f}"
+        rows.append((label, "n/a" if math.isnan(value) else text, note))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{a:<{width[0]}}  {b:>{width[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) -> torch.nn.Module:
+    # CycleGAN files hold both directions; a pix2pix file holds one, trained for its dataset's
+    # direction, whatever the data's direction option is here.
+    if direction in generators:
+        return generators[direction]
+    if len(generators) == 1:
+        return next(iter(generators.values()))
+    raise click.UsageError(f"the model has no {direction} generator")
+
+
+@click.command()
+@click.option(
+    "--outputs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of generated images.",
+)
+@click.option(
+    "--targets",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of ground truth (matched to --outputs by relative path and name).",
+)
+@click.option(
+    "--unpaired",
+    is_flag=True,
+    help="Treat --outputs and --targets as two unmatched sets: FID/KID and diversity.",
+)
+@click.option("--model", "model_source", help="Model file, run directory or bundled name.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Paired dataset root to run --model over.",
+)
+@click.option("--split", default="val", show_default=True, help="Split of --data.")
+@click.option(
+    "--degradation",
+    help="Super-resolution: make the LR inputs from --data's HR images (an hr folder, e.g. "
+    "Set5 with --split test) with this degradation (bicubic, realesrgan).",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(DIRECTIONS),
+    default="AtoB",
+    show_default=True,
+    help="Which side of --data is the input.",
+)
+@click.option(
+    "--inception-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Inception-v3 state dict (torchvision or pytorch-fid) for FID/KID.",
+)
+@click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
+# fp32 unless asked: scores are compared across machines, so they do not follow `auto`.
+@click_options(
+    TranslatorOptions, only=("batch_size", "device", "precision"), defaults={"precision": "fp32"}
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON only.")
+def evaluate(
+    outputs: Path | None,
+    targets: Path | None,
+    unpaired: bool,
+    model_source: str | None,
+    data: Path | None,
+    split: str,
+    degradation: str | None,
+    direction: str,
+    inception_weights: Path | None,
+    kid_subsets: int,
+    kid_subset_size: int,
+    batch_size: int,
+    device: str,
+    precision: str,
+    as_json: bool,
+) -> None:
+    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
+    --inception-weights (nothing is downloaded), and the diversity of the outputs.
+    A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
+    and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
+
+    \b
+    translate evaluate --outputs results/ --targets datasets/maps/val_B/
+    translate evaluate --model run/ --data datasets/maps --split val
+    translate evaluate --model sr_run/ --data datasets/set5 --split test --degradation bicubic
+    translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
+    translate evaluate --outputs results/          # diversity only
+    """
+    # Here, not above: scoring imports torch and torchvision, which `--help` does not need.
+    from translate.core.runtime import resolve_device, resolve_precision
+    from translate.evaluation import scores
+    from translate.evaluation.inception import load_inception
+
+    if (model_source is None) != (data is None):
+        raise click.UsageError("--model and --data go together")
+    if (model_source is None) == (outputs is None):
+        raise click.UsageError("give either --outputs (with optional --targets) or --model/--data")
+    if model_source is not None and (targets is not None or unpaired):
+        raise click.UsageError("--targets/--unpaired are for --outputs, not --model")
+    if degradation is not None and model_source is None:
+        raise click.UsageError("--degradation is for --model/--data")
+    if unpaired and targets is None:
+        raise click.UsageError("--unpaired needs --targets")
+    if inception_weights is not None and outputs is not None and targets is None:
+        raise click.UsageError("FID/KID compare two sets: add --targets")
+    try:
+        device = resolve_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from exc
+    with user_errors():
+        resolve_precision(precision, device)  # a bad --precision fails before any loading
+    common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
+    with user_errors():
+        extractor = None if inception_weights is None else load_inception(inception_weights, device)
+        if model_source is not None:
+            from translate.core.metrics import SRScores
+            from translate.models.loading import load_model
+            from translate.models.model_file import declared_geometry
+
+            model = load_model(model_source, device)
+            generator = _choose_generator(model.generators, direction)
+            supported = getattr(generator, "precisions", None)
+            autocast = resolve_precision(precision, device, supported=supported)
+            preprocess, paired = model.preprocess, None
+            scale = declared_geometry(generator)["scale"]
+            if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
+                preprocess, batch_size = scores.whole_images(preprocess, generator), 1
+                paired = SRScores(border=scale)
+            elif degradation is not None:
+                raise click.UsageError("--degradation needs a super-resolution --model (scale > 1)")
+
+            def outputs_of(net: torch.nn.Module) -> tuple[int, Iterator[tuple[Tensor, Tensor]]]:
+                if degradation is not None:
+                    return scores.degraded_images(
+                        net, data, degradation, split, preprocess.output_channels, device,
+                        autocast,
+                    )  # fmt: skip
+                return scores.model_images(
+                    net, data, preprocess, split, direction, batch_size, device, autocast
+                )
+
+            result = scores.score_pairs(*outputs_of(generator), extractor, paired=paired, **common)
+            if paired is not None:  # SR: bicubic on the same inputs, as training's baseline row
+                bicubic = SRScores(border=scale)
+                for output, target in outputs_of(scores.BicubicUpscaler(generator))[1]:
+                    bicubic.add(output, target)
+                result.update({f"bicubic_{k}": v for k, v in bicubic.result().items()})
+        elif targets is not None and not unpaired:
+            pairs = scores.paired_folder_images(outputs, targets)
+            result = scores.score_pairs(*pairs, extractor, **common)
+        else:
+            second = scores.folder_images(targets) if targets is not None else None
+            result = scores.score_sets(scores.folder_images(outputs), second, extractor, **common)
+    if as_json:
+        click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
+        return
+    click.echo(format_table(result))
+    if "fid" in result and min(result["images"], result.get("images_targets", 1e9)) < 2048:
+        click.echo(
+            "note: FID from fewer than 2048 images is biased upwards; compare only scores "
+            "computed on the same number of images",
+            err=True,
+        )

@@ -1,0 +1,6 @@
+"""Core: what every layer uses and nothing else owns: atomic file writes (``atomic``), where
+and how a command runs (``runtime``: device, precision, ranks), checked ``torch.load``
+(``torch_file``), downloads (``download``), optional extras (``extras``), the CLI's one
+conversion of user errors (``errors``), the names options offer (``choices``), lazy package
+attributes (``lazy``) and the image metrics (``metrics``). The lowest layer: it imports no
+other part of ``translate``."""

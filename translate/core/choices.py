@@ -1,0 +1,16 @@
+"""The names a command's options offer, kept free of torch so that every ``--help`` (and
+the option checks that run before any work) answers at once. Each belongs to the module
+that acts on it, which imports it from here: :mod:`translate.core.runtime` (precisions),
+:mod:`translate.networks.eval_mode` (test-time statistics),
+:mod:`translate.inference.backends` (what runs a generator) and
+:mod:`translate.models.model_file` (the directions a model file keys its generators by)."""
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+NORM_STATS = ("running", "batch")
+BACKENDS = ("torch", "onnxruntime")
+BACKEND_HELP = (
+    "What runs the model: torch, or onnxruntime (the ONNX export, made on first use and "
+    "cached; CPU, fp32; needs the onnx extra)."
+)
