@@ -66,6 +66,16 @@ def test_a_translation_without_its_name_is_a_usage_error(
     assert "give NAME=FOLDER" in capsys.readouterr().err
 
 
+def commands_of(text: str, language: str) -> list[str]:
+    """The command lines of the page's code blocks in ``language``, comments left out."""
+    return [
+        line.strip()
+        for block in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
 @pytest.mark.slow
 def test_the_domain_adaptation_tutorial_runs_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -78,12 +88,9 @@ def test_the_domain_adaptation_tutorial_runs_as_written(
     from translate.cli import main
 
     text = (ROOT / "docs" / "domain-adaptation.md").read_text()
-    lines = [
-        line.strip()
-        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-        for line in block.replace("\\\n", " ").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    lines = commands_of(text, "bash")
+    # the page's "repeat the table" block is the same commands in one go
+    assert [line for line in commands_of(text, "shell") if line.split()[0] != "export"] == lines
     commands = [shlex.split(line, comments=True) for line in lines]
     tool = ["python", "tools/domain_adaptation.py"]
     assert [c[:2] if c[0] == "translate" else c[:3] for c in commands] == [
