@@ -1,5 +1,5 @@
 """docs/domain-adaptation.md: its commands run as written (smallest settings) and its script's
-land masks and table."""
+land masks, task model and table."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(
@@ -24,6 +25,7 @@ _spec.loader.exec_module(da)
 # Each command of the page at the smallest settings (the last of a repeated option wins).
 SMALL = {
     "prepare": ["--width", "256"],  # 8 x 4 tiles of 32 px
+    "task-model": ["--steps", "5"],
     "train": ["--set", "train.max_steps=4"],
     "score": ["--steps", "5", "--seeds", "1"],
 }
@@ -42,28 +44,65 @@ def test_a_tile_without_its_mask_is_an_error_naming_it(tmp_path: Path) -> None:
         da.load_tiles(tmp_path / "tiles", tmp_path / "masks")
 
 
+def test_the_task_model_takes_the_generators_range_and_loads_as_loss_task_model(
+    tmp_path: Path,
+) -> None:
+    from translate.training.semantic import load_task_model
+
+    images = torch.rand(8, 3, 16, 16)
+    labels = (images[:, :1] > 0.5).float()
+    net = da.train_segmenter(images, labels, steps=2, batch=4, seed=0, desc="test").eval()
+    da.save_task_model(net, tmp_path / "segmenter.pt")
+    task_model = load_task_model(str(tmp_path / "segmenter.pt"))
+    with torch.no_grad():
+        assert torch.allclose(task_model(images * 2 - 1), net(images), atol=1e-5)
+
+
+def test_a_translation_without_its_name_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        da.main(["score", "data/da", "--translated", "out/da_translated"])
+    assert "give NAME=FOLDER" in capsys.readouterr().err
+
+
+def commands_of(text: str, language: str) -> list[str]:
+    """The command lines of the page's code blocks in ``language``, comments left out."""
+    return [
+        line.strip()
+        for block in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
 @pytest.mark.slow
 def test_the_domain_adaptation_tutorial_runs_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every command of the page in order: prepare, CUT training, convert, score; the score
-    prints the page's table with its three rows and scores in [0, 1]."""
+    """Every command of the page in order: prepare, the task model, the translator with the
+    semantic loss and without it, their conversions, score; the score prints the page's
+    table with a row per training set and scores in [0, 1]."""
     from click.testing import CliRunner
 
     from translate.cli import main
 
     text = (ROOT / "docs" / "domain-adaptation.md").read_text()
-    lines = [
-        line.strip()
-        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-        for line in block.replace("\\\n", " ").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    lines = commands_of(text, "bash")
+    # the page's "repeat the table" block is the same commands in one go
+    assert [line for line in commands_of(text, "shell") if line.split()[0] != "export"] == lines
     commands = [shlex.split(line, comments=True) for line in lines]
+    tool = ["python", "tools/domain_adaptation.py"]
     assert [c[:2] if c[0] == "translate" else c[:3] for c in commands] == [
-        ["python", "tools/domain_adaptation.py", "prepare"], ["translate", "train"],
-        ["translate", "convert"], ["python", "tools/domain_adaptation.py", "score"],
+        [*tool, "prepare"], [*tool, "task-model"],
+        ["translate", "train"], ["translate", "convert"],
+        ["translate", "train"], ["translate", "convert"],
+        [*tool, "score"],
     ]  # fmt: skip
+    # the ablation is the same translator with the semantic loss off
+    semantic, ablation = [c[2:] for c in commands if c[:2] == ["translate", "train"]]
+    assert semantic[0] == ablation[0] == "configs/domain_adaptation_semantic.yaml"
+    assert "loss.lambda_semantic=0" in ablation
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     monkeypatch.chdir(tmp_path)
     for words in commands:
@@ -75,9 +114,12 @@ def test_the_domain_adaptation_tutorial_runs_as_written(
             capsys.readouterr()
             da.main(words[2:] + SMALL[words[2]])
     table = capsys.readouterr().out.strip().splitlines()
-    assert table[:2] == da.format_table([]).splitlines()
+    assert table[:2] == da.TABLE_HEAD.splitlines()
     assert table[0] in text  # the page shows the same table
     rows = [row.strip("|").split("|") for row in table[2:]]
-    assert [r[0].strip() for r in rows] == [label for label, _ in da.TRAINING_SETS]
-    scores = [float(x) for r in rows for x in r[1:]]
-    assert len(scores) == 6 and all(0 <= x <= 1 for x in scores)
+    labels = [r[0].strip() for r in rows]
+    assert labels[0] == da.SOURCE[0] and labels[-1] == da.CEILING[0]
+    assert len(labels) == 4 and all(x.startswith("source translated by ") for x in labels[1:3])
+    for r in rows:
+        iou, (low, high), accuracy = float(r[1]), map(float, r[2].split("-")), float(r[3])
+        assert 0 <= low <= iou <= high <= 1 and 0 <= accuracy <= 1
