@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from translate.atomic import atomic_write_bytes
+from translate.core.atomic import atomic_write_bytes
 from translate.data.images import list_images, read_image, write_image
 from translate.data.worldmaps import load_map, tile_grid
 
