@@ -200,5 +200,6 @@ def test_with_the_defaults_the_discriminator_does_not_win_outright(
     """FastCUT's reference weight (lambda_nce 10) leaves the GAN term a tenth of the loss: on
     satellite -> relief tiles the discriminator is right on every real and fake patch within
     50 steps. With the default weight it is not, at any evaluation of the run."""
-    assert overpowered(satellite_relief, tmp_path / "old", 150, lambda_nce=10.0)
-    assert overpowered(satellite_relief, tmp_path / "default", 150) == []
+    assert overpowered(satellite_relief, tmp_path / "old", 100, lambda_nce=10.0)
+    # (at most 75 % right on the real or on the fake patches at each of the 4 evaluations)
+    assert overpowered(satellite_relief, tmp_path / "default", 100) == []
