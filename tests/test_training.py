@@ -370,7 +370,7 @@ def test_invalid_settings_name_their_key(
         (["data.input_channels=5"], "--set data.input_channels=5: config key "
          "'data.input_channels': 5 is not one of 1, 2, 3, 4"),
         (["train.max_steps=2", "train.max_step=5"], "--set train.max_step=5: unknown config "
-         "key 'train.max_step'; did you mean 'max_steps'?"),
+         "key 'train.max_step'; did you mean 'max_steps' or 'max_minutes'?"),
         (["optim.lr_g"], "--set optim.lr_g: expected key=value"),
     ],
 )  # fmt: skip
