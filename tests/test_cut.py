@@ -13,10 +13,12 @@ import torch
 from training_helpers import SIZE, tiny, trainer
 
 from translate import Translator
+from translate.data.worldmaps import build_worldmaps
 from translate.models.model_file import load_generators
 from translate.training.configure import from_dict
 from translate.training.engine import _to_device
 from translate.training.models.cut import PatchSampler, patch_nce_loss
+from translate.training.monitor import monitor_warnings
 
 LAYERS = [0, 4, 8, 10]  # of a 1-block ResNet: padded input, two downsamplings, the block
 
@@ -64,7 +66,8 @@ def test_modes_set_the_reference_defaults(data: Path) -> None:
     c = from_dict(cut(data)).loss
     assert (c.lambda_nce, c.nce_idt, c.flip_equivariance) == (1.0, True, False)
     f = from_dict(cut(data, "fastcut")).loss
-    assert (f.lambda_nce, f.nce_idt, f.flip_equivariance) == (10.0, False, True)
+    # lambda_nce 1 where the reference's FastCUT has 10 (see the test of the defaults below)
+    assert (f.lambda_nce, f.nce_idt, f.flip_equivariance) == (1.0, False, True)
     assert f.nce_t == 0.07 and f.gan_mode == "lsgan"
     assert from_dict(tiny("cut", data)).loss.nce_layers == [0, 4, 8, 12, 16]
     assert from_dict(tiny("cut", data)).loss.num_patches == 256
@@ -160,7 +163,45 @@ def test_cut_configs_load() -> None:
     assert h2z.model == "cut" and h2z.loss.nce_idt and h2z.loss.lambda_nce == 1.0
     assert h2z.generator.options["init"] == "xavier" and h2z.schedule.epochs == 200
     fast = load_config(configs / "cut_horse2zebra.yaml", ["loss.mode=fastcut"])
-    assert fast.loss.lambda_nce == 10.0 and fast.loss.flip_equivariance
+    assert fast.loss.lambda_nce == 1.0 and fast.loss.flip_equivariance
     worldmaps = load_config(configs / "worldmaps_cut.yaml")
     assert worldmaps.loss.mode == "fastcut" and worldmaps.loss.flip_equivariance is False
     assert worldmaps.loss.nce_layers == [0, 4, 8, 12, 14]
+
+
+@pytest.fixture(scope="module")
+def satellite_relief(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """worldmaps at 16 px: satellite tiles in trainA/testA, shaded relief in trainB/testB."""
+    root = tmp_path_factory.mktemp("worldmaps16")
+    build_worldmaps(root, tile_size=16, width=256, layouts=("unpaired",), progress=False)
+    return root
+
+
+def overpowered(root: Path, run_dir: Path, steps: int, **loss: float) -> list[int]:
+    """A tiny FastCUT with the trainer's defaults but ``loss``, on ``root``: the steps at
+    whose evaluation the monitor says the discriminator overpowers the generator (the
+    warm-up left out: it only delays the warning)."""
+    config = cut(root, "fastcut", loss={"flip_equivariance": False, **loss})
+    config["data"]["preprocess"] = {"mode": "none", "flip": False}
+    config["data"]["val_size"] = 8
+    config["train"] = {"batch_size": 4, "max_steps": steps}
+    config["log"].update(every=steps, eval_every=25)
+    config["schedule"] = {"epochs": 100, "decay_epochs": 0}
+    trainer(config, run_dir).fit()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        r["step"]
+        for r in records
+        if any("overpowers" in w for w in monitor_warnings(r)) and "d_acc_real" in r
+    ]
+
+
+def test_with_the_defaults_the_discriminator_does_not_win_outright(
+    satellite_relief: Path, tmp_path: Path
+) -> None:
+    """FastCUT's reference weight (lambda_nce 10) leaves the GAN term a tenth of the loss: on
+    satellite -> relief tiles the discriminator is right on every real and fake patch within
+    50 steps. With the default weight it is not, at any evaluation of the run."""
+    assert overpowered(satellite_relief, tmp_path / "old", 100, lambda_nce=10.0)
+    # (at most 75 % right on the real or on the fake patches at each of the 4 evaluations)
+    assert overpowered(satellite_relief, tmp_path / "default", 100) == []

@@ -266,6 +266,7 @@ def test_full_disk_at_the_first_checkpoint_says_there_is_nothing_to_resume(
     ("override", "message"),
     [
         ("train.max_steps=-1", "'train.max_steps': must be at least 1, got -1"),
+        ("train.max_minutes=0", "'train.max_minutes': must be a positive number of minutes"),
         ("generator.options.ngf=-4", "'generator.options.ngf': must be at least 1, got -4"),
         ("generator.options.ngf='24'", "'generator.options.ngf': expected int, got '24'"),
         ("discriminator.options.n_layers=0", "'discriminator.options.n_layers': must be at"),
@@ -288,7 +289,7 @@ def test_invalid_settings_name_their_key(
         (["data.input_channels=5"], "--set data.input_channels=5: config key "
          "'data.input_channels': 5 is not one of 1, 2, 3, 4"),
         (["train.max_steps=2", "train.max_step=5"], "--set train.max_step=5: unknown config "
-         "key 'train.max_step'; did you mean 'max_steps'?"),
+         "key 'train.max_step'; did you mean 'max_steps' or 'max_minutes'?"),
         (["optim.lr_g"], "--set optim.lr_g: expected key=value"),
     ],
 )  # fmt: skip
@@ -1059,3 +1060,63 @@ def test_one_bar_counts_the_whole_runs_steps(
     Trainer(from_dict(config), tmp_path, progress=True).fit()
     assert len(bars) == 1 and bars[0].total == steps and bars[0].n == steps
     assert bars[0].unit == "step" and bars[0].desc.startswith(f"epoch {min(4, (steps + 3) // 4)}/4")
+
+
+def test_max_minutes_stops_after_the_step_that_passed_it(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a clock where each step takes a minute, a limit of 2.5 minutes ends the run after
+    step 3, which ends as at max_steps (checkpoint, final evaluation, generator file); the
+    checkpoint keeps the time, so a resume counts it."""
+    t = trainer(tiny("pix2pix", data, train={"max_steps": 10, "max_minutes": 2.5}), tmp_path)
+    monkeypatch.setattr(engine.RunTime, "seconds", lambda self: self.before + 60.0 * t.step)
+    summary = t.fit()
+    assert t.timed_out and summary["steps"] == 3
+    assert load_state(latest_state(tmp_path))["run_seconds"] == 180.0
+    assert (tmp_path / "generator_latest.safetensors").is_file()
+    resumed = trainer(
+        tiny("pix2pix", data, train={"max_steps": 10, "max_minutes": 4}), tmp_path, resume=True
+    )
+    assert resumed.time.before == 180.0  # the earlier attempt's minutes count: 1 more step
+    monkeypatch.setattr(engine.RunTime, "seconds", lambda self: 60.0 * resumed.step)
+    assert resumed.fit()["steps"] == 4 and resumed.timed_out
+
+
+def test_run_time_counts_the_earlier_attempts() -> None:
+    clock = engine.RunTime(max_minutes=1.0, before=59.9)
+    assert clock.seconds() == 59.9 and not clock.passed()  # not started: no time of its own
+    clock.start()
+    time.sleep(0.15)
+    assert clock.passed() and 60.0 < clock.seconds() < 120
+    assert not engine.RunTime(None, before=1e9).passed()
+
+
+def test_a_run_stopped_at_its_time_limit_says_so_and_resumes_exactly(
+    data: Path, tmp_path: Path
+) -> None:
+    """A limit no step can meet ends the run after step 1 with the `done` line saying why; a
+    resume with the same limit takes no step, one with a higher limit continues to
+    max_steps, with the weights of a run that was never stopped."""
+    config = tiny("pix2pix", data, train={"max_steps": 3, "max_minutes": 1e-6})
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["train", str(config_path), "--run-dir", str(run_dir), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    limit = "(stopped at the time limit, train.max_minutes 1e-06)"
+    assert f"done: 1 step, 1 epoch {limit}; generator:" in result.output
+    assert (run_dir / "generator_latest.safetensors").is_file()
+    resume = ["train", "--resume", str(run_dir), "--no-progress"]
+    result = runner.invoke(main, resume)
+    assert result.exit_code == 0 and f"done: 1 step, 1 epoch {limit}" in result.output
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["state_1.pt"]
+    result = runner.invoke(main, [*resume, "--set", "train.max_minutes=10"])
+    assert result.exit_code == 0 and "done: 3 steps, 1 epoch; generator:" in result.output
+    config["train"]["max_minutes"] = None
+    full = trainer(config, tmp_path / "full")
+    full.fit()
+    a, b = full.model.state_dict(), load_state(latest_state(run_dir))["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

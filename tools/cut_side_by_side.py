@@ -89,6 +89,7 @@ if os.environ.get("{SEED_VARIABLE}"):
 '''
 AUTHORS_STEP = re.compile(r"^\(epoch: (\d+), iters: (\d+),")
 MODES = {"cut": "CUT", "fastcut": "FastCUT"}  # ours -> the authors' --CUT_mode
+AUTHORS_LAMBDA_NCE = {"cut": 1.0, "fastcut": 10.0}  # their --CUT_mode defaults
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STEP_TIMEOUT_S = 60.0  # a side silent this long (after its first step) has hung
 SIDES = ("authors", "ours")
@@ -151,6 +152,8 @@ def our_config(recipe: Recipe, data: Path) -> dict[str, Any]:
     """Our ``model: cut`` config for ``recipe``, every key the authors' options set named."""
     loss: dict[str, Any] = {
         "mode": recipe.mode, "gan_mode": "lsgan", "lambda_gan": 1.0,
+        # the authors' weights by mode (our FastCUT defaults to 1: docs/trainers/cut.md)
+        "lambda_nce": AUTHORS_LAMBDA_NCE[recipe.mode],
         "nce_layers": list(recipe.nce_layers), "num_patches": 256, "nce_t": 0.07,
         "mlp_units": 256,
     }  # fmt: skip

@@ -148,8 +148,12 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
         from translate.models.loading import run_generator
 
         steps, epochs = _count(summary["steps"], "step"), _count(summary["epochs"], "epoch")
+        why = ""
+        if trainer.timed_out:
+            limit = trainer.config.train.max_minutes
+            why = f" (stopped at the time limit, train.max_minutes {limit:g})"
         # the file `translate convert RUN_DIR` picks, so the line names what the run gives
-        click.echo(f"done: {steps}, {epochs}; generator: {run_generator(run_dir)}")
+        click.echo(f"done: {steps}, {epochs}{why}; generator: {run_generator(run_dir)}")
 
 
 def _count(n: int, noun: str) -> str:

@@ -155,6 +155,9 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile every network
     max_steps: int | None = None  # stop early (quick runs, tests)
+    # stop after the step during which the run's wall time passes this many minutes (the
+    # time of the attempts a resume continues counts); the run ends as at max_steps
+    max_minutes: float | None = None
     ema: float = 0.0  # decay of the generators' weight average (e.g. 0.999); 0: off
     # seconds a rank waits for the others (joining, each collective) before the run fails;
     # torchrun's elastic restart then takes over
@@ -336,6 +339,11 @@ def check_values(config: Config) -> None:
         )
     if config.schedule.epochs + config.schedule.decay_epochs < 1:
         raise ValueError("config keys 'schedule.epochs' + 'schedule.decay_epochs' must be >= 1")
+    minutes = config.train.max_minutes
+    if minutes is not None and not minutes > 0:
+        raise ValueError(
+            f"config key 'train.max_minutes': must be a positive number of minutes, got {minutes}"
+        )
     if not config.train.dist_timeout > 0:
         raise ValueError(
             "config key 'train.dist_timeout': must be a positive number of seconds, got "

@@ -212,6 +212,28 @@ class StepClock:
         return {"time": time.time(), "step_seconds": self.last}
 
 
+class RunTime:
+    """The run's wall time, for ``train.max_minutes``: the seconds since this attempt's
+    :meth:`Trainer.fit` began plus those of the attempts it continues (the checkpoint keeps
+    them), so a resumed run stops where one uninterrupted run would. Evaluations and
+    checkpoint writes count: the limit is the time a user has, not the steps' share of it."""
+
+    def __init__(self, max_minutes: float | None, before: float = 0.0) -> None:
+        self.limit = None if max_minutes is None else max_minutes * 60.0
+        self.before = before  # seconds of the earlier attempts
+        self.mark: float | None = None  # when this attempt's loop began
+
+    def start(self) -> None:
+        self.mark = time.monotonic()
+
+    def seconds(self) -> float:
+        now = 0.0 if self.mark is None else time.monotonic() - self.mark
+        return self.before + now
+
+    def passed(self) -> bool:
+        return self.limit is not None and self.seconds() >= self.limit
+
+
 class EvaluationStopped(Exception):
     """A stop signal arrived during validation: the run saves its checkpoint instead."""
 
@@ -548,6 +570,8 @@ class Trainer:
         self.stopped_by: int | None = None  # the signal that stopped fit()
         self.stop = StopRequest()  # listens while fit() runs
         self.clock = StepClock()  # seconds per step, for metrics.jsonl
+        self.time = RunTime(config.train.max_minutes)  # for train.max_minutes
+        self.timed_out = False  # whether train.max_minutes ended fit()
         self.log_window = LossMeans()  # since the last log
         self.epoch_window = LossMeans()  # this epoch, for the plateau policy
         if resume:
@@ -589,8 +613,9 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Train to the end of the schedule (or ``train.max_steps``); returns the training
-        summary stored in the generator file.
+        """Train to the end of the schedule (or ``train.max_steps``, or the step during which
+        ``train.max_minutes`` passed: ``timed_out``); returns the training summary stored in
+        the generator file.
 
         SIGINT/SIGTERM stop after the current step: the checkpoint is written at once and the
         final evaluation skipped (preemptible machines often allow 30 s before SIGKILL);
@@ -600,8 +625,13 @@ class Trainer:
             if self._max_steps_end_the_run():
                 self._warn_decay_never_starts()
             bar = self._bar()
+            self.time.start()
             try:
-                while self.epoch < self.total_epochs and not self._at_max_steps():
+                while (
+                    self.epoch < self.total_epochs
+                    and not self._at_max_steps()
+                    and not self._out_of_time()
+                ):
                     if not self._run_epoch(bar):
                         break
                     self._end_epoch()
@@ -627,6 +657,13 @@ class Trainer:
 
     def _at_max_steps(self) -> bool:
         return self.config.train.max_steps is not None and self.step >= self.config.train.max_steps
+
+    def _out_of_time(self) -> bool:
+        """Whether ``train.max_minutes`` has passed, on any rank: their clocks differ by a
+        little, and every rank must stop after the same step."""
+        if self.time.limit is not None:
+            self.timed_out = any_rank(self.time.passed(), self.device, self.ranks.world_size)
+        return self.timed_out
 
     def _max_steps_end_the_run(self) -> bool:
         max_steps = self.config.train.max_steps
@@ -714,7 +751,7 @@ class Trainer:
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
                 with self._averaged():
                     self.save_generators(f"generators/generator_{self.step}.safetensors")
-            if self._at_max_steps():
+            if self._at_max_steps() or self._out_of_time():
                 return False
             if evaluated or checkpoint or snapshot:  # the time they took was no step's
                 self.clock.resume()
@@ -832,6 +869,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "epoch_batches": self.epoch_batches,
+            "run_seconds": self.time.seconds(),  # train.max_minutes counts them on a resume
             **self.evaluator.state_dict(),  # best, baseline, diversity_history
             "loss_window": self.log_window.state_dict(),
             "epoch_window": self.epoch_window.state_dict(),
@@ -868,6 +906,7 @@ class Trainer:
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches = state["epoch_batches"]
+        self.time.before = state.get("run_seconds", 0.0)  # absent from older checkpoints
         self.evaluator.load_state_dict(state)
         self.log_window.load_state_dict(state["loss_window"], self.device)
         # Checkpoints from before the epoch window start this epoch's plateau sum afresh.

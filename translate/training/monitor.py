@@ -120,7 +120,9 @@ def monitor_warnings(
     ):
         out.append(
             f"discriminator overpowers the generator: it is right on {acc_real:.0%} of real and "
-            f"{acc_fake:.0%} of fake patches (try a lower D learning rate or fewer D steps)"
+            f"{acc_fake:.0%} of fake patches (if the generator's other loss terms outweigh its GAN "
+            "term, lower them, e.g. CUT's loss.lambda_nce; a lower optim.lr_d did not help "
+            "CUT, and DiffAugment cost it its content: docs/tips.md)"
         )
     if acc_fake is not None and acc_fake < fooled_accuracy:
         out.append(

@@ -5,8 +5,9 @@ Patches are compared in the generator's own encoder: the same feature taps
 (``G(x, layers=[...])``) of the input and of the output, sampled at the same positions,
 projected by a small MLP per layer (sized from the first batch) and scored with InfoNCE
 against the other patches of the same image. ``loss.mode`` picks the reference's settings:
-``cut`` (lambda_nce 1, identity NCE on domain B) or ``fastcut`` (lambda_nce 10, no identity
-term, flip-equivariance augmentation). The generator file is an ordinary ``AtoB`` one.
+``cut`` (lambda_nce 1, identity NCE on domain B) or ``fastcut`` (no identity term,
+flip-equivariance augmentation; lambda_nce 1 too, where the reference has 10). The
+generator file is an ordinary ``AtoB`` one.
 ``loss.lambda_semantic`` adds CyCADA's semantic-consistency term (a frozen task model's
 labels kept on the translation: :mod:`translate.training.semantic`), logged as ``G_semantic``.
 """
@@ -32,9 +33,12 @@ from translate.training.semantic import (
 )
 
 MODES = {
-    # mode -> lambda_nce, nce_idt, flip_equivariance: the reference's CUT and FastCUT
+    # mode -> lambda_nce, nce_idt, flip_equivariance: the reference's CUT and FastCUT, but
+    # FastCUT's PatchNCE weight is CUT's 1, not the reference's 10: at 10 the GAN term is a
+    # tenth of G's loss and D tells every output patch from a real one within 100 steps on
+    # worldmaps tiles (docs/trainers/cut.md, "Keeping both players in play")
     "cut": (1.0, True, False),
-    "fastcut": (10.0, False, True),
+    "fastcut": (1.0, False, True),
 }
 
 
@@ -42,7 +46,7 @@ MODES = {
 class CUTLoss(SemanticLossConfig):
     gan_mode: str = "lsgan"
     mode: str = "cut"  # cut or fastcut: the defaults of the three keys below
-    lambda_nce: float | None = None  # cut 1, fastcut 10
+    lambda_nce: float | None = None  # 1 (the reference's FastCUT: 10)
     nce_idt: bool | None = None  # identity NCE on domain B (G(B) vs B); cut only
     flip_equivariance: bool | None = None  # flip the input half of the time; fastcut only
     lambda_gan: float = 1.0  # weight of the GAN term
