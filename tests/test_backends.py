@@ -220,6 +220,19 @@ def test_a_missing_backend_names_its_extra(scaled_model, monkeypatch, backend, m
         Translator(scaled_model, backend=backend)
 
 
+def test_convert_without_the_openvino_extra_is_one_line(tiny_generator_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    src, out = _folder(tmp_path / "in", 1), tmp_path / "out"
+    args = ["convert", str(tiny_generator_file), str(src), str(out), "--backend", "openvino"]
+    result = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert result.exit_code != 0
+    assert result.output == (
+        "Error: --backend openvino needs the openvino extra (openvino is missing): "
+        'pip install "translate[openvino]"\n'
+    )
+    assert not list(out.glob("*.png"))
+
+
 def _folder(root, count=3, size=(20, 28)):
     root.mkdir()
     rng = np.random.default_rng(1)
