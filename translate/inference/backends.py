@@ -76,8 +76,9 @@ def resolve_backend(
 
     onnxruntime and openvino run the exported graph on the CPU: ``auto`` means ``cpu`` and
     ``fp32`` for them, and another device or precision is refused rather than silently not
-    used. openvino also runs bf16, only on a CPU with native bf16 (its CPU plugin has no
-    emulation to fall back on).
+    used. openvino also runs bf16, asked for only on a CPU with native bf16 (its CPU plugin
+    computes bf16 with those instructions; elsewhere the request is refused here rather
+    than left to OpenVINO to ignore or reject).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
