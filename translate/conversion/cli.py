@@ -191,6 +191,23 @@ def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
 )
 @click_options(TranslatorOptions, only=("direction", "norm_stats", "dropout"))
 @click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset.")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Write an int8 ONNX graph, quantized with --calibrate's images (onnxruntime's static "
+    "QDQ: int8 weights per channel, uint8 activations); onnxruntime and OpenVINO load it.",
+)
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="--int8: a folder of images like those the model will convert, at the size it will "
+    "run them (a few dozen); also where the quality kept is measured.",
+)
+@click.option(
+    "--min-psnr", type=float, default=None,
+    help="--int8: write nothing when the int8 outputs' mean PSNR against fp32's on the "
+    "calibration images is under this many dB (default 40).",
+)  # fmt: skip
 @_model_options
 def export(
     model: str,
@@ -198,12 +215,20 @@ def export(
     fmt: str,
     direction: str,
     opset: int | None,
+    int8: bool,
+    calibrate: Path | None,
+    min_psnr: float | None,
     arch: str | None,
     norm: str | None,
     norm_stats: str | None,
     dropout: bool | None,
 ) -> None:
-    """Export MODEL's generator to OUT with dynamic batch, height and width."""
+    """Export MODEL's generator to OUT with dynamic batch, height and width.
+
+    With --int8 (ONNX only) the graph is quantized after training on --calibrate's images,
+    and the PSNR its outputs keep against the fp32 graph's on them is printed; a model
+    under --min-psnr is refused.
+    """
     from translate.inference.export import export_generator
     from translate.models.loading import load_model
 
@@ -215,17 +240,25 @@ def export(
                 "or name OUT .pt or .onnx"
             )
 
+    if int8 and fmt != "onnx":
+        raise click.UsageError("--int8 writes ONNX: give --format onnx or name OUT .onnx")
+    if int8 and calibrate is None:
+        raise click.UsageError("--int8 needs --calibrate FOLDER: images to set its ranges with")
+    if not int8 and (calibrate is not None or min_psnr is not None):
+        raise click.UsageError("--calibrate and --min-psnr only apply to --int8")
+
+    mode = {"opset": opset, "norm_stats": norm_stats, "dropout": dropout}
     with user_errors():
-        written = export_generator(
-            load_model(model, arch=arch, norm=norm),
-            out,
-            fmt,
-            direction=direction,
-            opset=opset,
-            norm_stats=norm_stats,
-            dropout=dropout,
-        )
-    click.echo(printable(f"wrote {written}"))
+        loaded = load_model(model, arch=arch, norm=norm)
+        if not int8:
+            written = export_generator(loaded, out, fmt, direction=direction, **mode)
+            click.echo(printable(f"wrote {written}"))
+            return
+        from translate.inference.quantize import MIN_PSNR, export_int8
+
+        threshold = MIN_PSNR if min_psnr is None else min_psnr
+        quality = export_int8(loaded, out, calibrate, direction, threshold, **mode)
+    click.echo(printable(f"wrote {out}: int8, {quality.describe()}"))
 
 
 @click.command()

@@ -9,8 +9,10 @@ DIRECTIONS = ("AtoB", "BtoA")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 NORM_STATS = ("running", "batch")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 BACKEND_HELP = (
-    "What runs the model: torch, or onnxruntime (the ONNX export, made on first use and "
-    "cached; CPU, fp32; needs the onnx extra)."
+    "What runs the model: torch, onnxruntime (the ONNX export, made on first use and "
+    "cached; CPU, fp32; needs the onnx extra) or openvino (that export converted for "
+    "OpenVINO's CPU plugin and cached; fp32, or bf16 on a CPU with native bf16; needs the "
+    "openvino extra)."
 )

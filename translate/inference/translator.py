@@ -25,7 +25,7 @@ from PIL import Image
 
 from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import image_to_array, label_array
-from translate.inference.backends import OnnxRuntimeGenerator, resolve_backend
+from translate.inference.backends import OnnxRuntimeGenerator, OpenVinoGenerator, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.models.model_file import LoadedModel
@@ -87,9 +87,11 @@ class Translator:
     image's pixels, so the same input gives the same output however it is batched, resumed
     or rerun.
 
-    ``backend``: ``torch`` (eager) or ``onnxruntime`` (the generator's ONNX export, cached
-    under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout:
-    ``translate.inference.backends``). Padding, tiles and batches are the same on both.
+    ``backend``: ``torch`` (eager), ``onnxruntime`` (the generator's ONNX export, cached
+    under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout) or
+    ``openvino`` (that export converted for OpenVINO's CPU plugin and cached under
+    ``TRANSLATE_HOME/openvino``; fp32, or bf16 on a CPU with native bf16; no dropout):
+    ``translate.inference.backends``. Padding, tiles and batches are the same on all.
     """
 
     def __init__(
@@ -131,6 +133,8 @@ class Translator:
         runner = self.generator
         if self.backend == "onnxruntime":
             runner = OnnxRuntimeGenerator(model, direction, self.eval_mode)
+        elif self.backend == "openvino":
+            runner = OpenVinoGenerator(model, direction, self.eval_mode, self.precision)
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 

@@ -1,0 +1,153 @@
+"""int8 ONNX models: a generator's ONNX export quantized after training with calibration
+images the user gives, and kept only if its outputs stay close to fp32's.
+
+onnxruntime's static quantizer writes the graph in QDQ form (QuantizeLinear and
+DequantizeLinear around each quantized operator), which onnxruntime runs with int8 kernels
+(VNNI where the CPU has it) and OpenVINO reads as an int8 model: weights int8 per output
+channel, activations uint8 with ranges measured on the calibration images (min/max). How
+much the quantization cost is measured on those same images: the PSNR of the int8
+graph's outputs against the fp32 graph's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from translate.core.atomic import atomic_open
+from translate.core.extras import needs_extra
+from translate.core.metrics import psnr
+from translate.data.images import FILE_CHANNELS, list_images, read_image
+from translate.inference.export import export_generator
+from translate.models.model_file import LoadedModel
+
+# The default --min-psnr, in dB: an RMS difference from fp32's outputs of 1% of the range
+# (about 2.5 grey levels).
+MIN_PSNR = 40.0
+
+
+@dataclass(frozen=True)
+class Int8Quality:
+    """How close the int8 graph's outputs are to the fp32 graph's on the calibration images:
+    PSNR in dB with outputs mapped to [0, 1], the mean over the images and the lowest."""
+
+    psnr: float
+    lowest: float
+    images: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.psnr:.1f} dB PSNR against fp32 on {self.images} calibration images "
+            f"(lowest {self.lowest:.1f} dB)"
+        )
+
+
+def export_int8(
+    model: LoadedModel,
+    out: str | os.PathLike[str],
+    calibrate: str | os.PathLike[str],
+    direction: str = "AtoB",
+    min_psnr: float = MIN_PSNR,
+    opset: int | None = None,
+    norm_stats: str | None = None,
+    dropout: bool | None = None,
+) -> Int8Quality:
+    """Write ``model``'s ``direction`` generator to ``out`` as an int8 ONNX graph (dynamic
+    batch, height and width, as :func:`~translate.inference.export.export_generator`'s,
+    whose ``opset``, ``norm_stats`` and ``dropout`` these are), calibrated on the images
+    under ``calibrate`` at their own sizes; return its quality.
+
+    Nothing is written (``ValueError``, one line) when the mean PSNR against fp32 falls
+    under ``min_psnr`` dB.
+    """
+    out = Path(out)
+    with needs_extra("onnx", "--int8"):
+        import onnxruntime
+        from onnxruntime import quantization
+    with tempfile.TemporaryDirectory(prefix="translate-int8-") as folder:
+        fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        # Checked against PyTorch like any export (which refuses dropout for ONNX).
+        mode = {"opset": opset, "norm_stats": norm_stats, "dropout": dropout}
+        export_generator(model, fp32, "onnx", direction, **mode)
+        inputs = calibration_inputs(calibrate, model.specs[direction].in_channels)
+
+        class Reader(quantization.CalibrationDataReader):
+            """The calibration images, one at a time (their sizes may differ)."""
+
+            def __init__(self) -> None:
+                self.left: Iterator[np.ndarray] = iter(inputs)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return {"input": x} if (x := next(self.left, None)) is not None else None
+
+        with _quiet_root_logger():
+            quantization.quantize_static(
+                str(fp32),
+                str(int8),
+                Reader(),
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8,
+                calibrate_method=quantization.CalibrationMethod.MinMax,
+            )
+        sessions = [
+            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            for path in (fp32, int8)
+        ]
+        scores = []
+        for x in inputs:
+            expected, got = (torch.from_numpy(s.run(None, {"input": x})[0]) for s in sessions)
+            scores.append(psnr(got, expected))
+        quality = Int8Quality(float(np.mean(scores)), min(scores), len(scores))
+        if not quality.psnr >= min_psnr:
+            raise ValueError(
+                f"{out}: the int8 model keeps {quality.describe()}, under --min-psnr "
+                f"{min_psnr:g}; nothing written (calibrate on images like those it will "
+                "convert, lower --min-psnr, or keep the fp32 export)"
+            )
+        with atomic_open(out) as file:
+            file.write(int8.read_bytes())
+    return quality
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer logs its advice on the root logger (run its pre-processing
+    first; a bias it expected as an initializer); the PSNR measured after it is what says
+    whether the model is good, so those warnings would only bury the one line printed."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def calibration_inputs(folder: str | os.PathLike[str], channels: int) -> list[np.ndarray]:
+    """The images under ``folder`` as the exported graph takes them: NCHW float32 in
+    [-1, 1] with the model's ``channels``, one array per image at its own size."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--calibrate {folder}: not a folder of images")
+    if channels not in FILE_CHANNELS:
+        raise ValueError(
+            f"--calibrate: the model takes {channels} channels, which image files cannot "
+            "hold; quantize it in Python with onnxruntime.quantization and arrays"
+        )
+    paths = list_images(folder)
+    if not paths:
+        raise ValueError(f"--calibrate {folder}: no images found (PNG, JPEG, ...)")
+    return [
+        (read_image(path, channels).transpose(2, 0, 1)[None] / 127.5 - 1).astype(np.float32)
+        for path in paths
+    ]
