@@ -12,6 +12,7 @@ from PIL import Image
 
 from translate.core.errors import user_errors
 from translate.data.images import is_image_path, scan_files
+from translate.data.labels import MAX_ID, Labels, count_classes, describe_counts
 from translate.data.layout import (
     ALIGNED_RULE,
     FITS,
@@ -234,10 +235,21 @@ def _aligned_or_hr(layouts: list[Layout], sizes: dict[Path, tuple[int, int]]) ->
 
 @data.command("check")
 @click.argument("root", type=click.Path(exists=True))
-def check(root: str) -> None:
+@click.option(
+    "--label-nc", type=click.IntRange(min=1), default=None,
+    help="The A files are label maps of this many classes (data.label_nc): report the "
+    "classes present, their frequencies and the files with ids out of range.",
+)  # fmt: skip
+@click.option(
+    "--ignore-id", type=click.IntRange(0, MAX_ID), default=None,
+    help="With --label-nc: the id of unlabelled pixels (data.labels.ignore), allowed beyond "
+    "the classes and not counted.",
+)  # fmt: skip
+def check(root: str, label_nc: int | None, ignore_id: int | None) -> None:
     """Validate a dataset folder: every layout it holds (so every kind of trainer it can
     feed), counts, sizes, modes and every problem found. ROOT may also be one image file,
-    checked as a data.single_image."""
+    checked as a data.single_image. With --label-nc, the A files of its A/ B/ folders are
+    read as label maps (class ids)."""
     base = Path(root)
     if base.is_file():
         _check_single_image(base)
@@ -284,10 +296,31 @@ def check(root: str) -> None:
         problems.append(f"{base}: no images found")
     elif not layouts:
         problems.append(f"{base}: no layout found (datasets/README.md lists them)")
+    if label_nc is not None:
+        _check_labels(base, layouts, label_nc, Labels(ignore=ignore_id), problems)
     shown = Counter(sizes.values()).most_common(5)
     click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
     _report(problems)
+
+
+def _check_labels(
+    base: Path, layouts: list[Layout], classes: int, labels: Labels, problems: list[str]
+) -> None:
+    """Per split of the A/ B/ folders: the classes present and their frequencies; label
+    maps of another mode or with ids out of range go to ``problems``."""
+    folders = next((x for x in layouts if x.name == "folders"), None)
+    if folders is None:
+        problems.append(f"{base}: --label-nc reads label maps from A/ and B/ folders; none found")
+        return
+    for split in folders.splits:
+        try:
+            files = [a for a, _ in folders.some_pairs(split)[0]]
+        except DatasetError:  # already a problem of the split counts
+            continue
+        counts, wrong = count_classes(files, classes, labels, "--label-nc")
+        problems += wrong
+        click.echo(f"  label maps of {split} ({len(files)}): {describe_counts(counts, labels)}")
 
 
 def _scale_of(a: tuple[int, int], b: tuple[int, int]) -> int | None:

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from translate.core.choices import DIRECTIONS
 from translate.data.augment import build_input_augment, build_transform
-from translate.data.images import ImageReadError, read_image
+from translate.data.images import ImageReadError, LabelMapError, read_image, read_label_map
+from translate.data.labels import Labels, one_hot
 from translate.data.layout import (
     ALIGNED_RULE,
     HR,
@@ -228,6 +229,77 @@ class PairedFolder(_SkipsBadFiles):
             "target": to_tensor(target),
             "input_path": path_a,
             "target_path": path_b,
+        }
+
+
+class LabelFolder(_SkipsBadFiles):
+    """Label maps and their images: class-id PNGs in ``A/`` (8 or 16-bit gray, or palette
+    indices: :func:`~translate.data.images.read_label_map`) and the images in ``B/``, matched
+    by name (``train/A``, ``train/B`` or ``A/train``, ``B/train``, as paired folders).
+
+    Items: ``input``, the one-hot map ``(classes, H, W)`` of 0 and 1 (ignored pixels all
+    zeros); ``labels``, the ids ``(H, W)`` int64 (ignored pixels keep ``labels.ignore``);
+    ``target``, the image in [-1, 1]; and both paths. The map and the image are cut and
+    flipped together, the ids by nearest neighbour (never interpolated); an image of another
+    size than its map is resized to the map's. An id of ``classes`` or more is a
+    :class:`DatasetError` naming the file and ``data.label_nc`` (never skipped).
+    ``holdout`` as for :class:`PairedFolder`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        classes: int,
+        labels: Labels | None = None,
+        split: str = "train",
+        preprocess: Preprocess | None = None,
+        channels: int = 3,
+        max_dataset_size: int | None = None,
+        train: bool = True,
+        holdout: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.labels = labels or Labels()
+        self.labels.check_count(classes)
+        self.classes, self.channels = classes, channels
+        self.preprocess = pre = preprocess or Preprocess()
+        if pre.input_augment:
+            raise ValueError(
+                "config key 'data.preprocess.input_augment': the input is a label map, whose "
+                "ids an image augmentation would change; remove it"
+            )
+        layout = find_layout(self.root, PAIRED)
+        if layout.name != "folders":
+            raise DatasetError(
+                f"{self.root}: label maps and images go in A/ and B/ folders (train/A and "
+                "train/B, ...), not side by side in one file"
+            )
+        pairs = _select(layout.pairs(split), holdout)
+        sizes = _header_sizes(sorted({p for pair in pairs for p in pair}), str(self.root))
+        pairs = [(a, b) for a, b in pairs if a in sizes and b in sizes]
+        if not pairs:
+            raise DatasetError(f"{self.root}: no label maps found for split {split!r}")
+        self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
+        self.transform = build_transform(pre, train)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
+        path_a, path_b = self.pairs[index]
+        try:
+            ids = read_label_map(path_a, self.classes, self.labels.ignore, "data.label_nc")
+        except LabelMapError as exc:  # wrong data, not an unreadable file: stop the run
+            raise DatasetError(str(exc)) from None
+        image = resize_like(read_image(path_b, channels=self.channels), ids.shape)
+        out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(ids))
+        ids = torch.from_numpy(out["mask"].astype(np.int64))
+        return {
+            "input": one_hot(ids, self.classes, self.labels.ignore),
+            "labels": ids,
+            "target": to_tensor(out["image"]),
+            "input_path": str(path_a),
+            "target_path": str(path_b),
         }
 
 
