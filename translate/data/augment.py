@@ -22,13 +22,20 @@ class _ScaleWidth(A.DualTransform):
         self.width = width
         self.min_height = min_height
 
-    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+    def _resize(self, img: np.ndarray, interpolation: int) -> np.ndarray:
         h, w = img.shape[:2]
         if w == self.width and h >= self.min_height:
             return img
         new_h = max(self.min_height, round(h * self.width / w))
-        out = cv2.resize(img, (self.width, new_h), interpolation=cv2.INTER_CUBIC)
-        return out[:, :, None] if out.ndim == 2 else out
+        out = cv2.resize(img, (self.width, new_h), interpolation=interpolation)
+        return out[:, :, None] if out.ndim < img.ndim else out  # cv2 drops a single channel
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return self._resize(img, cv2.INTER_CUBIC)
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        """Label maps (a ``mask``) by nearest neighbour: ids are never interpolated."""
+        return self._resize(mask, cv2.INTER_NEAREST)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("width", "min_height")
@@ -40,10 +47,19 @@ def _crop(size: int, train: bool) -> list[A.BasicTransform]:
 
 
 def build_transform(pre: Preprocess, train: bool = True) -> A.Compose:
-    """The geometric transform shared by both images of a pair (``target`` is the second)."""
+    """The geometric transform shared by both images of a pair (``target`` is the second),
+    and by an image and its label map, passed as ``mask``: ids are resized by nearest
+    neighbour and padded by reflecting whole pixels, never interpolated."""
     steps: list[A.BasicTransform] = []
     if pre.mode == "resize_and_crop":
-        steps += [A.Resize(pre.load_size, pre.load_size, interpolation=cv2.INTER_CUBIC)]
+        steps += [
+            A.Resize(
+                pre.load_size,
+                pre.load_size,
+                interpolation=cv2.INTER_CUBIC,
+                mask_interpolation=cv2.INTER_NEAREST,
+            )  # fmt: skip
+        ]
         steps += _crop(pre.crop_size, train)
     elif pre.mode == "crop":
         steps += _crop(pre.crop_size, train)

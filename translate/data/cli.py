@@ -12,6 +12,13 @@ from PIL import Image
 
 from translate.core.errors import user_errors
 from translate.data.images import is_image_path, scan_files
+from translate.data.labels import (
+    MAX_ID,
+    Labels,
+    count_classes,
+    describe_counts,
+    read_labels_file,
+)
 from translate.data.layout import (
     ALIGNED_RULE,
     FITS,
@@ -27,7 +34,7 @@ from translate.data.layout import (
     without_partner,
 )
 from translate.data.public import NAMES
-from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps
+from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps, build_worldmaps_labels
 
 
 @click.group()
@@ -66,6 +73,28 @@ def worldmaps(
     with user_errors():
         counts = build_worldmaps(out, tile_size, width, target, layouts, val_every)
     click.echo(f"{out}: {counts['train']} train and {counts['val']} val tiles")
+
+
+@prepare.command("worldmaps-labels")
+@click.argument("out", type=click.Path(file_okay=False), default="datasets/worldmaps-labels")
+@click.option("--tile-size", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Tile side in pixels.")  # fmt: skip
+@click.option("--width", default=2048, show_default=True, type=click.IntRange(min=2),
+              help="World map width before tiling.")  # fmt: skip
+@click.option(
+    "--val-every", default=4, show_default=True, type=click.IntRange(min=2),
+    help="Every Nth longitude column is val.",
+)  # fmt: skip
+def worldmaps_labels(out: str, tile_size: int, width: int, val_every: int) -> None:
+    """Build worldmaps-labels in OUT: label maps of six classes read from the elevation map
+    (deep sea, shelf, lowland, upland, mountains, ice) in {train,val}/A, the satellite image
+    in {train,val}/B, and OUT/labels.yaml, the data section of a config for it."""
+    with user_errors():
+        counts = build_worldmaps_labels(out, tile_size, width, val_every)
+    click.echo(
+        f"{out}: {counts['train']} train and {counts['val']} val tiles; classes in "
+        f"{Path(out) / 'labels.yaml'}"
+    )
 
 
 @prepare.command("sr-photos")
@@ -234,10 +263,36 @@ def _aligned_or_hr(layouts: list[Layout], sizes: dict[Path, tuple[int, int]]) ->
 
 @data.command("check")
 @click.argument("root", type=click.Path(exists=True))
-def check(root: str) -> None:
+@click.option(
+    "--label-nc", type=click.IntRange(min=1), default=None,
+    help="The A files are label maps of this many classes (data.label_nc): report the "
+    "classes present, their frequencies and the files with ids out of range.",
+)  # fmt: skip
+@click.option(
+    "--ignore-id", type=click.IntRange(0, MAX_ID), default=None,
+    help="With --label-nc: the id of unlabelled pixels (data.labels.ignore), allowed beyond "
+    "the classes and not counted.",
+)  # fmt: skip
+@click.option(
+    "--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="Instead of --label-nc and --ignore-id: data.label_nc and data.labels (ignore id, "
+    "names) from this YAML, a training config or the labels.yaml of worldmaps-labels.",
+)  # fmt: skip
+def check(root: str, label_nc: int | None, ignore_id: int | None, labels_file: str | None) -> None:
     """Validate a dataset folder: every layout it holds (so every kind of trainer it can
     feed), counts, sizes, modes and every problem found. ROOT may also be one image file,
-    checked as a data.single_image."""
+    checked as a data.single_image. With --label-nc or --labels, the A files of its A/ B/
+    folders are read as label maps (class ids)."""
+    labels = Labels(ignore=ignore_id)
+    if labels_file is not None:
+        if label_nc is not None or ignore_id is not None:
+            raise click.UsageError(
+                "--labels sets the classes: leave out --label-nc and --ignore-id"
+            )
+        try:
+            label_nc, labels = read_labels_file(labels_file)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--labels") from None
     base = Path(root)
     if base.is_file():
         _check_single_image(base)
@@ -284,10 +339,32 @@ def check(root: str) -> None:
         problems.append(f"{base}: no images found")
     elif not layouts:
         problems.append(f"{base}: no layout found (datasets/README.md lists them)")
+    if label_nc is not None:
+        key = "data.label_nc" if labels_file else "--label-nc"
+        _check_labels(base, layouts, label_nc, labels, key, problems)
     shown = Counter(sizes.values()).most_common(5)
     click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
     _report(problems)
+
+
+def _check_labels(
+    base: Path, layouts: list[Layout], classes: int, labels: Labels, key: str, problems: list[str]
+) -> None:
+    """Per split of the A/ B/ folders: the classes present and their frequencies; label
+    maps of another mode or with ids out of range go to ``problems``."""
+    folders = next((x for x in layouts if x.name == "folders"), None)
+    if folders is None:
+        problems.append(f"{base}: --label-nc reads label maps from A/ and B/ folders; none found")
+        return
+    for split in folders.splits:
+        try:
+            files = [a for a, _ in folders.some_pairs(split)[0]]
+        except DatasetError:  # already a problem of the split counts
+            continue
+        counts, wrong = count_classes(files, classes, labels, key)
+        problems += wrong
+        click.echo(f"  label maps of {split} ({len(files)}): {describe_counts(counts, labels)}")
 
 
 def _scale_of(a: tuple[int, int], b: tuple[int, int]) -> int | None:

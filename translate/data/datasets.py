@@ -15,14 +15,17 @@ from torch.utils.data import Dataset
 
 from translate.core.choices import DIRECTIONS
 from translate.data.augment import build_input_augment, build_transform
-from translate.data.images import ImageReadError, read_image
+from translate.data.images import ImageReadError, LabelMapError, read_image, read_label_map
+from translate.data.labels import Labels, instance_edges, one_hot
 from translate.data.layout import (
     ALIGNED_RULE,
     HR,
+    LABELS,
     PAIRED,
     UNPAIRED,
     DatasetError,
     T,
+    by_stem,
     find_layout,
     hold_out,
     image_size,
@@ -229,6 +232,114 @@ class PairedFolder(_SkipsBadFiles):
             "input_path": path_a,
             "target_path": path_b,
         }
+
+
+class LabelFolder(_SkipsBadFiles):
+    """Label maps and their images: class-id PNGs in ``A/`` (8 or 16-bit gray, or palette
+    indices: :func:`~translate.data.images.read_label_map`) and the images in ``B/``, matched
+    by name (``train/A``, ``train/B`` or ``A/train``, ``B/train``, as paired folders).
+
+    Items: ``input``, the one-hot map ``(classes, H, W)`` of 0 and 1 (ignored pixels all
+    zeros); ``labels``, the ids ``(H, W)`` int64 (ignored pixels keep ``labels.ignore``);
+    ``target``, the image in [-1, 1]; and both paths. The map and the image are cut and
+    flipped together, the ids by nearest neighbour (never interpolated); an image of another
+    size than its map is resized to the map's. An id of ``classes`` or more is a
+    :class:`DatasetError` naming the file and ``data.label_nc`` (never skipped).
+
+    ``instances``: each map also has an instance map of the same name in ``inst/`` beside
+    ``A/`` (``train/inst`` or ``inst/train``; one id per object, 8 or 16-bit), cut with it;
+    ``input`` then ends with one more channel, 1 on the boundaries between instances (as
+    pix2pixHD feeds them, so that touching objects of one class stay apart).
+    ``holdout`` as for :class:`PairedFolder`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        classes: int,
+        labels: Labels | None = None,
+        split: str = "train",
+        preprocess: Preprocess | None = None,
+        channels: int = 3,
+        max_dataset_size: int | None = None,
+        train: bool = True,
+        holdout: str | None = None,
+        instances: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.labels = labels or Labels()
+        self.labels.check_count(classes)
+        self.classes, self.channels = classes, channels
+        self.preprocess = pre = preprocess or Preprocess()
+        if pre.input_augment:
+            raise ValueError(
+                "config key 'data.preprocess.input_augment': the input is a label map, whose "
+                "ids an image augmentation would change; remove it"
+            )
+        layout = find_layout(self.root, LABELS)
+        pairs = _select(layout.pairs(split), holdout)
+        sizes = _header_sizes(sorted({p for pair in pairs for p in pair}), str(self.root))
+        pairs = [(a, b) for a, b in pairs if a in sizes and b in sizes]
+        if not pairs:
+            raise DatasetError(f"{self.root}: no label maps found for split {split!r}")
+        self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
+        self.instances = _instance_maps(layout.dirs(split)[0], self.pairs) if instances else None
+        self.transform = build_transform(pre, train)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
+        path_a, path_b = self.pairs[index]
+        try:
+            ids = read_label_map(path_a, self.classes, self.labels.ignore, "data.label_nc")
+            if self.instances is not None:  # cut as a second channel of the same mask
+                inst = read_label_map(self.instances[index], INSTANCE_IDS, key="16-bit ids")
+                if inst.shape != ids.shape:
+                    raise LabelMapError(
+                        f"{self.instances[index]}: instance map of {inst.shape[1]}x"
+                        f"{inst.shape[0]}, but its label map {path_a} is {ids.shape[1]}x"
+                        f"{ids.shape[0]}; make them the same size"
+                    )
+                ids = np.stack([ids, inst], axis=-1).astype(np.uint16)
+        except LabelMapError as exc:  # wrong data, not an unreadable file: stop the run
+            raise DatasetError(str(exc)) from None
+        image = resize_like(read_image(path_b, channels=self.channels), ids.shape)
+        out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(ids))
+        mask = torch.from_numpy(out["mask"].astype(np.int64))
+        labels = mask[..., 0] if self.instances is not None else mask
+        hot = one_hot(labels, self.classes, self.labels.ignore)
+        if self.instances is not None:
+            hot = torch.cat([hot, instance_edges(mask[..., 1])[None]])
+        return {
+            "input": hot,
+            "labels": labels,
+            "target": to_tensor(out["image"]),
+            "input_path": str(path_a),
+            "target_path": str(path_b),
+        }
+
+
+INSTANCE_IDS = 2**16  # instance maps are 8 or 16-bit: any id they hold is valid
+
+
+def _instance_maps(dir_a: Path, pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """The instance map of each pair's label map: the same name in ``inst/`` in place of
+    the ``A/`` folder (``train/A`` -> ``train/inst``, ``A/train`` -> ``inst/train``)."""
+    if dir_a.name == "A":
+        folder = dir_a.parent / "inst"
+    else:
+        folder = dir_a.parent.parent / "inst" / dir_a.name
+    found = by_stem(folder) if folder.is_dir() else {}
+    out = []
+    for a, _ in pairs:
+        key = a.relative_to(dir_a).with_suffix("").as_posix()
+        if key not in found:
+            raise DatasetError(
+                f"{a}: no instance map {folder / key}.png; add one, or set data.instances: false"
+            )
+        out.append(found[key])
+    return out
 
 
 class UnpairedFolder(_SkipsBadFiles):

@@ -26,6 +26,11 @@ class ImageReadError(ValueError):
     """An image that cannot be read; the message starts with the file's path."""
 
 
+class LabelMapError(ImageReadError):
+    """A readable file that is no label map of the classes asked for (another mode, an id out
+    of range): a training set stops on it rather than skip it as unreadable."""
+
+
 def set_max_image_pixels(n: int | None) -> None:
     """Set the decompression-bomb limit (None turns it off)."""
     Image.MAX_IMAGE_PIXELS = n
@@ -191,26 +196,74 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
 LABEL_MODES = ("L", "P", "I;16")
 
 
-def label_array(img: Image.Image, classes: int, where: str = "label map") -> np.ndarray:
+def label_array(
+    img: Image.Image,
+    classes: int,
+    where: str = "label map",
+    ignore: int | None = None,
+    key: str | None = None,
+) -> np.ndarray:
     """The class ids of a single-channel label image, HW uint8 or uint16, never colour
     converted (a palette image gives its indices); ``ValueError`` in one line naming
-    ``where`` for another mode or an id of ``classes`` or more."""
+    ``where`` for another mode or an id of ``classes`` or more (``ignore``, the id of
+    unlabelled pixels, excepted). ``key`` names where ``classes`` comes from (a config key,
+    an option); without it, the model's classes."""
     if img.mode not in LABEL_MODES:
         raise ValueError(
             f"{where}: a label map is one channel of class ids (PNG mode L, P or I;16), "
             f"this image is {img.mode}"
         )
     ids = np.asarray(img)
-    top = int(ids.max()) if ids.size else 0
-    if top >= classes:
-        raise ValueError(
-            f"{where}: class id {top} is not below the model's {classes} classes (ids 0 to "
-            f"{classes - 1})"
-        )
+    check_label_ids(ids, classes, where, ignore, key)
     return ids
 
 
-def read_label_map(path: str | os.PathLike[str], classes: int) -> np.ndarray:
+def check_label_ids(
+    ids: np.ndarray, classes: int, where: str, ignore: int | None = None, key: str | None = None
+) -> None:
+    """``ValueError`` naming ``where``, the largest id out of range and ``key`` when an id is
+    ``classes`` or more and not ``ignore``."""
+    bad = ids[ids >= classes]
+    if ignore is not None:
+        bad = bad[bad != ignore]
+    if not bad.size:
+        return
+    limit = f"{key} {classes}" if key else f"the model's {classes} classes"
+    unlabelled = "" if ignore is None else f", or the ignore id {ignore}"
+    raise ValueError(
+        f"{where}: class id {int(bad.max())} is not below {limit} (ids 0 to {classes - 1}"
+        f"{unlabelled})"
+    )
+
+
+def write_label_map(
+    path: str | os.PathLike[str], ids: np.ndarray, palette: list[list[int]] | None = None
+) -> None:
+    """Write HW integer class ids as a PNG that :func:`read_label_map` reads back unchanged:
+    a palette image (mode ``P``, ``palette`` an ``[r, g, b]`` per id, so viewers show the
+    classes in colour) or 8-bit gray without a palette when every id is below 256, else 16-bit
+    gray. Atomic."""
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path}: a label map is an HxW array of integers, got {ids.dtype} {ids.shape}"
+        )
+    top = int(ids.max()) if ids.size else 0
+    if (ids.size and int(ids.min()) < 0) or top > 2**16 - 1:
+        raise ValueError(f"{path}: class ids must lie in 0 to 65535")
+    if top < 256:
+        img = Image.fromarray(ids.astype(np.uint8))
+        if palette is not None:
+            img.putpalette([v for color in palette for v in color])  # now mode P, same indices
+    else:
+        img = Image.fromarray(ids.astype(np.uint16))  # mode I;16
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getbuffer())
+
+
+def read_label_map(
+    path: str | os.PathLike[str], classes: int, ignore: int | None = None, key: str | None = None
+) -> np.ndarray:
     """:func:`label_array` of the file at ``path``, EXIF orientation applied (a transpose:
     no interpolation); errors start with the path."""
     path = Path(path)
@@ -223,9 +276,9 @@ def read_label_map(path: str | os.PathLike[str], classes: int) -> np.ndarray:
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
     try:
-        return label_array(img, classes, str(path))
+        return label_array(img, classes, str(path), ignore, key)
     except ValueError as exc:
-        raise ImageReadError(str(exc)) from None
+        raise LabelMapError(str(exc)) from None
 
 
 def _file_kind(mode: int) -> str | None:

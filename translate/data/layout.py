@@ -22,7 +22,8 @@ from PIL import Image
 from translate.data.images import is_image_path, list_images
 
 PAIRED, UNPAIRED, HR = "paired", "unpaired", "hr"
-DATA_KINDS = (PAIRED, UNPAIRED, HR)
+LABELS = "labels"  # label maps (class ids) in A/ and their images in B/: folders only
+DATA_KINDS = (PAIRED, UNPAIRED, HR, LABELS)
 ROOT_SPLIT = "."  # a dataset without split folders: the files of the root itself
 SPLIT_NAMES = ("train", "val", "test")  # reported (as empty) even when they hold no images
 MAX_NAMED = 30
@@ -277,6 +278,7 @@ def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layou
             claimed.add(name)
     if folders:
         layouts.append(Layout("folders", root, folders))
+        claimed.add("inst")  # instance maps beside A/ (inst/train): no split of its own
 
     aligned = {
         n: (d, d)
@@ -293,19 +295,22 @@ def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layou
 
 
 def find_layout(root: str | os.PathLike[str], data: str) -> Layout:
-    """The layout of ``root`` that holds ``data`` (``paired``, ``unpaired`` or ``hr``); A/ B/
-    folders win over aligned files. Raises :class:`DatasetError` saying what the folder holds."""
+    """The layout of ``root`` that holds ``data`` (``paired``, ``unpaired``, ``hr`` or
+    ``labels``, which only A/ B/ folders hold: a label map is no half of an aligned image); A/
+    B/ folders win over aligned files. Raises :class:`DatasetError` saying what the folder
+    holds."""
     if data not in DATA_KINDS:
         raise ValueError(f"data kind must be one of {', '.join(DATA_KINDS)}, got {data!r}")
     layouts = detect_layouts(root, hr=data == HR)
     for layout in layouts:
-        if layout.data == data:
+        if layout.data == data or (data == LABELS and layout.name == "folders"):
             return layout
     found = ", ".join(layout.title for layout in layouts) or "no images"
     need = {
         UNPAIRED: "trainA/ and trainB/ (optionally testA/, testB/)",
         PAIRED: "aligned A|B images in train/, val/ or A/ and B/ folders",
         HR: "images in train/ (optionally val/, test/)",
+        LABELS: "label maps in A/ and their images in B/ folders (train/A and train/B, ...)",
     }[data]
     raise DatasetError(f"{root}: holds {found}; {data} data needs {need}")
 

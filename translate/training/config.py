@@ -25,6 +25,7 @@ import yaml
 from translate.core.choices import DIRECTIONS
 from translate.core.runtime import PRECISIONS, available_cpus
 from translate.data.images import FILE_CHANNELS
+from translate.data.labels import Labels
 from translate.data.transforms import Preprocess
 from translate.networks import DISCRIMINATORS, GENERATORS
 from translate.training.losses import OBJECTIVES, objective_for
@@ -83,6 +84,11 @@ class DataConfig:
     # translate.data.degradations), with these options; unset: paired LR/HR folders
     degradation: str | None = None
     degradation_options: dict[str, Any] = field(default_factory=dict)
+    # label maps in A/ (docs/label-maps.md): the number of classes, ids 0 to label_nc - 1;
+    # the trainers of label maps need it, the others refuse it
+    label_nc: int | None = None
+    labels: Labels = field(default_factory=Labels)  # ignore id, class names and colours
+    instances: bool = False  # label maps: add the boundaries of instance maps in inst/
 
     def source(self) -> str:
         """What the run trains on, in words (the run summary's ``dataset``)."""
@@ -351,10 +357,24 @@ def check_values(config: Config) -> None:
         )
     if not 0 <= config.train.ema < 1:
         raise ValueError(f"config key 'train.ema': must be in [0, 1), got {config.train.ema}")
+    _check_labels(config.data)
     if config.loss.feature_matching > 0 and d.name != "multiscale":
         raise ValueError(
             "config key 'loss.feature_matching': needs discriminator.name 'multiscale' "
             f"(got {d.name!r})"
+        )
+
+
+def _check_labels(data: DataConfig) -> None:
+    """A label section needs the number of classes, and names or colours one per class."""
+    if data.label_nc is not None:
+        data.labels.check_count(data.label_nc)
+        return
+    if data.labels != Labels() or data.instances:
+        key = "data.labels" if data.labels != Labels() else "data.instances"
+        raise ValueError(
+            f"config key {key!r}: describes label maps, but data.label_nc (the number of "
+            "classes) is not set; set it"
         )
 
 

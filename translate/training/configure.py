@@ -12,7 +12,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from translate.data.layout import HR, UNPAIRED
+from translate.data.layout import HR, LABELS, UNPAIRED
 from translate.training.base import GANModel
 from translate.training.config import (
     Config,
@@ -46,6 +46,13 @@ def validate(config: Config) -> None:
             f"config key 'data.degradation': model {config.model!r} trains on "
             f"{trainer.data_kind(config)} data; a degradation makes the LR inputs of HR images "
             f"for {', '.join(takers)}"
+        )
+    kind = trainer.data_kind(config)
+    if config.data.label_nc is not None and kind != LABELS:
+        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data_kind(config) == LABELS]
+        raise ValueError(
+            f"config key 'data.label_nc': model {config.model!r} trains on {kind} data, not "
+            f"label maps (read by: {', '.join(takers) or 'no trainer yet'}); remove the key"
         )
     trainer.check_config(config)
 

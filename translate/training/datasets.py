@@ -13,8 +13,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from translate.data.datasets import HRFolder, PairedFolder, SingleImagePair, UnpairedFolder
-from translate.data.layout import HOLDOUT, HR, PAIRED, UNPAIRED, find_layout
+from translate.data.datasets import (
+    HRFolder,
+    LabelFolder,
+    PairedFolder,
+    SingleImagePair,
+    UnpairedFolder,
+)
+from translate.data.layout import HOLDOUT, HR, LABELS, PAIRED, UNPAIRED, find_layout
 from translate.data.public import missing_data_hint
 from translate.models.model_file import declared_geometry
 from translate.networks import build_generator
@@ -60,6 +66,23 @@ def hr_folder(
     return HRFolder(
         d.root, split, d.preprocess, d.output_channels, multiple,
         max_dataset_size=size, train=train, holdout=part,
+    )  # fmt: skip
+
+
+@DATASETS.register(LABELS)
+def label_folder(
+    config: Config, split: str, train: bool, size: int | None, part: str | None
+) -> Dataset:
+    d = config.data
+    if d.label_nc is None:
+        raise ValueError(
+            f"config key 'data.label_nc': model {config.model!r} trains on label maps; set it "
+            f"to their number of classes (translate data check {d.root} --label-nc N "
+            "reports the ids present)"
+        )
+    return LabelFolder(
+        d.root, d.label_nc, d.labels, split, d.preprocess, d.output_channels,
+        max_dataset_size=size, train=train, holdout=part, instances=d.instances,
     )  # fmt: skip
 
 

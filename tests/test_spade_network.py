@@ -1,0 +1,72 @@
+"""SPADE's generator: its size, its geometry and the label map's hold on every layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from translate.models.model_file import declared_geometry
+from translate.networks import build_generator, count_parameters
+
+
+def _conv(k: int, cin: int, cout: int, bias: bool = True) -> int:
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def _spade(channels: int, labels: int, hidden: int) -> int:
+    return _conv(3, labels, hidden) + 2 * _conv(3, hidden, channels)
+
+
+def _block(fin: int, fout: int, labels: int, hidden: int) -> int:
+    middle = min(fin, fout)
+    count = _conv(3, fin, middle) + _conv(3, middle, fout)
+    count += _spade(fin, labels, hidden) + _spade(middle, labels, hidden)
+    if fin != fout:  # the learned shortcut: SPADE and a 1x1 convolution without bias
+        count += _spade(fin, labels, hidden) + _conv(1, fin, fout, bias=False)
+    return count
+
+
+@pytest.mark.parametrize(("labels", "ngf", "hidden"), [(6, 4, 8), (36, 64, 128)])
+def test_the_parameter_count_is_the_papers_layout(labels: int, ngf: int, hidden: int) -> None:
+    widths = [16, 16, 16, 16, 8, 4, 2, 1]  # head, middle 0 and 1, up 0 to 3
+    expected = _conv(3, labels, 16 * ngf) + _conv(3, ngf, 3)
+    expected += sum(
+        _block(a * ngf, b * ngf, labels, hidden)
+        for a, b in zip(widths[:-1], widths[1:], strict=True)
+    )
+    with torch.device("meta"):
+        net = build_generator("spade", in_channels=labels, out_channels=3, ngf=ngf, hidden=hidden)
+    assert count_parameters(net) == expected
+    if ngf == 64:  # pinned: the paper's width, Cityscapes' 35 classes and instance edges
+        assert expected == 93_048_003
+
+
+def test_a_64_pixel_label_map_gives_a_64_pixel_image_that_follows_the_map() -> None:
+    torch.manual_seed(0)
+    net = build_generator("spade", in_channels=4, out_channels=3, ngf=4, hidden=8, norm="instance")
+    assert declared_geometry(net) == {"scale": 1, "input_kind": "labels", "size_multiple": 32}
+    assert hasattr(net.blocks[0].conv_0, "parametrizations")  # spectral norm, as the authors'
+    net.eval()
+    ids = torch.zeros(1, 64, 64, dtype=torch.long)
+    ids[:, :, 32:] = 2
+    one_hot = torch.nn.functional.one_hot(ids, 4).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        out = net(one_hot)
+        changed = one_hot.clone()
+        # rows and columns 9 to 15: none that the input convolution's 2x2 sample reads
+        changed[:, :, 9:16, 9:16] = torch.tensor([0.0, 1.0, 0.0, 0.0])[:, None, None]
+        other = net(changed)
+    assert out.shape == (1, 3, 64, 64) and out.abs().max() <= 1
+    diff = (other - out).abs().sum(1)[0]
+    # SPADE brings the change in where the labels changed; the far corner barely moves
+    assert diff[9:16, 9:16].mean() > 10 * diff[48:, 48:].mean()
+
+
+def test_bad_options_are_refused_naming_them() -> None:
+    with pytest.raises(ValueError, match="num_upsampling: 5 or 6, got 4"):
+        build_generator("spade", in_channels=4, num_upsampling=4)
+    with pytest.raises(ValueError, match="norm"):
+        build_generator("spade", in_channels=4, norm="group")
+    net = build_generator("spade", in_channels=4, ngf=2, hidden=4, num_upsampling=6)
+    assert net.size_multiple == 64
+    assert net.eval()(torch.zeros(1, 4, 64, 64)).shape == (1, 3, 64, 64)
