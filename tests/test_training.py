@@ -1108,6 +1108,9 @@ def test_a_run_stopped_at_its_time_limit_says_so_and_resumes_exactly(
     assert result.exit_code == 0, result.output
     limit = "(stopped at the time limit, train.max_minutes 1e-06)"
     assert f"done: 1 step, 1 epoch {limit}; generator:" in result.output
+    assert "note: the time limit stopped the run at 100% of its starting learning rate" in (
+        result.output
+    )
     assert (run_dir / "generator_latest.safetensors").is_file()
     resume = ["train", "--resume", str(run_dir), "--no-progress"]
     result = runner.invoke(main, resume)
@@ -1115,6 +1118,7 @@ def test_a_run_stopped_at_its_time_limit_says_so_and_resumes_exactly(
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["state_1.pt"]
     result = runner.invoke(main, [*resume, "--set", "train.max_minutes=10"])
     assert result.exit_code == 0 and "done: 3 steps, 1 epoch; generator:" in result.output
+    assert "note: the time limit" not in result.output  # it finished: no limit stopped it
     config["train"]["max_minutes"] = None
     full = trainer(config, tmp_path / "full")
     full.fit()

@@ -46,6 +46,14 @@ def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig) -> LRScheduler | 
     raise ValueError(f"schedule.policy: unknown {cfg.policy!r}")
 
 
+def lr_left(scheduler: LRScheduler | ReduceLROnPlateau) -> float | None:
+    """The learning rate's share of its start; None where the scheduler keeps no start
+    (``plateau``)."""
+    group = scheduler.optimizer.param_groups[0]
+    start = group.get("initial_lr")
+    return group["lr"] / start if start else None
+
+
 def decay_start(cfg: ScheduleConfig) -> int | None:
     """The first epoch (0-based) that ``cfg.policy`` trains at a lower learning rate than
     the first; None for ``plateau``, where it depends on the losses."""
