@@ -15,7 +15,8 @@ from training_helpers import tiny, trainer
 
 from translate import GANLoss, gradient_penalty
 from translate.training.configure import from_dict
-from translate.training.losses import OBJECTIVES, GANObjective
+from translate.training.losses import GANObjective
+from translate.training.objectives import OBJECTIVES
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 

@@ -23,8 +23,9 @@ from translate.training.config import Config
 from translate.training.configure import from_dict
 from translate.training.datasets import DATASETS
 from translate.training.engine import Trainer
-from translate.training.models import TRAINERS
-from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
+from translate.training.models.pix2pix import Pix2Pix
+from translate.training.specs import TRAINERS
+from translate.training.specs.pix2pix import Pix2PixLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -36,7 +36,7 @@ def _default_run_dir(config_path: Path) -> Path:
 def _user_error(message: str) -> NoReturn:
     """Exit 1 with one line. Under torchrun rank 0 alone prints it, and also leaves it in
     torchrun's error file, so torchrun's failure summary names it as the root cause."""
-    from translate.core.runtime import Ranks
+    from translate.core.process import Ranks
 
     if not Ranks.from_env().main:
         sys.exit(1)
@@ -108,10 +108,10 @@ def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> Non
 def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_progress: bool) -> None:
     """Train (or resume) the run ``make_config()`` describes in ``run_dir``, exiting as the
     shell expects on user errors, a full disk and stop signals."""
-    from translate.training.engine import Trainer
-
     with user_errors(exit_with=_user_error):
-        config = make_config()
+        config = make_config()  # without torch, so that a bad config is refused at once
+        from translate.training.engine import Trainer
+
         trainer = Trainer(config, run_dir, resume=resume, progress=not no_progress)
     if trainer.ranks.main:
         click.echo(f"run directory: {run_dir}")

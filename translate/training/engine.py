@@ -30,7 +30,8 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from translate.core.runtime import Precision, Ranks, resolve_device, resolve_precision
+from translate.core.process import Ranks
+from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
 from translate.models.model_file import (
     CHECKPOINT_KEY,
@@ -57,11 +58,11 @@ from translate.training.distributed import (
     sync_batch_norm,
 )
 from translate.training.ema import WeightAverage
-from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
 from translate.training.report import RunReport
 from translate.training.sampling import ResumableSampler, SeededItems
 from translate.training.schedules import build_scheduler, decay_start
+from translate.training.specs import TRAINERS
 
 VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
 # Fewer validation images than this get a warning at the start: their mean score swings
