@@ -100,7 +100,7 @@ def frozen(*nets: nn.Module) -> Iterator[None]:
 
 @dataclass
 class Validation:
-    """What :meth:`GANModel.validate` makes of one batch of validation images."""
+    """What :meth:`Trainer.validate` makes of one batch of validation images."""
 
     images: dict[str, torch.Tensor]  # the sample grid's columns, in [-1, 1]
     fake: torch.Tensor  # the outputs: monitored, and scored against ``real`` on paired data
@@ -117,7 +117,7 @@ class Validation:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What a trainer's stage (:meth:`GANModel.prepare`) resolved before the trainer is built."""
+    """What a trainer's stage (:meth:`Trainer.prepare`) resolved before the trainer is built."""
 
     config: Config  # the run's config with the trainer's own values filled in
     # keyword arguments of the trainer's constructor: auxiliary networks (a frozen teacher)
@@ -125,7 +125,7 @@ class Prepared:
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-class GANModel(TrainerSpec, nn.Module):
+class Trainer(TrainerSpec, nn.Module):
     """A trainer: its networks plus ``train_step``, a subclass of its spec (the declarations
     of :class:`~translate.training.specs.TrainerSpec`, registered by name in ``TRAINERS``).
     The engine reads only those declarations and these methods:

@@ -1,6 +1,6 @@
 """The training and validation sets of a run, built by the trainer's data kind.
 
-A trainer declares ``data`` (``GANModel.data``); ``DATASETS`` maps that kind to the folder
+A trainer declares ``data`` (``Trainer.data``); ``DATASETS`` maps that kind to the folder
 dataset that reads it, so neither the engine nor a trainer branches on the kind. A new kind
 (e.g. scaled LR/HR pairs) registers its builder here and a trainer declares it.
 """

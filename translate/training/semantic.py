@@ -13,7 +13,7 @@ wrapped before it is saved (``forward(x): return net((x + 1) / 2)``).
 ``loss.task_model`` is a TorchScript file (``torch.jit.script(model).save(path)``) or a
 translate model file with one network (a generator file, run directory or checkpoint:
 :func:`translate.models.loading.load_model`). The trainer's stage
-(:meth:`translate.training.base.GANModel.prepare`) loads it, frozen and in eval mode; the
+(:meth:`translate.training.base.Trainer.prepare`) loads it, frozen and in eval mode; the
 trainer keeps it out of the module tree: in no state dict, optimizer or weight average.
 """
 
@@ -67,7 +67,7 @@ def load_task_model(source: str) -> nn.Module:
 
 
 class SemanticTrainer:
-    """A trainer with the term: put before :class:`translate.training.base.GANModel` in its
+    """A trainer with the term: put before :class:`translate.training.base.Trainer` in its
     bases, so that its stage loads the task model."""
 
     @classmethod

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate.networks.layers import init_weights
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.semantic import SemanticTrainer, semantic_term
 from translate.training.specs.cut import CUTSpec
@@ -77,7 +77,7 @@ class PatchSampler(nn.Module):
         return rows, chosen
 
 
-class CUT(CUTSpec, SemanticTrainer, GANModel):
+class CUT(CUTSpec, SemanticTrainer, Trainer):
     def __init__(self, config: Config, task_model: nn.Module | None = None) -> None:
         super().__init__(config)
         a_ch, b_ch = config.data.input_channels, config.data.output_channels

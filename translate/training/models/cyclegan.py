@@ -16,14 +16,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.image_pool import ImagePool
 from translate.training.semantic import SemanticTrainer, semantic_term
 from translate.training.specs.cyclegan import CycleGANSpec
 
 
-class CycleGAN(CycleGANSpec, SemanticTrainer, GANModel):
+class CycleGAN(CycleGANSpec, SemanticTrainer, Trainer):
     def __init__(self, config: Config, task_model: torch.nn.Module | None = None) -> None:
         super().__init__(config)
         a_ch, b_ch = config.data.input_channels, config.data.output_channels

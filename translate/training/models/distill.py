@@ -47,9 +47,9 @@ from translate.networks.eval_mode import set_eval_mode
 from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
 from translate.training.base import (
-    GANModel,
     Prepared,
     Stepper,
+    Trainer,
     Validation,
     frozen,
     parameters,
@@ -192,7 +192,7 @@ def _taps_by_size(sizes: list[tuple[int, ...]]) -> str:
     return "; ".join(parts)
 
 
-class Distill(DistillSpec, GANModel):
+class Distill(DistillSpec, Trainer):
     def __init__(self, config: Config, teacher: Teacher) -> None:
         super().__init__(config)
         # A dataclass, not a module: the teacher stays out of the module tree, so it is in

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from translate.core import metrics
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.specs.pix2pix import Pix2PixSpec
 
 
-class Pix2Pix(Pix2PixSpec, GANModel):
+class Pix2Pix(Pix2PixSpec, Trainer):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         in_ch, out_ch = config.data.input_channels, config.data.output_channels

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from translate.core import metrics
 from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.models.loading import load_model, resolve_model_path
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.perceptual import PerceptualLoss
 from translate.training.specs.sr import USM_TERMS, SRSpec
 
 
-class SuperResolution(SRSpec, GANModel):
+class SuperResolution(SRSpec, Trainer):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         data, loss = config.data, config.loss
