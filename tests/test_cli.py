@@ -56,6 +56,36 @@ def test_help_version_and_no_args_answer_without_torch():
     assert "Usage:" in _run_cli_without_torch().stdout  # no arguments: the help
 
 
+def test_train_help_and_a_bad_config_answer_without_torch(tmp_path: Path):
+    result = _run_cli_without_torch("train", "--help")
+    assert "Usage:" in result.stdout and result.stdout.rstrip().endswith("no torch"), result
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: cut\ngenerator: {name: resnet_9blocks, options: {ngf: '24'}}\n")
+    result = _run_cli_without_torch("train", str(bad))
+    assert result.stderr.strip() == (
+        f"Error: {bad}: config key 'generator.options.ngf': expected int, got '24'"
+    ), result.stderr
+    assert result.stdout.split() == ["exit", "1", "no", "torch"], result.stdout
+
+
+def test_validating_every_trainers_config_imports_no_torch():
+    # The specs, the networks' and objectives' listings are read without importing a
+    # trainer, a network or a loss: a config is checked before torch loads.
+    code = (
+        "import sys\n"
+        "from translate.training.configure import from_dict\n"
+        "from translate.training.specs import TRAINERS\n"
+        "for name in TRAINERS.names():\n"
+        "    from_dict({'model': name, 'loss': {'teacher': 'x'} if 'distill' in name else {}})\n"
+        "from_dict({'model': 'pix2pix', 'loss': {'gan_mode': 'wgangp'}})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_no_arguments_prints_help_and_exits_0():
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 0 and "Commands:" in result.stdout
@@ -79,7 +109,7 @@ def test_missing_extra_is_one_line_naming_pip_install(tmp_path, monkeypatch):
 
 
 def test_help_names_every_trainer():
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     train_help = CliRunner().invoke(main, ["train", "--help"]).output
     for name in TRAINERS.names():
@@ -96,7 +126,7 @@ def _trainers_named(help_text: str) -> list[str]:
 
 
 def test_help_names_every_registered_trainer():
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     for args in ([], ["--help"], ["train", "--help"]):
         result = CliRunner().invoke(main, args)
@@ -108,7 +138,7 @@ def test_help_names_every_registered_trainer():
 
 def test_every_command_help_names_every_trainer_and_its_data():
     from translate.training.help import trainers
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     assert trainers() == {name: TRAINERS.get(name).data for name in TRAINERS.names()}
     for name in COMMANDS:

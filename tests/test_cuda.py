@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import tiny, trainer
+from training_helpers import make_engine, tiny
 
 from translate.core.runtime import free_memory
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_steps_on_cuda(data: Path, tmp_path: Path, precision: str) -> None:
     config = tiny("pix2pix", data, train={"device": "cuda", "precision": precision})
-    t = trainer(config, tmp_path / "run")
+    t = make_engine(config, tmp_path / "run")
     assert t.device.type == "cuda" and t.runtime.channels_last
     before = {k: v.detach().clone() for k, v in t.model.named_parameters()}
     t.fit()

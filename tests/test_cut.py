@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_helpers import SIZE, tiny, trainer
+from training_helpers import SIZE, make_engine, tiny
 
 from translate import Translator
 from translate.data.worldmaps import build_worldmaps
@@ -81,7 +81,7 @@ def test_modes_set_the_reference_defaults(data: Path) -> None:
 
 def test_bad_nce_layers_and_channels_are_refused(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'loss.nce_layers'.*tap points 0\.\.19"):
-        trainer(cut(data, loss={"nce_layers": [0, 40]}), tmp_path)
+        make_engine(cut(data, loss={"nce_layers": [0, 40]}), tmp_path)
     with pytest.raises(ValueError, match=r"'loss.nce_idt'"):
         from_dict(cut(data, data={"output_channels": 1}))
     from_dict(cut(data, "fastcut", data={"output_channels": 1}))
@@ -93,7 +93,7 @@ def test_one_step_changes_the_generator_the_mlp_and_the_discriminator(
     tmp_path: Path,
     mode: str,
 ) -> None:
-    t = trainer(cut(data, mode), tmp_path)
+    t = make_engine(cut(data, mode), tmp_path)
     assert set(t.stepper.optimizers) == {"G", "F", "D"}
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     batch = _to_device(next(iter(t.loader)), t.device, False)
@@ -110,12 +110,12 @@ def test_one_step_changes_the_generator_the_mlp_and_the_discriminator(
 def test_resume_is_exact(data: Path, tmp_path: Path, mode: str) -> None:
     """Patch positions, flips, data order and the lazily built MLP all come back."""
     sections = {"optim": {"d_steps": 2}, "train": {"batch_size": 2, "max_steps": 6}}
-    full = trainer(cut(data, mode, **sections), tmp_path / "full")
+    full = make_engine(cut(data, mode, **sections), tmp_path / "full")
     full.fit()
     half = cut(data, mode, **sections)
     half["train"]["max_steps"] = 3
-    trainer(half, tmp_path / "half").fit()
-    resumed = trainer(cut(data, mode, **sections), tmp_path / "half", resume=True)
+    make_engine(half, tmp_path / "half").fit()
+    resumed = make_engine(cut(data, mode, **sections), tmp_path / "half", resume=True)
     resumed.fit()
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and any(k.startswith("F.") for k in a)
@@ -137,7 +137,7 @@ def test_short_run_lowers_the_nce_loss_and_writes_a_generator_file(
         log={"every": 5, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
     )
     config["generator"]["options"]["ngf"] = 8
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     summary = t.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     values = [r["G_NCE"] for r in records if "G_NCE" in r]
@@ -187,7 +187,7 @@ def overpowered(root: Path, run_dir: Path, steps: int, **loss: float) -> list[in
     config["train"] = {"batch_size": 4, "max_steps": steps}
     config["log"].update(every=steps, eval_every=25)
     config["schedule"] = {"epochs": 100, "decay_epochs": 0}
-    trainer(config, run_dir).fit()
+    make_engine(config, run_dir).fit()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [
         r["step"]

@@ -12,7 +12,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from torch import nn
-from training_helpers import SIZE, resumed_run, tiny, trainer
+from training_helpers import SIZE, make_engine, resumed_run, tiny
 
 from translate import Translator, build_generator
 from translate.cli import main
@@ -21,7 +21,7 @@ from translate.models.model_file import GeneratorSpec, InputSpec, load_generator
 from translate.networks import count_macs
 from translate.training.base import Prepared
 from translate.training.configure import from_dict
-from translate.training.engine import Runtime, Trainer
+from translate.training.engine import Engine, Runtime
 from translate.training.models.distill import NARROWEST, Distill, feature_distillation_loss
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -155,13 +155,13 @@ def test_teacher_from_a_run_directory_and_a_checkpoint(
         train={"batch_size": 2, "max_steps": 2},
         log={"checkpoint_every": 2},
     )
-    trainer(pix2pix, teacher_run).fit()
+    make_engine(pix2pix, teacher_run).fit()
     checkpoint = teacher_run / "checkpoints" / "state_2.pt"
     x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     expected = load_generators(teacher_run / "generator_best.safetensors").generators["AtoB"](x)
 
     for source, model in ((teacher_run, "distill"), (checkpoint, "distill_unpaired")):
-        t = trainer(distill(source, data, model), tmp_path / model)
+        t = make_engine(distill(source, data, model), tmp_path / model)
         with torch.no_grad():
             assert torch.allclose(t.model.teacher(x), expected, atol=1e-6), source
         t.fit()
@@ -180,7 +180,7 @@ def test_a_narrow_teacher_gets_the_narrowest_student_that_learns(
     """20x fewer MACs than an ngf-8 teacher would be an ngf-1 student."""
     config = distill(teacher, data)
     del config["generator"]["options"]["ngf"]
-    t = trainer(config, tmp_path / "run")
+    t = make_engine(config, tmp_path / "run")
     ngf = t.config.generator.options["ngf"]
     shape = (3, 256, 256)
     ratio = count_macs(TEACHER.build(), shape) / count_macs(t.model.G, shape)
@@ -201,7 +201,7 @@ def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
     the teacher's taps by resolution."""
     unet = GeneratorSpec("unet", 3, 3, {"ngf": 4, "num_downs": 4})
     config = distill(teacher_file(tmp_path, unet), data)
-    t = trainer(config, tmp_path / "run")
+    t = make_engine(config, tmp_path / "run")
     chosen = t.config.loss.teacher_layers
     x = torch.zeros(1, 3, SIZE, SIZE)
     teacher, student = t.model.teacher, t.model.G
@@ -222,7 +222,7 @@ def test_a_unet_teacher_is_distilled_at_taps_of_the_students_resolution(
 
     config["loss"]["teacher_layers"] = [0, 1, 2, 3]  # 0 and 1 are at half the resolution
     with pytest.raises(ValueError) as error:
-        trainer(config, tmp_path / "mismatch")
+        make_engine(config, tmp_path / "mismatch")
     message = str(error.value)
     assert f"the teacher's tap 0 is {tuple(sizes[0])}, the student's tap 9" in message
     listed = f"{(SIZE // 4, SIZE // 4)}: {quarter[0]}-{quarter[2]}, {quarter[3]}-{quarter[5]}"
@@ -274,12 +274,12 @@ def test_a_six_block_student_pairs_its_taps_with_the_teachers(
     config = distill(teacher, data)
     config["generator"]["name"] = "mobile_resnet_6blocks"
     config["loss"].update(distill_layers=[9, 11, 13, 15], teacher_layers=[9, 12, 15, 18])
-    t = trainer(config, tmp_path / "six")
+    t = make_engine(config, tmp_path / "six")
     losses = t.model.train_step(next(iter(t.loader)), t.stepper)
     assert torch.isfinite(losses["G_distill"]) and losses["G_distill"] > 0
     config["loss"]["teacher_layers"] = [9, 12, 15, 21]  # 21: the first upsampling, 2x larger
     with pytest.raises(ValueError, match=r"'loss.teacher_layers': the teacher's tap 21 is"):
-        trainer(config, tmp_path / "mismatch")
+        make_engine(config, tmp_path / "mismatch")
 
 
 def test_the_stage_resolves_what_the_trainer_receives(
@@ -299,7 +299,7 @@ def test_the_stage_resolves_what_the_trainer_receives(
     config = distill(teacher, data)
     del config["generator"]["options"]["ngf"]
     given = from_dict(config)
-    t = Trainer(given, tmp_path / "run", progress=False)
+    t = Engine(given, tmp_path / "run", progress=False)
     (prepared,) = staged
     assert t.config is prepared.config and t.model.frozen_teacher is prepared.inputs["teacher"]
     assert prepared.config.loss.teacher_sha256 == sha256(teacher)
@@ -329,7 +329,7 @@ def test_a_bad_teacher_file_fails_in_the_stage_before_any_setup(
     monkeypatch.setattr(Runtime, "resolve", no_setup)
     config = from_dict(distill(bad, tmp_path / "no data"))
     with pytest.raises(ValueError) as caught:
-        Trainer(config, tmp_path / "run", progress=False)
+        Engine(config, tmp_path / "run", progress=False)
     message = str(caught.value)
     assert message.startswith(f"teacher: {bad}") and "\n" not in message
     assert not (tmp_path / "run").exists()

@@ -57,7 +57,7 @@ def test_field_comments_come_from_the_line_or_the_lines_above() -> None:
 
 
 def test_every_config_key_is_on_the_config_page() -> None:
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     page = (gen_docs.REFERENCE / "config.md").read_text()
 
@@ -153,7 +153,7 @@ def _shell_commands(text: str) -> list[list[str]]:
 
 
 def _config_key_known(key: str) -> bool:
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     parts = key.split(".")
     if parts[:1] in (["generator"], ["discriminator"]) and parts[1:2] == ["options"]:

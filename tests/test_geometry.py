@@ -29,7 +29,7 @@ from translate.models.model_file import (
 )
 from translate.networks import GENERATORS, Generator
 from translate.training.configure import from_dict, validate
-from translate.training.engine import Trainer
+from translate.training.engine import Engine
 from translate.training.report import sample_grid
 
 TOY = "pixel_repeat2_test_geometry"
@@ -267,7 +267,7 @@ def test_a_scale_2_rgba_generator_trains_and_converts_folders_and_tiles(tmp_path
         "train": {"batch_size": 2, "max_steps": 2},
         "log": {"every": 1, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
     }
-    Trainer(from_dict(config), tmp_path / "run", progress=False).fit()
+    Engine(from_dict(config), tmp_path / "run", progress=False).fit()
     model = tmp_path / "run" / "generator_latest.safetensors"
     assert load_generators(model).specs["AtoB"].scale == 2
 

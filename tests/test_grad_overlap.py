@@ -15,7 +15,7 @@ from training_helpers import join_as, tiny
 
 from translate.training import distributed
 from translate.training.configure import from_dict
-from translate.training.engine import Trainer
+from translate.training.engine import Engine
 
 BUCKET_BYTES = 2048  # the tiny networks in several buckets each
 
@@ -33,7 +33,7 @@ def _worker(rank: int, config: dict[str, Any], out: Path, port: int) -> None:
 
         distributed._launch = spy
         config["train"]["overlap_grad_reduce"] = overlap
-        t = Trainer(from_dict(config), out / f"run_{overlap}", progress=False)
+        t = Engine(from_dict(config), out / f"run_{overlap}", progress=False)
         t.fit()
         weights = {k: v.detach() for k, v in t.model.state_dict().items()}
         params = [k for k, _ in t.model.named_parameters()]

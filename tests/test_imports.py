@@ -99,8 +99,8 @@ _START_TRAINING = """
 import json, sys
 from pathlib import Path
 from translate.training.configure import from_dict
-from translate.training.engine import Trainer
-Trainer(from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), progress=False)
+from translate.training.engine import Engine
+Engine(from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), progress=False)
 print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 

@@ -5,6 +5,8 @@ from torch import nn
 import translate
 from translate.networks import DISCRIMINATORS, GENERATORS, count_parameters
 from translate.networks.layers import BlurDownsample, BlurUpsample, MinibatchStdDev
+from translate.networks.registry import Registry, parameters
+from translate.training.objectives import OBJECTIVES
 
 
 @pytest.mark.parametrize(
@@ -334,3 +336,20 @@ def test_instance_norm_gives_an_image_the_same_result_in_any_batch():
     together = norm(x)
     assert all(torch.equal(together[i : i + 1], norm(x[i : i + 1])) for i in range(4))
     assert together.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("registry", [GENERATORS, DISCRIMINATORS, OBJECTIVES], ids=lambda r: r.kind)
+def test_declared_options_read_from_source_are_the_imported_signatures(registry: Registry):
+    # A declared name's options come from its constructor's source, read without importing
+    # it; once imported, its signature must say the same. (Tests register toys directly.)
+    declared = {n: registry._lookup(n)[0] for n in registry.names()}
+    declared = {n: target for n, target in declared.items() if isinstance(target, str)}
+    assert len(declared) >= 4, registry.names()
+    for name, target in declared.items():
+        assert parameters(target) == parameters(registry.get(name)), name
+
+
+def test_a_declared_variant_names_only_its_builders_options():
+    registry = Registry("generator")
+    with pytest.raises(TypeError, match=r"no option\(s\) \['depth'\]"):
+        registry.declare("translate.networks.generators:unet", "deep_unet", depth=9)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from training_helpers import tiny, trainer
+from training_helpers import make_engine, tiny
 
 from translate import GANLoss, gradient_penalty
 from translate.training.configure import from_dict
-from translate.training.losses import OBJECTIVES, GANObjective
+from translate.training.losses import GANObjective
+from translate.training.objectives import OBJECTIVES
 
 MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 
@@ -64,7 +65,7 @@ def test_trainer_gan_losses_are_bit_identical_to_their_definitions(
 ) -> None:
     """The discriminator's loss (halved, plus WGAN-GP's penalty at the same random mixes)
     and the generator's, as a pix2pix trainer computes them."""
-    model = trainer(tiny("pix2pix", data, loss={"gan_mode": mode}), tmp_path).model
+    model = make_engine(tiny("pix2pix", data, loss={"gan_mode": mode}), tmp_path).model
     torch.manual_seed(1)
     real, fake = torch.rand(2, 6, 16, 16) * 2 - 1, torch.rand(2, 6, 16, 16) * 2 - 1
     state = torch.get_rng_state()
@@ -108,7 +109,7 @@ def test_a_registered_objective_trains_and_the_monitor_reports_it(
     softplus_hinge: str,
 ) -> None:
     config = tiny("pix2pix", data, loss={"gan_mode": softplus_hinge}, train={"max_steps": 2})
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     t.fit()
     # D's loss on real and fake, and the generator's
     assert SoftplusHinge.calls == {(True, True), (False, True), (True, False)}

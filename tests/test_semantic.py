@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from test_cut import cut
 from torch import nn
-from training_helpers import resumed_run, tiny, trainer
+from training_helpers import make_engine, resumed_run, tiny
 
 from translate.cli import main
 from translate.models.model_file import GeneratorSpec
@@ -78,7 +78,7 @@ def test_a_step_logs_g_semantic_and_keeps_the_task_model_out_of_the_run(
     model: str,
 ) -> None:
     config = cut(data) if model == "cut" else tiny(model, data)
-    t = trainer(semantic(config, task_model), tmp_path)
+    t = make_engine(semantic(config, task_model), tmp_path)
     t.model.train()
     assert not t.model.semantic.net.training
     batch = _to_device(next(iter(t.loader)), t.device, False)
@@ -119,7 +119,7 @@ def test_a_missing_or_unreadable_task_model_is_one_line_naming_the_key(
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a model")
     with pytest.raises(ValueError, match=r"^config key 'loss.task_model': .*garbage\.pt") as exc:
-        trainer(semantic(tiny("cut", data), garbage), tmp_path / "run")
+        make_engine(semantic(tiny("cut", data), garbage), tmp_path / "run")
     assert "\n" not in str(exc.value)
     with pytest.raises(ValueError, match=r"'loss.lambda_semantic': must be 0 or more"):
         from_dict(semantic(tiny("cut", data), garbage, weight=-1.0))
@@ -143,7 +143,7 @@ def test_channels_that_differ_are_refused(data: Path, task_model: Path) -> None:
 def test_lambda_semantic_0_loads_nothing(data: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a model")
-    t = trainer(semantic(tiny("cyclegan", data), garbage, weight=0.0), tmp_path / "run")
+    t = make_engine(semantic(tiny("cyclegan", data), garbage, weight=0.0), tmp_path / "run")
     assert t.model.semantic is None
     batch = _to_device(next(iter(t.loader)), t.device, False)
     assert "G_semantic" not in t.model.train_step(batch, t.stepper)

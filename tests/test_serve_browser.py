@@ -34,7 +34,7 @@ from translate.apps.serve.server import BackgroundServer  # noqa: E402
 from translate.data.images import list_images, write_image  # noqa: E402
 from translate.models.loading import bundled_path  # noqa: E402
 from translate.training.configure import from_dict  # noqa: E402
-from translate.training.engine import Trainer  # noqa: E402
+from translate.training.engine import Engine  # noqa: E402
 
 WAIT = 90  # seconds: generous for a busy 2-core machine, never reached when things work
 
@@ -208,20 +208,20 @@ def test_training_page_shows_new_loss_points_as_the_run_writes(
             )
             write_image(tmp_path / "data" / split / f"{i}.png", np.concatenate([a, 255 - a], 1))
     run_dir = tmp_path / "runs" / "tiny"
-    trainer = Trainer(from_dict(_tiny_run_config(tmp_path / "data")), run_dir, progress=False)
+    engine = Engine(from_dict(_tiny_run_config(tmp_path / "data")), run_dir, progress=False)
     # The run pauses before logging step 3 until the page has shown steps 1 and 2.
     go_on = threading.Event()
-    log = trainer.report.log
+    log = engine.report.log
 
     def gated_log(step: int, *args: Any, **kwargs: Any) -> None:
         if step == 3:
             go_on.wait(WAIT)
         log(step, *args, **kwargs)
 
-    trainer.report.log = gated_log
+    engine.report.log = gated_log
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    training = threading.Thread(target=trainer.fit, daemon=True)
+    training = threading.Thread(target=engine.fit, daemon=True)
     training.start()
     try:
         with BackgroundServer(create_app(models, Runs(tmp_path / "runs"))) as url:

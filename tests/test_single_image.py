@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_cut import cut
-from training_helpers import tiny, trainer
+from training_helpers import make_engine, tiny
 
 from translate import Translator
 from translate.cli import main
@@ -123,10 +123,10 @@ def test_resume_is_exact(images: dict[str, Path], tmp_path: Path, model: str) ->
         out["data"]["single_image"]["steps_per_epoch"] = 4  # the resume crosses an epoch
         return out
 
-    full = trainer(config(6), tmp_path / "full")
+    full = make_engine(config(6), tmp_path / "full")
     full.fit()
-    trainer(config(3), tmp_path / "half").fit()
-    again = trainer(config(6), tmp_path / "half", resume=True)
+    make_engine(config(3), tmp_path / "half").fit()
+    again = make_engine(config(6), tmp_path / "half", resume=True)
     again.fit()
     assert (again.epoch, again.epoch_batches) == (1, 2)
     a, b = full.model.state_dict(), again.model.state_dict()
@@ -144,7 +144,7 @@ def test_short_run_writes_a_generator_that_converts_the_a_image(
         log={"every": 2, "eval_every": 3, "checkpoint_every": 1000, "tensorboard": False},
     )
     config["data"]["single_image"]["steps_per_epoch"] = 4
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     summary = t.fit()
     err = capsys.readouterr().err
     assert "validation: 1 images" in err and "nothing held out" in err
@@ -169,7 +169,7 @@ def test_bad_images_and_paired_trainers_are_refused_naming_key_and_file(
 ) -> None:
     def refused(config: dict[str, Any], match: str) -> None:
         with pytest.raises(ValueError, match=match):
-            trainer(config, tmp_path / "run")
+            make_engine(config, tmp_path / "run")
 
     missing = single("cut", images)
     missing["data"]["single_image"]["a"] = str(tmp_path / "nowhere.png")

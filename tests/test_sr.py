@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 from spandrel import ModelLoader
 from torchvision.models.vgg import cfgs, make_layers
-from training_helpers import resumed_run, tiny, trainer
+from training_helpers import make_engine, resumed_run, tiny
 
 from translate.apps.evaluate import evaluate
 from translate.cli import main
@@ -26,7 +26,7 @@ from translate.data.images import read_image, write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.models.model_file import GeneratorSpec, InputSpec, load_generators, save_generators
 from translate.training.configure import from_dict, load_config
-from translate.training.engine import Trainer, _to_device
+from translate.training.engine import Engine, _to_device
 from translate.training.models.sr import bicubic_upscale, usm_sharpen
 from translate.training.perceptual import PerceptualLoss, vgg19_layer_names
 
@@ -127,11 +127,11 @@ def test_psnr_and_ssim_on_y_match_basicsr_with_the_border_cropped() -> None:
 
 
 @pytest.fixture(scope="module")
-def hr_run(hr_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Path]:
+def hr_run(hr_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Path]:
     """The issue's config trained 2 steps from train/ HR images alone, evaluated each step."""
     run_dir = tmp_path_factory.mktemp("run")
     config = sr_config(hr_root, log={"every": 1, "eval_every": 1, "tensorboard": False})
-    t = trainer(config, run_dir)
+    t = make_engine(config, run_dir)
     t.fit()
     return t, run_dir
 
@@ -190,7 +190,7 @@ def test_paired_lr_hr_folders_train(paired_root: Path, tmp_path: Path) -> None:
         data={"degradation": None, "preprocess": {"mode": "crop", "crop_size": 64}},
         loss={"lambda_gan": 0.1},  # the GAN stage: D and G both step
     )
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     batch = _to_device(next(iter(t.loader)), t.device, False)
     assert batch["input"].shape == (2, 3, 16, 16) and batch["target"].shape == (2, 3, 64, 64)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
@@ -225,7 +225,7 @@ def test_paired_crops_count_hr_pixels_and_are_never_padded(paired_root, tmp_path
 def test_hr_crops_larger_than_an_image_are_refused(hr_root: Path, tmp_path: Path) -> None:
     config = sr_config(hr_root, data={"preprocess": {"mode": "crop", "crop_size": 96}})
     with pytest.raises(ValueError, match=r"96 HR pixels is larger than \S+0\.png \(80x72\)"):
-        trainer(config, tmp_path)
+        make_engine(config, tmp_path)
 
 
 def test_sr_turns_its_crops_by_default_and_says_where_it_cannot(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_a_short_l1_run_lowers_the_loss(hr_root: Path, tmp_path: Path) -> None:
         train={"batch_size": 2, "max_steps": 12},
         log={"every": 4, "eval_every": 1000, "tensorboard": False},
     )
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     assert t.model.D is None and set(t.stepper.optimizers) == {"G"}
     t.fit()
     l1 = [r["G_L1"] for r in records(tmp_path) if "G_L1" in r]
@@ -270,7 +270,7 @@ def test_a_short_l1_run_lowers_the_loss(hr_root: Path, tmp_path: Path) -> None:
 )
 def test_hr_crops_refuse_what_breaks_the_lr_side(hr_root, tmp_path, change, message) -> None:
     with pytest.raises(ValueError, match=message):
-        trainer(sr_config(hr_root, data=change), tmp_path)
+        make_engine(sr_config(hr_root, data=change), tmp_path)
 
 
 def test_rrdbnet_x2_trains_on_hr_crops_a_multiple_of_its_unshuffle(hr_root, tmp_path) -> None:
@@ -281,8 +281,8 @@ def test_rrdbnet_x2_trains_on_hr_crops_a_multiple_of_its_unshuffle(hr_root, tmp_
     }
     crop = {"mode": "crop", "crop_size": 62}
     with pytest.raises(ValueError, match="crop_size': 62 HR pixels is not a multiple of 4"):
-        trainer(sr_config(hr_root, generator=rrdb, data={"preprocess": crop}), tmp_path / "a")
-    t = trainer(sr_config(hr_root, generator=rrdb), tmp_path / "b")
+        make_engine(sr_config(hr_root, generator=rrdb, data={"preprocess": crop}), tmp_path / "a")
+    t = make_engine(sr_config(hr_root, generator=rrdb), tmp_path / "b")
     batch = _to_device(next(iter(t.loader)), t.device, False)
     assert t.model.G(t.model.low_resolution(batch)).shape == (2, 3, 64, 64)
     assert torch.isfinite(t.model.train_step(batch, t.stepper)["G_L1"])
@@ -300,7 +300,7 @@ def test_degradation_keys_are_checked_before_any_data_is_read(tmp_path: Path) ->
 
 def test_hr_seeds_follow_the_run_seed_epoch_and_index(hr_root: Path, tmp_path: Path) -> None:
     """What makes resume exact: item (epoch, index) has one seed, whoever reads it."""
-    t = trainer(sr_config(hr_root), tmp_path)
+    t = make_engine(sr_config(hr_root), tmp_path)
     items = t.loader.dataset
     assert items[(0, 1)]["seed"] == items[(0, 1)]["seed"]
     assert len({items[key]["seed"] for key in ((0, 1), (1, 1), (0, 2))}) == 3
@@ -333,7 +333,7 @@ def test_usm_target_sharpens_the_targets_it_names(hr_root: Path, tmp_path: Path)
     l1 = {}
     for terms in ([], ["l1"]):
         torch.manual_seed(0)
-        t = trainer(sr_config(hr_root, loss={"usm_target": terms}), tmp_path / str(len(terms)))
+        t = make_engine(sr_config(hr_root, loss={"usm_target": terms}), tmp_path / str(len(terms)))
         batch = _to_device(next(iter(t.loader)), t.device, False)
         l1[len(terms)] = t.model.train_step(batch, t.stepper)["G_L1"].item()
     assert l1[0] != pytest.approx(l1[1])
@@ -352,7 +352,7 @@ def test_the_docs_smallest_config_is_the_psnr_stage(hr_root: Path, tmp_path: Pat
     config = yaml.safe_load(block)
     assert config["model"] == "sr" and "lambda_gan" not in config.get("loss", {})
     config["data"]["root"] = str(hr_root)
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     assert t.config.loss.lambda_gan == 0
     assert t.model.D is None and set(t.stepper.optimizers) == {"G"}
 
@@ -368,8 +368,8 @@ def test_the_two_stage_configs_load_as_the_recipe() -> None:
 
 
 def test_gan_fine_tuning_starts_from_the_psnr_run(hr_root: Path, tmp_path: Path) -> None:
-    trainer(sr_config(hr_root, loss={"lambda_gan": 0}), tmp_path / "psnr").fit()
-    fine = trainer(
+    make_engine(sr_config(hr_root, loss={"lambda_gan": 0}), tmp_path / "psnr").fit()
+    fine = make_engine(
         sr_config(hr_root, loss={"pretrained": str(tmp_path / "psnr")}), tmp_path / "gan"
     )
     stage1 = load_generators(tmp_path / "psnr" / "generator_best.safetensors").generators["AtoB"]
@@ -378,11 +378,11 @@ def test_gan_fine_tuning_starts_from_the_psnr_run(hr_root: Path, tmp_path: Path)
     other = sr_config(hr_root, loss={"pretrained": str(tmp_path / "psnr")})
     other["generator"]["options"]["num_feat"] = 4
     with pytest.raises(ValueError, match="'loss.pretrained': .*set generator: to the file's"):
-        trainer(other, tmp_path / "other")
+        make_engine(other, tmp_path / "other")
     missing = tmp_path / "missing.safetensors"
     other = sr_config(hr_root, loss={"pretrained": str(missing)})
     with pytest.raises(ValueError) as refused:  # the path once, as the loader names it
-        trainer(other, tmp_path / "missing")
+        make_engine(other, tmp_path / "missing")
     assert (
         str(refused.value) == f"config key 'loss.pretrained': {missing}: no such file or directory"
     )
@@ -399,7 +399,7 @@ def test_asking_for_the_perceptual_loss_names_the_file_to_provide(hr_root, tmp_p
     absent = tmp_path / "vgg19.pth"
     config = sr_config(hr_root, loss={"lambda_perceptual": 1.0, "perceptual_weights": str(absent)})
     with pytest.raises(ValueError, match=f"'loss.perceptual_weights': {absent}: no such"):
-        trainer(config, tmp_path / "run")
+        make_engine(config, tmp_path / "run")
 
 
 def _vgg_file(path: Path, seed: int, layers: int = 4) -> Path:
@@ -440,14 +440,14 @@ def test_training_with_a_local_vgg_file_adds_the_perceptual_term(hr_root, tmp_pa
         "perceptual_weights": str(weights),
         "perceptual_layers": {"conv1_2": 1.0},
     }
-    t = trainer(sr_config(hr_root, loss=loss), tmp_path / "run")
+    t = make_engine(sr_config(hr_root, loss=loss), tmp_path / "run")
     batch = _to_device(next(iter(t.loader)), t.device, False)
     losses = t.model.train_step(batch, t.stepper)
     assert losses["G_perceptual"] > 0
     assert not any("perceptual" in k for k in t.model.state_dict())  # frozen, not saved
     loss["perceptual_layers"] = {"conv9_9": 1.0}
     with pytest.raises(ValueError, match="'loss.perceptual_layers': conv9_9; VGG19 layers are"):
-        trainer(sr_config(hr_root, loss=loss), tmp_path / "bad")
+        make_engine(sr_config(hr_root, loss=loss), tmp_path / "bad")
 
 
 # --- translate evaluate -------------------------------------------------------------------

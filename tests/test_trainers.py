@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from training_helpers import resumed_run, tiny, trainer
+from training_helpers import make_engine, resumed_run, tiny
 
 from translate.data.datasets import PairedFolder, UnpairedFolder
 from translate.models.model_file import load_generators
@@ -22,9 +22,10 @@ from translate.training.base import Prepared, Stepper, parameters
 from translate.training.config import Config
 from translate.training.configure import from_dict
 from translate.training.datasets import DATASETS
-from translate.training.engine import Trainer
-from translate.training.models import TRAINERS
-from translate.training.models.pix2pix import Pix2Pix, Pix2PixLoss
+from translate.training.engine import Engine
+from translate.training.models.pix2pix import Pix2Pix
+from translate.training.specs import TRAINERS
+from translate.training.specs.pix2pix import Pix2PixLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,7 +86,7 @@ def test_a_registered_trainer_with_a_lazy_network_and_three_optimizers_trains_an
     sections = {"loss": {"lambda_probe": 2.0}, "train": {"batch_size": 2, "max_steps": 4}}
     with pytest.raises(ValueError, match=r"'loss.lambda_probe'"):
         from_dict(tiny("pix2pix", data, **sections))
-    full = trainer(tiny(probe, data, **sections), tmp_path / "full")
+    full = make_engine(tiny(probe, data, **sections), tmp_path / "full")
     assert set(full.stepper.optimizers) == {"G", "D", "F"}
     assert full.model.F.in_channels == 4  # the generator's first conv output (ngf 4)
     before = {k: v.clone() for k, v in full.model.F.state_dict().items()}
@@ -104,7 +105,7 @@ def test_plateau_metric_is_the_epochs_generator_loss_with_default_logging(
     the epoch's mean generator loss (the sum of each G term's mean over the epoch)."""
     config = tiny("pix2pix", data, schedule={"policy": "plateau"}, train={"max_steps": 5})
     config["log"] = {"tensorboard": False}
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     assert t.config.log.every == 100
     seen: list[dict[str, float]] = []
     step = t.model.train_step
@@ -158,7 +159,7 @@ def test_the_plateau_policy_watches_the_metric_the_trainer_declares(
 ) -> None:
     name = registered("flat_plateau", FlatPlateau)
     config = tiny_pix2pix(name, data, schedule={"policy": "plateau"}, train={"max_steps": 5})
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     seen: list[float] = []
     step = t.model.train_step
 
@@ -187,7 +188,7 @@ def test_each_trainer_picks_generator_best_by_its_declared_metric(
     sections: dict[str, Any] = {"train": {"max_steps": 2}, "log": {"eval_every": 1}}
     if model == "cut":
         sections["loss"] = {"nce_layers": [0, 2], "num_patches": 16, "mlp_units": 8}
-    t = trainer(tiny(model, data, **sections), tmp_path)
+    t = make_engine(tiny(model, data, **sections), tmp_path)
     assert t.model.best_metric == metric
     t.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -206,7 +207,7 @@ def test_a_best_metric_validation_does_not_report_is_one_line_naming_it(
     name = registered("unreported_best", UnreportedBest)
     config = tiny_pix2pix(name, data, train={"max_steps": 1}, log={"eval_every": 1})
     with pytest.raises(ValueError, match=r"^trainer 'unreported_best': its best_metric 'val_FID'"):
-        trainer(config, tmp_path).fit()
+        make_engine(config, tmp_path).fit()
 
 
 def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
@@ -223,10 +224,10 @@ def test_the_engine_builds_its_datasets_by_the_trainers_data_kind(
         return paired(d, split, train, size, part)
 
     monkeypatch.setitem(DATASETS._builders, "paired", (recording, {}))
-    t = trainer(tiny("pix2pix", data), tmp_path)
+    t = make_engine(tiny("pix2pix", data), tmp_path)
     assert built == [("train", True), ("val", False)]
     assert isinstance(t.train_set, PairedFolder) and "input" in t.evaluator.val_set[0]
-    assert isinstance(trainer(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)
+    assert isinstance(make_engine(tiny("cyclegan", data), tmp_path / "u").train_set, UnpairedFolder)
 
 
 class Staged(Pix2Pix):
@@ -258,11 +259,11 @@ def test_a_trainers_stage_runs_once_and_the_trainer_is_built_from_it(
     inputs; config.yaml records the resolved values, which a later stage takes as given."""
     name = registered("staged", Staged)
     Staged.stages.clear()
-    t = trainer(tiny_pix2pix(name, data), tmp_path / "run")
+    t = make_engine(tiny_pix2pix(name, data), tmp_path / "run")
     ((given, prepared),) = Staged.stages
     assert given == Pix2PixLoss.lambda_l1 and t.config.loss.lambda_l1 == 7.0
     assert t.config is prepared.config and t.model.helpers == [prepared.inputs["helper"]]
     assert not any(k.startswith("helper") for k in t.model.state_dict())
     recorded = from_dict(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()))
-    again = Trainer(recorded, tmp_path / "again", progress=False)
+    again = Engine(recorded, tmp_path / "again", progress=False)
     assert Staged.stages[-1][0] == 7.0 and again.config.loss.lambda_l1 == 7.0

@@ -19,7 +19,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from conftest import AVX2, NATIVE_BF16
-from training_helpers import SIZE, join_as, resumed_run, smooth_image, tiny, trainer, weights
+from training_helpers import SIZE, join_as, make_engine, resumed_run, smooth_image, tiny, weights
 
 from translate.cli import main
 from translate.data.images import read_image, write_image
@@ -31,7 +31,7 @@ from translate.training.checkpoint import latest_state, load_newest_state, load_
 from translate.training.config import ScheduleConfig
 from translate.training.configure import from_dict, load_config
 from translate.training.ema import WeightAverage
-from translate.training.engine import Trainer, _to_device
+from translate.training.engine import Engine, _to_device
 from translate.training.monitor import WARMUP_STEPS, monitor_warnings
 from translate.training.report import RunReport, metric_panel
 from translate.training.schedules import LinearDecay, build_scheduler, decay_start
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
 def test_one_step_changes_every_network(data: Path, tmp_path: Path, model: str) -> None:
-    t = trainer(tiny(model, data), tmp_path)
+    t = make_engine(tiny(model, data), tmp_path)
     before = weights(t)
     batch = _to_device(next(iter(t.loader)), t.device, False)
     losses = t.model.train_step(batch, t.stepper)
@@ -56,7 +56,7 @@ def test_one_step_changes_every_network(data: Path, tmp_path: Path, model: str) 
 
 
 def test_d_steps_update_the_generator_every_kth_batch(data: Path, tmp_path: Path) -> None:
-    t = trainer(tiny("pix2pix", data, optim={"d_steps": 2}), tmp_path)
+    t = make_engine(tiny("pix2pix", data, optim={"d_steps": 2}), tmp_path)
     batch = _to_device(next(iter(t.loader)), t.device, False)
     g_before = [p.clone() for p in t.model.G.parameters()]
     losses = t.model.train_step(batch, t.stepper, update_g=False)
@@ -81,7 +81,7 @@ def test_short_run_lowers_the_loss(
         log={"every": 5, "eval_every": 1000, "checkpoint_every": 1000, "tensorboard": False},
     )
     config["generator"]["options"]["ngf"] = ngf
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     t.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     values = [r[loss] for r in records if loss in r]
@@ -92,7 +92,7 @@ def test_short_run_lowers_the_loss(
 def test_run_directory_and_generator_files(data: Path, tmp_path: Path) -> None:
     config = tiny("pix2pix", data, log={"every": 1, "eval_every": 2, "checkpoint_every": 2})
     config["log"]["keep"] = 1
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     summary = t.fit()
     assert summary["steps"] == 3
     for name in ("config.yaml", "metrics.jsonl", "index.html", "losses.png"):
@@ -168,12 +168,12 @@ def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
     the metrics its previous attempt logged after that step are dropped, not repeated."""
     config = tiny("pix2pix", data, log={"every": 1, "checkpoint_every": 2, "keep": 5})
     config["train"]["max_steps"] = 6
-    trainer(config, tmp_path).fit()
+    make_engine(config, tmp_path).fit()
     checkpoints = tmp_path / "checkpoints"
     (checkpoints / "state_6.pt").write_bytes(b"")
     (checkpoints / "state_4.pt").write_bytes(b"not a zip file")
     capsys.readouterr()
-    resumed = trainer(config, tmp_path, resume=True)
+    resumed = make_engine(config, tmp_path, resume=True)
     assert resumed.step == 2
     err = capsys.readouterr().err
     assert "state_6.pt: not a readable training checkpoint (empty file, 0 bytes)" in err
@@ -186,7 +186,7 @@ def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
     for path in checkpoints.glob("*.pt"):
         path.write_bytes(b"")
     with pytest.raises(ValueError, match="no checkpoint loads: .*state_6.pt.*0 bytes"):
-        trainer(config, tmp_path, resume=True)
+        make_engine(config, tmp_path, resume=True)
 
 
 def test_a_damaged_pickle_is_skipped_in_one_line(tmp_path: Path) -> None:
@@ -431,15 +431,17 @@ def test_overrides_parse_yaml_values(data: Path) -> None:
 
 def test_bad_setups_are_refused_before_the_first_step(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
-        trainer(tiny("pix2pix", tmp_path / "missing"), tmp_path)
+        make_engine(tiny("pix2pix", tmp_path / "missing"), tmp_path)
     with pytest.raises(ValueError, match=r"crop_size.*multiple of 32"):
-        trainer(tiny("pix2pix", data, generator={"options": {"ngf": 4, "num_downs": 5}}), tmp_path)
+        make_engine(
+            tiny("pix2pix", data, generator={"options": {"ngf": 4, "num_downs": 5}}), tmp_path
+        )
     with pytest.raises(ValueError, match="identity loss"):
         from_dict(tiny("cyclegan", data, data={"output_channels": 1}))
     config = tiny("cyclegan", data)
     config["data"] = {**config["data"], "root": str(data / "train")}
     with pytest.raises(ValueError, match="trainA"):
-        trainer(config, tmp_path)
+        make_engine(config, tmp_path)
 
 
 def test_unpaired_data_is_refused_for_pix2pix(tmp_path: Path, data: Path) -> None:
@@ -449,7 +451,7 @@ def test_unpaired_data_is_refused_for_pix2pix(tmp_path: Path, data: Path) -> Non
         for f in (data / d).iterdir():
             (root / d / f.name).write_bytes(f.read_bytes())
     with pytest.raises(ValueError, match="unpaired"):
-        trainer(tiny("pix2pix", root), tmp_path / "run")
+        make_engine(tiny("pix2pix", root), tmp_path / "run")
 
 
 def test_config_copy_is_independent(data: Path) -> None:
@@ -515,7 +517,7 @@ def test_weight_average_follows_the_decay_ramp() -> None:
 
 
 def test_ema_weights_are_validated_and_written(data: Path, tmp_path: Path) -> None:
-    t = trainer(tiny("pix2pix", data, train={"ema": 0.5, "max_steps": 4}), tmp_path)
+    t = make_engine(tiny("pix2pix", data, train={"ema": 0.5, "max_steps": 4}), tmp_path)
     t.fit()
     live = {k: v.clone() for k, v in t.model.G.state_dict().items()}
     average = t.ema.average["AtoB"]
@@ -544,7 +546,7 @@ def test_ema_weights_are_validated_and_written(data: Path, tmp_path: Path) -> No
 
 
 def test_bf16_autocast_step_on_the_cpu(data: Path, tmp_path: Path) -> None:
-    t = trainer(tiny("pix2pix", data, train={"precision": "bf16", "device": "cpu"}), tmp_path)
+    t = make_engine(tiny("pix2pix", data, train={"precision": "bf16", "device": "cpu"}), tmp_path)
     batch = _to_device(next(iter(t.loader)), t.device, False)
     with t.stepper.autocast():
         assert t.model.G(batch["input"]).dtype == torch.bfloat16
@@ -558,7 +560,7 @@ def test_bf16_autocast_step_on_the_cpu(data: Path, tmp_path: Path) -> None:
 
 def test_fp16_on_the_cpu_is_refused(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fp16.*CUDA"):
-        trainer(tiny("pix2pix", data, train={"precision": "fp16", "device": "cpu"}), tmp_path)
+        make_engine(tiny("pix2pix", data, train={"precision": "fp16", "device": "cpu"}), tmp_path)
 
 
 @pytest.mark.slow
@@ -617,13 +619,13 @@ def test_a_stop_signal_saves_at_once_and_exits_with_its_code(
     assert "done" not in out.read_text()
     assert f"stopped by {sig.name} at step {state['step']}" in err.read_text()
     assert f"translate train --resume {run_dir}" in err.read_text()
-    resumed = trainer(config, run_dir, resume=True)
+    resumed = make_engine(config, run_dir, resume=True)
     assert resumed.step == state["step"]
 
 
 def _ddp_worker(rank: int, config: dict[str, Any], run_dir: Path, port: int) -> None:
     join_as(rank, port)
-    t = Trainer(from_dict(config), run_dir, progress=False)
+    t = Engine(from_dict(config), run_dir, progress=False)
     t.fit()
     params = {k: v.detach() for k, v in t.model.named_parameters()}
     torch.save(params, run_dir / f"params_rank{rank}.pt")
@@ -643,7 +645,7 @@ def test_ddp_on_gloo_keeps_ranks_identical(data: Path, tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(config, tmp_path, port), nprocs=2, join=True)
     p0 = torch.load(tmp_path / "params_rank0.pt")
     p1 = torch.load(tmp_path / "params_rank1.pt")
-    single = trainer(tiny("pix2pix", data), tmp_path / "single")
+    single = make_engine(tiny("pix2pix", data), tmp_path / "single")
     initial = dict(single.model.named_parameters())
     for key in p0:
         assert torch.equal(p0[key], p1[key]), key
@@ -672,7 +674,7 @@ def test_ddp_on_gloo_keeps_ranks_identical(data: Path, tmp_path: Path) -> None:
 )
 def test_options_train(data: Path, tmp_path: Path, model: str, sections: dict) -> None:
     """Feature matching, DiffAugment, clipping, WGAN-GP and the other lr policies run."""
-    t = trainer(tiny(model, data, **sections), tmp_path)
+    t = make_engine(tiny(model, data, **sections), tmp_path)
     t.config.train.max_steps = 5  # crosses an epoch end, so the scheduler steps
     t.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -693,7 +695,7 @@ def test_step_schedule_and_separate_lrs(data: Path, tmp_path: Path) -> None:
         schedule={"policy": "step", "step_size": 1, "gamma": 0.5},
         train={"batch_size": 4, "max_steps": 5},
     )
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     t.fit()  # 2 batches per epoch: two epoch ends before step 5
     assert t.stepper.optimizers["G"].param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
     assert t.stepper.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1e-4 / 4)
@@ -704,7 +706,7 @@ def test_data_order_does_not_depend_on_workers_or_resume(data: Path, tmp_path: P
     a mid-epoch restart give the same batches as one process reading the whole epoch."""
 
     def epoch_batches(workers: int, skip: int = 0, epoch: int = 1) -> list[torch.Tensor]:
-        t = trainer(tiny("cyclegan", data, data={"num_workers": workers}), tmp_path)
+        t = make_engine(tiny("cyclegan", data, data={"num_workers": workers}), tmp_path)
         t.sampler.set_epoch(epoch, skip)
         return [torch.cat([b["A"], b["B"]]) for b in t.loader]
 
@@ -729,7 +731,7 @@ def test_dataset_without_val_holds_out_training_files(
     data: Path, tmp_path: Path, model: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = _copy_split(data, tmp_path / "d", ("train", "trainA", "trainB"))
-    t = trainer(tiny(model, root), tmp_path / "run")
+    t = make_engine(tiny(model, root), tmp_path / "run")
     assert t.config.data.val_split == "holdout" and t.evaluator.val_images == 1
     if model == "pix2pix":
         trained = {Path(a).name for a, _ in t.train_set.pairs}
@@ -753,11 +755,11 @@ def test_dataset_without_val_holds_out_training_files(
 
 def test_training_images_validate_only_when_asked(data: Path, tmp_path: Path) -> None:
     root = _copy_split(data, tmp_path / "d", ("train",))
-    t = trainer(tiny("pix2pix", root, data={"val_split": "train"}), tmp_path / "a")
+    t = make_engine(tiny("pix2pix", root, data={"val_split": "train"}), tmp_path / "a")
     assert len(t.train_set) == 8 and t.config.data.val_split == "train"
     assert t.evaluator.val_images == 4
     with pytest.raises(ValueError, match=r"no split 'vall'.*splits present: 'train', 'val'"):
-        trainer(tiny("pix2pix", data, data={"val_split": "vall"}), tmp_path / "b")
+        make_engine(tiny("pix2pix", data, data={"val_split": "vall"}), tmp_path / "b")
 
 
 def test_validation_scores_the_whole_split_up_to_val_size(
@@ -777,12 +779,12 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     )
     config = tiny("pix2pix", tmp_path / "d")
     del config["data"]["val_size"]
-    t = trainer(config, tmp_path / "run")
+    t = make_engine(config, tmp_path / "run")
     t.evaluate()
     # Twice: this batch norm generator is scored in both eval modes (running, per image).
     assert sum(scored) == 2 * 11 and t.summary()["val_images"] == 11
     scored.clear()
-    t = trainer(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
+    t = make_engine(tiny("pix2pix", tmp_path / "d", data={"val_size": 9}), tmp_path / "run9")
     t.evaluate()
     assert scored == [8, 1, 8, 1] and t.summary()["val_images"] == 9
 
@@ -796,10 +798,10 @@ def test_missing_reference_data_says_how_to_get_it(tmp_path: Path) -> None:
         config = load_config(CONFIGS / f"{name}.yaml")
         config.data.root = str(tmp_path / "datasets" / Path(config.data.root).name)
         with pytest.raises(ValueError, match=f"get it with: {command} --root {tmp_path}"):
-            Trainer(config, tmp_path / name, progress=False)
+            Engine(config, tmp_path / name, progress=False)
     config = from_dict(tiny("cyclegan", tmp_path / "datasets" / "maps"))
     with pytest.raises(ValueError, match="download maps --unpaired"):
-        Trainer(config, tmp_path / "run", progress=False)
+        Engine(config, tmp_path / "run", progress=False)
 
 
 def test_missing_data_under_torchrun_is_reported_once(tmp_path: Path) -> None:
@@ -828,7 +830,7 @@ def test_unpaired_validation_counts_only_the_images_it_uses(tmp_path: Path) -> N
                 write_image(tmp_path / "d" / f"{split}{d}" / f"{i}.png", smooth_image(rng))
     config = tiny("cyclegan", tmp_path / "d")
     del config["data"]["val_size"]
-    t = trainer(config, tmp_path / "run")
+    t = make_engine(config, tmp_path / "run")
     assert t.evaluator.val_images == 8
     assert sum(len(b["A"]) for b in t.evaluator.batches()) == 8
 
@@ -843,7 +845,7 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
 
     log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 1, "snapshot_every": 2}
     config = tiny("cyclegan", data, train={"batch_size": 2, "max_steps": 4}, log=log)
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     t.fit()
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["state_4.pt"]
     snapshots = sorted(p.name for p in (tmp_path / "generators").iterdir())
@@ -886,7 +888,7 @@ def test_validation_scores_both_eval_modes_and_records_the_better(
     """Running statistics against each image's own with dropout (the reference's test);
     the generator file records the better, and `translate info` shows it."""
     config = tiny("pix2pix", data, log={"every": 1, "eval_every": 2, "checkpoint_every": 2})
-    trainer(config, tmp_path).fit()
+    make_engine(config, tmp_path).fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in records if "val_L1" in r]
     assert scored and all("val_L1_batch_stats" in r for r in scored)
@@ -906,7 +908,7 @@ def test_a_stop_signal_during_validation_cuts_it_short(
     writes its checkpoint at once, in training mode as before."""
     monkeypatch.setattr(engine, "VAL_CHUNK", 1)  # the 4 val images in 4 chunks
     config = tiny("pix2pix", data, log={"eval_every": 1})
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     calls = []
     validate = t.model.validate
 
@@ -938,7 +940,7 @@ def test_with_ema_a_checkpoint_as_model_and_snapshots_hold_the_averages(
 
     log = {"eval_every": 3, "checkpoint_every": 3, "snapshot_every": 3}
     config = tiny("pix2pix", data, train={"max_steps": 3, "ema": 0.9}, log=log)
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     t.fit()
     x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
     latest = load_generators(tmp_path / "generator_latest.safetensors").generators["AtoB"](x)
@@ -953,7 +955,7 @@ def test_a_run_with_only_a_checkpoint_converts(data: Path, tmp_path: Path) -> No
     """A run stopped before its first evaluation wrote a generator file: RUN as MODEL is its
     newest checkpoint's generator, the weight average with train.ema, as the files hold."""
     log = {"eval_every": 1000, "checkpoint_every": 2, "keep": 2}
-    t = trainer(
+    t = make_engine(
         tiny("pix2pix", data, train={"max_steps": 4, "ema": 0.9}, log=log), tmp_path / "run"
     )
     t.fit()
@@ -1003,7 +1005,7 @@ def test_auto_precision_trains_as_the_cpu_allows_and_the_run_records_it(
     cpu({"avx2": AVX2, "native-bf16": NATIVE_BF16}[cpu_kind])
     config = tiny("pix2pix", data, train={"max_steps": 1})
     assert config["train"].get("precision", "auto") == "auto"
-    t = trainer(config, tmp_path)
+    t = make_engine(config, tmp_path)
     assert t.runtime.precision.name == picked and t.runtime.threads == torch.get_num_threads()
     t.fit()
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]
@@ -1017,7 +1019,7 @@ def test_auto_precision_trains_as_the_cpu_allows_and_the_run_records_it(
 
 
 def test_train_threads_sets_torchs_threads(data: Path, tmp_path: Path) -> None:
-    t = trainer(tiny("pix2pix", data, train={"threads": 2, "max_steps": 1}), tmp_path)
+    t = make_engine(tiny("pix2pix", data, train={"threads": 2, "max_steps": 1}), tmp_path)
     assert torch.get_num_threads() == 2 and t.config.train.threads == 2
     with pytest.raises(ValueError, match="'train.threads': must be at least 1, got 0"):
         from_dict(tiny("pix2pix", data, train={"threads": 0}))
@@ -1028,7 +1030,7 @@ def test_every_metrics_row_has_the_time_and_the_seconds_per_step(
 ) -> None:
     config = tiny("pix2pix", data, train={"max_steps": 4}, log={"every": 1, "eval_every": 2})
     started = time.time()
-    trainer(config, tmp_path).fit()
+    make_engine(config, tmp_path).fit()
     ended = time.time()
     rows = _records(tmp_path)
     assert len(rows) == 4 + 2  # a loss row a step, an evaluation row every 2 steps
@@ -1057,7 +1059,7 @@ def test_one_bar_counts_the_whole_runs_steps(
 
     monkeypatch.setattr(engine, "tqdm", Recorded)
     config = tiny("pix2pix", data, train={"max_steps": max_steps}, log={"eval_every": 1000})
-    Trainer(from_dict(config), tmp_path, progress=True).fit()
+    Engine(from_dict(config), tmp_path, progress=True).fit()
     assert len(bars) == 1 and bars[0].total == steps and bars[0].n == steps
     assert bars[0].unit == "step" and bars[0].desc.startswith(f"epoch {min(4, (steps + 3) // 4)}/4")
 
@@ -1068,13 +1070,13 @@ def test_max_minutes_stops_after_the_step_that_passed_it(
     """With a clock where each step takes a minute, a limit of 2.5 minutes ends the run after
     step 3, which ends as at max_steps (checkpoint, final evaluation, generator file); the
     checkpoint keeps the time, so a resume counts it."""
-    t = trainer(tiny("pix2pix", data, train={"max_steps": 10, "max_minutes": 2.5}), tmp_path)
+    t = make_engine(tiny("pix2pix", data, train={"max_steps": 10, "max_minutes": 2.5}), tmp_path)
     monkeypatch.setattr(engine.RunTime, "seconds", lambda self: self.before + 60.0 * t.step)
     summary = t.fit()
     assert t.timed_out and summary["steps"] == 3
     assert load_state(latest_state(tmp_path))["run_seconds"] == 180.0
     assert (tmp_path / "generator_latest.safetensors").is_file()
-    resumed = trainer(
+    resumed = make_engine(
         tiny("pix2pix", data, train={"max_steps": 10, "max_minutes": 4}), tmp_path, resume=True
     )
     assert resumed.time.before == 180.0  # the earlier attempt's minutes count: 1 more step
@@ -1120,7 +1122,7 @@ def test_a_run_stopped_at_its_time_limit_says_so_and_resumes_exactly(
     assert result.exit_code == 0 and "done: 3 steps, 1 epoch; generator:" in result.output
     assert "note: the time limit" not in result.output  # it finished: no limit stopped it
     config["train"]["max_minutes"] = None
-    full = trainer(config, tmp_path / "full")
+    full = make_engine(config, tmp_path / "full")
     full.fit()
     a, b = full.model.state_dict(), load_state(latest_state(run_dir))["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

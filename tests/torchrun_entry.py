@@ -12,27 +12,27 @@ import os
 from pathlib import Path
 
 from translate.cli import main
-from translate.training.engine import Trainer
+from translate.training.engine import Engine
 
 
 def _patch() -> None:
     crash_step = int(os.environ.get("CRASH_AFTER_STEP", "0"))
     marker = Path(os.environ.get("CRASH_MARKER", "crashed"))
-    fit, save_checkpoint = Trainer.fit, Trainer.save_checkpoint
+    fit, save_checkpoint = Engine.fit, Engine.save_checkpoint
 
-    def started(self: Trainer) -> dict:
+    def started(self: Engine) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)  # rank 0 may not have made it yet
         with open(self.run_dir / f"started_{self.ranks.rank}", "a") as f:
             f.write(f"{self.step}\n")
         return fit(self)
 
-    def crashing(self: Trainer) -> None:
+    def crashing(self: Engine) -> None:
         save_checkpoint(self)
         if self.ranks.rank == 1 and self.step == crash_step and not marker.exists():
             marker.write_text(str(self.step))
             os._exit(1)
 
-    Trainer.fit, Trainer.save_checkpoint = started, crashing
+    Engine.fit, Engine.save_checkpoint = started, crashing
 
 
 if __name__ == "__main__":

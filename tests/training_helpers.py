@@ -1,5 +1,5 @@
-"""What the training tests share: a config for tiny networks (`tiny`), a quiet trainer
-(`trainer`), a run trained in one go and resumed (`resumed_run`), the 16 px images of
+"""What the training tests share: a config for tiny networks (`tiny`), a quiet engine
+(`make_engine`), a run trained in one go and resumed (`resumed_run`), the 16 px images of
 conftest's `data` fixture (`smooth_image`) and a rank's environment (`join_as`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from translate.training.configure import from_dict
-from translate.training.engine import Trainer
+from translate.training.engine import Engine
 
 SIZE = 16
 
@@ -49,19 +49,19 @@ def tiny(model: str, root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def trainer(config: dict[str, Any], run_dir: Path, resume: bool = False) -> Trainer:
-    return Trainer(from_dict(config), run_dir, resume=resume, progress=False)
+def make_engine(config: dict[str, Any], run_dir: Path, resume: bool = False) -> Engine:
+    return Engine(from_dict(config), run_dir, resume=resume, progress=False)
 
 
-def resumed_run(config: dict[str, Any], run_dir: Path, half: int) -> tuple[Trainer, Trainer]:
+def resumed_run(config: dict[str, Any], run_dir: Path, half: int) -> tuple[Engine, Engine]:
     """``config`` trained in one go, and trained for ``half`` steps then resumed to the end,
     in two folders under ``run_dir``; asserts that both end with identical state dicts."""
-    full = trainer(config, run_dir / "full")
+    full = make_engine(config, run_dir / "full")
     full.fit()
     stopped = copy.deepcopy(config)
     stopped["train"]["max_steps"] = half
-    trainer(stopped, run_dir / "half").fit()
-    resumed = trainer(config, run_dir / "half", resume=True)
+    make_engine(stopped, run_dir / "half").fit()
+    resumed = make_engine(config, run_dir / "half", resume=True)
     assert resumed.step == half
     resumed.fit()
     a, b = full.model.state_dict(), resumed.model.state_dict()
@@ -71,7 +71,7 @@ def resumed_run(config: dict[str, Any], run_dir: Path, half: int) -> tuple[Train
     return full, resumed
 
 
-def weights(t: Trainer) -> dict[str, torch.Tensor]:
+def weights(t: Engine) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
 
 

@@ -333,12 +333,12 @@ def our_step(
     model: str, device: str, precision: str, size: int, workdir: Path, loss: dict | None = None,
     train: dict | None = None, extra: dict[str, Any] | None = None, batch_size: int = 1,
 ) -> Callable[[], Any]:  # fmt: skip
-    """``train_step`` as ``translate train`` sets it up (the Trainer builds the networks,
+    """``train_step`` as ``translate train`` sets it up (the Engine builds the networks,
     optimizers, precision and memory format), with the reference defaults (and ``loss``
     and ``train`` keys, e.g. CUT's mode; ``extra`` config sections, e.g. SR's generator) and
     a batch of ``batch_size`` items."""
     from translate.training.configure import from_dict
-    from translate.training.engine import Trainer
+    from translate.training.engine import Engine
 
     write_dataset(workdir / "data", model, size, count=max(2, batch_size))
     preprocess = {"mode": "crop", "crop_size": size, "flip": False}
@@ -354,14 +354,14 @@ def our_step(
         "log": {"tensorboard": False},
         **(extra or {}),
     })  # fmt: skip
-    trainer = Trainer(config, workdir / "run", progress=False)
-    layout = torch.channels_last if trainer.runtime.channels_last else torch.contiguous_format
-    item = torch.utils.data.default_collate([trainer.train_set[i] for i in range(batch_size)])
+    engine = Engine(config, workdir / "run", progress=False)
+    layout = torch.channels_last if engine.runtime.channels_last else torch.contiguous_format
+    item = torch.utils.data.default_collate([engine.train_set[i] for i in range(batch_size)])
     batch = {
-        k: v.to(trainer.device).contiguous(memory_format=layout) if torch.is_tensor(v) else v
+        k: v.to(engine.device).contiguous(memory_format=layout) if torch.is_tensor(v) else v
         for k, v in item.items()
     }
-    return lambda: trainer.model.train_step(batch, trainer.stepper)
+    return lambda: engine.model.train_step(batch, engine.stepper)
 
 
 # --- the cases, each run in its own process -----------------------------------------------

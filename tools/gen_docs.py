@@ -135,7 +135,7 @@ def _section_table(title: str, cls: type, path: str, anchor: str) -> list[str]:
 def config_page() -> str:
     """Every config key with its type, default and comment; the loss keys per trainer."""
     from translate.training.config import Config
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     out = [
         "# Config reference",
@@ -254,7 +254,8 @@ def _names_by_builder(registry: Any) -> list[tuple[list[str], dict[str, Any]]]:
     groups: dict[int, tuple[list[str], dict[str, Any]]] = {}
     for name in own_names(registry):
         builder, defaults = registry._lookup(name)
-        key = hash((id(builder), json.dumps(defaults, sort_keys=True, default=str)))
+        same = builder if isinstance(builder, str) else id(builder)  # declared or registered
+        key = hash((same, json.dumps(defaults, sort_keys=True, default=str)))
         groups.setdefault(key, ([], defaults))[0].append(name)
     return list(groups.values())
 
@@ -265,7 +266,7 @@ def zoo_page() -> str:
     from translate.models.model_file import read_metadata
     from translate.models.pretrained import PRETRAINED
     from translate.networks import DISCRIMINATORS, GENERATORS
-    from translate.training.models import TRAINERS
+    from translate.training.specs import TRAINERS
 
     out = ["# Model zoo", "", "## Trainers", "", "| `model` | class | data | best checkpoint by |"]
     out.append("| --- | --- | --- | --- |")

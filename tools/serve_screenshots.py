@@ -26,7 +26,7 @@ from translate.apps.serve.runs import Runs
 from translate.apps.serve.server import BackgroundServer
 from translate.data.images import list_images, read_image, write_image
 from translate.training.configure import from_dict
-from translate.training.engine import Trainer
+from translate.training.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "datasets" / "samples"
@@ -60,7 +60,7 @@ def train_run(data: Path, run_dir: Path, steps: int) -> None:
         "train": {"batch_size": 4, "max_steps": steps},
         "log": {"every": 2, "eval_every": 20, "checkpoint_every": 1000, "tensorboard": False},
     }
-    Trainer(from_dict(config), run_dir, progress=False).fit()
+    Engine(from_dict(config), run_dir, progress=False).fit()
 
 
 def wait(driver: Any, condition: Any, message: str) -> Any:

@@ -107,7 +107,7 @@ def convert(
     from translate.conversion.convert import IMAGES
     from translate.conversion.runner import listed_inputs, run_conversion, writes_one_file
     from translate.conversion.video import VIDEOS
-    from translate.core.runtime import Ranks
+    from translate.core.process import Ranks
     from translate.inference.translator import Translator
 
     sources = (IMAGES, VIDEOS)
@@ -152,7 +152,7 @@ def convert(
 def _print_summary(summary: ConvertSummary, source: Path, output: Path) -> None:
     """What the conversion did; OUTPUT is named only where outputs are, and every path
     is shown as the terminal can show it."""
-    from translate.core.runtime import Ranks
+    from translate.core.process import Ranks
 
     ranks = Ranks.from_env()
     who = "" if ranks.world_size == 1 else f"rank {ranks.rank}/{ranks.world_size}: "

@@ -33,7 +33,7 @@ from translate.conversion import manifest
 from translate.conversion.convert import IMAGES
 from translate.conversion.runner import ConvertSummary, Job, Run, Source, prepare_conversion
 from translate.core.extras import needs_extra
-from translate.core.runtime import Ranks
+from translate.core.process import Ranks
 from translate.inference.memory import MemoryBudget
 from translate.inference.options import ConvertOptions, TranslatorOptions
 from translate.inference.translator import Translator

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from translate.conversion import manifest
-from translate.core.runtime import Ranks
+from translate.core.process import Ranks
 from translate.data.images import FileScan, scan_files
 from translate.inference.memory import MemoryBudget
 from translate.inference.options import (

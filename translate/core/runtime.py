@@ -1,4 +1,5 @@
-"""Where and how a command runs: the device, the autocast precision and the torchrun ranks.
+"""Where and how a command runs: the device and the autocast precision (the torchrun ranks:
+:mod:`translate.core.process`).
 
 Every command resolves them here, so ``auto`` has one meaning per use (the README's
 "Devices and precision" table): ``train`` and ``inference`` (convert, Translator, evaluate,
@@ -12,7 +13,7 @@ import functools
 import os
 import platform
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from translate.core.choices import PRECISIONS
+from translate.core.process import Ranks
 
 # The one dtype table: the autocast dtype of each precision (fp32 runs without autocast).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
@@ -36,34 +38,6 @@ Use = Literal["train", "inference"]
 
 class SlowPrecisionWarning(UserWarning):
     """A precision this machine only emulates: it works, many times slower."""
-
-
-# --- ranks ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place under ``torchrun``; ``Ranks()`` outside it."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Ranks:
-        """``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them."""
-        names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-        try:
-            rank, world, local = (int(environ.get(n, d)) for n, d in zip(names, "010", strict=True))
-        except ValueError as exc:
-            raise ValueError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({exc})") from exc
-        if world < 1 or not 0 <= rank < world or not 0 <= local < world:
-            raise ValueError(f"RANK={rank}/LOCAL_RANK={local} does not fit WORLD_SIZE={world}")
-        return cls(rank, world, local)
 
 
 # --- devices -------------------------------------------------------------------------------
@@ -99,13 +73,6 @@ def resolve_device(device: str | torch.device = "auto", use: Use = "inference") 
 
 
 # --- the CPU -------------------------------------------------------------------------------
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity, as torch's DataLoader counts them)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

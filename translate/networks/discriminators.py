@@ -19,7 +19,6 @@ from translate.networks.layers import (
     init_weights,
     norm_layer,
 )
-from translate.networks.registry import DISCRIMINATORS
 
 
 class PatchDiscriminator(nn.Module):
@@ -149,7 +148,6 @@ def _finish(net: nn.Module, spectral_norm: bool, init: str, init_gain: float) ->
     return net
 
 
-@DISCRIMINATORS.register("patch", "basic")
 def patch(
     in_channels: int,
     ndf: int = 64,
@@ -167,7 +165,6 @@ def patch(
     return _finish(net, spectral_norm, init, init_gain)
 
 
-@DISCRIMINATORS.register("pixel")
 def pixel(
     in_channels: int,
     ndf: int = 64,
@@ -182,7 +179,6 @@ def pixel(
     return _finish(net, spectral_norm, init, init_gain)
 
 
-@DISCRIMINATORS.register("multiscale")
 def multiscale(
     in_channels: int,
     ndf: int = 64,
@@ -235,7 +231,6 @@ def upstream_spectral_norm(conv: nn.Module) -> nn.Module:
     return conv
 
 
-@DISCRIMINATORS.register("unet_sn")
 class UNetDiscriminatorSN(nn.Module):
     """Real-ESRGAN's discriminator: a U-Net (three stride-2 4x4 convolutions down, three
     bilinear x2 upsamplings with a 3x3 convolution each, two more 3x3 convolutions) giving a

@@ -18,7 +18,6 @@ from translate.networks.layers import (
     init_weights,
     norm_layer,
 )
-from translate.networks.registry import GENERATORS
 
 # 2**16 px: a side no image reaches; deeper U-Nets only nest (and recurse) past Python's limit.
 MAX_NUM_DOWNS = 16
@@ -257,10 +256,6 @@ class UnetGenerator(Generator):
         return self.model(x)
 
 
-@GENERATORS.register("resnet_9blocks", "resnet")
-@GENERATORS.register("resnet_6blocks", n_blocks=6)
-@GENERATORS.register("mobile_resnet_9blocks", "mobile_resnet", mobile=True)
-@GENERATORS.register("mobile_resnet_6blocks", n_blocks=6, mobile=True)
 def resnet(
     in_channels: int = 3,
     out_channels: int = 3,
@@ -285,8 +280,6 @@ def resnet(
     return init_weights(net, init, init_gain)
 
 
-@GENERATORS.register("unet_256", "unet")
-@GENERATORS.register("unet_128", num_downs=7)
 def unet(
     in_channels: int = 3,
     out_channels: int = 3,

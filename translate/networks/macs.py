@@ -50,3 +50,8 @@ def count_macs(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     with torch.no_grad():
         shadow(torch.zeros(1, *input_shape, device="meta"))
     return total
+
+
+def count_parameters(net: nn.Module) -> int:
+    """The number of parameters of ``net`` (trainable or not)."""
+    return sum(p.numel() for p in net.parameters())

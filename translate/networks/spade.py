@@ -17,7 +17,6 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from translate.networks.features import Generator
 from translate.networks.layers import check_choice, init_weights
-from translate.networks.registry import GENERATORS
 
 PARAM_FREE_NORMS = ("batch", "instance")
 
@@ -123,7 +122,6 @@ class SPADEGenerator(Generator):
         return self.tanh(self.conv_img(F.leaky_relu(out, 0.2)))
 
 
-@GENERATORS.register("spade")
 def spade(
     in_channels: int = 3,
     out_channels: int = 3,

@@ -17,7 +17,6 @@ from torch import nn
 
 from translate.networks.features import Generator
 from translate.networks.layers import check_choice
-from translate.networks.registry import GENERATORS
 
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 
@@ -75,7 +74,6 @@ def _activation(act: str, channels: int) -> nn.Module:
     return nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
 
-@GENERATORS.register("srvgg_compact")
 class SRVGGNetCompact(Generator):
     """Real-ESRGAN's compact network: ``num_conv`` 3x3 convolutions at ``num_feat`` channels
     on the low-resolution image, a pixel shuffle to ``scale`` x, and the input upsampled by
@@ -194,7 +192,6 @@ class RRDB(nn.Module):
 UNSHUFFLE = {4: 1, 2: 2, 1: 4}
 
 
-@GENERATORS.register("rrdbnet")
 class RRDBNet(Generator):
     """ESRGAN's generator as Real-ESRGAN writes it (``RealESRGAN_x4plus``: the defaults):
     ``num_block`` RRDBs at ``num_feat`` channels, growth ``num_grow_ch``, a long skip, two

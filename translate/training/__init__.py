@@ -14,11 +14,11 @@ _LAZY = {
     "Config": "translate.training.config",
     "from_dict": "translate.training.configure",
     "load_config": "translate.training.configure",
-    "Trainer": "translate.training.engine",
+    "Engine": "translate.training.engine",
 }
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
-__all__ = ["Config", "Trainer", "from_dict", "load_config"]
+__all__ = ["Config", "Engine", "from_dict", "load_config"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,9 +16,10 @@ from translate.core.runtime import Precision
 from translate.data.gpu_augment import DiffAugment
 from translate.models.model_file import GeneratorSpec
 from translate.networks import build_discriminator
-from translate.training.config import Config, LossConfig
+from translate.training.config import Config
 from translate.training.distributed import GradientReducer
 from translate.training.losses import Prediction, feature_matching_loss, objective_for
+from translate.training.specs import TrainerSpec
 
 
 class Stepper:
@@ -99,7 +100,7 @@ def frozen(*nets: nn.Module) -> Iterator[None]:
 
 @dataclass
 class Validation:
-    """What :meth:`GANModel.validate` makes of one batch of validation images."""
+    """What :meth:`Trainer.validate` makes of one batch of validation images."""
 
     images: dict[str, torch.Tensor]  # the sample grid's columns, in [-1, 1]
     fake: torch.Tensor  # the outputs: monitored, and scored against ``real`` on paired data
@@ -116,7 +117,7 @@ class Validation:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What a trainer's stage (:meth:`GANModel.prepare`) resolved before the trainer is built."""
+    """What a trainer's stage (:meth:`Trainer.prepare`) resolved before the trainer is built."""
 
     config: Config  # the run's config with the trainer's own values filled in
     # keyword arguments of the trainer's constructor: auxiliary networks (a frozen teacher)
@@ -124,30 +125,17 @@ class Prepared:
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-class GANModel(nn.Module):
-    """A trainer: its networks plus ``train_step``, registered by name in ``TRAINERS``
-    (``translate.training.models``). The engine reads only these declarations and methods:
+class Trainer(TrainerSpec, nn.Module):
+    """A trainer: its networks plus ``train_step``, a subclass of its spec (the declarations
+    of :class:`~translate.training.specs.TrainerSpec`, registered by name in ``TRAINERS``).
+    The engine reads only those declarations and these methods:
 
-    - ``data``: what it trains on, ``"paired"`` (items ``input``/``target``) or
-      ``"unpaired"`` (items ``A``/``B``), as ``translate.data.layout`` names them;
-    - ``Loss``: its loss dataclass (a :class:`LossConfig`), the type of ``config.loss``;
-    - ``defaults``: the config sections where its defaults differ from the dataclasses';
-    - ``best_metric``: the validation value (a ``metrics.jsonl`` key) that picks
-      ``generator_best``, lower is better unless ``best_higher`` (PSNR);
-    - ``baseline``: the name of what ``Validation.baseline`` holds, when it holds anything;
     - :meth:`prepare`, the optional stage: trainer-specific config and auxiliary networks,
       resolved once before the trainer is built (``cls(prepared.config, **prepared.inputs)``);
-    - :meth:`check_config`, :meth:`initialize`, :meth:`optimizers`, :meth:`generators`,
-      :meth:`train_step`, :meth:`validate`, :meth:`validation_scores`,
-      :meth:`plateau_metric` and the extra state.
+    - :meth:`initialize`, :meth:`optimizers`, :meth:`generators`, :meth:`train_step`,
+      :meth:`validate`, :meth:`validation_scores`, :meth:`plateau_metric` and the extra
+      state.
     """
-
-    data: ClassVar[str] = ""
-    Loss: ClassVar[type[LossConfig]] = LossConfig
-    defaults: ClassVar[dict[str, Any]] = {}
-    best_metric: ClassVar[str] = "val_L1"
-    best_higher: ClassVar[bool] = False
-    baseline: ClassVar[str] = ""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -163,16 +151,6 @@ class GANModel(nn.Module):
     def build_discriminator(self, in_channels: int) -> nn.Module:
         d = self.config.discriminator
         return build_discriminator(d.name, in_channels, **d.options)
-
-    @classmethod
-    def data_kind(cls, config: Config) -> str:
-        """The data kind ``config`` trains on (``translate.training.datasets.DATASETS``):
-        ``data``, unless the trainer takes several (SR: paired or HR only)."""
-        return cls.data
-
-    @classmethod
-    def check_config(cls, config: Config) -> None:
-        """Refuse option combinations this trainer cannot train (before any data is read)."""
 
     @classmethod
     def prepare(cls, config: Config) -> Prepared:

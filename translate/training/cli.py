@@ -36,7 +36,7 @@ def _default_run_dir(config_path: Path) -> Path:
 def _user_error(message: str) -> NoReturn:
     """Exit 1 with one line. Under torchrun rank 0 alone prints it, and also leaves it in
     torchrun's error file, so torchrun's failure summary names it as the root cause."""
-    from translate.core.runtime import Ranks
+    from translate.core.process import Ranks
 
     if not Ranks.from_env().main:
         sys.exit(1)
@@ -108,16 +108,16 @@ def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> Non
 def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_progress: bool) -> None:
     """Train (or resume) the run ``make_config()`` describes in ``run_dir``, exiting as the
     shell expects on user errors, a full disk and stop signals."""
-    from translate.training.engine import Trainer
-
     with user_errors(exit_with=_user_error):
-        config = make_config()
-        trainer = Trainer(config, run_dir, resume=resume, progress=not no_progress)
-    if trainer.ranks.main:
+        config = make_config()  # without torch, so that a bad config is refused at once
+        from translate.training.engine import Engine
+
+        engine = Engine(config, run_dir, resume=resume, progress=not no_progress)
+    if engine.ranks.main:
         click.echo(f"run directory: {run_dir}")
     hint = f"resume with: translate train --resume {run_dir}"
     try:
-        summary = trainer.fit()
+        summary = engine.fit()
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, maybe before the checkpoint
         click.echo(f"interrupted; {hint} (from its newest checkpoint)", err=True)
         sys.exit(EXIT_SIGNAL + signal.SIGINT)
@@ -134,28 +134,28 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
             "then run the same command again"
         )
         raise click.ClickException(
-            f"{folder}: {exc.strerror}; training stopped at step {trainer.step}, {after}"
+            f"{folder}: {exc.strerror}; training stopped at step {engine.step}, {after}"
         ) from exc
-    if trainer.stopped_by is not None:
-        if trainer.ranks.main:
+    if engine.stopped_by is not None:
+        if engine.ranks.main:
             click.echo(
-                f"stopped by {signal.Signals(trainer.stopped_by).name} at step "
+                f"stopped by {signal.Signals(engine.stopped_by).name} at step "
                 f"{summary['steps']}: checkpoint saved, final evaluation skipped; {hint}",
                 err=True,
             )
-        sys.exit(EXIT_SIGNAL + trainer.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
-    if trainer.ranks.main:
+        sys.exit(EXIT_SIGNAL + engine.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
+    if engine.ranks.main:
         from translate.models.loading import run_generator
 
         steps, epochs = _count(summary["steps"], "step"), _count(summary["epochs"], "epoch")
         why = ""
-        if trainer.timed_out:
-            limit = trainer.config.train.max_minutes
+        if engine.timed_out:
+            limit = engine.config.train.max_minutes
             why = f" (stopped at the time limit, train.max_minutes {limit:g})"
         # the file `translate convert RUN_DIR` picks, so the line names what the run gives
         click.echo(f"done: {steps}, {epochs}{why}; generator: {run_generator(run_dir)}")
-        if trainer.timed_out:
-            _warn_undecayed(trainer.schedulers.values())
+        if engine.timed_out:
+            _warn_undecayed(engine.schedulers.values())
 
 
 def _warn_undecayed(schedulers: Iterable[Any]) -> None:

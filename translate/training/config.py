@@ -1,6 +1,8 @@
 """Training configuration: nested dataclasses loaded from YAML, with ``--set a.b=value`` overrides.
 
 This module is the schema: the sections, their types and the checks that need no trainer.
+It imports no torch (nor do the trainers' specs, :mod:`translate.training.specs`), so a bad
+config is refused at once.
 :mod:`translate.training.configure` assembles a config for a ``model`` (a trainer in
 ``translate.training.models``), which supplies the defaults that differ from the dataclasses'
 (pix2pix: U-Net 256, batch norm, vanilla GAN, lambda_l1 100; CycleGAN: ResNet 9 blocks,
@@ -22,13 +24,13 @@ from typing import Any
 
 import yaml
 
-from translate.core.choices import DIRECTIONS
-from translate.core.runtime import PRECISIONS, available_cpus
+from translate.core.choices import DIRECTIONS, PRECISIONS
+from translate.core.process import available_cpus
 from translate.data.images import FILE_CHANNELS
 from translate.data.labels import Labels
 from translate.data.transforms import Preprocess
-from translate.networks import DISCRIMINATORS, GENERATORS
-from translate.training.losses import OBJECTIVES, objective_for
+from translate.networks.registry import DISCRIMINATORS, GENERATORS
+from translate.training.objectives import OBJECTIVES, check_gp_weight, objective_options
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 
@@ -189,7 +191,7 @@ class LogConfig:
 class Config:
     """A training run's whole configuration: one section per field."""
 
-    model: str = "pix2pix"  # the trainer (translate.training.models.TRAINERS)
+    model: str = "pix2pix"  # the trainer (translate.training.specs.TRAINERS)
     data: DataConfig = field(default_factory=DataConfig)
     generator: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -315,11 +317,12 @@ def check_values(config: Config) -> None:
     d = config.discriminator
     _check_options("discriminator", DISCRIMINATORS, d.name, d.options)
     _check_choice("loss.gan_mode", config.loss.gan_mode, OBJECTIVES.names())
-    try:
-        objective_for(config.loss)
-    except ValueError as exc:  # its options are loss keys; its messages start "option: "
-        option, _, reason = str(exc).partition(": ")
-        raise ValueError(f"config key 'loss.{option}': {reason}") from None
+    if "gp_weight" in objective_options(config.loss):  # a key only its objective reads
+        try:
+            check_gp_weight(config.loss.gp_weight)
+        except ValueError as exc:  # "gp_weight: reason"
+            option, _, reason = str(exc).partition(": ")
+            raise ValueError(f"config key 'loss.{option}': {reason}") from None
     _check_choice("schedule.policy", config.schedule.policy, LR_POLICIES)
     _check_choice("train.precision", config.train.precision, PRECISIONS)
     positive = {

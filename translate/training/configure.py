@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from translate.data.layout import HR, LABELS, UNPAIRED
-from translate.training.base import GANModel
 from translate.training.config import (
     Config,
     OverrideError,
@@ -23,13 +22,14 @@ from translate.training.config import (
     read_config,
     set_key,
 )
-from translate.training.models import TRAINERS
+from translate.training.specs import TRAINERS, TrainerSpec
 
 
-def trainer_class(model: Any) -> type[GANModel]:
-    """The trainer class registered as ``model``: its ``defaults``, ``Loss`` and checks."""
+def trainer_spec(model: Any) -> type[TrainerSpec]:
+    """The spec of the trainer registered as ``model``: its ``defaults``, ``Loss`` and
+    checks, read without importing the trainer (nor torch)."""
     try:
-        return TRAINERS.get(str(model))
+        return TRAINERS.spec(str(model))
     except ValueError as exc:
         raise ValueError(f"config key 'model': {exc}") from None
 
@@ -39,9 +39,9 @@ def validate(config: Config) -> None:
     check_values(config)
     if config.data.single_image is not None:
         _check_single_image(config)
-    trainer = trainer_class(config.model)
+    trainer = trainer_spec(config.model)
     if config.data.degradation is not None and trainer.data_kind(config) != HR:
-        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data_kind(config) == HR]
+        takers = [n for n in TRAINERS.names() if TRAINERS.spec(n).data_kind(config) == HR]
         raise ValueError(
             f"config key 'data.degradation': model {config.model!r} trains on "
             f"{trainer.data_kind(config)} data; a degradation makes the LR inputs of HR images "
@@ -49,7 +49,7 @@ def validate(config: Config) -> None:
         )
     kind = trainer.data_kind(config)
     if config.data.label_nc is not None and kind != LABELS:
-        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data_kind(config) == LABELS]
+        takers = [n for n in TRAINERS.names() if TRAINERS.spec(n).data_kind(config) == LABELS]
         raise ValueError(
             f"config key 'data.label_nc': model {config.model!r} trains on {kind} data, not "
             f"label maps (read by: {', '.join(takers) or 'no trainer yet'}); remove the key"
@@ -59,9 +59,9 @@ def validate(config: Config) -> None:
 
 def _check_single_image(config: Config) -> None:
     """Single-image training gives unpaired items and validates on the training A image."""
-    trainer = trainer_class(config.model)
+    trainer = trainer_spec(config.model)
     if trainer.data != UNPAIRED:
-        takers = [n for n in TRAINERS.names() if TRAINERS.get(n).data == UNPAIRED]
+        takers = [n for n in TRAINERS.names() if TRAINERS.spec(n).data == UNPAIRED]
         raise ValueError(
             f"config key 'data.single_image': model {config.model!r} trains on "
             f"{trainer.data} data; single-image training needs a trainer of unpaired data "
@@ -91,7 +91,7 @@ def _from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> 
     data = copy.deepcopy(data or {})
     for assignment in overrides:
         set_key(data, assignment)
-    trainer = trainer_class(data.get("model", "pix2pix"))
+    trainer = trainer_spec(data.get("model", "pix2pix"))
     tree = merge(trainer.defaults, data)
     tree.setdefault("loss", {})  # built as the trainer's Loss even when not given
     config = build_config(tree, trainer.Loss)

@@ -1,6 +1,6 @@
 """The training and validation sets of a run, built by the trainer's data kind.
 
-A trainer declares ``data`` (``GANModel.data``); ``DATASETS`` maps that kind to the folder
+A trainer declares ``data`` (``Trainer.data``); ``DATASETS`` maps that kind to the folder
 dataset that reads it, so neither the engine nor a trainer branches on the kind. A new kind
 (e.g. scaled LR/HR pairs) registers its builder here and a trainer declares it.
 """
@@ -26,7 +26,7 @@ from translate.models.model_file import declared_geometry
 from translate.networks import build_generator
 from translate.networks.registry import Registry
 from translate.training.config import Config
-from translate.training.models import TRAINERS
+from translate.training.specs import TRAINERS
 
 # A builder takes (the run's config, split, train, max_dataset_size, holdout part) and
 # returns the dataset of that split: ``train=False`` is the validation set (uncropped,
@@ -109,7 +109,7 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset, str]:
         common = (d.preprocess, d.input_channels, d.output_channels, tuple(s.scale))
         crops = SingleImagePair(s.a, s.b, *common, s.steps_per_epoch * config.train.batch_size)
         return crops, SingleImagePair(s.a, s.b, *common, train=False), "train"
-    kind = TRAINERS.get(config.model).data_kind(config)
+    kind = TRAINERS.spec(config.model).data_kind(config)
     if not Path(d.root).is_dir():
         raise ValueError(
             f"config key 'data.root': dataset folder {d.root} does not exist; "

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from translate.core.runtime import Ranks
+from translate.core.process import Ranks
 
 
 def init_distributed(device: str, timeout: float = 1800.0) -> Ranks:

@@ -1,13 +1,14 @@
 """The training engine: devices, precision, data, the epoch loop, evaluation and checkpoints.
 
-Written once for every trainer: it reads a trainer's declarations (``GANModel``), never its
-name, so a new trainer is a new module in ``translate.training.models``.
+Written once for every trainer: it reads a trainer's declarations (its spec and the methods
+of ``Trainer``), never its name, so a new trainer is a spec in ``translate.training.specs``
+and a class in ``translate.training.models``, nothing here.
 
-:class:`Trainer` is built in this order, each part by one function or class below: the
-trainer's stage (``GANModel.prepare``), the :class:`Runtime`, the datasets, the model
+:class:`Engine` is built in this order, each part by one function or class below: the
+trainer's stage (``Trainer.prepare``), the :class:`Runtime`, the datasets, the model
 (:func:`build_model`), the optimizers and the loader of the loop (:func:`build_optimizers`,
 :func:`build_loader`), the :class:`Evaluator` and the run directory's
-:class:`~translate.training.checkpoint.Checkpointer`. :meth:`Trainer.fit` is the loop.
+:class:`~translate.training.checkpoint.Checkpointer`. :meth:`Engine.fit` is the loop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from translate.core.runtime import Precision, Ranks, resolve_device, resolve_precision
+from translate.core.process import Ranks
+from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
 from translate.models.model_file import (
     CHECKPOINT_KEY,
@@ -39,7 +41,7 @@ from translate.models.model_file import (
     save_generators,
 )
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
-from translate.training.base import GANModel, Prepared, Stepper
+from translate.training.base import Prepared, Stepper, Trainer
 from translate.training.checkpoint import (
     Checkpointer,
     checkpoint_paths,
@@ -57,11 +59,11 @@ from translate.training.distributed import (
     sync_batch_norm,
 )
 from translate.training.ema import WeightAverage
-from translate.training.models import TRAINERS
 from translate.training.monitor import monitor_batch, monitor_warnings
 from translate.training.report import RunReport
 from translate.training.sampling import ResumableSampler, SeededItems
 from translate.training.schedules import build_scheduler, decay_start
+from translate.training.specs import TRAINERS
 
 VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the first is the sample grid
 # Fewer validation images than this get a warning at the start: their mean score swings
@@ -130,7 +132,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_sizes(config: Config, model: GANModel, sample: dict[str, Any]) -> None:
+def check_sizes(config: Config, model: Trainer, sample: dict[str, Any]) -> None:
     """Refuse image sizes the generator cannot take (U-Net depth vs crop size)."""
     multiple = max(getattr(g, "size_multiple", 1) for _, g in model.generators().values())
     pre, name = config.data.preprocess, config.generator.name
@@ -214,7 +216,7 @@ class StepClock:
 
 class RunTime:
     """The run's wall time, for ``train.max_minutes``: the seconds since this attempt's
-    :meth:`Trainer.fit` began plus those of the attempts it continues (the checkpoint keeps
+    :meth:`Engine.fit` began plus those of the attempts it continues (the checkpoint keeps
     them), so a resumed run stops where one uninterrupted run would. Evaluations and
     checkpoint writes count: the limit is the time a user has, not the steps' share of it."""
 
@@ -284,12 +286,12 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
     return out
 
 
-# --- the parts a Trainer is built from ----------------------------------------------------
+# --- the parts an Engine is built from ----------------------------------------------------
 
 
 def build_model(
-    trainer: type[GANModel], prepared: Prepared, sample: dict[str, Any], runtime: Runtime
-) -> GANModel:
+    trainer: type[Trainer], prepared: Prepared, sample: dict[str, Any], runtime: Runtime
+) -> Trainer:
     """The trainer from its stage's config and inputs, checked against one validation item,
     its data-sized networks built from it, and placed on the runtime's device(s)."""
     config = prepared.config
@@ -310,7 +312,7 @@ def build_model(
 
 
 def build_optimizers(
-    config: Config, model: GANModel, runtime: Runtime
+    config: Config, model: Trainer, runtime: Runtime
 ) -> tuple[Stepper, dict[str, LRScheduler | ReduceLROnPlateau]]:
     """One Adam per entry of the trainer's ``optimizers()``, the Stepper that updates them
     with the run's precision, clipping and ranks, and each one's learning-rate scheduler."""
@@ -371,7 +373,7 @@ class Evaluator:
     what the evaluations so far found: the best values, the better eval mode for the
     generator file, the monitor's diversity history, the last scores."""
 
-    def __init__(self, config: Config, model: GANModel, val_set: Dataset, runtime: Runtime) -> None:
+    def __init__(self, config: Config, model: Trainer, val_set: Dataset, runtime: Runtime) -> None:
         self.config, self.model, self.val_set, self.runtime = config, model, val_set, runtime
         # without ground truth to score, validation is the sample grid and monitoring only
         scored = model.validation_scores() is not None
@@ -530,7 +532,7 @@ class Evaluator:
         self.baseline = state.get("baseline", {})  # absent from older checkpoints
 
 
-class Trainer:
+class Engine:
     """Builds everything from a config, checks it before step 1, and trains with :meth:`fit`.
 
     ``resume=True`` continues from the newest ``checkpoints/state_<step>.pt`` in ``run_dir``;
@@ -648,7 +650,7 @@ class Trainer:
     def _shut_down_workers(self) -> None:
         """Stop the loader's persistent workers as the loop ends, however it ends. They ignore
         SIGTERM (see ``_ignore_stop_signals``), so workers still alive when Python exits (a
-        traceback or a caller still holding this trainer) would make multiprocessing's exit
+        traceback or a caller still holding this engine) would make multiprocessing's exit
         handler wait for them forever. torch has no public call for this."""
         iterator = self.loader._iterator
         if iterator is not None:

@@ -14,13 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.networks.registry import Registry
+from translate.training.objectives import OBJECTIVES, check_gp_weight, objective_options
 
 Prediction = torch.Tensor | list[list[torch.Tensor]]
-
-# loss.gan_mode -> objective class; constructor options are set from the loss keys of the
-# same name (objective_for).
-OBJECTIVES = Registry("GAN objective")
 
 
 def _logits(prediction: Prediction) -> list[torch.Tensor]:
@@ -35,7 +31,8 @@ class GANObjective(nn.Module):
     ``objective(prediction, target_is_real, for_discriminator=True)`` averages :meth:`loss`
     over the scales of a prediction, in fp32. A subclass defines :meth:`loss` and the class
     attribute ``threshold`` (where D's output splits real from fake, for the monitor's
-    accuracies), optionally :meth:`penalty`, and registers itself in ``OBJECTIVES``; a
+    accuracies), optionally :meth:`penalty`, and is listed in ``OBJECTIVES``
+    (:mod:`translate.training.objectives`); a
     ``ValueError`` from its constructor starts with the option's name.
     """
 
@@ -86,7 +83,6 @@ def _signed_mean(x: torch.Tensor, real: bool) -> torch.Tensor:
     return -x.mean() if real else x.mean()
 
 
-@OBJECTIVES.register("vanilla")
 class Vanilla(GANObjective):
     """The original GAN's cross-entropy on logits."""
 
@@ -96,7 +92,6 @@ class Vanilla(GANObjective):
         return F.binary_cross_entropy_with_logits(logits, _target(logits, real))
 
 
-@OBJECTIVES.register("lsgan")
 class LSGAN(GANObjective):
     """Least squares: D regresses real to 1 and fake to 0."""
 
@@ -106,7 +101,6 @@ class LSGAN(GANObjective):
         return F.mse_loss(logits, _target(logits, real))
 
 
-@OBJECTIVES.register("hinge")
 class Hinge(GANObjective):
     """Hinge for D; the generator's loss is ``-D(fake)``, not a hinge."""
 
@@ -118,7 +112,6 @@ class Hinge(GANObjective):
         return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
 
 
-@OBJECTIVES.register("wgangp")
 class WGANGP(GANObjective):
     """Wasserstein critic scores plus the gradient penalty, weighted by ``gp_weight``."""
 
@@ -127,11 +120,7 @@ class WGANGP(GANObjective):
 
     def __init__(self, gp_weight: float = 10.0) -> None:
         super().__init__()
-        if gp_weight < 0:
-            raise ValueError(
-                f"gp_weight: must be 0 or more (the weight of WGAN-GP's gradient penalty), "
-                f"got {gp_weight}"
-            )
+        check_gp_weight(gp_weight)
         self.gp_weight = gp_weight
 
     def loss(self, logits: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
@@ -156,8 +145,7 @@ def GANLoss(mode: str = "lsgan", **options: Any) -> GANObjective:
 def objective_for(loss: Any) -> GANObjective:
     """The objective a config's ``loss`` section names as ``gan_mode``, each constructor option
     taken from the section's key of the same name where it has one (wgangp: ``gp_weight``)."""
-    options = {k: getattr(loss, k) for k in OBJECTIVES.options(loss.gan_mode) if hasattr(loss, k)}
-    return GANLoss(loss.gan_mode, **options)
+    return GANLoss(loss.gan_mode, **objective_options(loss))
 
 
 def gradient_penalty(

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 
 from translate.core.metrics import diversity
-from translate.training.losses import OBJECTIVES, Prediction, _logits
+from translate.training.losses import Prediction, _logits
+from translate.training.objectives import OBJECTIVES
 
 # Outputs less than a fifth as varied as the real targets: the generator ignores its input.
 COLLAPSE_RATIO = 0.2

@@ -19,21 +19,13 @@ from torch import nn
 
 from translate.core import torch_file
 
-# Real-ESRGAN's train_realesrnet/realesrgan options: conv outputs, weights per layer.
-REAL_ESRGAN_LAYERS = {
-    "conv1_2": 0.1,
-    "conv2_2": 0.1,
-    "conv3_4": 1.0,
-    "conv4_4": 1.0,
-    "conv5_4": 1.0,
-}
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def vgg19_layer_names() -> list[str]:
     """The name of each entry of torchvision's ``vgg19().features``, in order."""
     # torchvision (a second or more to import) only once a perceptual loss is configured:
-    # the SR trainer imports this module for its defaults alone.
+    # the SR trainer imports this module without one.
     from torchvision.models.vgg import cfgs
 
     names, block, conv = [], 1, 0

@@ -13,7 +13,7 @@ wrapped before it is saved (``forward(x): return net((x + 1) / 2)``).
 ``loss.task_model`` is a TorchScript file (``torch.jit.script(model).save(path)``) or a
 translate model file with one network (a generator file, run directory or checkpoint:
 :func:`translate.models.loading.load_model`). The trainer's stage
-(:meth:`translate.training.base.GANModel.prepare`) loads it, frozen and in eval mode; the
+(:meth:`translate.training.base.Trainer.prepare`) loads it, frozen and in eval mode; the
 trainer keeps it out of the module tree: in no state dict, optimizer or weight average.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,41 +29,8 @@ from torch import nn
 
 from translate.models.loading import load_model, resolve_model_path
 from translate.training.base import Prepared
-from translate.training.config import Config, LossConfig
-
-KEY = "config key 'loss.task_model'"
-
-
-@dataclass
-class SemanticLossConfig(LossConfig):
-    """The loss keys of a trainer with the semantic-consistency term."""
-
-    lambda_semantic: float = 0.0  # weight of the task model's cross-entropy on G(A); 0: off
-    task_model: str | None = None  # TorchScript or translate model file of the task model
-
-
-def check_semantic(config: Config) -> None:
-    """The checks that need no file read: the weight, the path and the channels."""
-    loss, data = config.loss, config.data
-    if loss.lambda_semantic < 0:
-        raise ValueError(
-            f"config key 'loss.lambda_semantic': must be 0 or more, got {loss.lambda_semantic}"
-        )
-    if loss.lambda_semantic == 0:
-        return
-    if not loss.task_model:
-        raise ValueError(
-            f"{KEY}: loss.lambda_semantic {loss.lambda_semantic:g} needs a task model trained "
-            "on domain A (a TorchScript file); name it, or set loss.lambda_semantic: 0"
-        )
-    if not Path(loss.task_model).exists():
-        raise ValueError(f"{KEY}: {loss.task_model}: no such file or directory")
-    if data.input_channels != data.output_channels:
-        raise ValueError(
-            f"config key 'loss.lambda_semantic': the task model sees images of domain A and "
-            f"their translations, but data.input_channels is {data.input_channels} and "
-            f"data.output_channels {data.output_channels}; set loss.lambda_semantic: 0"
-        )
+from translate.training.config import Config
+from translate.training.specs.semantic import KEY
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -101,7 +67,7 @@ def load_task_model(source: str) -> nn.Module:
 
 
 class SemanticTrainer:
-    """A trainer with the term: put before :class:`translate.training.base.GANModel` in its
+    """A trainer with the term: put before :class:`translate.training.base.Trainer` in its
     bases, so that its stage loads the task model."""
 
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from translate.training.configure import trainer_class
+from translate.training.configure import trainer_spec
 from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics, utf8_text
 
 RUN_FILES = ("config.yaml", "metrics.jsonl")
@@ -129,7 +129,7 @@ def _trains_unpaired(config: str) -> bool:
     as there are no targets to score against (False when the config does not say)."""
     try:
         model = (yaml.safe_load(config) or {}).get("model")
-        return model is not None and trainer_class(model).data == "unpaired"
+        return model is not None and trainer_spec(model).data == "unpaired"
     except (yaml.YAMLError, AttributeError, ValueError):  # half-written or not a mapping
         return False
 

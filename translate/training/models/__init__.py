@@ -1,17 +1,3 @@
-"""The trainers, by name: each module in this package registers its trainer in ``TRAINERS``.
-
-A new trainer is a new module here (see CONTRIBUTING.md); importing the package imports
-every module in it, so neither the engine nor the config needs to list the trainers.
-"""
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-from translate.networks.registry import Registry
-
-TRAINERS = Registry("model")
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+"""The trainers: one module per trainer class, each a subclass of its spec in
+:mod:`translate.training.specs`, whose ``TRAINERS`` names the class and imports its module
+when a run builds it (see CONTRIBUTING.md)."""

@@ -11,53 +11,19 @@ model knows domain A's labels, not B's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.image_pool import ImagePool
-from translate.training.models import TRAINERS
-from translate.training.semantic import (
-    SemanticLossConfig,
-    SemanticTrainer,
-    check_semantic,
-    semantic_term,
-)
+from translate.training.semantic import SemanticTrainer, semantic_term
+from translate.training.specs.cyclegan import CycleGANSpec
 
 
-@dataclass
-class CycleGANLoss(SemanticLossConfig):
-    gan_mode: str = "lsgan"
-    lambda_a: float = 10.0  # cycle A -> B -> A
-    lambda_b: float = 10.0  # cycle B -> A -> B
-    lambda_identity: float = 0.5  # relative to lambda_a / lambda_b
-
-
-@TRAINERS.register("cyclegan")
-class CycleGAN(SemanticTrainer, GANModel):
-    data = "unpaired"
-    Loss = CycleGANLoss
-    best_metric = "val_cycle_L1"
-    defaults = {
-        "generator": {"name": "resnet_9blocks", "options": {"norm": "instance"}},
-        "discriminator": {"name": "patch", "options": {"norm": "instance"}, "pool_size": 50},
-    }
-
-    @classmethod
-    def check_config(cls, config: Config) -> None:
-        a_ch, b_ch = config.data.input_channels, config.data.output_channels
-        if config.loss.lambda_identity > 0 and a_ch != b_ch:
-            raise ValueError(
-                "config key 'loss.lambda_identity': the identity loss needs domains with the "
-                f"same channels (data.input_channels {a_ch}, data.output_channels {b_ch}); "
-                "set it to 0"
-            )
-        check_semantic(config)
-
+class CycleGAN(CycleGANSpec, SemanticTrainer, Trainer):
     def __init__(self, config: Config, task_model: torch.nn.Module | None = None) -> None:
         super().__init__(config)
         a_ch, b_ch = config.data.input_channels, config.data.output_channels

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from translate.core import metrics
-from translate.core.runtime import Ranks
+from translate.core.process import Ranks
 from translate.models.loading import load_model, resolve_model_path
 from translate.models.model_file import GeneratorSpec, LoadedModel
 from translate.networks import count_macs
@@ -47,50 +47,19 @@ from translate.networks.eval_mode import set_eval_mode
 from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
 from translate.training.base import (
-    GANModel,
     Prepared,
     Stepper,
+    Trainer,
     Validation,
     frozen,
     parameters,
 )
-from translate.training.config import Config, LossConfig
-from translate.training.models import TRAINERS
+from translate.training.config import Config
+from translate.training.specs.distill import DistillSpec, DistillUnpairedSpec
 
 MAC_SIZE = (256, 256)  # where the default student's MAC budget is counted
 WIDEST = 256  # the widest ngf the default student is searched up to
 NARROWEST = 4  # the narrowest default student: below it a student barely learns
-
-
-@dataclass
-class DistillLoss(LossConfig):
-    gan_mode: str = "lsgan"
-    teacher: str = ""  # generator file, run directory, checkpoint or model name
-    teacher_sha256: str = ""  # of the teacher's file; filled in at the start
-    teacher_direction: str | None = None  # its only generator, else data.direction's
-    lambda_teacher: float = 10.0  # L1 to the teacher's output
-    lambda_distill: float = 1.0  # feature MSE through the 1x1 adapters (0: no adapters)
-    lambda_gan: float = 1.0  # weight of the GAN term (against real target-domain images)
-    lambda_target: float = 10.0  # L1 to the ground truth (paired data only)
-    # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
-    # (mobile) 9-block ResNet, the stages GAN Compression distills.
-    distill_layers: list[int] = field(default_factory=lambda: [9, 12, 15, 18])
-    # the teacher's taps; unset: the same where their resolutions match, else paired by
-    # resolution (match_taps) and filled in at the start
-    teacher_layers: list[int] | None = None
-    compression: float = 20.0  # default student width: teacher MACs / student MACs >= this
-
-    def __post_init__(self) -> None:
-        for key in ("lambda_teacher", "lambda_distill", "lambda_gan", "lambda_target"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be 0 or more; got {getattr(self, key)}")
-        if self.compression < 1:
-            raise ValueError(f"compression must be at least 1; got {self.compression}")
-        taps = self.teacher_layers
-        if taps is not None and len(taps) != len(self.distill_layers):
-            raise ValueError(
-                f"teacher_layers {taps} must pair up with distill_layers {self.distill_layers}"
-            )
 
 
 def file_sha256(path: Path) -> str:
@@ -223,15 +192,7 @@ def _taps_by_size(sizes: list[tuple[int, ...]]) -> str:
     return "; ".join(parts)
 
 
-@TRAINERS.register("distill")
-class Distill(GANModel):
-    data = "paired"
-    Loss = DistillLoss
-    defaults = {
-        "generator": {"name": "mobile_resnet_9blocks", "options": {"norm": "instance"}},
-        "discriminator": {"name": "patch", "options": {"norm": "instance"}},
-    }
-
+class Distill(DistillSpec, Trainer):
     def __init__(self, config: Config, teacher: Teacher) -> None:
         super().__init__(config)
         # A dataclass, not a module: the teacher stays out of the module tree, so it is in
@@ -283,14 +244,6 @@ class Distill(GANModel):
     def teacher(self) -> nn.Module:
         """The frozen teacher generator."""
         return self.frozen_teacher.net
-
-    @classmethod
-    def check_config(cls, config: Config) -> None:
-        if not config.loss.teacher:
-            raise ValueError(
-                "config key 'loss.teacher': name the teacher (a generator file, run "
-                "directory, training or reference checkpoint, or model name)"
-            )
 
     @property
     def teacher_layers(self) -> list[int]:
@@ -435,12 +388,8 @@ class Distill(GANModel):
         return metrics.PairedScores()
 
 
-@TRAINERS.register("distill_unpaired")
-class DistillUnpaired(Distill):
+class DistillUnpaired(DistillUnpairedSpec, Distill):
     """The same distillation on unpaired domains: no ground truth, D sees domain B."""
-
-    data = "unpaired"
-    best_metric = "val_teacher_L1"  # no targets: the student that imitates its teacher best
 
     def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["A"], batch["B"]

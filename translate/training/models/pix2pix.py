@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from translate.core import metrics
-from translate.training.base import GANModel, Stepper, Validation, frozen, parameters
-from translate.training.config import Config, LossConfig
-from translate.training.models import TRAINERS
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.config import Config
+from translate.training.specs.pix2pix import Pix2PixSpec
 
 
-@dataclass
-class Pix2PixLoss(LossConfig):
-    lambda_l1: float = 100.0  # weight of the L1 distance to the target
-
-
-@TRAINERS.register("pix2pix")
-class Pix2Pix(GANModel):
-    data = "paired"
-    Loss = Pix2PixLoss
-    defaults = {
-        "generator": {"name": "unet_256", "options": {"norm": "batch", "dropout": True}},
-        "discriminator": {"name": "patch", "options": {"norm": "batch"}},
-    }
-
+class Pix2Pix(Pix2PixSpec, Trainer):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         in_ch, out_ch = config.data.input_channels, config.data.output_channels

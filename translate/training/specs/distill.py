@@ -1,0 +1,64 @@
+"""The distillation trainer's spec, under two names: ``distill`` on paired data,
+``distill_unpaired`` on unpaired domains (the trainer: :mod:`translate.training.models.distill`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from translate.training.config import Config, LossConfig
+from translate.training.specs import TRAINERS, TrainerSpec
+
+
+@dataclass
+class DistillLoss(LossConfig):
+    gan_mode: str = "lsgan"
+    teacher: str = ""  # generator file, run directory, checkpoint or model name
+    teacher_sha256: str = ""  # of the teacher's file; filled in at the start
+    teacher_direction: str | None = None  # its only generator, else data.direction's
+    lambda_teacher: float = 10.0  # L1 to the teacher's output
+    lambda_distill: float = 1.0  # feature MSE through the 1x1 adapters (0: no adapters)
+    lambda_gan: float = 1.0  # weight of the GAN term (against real target-domain images)
+    lambda_target: float = 10.0  # L1 to the ground truth (paired data only)
+    # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
+    # (mobile) 9-block ResNet, the stages GAN Compression distills.
+    distill_layers: list[int] = field(default_factory=lambda: [9, 12, 15, 18])
+    # the teacher's taps; unset: the same where their resolutions match, else paired by
+    # resolution (match_taps) and filled in at the start
+    teacher_layers: list[int] | None = None
+    compression: float = 20.0  # default student width: teacher MACs / student MACs >= this
+
+    def __post_init__(self) -> None:
+        for key in ("lambda_teacher", "lambda_distill", "lambda_gan", "lambda_target"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be 0 or more; got {getattr(self, key)}")
+        if self.compression < 1:
+            raise ValueError(f"compression must be at least 1; got {self.compression}")
+        taps = self.teacher_layers
+        if taps is not None and len(taps) != len(self.distill_layers):
+            raise ValueError(
+                f"teacher_layers {taps} must pair up with distill_layers {self.distill_layers}"
+            )
+
+
+@TRAINERS.declare_spec("distill", "translate.training.models.distill:Distill")
+class DistillSpec(TrainerSpec):
+    data = "paired"
+    Loss = DistillLoss
+    defaults = {
+        "generator": {"name": "mobile_resnet_9blocks", "options": {"norm": "instance"}},
+        "discriminator": {"name": "patch", "options": {"norm": "instance"}},
+    }
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        if not config.loss.teacher:
+            raise ValueError(
+                "config key 'loss.teacher': name the teacher (a generator file, run "
+                "directory, training or reference checkpoint, or model name)"
+            )
+
+
+@TRAINERS.declare_spec("distill_unpaired", "translate.training.models.distill:DistillUnpaired")
+class DistillUnpairedSpec(DistillSpec):
+    data = "unpaired"
+    best_metric = "val_teacher_L1"  # no targets: the student that imitates its teacher best
