@@ -34,6 +34,7 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -97,7 +98,11 @@ REALTIME = {
     "demo": "demo",
 }
 # The Translator's backends side by side: (backend, precision); bf16 only where native.
-BACKENDS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+BACKENDS = [
+    ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+    ("openvino", "bf16"),
+]  # fmt: skip
+OPTIONAL_BACKENDS = {"onnxruntime": "onnxruntime", "openvino": "openvino"}  # -> its package
 # The CPU flags that decide these figures: vector width, fused multiply-add, int8/bf16 dots.
 SIMD_FLAGS = frozenset(
     {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "bf16"}
@@ -841,6 +846,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases.append(("video", {"precision": precision, "batch": args.batch}, video_case,
                       {"precision": precision, "batch": args.batch, **common}))  # fmt: skip
     for backend, precision in BACKENDS:
+        package = OPTIONAL_BACKENDS.get(backend)
+        if package is not None and importlib.util.find_spec(package) is None:
+            print(f"backends: {backend} skipped ({package} is not installed)", file=sys.stderr)
+            continue
         if precision in precisions("cpu"):  # one CPU thread, whatever --device says
             label = {"backend": backend, "precision": precision}
             kwargs = {"size": args.size, "quick": args.quick}
