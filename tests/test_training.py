@@ -874,14 +874,6 @@ def test_a_training_checkpoint_is_a_model_and_snapshots_outlive_keep(
     assert result.exit_code == 0 and (out / "x.png").is_file(), result.output
 
 
-def test_an_older_training_checkpoint_is_named(tmp_path: Path) -> None:
-    from translate.models.loading import load_model
-
-    torch.save({"model": {}, "optimizers": {}, "step": 3}, tmp_path / "state_3.pt")
-    with pytest.raises(ValueError, match="state_3.pt: a translate training checkpoint written"):
-        load_model(tmp_path / "state_3.pt")
-
-
 def test_validation_scores_both_eval_modes_and_records_the_better(
     data: Path, tmp_path: Path
 ) -> None:

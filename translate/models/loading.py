@@ -85,12 +85,10 @@ def _load_state_dict(
 ) -> LoadedModel:
     """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
     from translate.models.community import load_community
-    from translate.models.reference import OlderCheckpointError, load_reference
+    from translate.models.reference import load_reference
 
     try:
         return load_reference(path, device, arch, norm, checkpoint)
-    except OlderCheckpointError:
-        raise
     except ValueError as exc:
         if arch is not None or norm is not None:
             raise

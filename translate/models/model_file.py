@@ -64,8 +64,6 @@ def declared_geometry(module: nn.Module) -> dict[str, Any]:
     """The geometry a generator class declares as attributes (as spandrel's descriptors do):
     ``scale`` (output side / input side), ``input_kind`` and ``size_multiple`` (what its
     input sides must divide by)."""
-    if isinstance(module, nn.parallel.DistributedDataParallel):
-        module = module.module
     return {
         "scale": int(getattr(module, "scale", 1)),
         "input_kind": str(getattr(module, "input_kind", "image")),
@@ -218,7 +216,6 @@ def save_generators(
     unprefixed = _version(generators) == UNPREFIXED_VERSION
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
-        module = getattr(module, "module", module)  # unwrap DDP
         prefix = "" if unprefixed else f"{direction}."
         for key, value in module.state_dict().items():
             value = value.detach().cpu()
@@ -250,7 +247,6 @@ def generator_counts(
     and ``gmac`` (multiply-accumulates, in billions) on one input of side ``gmac_at``: the
     training crop (or scaled width), else 256 as in the papers, rounded up to the size
     multiple the network pads to."""
-    module = getattr(module, "module", module)  # unwrap DDP
     multiple = spec.resolved(module).size_multiple
     if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
         side = transforms.crop_size
@@ -269,7 +265,7 @@ def generator_counts(
 def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:
     """The format a file of ``generators`` is written in: unprefixed for one generator in an
     upstream layout, so other tools read it as it is."""
-    modules = [getattr(module, "module", module) for _, module in generators.values()]
+    modules = [module for _, module in generators.values()]
     if len(modules) == 1 and getattr(modules[0], "upstream_layout", False):
         return UNPREFIXED_VERSION
     return VERSION
@@ -313,7 +309,6 @@ def checkpoint_entry(
     names = {id(module): name for name, module in model.named_modules()}
     prefixes = {}
     for direction, (_, module) in generators.items():
-        module = getattr(module, "module", module)
         if id(module) not in names:
             raise ValueError(f"the {direction} generator is not part of the model")
         prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""

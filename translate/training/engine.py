@@ -529,7 +529,7 @@ class Evaluator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.diversity_history = state["best"], state["diversity_history"]
-        self.baseline = state.get("baseline", {})  # absent from older checkpoints
+        self.baseline = state["baseline"]
 
 
 class Engine:
@@ -908,11 +908,10 @@ class Engine:
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches = state["epoch_batches"]
-        self.time.before = state.get("run_seconds", 0.0)  # absent from older checkpoints
+        self.time.before = state["run_seconds"]
         self.evaluator.load_state_dict(state)
         self.log_window.load_state_dict(state["loss_window"], self.device)
-        # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
-        self.epoch_window.load_state_dict(state.get("epoch_window", ({}, {})), self.device)
+        self.epoch_window.load_state_dict(state["epoch_window"], self.device)
         set_rng_state(state["rng"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
