@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 import zipfile
 from dataclasses import dataclass, field, fields, replace
@@ -53,8 +52,6 @@ UNPREFIXED_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
-# A run directory's training checkpoints: checkpoints/state_<step>.pt
-STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 CHANNELS = ("input_channels", "output_channels")
 # What an input holds: pixel values, or a label map of class indices (one channel each).
 INPUT_KINDS = ("image", "labels")
@@ -319,16 +316,6 @@ def checkpoint_entry(
 def is_training_checkpoint(state: Any) -> bool:
     """A ``torch.load``ed object that :func:`generators_from_checkpoint` can read."""
     return isinstance(state, dict) and CHECKPOINT_KEY in state and "model" in state
-
-
-def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """A run directory's training checkpoints (``checkpoints/state_<step>.pt``), oldest step
-    first: what training resumes from and what inference reads before a generator file."""
-    folder = Path(run_dir) / "checkpoints"
-    found = [
-        (int(m.group(1)), p) for p in folder.glob("state_*.pt") if (m := STATE_NAME.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
 
 
 def generators_from_checkpoint(
