@@ -290,32 +290,29 @@ def encode_metadata(
 
 
 def checkpoint_entry(
-    model: nn.Module,
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
     eval_mode: EvalMode | None = None,
-    averaged: bool = False,
+    weights: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
-    """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
-    take the generators out of it: the generator file's metadata, and where each generator's
-    tensors sit in ``model.state_dict()`` (the checkpoint's ``"model"``).
+    """What a training checkpoint carries under ``CHECKPOINT_KEY``, all that
+    :func:`generators_from_checkpoint` reads: the generator file's metadata and each
+    generator's state dict (``weights``).
 
-    ``averaged``: the generators are the checkpoint's ``"ema"`` averages (``train.ema``), as
-    in the run's generator files, rather than the live weights."""
-    names = {id(module): name for name, module in model.named_modules()}
-    prefixes = {}
-    for direction, (_, module) in generators.items():
-        if id(module) not in names:
-            raise ValueError(f"the {direction} generator is not part of the model")
-        prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
+    ``weights`` replaces the modules' own state dicts: with ``train.ema``, the weight
+    averages, as the run's generator files hold. Either way the tensors are those the
+    checkpoint's other entries hold, and ``torch.save`` writes a storage once, so the entry
+    adds no weights to the file."""
+    if weights is None:
+        weights = {direction: module.state_dict() for direction, (_, module) in generators.items()}
     metadata = encode_metadata(generators, preprocess, training, eval_mode)
-    return {"metadata": metadata, "prefixes": prefixes, "averaged": averaged}
+    return {"metadata": metadata, "weights": {d: dict(weights[d]) for d in generators}}
 
 
 def is_training_checkpoint(state: Any) -> bool:
     """A ``torch.load``ed object that :func:`generators_from_checkpoint` can read."""
-    return isinstance(state, dict) and CHECKPOINT_KEY in state and "model" in state
+    return isinstance(state, dict) and CHECKPOINT_KEY in state
 
 
 def generators_from_checkpoint(
@@ -325,21 +322,12 @@ def generators_from_checkpoint(
     entry = state[CHECKPOINT_KEY]
     try:
         meta = _parse(entry["metadata"])
-        if entry.get("averaged"):
-            averages = state["ema"]["average"]
-            tensors = {
-                f"{direction}.{key}": value
-                for direction in meta.specs
-                for key, value in averages[direction].items()
-            }
-        else:
-            prefixes = entry["prefixes"]
-            tensors = {
-                f"{direction}.{key[len(prefixes[direction]) :]}": value
-                for direction in meta.specs
-                for key, value in state["model"].items()
-                if key.startswith(prefixes[direction])
-            }
+        weights = entry["weights"]
+        tensors = {
+            f"{direction}.{key}": value
+            for direction in meta.specs
+            for key, value in weights[direction].items()
+        }
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: {CHECKPOINT_KEY}: malformed ({exc!r})") from None
     except ValueError as exc:

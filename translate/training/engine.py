@@ -879,12 +879,11 @@ class Engine:
             "rng": rng_state(),
             # So that convert/info/export/Translator.load take a checkpoint as MODEL.
             CHECKPOINT_KEY: checkpoint_entry(
-                self.model,
                 self.model.generators(),
                 self.preprocessing(),
                 self.summary(),
                 self.evaluator.eval_mode,
-                averaged=self.ema is not None,
+                weights=self.ema.average if self.ema is not None else None,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
