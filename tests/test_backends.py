@@ -260,17 +260,6 @@ def test_convert_records_the_backend_and_a_rerun_on_another_refuses(tiny_generat
     assert "backend 'torch' here, 'onnxruntime' there" in again.output
 
 
-def test_a_manifest_from_before_backends_is_a_torch_one(tiny_generator_file, tmp_path):
-    src, dst = _folder(tmp_path / "in"), tmp_path / "out"
-    translator = Translator.load(tiny_generator_file, **FP32)
-    convert_folder(src, dst, translator, progress=False)
-    record = json.loads((dst / MANIFEST_NAME).read_text())
-    del record["options"]["backend"]
-    (dst / MANIFEST_NAME).write_text(json.dumps(record))
-    summary = convert_folder(src, dst, translator, progress=False)  # resumes, no refusal
-    assert summary.skipped == 3
-
-
 @pytest.mark.parametrize("backend", EXPORTED)
 def test_serve_translates_an_upload_on_an_exported_backend(scaled_model, tmp_path, backend):
     pytest.importorskip("fastapi", reason="translate serve needs the serve extra")

@@ -28,8 +28,8 @@ import yaml
 from translate import __version__
 from translate.core.atomic import atomic_path, atomic_write_text
 from translate.core.errors import user_errors
+from translate.core.run_dir import RunDir
 from translate.models.hub import HUB_FILE
-from translate.models.loading import run_generator
 
 if TYPE_CHECKING:
     from translate.models.model_file import LoadedModel
@@ -46,9 +46,10 @@ def write_card(run_dir: Path, out_dir: Path, repo_id: str, overwrite: bool = Fal
     ``repo_id`` is the name the card's usage examples load the model by. ``out_dir`` must be
     empty or new (the upload pushes everything in it) unless ``overwrite``.
     """
-    if not (run_dir / "config.yaml").is_file():
+    run = RunDir(run_dir)
+    if not run.config.is_file():
         raise FileNotFoundError(
-            f"{run_dir}: not a run directory (no config.yaml); pass the folder `translate train` "
+            f"{run_dir}: not a run directory (no {run.CONFIG}); pass the folder `translate train` "
             "wrote"
         )
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -60,10 +61,10 @@ def write_card(run_dir: Path, out_dir: Path, repo_id: str, overwrite: bool = Fal
     # work, not by the module, so `translate card --help` answers at once.
     from translate.models.model_file import load_generators
 
-    source = run_generator(run_dir)
+    source = run.generator()
     model = load_generators(source, "cpu")
-    metrics = _shipped_metrics(model, source, run_dir)
-    sample = _sample_grid(run_dir, metrics.get("step"))
+    metrics = _shipped_metrics(model, source, run)
+    sample = _sample_grid(run, metrics.get("step"))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / HUB_FILE, out_dir / CONFIG_FILE, out_dir / CARD_FILE]
     with atomic_path(written[0]) as tmp:
@@ -102,29 +103,21 @@ def geometry(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def _shipped_metrics(model: LoadedModel, source: Path, run_dir: Path) -> dict[str, Any]:
+def _shipped_metrics(model: LoadedModel, source: Path, run: RunDir) -> dict[str, Any]:
     """The validation metrics of the generator shipped, with their ``step``: the best
     scores the file records for ``generator_best``, else the run's last evaluation."""
     from translate.training.report import read_metrics
 
     best = model.training.get("best_val") or {}
-    if source.name.startswith("generator_best") and best:
+    if source == run.best and best:
         return dict(best)
-    evaluations = [
-        r for r in read_metrics(run_dir / "metrics.jsonl") if any(k.startswith("val_") for k in r)
-    ]
+    evaluations = [r for r in read_metrics(run.metrics) if any(k.startswith("val_") for k in r)]
     return dict(evaluations[-1]) if evaluations else {}
 
 
-def _sample_grid(run_dir: Path, step: int | None) -> Path | None:
+def _sample_grid(run: RunDir, step: int | None) -> Path | None:
     """The samples saved at ``step`` (the shipped generator's), else the newest ones."""
-    from translate.training.report import SAMPLE_NAME
-
-    grids = {}
-    for path in (run_dir / "samples").glob("epoch*_step*.png"):
-        match = SAMPLE_NAME.search(path.name)
-        if match:
-            grids[int(match[2])] = path
+    grids = {sample.step: sample.path for sample in run.samples()}
     if not grids:
         return None
     return grids.get(step) if step in grids else grids[max(grids)]

@@ -51,9 +51,6 @@ def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
         raise ValueError(
             f"{path}: unreadable manifest ({exc}); remove it or use --overwrite"
         ) from exc
-    options = found.get("options") if isinstance(found, dict) else None
-    if isinstance(options, dict):  # manifests from before backends: all ran on torch
-        options.setdefault("backend", "torch")
     if found == record:
         return
     if found is not None and not overwrite:

@@ -2,5 +2,5 @@
 and how a command runs (``runtime``: device, precision, ranks), checked ``torch.load``
 (``torch_file``), downloads (``download``), optional extras (``extras``), the CLI's one
 conversion of user errors (``errors``), the names options offer (``choices``), lazy package
-attributes (``lazy``) and the image metrics (``metrics``). The lowest layer: it imports no
-other part of ``translate``."""
+attributes (``lazy``), the image metrics (``metrics``) and the paths of a training run's
+files (``run_dir``). The lowest layer: it imports no other part of ``translate``."""

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from translate.core.run_dir import RunDir
 from translate.models.hub import hub_model_path, parse_repo_id
 from translate.models.pretrained import PRETRAINED, pretrained_path
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 # Bundled model name -> file in translate/assets.
 BUNDLED = {"demo": "demo.safetensors", "demo-sr": "demo-sr.safetensors"}
-# What a run directory is searched for, in order of preference.
-RUN_GENERATORS = ("generator_best.safetensors", "generator_latest.safetensors")
 REFERENCE_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
@@ -85,12 +84,10 @@ def _load_state_dict(
 ) -> LoadedModel:
     """A reference generator, else (without ``arch``/``norm``) a community checkpoint."""
     from translate.models.community import load_community
-    from translate.models.reference import OlderCheckpointError, load_reference
+    from translate.models.reference import load_reference
 
     try:
         return load_reference(path, device, arch, norm, checkpoint)
-    except OlderCheckpointError:
-        raise
     except ValueError as exc:
         if arch is not None or norm is not None:
             raise
@@ -141,27 +138,16 @@ def is_reference_checkpoint(path: Path) -> bool:
     return path.suffix in REFERENCE_SUFFIXES or (path.is_file() and zipfile.is_zipfile(path))
 
 
-def run_generator(run_dir: Path) -> Path:
-    """A run directory's best generator, else its latest."""
-    for name in RUN_GENERATORS:
-        candidate = run_dir / name
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{run_dir}: a directory without a generator; looked for {' and '.join(RUN_GENERATORS)}"
-    )
-
-
 def run_model(run_dir: Path) -> Path:
-    """What a run directory as MODEL means: its generator file (:func:`run_generator`), else,
-    for a run stopped before its first evaluation wrote one, its newest training checkpoint
-    (which holds the generators, their weight averages with ``train.ema``)."""
+    """What a run directory as MODEL means: its generator file
+    (:meth:`~translate.core.run_dir.RunDir.generator`), else, for a run stopped before its
+    first evaluation wrote one, its newest training checkpoint (which holds the generators,
+    their weight averages with ``train.ema``)."""
+    run = RunDir(run_dir)
     try:
-        return run_generator(run_dir)
+        return run.generator()
     except FileNotFoundError as exc:
-        from translate.models.model_file import checkpoint_paths
-
-        checkpoints = checkpoint_paths(run_dir)
+        checkpoints = run.states()
         if not checkpoints:
             raise FileNotFoundError(f"{exc}, then checkpoints/state_<step>.pt") from None
         return checkpoints[-1]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 import zipfile
 from dataclasses import dataclass, field, fields, replace
@@ -53,8 +52,6 @@ UNPREFIXED_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 # Where a training checkpoint keeps what inference needs to take its generators out.
 CHECKPOINT_KEY = "generator_file"
-# A run directory's training checkpoints: checkpoints/state_<step>.pt
-STATE_NAME = re.compile(r"state_(\d+)\.pt$")
 CHANNELS = ("input_channels", "output_channels")
 # What an input holds: pixel values, or a label map of class indices (one channel each).
 INPUT_KINDS = ("image", "labels")
@@ -64,8 +61,6 @@ def declared_geometry(module: nn.Module) -> dict[str, Any]:
     """The geometry a generator class declares as attributes (as spandrel's descriptors do):
     ``scale`` (output side / input side), ``input_kind`` and ``size_multiple`` (what its
     input sides must divide by)."""
-    if isinstance(module, nn.parallel.DistributedDataParallel):
-        module = module.module
     return {
         "scale": int(getattr(module, "scale", 1)),
         "input_kind": str(getattr(module, "input_kind", "image")),
@@ -218,7 +213,6 @@ def save_generators(
     unprefixed = _version(generators) == UNPREFIXED_VERSION
     tensors: dict[str, torch.Tensor] = {}
     for direction, (_, module) in generators.items():
-        module = getattr(module, "module", module)  # unwrap DDP
         prefix = "" if unprefixed else f"{direction}."
         for key, value in module.state_dict().items():
             value = value.detach().cpu()
@@ -250,7 +244,6 @@ def generator_counts(
     and ``gmac`` (multiply-accumulates, in billions) on one input of side ``gmac_at``: the
     training crop (or scaled width), else 256 as in the papers, rounded up to the size
     multiple the network pads to."""
-    module = getattr(module, "module", module)  # unwrap DDP
     multiple = spec.resolved(module).size_multiple
     if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
         side = transforms.crop_size
@@ -269,7 +262,7 @@ def generator_counts(
 def _version(generators: dict[str, tuple[GeneratorSpec, nn.Module]]) -> int:
     """The format a file of ``generators`` is written in: unprefixed for one generator in an
     upstream layout, so other tools read it as it is."""
-    modules = [getattr(module, "module", module) for _, module in generators.values()]
+    modules = [module for _, module in generators.values()]
     if len(modules) == 1 and getattr(modules[0], "upstream_layout", False):
         return UNPREFIXED_VERSION
     return VERSION
@@ -297,43 +290,29 @@ def encode_metadata(
 
 
 def checkpoint_entry(
-    model: nn.Module,
     generators: dict[str, tuple[GeneratorSpec, nn.Module]],
     preprocess: InputSpec | None = None,
     training: dict[str, Any] | None = None,
     eval_mode: EvalMode | None = None,
-    averaged: bool = False,
+    weights: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
-    """What a training checkpoint carries under ``CHECKPOINT_KEY`` so that inference can
-    take the generators out of it: the generator file's metadata, and where each generator's
-    tensors sit in ``model.state_dict()`` (the checkpoint's ``"model"``).
+    """What a training checkpoint carries under ``CHECKPOINT_KEY``, all that
+    :func:`generators_from_checkpoint` reads: the generator file's metadata and each
+    generator's state dict (``weights``).
 
-    ``averaged``: the generators are the checkpoint's ``"ema"`` averages (``train.ema``), as
-    in the run's generator files, rather than the live weights."""
-    names = {id(module): name for name, module in model.named_modules()}
-    prefixes = {}
-    for direction, (_, module) in generators.items():
-        module = getattr(module, "module", module)
-        if id(module) not in names:
-            raise ValueError(f"the {direction} generator is not part of the model")
-        prefixes[direction] = f"{names[id(module)]}." if names[id(module)] else ""
+    ``weights`` replaces the modules' own state dicts: with ``train.ema``, the weight
+    averages, as the run's generator files hold. Either way the tensors are those the
+    checkpoint's other entries hold, and ``torch.save`` writes a storage once, so the entry
+    adds no weights to the file."""
+    if weights is None:
+        weights = {direction: module.state_dict() for direction, (_, module) in generators.items()}
     metadata = encode_metadata(generators, preprocess, training, eval_mode)
-    return {"metadata": metadata, "prefixes": prefixes, "averaged": averaged}
+    return {"metadata": metadata, "weights": {d: dict(weights[d]) for d in generators}}
 
 
 def is_training_checkpoint(state: Any) -> bool:
     """A ``torch.load``ed object that :func:`generators_from_checkpoint` can read."""
-    return isinstance(state, dict) and CHECKPOINT_KEY in state and "model" in state
-
-
-def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """A run directory's training checkpoints (``checkpoints/state_<step>.pt``), oldest step
-    first: what training resumes from and what inference reads before a generator file."""
-    folder = Path(run_dir) / "checkpoints"
-    found = [
-        (int(m.group(1)), p) for p in folder.glob("state_*.pt") if (m := STATE_NAME.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
+    return isinstance(state, dict) and CHECKPOINT_KEY in state
 
 
 def generators_from_checkpoint(
@@ -343,21 +322,12 @@ def generators_from_checkpoint(
     entry = state[CHECKPOINT_KEY]
     try:
         meta = _parse(entry["metadata"])
-        if entry.get("averaged"):
-            averages = state["ema"]["average"]
-            tensors = {
-                f"{direction}.{key}": value
-                for direction in meta.specs
-                for key, value in averages[direction].items()
-            }
-        else:
-            prefixes = entry["prefixes"]
-            tensors = {
-                f"{direction}.{key[len(prefixes[direction]) :]}": value
-                for direction in meta.specs
-                for key, value in state["model"].items()
-                if key.startswith(prefixes[direction])
-            }
+        weights = entry["weights"]
+        tensors = {
+            f"{direction}.{key}": value
+            for direction in meta.specs
+            for key, value in weights[direction].items()
+        }
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: {CHECKPOINT_KEY}: malformed ({exc!r})") from None
     except ValueError as exc:

@@ -155,18 +155,8 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
-class OlderCheckpointError(ValueError):
-    """A translate training checkpoint from before checkpoints held the generators' metadata:
-    what the file is, so no other reader (spandrel) is tried on it."""
-
-
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     while isinstance(obj, dict) and not _is_state_dict(obj):
-        if {"model", "optimizers", "step"} <= set(obj):
-            raise OlderCheckpointError(
-                f"{path}: a translate training checkpoint written before checkpoints carried "
-                "the generators' metadata; pass its run directory (generator_latest/best)"
-            )
         wrapped = [key for key in WRAPPER_KEYS if key in obj]
         if len(wrapped) != 1:
             raise ValueError(

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from translate.core import torch_file
 from translate.core.atomic import atomic_open, atomic_write_text
-from translate.models.model_file import checkpoint_paths
+from translate.core.run_dir import RunDir
 from translate.training.config import Config, dump_config
 
 
@@ -45,12 +45,13 @@ def save_state(
     run_dir: str | os.PathLike[str], step: int, state: dict[str, Any], keep: int
 ) -> Path:
     """Write ``state_<step>.pt`` atomically, then delete all but the newest ``keep``."""
-    path = Path(run_dir) / "checkpoints" / f"state_{step}.pt"
+    run = RunDir(run_dir)
+    path = run.state(step)
     # Through a file object: a full disk then raises OSError(ENOSPC), where torch.save on a
     # path raises a RuntimeError about zip positions.
     with atomic_open(path) as f:
         torch.save(state, f)
-    for old in checkpoint_paths(run_dir)[:-keep]:
+    for old in run.states()[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
@@ -65,7 +66,7 @@ def load_newest_state(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, 
     """The newest state file that loads, its state, and why each newer one was skipped
     (a run killed mid-write or a damaged disk must not block resuming from an older one)."""
     skipped = []
-    for path in reversed(checkpoint_paths(run_dir)):
+    for path in reversed(RunDir(run_dir).states()):
         try:
             return path, load_state(path), skipped
         except ValueError as exc:
@@ -76,7 +77,7 @@ def load_newest_state(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, 
 
 
 def latest_state(run_dir: str | os.PathLike[str]) -> Path:
-    paths = checkpoint_paths(run_dir)
+    paths = RunDir(run_dir).states()
     if not paths:
         raise ValueError(f"{run_dir}: no checkpoints/state_<step>.pt to resume from")
     return paths[-1]
@@ -88,12 +89,13 @@ class Checkpointer:
 
     def __init__(self, run_dir: Path, resume: bool) -> None:
         self.run_dir = run_dir
+        self.run = RunDir(run_dir)
         if not resume:
             self.refuse_existing()
 
     def refuse_existing(self) -> None:
         """A new run may not start in a directory that holds one."""
-        if checkpoint_paths(self.run_dir):
+        if self.run.states():
             raise ValueError(
                 f"{self.run_dir}: already holds a run; continue it with --resume or give "
                 "another --run-dir"
@@ -112,4 +114,4 @@ class Checkpointer:
 
     def write_config(self, config: Config) -> None:
         """The resolved config, as the run trains it (a resume reads it back)."""
-        atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+        atomic_write_text(self.run.config, dump_config(config))

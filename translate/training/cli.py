@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from translate.core.errors import fail, user_errors
+from translate.core.run_dir import RunDir
 from translate.training.help import trainers_line
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def _resume(run_dir: Path, overrides: tuple[str, ...], no_progress: bool) -> Non
     """Continue the run in ``run_dir`` as its config.yaml describes (train and distill)."""
     from translate.training.configure import load_config
 
-    _fit(lambda: load_config(run_dir / "config.yaml", overrides), run_dir, True, no_progress)
+    _fit(lambda: load_config(RunDir(run_dir).config, overrides), run_dir, True, no_progress)
 
 
 def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_progress: bool) -> None:
@@ -124,12 +125,10 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        from translate.training.checkpoint import checkpoint_paths
-
         folder = Path(exc.filename).parent if exc.filename else run_dir
         after = (
             f"the checkpoints written before are intact; free space, then {hint}"
-            if checkpoint_paths(run_dir)
+            if RunDir(run_dir).states()
             else "before its first checkpoint, so there is nothing to resume; free space, "
             "then run the same command again"
         )
@@ -145,15 +144,13 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
             )
         sys.exit(EXIT_SIGNAL + engine.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
     if engine.ranks.main:
-        from translate.models.loading import run_generator
-
         steps, epochs = _count(summary["steps"], "step"), _count(summary["epochs"], "epoch")
         why = ""
         if engine.timed_out:
             limit = engine.config.train.max_minutes
             why = f" (stopped at the time limit, train.max_minutes {limit:g})"
         # the file `translate convert RUN_DIR` picks, so the line names what the run gives
-        click.echo(f"done: {steps}, {epochs}{why}; generator: {run_generator(run_dir)}")
+        click.echo(f"done: {steps}, {epochs}{why}; generator: {RunDir(run_dir).generator()}")
         if engine.timed_out:
             _warn_undecayed(engine.schedulers.values())
 

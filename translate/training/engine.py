@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from translate.core.process import Ranks
+from translate.core.run_dir import RunDir
 from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
 from translate.models.model_file import (
@@ -44,7 +45,6 @@ from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
 from translate.training.base import Prepared, Stepper, Trainer
 from translate.training.checkpoint import (
     Checkpointer,
-    checkpoint_paths,
     rng_state,
     set_rng_state,
 )
@@ -529,7 +529,7 @@ class Evaluator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.diversity_history = state["best"], state["diversity_history"]
-        self.baseline = state.get("baseline", {})  # absent from older checkpoints
+        self.baseline = state["baseline"]
 
 
 class Engine:
@@ -545,6 +545,7 @@ class Engine:
         progress: bool = True,
     ) -> None:  # fmt: skip
         self.run_dir, self.progress = Path(run_dir), progress
+        self.run = RunDir(run_dir)  # where each of the run's files goes
         # under torchrun the group may be a restarted one, which only the ranks can tell
         elastic = not resume and Ranks.from_env().world_size > 1
         self.checkpoints = Checkpointer(self.run_dir, resume or elastic)  # one run there
@@ -594,7 +595,7 @@ class Engine:
         if not restart:
             self.checkpoints.refuse_existing()
             return False
-        if not checkpoint_paths(self.run_dir):  # lost before the first checkpoint: afresh
+        if not self.run.states():  # lost before the first checkpoint: afresh
             return False
         if self.ranks.main:
             tqdm.write(
@@ -752,7 +753,7 @@ class Engine:
             snapshot = cfg.log.snapshot_every and self.step % cfg.log.snapshot_every == 0
             if snapshot and self.ranks.main:  # outside `keep`: snapshots are never deleted
                 with self._averaged():
-                    self.save_generators(f"generators/generator_{self.step}.safetensors")
+                    self.save_generators(self.run.snapshot(self.step))
             if self._at_max_steps() or self._out_of_time():
                 return False
             if evaluated or checkpoint or snapshot:  # the time they took was no step's
@@ -823,9 +824,9 @@ class Engine:
             metrics = {**found.values, **found.monitor, **self.clock.read()}
             self.report.log(self.step, self.epoch_number, metrics, found.warnings)
             self.report.update_index()
-            self.save_generators("generator_latest.safetensors")
+            self.save_generators(self.run.latest)
             if found.improved:
-                self.save_generators("generator_best.safetensors")
+                self.save_generators(self.run.best)
         return found.warnings
 
     # --- files ----------------------------------------------------------------------------
@@ -849,10 +850,10 @@ class Engine:
         d = self.config.data
         return InputSpec(d.preprocess, d.input_channels, d.output_channels)
 
-    def save_generators(self, name: str) -> None:
-        """Write the generator file ``RUN_DIR/name`` from the current weights."""
+    def save_generators(self, path: Path) -> None:
+        """Write the generator file ``path`` (in the run directory) from the current weights."""
         save_generators(
-            self.run_dir / name,
+            path,
             self.model.generators(),
             self.preprocessing(),
             self.summary(),
@@ -878,12 +879,11 @@ class Engine:
             "rng": rng_state(),
             # So that convert/info/export/Translator.load take a checkpoint as MODEL.
             CHECKPOINT_KEY: checkpoint_entry(
-                self.model,
                 self.model.generators(),
                 self.preprocessing(),
                 self.summary(),
                 self.evaluator.eval_mode,
-                averaged=self.ema is not None,
+                weights=self.ema.average if self.ema is not None else None,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
@@ -908,11 +908,10 @@ class Engine:
             s.scalers[name].load_state_dict(state["scalers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.epoch_batches = state["epoch_batches"]
-        self.time.before = state.get("run_seconds", 0.0)  # absent from older checkpoints
+        self.time.before = state["run_seconds"]
         self.evaluator.load_state_dict(state)
         self.log_window.load_state_dict(state["loss_window"], self.device)
-        # Checkpoints from before the epoch window start this epoch's plateau sum afresh.
-        self.epoch_window.load_state_dict(state.get("epoch_window", ({}, {})), self.device)
+        self.epoch_window.load_state_dict(state["epoch_window"], self.device)
         set_rng_state(state["rng"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])

@@ -13,7 +13,6 @@ import html
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from translate.core.atomic import atomic_path, atomic_write_text
+from translate.core.run_dir import RunDir
 from translate.data.images import write_image
 
 MONITOR_KEYS = ("diversity_ratio", "d_acc_real", "d_acc_fake")
 # The engine's wall clock on each record (seconds since the epoch, seconds per step): not
 # plotted, as the learning rates are not.
 CLOCK_KEYS = ("time", "step_seconds")
-SAMPLE_NAME = re.compile(r"epoch(\d+)_step(\d+)\.png$")
 MAX_WARNINGS_SHOWN = 50  # a long collapsed run repeats itself; metrics.jsonl has them all
 _HEADER = 14  # pixels of column labels above a sample grid
 
@@ -183,18 +182,16 @@ class RunReport:
         """``resume_step``: the run continues from that step's checkpoint; what an earlier
         attempt logged after it is dropped (metrics.jsonl, sample grids, TensorBoard), since
         the resumed run logs those steps again."""
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
         self.enabled = enabled
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.samples_dir = self.run_dir / "samples"
         self._file = None
         self._writer = None
         if not enabled:
             return
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self.run.samples_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None:
             self._drop_after(resume_step)
-        self._file = open(self.metrics_path, "a+", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.run.metrics, "a+", encoding="utf-8")  # noqa: SIM115
         self._end_cut_line()
         if tensorboard:
             try:
@@ -203,23 +200,22 @@ class RunReport:
                 pass
             else:
                 purge = None if resume_step is None else resume_step + 1
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+                self._writer = SummaryWriter(str(self.run.tensorboard), purge_step=purge)
 
     def _drop_after(self, step: int) -> None:
-        kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
-        if self.metrics_path.exists():
-            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
-        for path in self.samples_dir.glob("*.png"):
-            match = SAMPLE_NAME.search(path.name)
-            if match and int(match.group(2)) > step:
-                path.unlink()
+        kept = [r for r in read_metrics(self.run.metrics) if r["step"] <= step]
+        if self.run.metrics.exists():
+            atomic_write_text(self.run.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        for sample in self.run.samples():
+            if sample.step > step:
+                sample.path.unlink()
 
     def _end_cut_line(self) -> None:
         # A run killed mid-write leaves a line without its newline; start ours on a fresh one.
         self._file.seek(0, os.SEEK_END)
         if self._file.tell() == 0:
             return
-        with open(self.metrics_path, "rb") as f:
+        with open(self.run.metrics, "rb") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 self._file.write("\n")
@@ -263,7 +259,7 @@ class RunReport:
         if not self.enabled:
             return None
         grid = sample_grid(images)
-        path = self.samples_dir / f"epoch{epoch:03d}_step{step:07d}.png"
+        path = self.run.sample(epoch, step)
         write_image(path, grid)
         if self._writer is not None:
             self._writer.add_image("samples", grid, step, dataformats="HWC")
@@ -273,14 +269,14 @@ class RunReport:
         """Redraw losses.png and index.html from metrics.jsonl and the sample files."""
         if not self.enabled:
             return
-        records = read_metrics(self.metrics_path)
-        plot_metrics(records, self.run_dir / "losses.png")
-        atomic_write_text(self.run_dir / "index.html", self._html(records))
+        records = read_metrics(self.run.metrics)
+        plot_metrics(records, self.run.losses_plot)
+        atomic_write_text(self.run.index, self._html(records))
         if self._writer is not None:
             self._writer.flush()
 
     def _html(self, records: list[dict[str, Any]]) -> str:
-        title = html.escape(self.run_dir.resolve().name)
+        title = html.escape(self.run.path.resolve().name)
         last = records[-1] if records else {}
         parts = [
             "<!doctype html>",
@@ -302,14 +298,11 @@ class RunReport:
                 parts.append(f"<li>... and {len(warned) - MAX_WARNINGS_SHOWN} earlier</li>")
             parts.append("</ul>")
         parts.append("<h2>Samples</h2>")
-        for path in sorted(self.samples_dir.glob("epoch*_step*.png"), reverse=True):
-            match = SAMPLE_NAME.search(path.name)
-            if match is None:
-                continue
-            epoch, step = int(match[1]), int(match[2])
+        for epoch, step, path in reversed(self.run.samples()):
             parts.append(
                 f"<h3>epoch {epoch}, step {step}</h3>"
-                f"<img src='samples/{html.escape(path.name)}' alt='samples at step {step}'>"
+                f"<img src='{html.escape(path.relative_to(self.run.path).as_posix())}' "
+                f"alt='samples at step {step}'>"
             )
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
+from translate.core.run_dir import RunDir
 from translate.training.configure import trainer_spec
-from translate.training.report import SAMPLE_NAME, metric_panel, read_metrics, utf8_text
+from translate.training.report import metric_panel, read_metrics, utf8_text
 
-RUN_FILES = ("config.yaml", "metrics.jsonl")
 SAMPLES_SHOWN = 6  # the latest grids; older ones stay in the run folder
 
 
@@ -44,9 +44,9 @@ class Runs:
         found = {
             (p.name if p != self.root else p.resolve().name): p
             for p in candidates
-            if not p.name.startswith(".") and any((p / f).is_file() for f in RUN_FILES)
+            if not p.name.startswith(".") and RunDir(p).is_run()
         }
-        return dict(sorted(found.items(), key=lambda item: -_changed(item[1])))
+        return dict(sorted(found.items(), key=lambda item: -RunDir(item[1]).changed()))
 
     def path(self, name: str) -> Path:
         runs = self.scan()
@@ -65,7 +65,7 @@ class Runs:
                     "name": name,
                     "step": last.get("step", 0),
                     "epoch": last.get("epoch", 0),
-                    "changed": _changed(path),
+                    "changed": RunDir(path).changed(),
                     "error": error,
                 }
             )
@@ -74,7 +74,7 @@ class Runs:
     def detail(self, name: str) -> dict[str, Any]:
         """The run's config (``error``: why it is not shown) and newest samples."""
         path = self.path(name)
-        config = path / "config.yaml"
+        config = RunDir(path).config
         error = None
         try:
             text = utf8_text(config.read_bytes(), str(config)) if config.is_file() else ""
@@ -103,23 +103,19 @@ class Runs:
 
     def samples(self, name: str) -> list[str]:
         """Sample grid file names, newest (highest step) first."""
-        folder = self.path(name) / "samples"
-        if not folder.is_dir():
-            return []
-        names = [p.name for p in folder.iterdir() if SAMPLE_NAME.fullmatch(p.name)]
-        return sorted(names, key=lambda n: int(SAMPLE_NAME.fullmatch(n)[2]), reverse=True)
+        return [sample.path.name for sample in reversed(RunDir(self.path(name)).samples())]
 
     def sample_path(self, name: str, sample: str) -> Path:
         if sample not in self.samples(name):
             raise RunNotFound(f"run {name!r} has no sample {sample!r}")
-        return self.path(name) / "samples" / sample
+        return RunDir(self.path(name)).samples_dir / sample
 
 
 def _metrics(run: Path) -> tuple[list[dict[str, Any]], str | None]:
     """The run's metric records, or none and why, where its metrics.jsonl is damaged: one
     damaged run must not hide the others."""
     try:
-        return read_metrics(run / "metrics.jsonl"), None
+        return read_metrics(RunDir(run).metrics), None
     except ValueError as exc:
         return [], str(exc)
 
@@ -132,8 +128,3 @@ def _trains_unpaired(config: str) -> bool:
         return model is not None and trainer_spec(model).data == "unpaired"
     except (yaml.YAMLError, AttributeError, ValueError):  # half-written or not a mapping
         return False
-
-
-def _changed(run: Path) -> float:
-    times = [(run / f).stat().st_mtime for f in RUN_FILES if (run / f).is_file()]
-    return max(times, default=0.0)
