@@ -190,6 +190,20 @@ def test_resume_skips_unreadable_checkpoints_and_drops_later_metrics(
         make_engine(config, tmp_path, resume=True)
 
 
+def test_a_checkpoint_missing_an_entry_is_refused_in_one_line(data: Path, tmp_path: Path) -> None:
+    """A readable checkpoint without an entry the engine restores (another version's, or a
+    hand-edited one) stops the resume with the file and the entry named, not a KeyError."""
+    config = tiny("pix2pix", data, log={"checkpoint_every": 2})
+    config["train"]["max_steps"] = 2
+    make_engine(config, tmp_path).fit()
+    path = tmp_path / "checkpoints" / "state_2.pt"
+    state = torch.load(path, weights_only=False)
+    del state["run_seconds"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"state_2.pt: no 'run_seconds' entry: written by"):
+        make_engine(config, tmp_path, resume=True)
+
+
 def test_a_damaged_pickle_is_skipped_in_one_line(tmp_path: Path) -> None:
     """A byte of the newest checkpoint's pickle flipped (torch's zip check passes, its
     weights-only unpickler then fails in ten lines): one line naming the file and the

@@ -897,6 +897,15 @@ class Engine:
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""
         try:
+            self._restore(state, path)
+        except KeyError as exc:
+            raise ValueError(
+                f"{path}: no {exc} entry: written by another version of translate or damaged; "
+                "resume from a checkpoint of this version, or start the run again"
+            ) from None
+
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
