@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from PIL import Image
@@ -37,6 +38,24 @@ from translate.data.public import NAMES
 from translate.data.worldmaps import LAYOUTS, MAPS, build_worldmaps, build_worldmaps_labels
 
 
+def tile_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The world maps' tile grid: ``--tile-size`` and ``--width``."""
+    command = click.option(
+        "--width", default=2048, show_default=True, type=click.IntRange(min=2),
+        help="World map width before tiling.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--tile-size", default=128, show_default=True, type=click.IntRange(min=1),
+        help="Tile side in pixels.",
+    )(command)  # fmt: skip
+
+
+val_every_option = click.option(
+    "--val-every", default=4, show_default=True, type=click.IntRange(min=2),
+    help="Every Nth longitude column is val.",
+)  # fmt: skip
+
+
 @click.group()
 def prepare() -> None:
     """Build and reshape datasets."""
@@ -44,10 +63,7 @@ def prepare() -> None:
 
 @prepare.command("worldmaps")
 @click.argument("out", type=click.Path(file_okay=False), default="datasets/worldmaps")
-@click.option("--tile-size", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Tile side in pixels.")  # fmt: skip
-@click.option("--width", default=2048, show_default=True, type=click.IntRange(min=2),
-              help="World map width before tiling.")  # fmt: skip
+@tile_grid_options
 @click.option(
     "--target",
     type=click.Choice([m for m in MAPS if m != "satellite"]),
@@ -62,10 +78,7 @@ def prepare() -> None:
     default=("aligned", "unpaired"),
     show_default=True,
 )
-@click.option(
-    "--val-every", default=4, show_default=True, type=click.IntRange(min=2),
-    help="Every Nth longitude column is val.",
-)  # fmt: skip
+@val_every_option
 def worldmaps(
     out: str, tile_size: int, width: int, target: str, layouts: tuple[str, ...], val_every: int
 ) -> None:
@@ -77,14 +90,8 @@ def worldmaps(
 
 @prepare.command("worldmaps-labels")
 @click.argument("out", type=click.Path(file_okay=False), default="datasets/worldmaps-labels")
-@click.option("--tile-size", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Tile side in pixels.")  # fmt: skip
-@click.option("--width", default=2048, show_default=True, type=click.IntRange(min=2),
-              help="World map width before tiling.")  # fmt: skip
-@click.option(
-    "--val-every", default=4, show_default=True, type=click.IntRange(min=2),
-    help="Every Nth longitude column is val.",
-)  # fmt: skip
+@tile_grid_options
+@val_every_option
 def worldmaps_labels(out: str, tile_size: int, width: int, val_every: int) -> None:
     """Build worldmaps-labels in OUT: label maps of six classes read from the elevation map
     (deep sea, shelf, lowland, upland, mountains, ice) in {train,val}/A, the satellite image

@@ -42,16 +42,32 @@ def load_map(name: str, width: int) -> np.ndarray:
         return np.array(img.convert("RGB").resize((width, width // 2), Image.BICUBIC))
 
 
-def tile_grid(width: int, tile_size: int, val_every: int) -> list[tuple[int, int, str]]:
-    """(row, column, split) of every tile; every ``val_every``-th longitude column is val."""
+def tile_grid(
+    width: int, tile_size: int, val_every: int, count: int | None = None
+) -> list[tuple[int, int, str]]:
+    """(row, column, split) of every tile; every ``val_every``-th longitude column is val.
+    ``count`` keeps only the first tiles of each split (small datasets for tests)."""
     cols, rows = width // tile_size, (width // 2) // tile_size
     if cols < 2 or rows < 1:
         raise ValueError(f"tile_size {tile_size} is too large for a map {width} px wide")
-    return [
+    grid = [
         (r, c, "val" if c % val_every == val_every - 1 else "train")
         for r in range(rows)
         for c in range(cols)
     ]
+    if count is None:
+        return grid
+    kept, taken = [], {"train": 0, "val": 0}
+    for tile in grid:
+        if taken[tile[2]] < count:
+            taken[tile[2]] += 1
+            kept.append(tile)
+    return kept
+
+
+def split_counts(tiles: list[tuple[int, int, str]]) -> dict[str, int]:
+    """The number of tiles per split."""
+    return {split: sum(tile[2] == split for tile in tiles) for split in ("train", "val")}
 
 
 def build_worldmaps(
@@ -76,13 +92,10 @@ def build_worldmaps(
     if target == "satellite":
         raise ValueError("target must differ from the satellite input: relief or elevation")
     out = Path(out)
-    tiles = tile_grid(width, tile_size, val_every)  # a bad geometry fails before the maps load
+    # a bad geometry fails before the maps load
+    tiles = tile_grid(width, tile_size, val_every, count)
     maps = load_map("satellite", width), load_map(target, width)
-    counts = {"train": 0, "val": 0}
     for r, c, split in tqdm(tiles, desc="worldmaps", disable=not progress):
-        if count is not None and counts[split] >= count:
-            continue
-        counts[split] += 1
         y, x = r * tile_size, c * tile_size
         a, b = (m[y : y + tile_size, x : x + tile_size] for m in maps)
         name = f"r{r:02d}_c{c:02d}.jpg"
@@ -95,7 +108,7 @@ def build_worldmaps(
             domain_split = "train" if split == "train" else "test"
             write_image(out / f"{domain_split}A" / name, a, quality=95)
             write_image(out / f"{domain_split}B" / name, b, quality=95)
-    return counts
+    return split_counts(tiles)
 
 
 # worldmaps-labels: the elevation map is NOAA's ETOPO1 as a shaded colour relief (ice
@@ -173,19 +186,16 @@ def build_worldmaps_labels(
     (:func:`labels_config`); returns the number of tiles per split (``count``: the first of
     each split only)."""
     out = Path(out)
-    tiles = tile_grid(width, tile_size, val_every)  # a bad geometry fails before the maps load
+    # a bad geometry fails before the maps load
+    tiles = tile_grid(width, tile_size, val_every, count)
     ids = land_classes(load_map("elevation", width))
     satellite = load_map("satellite", width)
     palette = [list(c.color) for c in LAND_CLASSES]
-    counts = {"train": 0, "val": 0}
     for r, c, split in tqdm(tiles, desc="worldmaps-labels", disable=not progress):
-        if count is not None and counts[split] >= count:
-            continue
-        counts[split] += 1
         y, x = r * tile_size, c * tile_size
         name = f"r{r:02d}_c{c:02d}"
         cut = (slice(y, y + tile_size), slice(x, x + tile_size))
         write_label_map(out / split / "A" / f"{name}.png", ids[cut], palette)
         write_image(out / split / "B" / f"{name}.jpg", satellite[cut], quality=95)
     atomic_write_text(out / "labels.yaml", labels_config())
-    return counts
+    return split_counts(tiles)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from translate.core.atomic import atomic_open
+from translate.core.atomic import atomic_write_bytes
 from translate.core.extras import needs_extra
 from translate.core.metrics import psnr
 from translate.data.images import FILE_CHANNELS, list_images, read_image
@@ -114,8 +114,7 @@ def export_int8(
                 f"{min_psnr:g}; nothing written (calibrate on images like those it will "
                 "convert, lower --min-psnr, or keep the fp32 export)"
             )
-        with atomic_open(out) as file:
-            file.write(int8.read_bytes())
+        atomic_write_bytes(out, int8.read_bytes())
     return quality
 
 
