@@ -61,8 +61,10 @@ from sr_side_by_side import (
     machine,
     pace,
     stop,
+    training_report,
     uptime,
     venv_python,
+    write_report,
 )
 from sr_side_by_side import one_core_env as _one_core_env  # fmt: skip
 
@@ -560,22 +562,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         flip_equivariance=args.flip_equivariance, antialias=args.antialias, seed=args.seed,
     )  # fmt: skip
     out = args.out.resolve()
-    from translate.core.atomic import atomic_write_text
 
-    training_file = out / "training.json"
-    if args.score_only:
-        if not training_file.exists():
-            parser.error(f"--score-only: {training_file} is missing; train first")
-        report = json.loads(training_file.read_text())
-    else:
-        if out.exists() and any(out.iterdir()):
-            parser.error(f"--out {out}: not empty; name a new folder (or --score-only)")
+    def train() -> dict[str, Any]:
         if not authors_ready(args.authors_venv, args.authors_code):
             parser.error(
                 f"--authors-venv {args.authors_venv} / --authors-code {args.authors_code}: "
                 "not ready; run with --setup first"
             )
-        report = {"machine": machine(), "uptime_before": uptime(), "modes": {}}
+        report: dict[str, Any] = {"machine": machine(), "uptime_before": uptime(), "modes": {}}
         for mode in modes:
             folder = out / mode
             folder.mkdir(parents=True)
@@ -587,7 +581,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                 "commands": {s.name: s.command for s in sides},
             }
         report["uptime_after"] = uptime()
-        atomic_write_text(training_file, json.dumps(report, indent=2))
+        return report
+
+    report = training_report(parser, out, args.score_only, train)
     data = args.data.resolve()
     report["inception_weights"] = str(args.inception_weights or "")
     report["no_translation"] = evaluate(data / "testA", data / "testB", args.inception_weights)
@@ -595,11 +591,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         saved = result["recipe"]  # as JSON keeps it: the layers a list
         recipe = Recipe(**{**saved, "nce_layers": tuple(saved["nce_layers"])})
         result["scores"] = score_mode(recipe, args, out / mode)
-    table = markdown(report)
-    atomic_write_text(out / "side_by_side.json", json.dumps(report, indent=2))
-    atomic_write_text(out / "side_by_side.md", table)
-    print(table)
-    print(f"wrote {out / 'side_by_side.md'} and {out / 'side_by_side.json'}")
+    write_report(out, report, markdown(report))
     return report
 
 

@@ -615,6 +615,38 @@ def markdown(report: dict[str, Any]) -> str:
 # --- main --------------------------------------------------------------------------------------
 
 
+def training_report(
+    parser: argparse.ArgumentParser,
+    out: Path,
+    score_only: bool,
+    train: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """The training half of a side by side: with ``--score-only`` the report kept in
+    ``out/training.json``; else ``train()``'s, run in an empty ``out`` and kept there."""
+    from translate.core.atomic import atomic_write_text
+
+    training_file = out / "training.json"
+    if score_only:
+        if not training_file.exists():
+            parser.error(f"--score-only: {training_file} is missing; train first")
+        return json.loads(training_file.read_text())
+    if out.exists() and any(out.iterdir()):
+        parser.error(f"--out {out}: not empty; name a new folder (or --score-only)")
+    report = train()
+    atomic_write_text(training_file, json.dumps(report, indent=2))
+    return report
+
+
+def write_report(out: Path, report: dict[str, Any], table: str) -> None:
+    """``out/side_by_side.json`` and ``.md``, and the table printed."""
+    from translate.core.atomic import atomic_write_text
+
+    atomic_write_text(out / "side_by_side.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "side_by_side.md", table)
+    print(table)
+    print(f"wrote {out / 'side_by_side.md'} and {out / 'side_by_side.json'}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true", help="make the BasicSR venv and exit")
@@ -662,30 +694,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             if not (folder / sub).is_dir():
                 parser.error(f"{folder / sub}: no such folder (pairs: A/ LR, B/ HR)")
     out = args.out.resolve()
-    from translate.core.atomic import atomic_write_text
 
-    training_file = out / "training.json"
-    if args.score_only:
-        if not training_file.exists():
-            parser.error(f"--score-only: {training_file} is missing; train first")
-        report = json.loads(training_file.read_text())
-    else:
-        if out.exists() and any(out.iterdir()):
-            parser.error(f"--out {out}: not empty; name a new folder (or --score-only)")
+    def train() -> dict[str, Any]:
         if not basicsr_ready(args.basicsr_venv):
             parser.error(f"--basicsr-venv {args.basicsr_venv}: no BasicSR; run with --setup first")
-        report = prepare_and_train(args, recipe, out)
-        atomic_write_text(training_file, json.dumps(report, indent=2))
+        return prepare_and_train(args, recipe, out)
+
+    report = training_report(parser, out, args.score_only, train)
     started = time.time()
     report["scores"] = score_all(out, args.test.resolve(), recipe.scale)
     report["cross_check"] = cross_check(out, args.test.resolve())
     report["scoring_s"] = time.time() - started
     report["test"] = str(args.test)
-    table = markdown(report)
-    atomic_write_text(out / "side_by_side.json", json.dumps(report, indent=2))
-    atomic_write_text(out / "side_by_side.md", table)
-    print(table)
-    print(f"wrote {out / 'side_by_side.md'} and {out / 'side_by_side.json'}")
+    write_report(out, report, markdown(report))
     return report
 
 
