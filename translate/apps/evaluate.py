@@ -1,4 +1,5 @@
-"""``translate evaluate``: score outputs against targets, or a model on a paired dataset."""
+"""``translate evaluate``: score outputs against targets, or a model on a paired dataset (a
+label model on a label data set: a segmenter's mIoU, the diversity under its noise)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
+    from translate.core.runtime import Precision
+    from translate.data.labels import Labels
+    from translate.evaluation.scores import FeatureExtractor
+    from translate.models.model_file import LoadedModel
+
 # metric -> (label, note) in table order
 ROWS = {
     "images": ("images", ""),
@@ -36,12 +42,20 @@ ROWS = {
     "bicubic_psnr_y": ("bicubic PSNR-Y (dB)", "baseline: the same inputs upscaled by bicubic"),
     "bicubic_ssim_y": ("bicubic SSIM-Y", "baseline: the same inputs upscaled by bicubic"),
     "bicubic_block_edge_ratio": ("bicubic block edges", "baseline: ~1, no grid"),
+    "miou": ("mIoU", "higher is better; a segmenter on the outputs against their label maps"),
+    "pixel_accuracy": ("pixel accuracy", "higher is better; the same segmenter"),
+    "miou_real": ("mIoU (real images)", "the segmenter on the real images: the ceiling"),
+    "pixel_accuracy_real": ("pixel accuracy (real images)", "the ceiling"),
     "fid": ("FID", "lower is better"),
     "kid": ("KID", "lower is better"),
     "kid_std": ("KID std", "over subsets"),
     "diversity_outputs": ("diversity (outputs)", "mean pairwise L1"),
     "diversity_targets": ("diversity (targets)", "mean pairwise L1"),
     "diversity_ratio": ("diversity ratio", "outputs / targets; near 0 = collapse"),
+    "diversity_noise": (
+        "diversity (noise)",
+        "mean pairwise L1 of the outputs of one label map under different noise",
+    ),
 }
 
 
@@ -107,6 +121,39 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Inception-v3 state dict (torchvision or pytorch-fid) for FID/KID.",
 )
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A label --model's classes and ignore id: a YAML file's data.label_nc and "
+    "data.labels (the run's config.yaml, a data set's labels.yaml). Default: --data's "
+    "labels.yaml, else the model's input channels, no ignore id.",
+)
+@click.option(
+    "--segmenter-steps",
+    type=click.IntRange(1),
+    help="A label --model is scored by a segmenter trained once on --data's train split and "
+    "cached in --data/.translate: its training steps (default 400).",
+)
+@click.option(
+    "--segmenter-size",
+    type=click.IntRange(8),
+    help="The segmenter's training crops, in pixels (default 64).",
+)
+@click.option(
+    "--diversity-maps",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="A label --model with noise: label maps whose outputs under different noise are compared.",
+)
+@click.option(
+    "--diversity-samples",
+    type=click.IntRange(2),
+    default=4,
+    show_default=True,
+    help="Outputs per label map for the diversity under noise.",
+)
 @click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
 # fp32 unless asked: scores are compared across machines, so they do not follow `auto`.
@@ -124,6 +171,11 @@ def evaluate(
     degradation: str | None,
     direction: str,
     inception_weights: Path | None,
+    labels_file: Path | None,
+    segmenter_steps: int | None,
+    segmenter_size: int | None,
+    diversity_maps: int,
+    diversity_samples: int,
     kid_subsets: int,
     kid_subset_size: int,
     batch_size: int,
@@ -135,11 +187,16 @@ def evaluate(
     --inception-weights (nothing is downloaded), and the diversity of the outputs.
     A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
     and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
+    A label --model (label maps to images) on a label data set is scored as SPADE and OASIS
+    are: mIoU and pixel accuracy of a segmenter run on its outputs against the input maps,
+    beside the same segmenter on the real images (the ceiling), and, for a model that takes
+    noise, the diversity of one map's outputs under different noise.
 
     \b
     translate evaluate --outputs results/ --targets datasets/maps/val_B/
     translate evaluate --model run/ --data datasets/maps --split val
     translate evaluate --model sr_run/ --data datasets/set5 --split test --degradation bicubic
+    translate evaluate --model spade_run/ --data datasets/worldmaps-labels
     translate evaluate --outputs fakes/ --targets real_B/ --unpaired --inception-weights inc.pth
     translate evaluate --outputs results/          # diversity only
     """
@@ -156,6 +213,8 @@ def evaluate(
         raise click.UsageError("--targets/--unpaired are for --outputs, not --model")
     if degradation is not None and model_source is None:
         raise click.UsageError("--degradation is for --model/--data")
+    if labels_file is not None and model_source is None:
+        raise click.UsageError("--labels is for a label --model with --data")
     if unpaired and targets is None:
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
@@ -179,7 +238,10 @@ def evaluate(
             supported = getattr(generator, "precisions", None)
             autocast = resolve_precision(precision, device, supported=supported)
             preprocess, paired = model.preprocess, None
-            scale = declared_geometry(generator)["scale"]
+            geometry = declared_geometry(generator)
+            scale = geometry["scale"]
+            if geometry["input_kind"] == "labels" and degradation is not None:
+                raise click.UsageError("--degradation is for super-resolution, not label models")
             if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
                 preprocess, batch_size = scores.whole_images(preprocess, generator), 1
                 paired = SRScores(border=scale)
@@ -196,7 +258,18 @@ def evaluate(
                     net, data, preprocess, split, direction, batch_size, device, autocast
                 )
 
-            result = scores.score_pairs(*outputs_of(generator), extractor, paired=paired, **common)
+            if geometry["input_kind"] == "labels":
+                options = {"steps": segmenter_steps, "size": segmenter_size}
+                result = _label_model_scores(
+                    model, generator, data, split, labels_file,
+                    {k: v for k, v in options.items() if v is not None},
+                    (diversity_maps, diversity_samples), batch_size, device, autocast,
+                    extractor, common,
+                )  # fmt: skip
+            else:
+                result = scores.score_pairs(
+                    *outputs_of(generator), extractor, paired=paired, **common
+                )
             if paired is not None:  # SR: bicubic on the same inputs, as training's baseline row
                 bicubic = SRScores(border=scale)
                 for output, target in outputs_of(scores.BicubicUpscaler(generator))[1]:
@@ -212,9 +285,77 @@ def evaluate(
         click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
         return
     click.echo(format_table(result))
+    if "diversity_noise" in result:
+        click.echo(
+            "note: diversity (noise) is the mean pairwise L1; LPIPS is not available "
+            "(no local LPIPS weights)",
+            err=True,
+        )
     if "fid" in result and min(result["images"], result.get("images_targets", 1e9)) < 2048:
         click.echo(
             "note: FID from fewer than 2048 images is biased upwards; compare only scores "
             "computed on the same number of images",
             err=True,
         )
+
+
+def _label_classes(
+    labels_file: Path | None, data: Path, in_channels: int
+) -> tuple[int, Labels, bool]:
+    """The classes, ``Labels`` and whether the model takes instance boundaries: from
+    ``labels_file``, else ``data/labels.yaml``, else the model's input channels."""
+    from translate.data.labels import Labels, read_labels_file
+
+    default = data / "labels.yaml"
+    source = labels_file or (default if default.is_file() else None)
+    if source is None:
+        return in_channels, Labels(), False
+    try:
+        classes, labels = read_labels_file(source)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--labels") from None
+    if in_channels not in (classes, classes + 1):
+        raise click.BadParameter(
+            f"{source}: declares {classes} classes, but the model takes {in_channels} input "
+            "channels; give the labels of the data set it was trained on",
+            param_hint="--labels",
+        )
+    return classes, labels, in_channels == classes + 1
+
+
+def _label_model_scores(
+    model: LoadedModel,
+    generator: torch.nn.Module,
+    data: Path,
+    split: str,
+    labels_file: Path | None,
+    segmenter_options: dict[str, int],
+    diversity: tuple[int, int],
+    batch_size: int,
+    device: str,
+    precision: Precision,
+    extractor: FeatureExtractor | None,
+    common: dict[str, int],
+) -> dict[str, float]:
+    """A label model's scores on ``data``'s ``split``: L1/PSNR/SSIM against the real images,
+    the segmenter's mIoU and pixel accuracy on the outputs and on the real images, FID/KID
+    with an extractor, and with noise (``noise_dim``), the diversity over ``diversity``
+    (maps, samples per map)."""
+    from translate.core.metrics import LabelScores
+    from translate.evaluation import scores
+    from translate.models.segmenter import SegmenterOptions, load_or_train
+
+    spec = next(model.specs[d] for d, net in model.generators.items() if net is generator)
+    classes, labels, instances = _label_classes(labels_file, data, spec.in_channels)
+    segmenter = load_or_train(data, classes, labels, SegmenterOptions(**segmenter_options))
+    dataset = scores.label_dataset(data, model.preprocess, classes, labels, instances, split)
+    paired = LabelScores(segmenter, classes, labels.ignore, real=True)
+    outputs = scores.label_model_images(generator, dataset, batch_size, device, precision)
+    result = scores.score_pairs(*outputs, extractor, paired=paired, **common)
+    if getattr(generator, "noise_dim", 0):
+        maps, samples = diversity
+        inputs = (dataset[i]["input"] for i in scores.spread_items(len(dataset), maps))
+        result["diversity_noise"] = scores.noise_diversity(
+            generator, inputs, samples, device, precision
+        )
+    return result

@@ -206,8 +206,11 @@ class PairedScores:
             "ssim": ssim(output, target),
         }
 
-    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        """Score a batch of outputs against their targets (NCHW in [-1, 1])."""
+    def add(
+        self, output: torch.Tensor, target: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> None:
+        """Score a batch of outputs against their targets (NCHW in [-1, 1]); ``labels``: a
+        label model's input ids (NHW), which only :class:`LabelScores` reads."""
         # The images of a batch share one size, so a batch mean is the mean of per-image scores.
         n = output.shape[0]
         for key, value in self.scores(output, target).items():
@@ -241,7 +244,9 @@ class SRScores(PairedScores):
             "ssim_y": ssim_y(output, target, b),
         }
 
-    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+    def add(
+        self, output: torch.Tensor, target: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> None:
         super().add(output, target)
         for out, tgt in zip(output, target, strict=True):
             self.edges += block_edges(out, self.border, smooth_areas(tgt, self.border))
@@ -250,3 +255,88 @@ class SRScores(PairedScores):
         """The means of :class:`PairedScores` and ``block_edge_ratio``, pooled over the
         smooth pixel pairs of every image (a small crop may have none)."""
         return {**super().result(), "block_edge_ratio": self.edges.ratio()}
+
+
+def confusion_matrix(
+    predicted: torch.Tensor, labels: torch.Tensor, classes: int, ignore: int | None = None
+) -> torch.Tensor:
+    """``classes`` x ``classes`` pixel counts (int64, on the CPU): row = the true id in
+    ``labels``, column = the id in ``predicted`` (both integer, same shape). Pixels whose
+    true id is ``ignore`` or outside 0 to ``classes - 1`` are not counted."""
+    truth, guess = labels.reshape(-1).long(), predicted.reshape(-1).long()
+    keep = (truth >= 0) & (truth < classes)
+    if ignore is not None:
+        keep &= truth != ignore
+    pairs = truth[keep] * classes + guess[keep]
+    return torch.bincount(pairs.cpu(), minlength=classes * classes).reshape(classes, classes)
+
+
+def segmentation_scores(confusion: torch.Tensor) -> dict[str, float]:
+    """``miou``: the mean over the classes present in the truth (a row with pixels) of
+    intersection / union; ``pixel_accuracy``: the share of counted pixels predicted right.
+    A class absent from the truth is left out of the mean, even where it was predicted
+    (its false positives still lower the IoU of the classes they were taken from). NaN
+    for both when no pixel was counted."""
+    confusion = confusion.double()
+    hits, truth, guessed = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
+    total = truth.sum().item()
+    if total == 0:
+        return {"miou": math.nan, "pixel_accuracy": math.nan}
+    present = truth > 0
+    iou = hits[present] / (truth + guessed - hits)[present]
+    return {"miou": iou.mean().item(), "pixel_accuracy": hits.sum().item() / total}
+
+
+class LabelScores(PairedScores):
+    """The scores of a label-to-image model (SPADE, OASIS, pix2pixHD, as their papers give
+    them): :class:`PairedScores` against the real images, plus ``miou`` and
+    ``pixel_accuracy`` of a segmenter run on the outputs against the input label ids. With
+    ``real``, also ``miou_real`` and ``pixel_accuracy_real``: the segmenter on the real
+    images, the ceiling the outputs' scores are read against.
+
+    ``segmenter`` maps NCHW images in [-1, 1] to NKHW logits of ``classes`` classes
+    (:func:`translate.models.segmenter.load_or_train`); it is moved to the images' device.
+    A label trainer returns this from ``validation_scores()`` and sets ``labels`` (the
+    batch's ``labels`` item) in the :class:`~translate.training.base.Validation` it makes.
+    """
+
+    def __init__(
+        self,
+        segmenter: torch.nn.Module,
+        classes: int,
+        ignore: int | None = None,
+        real: bool = False,
+    ) -> None:
+        super().__init__()
+        self.segmenter, self.classes, self.ignore = segmenter, classes, ignore
+        self.confusion = {"": torch.zeros(classes, classes, dtype=torch.int64)}
+        if real:
+            self.confusion["_real"] = torch.zeros(classes, classes, dtype=torch.int64)
+
+    @torch.no_grad()
+    def _predict(self, images: torch.Tensor) -> torch.Tensor:
+        net = self.segmenter.to(images.device)
+        return net(images.float()).argmax(1)
+
+    def add(
+        self, output: torch.Tensor, target: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> None:
+        if labels is None:
+            raise ValueError(
+                "LabelScores scores outputs against their input label ids: pass labels "
+                "(a label trainer's Validation.labels)"
+            )
+        super().add(output, target)
+        for suffix, images in (("", output), ("_real", target)):
+            if suffix in self.confusion:
+                self.confusion[suffix] += confusion_matrix(
+                    self._predict(images), labels, self.classes, self.ignore
+                )
+
+    def result(self) -> dict[str, float]:
+        """The means of :class:`PairedScores`, then ``miou`` and ``pixel_accuracy`` (and
+        their ``_real`` ceiling), pooled over every pixel added."""
+        found = super().result()
+        for suffix, confusion in self.confusion.items():
+            found.update({k + suffix: v for k, v in segmentation_scores(confusion).items()})
+        return found

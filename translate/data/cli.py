@@ -9,15 +9,20 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import numpy as np
 from PIL import Image
 
 from translate.core.errors import user_errors
-from translate.data.images import is_image_path, scan_files
+from translate.data.images import ImageReadError, is_image_path, read_label_map, scan_files
 from translate.data.labels import (
+    INSTANCE_IDS,
     MAX_ID,
     Labels,
     count_classes,
     describe_counts,
+    instance_folder,
+    instance_maps,
+    instance_size_problem,
     read_labels_file,
 )
 from translate.data.layout import (
@@ -285,11 +290,20 @@ def _aligned_or_hr(layouts: list[Layout], sizes: dict[Path, tuple[int, int]]) ->
     help="Instead of --label-nc and --ignore-id: data.label_nc and data.labels (ignore id, "
     "names) from this YAML, a training config or the labels.yaml of worldmaps-labels.",
 )  # fmt: skip
-def check(root: str, label_nc: int | None, ignore_id: int | None, labels_file: str | None) -> None:
+@click.option(
+    "--instances", is_flag=True,
+    help="Each A file has an instance map in inst/ (data.instances): report the missing and "
+    "mis-sized ones and the instances per map. On by itself where an inst/ folder exists.",
+)  # fmt: skip
+def check(
+    root: str, label_nc: int | None, ignore_id: int | None, labels_file: str | None,
+    instances: bool,
+) -> None:  # fmt: skip
     """Validate a dataset folder: every layout it holds (so every kind of trainer it can
     feed), counts, sizes, modes and every problem found. ROOT may also be one image file,
     checked as a data.single_image. With --label-nc or --labels, the A files of its A/ B/
-    folders are read as label maps (class ids)."""
+    folders are read as label maps (class ids); with --instances (or an inst/ folder), their
+    instance maps are checked too."""
     labels = Labels(ignore=ignore_id)
     if labels_file is not None:
         if label_nc is not None or ignore_id is not None:
@@ -349,6 +363,7 @@ def check(root: str, label_nc: int | None, ignore_id: int | None, labels_file: s
     if label_nc is not None:
         key = "data.label_nc" if labels_file else "--label-nc"
         _check_labels(base, layouts, label_nc, labels, key, problems)
+    _check_instances(base, layouts, instances, sizes, problems)
     shown = Counter(sizes.values()).most_common(5)
     click.echo("  sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in shown))
     click.echo("  modes: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
@@ -372,6 +387,53 @@ def _check_labels(
         counts, wrong = count_classes(files, classes, labels, key)
         problems += wrong
         click.echo(f"  label maps of {split} ({len(files)}): {describe_counts(counts, labels)}")
+
+
+def _check_instances(
+    base: Path,
+    layouts: list[Layout],
+    asked: bool,
+    sizes: dict[Path, tuple[int, int]],
+    problems: list[str],
+) -> None:
+    """Per split of the A/ B/ folders, when ``asked`` or an ``inst/`` folder exists: the
+    instances per map; a missing, unreadable or mis-sized instance map goes to ``problems``."""
+    folders = next((x for x in layouts if x.name == "folders"), None)
+    if folders is None:
+        if asked:
+            problems.append(
+                f"{base}: --instances reads instance maps beside A/ folders; none found"
+            )
+        return
+    if not asked and not any(instance_folder(folders.dirs(s)[0]).is_dir() for s in folders.splits):
+        return
+    for split in folders.splits:
+        dir_a = folders.dirs(split)[0]
+        try:
+            label_maps = [a for a, _ in folders.some_pairs(split)[0]]
+        except DatasetError:  # already a problem of the split counts
+            continue
+        found, missing = instance_maps(dir_a, label_maps)
+        problems += missing
+        count, maps = 0, 0
+        for a, inst in zip(label_maps, found, strict=True):
+            if inst is None or inst not in sizes or a not in sizes:
+                continue  # missing, or unreadable: already a problem
+            wrong = instance_size_problem(inst, sizes[inst], a, sizes[a])
+            if wrong is not None:
+                problems.append(wrong)
+                continue
+            try:
+                ids = read_label_map(inst, INSTANCE_IDS, key="16-bit ids")
+            except ImageReadError as exc:  # a colour file: no instance ids
+                problems.append(str(exc))
+                continue
+            count += len(np.unique(ids))
+            maps += 1
+        per_map = f", {count / maps:.1f} per map" if maps else ""
+        click.echo(
+            f"  instance maps of {split} ({maps} of {len(label_maps)}): {count} instances{per_map}"
+        )
 
 
 def _scale_of(a: tuple[int, int], b: tuple[int, int]) -> int | None:

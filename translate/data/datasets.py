@@ -16,7 +16,14 @@ from torch.utils.data import Dataset
 from translate.core.choices import DIRECTIONS
 from translate.data.augment import build_input_augment, build_transform
 from translate.data.images import ImageReadError, LabelMapError, read_image, read_label_map
-from translate.data.labels import Labels, instance_edges, one_hot
+from translate.data.labels import (
+    INSTANCE_IDS,
+    Labels,
+    instance_edges,
+    instance_maps,
+    instance_size_problem,
+    one_hot,
+)
 from translate.data.layout import (
     ALIGNED_RULE,
     HR,
@@ -25,7 +32,6 @@ from translate.data.layout import (
     UNPAIRED,
     DatasetError,
     T,
-    by_stem,
     find_layout,
     hold_out,
     image_size,
@@ -295,12 +301,10 @@ class LabelFolder(_SkipsBadFiles):
             ids = read_label_map(path_a, self.classes, self.labels.ignore, "data.label_nc")
             if self.instances is not None:  # cut as a second channel of the same mask
                 inst = read_label_map(self.instances[index], INSTANCE_IDS, key="16-bit ids")
-                if inst.shape != ids.shape:
-                    raise LabelMapError(
-                        f"{self.instances[index]}: instance map of {inst.shape[1]}x"
-                        f"{inst.shape[0]}, but its label map {path_a} is {ids.shape[1]}x"
-                        f"{ids.shape[0]}; make them the same size"
-                    )
+                sizes = (inst.shape[1], inst.shape[0]), (ids.shape[1], ids.shape[0])
+                wrong = instance_size_problem(self.instances[index], sizes[0], path_a, sizes[1])
+                if wrong is not None:
+                    raise LabelMapError(wrong)
                 ids = np.stack([ids, inst], axis=-1).astype(np.uint16)
         except LabelMapError as exc:  # wrong data, not an unreadable file: stop the run
             raise DatasetError(str(exc)) from None
@@ -320,26 +324,12 @@ class LabelFolder(_SkipsBadFiles):
         }
 
 
-INSTANCE_IDS = 2**16  # instance maps are 8 or 16-bit: any id they hold is valid
-
-
 def _instance_maps(dir_a: Path, pairs: list[tuple[Path, Path]]) -> list[Path]:
-    """The instance map of each pair's label map: the same name in ``inst/`` in place of
-    the ``A/`` folder (``train/A`` -> ``train/inst``, ``A/train`` -> ``inst/train``)."""
-    if dir_a.name == "A":
-        folder = dir_a.parent / "inst"
-    else:
-        folder = dir_a.parent.parent / "inst" / dir_a.name
-    found = by_stem(folder) if folder.is_dir() else {}
-    out = []
-    for a, _ in pairs:
-        key = a.relative_to(dir_a).with_suffix("").as_posix()
-        if key not in found:
-            raise DatasetError(
-                f"{a}: no instance map {folder / key}.png; add one, or set data.instances: false"
-            )
-        out.append(found[key])
-    return out
+    """The instance map of each pair's label map; the first missing one stops the run."""
+    found, missing = instance_maps(dir_a, [a for a, _ in pairs])
+    if missing:
+        raise DatasetError(missing[0])
+    return [p for p in found if p is not None]
 
 
 class UnpairedFolder(_SkipsBadFiles):

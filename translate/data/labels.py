@@ -1,5 +1,6 @@
 """Label maps as training data: the classes a data set declares (``data.label_nc`` and
-``data.labels``: an ignore id, names, colours), one-hot encoding and class counts.
+``data.labels``: an ignore id, names, colours), one-hot encoding, class counts, and the
+instance maps beside the label maps (``inst/``).
 
 Ids are never interpolated: the datasets resize and crop them by nearest neighbour
 (:func:`translate.data.augment.build_transform`'s ``mask``), and only the one-hot encoding
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from translate.data.images import ImageReadError, LabelMapError, read_label_map
+from translate.data.layout import by_stem
 
 if TYPE_CHECKING:
     import torch
@@ -175,3 +177,42 @@ def describe_counts(counts: np.ndarray, labels: Labels) -> str:
         shares = ", ".join(f"{labels.name(int(i))} {100 * counts[i] / total:.1f}%" for i in present)
         line += f"; {shares}"
     return line
+
+
+INSTANCE_IDS = 2**16  # instance maps are 8 or 16-bit: any id they hold is valid
+
+
+def instance_folder(dir_a: Path) -> Path:
+    """Where the instance maps of the label maps in ``dir_a`` are: ``inst/`` in place of the
+    ``A/`` folder (``train/A`` -> ``train/inst``, ``A/train`` -> ``inst/train``)."""
+    if dir_a.name == "A":
+        return dir_a.parent / "inst"
+    return dir_a.parent.parent / "inst" / dir_a.name
+
+
+def instance_maps(dir_a: Path, label_maps: list[Path]) -> tuple[list[Path | None], list[str]]:
+    """The instance map of each label map in ``dir_a`` (the same name in
+    :func:`instance_folder`), None where there is none, with a line naming each missing."""
+    folder = instance_folder(dir_a)
+    found = by_stem(folder) if folder.is_dir() else {}
+    out, missing = [], []
+    for a in label_maps:
+        key = a.relative_to(dir_a).with_suffix("").as_posix()
+        out.append(found.get(key))
+        if key not in found:
+            missing.append(
+                f"{a}: no instance map {folder / key}.png; add one, or set data.instances: false"
+            )
+    return out, missing
+
+
+def instance_size_problem(
+    inst: Path, inst_size: tuple[int, int], label_map: Path, size: tuple[int, int]
+) -> str | None:
+    """The line naming an instance map whose (width, height) is not its label map's."""
+    if inst_size == size:
+        return None
+    return (
+        f"{inst}: instance map of {inst_size[0]}x{inst_size[1]}, but its label map {label_map} "
+        f"is {size[0]}x{size[1]}; make them the same size"
+    )

@@ -1,6 +1,7 @@
 """Evaluation: paired L1/PSNR/SSIM, diversity and FID/KID of image sets and of a model's
-outputs (the library of ``translate evaluate``, whose command is ``translate.apps.evaluate``).
-Imports ``inference`` and the layers below it; never ``training`` or ``conversion``."""
+outputs, a label model's mIoU and diversity under noise (the library of ``translate
+evaluate``, whose command is ``translate.apps.evaluate``). Imports ``inference`` and the
+layers below it; never ``training`` or ``conversion``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ _LAZY = {
     "PairedScores": "translate.evaluation.scores",
     "SetScores": "translate.evaluation.scores",
     "folder_images": "translate.evaluation.scores",
+    "label_dataset": "translate.evaluation.scores",
+    "label_model_images": "translate.evaluation.scores",
     "model_images": "translate.evaluation.scores",
+    "noise_diversity": "translate.evaluation.scores",
     "paired_folder_images": "translate.evaluation.scores",
     "score_pairs": "translate.evaluation.scores",
     "score_sets": "translate.evaluation.scores",

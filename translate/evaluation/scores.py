@@ -1,4 +1,5 @@
-"""Scoring image sets: paired L1/PSNR/SSIM, diversity, FID/KID, from folders or a model.
+"""Scoring image sets: paired L1/PSNR/SSIM, diversity, FID/KID, from folders or a model;
+for a label-to-image model also a segmenter's mIoU and the diversity under its noise.
 
 Images stream through accumulators one at a time, so a folder of any size fits in memory:
 :class:`PairedScores` averages the per-image metrics, :class:`SetScores` keeps Inception
@@ -8,7 +9,7 @@ features and a spread-out sample of images for the diversity score.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from tqdm import tqdm
 from translate.core import metrics
 from translate.core.metrics import PairedScores
 from translate.core.runtime import Precision
-from translate.data.datasets import HRFolder, PairedFolder
+from translate.data.datasets import HRFolder, LabelFolder, PairedFolder
 from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.data.images import list_images, read_image
+from translate.data.labels import Labels
 from translate.data.layout import image_size, match_pairs
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation.inception import fid, kid
@@ -179,6 +181,83 @@ def model_images(
     return len(dataset), generate()
 
 
+def label_dataset(
+    data_root: str | os.PathLike[str],
+    preprocess: InputSpec,
+    classes: int,
+    labels: Labels,
+    instances: bool = False,
+    split: str = "val",
+) -> LabelFolder:
+    """A label data set's ``split`` as a label model's file says its inputs were prepared,
+    without random crop or flip."""
+    return LabelFolder(
+        data_root, classes, labels, split, preprocess.transforms, preprocess.output_channels,
+        train=False, instances=instances,
+    )  # fmt: skip
+
+
+def label_model_images(
+    generator: torch.nn.Module,
+    dataset: LabelFolder,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    precision: Precision | None = None,
+) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+    """(output, image, label ids) batches of a label ``generator`` run over ``dataset``
+    (:func:`label_dataset`). A generator with ``noise_dim`` draws its z from torch's RNG,
+    seeded here with 0 (and restored after), so the scores repeat."""
+    precision = precision or Precision("fp32", torch.device(device).type)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    devices = [device] if torch.device(device).type == "cuda" else []
+
+    def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            for batch in loader:
+                with precision.autocast():
+                    output = generator(batch["input"].to(device))
+                yield output.float().clamp(-1, 1).cpu(), batch["target"], batch["labels"]
+
+    return len(dataset), generate()
+
+
+def noise_diversity(
+    generator: torch.nn.Module,
+    inputs: Iterable[torch.Tensor],
+    samples: int = 4,
+    device: str | torch.device = "cpu",
+    precision: Precision | None = None,
+) -> float:
+    """How much the outputs of one input differ under different noise: for each input (CHW,
+    a one-hot label map), ``samples`` outputs of ``generator(x, z)`` under z drawn from a
+    generator seeded by the input's index, their mean pairwise L1 in [-1, 1] pixel units
+    (:func:`translate.core.metrics.diversity`), averaged over the inputs. 0 for a generator
+    that ignores z. The generator declares ``noise_dim`` (> 0)."""
+    precision = precision or Precision("fp32", torch.device(device).type)
+    if samples < 2:
+        raise ValueError(f"diversity samples: expected 2 or more, got {samples}")
+    noise_dim = int(getattr(generator, "noise_dim", 0))
+    if noise_dim < 1:
+        raise ValueError(f"{type(generator).__name__} declares no noise_dim: it takes no noise")
+    found = []
+    with torch.inference_mode():
+        for index, x in enumerate(inputs):
+            z = torch.randn(samples, noise_dim, generator=torch.Generator().manual_seed(index))
+            batch = x[None].expand(samples, *x.shape).to(device)
+            with precision.autocast():
+                outputs = generator(batch, z.to(device))
+            found.append(metrics.diversity(outputs.float().clamp(-1, 1).cpu()))
+    if not found:
+        raise ValueError("diversity needs at least one input")
+    return sum(found) / len(found)
+
+
+def spread_items(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``total`` items (all of them when fewer)."""
+    return sorted(_spread(total, count))
+
+
 def check_scaled_targets(dataset: PairedFolder) -> None:
     """Refuse a pair whose target is not ``dataset.scale`` times its input (header sizes
     only): the dataset would resize it to fit, and the scores would be of that resize."""
@@ -256,20 +335,21 @@ def whole_images(preprocess: InputSpec, generator: torch.nn.Module) -> InputSpec
 
 def score_pairs(
     total: int,
-    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    pairs: Iterator[tuple[torch.Tensor, ...]],
     extractor: FeatureExtractor | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
     paired: PairedScores | None = None,
 ) -> dict[str, float]:
-    """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``), diversity of
-    outputs and targets, and FID/KID with an extractor."""
+    """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``, a label
+    model's ``LabelScores``), diversity of outputs and targets, and FID/KID with an
+    extractor. ``pairs``: (output, target) or, for ``LabelScores``, (output, target, ids)."""
     paired = paired or PairedScores()
     outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
     with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
-        for output, target in pairs:
-            paired.add(output, target)
+        for output, target, *labels in pairs:
+            paired.add(output, target, *labels)
             outputs.add(output)
             targets.add(target)
             bar.update(output.shape[0])

@@ -113,6 +113,9 @@ class Validation:
     # a reference method's outputs for the same inputs (SR: bicubic upscaling), scored like
     # ``fake`` in a run's first evaluation: the baseline the model should beat
     baseline: torch.Tensor | None = None
+    # a label model's input ids (NHW, the batch's ``labels``), which the trainer's
+    # ``validation_scores()`` reads when it is a ``metrics.LabelScores`` (mIoU)
+    labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

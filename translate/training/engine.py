@@ -450,7 +450,7 @@ class Evaluator:
                         self.config.loss.gan_mode,
                     )  # fmt: skip
                 if paired is not None:
-                    paired.add(result.fake, result.real)
+                    paired.add(result.fake, result.real, result.labels)
                 if baseline is not None and result.baseline is not None:
                     baseline.add(result.baseline, result.real)
                 n = result.fake.shape[0]
@@ -509,7 +509,7 @@ class Evaluator:
                 for batch in self.batches(stop):
                     with self.runtime.precision.autocast():
                         result = self.model.validate(batch)
-                    paired.add(result.fake, result.real)
+                    paired.add(result.fake, result.real, result.labels)
         except ValueError:  # a norm layer that sees 1x1 maps has no per-image statistics
             self.eval_mode = EvalMode()
             return {}
