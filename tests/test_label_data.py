@@ -216,6 +216,38 @@ def test_instance_maps_add_their_boundaries_as_one_more_channel(tmp_path: Path) 
         assert columns[columns.index(6) + 1] == 6
 
 
+def test_data_check_reports_missing_and_mis_sized_instance_maps(tmp_path: Path) -> None:
+    _label_set(tmp_path, {name: np.zeros((8, 8), np.uint8) for name in ("a", "b", "c")})
+    runner = CliRunner()
+    result = runner.invoke(data, ["check", str(tmp_path), "--instances"])
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 3 and all("no instance map" in line for line in problems)
+    # without --instances, an inst/ folder is checked where it exists
+    inst = tmp_path / "train" / "inst"
+    inst.mkdir()
+    objects = np.zeros((8, 8), np.uint16)
+    objects[:, 4:], objects[6:, :2] = 1000, 7  # three instances
+    Image.fromarray(objects).save(inst / "a.png")
+    Image.fromarray(np.zeros((6, 8), np.uint8), "L").save(inst / "b.png")
+    result = runner.invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "instance maps of train (1 of 3): 3 instances, 3.0 per map" in result.output
+    problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 2
+    assert problems[0].endswith("c.png: no instance map " + str(inst / "c") + ".png; add one, "
+                                "or set data.instances: false")  # fmt: skip
+    assert problems[1].endswith(
+        f"b.png: instance map of 8x6, but its label map {tmp_path / 'train' / 'A' / 'b.png'} "
+        "is 8x8; make them the same size"
+    )
+    Image.fromarray(np.zeros((8, 8), np.uint8), "L").save(inst / "b.png")
+    Image.fromarray(np.ones((8, 8), np.uint8), "L").save(inst / "c.png")
+    result = runner.invoke(data, ["check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "instance maps of train (3 of 3): 5 instances, 1.7 per map" in result.output
+
+
 def test_the_config_declares_the_classes_and_refuses_them_where_unused(tmp_path: Path) -> None:
     _label_set(tmp_path, {"m": _blocks(8, 8, 0)})
     base = {"data": {"root": str(tmp_path), "preprocess": {"mode": "none"}}}

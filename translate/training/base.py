@@ -194,7 +194,8 @@ class Trainer(TrainerSpec, nn.Module):
 
     def validation_scores(self) -> metrics.PairedScores | None:
         """Scores of ``validate``'s ``fake`` against ``real`` over the validation set (those
-        of paired data), or None when outputs have no ground truth."""
+        of paired data; a label model's ``metrics.LabelScores`` also reads
+        ``Validation.labels``), or None when outputs have no ground truth."""
         return None
 
     def extra_state(self) -> dict[str, Any]:
