@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 from torch import nn
+from training_helpers import make_engine, tiny
 
 from translate.apps.evaluate import evaluate
 from translate.core.metrics import LabelScores, confusion_matrix, segmentation_scores
@@ -24,6 +25,7 @@ from translate.evaluation.scores import noise_diversity
 from translate.models import loading, segmenter
 from translate.models.model_file import GeneratorSpec, InputSpec, LoadedModel, save_generators
 from translate.models.segmenter import SegmenterOptions, cache_path, load_or_train
+from translate.training.base import Validation
 
 CLASSES = 3
 COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)  # class -> its B colour
@@ -200,3 +202,31 @@ def test_evaluate_prints_the_diversity_of_a_model_that_takes_noise(
     assert "diversity (noise)" in result.stdout and "LPIPS is not available" in result.stderr
     scores = json.loads(_run([*args, "--json"]))
     assert scores["diversity_noise"] > 0
+
+
+class Bright(nn.Module):
+    """A segmenter of two classes: 1 where the first channel is above 0."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-images[:, :1], images[:, :1]], 1)
+
+
+def test_validation_scores_the_miou_of_a_trainer_that_returns_label_scores(
+    data: Path, tmp_path: Path
+) -> None:
+    """The engine hands ``Validation.labels`` to the trainer's ``validation_scores()``: here
+    a pix2pix whose validation labels are its targets' bright pixels, so the real images
+    score a perfect ceiling."""
+    engine = make_engine(tiny("pix2pix", data), tmp_path / "run")
+    trainer, validate = engine.model, engine.model.validate
+
+    def with_labels(batch: dict) -> Validation:
+        result = validate(batch)
+        result.labels = (batch["target"][:, 0] > 0).long()
+        return result
+
+    trainer.validate = with_labels
+    trainer.validation_scores = lambda: LabelScores(Bright(), 2, real=True)
+    values = engine.evaluator.run(step=0, epoch=0).values
+    assert values["val_MIOU_REAL"] == 1.0 and values["val_PIXEL_ACCURACY_REAL"] == 1.0
+    assert 0 <= values["val_MIOU"] <= 1 and "val_L1" in values
