@@ -185,6 +185,10 @@ def test_evaluate_prints_the_miou_of_a_label_model(tmp_path: Path) -> None:
     (tmp_path / "labels.yaml").write_text("data:\n  label_nc: 7\n")
     result = CliRunner().invoke(evaluate, [*args, "--labels", str(tmp_path / "labels.yaml")])
     assert result.exit_code == 2 and "declares 7 classes" in result.output
+    # an image model takes no label options
+    image_model = ["--model", "demo", "--data", str(tmp_path / "data"), "--segmenter-steps", "2"]
+    result = CliRunner().invoke(evaluate, image_model)
+    assert result.exit_code == 2 and "are for a label --model" in result.output
 
 
 def test_evaluate_prints_the_diversity_of_a_model_that_takes_noise(

@@ -240,8 +240,6 @@ def evaluate(
             preprocess, paired = model.preprocess, None
             geometry = declared_geometry(generator)
             scale = geometry["scale"]
-            if geometry["input_kind"] == "labels" and degradation is not None:
-                raise click.UsageError("--degradation is for super-resolution, not label models")
             if scale > 1:  # SR: the papers' scores, on whole images (of any size: one a batch)
                 preprocess, batch_size = scores.whole_images(preprocess, generator), 1
                 paired = SRScores(border=scale)
@@ -266,6 +264,10 @@ def evaluate(
                     (diversity_maps, diversity_samples), batch_size, device, autocast,
                     extractor, common,
                 )  # fmt: skip
+            elif labels_file or segmenter_steps or segmenter_size:
+                raise click.UsageError(
+                    "--labels and --segmenter-* are for a label --model (label maps to images)"
+                )
             else:
                 result = scores.score_pairs(
                     *outputs_of(generator), extractor, paired=paired, **common
