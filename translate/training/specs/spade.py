@@ -28,6 +28,7 @@ class SPADELoss(LossConfig):
     # a local file (none can be downloaded here), off without one
     lambda_vgg: float = 10.0
     perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
+    # VGG19 layers and their weights: the authors' VGGLoss
     perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(SPADE_LAYERS))
     # KL of the style codes to N(0, I), summed over a code, averaged over the batch; only
     # with a style encoder (generator.options.style_dim)
