@@ -3,6 +3,7 @@ resume, a run's generator converting label maps, and the config's one-line refus
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,21 @@ def test_validation_shows_the_map_in_its_palette_colours(labels: Path, tmp_path:
     hot = batch["input"].clone()
     hot[:, :, :2] = 0  # unlabelled pixels are black
     assert (colorize(hot, COLORS.tolist())[:, :, :2] == -1).all()
+
+
+def test_instance_boundaries_are_one_more_input_channel(labels: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(labels, root)
+    for split in ("train", "val"):
+        (root / split / "inst").mkdir()
+        for path in (root / split / "A").iterdir():  # each 8x8 block its own object
+            inst = np.arange(SIZE)[:, None] // 8 * 8 + np.arange(SIZE) // 8
+            Image.fromarray(inst.astype(np.uint8)).save(root / split / "inst" / path.name)
+    engine = make_engine(spade(root, data={"instances": True}), tmp_path / "run")
+    assert engine.model.spec.in_channels == CLASSES + 1
+    assert engine.model.D.scales[0].model[0].in_channels == CLASSES + 1 + 3
+    engine.fit()
+    assert engine.step == 2
 
 
 def test_the_style_encoder_trains_and_encodes_images(labels: Path, tmp_path: Path) -> None:

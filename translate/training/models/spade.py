@@ -29,13 +29,15 @@ class SPADE(SPADESpec, Trainer):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         data, loss = config.data, config.loss
+        classes = label_count(config)
         # one-hot classes, and the instance boundaries as one more channel
-        in_ch, out_ch = label_count(config) + data.instances, data.output_channels
+        in_ch, out_ch = classes + int(data.instances), data.output_channels
         self.spec = self.generator_spec(in_ch, out_ch)
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + out_ch)
-        self.style = getattr(self.G, "noise_dim", 0) > 0
-        self.palette = data.labels.palette(label_count(config))
+        # a style encoder (SPADE's style_dim): codes of the targets in training
+        self.style = getattr(self.G, "noise_dim", 0) > 0 and hasattr(self.G, "style_posterior")
+        self.palette = data.labels.palette(classes)
         perceptual = None
         if loss.perceptual_weights and loss.lambda_vgg > 0:
             perceptual = perceptual_loss(loss.perceptual_weights, loss.perceptual_layers)
@@ -63,7 +65,7 @@ class SPADE(SPADESpec, Trainer):
                 z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
                 kld = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
                 loss_kld = kld * loss_cfg.lambda_kld
-            fake = self.G(labels, z)
+            fake = self.G(labels) if z is None else self.G(labels, z)
 
         # Discriminator: real (label map, image) pairs against generated ones, hinge.
         with stepper.autocast():
@@ -93,8 +95,7 @@ class SPADE(SPADESpec, Trainer):
     @torch.no_grad()
     def validate(self, batch: dict[str, Any]) -> Validation:
         labels, real = batch["input"], batch["target"]
-        z = self.G.encode_style(real) if self.style else None
-        fake = self.G(labels, z).float()
+        fake = (self.G(labels, self.G.encode_style(real)) if self.style else self.G(labels)).float()
         d_real = self.D(_pair(labels, real))
         d_fake = self.D(_pair(labels, fake))
         images = {"input": colorize(labels, self.palette), "output": fake, "target": real}
