@@ -159,7 +159,8 @@ class SPADEGenerator(Generator):
         self.upsample_before = [False, True, num_upsampling == 6, True, True, True, True]
 
     def tap_points(self) -> list[nn.Module]:
-        """The first convolution, each SPADE block, the last convolution and the tanh."""
+        """The first layer (a convolution of the map, or the code's linear layer), each SPADE
+        block, the last convolution and the tanh."""
         return [self.fc, *self.blocks, self.conv_img, self.tanh]
 
     def forward(  # type: ignore[override]
