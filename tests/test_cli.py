@@ -76,7 +76,9 @@ def test_validating_every_trainers_config_imports_no_torch():
         "from translate.training.configure import from_dict\n"
         "from translate.training.specs import TRAINERS\n"
         "for name in TRAINERS.names():\n"
-        "    from_dict({'model': name, 'loss': {'teacher': 'x'} if 'distill' in name else {}})\n"
+        "    labels = {'label_nc': 2} if TRAINERS.spec(name).data == 'labels' else {}\n"
+        "    loss = {'teacher': 'x'} if 'distill' in name else {}\n"
+        "    from_dict({'model': name, 'data': labels, 'loss': loss})\n"
         "from_dict({'model': 'pix2pix', 'loss': {'gan_mode': 'wgangp'}})\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))\n"
     )

@@ -70,3 +70,37 @@ def test_bad_options_are_refused_naming_them() -> None:
     net = build_generator("spade", in_channels=4, ngf=2, hidden=4, num_upsampling=6)
     assert net.size_multiple == 64
     assert net.eval()(torch.zeros(1, 4, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_the_style_encoder_is_the_papers_and_the_code_starts_the_generator() -> None:
+    labels, ngf, hidden, style = 5, 2, 4, 8
+    with torch.device("meta"):
+        plain = build_generator("spade", in_channels=labels, ngf=ngf, hidden=hidden)
+        styled = build_generator(
+            "spade", in_channels=labels, ngf=ngf, hidden=hidden, style_dim=style
+        )
+    widths = [3] + [w * ngf for w in (1, 2, 4, 8, 8, 8)]  # RGB in, six stride-2 convolutions
+    encoder = sum(_conv(3, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+    encoder += 2 * (8 * ngf * 4 * 4 * style + style)  # 4x4 at 256 px: mu and logvar
+    start = style * 16 * ngf * 8 * 8 + 16 * ngf * 8 * 8  # z to the 8x8 grid of a 256 px crop
+    expected = count_parameters(plain) - _conv(3, labels, 16 * ngf) + encoder + start
+    assert count_parameters(styled) == expected
+    assert (plain.noise_dim, styled.noise_dim) == (0, style)
+
+    torch.manual_seed(0)
+    net = build_generator("spade", in_channels=labels, ngf=ngf, hidden=hidden, style_dim=style)
+    net.eval()
+    hot = torch.zeros(2, labels, 64, 96)
+    hot[:, 1] = 1
+    with torch.no_grad():
+        z = net.encode_style(torch.rand(2, 3, 40, 50) * 2 - 1)  # any size: resized to 256
+        assert z.shape == (2, style)
+        assert torch.equal(net(hot, z), net(hot, z)) and net(hot, z).shape == (2, 3, 64, 96)
+        torch.manual_seed(1)
+        drawn = net(hot)  # z None: drawn from torch's global RNG
+        torch.manual_seed(1)
+        assert torch.equal(drawn, net(hot, torch.randn(2, style)))
+    with pytest.raises(ValueError, match="z: feature taps"):
+        net(hot, z, layers=[0])
+    with pytest.raises(ValueError, match=r"takes no code \(style_dim 0\)"):
+        build_generator("spade", in_channels=labels, ngf=ngf, hidden=hidden)(hot, z)

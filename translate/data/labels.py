@@ -216,3 +216,16 @@ def instance_size_problem(
         f"{inst}: instance map of {inst_size[0]}x{inst_size[1]}, but its label map {label_map} "
         f"is {size[0]}x{size[1]}; make them the same size"
     )
+
+
+def colorize(hot: torch.Tensor, palette: list[list[int]]) -> torch.Tensor:
+    """One-hot label maps ``(N, classes [+ extra], H, W)`` as RGB images ``(N, 3, H, W)`` in
+    [-1, 1] (a sample grid's column): each class in its ``palette`` colour (one ``[r, g, b]``
+    per class, :meth:`Labels.palette`), ignored pixels black; channels past the palette's
+    classes (instance boundaries) are left out."""
+    import torch
+
+    colors = torch.tensor(palette, dtype=torch.float32, device=hot.device) / 127.5 - 1
+    classes = hot[:, : len(palette)].float()
+    # ignored pixels (all zeros) end at -1, black, like the (colour + 1) of no class
+    return torch.einsum("nchw,ck->nkhw", classes, colors + 1) - 1

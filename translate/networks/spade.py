@@ -5,7 +5,8 @@ normalisation layer: each activation is normalised without learned parameters, t
 and shifted per pixel by a ``gamma`` and ``beta`` that small convolutions compute from the
 label map at that layer's resolution. The map is never squeezed through an encoder, so the
 classes' layout survives the normalisations that would wash out a label map fed once at the
-input.
+input. With a style encoder (``style_dim``), an image's code (its style) decides what the
+label map leaves open: the generator starts from that code instead of the map.
 """
 
 from __future__ import annotations
@@ -68,6 +69,40 @@ class SPADEResnetBlock(nn.Module):
         return shortcut + dx
 
 
+class StyleEncoder(nn.Module):
+    """SPADE's image encoder (the authors' ``ConvEncoder``): the image resized to 256x256
+    (bilinear), six 3x3 stride-2 convolutions (``ngf``, 2, 4, 8, 8, 8 ``ngf``), each with
+    instance norm and leaky ReLU 0.2, down to 4x4, then two linear layers to the mean and
+    log-variance of a ``style_dim`` code."""
+
+    SIDE = 256  # the authors' fixed input side: any image gives a code of the same layout
+
+    def __init__(self, in_channels: int, ngf: int, style_dim: int):
+        super().__init__()
+        widths = [in_channels] + [w * ngf for w in (1, 2, 4, 8, 8, 8)]
+        self.convs = nn.Sequential(
+            *(
+                layer
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+                for layer in (
+                    nn.Conv2d(a, b, 3, stride=2, padding=1),
+                    nn.InstanceNorm2d(b),
+                    nn.LeakyReLU(0.2),
+                )
+            )
+        )
+        features = widths[-1] * (self.SIDE // 2**6) ** 2
+        self.fc_mu = nn.Linear(features, style_dim)
+        self.fc_var = nn.Linear(features, style_dim)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)``, each ``(N, style_dim)``, of images NCHW in [-1, 1]."""
+        if image.shape[-2:] != (self.SIDE, self.SIDE):
+            image = F.interpolate(image, size=(self.SIDE, self.SIDE), mode="bilinear")
+        x = self.convs(image).flatten(1)
+        return self.fc_mu(x), self.fc_var(x)
+
+
 class SPADEGenerator(Generator):
     """SPADE's generator: the label map, downsampled to ``1 / 2**num_upsampling`` of its
     sides by nearest neighbour, through a 3x3 convolution to ``16 ngf`` channels; then seven
@@ -77,10 +112,19 @@ class SPADEGenerator(Generator):
     larger images) adds one between the middle blocks. Last, leaky ReLU and a 3x3
     convolution to ``out_channels`` with tanh. Input: one-hot label maps (and any extra
     channels, such as instance boundaries), sides a multiple of ``2**num_upsampling``;
-    output the same size. No noise or style input: the label map alone decides the image.
+    output the same size.
+
+    ``style_dim`` > 0 adds the paper's style encoder (:class:`StyleEncoder`, of
+    ``out_channels`` images, saved with the generator): the start is then a linear layer of a
+    code ``z`` (``noise_dim = style_dim``) to the ``16 ngf`` channels of the grid a 256 px
+    crop has after the downsampling, the paper's, resized (bilinear) to the label map's
+    grid where that differs. ``G(x, z)``: z ``(N, style_dim)``, drawn from ``torch.randn``
+    (the prior the KL term pulls the codes to) when None; :meth:`encode_style` gives an
+    image's code. Without it, the label map alone decides the image.
     """
 
     input_kind = "labels"
+    noise_dim = 0  # the length of the code z (the style); 0: none
 
     def __init__(
         self,
@@ -90,12 +134,19 @@ class SPADEGenerator(Generator):
         num_upsampling: int = 5,
         hidden: int = 128,
         norm: str = "batch",
+        style_dim: int = 0,
     ):
         super().__init__()
         if num_upsampling not in (5, 6):
             raise ValueError(f"num_upsampling: 5 or 6, got {num_upsampling}")
         self.size_multiple = 2**num_upsampling
-        self.fc = nn.Conv2d(in_channels, 16 * ngf, 3, padding=1)
+        if style_dim:
+            self.noise_dim = style_dim
+            self.grid = StyleEncoder.SIDE // self.size_multiple
+            self.encoder = StyleEncoder(out_channels, ngf, style_dim)
+            self.fc: nn.Module = nn.Linear(style_dim, 16 * ngf * self.grid**2)
+        else:
+            self.fc = nn.Conv2d(in_channels, 16 * ngf, 3, padding=1)
         widths = [16, 16, 16, 16, 8, 4, 2, 1]  # head, middle 0, middle 1, up 0 to 3
         self.blocks = nn.ModuleList(
             SPADEResnetBlock(a * ngf, b * ngf, in_channels, hidden, norm)
@@ -108,18 +159,55 @@ class SPADEGenerator(Generator):
         self.upsample_before = [False, True, num_upsampling == 6, True, True, True, True]
 
     def tap_points(self) -> list[nn.Module]:
-        """The first convolution, each SPADE block, the last convolution and the tanh."""
+        """The first layer (a convolution of the map, or the code's linear layer), each SPADE
+        block, the last convolution and the tanh."""
         return [self.fc, *self.blocks, self.conv_img, self.tanh]
 
-    def generate(self, x: torch.Tensor) -> torch.Tensor:
-        """The image of label map ``x`` (NCHW, sides a multiple of ``size_multiple``)."""
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor | None = None,
+        layers: list[int] | None = None,
+        with_output: bool = False,
+    ) -> torch.Tensor:
+        """``generate(x, z)``; with ``layers``, the feature taps of a pass with a drawn z."""
+        if layers is None:
+            return self.generate(x, z)
+        if z is not None:
+            raise ValueError("z: feature taps (layers) draw their own code; pass one or the other")
+        return super().forward(x, layers, with_output)
+
+    def generate(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The image of label map ``x`` (NCHW, sides a multiple of ``size_multiple``), in the
+        style ``z`` (``(N, noise_dim)``; None: drawn) where the generator takes one."""
         h, w = x.shape[-2:]
-        out = self.fc(F.interpolate(x, size=(h // self.size_multiple, w // self.size_multiple)))
+        grid = (h // self.size_multiple, w // self.size_multiple)
+        if not self.noise_dim:
+            if z is not None:
+                raise ValueError("z: this SPADE generator takes no code (style_dim 0)")
+            out = self.fc(F.interpolate(x, size=grid))
+        else:
+            if z is None:
+                z = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
+            out = self.fc(z).view(x.shape[0], -1, self.grid, self.grid)
+            if out.shape[-2:] != grid:
+                out = F.interpolate(out, size=grid, mode="bilinear")
         for up, block in zip(self.upsample_before, self.blocks, strict=True):
             if up:
                 out = F.interpolate(out, scale_factor=2.0, mode="nearest")
             out = block(out, x)
         return self.tanh(self.conv_img(F.leaky_relu(out, 0.2)))
+
+    def style_posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The style encoder's ``(mu, logvar)`` of ``image`` (NCHW in [-1, 1]), for training
+        (a code drawn from them, and the KL term)."""
+        if not self.noise_dim:
+            raise ValueError("this SPADE generator has no style encoder (style_dim 0)")
+        return self.encoder(image)
+
+    def encode_style(self, image: torch.Tensor) -> torch.Tensor:
+        """The style ``(N, noise_dim)`` of ``image`` (NCHW in [-1, 1]): the encoder's mean."""
+        return self.style_posterior(image)[0]
 
 
 def spade(
@@ -129,6 +217,7 @@ def spade(
     num_upsampling: int = 5,
     hidden: int = 128,
     norm: str = "batch",
+    style_dim: int = 0,
     spectral_norm: bool = True,
     init: str = "xavier",
     init_gain: float = 0.02,
@@ -136,10 +225,12 @@ def spade(
     """SPADE's generator (:class:`SPADEGenerator`) for ``in_channels`` one-hot classes:
     ``ngf`` sets the width (the paper's 64), ``hidden`` the SPADE convolutions' (128),
     ``norm`` the parameter-free normalisation (``batch``, the paper's, or ``instance``);
-    ``spectral_norm`` on the residual blocks' convolutions (not the SPADE ones, the first or
-    the last), as the authors' default; init xavier with gain 0.02, as theirs."""
+    ``style_dim`` the length of the style code, > 0 adding the style encoder (the paper's
+    ``use_vae``, its ``z_dim`` 256); ``spectral_norm`` on the residual blocks' convolutions
+    (not the SPADE ones, the first or the last) and the encoder's, as the authors' default;
+    init xavier with gain 0.02, as theirs."""
     net = init_weights(
-        SPADEGenerator(in_channels, out_channels, ngf, num_upsampling, hidden, norm),
+        SPADEGenerator(in_channels, out_channels, ngf, num_upsampling, hidden, norm, style_dim),
         init,
         init_gain,
     )
@@ -148,4 +239,9 @@ def spade(
             for name in ("conv_0", "conv_1", "conv_s"):
                 if hasattr(block, name):
                     setattr(block, name, _spectral_norm(getattr(block, name)))
+        if style_dim:
+            convs = net.encoder.convs
+            for i, layer in enumerate(convs):
+                if isinstance(layer, nn.Conv2d):
+                    convs[i] = _spectral_norm(layer)
     return net

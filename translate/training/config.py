@@ -368,6 +368,19 @@ def check_values(config: Config) -> None:
         )
 
 
+def label_count(config: Config) -> int:
+    """``data.label_nc`` of a config whose trainer reads label maps; ``ValueError`` naming
+    the key where it is not set."""
+    d = config.data
+    if d.label_nc is None:
+        raise ValueError(
+            f"config key 'data.label_nc': model {config.model!r} trains on label maps; set it "
+            f"to their number of classes (translate data check {d.root} --label-nc N "
+            "reports the ids present)"
+        )
+    return d.label_nc
+
+
 def _check_labels(data: DataConfig) -> None:
     """A label section needs the number of classes, and names or colours one per class."""
     if data.label_nc is not None:

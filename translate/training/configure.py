@@ -18,6 +18,7 @@ from translate.training.config import (
     OverrideError,
     build_config,
     check_values,
+    label_count,
     merge,
     read_config,
     set_key,
@@ -54,6 +55,8 @@ def validate(config: Config) -> None:
             f"config key 'data.label_nc': model {config.model!r} trains on {kind} data, not "
             f"label maps (read by: {', '.join(takers) or 'no trainer yet'}); remove the key"
         )
+    if kind == LABELS:
+        label_count(config)
     trainer.check_config(config)
 
 

@@ -25,7 +25,7 @@ from translate.data.public import missing_data_hint
 from translate.models.model_file import declared_geometry
 from translate.networks import build_generator
 from translate.networks.registry import Registry
-from translate.training.config import Config
+from translate.training.config import Config, label_count
 from translate.training.specs import TRAINERS
 
 # A builder takes (the run's config, split, train, max_dataset_size, holdout part) and
@@ -74,14 +74,8 @@ def label_folder(
     config: Config, split: str, train: bool, size: int | None, part: str | None
 ) -> Dataset:
     d = config.data
-    if d.label_nc is None:
-        raise ValueError(
-            f"config key 'data.label_nc': model {config.model!r} trains on label maps; set it "
-            f"to their number of classes (translate data check {d.root} --label-nc N "
-            "reports the ids present)"
-        )
     return LabelFolder(
-        d.root, d.label_nc, d.labels, split, d.preprocess, d.output_channels,
+        d.root, label_count(config), d.labels, split, d.preprocess, d.output_channels,
         max_dataset_size=size, train=train, holdout=part, instances=d.instances,
     )  # fmt: skip
 
