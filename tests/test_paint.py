@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tool_module
 from noise_generator import CLASSES, save_toy
 from PIL import Image
 
@@ -205,3 +206,14 @@ def test_paint_endpoint_answers_the_image_and_refuses_bad_maps(client, toy: Path
     assert text.status_code == 415
     seed = client.post("/api/paint", params={"model": model, "seed": "x"}, content=b"")
     assert seed.status_code == 400 and "seed" in seed.json()["error"]
+
+
+def test_the_paint_benchmark_times_round_trips(toy: Path) -> None:
+    pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+    with tool_module("paint_benchmark") as tool:
+        maps = tool.stroke_maps(32, CLASSES, 3)
+        # each map is the one before with one more stroke
+        arrays = [np.asarray(Image.open(io.BytesIO(m))) for m in maps]
+        assert arrays[0].max() < CLASSES and not np.array_equal(arrays[0], arrays[2])
+        result = tool.run(str(toy), 32, 3)
+    assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]

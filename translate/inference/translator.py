@@ -69,11 +69,12 @@ class Translator:
     ``options`` (a :class:`~translate.inference.options.TranslatorOptions`), or keywords
     that change its fields (``device``, ``precision``, ``direction``, ``size``, ``tile``,
     ``overlap``, ``batch_size``, ``value_range``, ``norm_stats``, ``dropout``, ``seed``,
-    ``style``; each field's help says what it does), say how images are translated. ``size`` resizes each
-    image for the model (bicubic, as the reference's test mode) and the result back; else
-    images run at their native resolution, reflect-padded to the generator's size multiple
-    and cropped back, or in overlapping ``tile`` pieces blended with linear ramps. Each image
-    runs through the network on its own, so its output never depends on its batch mates.
+    ``style``; each field's help says what it does), say how images are translated.
+    ``size`` resizes each image for the model (bicubic, as the reference's test mode) and
+    the result back; else images run at their native resolution, reflect-padded to the
+    generator's size multiple and cropped back, or in overlapping ``tile`` pieces blended
+    with linear ramps. Each image runs through the network on its own, so its output never
+    depends on its batch mates.
     The generator is moved to the device in place.
 
     Values: uint8 inputs are 0-255 and uint16 ones 0-65535; float inputs (tensors and numpy
