@@ -17,7 +17,9 @@ from PIL import Image
 
 from translate.cli import main
 from translate.conversion.manifest import MANIFEST_NAME
+from translate.inference.export import export_generator
 from translate.inference.translator import Translator
+from translate.models.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,9 @@ def test_style_and_exported_backends_are_refused_in_one_line(toy: Path, tmp_path
         Translator.load(toy, device="cpu", style=str(tmp_path / "missing.png"))
     with pytest.raises(ValueError, match=r"^backend onnxruntime: .*noise_dim 3.*torch backend$"):
         Translator.load(toy, device="cpu", backend="onnxruntime")
+    with pytest.raises(ValueError, match=r"^this model takes a noise code \(noise_dim 3\)"):
+        export_generator(load_model(toy), tmp_path / "toy.pt")
+    assert not (tmp_path / "toy.pt").exists()
 
 
 def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_path: Path) -> None:

@@ -45,6 +45,9 @@ function fillDirections() {
   const labels = model.input_kind === "labels";
   $("drop-what").textContent = labels ? "Drop label maps here (PNG of class ids, gray or palette)" : "Drop images here";
   $("files").accept = labels ? "image/png" : "image/*,.tif,.tiff";
+  // The camera gives photos, which a label model cannot take.
+  document.querySelector('nav a[data-page="live"]').hidden = labels;
+  if (labels && location.hash === "#live") location.hash = "#try";
   showExamples(model);
   showPaintTab(model);
 }
