@@ -103,6 +103,17 @@ def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_p
         assert manifest["options"]["seed"] == seed
     assert outputs[1].shape == (10, 13, 3)
     assert not np.array_equal(outputs[1], outputs[2])
+    # a style replaces the seed's noise: the manifest records the style and no seed
+    Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(tmp_path / "look.png")
+    out = tmp_path / "styled"
+    args = ["convert", str(toy), str(maps), str(out), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--style", str(tmp_path / "look.png")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["options"]["style"] == str(tmp_path / "look.png")
+    assert manifest["options"]["seed"] is None
+    styled = np.asarray(Image.open(out / "m0.png"))
+    assert not np.array_equal(styled, outputs[1]) and not np.array_equal(styled, outputs[2])
 
 
 def test_a_video_of_label_maps_converts_and_a_colour_video_is_refused(

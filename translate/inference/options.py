@@ -207,7 +207,10 @@ class TranslatorOptions:
         "and its pixels, so a rerun or a resumed run gives the same outputs.",
         serve=True,
         record=lambda translator: (
-            translator.seed if translator.eval_mode.dropout or translator.noise_dim else None
+            translator.seed
+            if translator.eval_mode.dropout
+            or (translator.noise_dim and translator.options.style is None)
+            else None
         ),
     )
     style: str | None = option(

@@ -514,7 +514,7 @@ class _WithCode(nn.Module):
 
 def _check_code_options(generator: nn.Module, noise_dim: int, options: TranslatorOptions) -> None:
     """``ValueError`` in one line for a code the model cannot take or a backend cannot feed."""
-    if options.style is not None and not hasattr(generator, "encode_style"):
+    if options.style is not None and not (noise_dim and hasattr(generator, "encode_style")):
         raise ValueError(
             f"style {options.style}: this model has no style encoder; drop the style (a model "
             "with a noise input takes a seed instead)"
