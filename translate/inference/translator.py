@@ -501,7 +501,7 @@ class Translator:
 
 class _WithCode(nn.Module):
     """A generator with a noise input (``forward(x, z)``) fed one fixed code for every
-    image: what the backends' single-input forward passes see."""
+    image, so padding and tiles call it with the image alone, as any other generator."""
 
     def __init__(self, generator: nn.Module, code: torch.Tensor) -> None:
         super().__init__()
