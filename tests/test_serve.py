@@ -653,7 +653,7 @@ def test_every_api_route_is_documented_with_an_example(models: Models, run_dir: 
     page = (Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text()
     app = create_app(models, Runs(run_dir))
     routes = [r.path for r in app.routes if getattr(r, "path", "").startswith("/api/")]
-    assert len(routes) == 8
+    assert len(routes) == 10
     assert [path for path in routes if f"`{path}" not in page and f" {path}" not in page] == []
     # the upload a user tries first, and the raw body, each with a command to copy
     assert 'curl -F file=@photo.jpg "http://127.0.0.1:7860/api/translate?model=demo"' in page

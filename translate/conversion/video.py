@@ -47,6 +47,9 @@ VIDEO_EXTENSIONS = tuple(MUXERS)
 CRF_CODECS = ("h264", "libx264", "hevc", "libx265", "libvpx", "libvpx-vp9", "libsvtav1")
 
 
+# Frame formats that hold class ids exactly (lossy YUV would blend neighbouring ids).
+LABEL_FORMATS = ("gray", "gray16le", "gray16be", "pal8")
+
 # The container tag that holds a video's conversion manifest (every muxer here writes it).
 RECORD_TAG = "comment"
 
@@ -165,9 +168,18 @@ def convert_video(
         batch: list[av.VideoFrame] = []
         frames, end = 0, None
 
+        read = _label_frame if translator.spec.input_kind == "labels" else _rgb_frame
+        pixels = video.codec_context.pix_fmt
+        if translator.spec.input_kind == "labels" and pixels not in LABEL_FORMATS:
+            raise VideoError(
+                f"{src}: a label model takes videos of class ids in gray or palette frames "
+                f"({', '.join(LABEL_FORMATS)}: lossless, e.g. ffmpeg -c:v ffv1 -pix_fmt "
+                f"gray), this one's frames are {pixels}"
+            )
+
         def translate() -> None:
             try:
-                images = translator.translate_batch([f.to_ndarray(format="rgb24") for f in batch])
+                images = translator.translate_batch([read(f) for f in batch])
             except Exception as exc:  # e.g. out of memory: this video fails, the next one runs
                 raise VideoError(f"{src}: translation failed near frame {frames} ({exc})") from exc
             encoder.write(images, batch)
@@ -191,6 +203,16 @@ def convert_video(
             raise VideoError(f"{src}: no video frames could be decoded")
         _check_complete(src, source, video, frames, end)
     return frames
+
+
+def _rgb_frame(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def _label_frame(frame: av.VideoFrame) -> np.ndarray:
+    """A gray or palette frame's class ids as stored (a palette's indices), never converted."""
+    ids = frame.to_ndarray()
+    return ids[0] if isinstance(ids, tuple) else ids  # pal8: (indices, palette)
 
 
 def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -57,6 +57,12 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
+    noise_dim = getattr(model.generators[direction], "noise_dim", 0)
+    if noise_dim:
+        raise ValueError(
+            f"this model takes a noise code (noise_dim {noise_dim}), which an exported graph "
+            "has no input for; translate it with translate convert (--seed, --style)"
+        )
     mode = model.eval_mode.override(norm_stats, dropout)
     if mode.dropout and fmt == "onnx":
         raise ValueError(

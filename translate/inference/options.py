@@ -202,9 +202,22 @@ class TranslatorOptions:
     )
     seed: int = option(
         0,
-        "With --dropout: each image's dropout is drawn from this and its pixels, so a rerun "
-        "or a resumed run gives the same outputs.",
-        record=lambda translator: translator.seed if translator.eval_mode.dropout else None,
+        "A model with a noise input (noise_dim) draws its code from this: the same seed and "
+        "input give the same output. With --dropout: each image's dropout is drawn from this "
+        "and its pixels, so a rerun or a resumed run gives the same outputs.",
+        serve=True,
+        record=lambda translator: (
+            translator.seed
+            if translator.eval_mode.dropout
+            or (translator.noise_dim and translator.options.style is None)
+            else None
+        ),
+    )
+    style: str | None = option(
+        None,
+        "An image whose style a model with a style encoder copies: its code is the encoded "
+        "image instead of noise drawn from --seed.",
+        record=True,
     )
 
     def __post_init__(self) -> None:

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from translate.core.runtime import PRECISIONS, resolve_device
-from translate.data.images import image_to_array, label_array
+from translate.data.images import ImageReadError, image_to_array, label_array, read_image
 from translate.inference.backends import OnnxRuntimeGenerator, OpenVinoGenerator, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
@@ -67,12 +68,13 @@ class Translator:
 
     ``options`` (a :class:`~translate.inference.options.TranslatorOptions`), or keywords
     that change its fields (``device``, ``precision``, ``direction``, ``size``, ``tile``,
-    ``overlap``, ``batch_size``, ``value_range``, ``norm_stats``, ``dropout``, ``seed``; each
-    field's help says what it does), say how images are translated. ``size`` resizes each
-    image for the model (bicubic, as the reference's test mode) and the result back; else
-    images run at their native resolution, reflect-padded to the generator's size multiple
-    and cropped back, or in overlapping ``tile`` pieces blended with linear ramps. Each image
-    runs through the network on its own, so its output never depends on its batch mates.
+    ``overlap``, ``batch_size``, ``value_range``, ``norm_stats``, ``dropout``, ``seed``,
+    ``style``; each field's help says what it does), say how images are translated.
+    ``size`` resizes each image for the model (bicubic, as the reference's test mode) and
+    the result back; else images run at their native resolution, reflect-padded to the
+    generator's size multiple and cropped back, or in overlapping ``tile`` pieces blended
+    with linear ramps. Each image runs through the network on its own, so its output never
+    depends on its batch mates.
     The generator is moved to the device in place.
 
     Values: uint8 inputs are 0-255 and uint16 ones 0-65535; float inputs (tensors and numpy
@@ -86,6 +88,11 @@ class Translator:
     better mode). With dropout on, each image's masks are drawn from ``seed`` and the
     image's pixels, so the same input gives the same output however it is batched, resumed
     or rerun.
+
+    A generator with a noise input (its ``noise_dim``, taken as ``forward(x, z=...)``) gets
+    one code for every image: drawn from ``seed`` (default 0, so conversions are reproducible
+    unless another seed is asked for), or, with ``style`` (an image file), its
+    ``encode_style``. The same seed (or style) and input give the same output.
 
     ``backend``: ``torch`` (eager), ``onnxruntime`` (the generator's ONNX export, cached
     under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout) or
@@ -124,6 +131,8 @@ class Translator:
         self.overlap = options.tile_overlap()
         self.seed = options.seed
         generator = model.generators[direction].requires_grad_(False)
+        self.noise_dim = int(getattr(generator, "noise_dim", 0) or 0)
+        _check_code_options(generator, self.noise_dim, options)
         if self.eval_mode != EvalMode():  # the file's module stays as loaded for others
             generator = copy.deepcopy(generator)
         set_eval_mode(generator, self.eval_mode)
@@ -131,7 +140,9 @@ class Translator:
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
         runner = self.generator
-        if self.backend == "onnxruntime":
+        if self.noise_dim:
+            runner = _WithCode(self.generator, self._code(options))
+        elif self.backend == "onnxruntime":
             runner = OnnxRuntimeGenerator(model, direction, self.eval_mode)
         elif self.backend == "openvino":
             runner = OpenVinoGenerator(model, direction, self.eval_mode, self.precision)
@@ -317,6 +328,27 @@ class Translator:
 
     # --- internals -----------------------------------------------------------------------
 
+    @torch.inference_mode()
+    def _code(self, options: TranslatorOptions) -> torch.Tensor:
+        """The (1, noise_dim) code every image gets: ``style`` encoded by the generator, or
+        noise drawn on the CPU from a generator seeded with ``seed`` (so the same seed gives
+        the same code on every device)."""
+        if options.style is None:
+            rng = torch.Generator().manual_seed(options.seed)
+            return torch.randn(1, self.noise_dim, generator=rng).to(self.device)
+        try:
+            style = read_image(options.style, channels=self.out_channels)
+        except ImageReadError as exc:  # its message starts with the path
+            raise ValueError(f"style: {exc}") from exc
+        x = torch.from_numpy(style).permute(2, 0, 1)[None].to(self.device).float()
+        code = self.generator.encode_style(x / 127.5 - 1).float()
+        if tuple(code.shape) != (1, self.noise_dim):
+            raise ValueError(
+                f"style: the model's encode_style gave shape {tuple(code.shape)}, not "
+                f"(1, {self.noise_dim}) (its noise_dim)"
+            )
+        return code
+
     def _model_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """NCHW values (uint8, uint16, float in ``value_range``) -> (the model's input in
         [-1, 1] on the device, the alpha set aside in [0, 1] or None, whether the image was
@@ -465,6 +497,33 @@ class Translator:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
             return self.padded(x).float()
+
+
+class _WithCode(nn.Module):
+    """A generator with a noise input (``forward(x, z)``) fed one fixed code for every
+    image, so padding and tiles call it with the image alone, as any other generator."""
+
+    def __init__(self, generator: nn.Module, code: torch.Tensor) -> None:
+        super().__init__()
+        self.generator = generator
+        self.register_buffer("code", code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator(x, z=self.code.expand(x.shape[0], -1))
+
+
+def _check_code_options(generator: nn.Module, noise_dim: int, options: TranslatorOptions) -> None:
+    """``ValueError`` in one line for a code the model cannot take or a backend cannot feed."""
+    if options.style is not None and not (noise_dim and hasattr(generator, "encode_style")):
+        raise ValueError(
+            f"style {options.style}: this model has no style encoder; drop the style (a model "
+            "with a noise input takes a seed instead)"
+        )
+    if noise_dim and options.backend != "torch":
+        raise ValueError(
+            f"backend {options.backend}: this model takes a noise code (noise_dim "
+            f"{noise_dim}), which its exported graph has no input for; use the torch backend"
+        )
 
 
 def dropout_seed(image: torch.Tensor, seed: int) -> int:

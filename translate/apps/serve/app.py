@@ -42,6 +42,7 @@ from translate.data.images import (
     ImageReadError,
     image_to_array,
     is_image_path,
+    label_array,
     read_image,
     unreadable_reason,
 )
@@ -75,6 +76,8 @@ PARAMETERS = {
     "model": "a model's name from /api/models",
     "name": "the image file's name, e.g. name=photo.png",
 }
+# The names the paint tab's uploads go by in messages.
+PAINTED, LABEL_UPLOAD = "painted label map", "label map"
 # Query parameters hold the upload's name; a longer one is cut (its suffix kept).
 MAX_NAME = 200
 
@@ -188,6 +191,20 @@ def decode_upload(data: bytes, name: str, channels: int, max_pixels: int) -> np.
             raise ValueError(f"{name}: {reason}") from exc
 
 
+def decode_labels(data: bytes, name: str, classes: int, max_pixels: int) -> np.ndarray:
+    """An uploaded label map's class ids (gray or palette PNG, as the converter reads label
+    files); ``ValueError`` naming ``name`` for another file or an id out of range."""
+    source = io.BytesIO(data)
+    _check_pixels(source, name, max_pixels)
+    source.seek(0)
+    try:
+        with Image.open(source) as img:
+            img.load()
+            return label_array(img, classes, where=name)
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{name}: not a readable image ({unreadable_reason(exc)})") from exc
+
+
 def upload_name(name: str) -> str:
     """The name an upload is shown and checked by: the last part of ``name``, never a path,
     at most ``MAX_NAME`` characters with its suffix kept for the image-type check."""
@@ -226,7 +243,10 @@ def _translate_upload(
     budget: MemoryBudget, data: bytes, name: str, max_pixels: int
 ) -> tuple[bytes, tuple[int, int]]:
     translator = budget.translator
-    image = decode_upload(data, name, translator.in_channels, max_pixels)
+    if translator.spec.input_kind == "labels":
+        image = decode_labels(data, name, translator.in_channels, max_pixels)
+    else:
+        image = decode_upload(data, name, translator.in_channels, max_pixels)
     height, width = image.shape[:2]
     if not budget.fits(height, width):
         side = budget.tile_that_fits(height, width, smallest=MIN_TILE)
@@ -294,6 +314,16 @@ async def _read_form_file(request: Request, limit: int) -> tuple[bytes, str]:
         return await files[0].read(), files[0].filename or ""
     finally:
         await form.close()
+
+
+def _check_upload_type(kind: str, other: str = "") -> None:
+    """A 415 for a body that is no file upload (``other``: another way the route takes)."""
+    if not kind.lower().startswith(UPLOAD_TYPES):
+        raise ApiError(
+            415,
+            f"Content-Type {kind or '(none)'}: send the image file as the body, with "
+            f"Content-Type image/* or application/octet-stream{other}",
+        )
 
 
 def parameter_errors(exc: RequestValidationError) -> str:
@@ -398,13 +428,8 @@ def create_app(
         # upload is taken here, never text or an urlencoded form.
         kind = request.headers.get("content-type", "")
         form = kind.lower().startswith(FORM_TYPE)
-        if not (form or kind.lower().startswith(UPLOAD_TYPES)):
-            raise ApiError(
-                415,
-                f"Content-Type {kind or '(none)'}: send the image file as the body, "
-                f"with Content-Type image/* or application/octet-stream, or as a {FORM_TYPE} "
-                "file part (curl -F file=@photo.jpg)",
-            )
+        if not form:
+            _check_upload_type(kind, f", or as a {FORM_TYPE} file part (curl -F file=@photo.jpg)")
         chosen = budget(model, request.query_params)
         if form:
             data, sent = await _read_form_file(request, max_bytes)
@@ -414,15 +439,56 @@ def create_app(
         name = upload_name(name)
         if not form:
             data = await _read_body(request, max_bytes)
+        png, (width, height) = await translated(chosen, data, name)
+        return Response(png, media_type="image/png", headers={"X-Size": f"{width}x{height}"})
+
+    async def translated(
+        chosen: MemoryBudget, data: bytes, name: str
+    ) -> tuple[bytes, tuple[int, int]]:
+        """An upload through the gate, its failures as the status each one gets."""
         try:
-            png, (width, height) = await gate.run(_translate_upload, chosen, data, name, max_pixels)
+            return await gate.run(_translate_upload, chosen, data, name, max_pixels)
         except Busy as exc:
             raise ApiError(503, str(exc)) from exc
         except ValueError as exc:
             raise ApiError(422, str(exc)) from exc
         except RuntimeError as exc:  # e.g. out of memory on a huge image without tiles
             raise ApiError(500, f"{name}: translation failed ({exc})") from exc
-        return Response(png, media_type="image/png", headers={"X-Size": f"{width}x{height}"})
+
+    def label_budget(model: str, params: Mapping[str, str]) -> MemoryBudget:
+        chosen = budget(model, params)
+        if chosen.translator.spec.input_kind != "labels":
+            raise ApiError(400, f"model {model!r} takes images, not label maps: nothing to paint")
+        return chosen
+
+    @app.post("/api/paint")
+    async def paint(request: Request, model: str) -> Response:
+        """The paint tab's request: a label map (a PNG of class ids, gray or palette) as the
+        body, the label model's image as PNG back, with the model's time in ``X-Model-Ms``.
+        Other query parameters are the ``serve`` options (seed, direction)."""
+        _check_upload_type(request.headers.get("content-type", ""))
+        chosen = label_budget(model, request.query_params)
+        data = await _read_body(request, max_bytes)
+        start = time.perf_counter()
+        png, _ = await translated(chosen, data, PAINTED)
+        model_ms = f"{(time.perf_counter() - start) * 1000:.1f}"
+        return Response(png, media_type="image/png", headers={"X-Model-Ms": model_ms})
+
+    @app.post("/api/labels")
+    async def label_ids(request: Request, model: str) -> Response:
+        """A label PNG (gray or palette) as the body; its class ids back as an 8-bit gray
+        PNG, checked against the model's classes: what the paint tab draws an upload from
+        (a browser reads a palette file's colours, never its indices)."""
+        _check_upload_type(request.headers.get("content-type", ""))
+        classes = label_budget(model, request.query_params).translator.in_channels
+        if classes > 256:
+            raise ApiError(400, f"model {model!r} has {classes} classes; the paint tab takes 256")
+        data = await _read_body(request, max_bytes)
+        try:
+            ids = decode_labels(data, LABEL_UPLOAD, classes, max_pixels)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from exc
+        return Response(encode(ids.astype(np.uint8)), media_type="image/png")
 
     @app.websocket("/api/live")
     async def live(socket: WebSocket, model: str) -> None:

@@ -9,6 +9,7 @@ anything beyond that is refused with :class:`Busy` (HTTP 503) instead of piling 
 from __future__ import annotations
 
 import asyncio
+import colorsys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,26 @@ class ModelInfo:
     in_channels: int
     out_channels: int
     examples: list[str]
+    input_kind: str  # "image", or "labels": maps of class ids, which the page paints
+    noise_dim: int  # > 0: a noise input, which a request's seed draws
+    classes: list[dict[str, Any]] | None  # a label model's: each class's name and colour
+
+
+def class_list(classes: int, labels: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each class's name and RGB colour for the paint tab: those the model file records
+    (``training["labels"]``: ``names``, ``colors``, as a config's ``data.labels``), else
+    "class i" and hues spread by the golden angle, so neighbouring ids look apart. A recorded
+    list of another length than the classes is not the model's and is not used."""
+    names = labels.get("names") or []
+    if len(names) != classes:
+        names = [f"class {i}" for i in range(classes)]
+    colors = labels.get("colors") or []
+    if len(colors) != classes:
+        colors = [
+            [round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.65, 0.9)]
+            for i in range(classes)
+        ]
+    return [{"name": n, "color": list(c)} for n, c in zip(names, colors, strict=True)]
 
 
 def describe(name: str, training: dict[str, Any]) -> str:
@@ -129,6 +150,7 @@ class Models:
         shown = labels(list(self.files))
         for name, model in self.files.items():
             spec = next(iter(model.specs.values()))
+            generator = next(iter(model.generators.values()))
             result.append(
                 ModelInfo(
                     name,
@@ -138,6 +160,11 @@ class Models:
                     spec.in_channels,
                     spec.out_channels,
                     list(self.examples(name)),
+                    spec.input_kind,
+                    int(getattr(generator, "noise_dim", 0) or 0),
+                    class_list(spec.in_channels, model.training.get("labels") or {})
+                    if spec.input_kind == "labels"
+                    else None,
                 )
             )
         return result

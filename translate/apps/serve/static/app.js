@@ -1,4 +1,5 @@
-// The page of `translate serve`: images, live camera, training runs. No libraries.
+// The page of `translate serve`: images, live camera, training runs (the paint tab: paint.js).
+// No libraries.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +41,15 @@ function fillDirections() {
   $("direction").replaceChildren(...model.directions.map((d) => new Option(d, d)));
   $("direction-label").hidden = model.directions.length < 2;
   $("about").textContent = model.about ? `${model.label}: ${model.about}` : "";
+  // A label model reads class-id PNGs (gray or palette), not photos.
+  const labels = model.input_kind === "labels";
+  $("drop-what").textContent = labels ? "Drop label maps here (PNG of class ids, gray or palette)" : "Drop images here";
+  $("files").accept = labels ? "image/png" : "image/*,.tif,.tiff";
+  // The camera gives photos, which a label model cannot take.
+  document.querySelector('nav a[data-page="live"]').hidden = labels;
+  if (labels && location.hash === "#live") location.hash = "#try";
   showExamples(model);
+  showPaintTab(model);
 }
 
 function modelQuery() {
@@ -561,6 +570,7 @@ function showWarnings() {
 // --------------------------------------------------------------------------------------
 
 setupImages();
+setupPaint();
 $("live-start").addEventListener("click", startLive);
 $("live-stop").addEventListener("click", stopLive);
 init().catch((error) => {

@@ -1,0 +1,52 @@
+"""A tiny label-to-image generator with a noise input and a style encoder, as the shared
+contract declares them (``noise_dim``, ``forward(x, z=None)``, ``encode_style``), so the
+Translator, convert and serve are tested without the zoo's SPADE/OASIS trainers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from translate.models.model_file import GeneratorSpec, save_generators
+from translate.networks import GENERATORS
+
+NAME = "toy_noise_labels_test"
+CLASSES = 4
+NOISE = 3
+
+
+@GENERATORS.register(NAME)
+class ToyNoiseLabels(nn.Module):
+    """Per pixel: a 1x1 convolution of the one-hot map plus the code replicated over the
+    pixels (OASIS's "3D noise"); the style encoder is the image's mean colour through a
+    linear layer. Sides padded to a multiple of 4."""
+
+    input_kind = "labels"
+    size_multiple = 4
+    noise_dim = NOISE
+
+    def __init__(self, in_channels: int = CLASSES, out_channels: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(in_channels + NOISE, out_channels, 1)
+        self.style = nn.Linear(out_channels, NOISE)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is None:
+            z = torch.randn(x.shape[0], NOISE, device=x.device)
+        planes = z[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return torch.tanh(self.body(torch.cat([x, planes.to(x.dtype)], 1)))
+
+    def encode_style(self, image: torch.Tensor) -> torch.Tensor:
+        return self.style(image.mean(dim=(2, 3)))
+
+
+def save_toy(path, labels=None) -> None:  # noqa: ANN001 (a test helper)
+    """A toy noise model file at ``path``, its weights spread so that codes show; ``labels``
+    (names and colours) recorded in its training metadata when given."""
+    torch.manual_seed(0)
+    spec = GeneratorSpec.declared(NAME, CLASSES, 3, {})
+    net = spec.build()
+    with torch.no_grad():
+        net.body.weight.mul_(3)
+    training = {} if labels is None else {"labels": labels}
+    save_generators(path, {"AtoB": (spec, net)}, training=training)

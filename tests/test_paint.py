@@ -1,0 +1,235 @@
+"""Label models in use: noise from --seed and --style in the Translator and convert, label
+videos, and serve's label upload and paint endpoint (the page itself: test_serve_browser)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tool_module
+from noise_generator import CLASSES, save_toy
+from PIL import Image
+
+from translate.cli import main
+from translate.conversion.manifest import MANIFEST_NAME
+from translate.inference.export import export_generator
+from translate.inference.translator import Translator
+from translate.models.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("noise") / "noise.safetensors"
+    save_toy(path, labels={"names": ["sea", "land", "hill", "ice"]})
+    return path
+
+
+def ids(seed: int = 0, size: tuple[int, int] = (10, 13)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, CLASSES, size).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_same_seed_gives_the_same_image_and_another_seed_another(toy: Path) -> None:
+    labels = ids()
+    first = Translator.load(toy, device="cpu", seed=3)(labels)
+    again = Translator.load(toy, device="cpu", seed=3)
+    assert np.array_equal(first, again(labels))
+    # one code for every image, whatever its batch mates
+    assert np.array_equal(again.translate_batch([ids(1), labels])[1], first)
+    other = Translator.load(toy, device="cpu", seed=4)(labels)
+    assert np.abs(first.astype(int) - other).mean() > 5
+    # no seed given: the default seed, so conversions repeat
+    assert np.array_equal(
+        Translator.load(toy, device="cpu")(labels),
+        Translator.load(toy, device="cpu", seed=0)(labels),
+    )
+
+
+def test_a_style_image_sets_the_code_through_encode_style(toy: Path, tmp_path: Path) -> None:
+    labels = ids()
+    outputs = []
+    for value in (20, 230):
+        style = tmp_path / f"style{value}.png"
+        Image.fromarray(np.full((6, 5, 3), value, np.uint8)).save(style)
+        translator = Translator.load(toy, device="cpu", style=str(style))
+        x = np.full((1, 3, 1, 1), value / 127.5 - 1, np.float32)
+        expected = translator.generator.encode_style(torch.from_numpy(x))
+        assert torch.allclose(translator.padded.generator.code, expected)
+        # the seed does not matter once a style gives the code
+        seeded = Translator.load(toy, device="cpu", style=str(style), seed=9)(labels)
+        outputs.append(translator(labels))
+        assert np.array_equal(outputs[-1], seeded)
+    assert not np.array_equal(*outputs)
+
+
+def test_style_and_exported_backends_are_refused_in_one_line(toy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^style .*no style encoder; drop the style") as info:
+        Translator.load("demo", device="cpu", style=str(tmp_path / "any.png"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"^style: .*missing\.png: file not found$"):
+        Translator.load(toy, device="cpu", style=str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match=r"^backend onnxruntime: .*noise_dim 3.*torch backend$"):
+        Translator.load(toy, device="cpu", backend="onnxruntime")
+    with pytest.raises(ValueError, match=r"^this model takes a noise code \(noise_dim 3\)"):
+        export_generator(load_model(toy), tmp_path / "toy.pt")
+    assert not (tmp_path / "toy.pt").exists()
+
+
+def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for i in range(3):
+        Image.fromarray(ids(i), "L").save(maps / f"m{i}.png")
+    outputs = {}
+    for seed in (1, 2):
+        out = tmp_path / f"out{seed}"
+        result = CliRunner().invoke(
+            main, ["convert", str(toy), str(maps), str(out), "--device", "cpu", "--seed", str(seed)]
+        )
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.glob("*.png")) == ["m0.png", "m1.png", "m2.png"]
+        outputs[seed] = np.asarray(Image.open(out / "m0.png"))
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert manifest["options"]["seed"] == seed
+    assert outputs[1].shape == (10, 13, 3)
+    assert not np.array_equal(outputs[1], outputs[2])
+    # a style replaces the seed's noise: the manifest records the style and no seed
+    Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(tmp_path / "look.png")
+    out = tmp_path / "styled"
+    args = ["convert", str(toy), str(maps), str(out), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--style", str(tmp_path / "look.png")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["options"]["style"] == str(tmp_path / "look.png")
+    assert manifest["options"]["seed"] is None
+    styled = np.asarray(Image.open(out / "m0.png"))
+    assert not np.array_equal(styled, outputs[1]) and not np.array_equal(styled, outputs[2])
+
+
+def test_a_video_of_label_maps_converts_and_a_colour_video_is_refused(
+    toy: Path, tmp_path: Path
+) -> None:
+    av = pytest.importorskip("av")
+    from translate.conversion.video import VideoError, convert_video
+
+    # 4x4 blocks of one class: the encoder's 2x2 chroma subsampling keeps their colours
+    frames = [np.kron(ids(i, (4, 6)), np.ones((4, 4), np.uint8)) for i in range(3)]
+    source = tmp_path / "labels.mkv"
+    with av.open(str(source), "w") as sink:
+        stream = sink.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "gray"
+        for frame in frames:
+            sink.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")))
+        sink.mux(stream.encode())
+    translator = Translator.load(toy, device="cpu")
+    assert convert_video(source, tmp_path / "out.mkv", translator, codec="ffv1") == 3
+    with av.open(str(tmp_path / "out.mkv")) as result:
+        first = next(result.decode(video=0)).to_ndarray(format="rgb24")
+    expected = translator(frames[0])
+    # the translator's output, but for YUV rounding; another map's is far off
+    assert np.abs(first.astype(int) - expected).mean() < 6
+    assert np.abs(first.astype(int) - translator(frames[1])).mean() > 10
+
+    colour = tmp_path / "colour.mkv"
+    with av.open(str(colour), "w") as sink:
+        stream = sink.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv420p"
+        sink.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 24, 3), np.uint8))))
+        sink.mux(stream.encode())
+    with pytest.raises(VideoError, match="gray or palette frames.*frames are yuv420p"):
+        convert_video(colour, tmp_path / "colour_out.mkv", translator, codec="ffv1")
+    assert not (tmp_path / "colour_out.mkv").exists()
+
+
+@pytest.fixture(scope="module")
+def client(toy: Path):  # noqa: ANN201 (a TestClient; fastapi is optional)
+    pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+    from fastapi.testclient import TestClient
+
+    from translate.apps.serve.app import create_app
+    from translate.apps.serve.models import Models
+
+    models = Models([str(toy), "demo"], device="cpu")
+    return TestClient(create_app(models), headers={"content-type": "image/png"})
+
+
+def test_serve_lists_a_label_model_with_its_classes_and_noise(client, toy: Path) -> None:
+    listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    info = listed[str(toy)]
+    assert info["input_kind"] == "labels" and info["noise_dim"] == 3
+    # recorded names, default colours (the file records none)
+    assert [c["name"] for c in info["classes"]] == ["sea", "land", "hill", "ice"]
+    assert len({tuple(c["color"]) for c in info["classes"]}) == CLASSES
+    assert listed["demo"]["input_kind"] == "image" and listed["demo"]["classes"] is None
+
+
+def test_paint_endpoint_answers_the_image_and_refuses_bad_maps(client, toy: Path) -> None:
+    model = str(toy)
+    labels = ids(size=(32, 32))
+    answer = client.post(
+        "/api/paint", params={"model": model, "seed": 5}, content=png_bytes(labels)
+    )
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    assert float(answer.headers["x-model-ms"]) >= 0
+    image = np.asarray(Image.open(io.BytesIO(answer.content)))
+    expected = Translator.load(toy, device="cpu", seed=5)(labels)
+    assert np.array_equal(image, expected)
+    # a palette upload through /api/translate is the same map: indices, not colours
+    palette = Image.fromarray(labels, "P")
+    palette.putpalette([v for i in range(256) for v in (255 - i, 3 * i % 256, 7)])
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG")
+    other = client.post(
+        "/api/translate",
+        params={"model": model, "name": "m.png", "seed": 5},
+        content=buffer.getvalue(),
+    )
+    assert other.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(other.content))), expected)
+    # its ids back as gray for the page's canvas
+    back = client.post("/api/labels", params={"model": model}, content=buffer.getvalue())
+    assert back.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(back.content))), labels)
+
+    bad = labels.copy()
+    bad[3, 4] = 9
+    refused = client.post("/api/paint", params={"model": model}, content=png_bytes(bad))
+    assert refused.status_code == 422
+    assert refused.json()["error"] == (
+        "painted label map: class id 9 is not below the model's 4 classes (ids 0 to 3)"
+    )
+    colour = client.post(
+        "/api/paint", params={"model": model}, content=png_bytes(np.zeros((8, 8, 3), np.uint8))
+    )
+    assert colour.status_code == 422 and "this image is RGB" in colour.json()["error"]
+    garbage = client.post("/api/paint", params={"model": model}, content=b"not a png")
+    assert garbage.status_code == 422 and "not a readable image" in garbage.json()["error"]
+    image_model = client.post("/api/paint", params={"model": "demo"}, content=png_bytes(labels))
+    assert image_model.status_code == 400 and "nothing to paint" in image_model.json()["error"]
+    text = client.post(
+        "/api/paint", params={"model": model}, content=b"x", headers={"content-type": "text/plain"}
+    )
+    assert text.status_code == 415
+    seed = client.post("/api/paint", params={"model": model, "seed": "x"}, content=b"")
+    assert seed.status_code == 400 and "seed" in seed.json()["error"]
+
+
+def test_the_paint_benchmark_times_round_trips(toy: Path) -> None:
+    pytest.importorskip("fastapi", reason="translate serve needs the serve extra")
+    with tool_module("paint_benchmark") as tool:
+        maps = tool.stroke_maps(32, CLASSES, 3)
+        # each map is the one before with one more stroke
+        arrays = [np.asarray(Image.open(io.BytesIO(m))) for m in maps]
+        assert arrays[0].max() < CLASSES and not np.array_equal(arrays[0], arrays[2])
+        result = tool.run(str(toy), 32, 3)
+    assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]
