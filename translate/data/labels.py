@@ -175,3 +175,13 @@ def describe_counts(counts: np.ndarray, labels: Labels) -> str:
         shares = ", ".join(f"{labels.name(int(i))} {100 * counts[i] / total:.1f}%" for i in present)
         line += f"; {shares}"
     return line
+
+
+def colorize(hot: torch.Tensor, palette: list[list[int]]) -> torch.Tensor:
+    """One-hot maps ``(N, classes[+ more], H, W)`` as images ``(N, 3, H, W)`` in [-1, 1],
+    each class in its ``palette`` colour (:meth:`Labels.palette`); channels after the
+    classes (instance edges) are left out and unlabelled pixels are mid-gray."""
+    import torch
+
+    colors = torch.tensor(palette, dtype=hot.dtype, device=hot.device) / 127.5 - 1
+    return torch.einsum("nchw,ck->nkhw", hot[:, : len(palette)], colors)
