@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from training_helpers import resumed_run
+from training_helpers import make_engine, resumed_run
 
 from translate.cli import main
 from translate.data.images import list_images, read_image, write_image, write_label_map
@@ -192,7 +192,7 @@ def test_oasis_trains_resumes_exactly_and_its_run_converts_label_maps(tmp_path):
 
 
 def test_config_checks_name_the_key_and_the_fix(tmp_path):
-    base = _config(tmp_path)
+    base = _config(_label_data(tmp_path / "data"))
     config = from_dict(base)
     assert (config.optim.lr_g, config.optim.lr_d, config.optim.beta1) == (1e-4, 4e-4, 0.0)
     assert config.loss.lambda_labelmix == 10.0
@@ -204,3 +204,7 @@ def test_config_checks_name_the_key_and_the_fix(tmp_path):
         from_dict({**base, "discriminator": {"options": {"classes": 5}}})
     with pytest.raises(ValueError, match="'loss.lambda_labelmix': must be 0 or more"):
         from_dict({**base, "loss": {"lambda_labelmix": -1}})
+    # the generator takes 32 px, but the discriminator halves the sides six times
+    small = {**base, "data": {**base["data"], "preprocess": {"mode": "crop", "crop_size": 32}}}
+    with pytest.raises(ValueError, match=r"\(32, 32\) but OASIS's discriminator needs sides "):
+        make_engine(small, tmp_path / "run")
