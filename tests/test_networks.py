@@ -204,23 +204,25 @@ def _tiny_generator(name):
 @pytest.mark.parametrize("name", GENERATORS.names())
 def test_every_generator_taps_features_and_stops_at_the_deepest(name):
     net, x = _tiny_generator(name)
+    # a generator of a random code (noise_dim) draws one per call unless given it
+    code = {"z": torch.randn(1, net.noise_dim)} if getattr(net, "noise_dim", 0) else {}
     points = net.tap_points()
     assert len(points) > 3
     with torch.no_grad():
-        out = net(x)
+        out = net(x, **code)
         # The last tap point is the output layer; taps come back in the order asked.
-        last, first, again = net(x, layers=[-1, 0, 0])
+        last, first, again = net(x, **code, layers=[-1, 0, 0])
         assert torch.equal(last, out)
         assert torch.equal(first, again)
-        assert net(x, layers=[]) == []
+        assert net(x, **code, layers=[]) == []
         ran = []
         points[-1].register_forward_hook(lambda *_: ran.append(True))
-        (middle,) = net(x, layers=[len(points) // 2])
+        (middle,) = net(x, **code, layers=[len(points) // 2])
         assert middle.dim() == 4 and not ran  # nothing after the deepest tap ran
-        net(x)
+        net(x, **code)
         assert ran
     with pytest.raises(ValueError, match=f"tap points 0..{len(points) - 1}"):
-        net(x, layers=[len(points)])
+        net(x, **code, layers=[len(points)])
 
 
 def test_resnet_taps_count_as_the_reference_cut():
