@@ -25,7 +25,7 @@ from PIL import Image
 
 from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import image_to_array, label_array
-from translate.inference.backends import OnnxRuntimeGenerator, OpenVinoGenerator, resolve_backend
+from translate.inference.backends import backend_runner, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.models.model_file import LoadedModel
@@ -112,10 +112,9 @@ class Translator:
         self.eval_mode = model.eval_mode.override(options.norm_stats, options.dropout)
         # Models that declare the precisions they run in (spandrel's) keep auto off the others.
         supported = getattr(model.generators[options.direction], "precisions", None)
-        self.device, self.precision = resolve_backend(
+        self.backend, self.device, self.precision = resolve_backend(
             options.backend, options.device, options.precision, self.eval_mode, supported
         )
-        self.backend = options.backend
         self.direction = direction = options.direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -130,13 +129,19 @@ class Translator:
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
-        runner = self.generator
-        if self.backend == "onnxruntime":
-            runner = OnnxRuntimeGenerator(model, direction, self.eval_mode)
-        elif self.backend == "openvino":
-            runner = OpenVinoGenerator(model, direction, self.eval_mode, self.precision)
+        self.backend, runner, self.int8 = backend_runner(
+            model, direction, self.eval_mode, self.generator, self.backend, self.precision,
+            options.calibrate, options.min_psnr, chosen=options.backend == "auto",
+        )  # fmt: skip
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
+
+    def int8_record(self) -> dict[str, Any] | None:
+        """The manifest's record of an int8 model's calibration: how many images, and the
+        PSNR kept against fp32 on them (None unless int8)."""
+        if self.int8 is None:
+            return None
+        return {"images": self.int8.images, "psnr": round(self.int8.psnr, 2)}
 
     @classmethod
     def load(
