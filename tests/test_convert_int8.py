@@ -18,6 +18,7 @@ from translate.core.metrics import psnr
 from translate.inference import backends
 from translate.inference.backends import resolve_backend
 from translate.inference.options import OptionError, TranslatorOptions
+from translate.inference.translator import Translator
 from translate.networks.eval_mode import EvalMode
 
 pytest.importorskip("onnxruntime")
@@ -149,3 +150,15 @@ def test_auto_runs_onnxruntime_for_fp32_and_int8_on_the_cpu_else_torch(monkeypat
     assert backend(precision="auto") == "torch"  # a native-bf16 CPU: torch's autocast
     monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
     assert backend() == "torch"  # onnxruntime not installed
+
+
+def test_auto_runs_torch_when_the_model_does_not_export(scaled_model, monkeypatch, capsys):
+    def fails(*args, **kwargs):
+        raise ValueError("cannot export this")
+
+    monkeypatch.setattr(backends, "export_generator", fails)
+    translator = Translator(scaled_model, backend="auto", device="cpu", precision="fp32")
+    assert translator.backend == "torch"
+    assert "--backend auto: running on torch (cannot export this)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="cannot export this"):  # asked for by name: an error
+        Translator(scaled_model, backend="onnxruntime")
