@@ -154,8 +154,18 @@ def test_the_openvino_model_is_reused_and_a_failed_conversion_leaves_nothing(
 def test_openvino_takes_torchs_thread_count_and_runs_fp32(scaled_model, one_thread):
     openvino = pytest.importorskip("openvino")
     runner = Translator(scaled_model, backend="openvino").padded.generator
-    assert int(runner.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
-    assert runner.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    assert int(runner.dynamic.get_property("INFERENCE_NUM_THREADS")) == 1
+    assert runner.dynamic.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    # A model compiled for each of the first input shapes; the others share the dynamic one.
+    translator = Translator(scaled_model, backend="openvino", **FP32)
+    reference = Translator(scaled_model, **FP32)
+    rng = np.random.default_rng(5)
+    for side in range(8, 8 + 4 * (backends._STATIC_SHAPES + 2), 4):
+        image = rng.integers(0, 256, (side, 12, 4), dtype=np.uint8)
+        assert _grey_levels(translator(image), reference(image)) <= 2
+    static = translator.padded.generator.static
+    assert len(static) == backends._STATIC_SHAPES
+    assert (1, 4, 8, 12) in static
 
 
 @pytest.mark.parametrize(
@@ -183,16 +193,19 @@ def test_an_unreadable_cache_entry_names_the_file(scaled_model, backend, entry, 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"precision": "bf16"}, "--precision bf16: --backend onnxruntime runs the fp32 graph"),
+        (
+            {"precision": "bf16"},
+            "--precision bf16: --backend onnxruntime runs the fp32 or int8 graph",
+        ),
         ({"dropout": True}, "--dropout: --backend onnxruntime cannot seed dropout"),
         ({"device": "cuda"}, "--backend onnxruntime runs on the CPU; got --device cuda"),
         (
             {"backend": "tensorrt"},
-            "backend: expected torch, onnxruntime or openvino, got 'tensorrt'",
+            "backend: expected torch, onnxruntime, openvino or auto, got 'tensorrt'",
         ),
         (
             {"backend": "openvino", "precision": "fp16"},
-            "--precision fp16: --backend openvino runs the fp32 or bf16 graph",
+            "--precision fp16: --backend openvino runs the fp32, bf16 or int8 graph",
         ),
         ({"backend": "openvino", "dropout": True}, "--dropout: --backend openvino cannot seed"),
         ({"backend": "openvino", "device": "cuda"}, "--backend openvino runs on the CPU"),

@@ -48,23 +48,29 @@ def test_unknown_section_is_refused(benchmark):
 @pytest.mark.slow
 def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(benchmark, "isolated", lambda fn, **kwargs: fn(**kwargs))
-    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path))  # the onnxruntime graph's cache
+    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path))  # the exported graphs' cache
     threads = benchmark.torch.get_num_threads()
-    results = benchmark.main(["--quick", "--device", "cpu", "--size", "32", "--only", "backends"])
-    assert benchmark.torch.get_num_threads() == threads  # one thread inside the case only
-    rows = {(r["backend"], r["precision"]): r for r in results["backends"]}
-    expected = {("torch", p) for p in benchmark.precisions("cpu")} | {("onnxruntime", "fp32")}
+    argv = ["--quick", "--device", "cpu", "--size", "32", "--only", "backends"]
+    more = ["--models", "demo", "--models", "student", "--threads", "1", "--threads", "2"]
+    results = benchmark.main([*argv, *more, "--convert-images", "3"])
+    assert benchmark.torch.get_num_threads() == threads  # set inside the case only
+    rows = {
+        (r["model"], r["backend"], r["precision"], r["threads"]): r for r in results["backends"]
+    }
+    runs = {("torch", p) for p in benchmark.precisions("cpu")}
+    runs |= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
     if benchmark.importlib.util.find_spec("openvino") is not None:  # an optional extra
-        expected |= {("openvino", p) for p in benchmark.precisions("cpu")}
-    assert set(rows) == expected
-    for row in rows.values():
-        assert 0 < row["p50 ms"] <= row["p95 ms"] and row["convert img/s"] > 0
-        assert row["speed-up vs torch fp32"] == pytest.approx(
-            rows["torch", "fp32"]["p50 ms"] / row["p50 ms"]
-        )
+        runs |= {("openvino", p) for p in [*benchmark.precisions("cpu"), "int8"]}
+    assert set(rows) == {(m, *run, t) for m in ("demo", "student") for run in runs for t in (1, 2)}
+    for (model, _, precision, threads), row in rows.items():
+        assert 0 < row["p50 ms"] <= row["p95 ms"] and row["frames/s"] > 0 and row["load"] >= 0
+        assert ("convert img/s" in row) == (model == "demo")  # the demo converts the folder
+        assert ("int8 PSNR" in row) == (precision == "int8")
+        base = rows[model, "torch", "fp32", threads]
+        assert row["speed-up vs torch fp32"] == pytest.approx(base["p50 ms"] / row["p50 ms"])
     flags = results["machine"]["cpu flags"]
     out = capsys.readouterr().out
-    assert f"cpu flags: {flags}," in out and "1 thread" in out
+    assert f"cpu flags: {flags}," in out and "demo converting 3 PNGs" in out
     cpu = benchmark.cpu_info()
     assert ("avx512_bf16" in flags.split()) == ("avx512_bf16" in cpu.flags)
 

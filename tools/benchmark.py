@@ -19,9 +19,15 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   onnxruntime (``REALTIME``);
 - video: ``convert_video`` frames/s end to end (decode, translate, encode an H.264 clip with
   audio) against the bare forward pass of the same student, batch and precision;
-- backends: the demo model through the Translator on one thread, per inference backend
-  (torch fp32, torch bf16 where native, onnxruntime): batch-1 latency and ``convert_folder``
-  images/s (``BACKENDS``). The machine line names the CPU's SIMD flags.
+- backends: the demo model, the distilled student and ``demo-sr`` (256 -> 1024) through the
+  Translator per inference backend and precision (``BACKENDS``: torch fp32, bf16 where
+  native, onnxruntime and openvino in fp32 and int8, openvino bf16 where native) on 1 and 2
+  threads (``--threads``): batch-1 latency and frames/s, and for the demo ``convert_folder``
+  images/s over one folder of ``--convert-images`` PNGs (192; made once per run). Each row
+  has its threads and the load average when it started; the machine line names the CPU's
+  SIMD flags. int8 models are calibrated on 8 images like the converted ones, with no
+  PSNR floor (the student's weights are random), and the row gives the PSNR kept.
+  ``--models`` picks the models: the whole section takes about 12 minutes on 2 cores.
 - distributed: our pix2pix step on 2 gloo ranks of the CPU, gradients all-reduced during
   backward (``train.overlap_grad_reduce``, the default) against one flat all-reduce after it.
 - sr: super-resolution (``SR_TRAINING``, ``SR_REALTIME``): our ``model: sr`` train step
@@ -40,6 +46,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -99,9 +106,12 @@ REALTIME = {
 }
 # The Translator's backends side by side: (backend, precision); bf16 only where native.
 BACKENDS = [
-    ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
-    ("openvino", "bf16"),
+    ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+    ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
 ]  # fmt: skip
+# The backends section's models: the bundled demo, the distilled student, the bundled x4.
+BACKEND_MODELS = ("demo", "student", "demo-sr")
+CALIBRATION_IMAGES = 8
 OPTIONAL_BACKENDS = {"onnxruntime": "onnxruntime", "openvino": "openvino"}  # -> its package
 # The CPU flags that decide these figures: vector width, fused multiply-add, int8/bf16 dots.
 SIMD_FLAGS = frozenset(
@@ -622,35 +632,55 @@ def video_case(precision: str, device: str, size: int, quick: bool, batch: int) 
     }
 
 
-def backend_case(backend: str, precision: str, size: int, quick: bool) -> dict[str, Any]:
-    """The demo model through the Translator with ``backend`` on one CPU thread: the batch-1
-    latency of one size x size image (``translate_tensor``: padding and the value range
-    included) and ``convert_folder`` images/s over PNGs with one decoding thread. The
-    onnxruntime graph comes from the cache (exported before timing on first use)."""
-    count = 8 if quick else 32
+def backend_case(
+    model: str, backend: str, precision: str, threads: int, size: int, quick: bool,
+    folder: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``model`` through the Translator with ``backend`` and ``precision`` on ``threads``
+    CPU threads: the batch-1 latency of one size x size image (``translate_tensor``:
+    padding and the value range included) and, given the PNG ``folder``, ``convert_folder``
+    images/s over it. Graphs come from the cache (exported before timing on first use)."""
     warmup, iters = (2, 8) if quick else (5, 30)
+    if model == "demo-sr":  # 8.2 GMAC a 256 px frame: fewer calls, the same median
+        warmup, iters = (1, 4) if quick else (2, 10)
     rng = np.random.default_rng(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # onnxruntime's session takes torch's thread count
+    load = os.getloadavg()[0]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the onnxruntime and openvino runners take torch's count
     try:
-        translator = Translator.load(
-            "demo", device="cpu", precision=precision, backend=backend, batch_size=1
-        )
-        image = torch.from_numpy(smooth_image(rng, size, size)).permute(2, 0, 1)
-        timed = latencies(lambda: translator.translate_tensor(image), "cpu", warmup, iters)
         with tempfile.TemporaryDirectory() as tmp:
-            for i in range(count):
-                write_image(Path(tmp, "in", f"{i:04d}.png"), smooth_image(rng, size, size))
-            start = time.perf_counter()
-            summary = convert_folder(
-                Path(tmp, "in"), Path(tmp, "out"), translator, progress=False, workers=1
-            )
-            convert_s = count / (time.perf_counter() - start)
+            int8 = {}
+            if precision == "int8":  # no floor: the point is the speed, the PSNR is shown
+                for i in range(CALIBRATION_IMAGES):
+                    write_image(Path(tmp, "cal", f"{i}.png"), smooth_image(rng, size, size))
+                int8 = {"calibrate": str(Path(tmp, "cal")), "min_psnr": 0.0}
+            translator = Translator(
+                _generator_file(model, Path(tmp)), device="cpu", precision=precision,
+                backend=backend, batch_size=1, **int8,
+            )  # fmt: skip
+            image = torch.from_numpy(smooth_image(rng, size, size)).permute(2, 0, 1)
+            timed = latencies(lambda: translator.translate_tensor(image), "cpu", warmup, iters)
+            row = {"threads": threads, "load": load, **timed}
+            if translator.int8 is not None:
+                row["int8 PSNR"] = translator.int8.psnr
+            if folder is not None:
+                count = len(list(Path(folder).glob("*.png")))
+                start = time.perf_counter()
+                summary = convert_folder(folder, Path(tmp, "out"), translator, progress=False)
+                row["convert img/s"] = count / (time.perf_counter() - start)
+                if summary.converted != count:
+                    raise RuntimeError(f"convert_folder converted {summary.converted} of {count}")
     finally:
-        torch.set_num_threads(threads)
-    if summary.converted != count:
-        raise RuntimeError(f"convert_folder converted {summary.converted} of {count}")
-    return {"p50 ms": timed["p50 ms"], "p95 ms": timed["p95 ms"], "convert img/s": convert_s}
+        torch.set_num_threads(previous)
+    return row
+
+
+def png_folder(root: Path, count: int, size: int) -> Path:
+    """``count`` photo-like size x size PNGs in ``root``/in, the converter's input."""
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        write_image(root / "in" / f"{i:04d}.png", smooth_image(rng, size, size))
+    return root / "in"
 
 
 def ray_case(actors: int, size: int, quick: bool) -> dict[str, Any]:
@@ -735,9 +765,17 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
         row["pix2pix train it/s"] = ours[0]
         row["loader/train"] = row["images/s"] / ours[0]
     backends = results.get("backends", [])
-    base = [r for r in backends if (r["backend"], r["precision"]) == ("torch", "fp32")]
-    for row in backends if base else []:
-        row["speed-up vs torch fp32"] = base[0]["p50 ms"] / row["p50 ms"]
+    torch_fp32 = {
+        (r["model"], r["threads"]): r
+        for r in backends
+        if (r["backend"], r["precision"]) == ("torch", "fp32")
+    }
+    for row in backends:
+        base = torch_fp32.get((row["model"], row["threads"]))
+        if base is not None:
+            row["speed-up vs torch fp32"] = base["p50 ms"] / row["p50 ms"]
+            if "convert img/s" in row and "convert img/s" in base:
+                row["convert vs torch fp32"] = row["convert img/s"] / base["convert img/s"]
     sr_steps = [r for r in results.get("sr", []) if "step" in r]
     basicsr = {r["network"]: r["it/s"] for r in sr_steps if r["step"] == "BasicSR-style"}
     for row in sr_steps:
@@ -763,6 +801,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--only", choices=SECTIONS, action="append", help="run this section (repeatable)"
+    )
+    parser.add_argument(
+        "--models",
+        choices=BACKEND_MODELS,
+        action="append",
+        help="backends: measure only this model (repeatable); default: all three",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        action="append",
+        help="backends: CPU threads (repeatable); default: 1 and 2",
+    )
+    parser.add_argument(
+        "--convert-images",
+        type=int,
+        default=192,
+        help="backends: PNGs in the demo's converter folder (0: no converter figures)",
     )
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), action="append",
@@ -845,15 +901,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for precision in measured(precisions(device)):
         cases.append(("video", {"precision": precision, "batch": args.batch}, video_case,
                       {"precision": precision, "batch": args.batch, **common}))  # fmt: skip
+    # The demo's converter folder, made once for all its rows (removed after the run).
+    workdir = Path(tempfile.mkdtemp(prefix="benchmark-"))
+    folder = None
+    if "backends" in only and args.convert_images:
+        folder = png_folder(workdir, args.convert_images, args.size)
     for backend, precision in BACKENDS:
         package = OPTIONAL_BACKENDS.get(backend)
         if package is not None and importlib.util.find_spec(package) is None:
             print(f"backends: {backend} skipped ({package} is not installed)", file=sys.stderr)
             continue
-        if precision in precisions("cpu"):  # one CPU thread, whatever --device says
-            label = {"backend": backend, "precision": precision}
-            kwargs = {"size": args.size, "quick": args.quick}
-            cases.append(("backends", label, backend_case, {**label, **kwargs}))
+        if precision not in [*precisions("cpu"), "int8"]:  # the CPU, whatever --device says
+            continue
+        for model in args.models or BACKEND_MODELS:
+            for threads in args.threads or (1, 2):
+                label = {"model": model, "backend": backend, "precision": precision}
+                converts = model == "demo" and folder is not None
+                kwargs = {"threads": threads, "size": args.size, "quick": args.quick,
+                          "folder": str(folder) if converts else None}  # fmt: skip
+                cases.append(("backends", label, backend_case, {**label, **kwargs}))
     if "ray" in only:  # the same folder locally and on 1 and 2 actors, in this run
         for actors in (0, 1, 2):
             label = {"runner": "ray" if actors else "local", "actors": actors or "-"}
@@ -866,8 +932,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results: dict[str, Any] = {"machine": machine(device), "quick": args.quick, "size": args.size}
     sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS if name in only}
-    for section, label, fn, kwargs in tqdm(cases, desc="benchmark", unit="case"):
-        sections[section].append({**label, **isolated(fn, **kwargs)})
+    try:
+        for section, label, fn, kwargs in tqdm(cases, desc="benchmark", unit="case"):
+            sections[section].append({**label, **isolated(fn, **kwargs)})
+    finally:
+        shutil.rmtree(workdir)
     add_ratios(sections)
     results.update(sections)
 
@@ -881,7 +950,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "unpaired": f"CUT and FastCUT against CycleGAN, {side}, batch 1",
         "realtime": f"real time, {side}, batch 1",
         "video": f"video, {side} H.264 with AAC audio, student",
-        "backends": f"backends, demo model through the Translator, {side}, 1 thread",
+        "backends": f"backends through the Translator, {side} (demo-sr: x4), batch 1; "
+        f"demo converting {args.convert_images} PNGs",
         "ray": f"conversion on Ray Data against the local converter, pix2pix, {side} PNGs, fp32",
         "distributed": f"pix2pix on 2 gloo ranks (CPU), {side}, batch 1 per rank",
         "sr": f"super-resolution x4: train steps at {side} HR crops, batch {args.batch}; "

@@ -121,6 +121,8 @@ def convert(
         raise click.UsageError("--actors is for --ray")
     if ray_address is not None and Ranks.from_env().world_size > 1:
         raise click.UsageError("--ray spreads the files itself: run it without torchrun")
+    if options["precision"] == "int8" and options["calibrate"] is None and input.is_dir():
+        options["calibrate"] = str(input)  # its first images calibrate (TranslatorOptions)
     try:
         translating, writing = split(options, TranslatorOptions), split(options, ConvertOptions)
         check_groups(translating, writing)

@@ -8,11 +8,14 @@ that acts on it, which imports it from here: :mod:`translate.core.runtime` (prec
 DIRECTIONS = ("AtoB", "BtoA")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Inference also runs int8: a quantized graph on onnxruntime or openvino.
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 NORM_STATS = ("running", "batch")
-BACKENDS = ("torch", "onnxruntime", "openvino")
+BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
 BACKEND_HELP = (
     "What runs the model: torch, onnxruntime (the ONNX export, made on first use and "
-    "cached; CPU, fp32; needs the onnx extra) or openvino (that export converted for "
-    "OpenVINO's CPU plugin and cached; fp32, or bf16 on a CPU with native bf16; needs the "
-    "openvino extra)."
+    "cached; CPU, fp32 or int8; needs the onnx extra), openvino (that export converted for "
+    "OpenVINO's CPU plugin and cached; fp32, int8, or bf16 on a CPU with native bf16; needs "
+    "the openvino extra) or auto (onnxruntime where installed for fp32 and int8 on the CPU, "
+    "else torch)."
 )

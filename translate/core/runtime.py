@@ -28,6 +28,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
+    "int8": None,  # a quantized graph (inference backends only), run without autocast
 }
 # CPU flags (Linux /proc/cpuinfo) of native bf16 arithmetic: x86 AVX-512 BF16 and AMX,
 # ARMv8.6 BF16. Without them oneDNN emulates bf16 and autocast runs 10-15x slower than

@@ -175,13 +175,16 @@ class ImageHeader:
 
 
 def read_header(path: str | os.PathLike[str]) -> ImageHeader:
-    """The header of the image file at ``path`` (no pixels decoded); ``ImageReadError``
+    """The header of the image file at ``path`` (no pixels decoded: a PNG's orientation is
+    read from an eXIf chunk before its pixels, where writers put it); ``ImageReadError``
     (starting with the path) when it cannot be read."""
     path = Path(path)
     try:
         with _open_regular(path) as fh, Image.open(fh) as img:
             width, height = img.size
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+            # Image's own getexif: a PNG's decodes every pixel to look for an eXIf chunk
+            # after them (tripling a conversion's decoding); this reads what precedes them.
+            if Image.Image.getexif(img).get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
                 width, height = height, width
             deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
             samples = len(img.getbands()) * (2 if deep else 1)

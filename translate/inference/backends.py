@@ -15,6 +15,20 @@ width, in fp32 or (on a CPU with native bf16) bf16. The IR's two files are writt
 private temporary folder that is renamed into place whole, so concurrent first uses never
 see half of one.
 
+``--precision int8`` runs that graph quantized (:mod:`translate.inference.quantize`) on
+onnxruntime or openvino: the first :data:`CALIBRATION_IMAGES` images of the
+``calibrate`` folder (sorted) set its ranges, and the int8 graph is cached as
+``TRANSLATE_HOME/onnx/<weights SHA-256>-<variant>-int8-<calibration SHA-256>.onnx`` with the
+PSNR it keeps against fp32 on them in its metadata, so a cache hit reports and checks the
+same quality without quantizing again. A graph under ``min_psnr`` is refused (and, when
+first made, not cached).
+
+``auto`` picks onnxruntime where it is installed and the run is one it does as torch would
+(the CPU, fp32 or int8, no dropout, a model that does not declare its own precisions): the
+fastest fp32 backend measured (docs/benchmarks-backends.md), whose graph was checked
+against PyTorch when exported. Anything else, or a model whose export fails (said on
+stderr), runs on torch.
+
 Every backend is an ``nn.Module`` the Translator wraps in :class:`PadToMultiple`, so
 padding, tiles, batches and the memory budget work the same on all of them.
 """
@@ -23,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -40,18 +56,41 @@ from torch import nn
 from translate.core.choices import BACKENDS
 from translate.core.download import translate_home
 from translate.core.extras import needs_extra
-from translate.core.runtime import Precision, cpu_info, resolve_device, resolve_precision
+from translate.core.runtime import (
+    Precision,
+    auto_precision,
+    cpu_info,
+    resolve_device,
+    resolve_precision,
+)
 from translate.inference.export import export_generator
+from translate.inference.quantize import (
+    Int8Quality,
+    calibration_inputs,
+    calibration_sha256,
+    quantize_onnx,
+    refuse_under,
+    stored_quality,
+)
 from translate.models.model_file import LoadedModel
 from translate.networks.eval_mode import EvalMode
 
 # Bumped when the cached graphs change for the same weights (another export wrapper).
 _CACHE_FORMAT = 1
 # The precisions each backend other than torch runs ("auto" is the first).
-_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
+_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 # OpenVINO's names for them (its CPU plugin picks bf16 by itself on a CPU with native bf16
-# unless told otherwise, so fp32 is always asked for by name).
-_OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+# unless told otherwise, so fp32 is always asked for by name; an int8 graph's quantized
+# operators run in int8 whatever the hint, the rest in fp32).
+_OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+# The package each backend other than torch imports, and the extra that installs it.
+_EXTRAS = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+# Calibration images an int8 model is quantized with: the first ones of the folder, enough
+# for stable min/max ranges without reading a whole data set each time the model loads.
+CALIBRATION_IMAGES = 16
+# Input shapes OpenVINO compiles a static model for (faster than the dynamic one, each
+# compile costs a fraction of a second); further shapes share the dynamic model.
+_STATIC_SHAPES = 4
 
 
 def weights_sha256(module: nn.Module) -> str:
@@ -69,22 +108,30 @@ def resolve_backend(
     precision: str,
     eval_mode: EvalMode,
     supported: Sequence[str] | None = None,
-) -> tuple[torch.device, Precision]:
-    """The device and precision ``backend`` runs with; ``ValueError`` naming the option
-    that does not fit it. ``supported``: the precisions the model declares it runs in
-    (see :func:`translate.core.runtime.resolve_precision`).
+) -> tuple[str, torch.device, Precision]:
+    """The backend (``auto`` resolved, see the module's docstring), device and precision
+    ``backend`` runs with; ``ValueError`` naming the option that does not fit it.
+    ``supported``: the precisions the model declares it runs in (see
+    :func:`translate.core.runtime.resolve_precision`).
 
     onnxruntime and openvino run the exported graph on the CPU: ``auto`` means ``cpu`` and
     ``fp32`` for them, and another device or precision is refused rather than silently not
     used. openvino also runs bf16, asked for only on a CPU with native bf16 (its CPU plugin
     computes bf16 with those instructions; elsewhere the request is refused here rather
-    than left to OpenVINO to ignore or reject).
+    than left to OpenVINO to ignore or reject). int8 runs on those two only.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "auto":
+        backend = _auto_backend(device, precision, eval_mode, supported)
     if backend == "torch":
+        if precision == "int8":
+            raise ValueError(
+                "--precision int8 runs a quantized ONNX graph: use --backend onnxruntime, "
+                "openvino or auto"
+            )
         resolved = resolve_device(device)
-        return resolved, resolve_precision(precision, resolved, supported=supported)
+        return backend, resolved, resolve_precision(precision, resolved, supported=supported)
     if str(device) not in ("auto", "cpu"):
         raise ValueError(
             f"--backend {backend} runs on the CPU; got --device {device} (use --device cpu "
@@ -92,10 +139,10 @@ def resolve_backend(
         )
     runs = _PRECISIONS[backend]
     if precision != "auto" and precision not in runs:
+        listed = f"{', '.join(runs[:-1])} or {runs[-1]}"
         raise ValueError(
-            f"--precision {precision}: --backend {backend} runs the "
-            f"{' or '.join(runs)} graph; use --precision {' or '.join(runs)} (or auto), "
-            f"or --backend torch for {precision}"
+            f"--precision {precision}: --backend {backend} runs the {listed} graph; use "
+            f"--precision {listed} (or auto), or --backend torch for {precision}"
         )
     if precision == "bf16" and not cpu_info().native_bf16:
         raise ValueError(
@@ -108,7 +155,70 @@ def resolve_backend(
             "--no-dropout or --backend torch"
         )
     cpu = torch.device("cpu")
-    return cpu, resolve_precision(runs[0] if precision == "auto" else precision, cpu)
+    if precision == "int8":  # no autocast: the graph itself is quantized
+        return backend, cpu, Precision("int8", "cpu")
+    return backend, cpu, resolve_precision(runs[0] if precision == "auto" else precision, cpu)
+
+
+def _auto_backend(
+    device: str | torch.device,
+    precision: str,
+    eval_mode: EvalMode,
+    supported: Sequence[str] | None,
+) -> str:
+    """What ``--backend auto`` runs (the rule in the module's docstring)."""
+    if importlib.util.find_spec("onnxruntime") is None or eval_mode.dropout:
+        return "torch"
+    if precision == "int8":
+        return "onnxruntime"
+    if supported is not None or resolve_device(device).type != "cpu":
+        return "torch"
+    if precision == "auto":
+        precision = auto_precision(torch.device("cpu"), "inference")
+    return "onnxruntime" if precision == "fp32" else "torch"
+
+
+def backend_runner(
+    model: LoadedModel,
+    direction: str,
+    eval_mode: EvalMode,
+    generator: nn.Module,
+    backend: str,
+    precision: Precision,
+    calibrate: str | os.PathLike[str] | None = None,
+    min_psnr: float = 0.0,
+    chosen: bool = False,
+) -> tuple[str, nn.Module, Int8Quality | None]:
+    """(backend, what runs the forward pass, the int8 graph's quality or None) for a
+    resolved ``backend`` and ``precision``: ``generator`` (the torch module, ready to run),
+    or the cached graph of ``model``'s ``direction`` generator on
+    onnxruntime or openvino (int8: quantized with ``calibrate``'s images, refused under
+    ``min_psnr`` dB). ``chosen``: ``auto`` picked ``backend``, so a model whose graph
+    cannot be made runs on torch instead."""
+    if backend == "torch":
+        return backend, generator, None
+    package, extra = _EXTRAS[backend]
+    with needs_extra(extra, f"--backend {backend}"):  # before any export: the one error
+        importlib.import_module(package)
+    quality = None
+    try:
+        if precision.name == "int8":
+            if calibrate is None:
+                raise ValueError(
+                    "--precision int8 needs --calibrate FOLDER: images like those it will "
+                    "translate, to set the int8 ranges with and measure the quality kept"
+                )
+            path, quality = cached_int8(model, direction, eval_mode, calibrate, min_psnr)
+        else:
+            path = cached_onnx(model, direction, eval_mode)
+    except Exception as exc:  # auto falls back on any failure to export
+        if not chosen or precision.name == "int8":
+            raise
+        print(f"--backend auto: running on torch ({exc})", file=sys.stderr)
+        return "torch", generator, None
+    if backend == "onnxruntime":
+        return backend, OnnxRuntimeGenerator(path), quality
+    return backend, OpenVinoGenerator(path, precision), quality
 
 
 def _cache_name(model: LoadedModel, direction: str, eval_mode: EvalMode) -> str:
@@ -129,7 +239,12 @@ def onnx_cache_path(model: LoadedModel, direction: str, eval_mode: EvalMode) -> 
 
 def openvino_cache_path(model: LoadedModel, direction: str, eval_mode: EvalMode) -> Path:
     """The folder of the OpenVINO model (``model.xml``, ``model.bin``) made from that graph."""
-    return translate_home() / "openvino" / _cache_name(model, direction, eval_mode)
+    return _openvino_folder(onnx_cache_path(model, direction, eval_mode))
+
+
+def _openvino_folder(onnx_path: Path) -> Path:
+    """Where the OpenVINO model converted from the cached graph ``onnx_path`` is cached."""
+    return translate_home() / "openvino" / onnx_path.stem
 
 
 def cached_onnx(model: LoadedModel, direction: str, eval_mode: EvalMode) -> Path:
@@ -144,20 +259,47 @@ def cached_onnx(model: LoadedModel, direction: str, eval_mode: EvalMode) -> Path
     return path
 
 
+def cached_int8(
+    model: LoadedModel,
+    direction: str,
+    eval_mode: EvalMode,
+    calibrate: str | os.PathLike[str],
+    min_psnr: float,
+) -> tuple[Path, Int8Quality]:
+    """The cached int8 graph of ``model``'s ``direction`` generator calibrated on the first
+    :data:`CALIBRATION_IMAGES` images of ``calibrate``, quantized if missing, and its
+    quality (said on stderr); ``ValueError`` when that is under ``min_psnr`` dB."""
+    channels = model.specs[direction].in_channels
+    inputs = calibration_inputs(calibrate, channels, CALIBRATION_IMAGES)
+    name = f"{_cache_name(model, direction, eval_mode)}-int8-{calibration_sha256(inputs)[:12]}"
+    path = translate_home() / "onnx" / f"{name}.onnx"
+    what = f"--calibrate {calibrate}"
+    if path.is_file():
+        quality = stored_quality(path)
+        refuse_under(quality, min_psnr, what, "not used")
+    else:
+        fp32 = cached_onnx(model, direction, eval_mode)
+        print(f"quantizing the ONNX graph to int8, once: {path}", file=sys.stderr)
+        quality = quantize_onnx(fp32, inputs, path, min_psnr, what)
+    print(f"int8 model: {quality.describe()}", file=sys.stderr)
+    return path, quality
+
+
 class OnnxRuntimeGenerator(nn.Module):
-    """A generator's cached ONNX graph on onnxruntime, called like the generator: NCHW
-    float in [-1, 1] to its output, on the input's device, with as many threads as torch.
+    """A generator's cached ONNX graph (``path``: fp32 or int8) on onnxruntime, called like
+    the generator: NCHW float in [-1, 1] to its output, on the input's device, with as many
+    threads as torch.
 
     The Translator wraps it in :class:`PadToMultiple` with the generator's spec, as the
     torch module, so it pads the input before it (the graph's own padding then has none to
     add, and inputs smaller than the multiple are edge-padded as on torch).
     """
 
-    def __init__(self, model: LoadedModel, direction: str, eval_mode: EvalMode) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__()
         with needs_extra("onnx", "--backend onnxruntime"):
             import onnxruntime
-        self.path = cached_onnx(model, direction, eval_mode)
+        self.path = path
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -182,45 +324,67 @@ def _unreadable(path: Path, what: str, exc: Exception) -> ValueError:
 
 
 class OpenVinoGenerator(nn.Module):
-    """A generator's cached OpenVINO model on OpenVINO's CPU plugin, called like the
-    generator (as :class:`OnnxRuntimeGenerator`), with as many threads as torch
-    (``INFERENCE_NUM_THREADS``) and ``precision``'s inference precision.
+    """The OpenVINO model converted (once, cached) from the graph at ``onnx_path`` on
+    OpenVINO's CPU plugin, called like the generator (as :class:`OnnxRuntimeGenerator`),
+    with as many threads as torch (``INFERENCE_NUM_THREADS``) and ``precision``'s inference
+    precision.
 
-    Each thread that calls it gets its own infer request (the server translates in
-    worker threads; a request runs one inference at a time).
+    What a call costs besides the model is cut: the first :data:`_STATIC_SHAPES` input
+    shapes each get a model compiled for that shape (static shapes run faster than the
+    dynamic model, which the others share), the input array is shared with OpenVINO rather
+    than copied, and each thread that calls it keeps its own infer request per model (the
+    server translates in worker threads; a request runs one inference at a time).
     """
 
-    def __init__(
-        self, model: LoadedModel, direction: str, eval_mode: EvalMode, precision: Precision
-    ) -> None:
+    def __init__(self, onnx_path: Path, precision: Precision) -> None:
         super().__init__()
         with needs_extra("openvino", "--backend openvino"):
             import openvino
-        self.path = openvino_cache_path(model, direction, eval_mode) / "model.xml"
+        self.path = _openvino_folder(onnx_path) / "model.xml"
         if not self.path.is_file():
-            onnx_path = cached_onnx(model, direction, eval_mode)
             print(f"converting the ONNX graph to OpenVINO, once: {self.path}", file=sys.stderr)
             _save_openvino(openvino, onnx_path, self.path.parent)
-        config: dict[str, Any] = {
+        self.config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision.name],
             # One image at a time as fast as it goes: the Translator batches for itself.
             "PERFORMANCE_HINT": "LATENCY",
         }
-        core = openvino.Core()
-        try:
-            self.compiled = core.compile_model(core.read_model(self.path), "CPU", config)
-        except RuntimeError as exc:  # OpenVINO raises its parse errors as RuntimeError
-            raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
+        self.core = openvino.Core()
+        self.dynamic = self._compile(None)
+        self.static: dict[tuple[int, ...], Any] = {}
+        self._lock = threading.Lock()
         self._requests = threading.local()
 
+    def _compile(self, shape: tuple[int, ...] | None) -> Any:
+        """The model compiled for input ``shape`` (None: dynamic batch, height and width)."""
+        try:
+            read = self.core.read_model(self.path)
+            if shape is not None:
+                read.reshape({0: list(shape)})
+            return self.core.compile_model(read, "CPU", self.config)
+        except RuntimeError as exc:  # OpenVINO raises its parse errors as RuntimeError
+            raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
+
+    def _compiled(self, shape: tuple[int, ...]) -> Any:
+        with self._lock:
+            compiled = self.static.get(shape)
+            if compiled is None and len(self.static) < _STATIC_SHAPES:
+                compiled = self.static[shape] = self._compile(shape)
+        return self.dynamic if compiled is None else compiled
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        request = getattr(self._requests, "request", None)
+        array = x.detach().float().cpu().contiguous().numpy()  # no copy when it already is
+        compiled = self._compiled(tuple(array.shape))
+        requests = getattr(self._requests, "by_model", None)
+        if requests is None:
+            requests = self._requests.by_model = {}
+        request = requests.get(id(compiled))
         if request is None:
-            request = self._requests.request = self.compiled.create_infer_request()
-        array = x.detach().float().cpu().contiguous().numpy()
-        # The result is a copy (share_outputs is off): the request's buffer is reused.
-        return torch.from_numpy(request.infer({0: array})[0]).to(x.device)
+            request = requests[id(compiled)] = compiled.create_infer_request()
+        # The input is read in place; the result is a copy (share_outputs off), since the
+        # request's output buffer is reused by its next call.
+        return torch.from_numpy(request.infer({0: array}, share_inputs=True)[0]).to(x.device)
 
 
 def _save_openvino(openvino: Any, onnx_path: Path, folder: Path) -> None:

@@ -24,13 +24,22 @@ from typing import Any, ClassVar
 
 import click
 
-from translate.core.choices import BACKEND_HELP, BACKENDS, DIRECTIONS, NORM_STATS, PRECISIONS
+from translate.core.choices import (
+    BACKEND_HELP,
+    BACKENDS,
+    DIRECTIONS,
+    INFERENCE_PRECISIONS,
+    NORM_STATS,
+)
 from translate.inference.formats import canonical, format_choices
 
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
 # size works and small tiles do not mostly repeat each other.
 OVERLAP = 32
 CODEC = "h264"  # the default video encoder
+# The default --min-psnr of int8 models, in dB: an RMS difference from fp32's outputs of 1%
+# of the range (about 2.5 grey levels).
+MIN_PSNR = 40.0
 
 
 class OptionError(ValueError):
@@ -158,11 +167,26 @@ class TranslatorOptions:
     precision: str = option(
         "auto",
         "Autocast precision; auto is fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 "
-        "(fp16 needs CUDA).",
-        check=OneOf(PRECISIONS),
+        "(fp16 needs CUDA). int8: the ONNX graph quantized with --calibrate's images "
+        "(--backend onnxruntime, openvino or auto).",
+        check=OneOf(INFERENCE_PRECISIONS),
         record=lambda translator: translator.precision.name,
     )
-    backend: str = option("torch", BACKEND_HELP, check=OneOf(BACKENDS), record=True)
+    backend: str = option(
+        "torch", BACKEND_HELP, check=OneOf(BACKENDS), record=lambda translator: translator.backend
+    )
+    calibrate: str | None = option(
+        None,
+        "--precision int8: a folder of images like those to translate; its first 16 (sorted) "
+        "set the int8 ranges and measure the PSNR kept. convert's default: its input folder.",
+        record=lambda translator: translator.int8_record(),
+    )
+    min_psnr: float = option(
+        MIN_PSNR,
+        "--precision int8: refuse the int8 model when its outputs' mean PSNR against fp32's "
+        "on the calibration images is under this many dB.",
+        record=lambda translator: translator.options.min_psnr if translator.int8 else None,
+    )
     size: int | None = option(
         None,
         "Resize to SIZE x SIZE for the model, then back. Default: native resolution.",
@@ -240,6 +264,12 @@ class TranslatorOptions:
                 f"{{overlap}} {self.overlap} must be less than {{tile}} {self.tile}",
                 "overlap",
                 "tile",
+            )
+        if self.calibrate is not None and self.precision != "int8":
+            raise OptionError(
+                "{calibrate} is for {precision} int8: drop it, or quantize",
+                "calibrate",
+                "precision",
             )
         low, high = self.value_range
         if not low < high:

@@ -12,12 +12,14 @@ graph's outputs against the fp32 graph's.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,11 +29,8 @@ from translate.core.extras import needs_extra
 from translate.core.metrics import psnr
 from translate.data.images import FILE_CHANNELS, list_images, read_image
 from translate.inference.export import export_generator
+from translate.inference.options import MIN_PSNR
 from translate.models.model_file import LoadedModel
-
-# The default --min-psnr, in dB: an RMS difference from fp32's outputs of 1% of the range
-# (about 2.5 grey levels).
-MIN_PSNR = 40.0
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,28 @@ def export_int8(
     under ``min_psnr`` dB.
     """
     out = Path(out)
-    with needs_extra("onnx", "--int8"):
-        import onnxruntime
-        from onnxruntime import quantization
     with tempfile.TemporaryDirectory(prefix="translate-int8-") as folder:
-        fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        fp32 = Path(folder) / "fp32.onnx"
         # Checked against PyTorch like any export (which refuses dropout for ONNX).
         mode = {"opset": opset, "norm_stats": norm_stats, "dropout": dropout}
         export_generator(model, fp32, "onnx", direction, **mode)
         inputs = calibration_inputs(calibrate, model.specs[direction].in_channels)
+        return quantize_onnx(fp32, inputs, out, min_psnr, str(out))
+
+
+def quantize_onnx(
+    fp32: Path, inputs: list[np.ndarray], out: Path, min_psnr: float, what: str
+) -> Int8Quality:
+    """Quantize the fp32 ONNX graph ``fp32`` with the calibration ``inputs`` and write it
+    atomically to ``out``, its quality kept in the graph's metadata (:func:`stored_quality`
+    reads it back); ``ValueError`` naming ``what``, and nothing written, when its mean PSNR
+    against fp32 is under ``min_psnr`` dB."""
+    with needs_extra("onnx", "--int8"):
+        import onnx
+        import onnxruntime
+        from onnxruntime import quantization
+    with tempfile.TemporaryDirectory(prefix="translate-int8-") as folder:
+        int8 = Path(folder) / "int8.onnx"
 
         class Reader(quantization.CalibrationDataReader):
             """The calibration images, one at a time (their sizes may differ)."""
@@ -108,14 +120,57 @@ def export_int8(
             expected, got = (torch.from_numpy(s.run(None, {"input": x})[0]) for s in sessions)
             scores.append(psnr(got, expected))
         quality = Int8Quality(float(np.mean(scores)), min(scores), len(scores))
-        if not quality.psnr >= min_psnr:
-            raise ValueError(
-                f"{out}: the int8 model keeps {quality.describe()}, under --min-psnr "
-                f"{min_psnr:g}; nothing written (calibrate on images like those it will "
-                "convert, lower --min-psnr, or keep the fp32 export)"
-            )
-        atomic_write_bytes(out, int8.read_bytes())
+        refuse_under(quality, min_psnr, what, "nothing written")
+        graph = onnx.load(str(int8))
+        recorded = {f"{_PROP}{key}": str(value) for key, value in asdict(quality).items()}
+        onnx.helper.set_model_props(graph, {**_props(graph), **recorded})
+        atomic_write_bytes(out, graph.SerializeToString())
     return quality
+
+
+# The metadata keys an int8 graph keeps its quality under (``translate.int8.psnr``, ...).
+_PROP = "translate.int8."
+
+
+def _props(graph: Any) -> dict[str, str]:
+    return {prop.key: prop.value for prop in graph.metadata_props}
+
+
+def stored_quality(path: Path) -> Int8Quality:
+    """The quality :func:`quantize_onnx` recorded in the int8 graph at ``path``."""
+    with needs_extra("onnx", "--precision int8"):
+        import onnx
+    props = _props(onnx.load(str(path), load_external_data=False))
+    try:
+        return Int8Quality(
+            float(props[f"{_PROP}psnr"]),
+            float(props[f"{_PROP}lowest"]),
+            int(props[f"{_PROP}images"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: an int8 graph without its recorded quality ({exc}); remove it and it "
+            "is quantized again on the next use"
+        ) from exc
+
+
+def refuse_under(quality: Int8Quality, min_psnr: float, what: str, outcome: str) -> None:
+    """``ValueError`` naming ``what`` when ``quality`` is under ``min_psnr`` dB."""
+    if not quality.psnr >= min_psnr:
+        raise ValueError(
+            f"{what}: the int8 model keeps {quality.describe()}, under --min-psnr "
+            f"{min_psnr:g}; {outcome} (calibrate on images like those it will convert, "
+            "lower --min-psnr, or keep fp32)"
+        )
+
+
+def calibration_sha256(inputs: list[np.ndarray]) -> str:
+    """A hash of the calibration inputs (shapes and values): what else names an int8 graph."""
+    digest = hashlib.sha256()
+    for x in inputs:
+        digest.update(str(x.shape).encode())
+        digest.update(x.tobytes())
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -132,9 +187,12 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def calibration_inputs(folder: str | os.PathLike[str], channels: int) -> list[np.ndarray]:
-    """The images under ``folder`` as the exported graph takes them: NCHW float32 in
-    [-1, 1] with the model's ``channels``, one array per image at its own size."""
+def calibration_inputs(
+    folder: str | os.PathLike[str], channels: int, limit: int | None = None
+) -> list[np.ndarray]:
+    """The images under ``folder`` (the first ``limit`` in sorted order, if given) as the
+    exported graph takes them: NCHW float32 in [-1, 1] with the model's ``channels``, one
+    array per image at its own size."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"--calibrate {folder}: not a folder of images")
@@ -143,7 +201,7 @@ def calibration_inputs(folder: str | os.PathLike[str], channels: int) -> list[np
             f"--calibrate: the model takes {channels} channels, which image files cannot "
             "hold; quantize it in Python with onnxruntime.quantization and arrays"
         )
-    paths = list_images(folder)
+    paths = list_images(folder)[:limit]
     if not paths:
         raise ValueError(f"--calibrate {folder}: no images found (PNG, JPEG, ...)")
     return [

@@ -26,7 +26,7 @@ from torch import nn
 
 from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import ImageReadError, image_to_array, label_array, read_image
-from translate.inference.backends import OnnxRuntimeGenerator, OpenVinoGenerator, resolve_backend
+from translate.inference.backends import backend_runner, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.models.model_file import LoadedModel
@@ -119,10 +119,9 @@ class Translator:
         self.eval_mode = model.eval_mode.override(options.norm_stats, options.dropout)
         # Models that declare the precisions they run in (spandrel's) keep auto off the others.
         supported = getattr(model.generators[options.direction], "precisions", None)
-        self.device, self.precision = resolve_backend(
+        self.backend, self.device, self.precision = resolve_backend(
             options.backend, options.device, options.precision, self.eval_mode, supported
         )
-        self.backend = options.backend
         self.direction = direction = options.direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -139,15 +138,23 @@ class Translator:
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
-        runner = self.generator
-        if self.noise_dim:
-            runner = _WithCode(self.generator, self._code(options))
-        elif self.backend == "onnxruntime":
-            runner = OnnxRuntimeGenerator(model, direction, self.eval_mode)
-        elif self.backend == "openvino":
-            runner = OpenVinoGenerator(model, direction, self.eval_mode, self.precision)
+        if self.noise_dim:  # no exported graph takes the code: torch runs it, auto included
+            self.backend, self.int8 = "torch", None
+            runner: nn.Module = _WithCode(self.generator, self._code(options))
+        else:
+            self.backend, runner, self.int8 = backend_runner(
+                model, direction, self.eval_mode, self.generator, self.backend, self.precision,
+                options.calibrate, options.min_psnr, chosen=options.backend == "auto",
+            )  # fmt: skip
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
+
+    def int8_record(self) -> dict[str, Any] | None:
+        """The manifest's record of an int8 model's calibration: how many images, and the
+        PSNR kept against fp32 on them (None unless int8)."""
+        if self.int8 is None:
+            return None
+        return {"images": self.int8.images, "psnr": round(self.int8.psnr, 2)}
 
     @classmethod
     def load(
@@ -519,7 +526,12 @@ def _check_code_options(generator: nn.Module, noise_dim: int, options: Translato
             f"style {options.style}: this model has no style encoder; drop the style (a model "
             "with a noise input takes a seed instead)"
         )
-    if noise_dim and options.backend != "torch":
+    if noise_dim and options.precision == "int8":
+        raise ValueError(
+            f"precision int8: this model takes a noise code (noise_dim {noise_dim}), which "
+            "no int8 graph has an input for; use fp32, bf16 or auto"
+        )
+    if noise_dim and options.backend not in ("torch", "auto"):
         raise ValueError(
             f"backend {options.backend}: this model takes a noise code (noise_dim "
             f"{noise_dim}), which its exported graph has no input for; use the torch backend"
