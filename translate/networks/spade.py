@@ -78,6 +78,9 @@ class SPADEGenerator(Generator):
     convolution to ``out_channels`` with tanh. Input: one-hot label maps (and any extra
     channels, such as instance boundaries), sides a multiple of ``2**num_upsampling``;
     output the same size. No noise or style input: the label map alone decides the image.
+
+    ``spectral_norm`` on the residual blocks' convolutions (not the SPADE ones, the first or
+    the last), as the authors' default; ``init`` xavier with gain 0.02, as theirs.
     """
 
     input_kind = "labels"
@@ -90,6 +93,9 @@ class SPADEGenerator(Generator):
         num_upsampling: int = 5,
         hidden: int = 128,
         norm: str = "batch",
+        spectral_norm: bool = True,
+        init: str = "xavier",
+        init_gain: float = 0.02,
     ):
         super().__init__()
         if num_upsampling not in (5, 6):
@@ -106,6 +112,11 @@ class SPADEGenerator(Generator):
         # before each block: upsample x2? (the paper's order: head, up, middle 0, [up,]
         # middle 1, up, up 0, up, up 1, up, up 2, up, up 3)
         self.upsample_before = [False, True, num_upsampling == 6, True, True, True, True]
+        init_weights(self, init, init_gain)
+        for block in self.blocks if spectral_norm else []:
+            for name in ("conv_0", "conv_1", "conv_s"):
+                if hasattr(block, name):
+                    setattr(block, name, _spectral_norm(getattr(block, name)))
 
     def tap_points(self) -> list[nn.Module]:
         """The first convolution, each SPADE block, the last convolution and the tanh."""
@@ -120,32 +131,3 @@ class SPADEGenerator(Generator):
                 out = F.interpolate(out, scale_factor=2.0, mode="nearest")
             out = block(out, x)
         return self.tanh(self.conv_img(F.leaky_relu(out, 0.2)))
-
-
-def spade(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    num_upsampling: int = 5,
-    hidden: int = 128,
-    norm: str = "batch",
-    spectral_norm: bool = True,
-    init: str = "xavier",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    """SPADE's generator (:class:`SPADEGenerator`) for ``in_channels`` one-hot classes:
-    ``ngf`` sets the width (the paper's 64), ``hidden`` the SPADE convolutions' (128),
-    ``norm`` the parameter-free normalisation (``batch``, the paper's, or ``instance``);
-    ``spectral_norm`` on the residual blocks' convolutions (not the SPADE ones, the first or
-    the last), as the authors' default; init xavier with gain 0.02, as theirs."""
-    net = init_weights(
-        SPADEGenerator(in_channels, out_channels, ngf, num_upsampling, hidden, norm),
-        init,
-        init_gain,
-    )
-    if spectral_norm:
-        for block in net.blocks:
-            for name in ("conv_0", "conv_1", "conv_s"):
-                if hasattr(block, name):
-                    setattr(block, name, _spectral_norm(getattr(block, name)))
-    return net
