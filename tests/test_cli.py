@@ -63,7 +63,8 @@ def test_train_help_and_a_bad_config_answer_without_torch(tmp_path: Path):
     bad.write_text("model: cut\ngenerator: {name: resnet_9blocks, options: {ngf: '24'}}\n")
     result = _run_cli_without_torch("train", str(bad))
     assert result.stderr.strip() == (
-        f"Error: {bad}: config key 'generator.options.ngf': expected int, got '24'"
+        f"Error: {bad}: config key 'generator.options.ngf': expected int (like the default 64), "
+        "got '24'"
     ), result.stderr
     assert result.stdout.split() == ["exit", "1", "no", "torch"], result.stdout
 

@@ -125,18 +125,23 @@ def _generators(raw, **changes):
     return json.dumps({"AtoB": {**entry, "options": {**entry["options"], **changes}}})
 
 
+def _without(raw, key):
+    return {k: v for k, v in raw.items() if k != key}
+
+
 MALFORMED = {
-    "missing generators": (
-        lambda raw: {k: v for k, v in raw.items() if k != "generators"},
-        "generators: missing",
-    ),
-    "missing preprocess": (
-        lambda raw: {k: v for k, v in raw.items() if k != "preprocess"},
-        "preprocess: missing",
-    ),
-    "missing training": (
-        lambda raw: {k: v for k, v in raw.items() if k != "training"},
-        "training: missing",
+    **{
+        f"missing {key}": (lambda raw, key=key: _without(raw, key), f"{key}: missing")
+        for key in ("generators", "preprocess", "training", "eval_mode", "counts")
+    },
+    "missing size_multiple": (  # every file written stores all of a spec
+        lambda raw: {
+            **raw,
+            "generators": json.dumps(
+                {"AtoB": _without(json.loads(raw["generators"])["AtoB"], "size_multiple")}
+            ),
+        },
+        r"generators\.AtoB: missing key\(s\) \['size_multiple'\]",
     ),
     "generators as a list": (
         lambda raw: {**raw, "generators": json.dumps([json.loads(raw["generators"])["AtoB"]])},

@@ -354,4 +354,26 @@ def test_declared_options_read_from_source_are_the_imported_signatures(registry:
 def test_a_declared_variant_names_only_its_builders_options():
     registry = Registry("generator")
     with pytest.raises(TypeError, match=r"no option\(s\) \['depth'\]"):
-        registry.declare("translate.networks.generators:unet", "deep_unet", depth=9)
+        registry.declare("translate.networks.generators:UnetGenerator", "deep_unet", depth=9)
+
+
+def test_common_options_are_every_names_and_applied_after_building():
+    # init/init_gain are the registry's, not the class's; a variant may set them.
+    registry = Registry("generator", "translate.networks.layers:init_weights", init="normal")
+    registry.declare("translate.networks.generators:UnetGenerator", "u", num_downs=2)
+    registry.declare("translate.networks.generators:UnetGenerator", "ux", init="orthogonal")
+    assert registry.options("u")[-1] == "init" and registry.defaults("ux")["init"] == "orthogonal"
+    with pytest.raises(ValueError, match="^init must be one of"):
+        registry.build("u", ngf=2, init="uniform")
+    net = registry.build("ux", ngf=2, num_downs=2)
+    weight = net.model.model[0].weight.flatten(1) / 0.02  # orthogonal rows, init's gain
+    assert torch.allclose(weight @ weight.T, torch.eye(len(weight)), atol=1e-5)
+
+
+def test_a_constructor_taking_a_common_option_must_say_it_initialises_itself():
+    registry = Registry("generator", "translate.networks.layers:init_weights", init="normal")
+    registry.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg")
+    with pytest.raises(TypeError, match=r"takes \['init'\] itself: declare it with common"):
+        registry.options("srvgg")
+    registry.declare("translate.networks.upscalers:SRVGGNetCompact", "own", common=False)
+    assert registry.defaults("own")["init"] == "kaiming"  # the network's, not the registry's

@@ -283,7 +283,10 @@ def test_full_disk_at_the_first_checkpoint_says_there_is_nothing_to_resume(
         ("train.max_steps=-1", "'train.max_steps': must be at least 1, got -1"),
         ("train.max_minutes=0", "'train.max_minutes': must be a positive number of minutes"),
         ("generator.options.ngf=-4", "'generator.options.ngf': must be at least 1, got -4"),
-        ("generator.options.ngf='24'", "'generator.options.ngf': expected int, got '24'"),
+        (
+            "generator.options.ngf='24'",
+            "'generator.options.ngf': expected int (like the default 64), got '24'",
+        ),
         ("discriminator.options.n_layers=0", "'discriminator.options.n_layers': must be at"),
     ],
 )

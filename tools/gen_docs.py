@@ -279,7 +279,8 @@ def zoo_page() -> str:
         out += ["", f"## {title}", "", "| names | what | sets | options (default) |"]
         out.append("| --- | --- | --- | --- |")
         for names, defaults in _names_by_builder(registry):
-            what = as_code(" ".join((inspect.getdoc(registry.get(names[0])) or "").split()))
+            doc = (inspect.getdoc(registry.get(names[0])) or "").split("\n\n")[0]
+            what = as_code(" ".join(doc.split()))
             sets = ", ".join(f"`{k}={v!r}`" for k, v in defaults.items()) or "-"
             given = registry.defaults(names[0])
             options = ", ".join(

@@ -35,6 +35,15 @@ _MARK = object()
 MAX_PICKLE_BYTES = 64 << 20
 
 
+def is_torchscript(path: str | os.PathLike[str]) -> bool:
+    """TorchScript archives (``torch.jit.save``) are zip files, like ``torch.save``'s, but
+    also hold the module's constants."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
 @dataclass
 class PickleScan:
     """What a pickle stream names and declares, read from its opcodes."""

@@ -1,11 +1,11 @@
 """What ``translate info`` prints about a model, and that description read from a generator
 file's header alone.
 
-A file that stores its generators' ``counts`` (parameters and MACs, written by
-:func:`translate.models.model_file.save_generators`) is described from its metadata, without torch
-and without building its networks, so ``translate info`` answers at once; any other file, or
-one whose header this does not read, goes the full way (load it, count the networks), which
-also names what is wrong with a malformed file.
+A generator file stores its generators' ``counts`` (parameters and MACs, written by
+:func:`translate.models.model_file.save_generators`), so it is described from its metadata,
+without torch and without building its networks, and ``translate info`` answers at once; any
+other model, or a file whose header this does not read, goes the full way (load it, count
+the networks), which also names what is wrong with a malformed file.
 """
 
 from __future__ import annotations
@@ -69,14 +69,14 @@ def describe(
 def describe_file(source: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The description of the generator file ``source`` names (a path or a bundled name)
     from its header, or ``None`` where the header does not hold all of it: not a
-    safetensors file, no ``counts`` (written before they were stored), another format, or
-    anything malformed, which the full way reports."""
+    safetensors file, another format, or anything missing or malformed, which the full way
+    reports."""
     path = resolve_model_path(source)
     if path.suffix != ".safetensors":
         return None
     try:
         metadata = read_safetensors_metadata(path)
-        if metadata.get("format") not in HEADER_LAYOUTS or "counts" not in metadata:
+        if metadata.get("format") not in HEADER_LAYOUTS:
             return None
         specs, counts, preprocess, training, eval_mode = (
             json.loads(metadata[key])

@@ -5,14 +5,13 @@ CycleGAN also ``BtoA``); tensors are stored as ``"<direction>.<state-dict key>"`
 metadata is enough to rebuild the networks, so the converter needs nothing else.
 
 Metadata versions: ``translate.generator/2`` stores :class:`InputSpec` as
-``{"transforms": {...}, "input_channels": n, "output_channels": n}``. An
-optional ``eval_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what
-validation scored best) sets how inference normalises by default. Each ``generators`` entry
-carries the network's declared geometry (``scale``, ``input_kind``, ``size_multiple``); entries
-without ``scale``/``input_kind`` are 1x image-to-image, as every file before them was, and
-entries without ``size_multiple`` take the class's. An optional ``counts`` entry (written by
-:func:`save_generators` since it was added) holds each generator's ``parameters``, ``gmac`` and
-``gmac_at``, so ``translate info`` need not build the networks (:func:`generator_counts`).
+``{"transforms": {...}, "input_channels": n, "output_channels": n}``. The
+``eval_mode`` entry (``{"norm_stats": "running"|"batch", "dropout": bool}``, what validation
+scored best) sets how inference normalises by default. Each ``generators`` entry carries
+the network's declared geometry (``scale``, ``input_kind``, ``size_multiple``). The
+``counts`` entry holds each generator's ``parameters``, ``gmac`` and ``gmac_at``, so
+``translate info`` need not build the networks (:func:`generator_counts`). A file lacking
+any of these is refused, naming the missing key.
 
 ``/3`` is ``/2`` with the tensors under their own state-dict keys, no direction prefix: it
 is written for a file holding one generator whose class keeps an upstream project's key
@@ -29,7 +28,6 @@ import os
 import struct
 import zipfile
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,9 +71,8 @@ class GeneratorSpec:
     """What ``build_generator`` needs (a zoo name, channel counts and options), and the
     geometry the built network declares, so readers of the file need not build it: the
     output's sides are ``scale`` times the input's, and the input's sides are padded to a
-    multiple of ``size_multiple``. Files without a geometry load as 1x image-to-image.
-    ``size_multiple=None`` (a spec written by hand, a file from before it was stored) is
-    the class's: :meth:`resolved` fills it in, as every :class:`LoadedModel` and every
+    multiple of ``size_multiple``. ``size_multiple=None`` (a spec written by hand) is the
+    class's: :meth:`resolved` fills it in, as every :class:`LoadedModel` and every
     file written does."""
 
     name: str
@@ -340,11 +337,20 @@ def generators_from_checkpoint(
 def read_metadata(path: str | os.PathLike[str]) -> Metadata:
     """The decoded metadata of a generator file, without loading the weights.
 
-    Anything malformed raises ``ValueError`` in one line naming the file and the field.
+    Anything malformed or missing raises ``ValueError`` in one line naming the file and the
+    field.
     """
-    raw, _ = _read_header(path)
+    return _read_file(path)[0]
+
+
+def _read_file(path: str | os.PathLike[str]) -> tuple[Metadata, dict[str, list[int]]]:
+    """A generator file's metadata (every entry ``save_generators`` writes is required)
+    and each tensor's shape."""
+    raw, shapes = _read_header(path)
     try:
-        return _parse(raw)
+        if "counts" not in raw:
+            raise ValueError("counts: missing from the metadata")
+        return _parse(raw), shapes
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
@@ -374,6 +380,7 @@ def _read_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str
 
 
 def _parse(raw: dict[str, str]) -> Metadata:
+    """The metadata a file or a checkpoint entry carries (a checkpoint's has no ``counts``)."""
     fmt = raw.get("format")
     if not isinstance(fmt, str) or not fmt.startswith(FORMAT_PREFIX):
         raise ValueError(f"not a translate generator file (no {FORMAT!r} metadata)")
@@ -384,7 +391,7 @@ def _parse(raw: dict[str, str]) -> Metadata:
             f"({', '.join(FORMAT_PREFIX + str(v) for v in READABLE_VERSIONS)}); upgrade translate"
         )
     decoded = {}
-    for key in ("generators", "preprocess", "training"):
+    for key in ("generators", "preprocess", "training", "eval_mode"):
         if key not in raw:
             raise ValueError(f"{key}: missing from the metadata")
         decoded[key] = _json(key, raw[key])
@@ -398,7 +405,7 @@ def _parse(raw: dict[str, str]) -> Metadata:
         specs,
         InputSpec.from_dict(decoded["preprocess"]),
         decoded["training"],
-        _eval_mode(raw.get("eval_mode")),
+        _eval_mode(decoded["eval_mode"]),
     )
 
 
@@ -413,11 +420,7 @@ def _json(key: str, text: str) -> Any:
         raise ValueError(f"{key}: JSON nested too deeply to be metadata") from None
 
 
-def _eval_mode(raw: str | None) -> EvalMode:
-    """The optional ``eval_mode`` entry; files without one normalise by running statistics."""
-    if raw is None:
-        return EvalMode()
-    data = _json("eval_mode", raw)
+def _eval_mode(data: Any) -> EvalMode:
     if not isinstance(data, dict) or set(data) - {"norm_stats", "dropout"}:
         raise ValueError(f"eval_mode: expected {{norm_stats, dropout}}, got {data!r:.60}")
     try:
@@ -439,14 +442,14 @@ def _specs(generators: Any) -> dict[str, GeneratorSpec]:
             raise ValueError(f"{where}: unknown direction; expected {' or '.join(DIRECTIONS)}")
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ValueError(f"{where}: expected an object with a 'name', got {entry!r:.60}")
-        unknown = sorted(set(entry) - {f.name for f in fields(GeneratorSpec)})
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}")
+        keys = {f.name for f in fields(GeneratorSpec)}
+        unknown, missing = sorted(set(entry) - keys), sorted(keys - set(entry))
+        if unknown or missing:
+            what = f"unknown key(s) {unknown}" if unknown else f"missing key(s) {missing}"
+            raise ValueError(f"{where}: {what}")
         spec = GeneratorSpec(**entry)
         for name in ("in_channels", "out_channels", "scale", "size_multiple"):
             value = getattr(spec, name)
-            if name == "size_multiple" and value is None:
-                continue  # a file from before it was stored: the class's (LoadedModel)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
         if spec.input_kind not in INPUT_KINDS:
@@ -508,12 +511,7 @@ def load_generators(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> LoadedModel:
     """Rebuild every generator in ``path`` in eval mode, in fp32 on ``device``."""
-    path = Path(path)
-    raw, shapes = _read_header(path)
-    try:
-        meta = _parse(raw)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    meta, shapes = _read_file(path)
     check_weights(path, meta.specs, _with_directions(meta, shapes))
     return _build(meta, _with_directions(meta, load_file(str(path))), device, meta.training)
 

@@ -13,7 +13,6 @@ is how checkpoints of forks that renamed inner attributes still load.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,20 +138,12 @@ def read_state_dict(path: Path, checkpoint: Any = None) -> dict[str, torch.Tenso
 def read_checkpoint(path: Path) -> Any:
     """What ``torch.save`` wrote to ``path``, read by :func:`translate.core.torch_file.load`: a
     file that needs to run pickled code, or more memory than it holds, is refused."""
-    if _is_torchscript(path):
+    if torch_file.is_torchscript(path):
         raise ValueError(
             f"{path}: a TorchScript module (as `translate export` writes), not a state dict; "
             "pass the model it was exported from"
         )
     return torch_file.load(path)
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files, like ``torch.save``'s, but also hold constants."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:

@@ -16,15 +16,14 @@ from translate.networks.layers import (
     BlurDownsample,
     MinibatchStdDev,
     conv_bias,
-    init_weights,
     norm_layer,
 )
 
 
 class PatchDiscriminator(nn.Module):
-    """Stride-2 4x4 convolutions, then two stride-1 ones: one logit per image patch. With
-    ``antialias`` (the CUT reference's default) each stride-2 convolution is a stride-1 one
-    followed by a :class:`BlurDownsample`."""
+    """PatchGAN: stride-2 4x4 convolutions, then two stride-1 ones: one logit per image
+    patch (70x70 at ``n_layers=3``). With ``antialias`` (the CUT reference's default) each
+    stride-2 convolution is a stride-1 one followed by a :class:`BlurDownsample`."""
 
     def __init__(
         self,
@@ -97,7 +96,8 @@ class PixelDiscriminator(nn.Module):
 
 
 class MultiscaleDiscriminator(nn.Module):
-    """``num_scales`` PatchGANs on an image pyramid (pix2pixHD).
+    """``num_scales`` PatchGANs on an image pyramid (pix2pixHD), with features for feature
+    matching.
 
     ``forward`` returns, per scale (full resolution first), the list of intermediate
     features with the logits last; the GAN loss reads the logits, the feature-matching
@@ -135,65 +135,6 @@ def _stddev_then(last: nn.Module, minibatch_stddev: bool) -> list[nn.Module]:
     """The last layer, after the minibatch standard-deviation channel when it is on (the
     layer's input channels count that channel)."""
     return [MinibatchStdDev(), last] if minibatch_stddev else [last]
-
-
-def _finish(net: nn.Module, spectral_norm: bool, init: str, init_gain: float) -> nn.Module:
-    """Initialise weights, then (optionally) put spectral norm on every convolution."""
-    init_weights(net, init, init_gain)
-    if spectral_norm:
-        for module in list(net.modules()):
-            for name, child in list(module.named_children()):
-                if isinstance(child, nn.Conv2d):
-                    setattr(module, name, _spectral_norm(child))
-    return net
-
-
-def patch(
-    in_channels: int,
-    ndf: int = 64,
-    n_layers: int = 3,
-    norm: str = "batch",
-    spectral_norm: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-    minibatch_stddev: bool = False,
-    antialias: bool = False,
-) -> nn.Module:
-    """PatchGAN: scores overlapping patches (70x70 at ``n_layers=3``) as real or fake;
-    blurred downsampling (the CUT reference's default) with ``antialias``."""
-    net = PatchDiscriminator(in_channels, ndf, n_layers, norm, minibatch_stddev, antialias)
-    return _finish(net, spectral_norm, init, init_gain)
-
-
-def pixel(
-    in_channels: int,
-    ndf: int = 64,
-    norm: str = "batch",
-    spectral_norm: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-    minibatch_stddev: bool = False,
-) -> nn.Module:
-    """1x1 PatchGAN: scores every pixel on its own."""
-    net = PixelDiscriminator(in_channels, ndf, norm, minibatch_stddev)
-    return _finish(net, spectral_norm, init, init_gain)
-
-
-def multiscale(
-    in_channels: int,
-    ndf: int = 64,
-    n_layers: int = 3,
-    norm: str = "batch",
-    num_scales: int = 3,
-    spectral_norm: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-    minibatch_stddev: bool = False,
-) -> nn.Module:
-    """PatchGANs over an image pyramid of ``num_scales`` levels, with features for
-    feature matching."""
-    net = MultiscaleDiscriminator(in_channels, ndf, n_layers, norm, num_scales, minibatch_stddev)
-    return _finish(net, spectral_norm, init, init_gain)
 
 
 # The keys of torch's parametrized spectral norm and of its older hook-based one, which

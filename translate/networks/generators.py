@@ -15,7 +15,6 @@ from translate.networks.layers import (
     BlurDownsample,
     BlurUpsample,
     conv_bias,
-    init_weights,
     norm_layer,
 )
 
@@ -92,7 +91,9 @@ def stage_widths(ngf: int, widths: list[int] | None) -> list[int]:
 
 
 class ResnetGenerator(Generator):
-    """7x7 stem, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings.
+    """ResNet encoder-decoder (CycleGAN's): 7x7 stem, two stride-2 downsamplings,
+    ``n_blocks`` residual blocks (depthwise-separable with ``mobile``, GAN Compression's
+    students), two upsamplings; blurred (the CUT reference's default) with ``antialias``.
 
     Tap points are the entries of ``model`` (a residual block is one), as the reference CUT
     counts them. Without ``antialias`` (CycleGAN's layout, CUT's ``--no_antialias
@@ -205,7 +206,8 @@ class UnetSkipBlock(nn.Module):
 
 
 class UnetGenerator(Generator):
-    """U-Net with ``num_downs`` stride-2 levels; 8 levels take 256x256 down to 1x1.
+    """U-Net (pix2pix's): ``num_downs`` stride-2 levels with skip connections, so input
+    sides must divide by ``2**num_downs``; 8 levels take 256x256 down to 1x1.
 
     Level ``i`` (0 = outermost) has ``ngf * min(2**i, 8)`` inner channels, as in the
     reference; dropout, when on, applies to the middle levels at ``ngf * 8`` channels.
@@ -254,44 +256,3 @@ class UnetGenerator(Generator):
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-def resnet(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    n_blocks: int = 9,
-    widths: list[int] | None = None,
-    mobile: bool = False,
-    norm: str = "instance",
-    norm_affine: bool | None = None,
-    dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-    antialias: bool = False,
-) -> nn.Module:
-    """ResNet encoder-decoder (CycleGAN's): two downsamplings, ``n_blocks`` residual blocks
-    (depthwise-separable with ``mobile``, GAN Compression's students), two upsamplings;
-    blurred (the CUT reference's default) with ``antialias``."""
-    net = ResnetGenerator(
-        in_channels, out_channels, ngf, n_blocks, norm, norm_affine, dropout, mobile, widths,
-        antialias,
-    )  # fmt: skip
-    return init_weights(net, init, init_gain)
-
-
-def unet(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    num_downs: int = 8,
-    norm: str = "batch",
-    norm_affine: bool | None = None,
-    dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    """U-Net (pix2pix's): ``num_downs`` downsamplings with skip connections, so input sides
-    must divide by ``2**num_downs``."""
-    net = UnetGenerator(in_channels, out_channels, ngf, num_downs, norm, norm_affine, dropout)
-    return init_weights(net, init, init_gain)

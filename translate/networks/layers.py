@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 NORMS = ("batch", "instance", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -58,8 +59,11 @@ def conv_bias(norm: str) -> bool:
     return norm != "batch"
 
 
-def init_weights(net: nn.Module, init: str = "normal", gain: float = 0.02) -> nn.Module:
-    """Initialise convolutions as the reference code does (N(0, 0.02) by default)."""
+def init_weights(
+    net: nn.Module, init: str = "normal", init_gain: float = 0.02, spectral_norm: bool = False
+) -> nn.Module:
+    """Initialise convolutions as the reference code does (N(0, 0.02) by default); then, with
+    ``spectral_norm``, put spectral norm on every 2-d convolution (the registries' finish)."""
     check_choice("init", init, INITS)
     for module in net.modules():
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
@@ -67,18 +71,23 @@ def init_weights(net: nn.Module, init: str = "normal", gain: float = 0.02) -> nn
             weight = getattr(module, "parametrizations", None)
             weight = weight.weight.original if weight is not None else module.weight
             if init == "normal":
-                nn.init.normal_(weight, 0.0, gain)
+                nn.init.normal_(weight, 0.0, init_gain)
             elif init == "xavier":
-                nn.init.xavier_normal_(weight, gain=gain)
+                nn.init.xavier_normal_(weight, gain=init_gain)
             elif init == "kaiming":
                 nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
             else:
-                nn.init.orthogonal_(weight, gain=gain)
+                nn.init.orthogonal_(weight, gain=init_gain)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm2d) and module.affine:
-            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.normal_(module.weight, 1.0, init_gain)
             nn.init.zeros_(module.bias)
+    if spectral_norm:
+        for module in list(net.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Conv2d):
+                    setattr(module, name, _spectral_norm(child))
     return net
 
 

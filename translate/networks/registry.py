@@ -4,13 +4,15 @@ A name is listed with its constructor (``register``) or with where the construct
 ``"module:qualname"`` (``declare``). A declared name's options and their defaults are read
 from the constructor's signature in the module's source, without importing it, so that a
 config naming networks is checked without torch; the module is imported when the name is
-first built. The registries of the package's own networks are declared at the end of this
-file: it is their one listing.
+first built. A registry may have options common to all its names (the networks' weight
+init), applied by its ``finish`` function to what the constructor built. The registries of
+the package's own networks are declared at the end of this file: it is their one listing.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import inspect
 from collections.abc import Callable
@@ -79,22 +81,37 @@ def parameters(builder: Callable[..., Any] | str) -> dict[str, Any]:
 
 
 class Registry:
-    """Names -> constructors. Unknown names and options raise ``ValueError`` listing valid ones."""
+    """Names -> constructors. Unknown names and options raise ``ValueError`` listing valid ones.
 
-    def __init__(self, kind: str) -> None:
+    ``common`` options (name -> default) are every name's besides its constructor's own,
+    except names declared with ``common=False`` (constructors that initialise themselves):
+    ``build`` passes them to ``finish`` (``"module:qualname"``, imported when first used),
+    called as ``finish(built, **common)`` after the constructor.
+    """
+
+    def __init__(self, kind: str, finish: str | None = None, **common: Any) -> None:
         self.kind = kind
+        self._finish, self._common = finish, common
         # name -> (constructor or "module:qualname", the defaults this name sets, e.g.
         # resnet_6blocks: n_blocks=6)
         self._builders: dict[str, tuple[Callable[..., Any] | str, dict[str, Any]]] = {}
+        self._own_init: set[str] = set()  # names declared with common=False
 
     def _add(
-        self, builder: Callable[..., Any] | str, names: tuple[str, ...], defaults: dict
+        self,
+        builder: Callable[..., Any] | str,
+        names: tuple[str, ...],
+        defaults: dict,
+        common: bool = True,
     ) -> None:
-        unknown = set(defaults) - set(parameters(builder)) if defaults else set()
+        known = {**parameters(builder), **(self._common if common else {})} if defaults else {}
+        unknown = set(defaults) - set(known)
         if unknown:
             raise TypeError(f"{builder} has no option(s) {sorted(unknown)}")
         for name in names:
             self._builders[name] = (builder, defaults)
+            if not common:
+                self._own_init.add(name)
 
     def register(
         self, *names: str, **defaults: Any
@@ -108,16 +125,25 @@ class Registry:
 
         return decorator
 
-    def declare(self, target: str, *names: str, **defaults: Any) -> None:
+    def declare(self, target: str, *names: str, common: bool = True, **defaults: Any) -> None:
         """List ``names`` as built by ``target`` (``"module:qualname"``), imported when one
-        of them is first built; ``defaults`` as for :meth:`register`."""
-        self._add(target, names, defaults)
+        of them is first built; ``defaults`` as for :meth:`register`; ``common=False``: the
+        constructor takes none of the registry's common options (it initialises itself)."""
+        self._add(target, names, defaults, common)
 
     def names(self) -> list[str]:
         return sorted(self._builders)
 
     def _parameters(self, name: str) -> dict[str, Any]:
-        return parameters(self._lookup(name)[0])
+        """The constructor's options, then the common ones (unless the name has its own)."""
+        own = parameters(self._lookup(name)[0])
+        common = {} if name in self._own_init else self._common
+        if set(own) & set(common):
+            raise TypeError(
+                f"{self.kind} {name!r} takes {sorted(set(own) & set(common))} itself: declare "
+                "it with common=False, or drop them from its constructor"
+            )
+        return {**own, **common}
 
     def options(self, name: str) -> list[str]:
         """The keyword options the named network accepts (besides its channel counts)."""
@@ -146,16 +172,18 @@ class Registry:
             ) from None
 
     def check_options(self, name: str, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` for an unknown name or option, or a value whose type differs
-        from the option's default (``ngf: "24"``); the message starts with the option."""
+        """Raise ``ValueError`` for an unknown name or option, a value whose type differs
+        from the option's default (``ngf: "24"``), or an int option (a count or a size)
+        below 1, or below 0 where the default is 0; the message starts with the option."""
         valid = self._parameters(name)
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(map(repr, unknown))} for {self.kind} {name!r}; "
-                f"valid options: {', '.join(self.options(name))}"
-            )
         for key, value in options.items():
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+                hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+                raise ValueError(
+                    f"{key}: unknown option for {self.kind} {name!r}; {hint}valid options: "
+                    f"{', '.join(self.options(name))}"
+                )
             default = valid[key]
             if default is EMPTY or default is None:
                 continue
@@ -168,59 +196,76 @@ class Registry:
                     f"{key}: expected {type(default).__name__} (like the default "
                     f"{default!r}), got {value!r}"
                 )
+            if type(default) is int and value < min(default, 1):
+                raise ValueError(f"{key}: must be at least {min(default, 1)}, got {value}")
 
     def build(self, name: str, **kwargs: Any) -> Any:
         self.check_options(name, kwargs)
-        builder = self.get(name)
-        return builder(**{**self._lookup(name)[1], **kwargs})
+        options = {**self._lookup(name)[1], **kwargs}
+        common = {} if name in self._own_init else self._common
+        built = self.get(name)(**{k: v for k, v in options.items() if k not in common})
+        if common:
+            module, _, qualname = self._finish.partition(":")  # type: ignore[union-attr]
+            finish = getattr(importlib.import_module(module), qualname)
+            finish(built, **{k: options.get(k, v) for k, v in common.items()})
+        return built
 
 
 def build_generator(
     name: str, in_channels: int = 3, out_channels: int = 3, **options: Any
 ) -> nn.Module:
-    """A generator from the zoo, e.g. ``build_generator("unet_256", norm="instance")``.
-
-    Names: ``resnet_9blocks``/``resnet_6blocks`` and ``mobile_resnet_9blocks``/
-    ``mobile_resnet_6blocks`` (``n_blocks``, ``widths``, ``mobile``), ``unet_256``/``unet_128``
-    (``num_downs``). Options: ``ngf``, ``norm``, ``norm_affine``, ``dropout``, ``init``,
-    ``init_gain``. Super-resolution (``scale`` x the input, pixels in [-1, 1] like the rest):
-    ``rrdbnet`` (``num_feat``, ``num_block``, ``num_grow_ch``) and ``srvgg_compact``
-    (``num_feat``, ``num_conv``, ``act``). Label maps to images: ``spade`` (``in_channels``
-    one-hot classes; ``num_upsampling``, ``hidden``, ``norm``, ``spectral_norm``) and
-    ``oasis`` (the same blocks fed 3D noise: ``noise_dim``, ``hidden``, ``norm``). The
-    module's ``size_multiple`` is the multiple its input sides must be; ``G(x, layers=[...])``
-    returns feature maps (see :class:`~translate.networks.features.Generator`).
-    """
+    """A generator from the zoo, e.g. ``build_generator("unet_256", norm="instance")``; the
+    names and their options: ``GENERATORS.names()``, ``GENERATORS.options(name)`` and
+    docs/reference/model-zoo.md. The module's ``size_multiple`` is the multiple its input
+    sides must be; ``G(x, layers=[...])`` returns feature maps (see
+    :class:`~translate.networks.features.Generator`)."""
     return GENERATORS.build(name, in_channels=in_channels, out_channels=out_channels, **options)
 
 
 def build_discriminator(name: str, in_channels: int, **options: Any) -> nn.Module:
-    """A discriminator from the zoo: ``patch`` (alias ``basic``), ``pixel`` or ``multiscale``
-    (options ``ndf``, ``n_layers``, ``norm``, ``num_scales``, ``spectral_norm``, ``init``,
-    ``init_gain``), or ``unet_sn``, Real-ESRGAN's (``num_feat``, ``skip_connection``).
-    """
+    """A discriminator from the zoo, e.g. ``build_discriminator("patch", 6, n_layers=3)``;
+    the names and their options as for :func:`build_generator` (``DISCRIMINATORS``)."""
     return DISCRIMINATORS.build(name, in_channels=in_channels, **options)
 
 
-GENERATORS = Registry("generator")
-GENERATORS.declare("translate.networks.generators:resnet", "resnet_9blocks", "resnet")
-GENERATORS.declare("translate.networks.generators:resnet", "resnet_6blocks", n_blocks=6)
+# Every network takes the reference's weight init (N(0, 0.02)); discriminators spectral norm
+# on every convolution. Upstream-layout networks initialise as upstream and take neither.
+GENERATORS = Registry(
+    "generator", "translate.networks.layers:init_weights", init="normal", init_gain=0.02
+)
+GENERATORS.declare("translate.networks.generators:ResnetGenerator", "resnet_9blocks", "resnet")
+GENERATORS.declare("translate.networks.generators:ResnetGenerator", "resnet_6blocks", n_blocks=6)
 GENERATORS.declare(
-    "translate.networks.generators:resnet", "mobile_resnet_9blocks", "mobile_resnet", mobile=True
+    "translate.networks.generators:ResnetGenerator",
+    "mobile_resnet_9blocks",
+    "mobile_resnet",
+    mobile=True,
 )
 GENERATORS.declare(
-    "translate.networks.generators:resnet", "mobile_resnet_6blocks", n_blocks=6, mobile=True
+    "translate.networks.generators:ResnetGenerator",
+    "mobile_resnet_6blocks",
+    n_blocks=6,
+    mobile=True,
 )
-GENERATORS.declare("translate.networks.generators:unet", "unet_256", "unet")
-GENERATORS.declare("translate.networks.generators:unet", "unet_128", num_downs=7)
-GENERATORS.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg_compact")
-GENERATORS.declare("translate.networks.upscalers:RRDBNet", "rrdbnet")
-GENERATORS.declare("translate.networks.spade:spade", "spade")
-GENERATORS.declare("translate.networks.oasis:OASISGenerator", "oasis")
+GENERATORS.declare("translate.networks.generators:UnetGenerator", "unet_256", "unet")
+GENERATORS.declare("translate.networks.generators:UnetGenerator", "unet_128", num_downs=7)
+GENERATORS.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg_compact", common=False)
+GENERATORS.declare("translate.networks.upscalers:RRDBNet", "rrdbnet", common=False)
+GENERATORS.declare("translate.networks.spade:SPADEGenerator", "spade", common=False)
+GENERATORS.declare("translate.networks.oasis:OASISGenerator", "oasis", init="xavier")
 
-DISCRIMINATORS = Registry("discriminator")
-DISCRIMINATORS.declare("translate.networks.discriminators:patch", "patch", "basic")
-DISCRIMINATORS.declare("translate.networks.discriminators:pixel", "pixel")
-DISCRIMINATORS.declare("translate.networks.discriminators:multiscale", "multiscale")
-DISCRIMINATORS.declare("translate.networks.discriminators:UNetDiscriminatorSN", "unet_sn")
-DISCRIMINATORS.declare("translate.networks.oasis:OASISDiscriminator", "oasis")
+DISCRIMINATORS = Registry(
+    "discriminator",
+    "translate.networks.layers:init_weights",
+    init="normal",
+    init_gain=0.02,
+    spectral_norm=False,
+)
+DISCRIMINATORS.declare("translate.networks.discriminators:PatchDiscriminator", "patch", "basic")
+DISCRIMINATORS.declare("translate.networks.discriminators:PixelDiscriminator", "pixel")
+DISCRIMINATORS.declare("translate.networks.discriminators:MultiscaleDiscriminator", "multiscale")
+DISCRIMINATORS.declare(
+    "translate.networks.discriminators:UNetDiscriminatorSN", "unet_sn", common=False
+)
+# OASIS's discriminator puts spectral norm on its own convolutions, as its paper.
+DISCRIMINATORS.declare("translate.networks.oasis:OASISDiscriminator", "oasis", init="xavier")

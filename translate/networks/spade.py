@@ -121,6 +121,10 @@ class SPADEGenerator(Generator):
     grid where that differs. ``G(x, z)``: z ``(N, style_dim)``, drawn from ``torch.randn``
     (the prior the KL term pulls the codes to) when None; :meth:`encode_style` gives an
     image's code. Without it, the label map alone decides the image.
+
+    ``spectral_norm`` on the residual blocks' and the style encoder's convolutions (not the
+    SPADE ones, the first or the last), as the authors' default; ``init`` xavier with gain
+    0.02, as theirs.
     """
 
     input_kind = "labels"
@@ -135,6 +139,9 @@ class SPADEGenerator(Generator):
         hidden: int = 128,
         norm: str = "batch",
         style_dim: int = 0,
+        spectral_norm: bool = True,
+        init: str = "xavier",
+        init_gain: float = 0.02,
     ):
         super().__init__()
         if num_upsampling not in (5, 6):
@@ -157,6 +164,16 @@ class SPADEGenerator(Generator):
         # before each block: upsample x2? (the paper's order: head, up, middle 0, [up,]
         # middle 1, up, up 0, up, up 1, up, up 2, up, up 3)
         self.upsample_before = [False, True, num_upsampling == 6, True, True, True, True]
+        init_weights(self, init, init_gain)
+        if spectral_norm:
+            for block in self.blocks:
+                for name in ("conv_0", "conv_1", "conv_s"):
+                    if hasattr(block, name):
+                        setattr(block, name, _spectral_norm(getattr(block, name)))
+            convs = self.encoder.convs if style_dim else []
+            for i, layer in enumerate(convs):
+                if isinstance(layer, nn.Conv2d):
+                    convs[i] = _spectral_norm(layer)
 
     def tap_points(self) -> list[nn.Module]:
         """The first layer (a convolution of the map, or the code's linear layer), each SPADE
@@ -208,40 +225,3 @@ class SPADEGenerator(Generator):
     def encode_style(self, image: torch.Tensor) -> torch.Tensor:
         """The style ``(N, noise_dim)`` of ``image`` (NCHW in [-1, 1]): the encoder's mean."""
         return self.style_posterior(image)[0]
-
-
-def spade(
-    in_channels: int = 3,
-    out_channels: int = 3,
-    ngf: int = 64,
-    num_upsampling: int = 5,
-    hidden: int = 128,
-    norm: str = "batch",
-    style_dim: int = 0,
-    spectral_norm: bool = True,
-    init: str = "xavier",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    """SPADE's generator (:class:`SPADEGenerator`) for ``in_channels`` one-hot classes:
-    ``ngf`` sets the width (the paper's 64), ``hidden`` the SPADE convolutions' (128),
-    ``norm`` the parameter-free normalisation (``batch``, the paper's, or ``instance``);
-    ``style_dim`` the length of the style code, > 0 adding the style encoder (the paper's
-    ``use_vae``, its ``z_dim`` 256); ``spectral_norm`` on the residual blocks' convolutions
-    (not the SPADE ones, the first or the last) and the encoder's, as the authors' default;
-    init xavier with gain 0.02, as theirs."""
-    net = init_weights(
-        SPADEGenerator(in_channels, out_channels, ngf, num_upsampling, hidden, norm, style_dim),
-        init,
-        init_gain,
-    )
-    if spectral_norm:
-        for block in net.blocks:
-            for name in ("conv_0", "conv_1", "conv_s"):
-                if hasattr(block, name):
-                    setattr(block, name, _spectral_norm(getattr(block, name)))
-        if style_dim:
-            convs = net.encoder.convs
-            for i, layer in enumerate(convs):
-                if isinstance(layer, nn.Conv2d):
-                    convs[i] = _spectral_norm(layer)
-    return net

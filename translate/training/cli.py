@@ -225,27 +225,14 @@ def _distill_config(
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> Config:
-    """The teacher's preprocessing and channels, then the --config file, then TEACHER,
-    --data and --student, then --set; paired data unless the folder holds only domains."""
-    from translate.data.layout import PAIRED, detect_layouts
+    """The distillation the spec starts (see :func:`distill_tree`), with --config's tree,
+    then --student, then --set."""
     from translate.training.config import merge, read_config
     from translate.training.configure import from_dict
-    from translate.training.models.distill import load_teacher
+    from translate.training.specs.distill import distill_tree
 
-    pre = load_teacher(teacher)[0].preprocess
-    tree: dict[str, Any] = {
-        "data": {
-            "preprocess": vars(pre.transforms),
-            "input_channels": pre.input_channels,
-            "output_channels": pre.output_channels,
-        }
-    }
-    if config_path is not None:
-        tree = merge(tree, read_config(config_path))
-    tree = merge(tree, {"data": {"root": str(data_root)}, "loss": {"teacher": teacher}})
+    base = read_config(config_path) if config_path is not None else {}
+    tree = distill_tree(teacher, data_root, base)
     if student is not None:
         tree = merge(tree, {"generator": {"name": student}})
-    if "model" not in tree:
-        paired = data_root.is_dir() and any(x.data == PAIRED for x in detect_layouts(data_root))
-        tree["model"] = "distill" if paired or not data_root.is_dir() else "distill_unpaired"
     return from_dict(tree, overrides)

@@ -284,22 +284,13 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) ->
 
 
 def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
-    """Known options, of their default's type. Int options are counts and sizes: at least 1,
-    or at least 0 where the default is 0."""
+    """The network's name and options, by the registry's rules, named by their config key."""
     _check_choice(f"{key}.name", name, registry.names())
-    valid = registry.options(name)
-    defaults = registry.defaults(name)
-    for option, value in options.items():
-        if option not in valid:
-            raise _unknown_key(f"{key}.options", option, valid)
-        default = defaults.get(option)
-        if isinstance(default, (bool, int, float, str)):
-            _check_value(f"{key}.options.{option}", value, type(default))
-        least = min(default, 1) if type(default) is int else None
-        if least is not None and value < least:
-            raise ValueError(
-                f"config key '{key}.options.{option}': must be at least {least}, got {value}"
-            )
+    try:
+        registry.check_options(name, options)
+    except ValueError as exc:  # "option: reason"
+        option, _, reason = str(exc).partition(": ")
+        raise ValueError(f"config key '{key}.options.{option}': {reason}") from None
 
 
 def build_config(tree: dict[str, Any], loss: type) -> Config:

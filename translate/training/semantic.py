@@ -20,25 +20,17 @@ trainer keeps it out of the module tree: in no state dict, optimizer or weight a
 from __future__ import annotations
 
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from translate.core.torch_file import is_torchscript
 from translate.models.loading import load_model, resolve_model_path
 from translate.training.base import Prepared
 from translate.training.config import Config
 from translate.training.specs.semantic import KEY
-
-
-def _is_torchscript(path: Path) -> bool:
-    # torch.jit.save writes a zip holding the module's code; torch.save's has none
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") for name in archive.namelist())
 
 
 def load_task_model(source: str) -> nn.Module:
@@ -46,7 +38,7 @@ def load_task_model(source: str) -> nn.Module:
     is a one-line ``ValueError`` naming ``loss.task_model``."""
     try:
         path = Path(source)
-        if path.is_file() and _is_torchscript(path):  # under any name (.pt, .ts, .jit)
+        if path.is_file() and is_torchscript(path):  # under any name (.pt, .ts, .jit)
             with warnings.catch_warnings():
                 # torch >= 2.10 marks TorchScript deprecated; it is the format asked for
                 warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)

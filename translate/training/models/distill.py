@@ -40,8 +40,7 @@ from tqdm import tqdm
 
 from translate.core import metrics
 from translate.core.process import Ranks
-from translate.models.loading import load_model, resolve_model_path
-from translate.models.model_file import GeneratorSpec, LoadedModel
+from translate.models.model_file import GeneratorSpec
 from translate.networks import count_macs
 from translate.networks.eval_mode import set_eval_mode
 from translate.networks.layers import init_weights
@@ -55,7 +54,7 @@ from translate.training.base import (
     parameters,
 )
 from translate.training.config import Config
-from translate.training.specs.distill import DistillSpec, DistillUnpairedSpec
+from translate.training.specs.distill import DistillSpec, DistillUnpairedSpec, load_teacher
 
 MAC_SIZE = (256, 256)  # where the default student's MAC budget is counted
 WIDEST = 256  # the widest ngf the default student is searched up to
@@ -68,16 +67,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def load_teacher(source: str) -> tuple[LoadedModel, Path]:
-    """The teacher's generators (on the CPU) and the file they came from; any problem is a
-    ``ValueError`` naming the teacher."""
-    try:
-        path = resolve_model_path(source)
-        return load_model(path), path
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"teacher: {exc}") from None
 
 
 @dataclass(frozen=True)

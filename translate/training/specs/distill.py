@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from translate.training.config import Config, LossConfig
+from translate.data.layout import PAIRED, detect_layouts
+from translate.training.config import Config, LossConfig, merge
 from translate.training.specs import TRAINERS, TrainerSpec
+
+if TYPE_CHECKING:
+    from translate.models.model_file import LoadedModel
 
 
 @dataclass
@@ -62,3 +68,38 @@ class DistillSpec(TrainerSpec):
 class DistillUnpairedSpec(DistillSpec):
     data = "unpaired"
     best_metric = "val_teacher_L1"  # no targets: the student that imitates its teacher best
+
+
+def load_teacher(source: str) -> tuple[LoadedModel, Path]:
+    """The teacher's generators (on the CPU) and the file they came from; any problem is a
+    ``ValueError`` naming the teacher."""
+    from translate.models.loading import load_model, resolve_model_path  # torch: to start
+
+    try:
+        path = resolve_model_path(source)
+        return load_model(path), path
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"teacher: {exc}") from None
+
+
+def distill_tree(teacher: str, data_root: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """The config tree of a distillation of ``teacher`` on ``data_root``: the teacher's
+    preprocessing and channels, then ``base`` (a config file's tree), then the teacher and
+    the data. The trainer is ``base``'s, else picked from the data: ``distill`` on paired
+    data (or a folder not there yet, which the run reports), ``distill_unpaired`` on domains.
+    """
+    pre = load_teacher(teacher)[0].preprocess
+    tree: dict[str, Any] = {
+        "data": {
+            "preprocess": vars(pre.transforms),
+            "input_channels": pre.input_channels,
+            "output_channels": pre.output_channels,
+        }
+    }
+    tree = merge(
+        merge(tree, base), {"data": {"root": str(data_root)}, "loss": {"teacher": teacher}}
+    )
+    if "model" not in tree:
+        paired = data_root.is_dir() and any(x.data == PAIRED for x in detect_layouts(data_root))
+        tree["model"] = "distill" if paired or not data_root.is_dir() else "distill_unpaired"
+    return tree
