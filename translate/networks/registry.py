@@ -186,7 +186,9 @@ def build_generator(
     ``init_gain``. Super-resolution (``scale`` x the input, pixels in [-1, 1] like the rest):
     ``rrdbnet`` (``num_feat``, ``num_block``, ``num_grow_ch``) and ``srvgg_compact``
     (``num_feat``, ``num_conv``, ``act``). Label maps to images: ``spade`` (``in_channels``
-    one-hot classes; ``num_upsampling``, ``hidden``, ``norm``, ``spectral_norm``). The
+    one-hot classes; ``num_upsampling``, ``hidden``, ``norm``, ``spectral_norm``) and
+    ``pix2pixhd``, the coarse-to-fine generator (``n_local_enhancers``,
+    ``n_downsample_global``, ``n_blocks_global``, ``n_blocks_local``, ``input_kind``). The
     module's ``size_multiple`` is the multiple its input sides must be; ``G(x, layers=[...])``
     returns feature maps (see :class:`~translate.networks.features.Generator`).
     """
@@ -215,6 +217,7 @@ GENERATORS.declare("translate.networks.generators:unet", "unet_128", num_downs=7
 GENERATORS.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg_compact")
 GENERATORS.declare("translate.networks.upscalers:RRDBNet", "rrdbnet")
 GENERATORS.declare("translate.networks.spade:spade", "spade")
+GENERATORS.declare("translate.networks.pix2pixhd:Pix2PixHDGenerator", "pix2pixhd")
 
 DISCRIMINATORS = Registry("discriminator")
 DISCRIMINATORS.declare("translate.networks.discriminators:patch", "patch", "basic")

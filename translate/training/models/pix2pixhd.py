@@ -1,0 +1,148 @@
+"""pix2pixHD (Wang et al. 2018): a coarse-to-fine generator, a conditional multi-scale
+discriminator, LSGAN, feature matching and, given a local VGG19 file, a perceptual loss.
+
+Input: label maps (``data.label_nc`` set: one-hot classes, plus instance boundaries with
+``data.instances``) or images (paired folders, the paper's edges-to-photos). The schedule
+(``loss.global_steps``, ``loss.fix_global_steps``) is a function of the step this trainer
+has taken, which it checkpoints, so a resumed run is in the stage it left: the global
+generator alone on inputs and targets brought to its resolution, then the whole network
+with the global generator frozen, then the whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from translate.core import metrics
+from translate.models.model_file import GeneratorSpec
+from translate.networks.registry import GENERATORS
+from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.config import Config
+from translate.training.models.pix2pix import _pair
+from translate.training.perceptual import PerceptualLoss
+from translate.training.specs.pix2pixhd import Pix2PixHDSpec
+
+# pix2pixHD's VGGLoss: the first ReLU of each block, the deeper ones weighted more
+VGG_LAYERS = {
+    "relu1_1": 1 / 32,
+    "relu2_1": 1 / 16,
+    "relu3_1": 1 / 8,
+    "relu4_1": 1 / 4,
+    "relu5_1": 1.0,
+}
+
+GLOBAL, FIXED_GLOBAL, WHOLE = "global", "fixed_global", "whole"
+
+
+class Pix2PixHD(Pix2PixHDSpec, Trainer):
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        d, g, loss = config.data, config.generator, config.loss
+        labels = d.label_nc is not None
+        in_ch = d.label_nc + int(d.instances) if labels else d.input_channels
+        options = dict(g.options)
+        if "input_kind" in GENERATORS.options(g.name):  # pix2pixhd's takes either
+            options["input_kind"] = "labels" if labels else "image"
+        self.spec = GeneratorSpec.declared(g.name, in_ch, d.output_channels, options)
+        self.G = self.spec.build()
+        self.D = self.build_discriminator(in_ch + d.output_channels)
+        perceptual = None
+        if loss.perceptual_weights and loss.lambda_perceptual > 0:
+            try:
+                perceptual = PerceptualLoss(loss.perceptual_weights, VGG_LAYERS)
+            except ValueError as exc:
+                raise ValueError(f"config key 'loss.perceptual_weights': {exc}") from None
+        # Outside the module tree: frozen, so not in checkpoints, optimizers or the average.
+        self.__dict__["perceptual"] = perceptual
+        self.steps = 0  # train_step calls so far: what the schedule follows
+
+    def stage(self) -> str:
+        """Where the schedule stands at the next step."""
+        loss = self.config.loss
+        if self.steps < loss.global_steps:
+            return GLOBAL
+        if self.steps < loss.global_steps + loss.fix_global_steps:
+            return FIXED_GLOBAL
+        return WHOLE
+
+    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+        # one optimizer over the whole generator: Adam leaves alone the parameters a stage
+        # gives no gradient (the enhancers while the global trains, and the reverse)
+        optim = self.config.optim
+        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
+
+    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
+        return {"AtoB": (self.spec, self.G)}
+
+    def _inputs(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's input and target: at the global generator's resolution in its stage."""
+        real_a, real_b = batch["input"], batch["target"]
+        if stage == GLOBAL:
+            return self.G.downsample(real_a), self.G.downsample(real_b)
+        return real_a, real_b
+
+    def _generate(self, real_a: torch.Tensor, stage: str) -> torch.Tensor:
+        return self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
+
+    def train_step(
+        self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
+    ) -> dict[str, torch.Tensor]:
+        stage = self.stage()
+        self.steps += 1
+        real_a, real_b = self._inputs(batch, stage)
+        fixed = frozen(self.G.global_net) if stage == FIXED_GLOBAL else contextlib.nullcontext()
+        with fixed:
+            with stepper.autocast(), torch.set_grad_enabled(update_g):
+                fake_b = self._generate(real_a, stage)
+
+            # Discriminator: real pairs against generated pairs, at every scale.
+            with stepper.autocast():
+                loss_d, pred_real = self.discriminator_loss(
+                    self.D, _pair(real_a, real_b), _pair(real_a, fake_b)
+                )
+            stepper.update("D", loss_d)
+            if not update_g:
+                return {"D": loss_d.detach()}
+
+            # Generator: fool the updated discriminator, match its features on real pairs.
+            losses = {}
+            with frozen(self.D), stepper.autocast():
+                losses["G_GAN"] = self.adversarial_loss(self.D, _pair(real_a, fake_b), pred_real)
+                if self.perceptual is not None:
+                    perceptual = self.perceptual.to(fake_b.device)  # outside the module tree
+                    losses["G_VGG"] = (
+                        perceptual(fake_b.float(), real_b.float())
+                        * self.config.loss.lambda_perceptual
+                    )
+            stepper.update("G", sum(losses.values()))
+        return {"D": loss_d.detach(), **{k: v.detach() for k, v in losses.items()}}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, Any]) -> Validation:
+        """The current stage's output; in the global stage, brought back to the targets' size
+        (bilinear), so scores compare like with like across the switch."""
+        real_a, real_b = batch["input"], batch["target"]
+        stage = self.stage()
+        small_a, _ = self._inputs(batch, stage)
+        fake_b = self._generate(small_a, stage).float()
+        if fake_b.shape[-2:] != real_b.shape[-2:]:
+            fake_b = F.interpolate(
+                fake_b, size=real_b.shape[-2:], mode="bilinear", align_corners=False
+            )
+        d_real = self.D(_pair(real_a, real_b))
+        d_fake = self.D(_pair(real_a, fake_b))
+        images = {"input": real_a, "output": fake_b, "target": real_b}
+        return Validation(images, fake_b, real_b, d_real, d_fake)
+
+    def validation_scores(self) -> metrics.PairedScores:
+        return metrics.PairedScores()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_extra_state(self, state: dict[str, Any], device: torch.device) -> None:
+        self.steps = int(state["steps"])
