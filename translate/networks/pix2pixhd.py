@@ -6,9 +6,10 @@ enhancer. Each enhancer runs a front end of its own (7x7 convolution, one stride
 downsampling) on the input at its resolution, adds the global generator's last features
 (before its output layer) to that, and finishes with residual blocks and an upsampling;
 the last one ends in the 7x7 convolution to the image. The paper trains the global
-generator alone first, at its own resolution, then the whole: :meth:`Pix2PixHDGenerator.
-global_only` runs that first stage with the same modules, through an output layer of the
-global generator's own, so a trainer switches stages without rebuilding the network.
+generator alone first, at its own resolution, then the whole:
+:meth:`Pix2PixHDGenerator.global_only` runs that first stage with the same modules, through
+an output layer of the global generator's own, so a trainer switches stages without
+rebuilding the network.
 """
 
 from __future__ import annotations

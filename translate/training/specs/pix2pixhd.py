@@ -21,10 +21,10 @@ class Pix2PixHDLoss(LossConfig):
     # perceptual_weights names a local file (none can be downloaded here)
     lambda_perceptual: float = 10.0
     perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
-    # coarse to fine: the first global_steps steps train the global generator alone on
-    # inputs and targets downsampled as it sees them; then the whole at full resolution,
-    # the global generator frozen for the first fix_global_steps of those
+    # coarse to fine: steps that train the global generator alone, first, on inputs and
+    # targets downsampled as it sees them (0: the whole network from the first step)
     global_steps: int = 0
+    # then steps of the whole at full resolution with the global generator frozen
     fix_global_steps: int = 0
 
     def __post_init__(self) -> None:
