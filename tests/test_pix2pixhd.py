@@ -206,3 +206,11 @@ def test_the_config_is_checked_before_any_data(tmp_path: Path) -> None:
     config = from_dict(base)
     assert config.loss.gan_mode == "lsgan" and config.loss.feature_matching == 10
     assert config.discriminator.name == "multiscale"
+
+
+def test_images_too_small_for_the_discriminator_stop_in_one_line(tmp_path: Path) -> None:
+    _label_set(tmp_path / "data", count=1)
+    config = _config(tmp_path / "data")
+    config["discriminator"]["options"]["num_scales"] = 3  # 64 px crops, 32 px in the global stage
+    with pytest.raises(ValueError, match=r"^config key 'data.preprocess.crop_size': .* 32x32 px"):
+        make_engine(config, tmp_path / "run")

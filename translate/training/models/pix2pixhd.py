@@ -69,6 +69,29 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             return FIXED_GLOBAL
         return WHOLE
 
+    def initialize(self, batch: dict[str, Any]) -> None:
+        """Refuse, in one line before step 1, images too small for the discriminator's
+        coarsest scale at the smallest size the schedule gives it (torch's own error names
+        no key)."""
+        stage = GLOBAL if self.config.loss.global_steps else WHOLE
+        real_a, real_b = self._inputs(batch, stage)
+        was_training = self.D.training
+        try:
+            with torch.no_grad():
+                self.D.eval()(_pair(real_a, real_b))
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            size = "x".join(map(str, real_b.shape[-2:]))
+            where = " (the global stage's half size)" if stage == GLOBAL else ""
+            raise ValueError(
+                f"config key 'data.preprocess.crop_size': the discriminator sees {size} px "
+                f"pairs{where}, too small for its normalised layers at its coarsest scale; "
+                "use larger images or fewer discriminator.options.num_scales"
+            ) from None
+        finally:
+            self.D.train(was_training)
+
     def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
         # one optimizer over the whole generator: Adam leaves alone the parameters a stage
         # gives no gradient (the enhancers while the global trains, and the reverse)
