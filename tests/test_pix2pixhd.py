@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from torchvision.models.vgg import cfgs, make_layers
 from training_helpers import make_engine, resumed_run, weights
 
 from translate.cli import main
@@ -214,3 +215,22 @@ def test_images_too_small_for_the_discriminator_stop_in_one_line(tmp_path: Path)
     config["discriminator"]["options"]["num_scales"] = 3  # 64 px crops, 32 px in the global stage
     with pytest.raises(ValueError, match=r"^config key 'data.preprocess.crop_size': .* 32x32 px"):
         make_engine(config, tmp_path / "run")
+
+
+def test_a_local_vgg_file_adds_the_perceptual_term_and_none_trains_without(tmp_path: Path) -> None:
+    _label_set(tmp_path / "data", count=1)
+    features = torch.nn.Sequential(*list(make_layers(cfgs["E"]))[:2])  # conv1_1, relu1_1
+    vgg = tmp_path / "vgg.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, vgg)
+    config = _config(tmp_path / "data", global_steps=0, fix_global_steps=0)
+    engine = make_engine(config, tmp_path / "plain")
+    losses = engine.model.train_step(next(iter(engine.loader)), engine.stepper)
+    assert engine.model.perceptual is None and losses.keys() == {"D", "G_GAN"}
+    config["loss"].update(perceptual_weights=str(vgg), perceptual_layers={"relu1_1": 1.0})
+    engine = make_engine(config, tmp_path / "vgg")
+    losses = engine.model.train_step(next(iter(engine.loader)), engine.stepper)
+    assert losses["G_VGG"] > 0
+    assert not any("perceptual" in k for k in engine.model.state_dict())  # frozen, not saved
+    config["loss"]["perceptual_layers"] = {"relu2_1": 1.0}  # deeper than the file holds
+    with pytest.raises(ValueError, match=r"'loss.perceptual_weights': .*features.2.weight"):
+        make_engine(config, tmp_path / "deep")

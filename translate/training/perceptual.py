@@ -88,6 +88,18 @@ class PerceptualLoss(nn.Module):
         return sum(w * F.l1_loss(got[i], wanted[i].detach()) for i, w in self.layers.items())
 
 
+def configured(weights: str | Path, layers: dict[str, float]) -> PerceptualLoss:
+    """The loss of a config's ``loss.perceptual_weights`` and ``loss.perceptual_layers``, its
+    errors naming the key at fault."""
+    try:
+        return PerceptualLoss(weights, layers)
+    except ValueError as exc:  # the layers' messages start with their key
+        key, _, reason = str(exc).partition(": ")
+        if key == "perceptual_layers":
+            raise ValueError(f"config key 'loss.perceptual_layers': {reason}") from None
+        raise ValueError(f"config key 'loss.perceptual_weights': {exc}") from None
+
+
 def _features_state(path: Path, features: nn.Sequential) -> dict[str, torch.Tensor]:
     """The state dict of ``features`` (the first layers of VGG19) from the file ``path``;
     a missing or misshapen tensor is a ``ValueError`` naming the file and the key."""

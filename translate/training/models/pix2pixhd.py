@@ -23,17 +23,8 @@ from translate.networks.registry import GENERATORS
 from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.models.pix2pix import _pair
-from translate.training.perceptual import PerceptualLoss
+from translate.training.perceptual import configured
 from translate.training.specs.pix2pixhd import Pix2PixHDSpec
-
-# pix2pixHD's VGGLoss: the first ReLU of each block, the deeper ones weighted more
-VGG_LAYERS = {
-    "relu1_1": 1 / 32,
-    "relu2_1": 1 / 16,
-    "relu3_1": 1 / 8,
-    "relu4_1": 1 / 4,
-    "relu5_1": 1.0,
-}
 
 GLOBAL, FIXED_GLOBAL, WHOLE = "global", "fixed_global", "whole"
 
@@ -52,10 +43,7 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         self.D = self.build_discriminator(in_ch + d.output_channels)
         perceptual = None
         if loss.perceptual_weights and loss.lambda_perceptual > 0:
-            try:
-                perceptual = PerceptualLoss(loss.perceptual_weights, VGG_LAYERS)
-            except ValueError as exc:
-                raise ValueError(f"config key 'loss.perceptual_weights': {exc}") from None
+            perceptual = configured(loss.perceptual_weights, loss.perceptual_layers)
         # Outside the module tree: frozen, so not in checkpoints, optimizers or the average.
         self.__dict__["perceptual"] = perceptual
         self.steps = 0  # train_step calls so far: what the schedule follows

@@ -28,7 +28,7 @@ from translate.data.degradations import bicubic_upscale, build_degradation
 from translate.models.loading import load_model, resolve_model_path
 from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
-from translate.training.perceptual import PerceptualLoss
+from translate.training.perceptual import configured
 from translate.training.specs.sr import USM_TERMS, SRSpec
 
 
@@ -49,13 +49,7 @@ class SuperResolution(SRSpec, Trainer):
         )
         perceptual = None
         if loss.lambda_perceptual > 0:
-            try:
-                perceptual = PerceptualLoss(loss.perceptual_weights, loss.perceptual_layers)
-            except ValueError as exc:  # the layers' messages start with their key
-                key, _, reason = str(exc).partition(": ")
-                if key == "perceptual_layers":
-                    raise ValueError(f"config key 'loss.perceptual_layers': {reason}") from None
-                raise ValueError(f"config key 'loss.perceptual_weights': {exc}") from None
+            perceptual = configured(loss.perceptual_weights, loss.perceptual_layers)
         # Outside the module tree: frozen, so not in checkpoints, optimizers or the average.
         self.__dict__["perceptual"] = perceptual
 

@@ -5,22 +5,33 @@ file is given) and the coarse-to-fine schedule (the trainer:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from translate.data.layout import LABELS, PAIRED
 from translate.networks.registry import GENERATORS
 from translate.training.config import Config, LossConfig
 from translate.training.specs import TRAINERS, TrainerSpec
 
+# pix2pixHD's VGGLoss: the first ReLU of each block, the deeper ones weighted more
+VGG_LAYERS = {
+    "relu1_1": 1 / 32,
+    "relu2_1": 1 / 16,
+    "relu3_1": 1 / 8,
+    "relu4_1": 1 / 4,
+    "relu5_1": 1.0,
+}
+
 
 @dataclass
 class Pix2PixHDLoss(LossConfig):
     gan_mode: str = "lsgan"  # the paper's
     feature_matching: float = 10.0  # the paper's lambda_feat
-    # VGG19 feature L1 at the paper's layers and weights, with this weight, only when
-    # perceptual_weights names a local file (none can be downloaded here)
+    # VGG19 feature L1 with this weight, only when perceptual_weights names a local file
+    # (none can be downloaded here)
     lambda_perceptual: float = 10.0
     perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
+    # VGG19 layers and their weights (the paper's: relu1_1 to relu5_1, 1/32 to 1)
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(VGG_LAYERS))
     # coarse to fine: steps that train the global generator alone, first, on inputs and
     # targets downsampled as it sees them (0: the whole network from the first step)
     global_steps: int = 0
