@@ -161,7 +161,13 @@ def test_the_brief_config_trains_across_the_switch_and_converts_label_maps(tmp_p
     config = _config(tmp_path / "data", global_steps=1, fix_global_steps=0)
     config["generator"] = {"options": {"ngf": 8}}
     config["train"]["max_steps"] = 2
-    make_engine(config, tmp_path / "run").fit()
+    engine = make_engine(config, tmp_path / "run")
+    engine.fit()
+    batch = next(iter(engine.loader))
+    shown = engine.model.validate(batch).images["input"]  # the sample grid's label maps
+    palette = torch.tensor(engine.config.data.labels.palette(CLASSES)) / 127.5 - 1
+    ids = batch["labels"][0, 0, 0]
+    assert shown.shape == (2, 3, 64, 64) and torch.allclose(shown[0, :, 0, 0], palette[ids])
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["convert", str(tmp_path / "run"), str(tmp_path / "data" / "val" / "A"), str(out)]

@@ -126,6 +126,16 @@ def one_hot(ids: torch.Tensor, classes: int, ignore: int | None = None) -> torch
     return out * valid.unsqueeze(-3)
 
 
+def colour_one_hot(hot: torch.Tensor, palette: list[list[int]]) -> torch.Tensor:
+    """One-hot maps ``(N, classes [+ extra channels], H, W)`` -> their colours ``(N, 3, H, W)``
+    in [-1, 1], a class's ``palette`` colour per pixel (ignored pixels black; channels past
+    the palette, such as instance edges, left out): a label map as a sample grid shows it."""
+    import torch
+
+    colours = torch.tensor(palette, dtype=hot.dtype, device=hot.device) / 127.5
+    return torch.einsum("nchw,cd->ndhw", hot[:, : len(palette)], colours) - 1
+
+
 def instance_edges(instances: torch.Tensor) -> torch.Tensor:
     """Float ``(H, W)``: 1 where a pixel's instance id differs from a 4-neighbour's, on both
     sides of the boundary (pix2pixHD's edge map), else 0."""

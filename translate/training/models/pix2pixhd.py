@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from translate.core import metrics
+from translate.data.labels import colour_one_hot
 from translate.models.model_file import GeneratorSpec
 from translate.networks.registry import GENERATORS
 from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
@@ -146,7 +147,9 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             )
         d_real = self.D(_pair(real_a, real_b))
         d_fake = self.D(_pair(real_a, fake_b))
-        images = {"input": real_a, "output": fake_b, "target": real_b}
+        d = self.config.data
+        shown = colour_one_hot(real_a, d.labels.palette(d.label_nc)) if d.label_nc else real_a
+        images = {"input": shown, "output": fake_b, "target": real_b}
         return Validation(images, fake_b, real_b, d_real, d_fake)
 
     def validation_scores(self) -> metrics.PairedScores:
