@@ -142,6 +142,14 @@ def test_each_stage_trains_its_part_and_a_resumed_run_lands_in_its_stage(tmp_pat
         engine.fit()
         assert engine.model.steps == steps
         parts.append(weights(engine))
+        # validation scores the whole network; the grid shows the global's own output too
+        # while it trains alone
+        images = engine.model.validate(next(iter(engine.loader))).images
+        assert images["output"].shape[-1] == 64
+        if steps == 2:
+            assert images["global"].shape[-1] == 32
+        else:
+            assert "global" not in images
     assert _changed(parts[0], parts[1]) == {"global_net", "global_out"}
     assert _changed(parts[1], parts[2]) == {"front", "back", "out"}
     assert _changed(parts[2], parts[3]) == {"global_net", "front", "back", "out"}

@@ -15,7 +15,6 @@ import contextlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from translate.core import metrics
 from translate.data.labels import colour_one_hot
@@ -49,12 +48,12 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         self.__dict__["perceptual"] = perceptual
         self.steps = 0  # train_step calls so far: what the schedule follows
 
-    def stage(self) -> str:
-        """Where the schedule stands at the next step."""
-        loss = self.config.loss
-        if self.steps < loss.global_steps:
+    def stage(self, step: int | None = None) -> str:
+        """The stage of the schedule at the 0-based ``step`` (default: the next one)."""
+        loss, step = self.config.loss, self.steps if step is None else step
+        if step < loss.global_steps:
             return GLOBAL
-        if self.steps < loss.global_steps + loss.fix_global_steps:
+        if step < loss.global_steps + loss.fix_global_steps:
             return FIXED_GLOBAL
         return WHOLE
 
@@ -135,21 +134,18 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
 
     @torch.no_grad()
     def validate(self, batch: dict[str, Any]) -> Validation:
-        """The current stage's output; in the global stage, brought back to the targets' size
-        (bilinear), so scores compare like with like across the switch."""
+        """The whole network's outputs, whatever the stage: they are what the generator file
+        holds, so ``generator_best`` is a network that works at full resolution. While the
+        global generator trains alone, the grid adds its own outputs (``global``)."""
         real_a, real_b = batch["input"], batch["target"]
-        stage = self.stage()
-        small_a, _ = self._inputs(batch, stage)
-        fake_b = self._generate(small_a, stage).float()
-        if fake_b.shape[-2:] != real_b.shape[-2:]:
-            fake_b = F.interpolate(
-                fake_b, size=real_b.shape[-2:], mode="bilinear", align_corners=False
-            )
+        fake_b = self.G(real_a).float()
         d_real = self.D(_pair(real_a, real_b))
         d_fake = self.D(_pair(real_a, fake_b))
         d = self.config.data
         shown = colour_one_hot(real_a, d.labels.palette(d.label_nc)) if d.label_nc else real_a
         images = {"input": shown, "output": fake_b, "target": real_b}
+        if self.steps and self.stage(self.steps - 1) == GLOBAL:  # the step just taken
+            images["global"] = self.G.global_only(self.G.downsample(real_a)).float()
         return Validation(images, fake_b, real_b, d_real, d_fake)
 
     def validation_scores(self) -> metrics.PairedScores:
