@@ -72,9 +72,10 @@ def _run_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @click.command(
     help="Train a model from a YAML CONFIG (see configs/). Its `model` key picks the "
-    f"trainer; trainers: {trainers_line()}. pix2pix takes paired data, cyclegan and cut "
-    "unpaired (cut: loss.mode=fastcut for FastCUT, data.single_image for SinCUT); distill "
-    "and distill_unpaired are what `translate distill` runs."
+    f"trainer; trainers: {trainers_line()}. pix2pix takes paired data, pix2pixhd label "
+    "maps (data.label_nc) or paired data, cyclegan and cut unpaired (cut: loss.mode=fastcut "
+    "for FastCUT, data.single_image for SinCUT); distill and distill_unpaired are what "
+    "`translate distill` runs."
 )
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_run_options
