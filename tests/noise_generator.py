@@ -9,17 +9,19 @@ from torch import nn
 
 from translate.models.model_file import GeneratorSpec, save_generators
 from translate.networks import GENERATORS
+from translate.networks.features import Generator
 
 NAME = "toy_noise_labels_test"
 CLASSES = 4
 NOISE = 3
 
 
-@GENERATORS.register(NAME)
-class ToyNoiseLabels(nn.Module):
-    """Per pixel: a 1x1 convolution of the one-hot map plus the code replicated over the
-    pixels (OASIS's "3D noise"); the style encoder is the image's mean colour through a
-    linear layer. Sides padded to a multiple of 4."""
+@GENERATORS.register(NAME, common=False)
+class ToyNoiseLabels(Generator):
+    """Per pixel: the one-hot map and the code replicated over the pixels (OASIS's "3D
+    noise") through a 1x1 convolution, a second 1x1 convolution and tanh; the style
+    encoder is the image's mean colour through a linear layer. Sides padded to a multiple
+    of 4. A zoo :class:`Generator`, so its feature taps work as the zoo's do."""
 
     input_kind = "labels"
     size_multiple = 4
@@ -27,14 +29,32 @@ class ToyNoiseLabels(nn.Module):
 
     def __init__(self, in_channels: int = CLASSES, out_channels: int = 3) -> None:
         super().__init__()
+        self.join = nn.Identity()  # the map and the code side by side: the first tap point
         self.body = nn.Conv2d(in_channels + NOISE, out_channels, 1)
+        self.mix = nn.Conv2d(out_channels, out_channels, 1)
+        self.tanh = nn.Tanh()
         self.style = nn.Linear(out_channels, NOISE)
+        with torch.no_grad():  # the mixing starts as the identity: the body's output shows
+            self.mix.weight.copy_(torch.eye(out_channels)[:, :, None, None])
+            self.mix.bias.zero_()
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    def tap_points(self) -> list[nn.Module]:
+        return [self.join, self.body, self.mix, self.tanh]
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor | None = None,
+        layers: list[int] | None = None,
+        with_output: bool = False,
+    ) -> torch.Tensor:
         if z is None:
             z = torch.randn(x.shape[0], NOISE, device=x.device)
         planes = z[:, :, None, None].expand(-1, -1, *x.shape[-2:])
-        return torch.tanh(self.body(torch.cat([x, planes.to(x.dtype)], 1)))
+        return super().forward(torch.cat([x, planes.to(x.dtype)], 1), layers, with_output)
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tanh(self.mix(self.body(self.join(x))))
 
     def encode_style(self, image: torch.Tensor) -> torch.Tensor:
         return self.style(image.mean(dim=(2, 3)))

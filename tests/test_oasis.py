@@ -15,6 +15,7 @@ from training_helpers import make_engine, resumed_run
 from translate.cli import main
 from translate.data.images import list_images, read_image, write_image, write_label_map
 from translate.models.model_file import declared_geometry
+from translate.models.segmenter import SegmenterOptions, load_or_train
 from translate.networks import build_discriminator, build_generator, count_parameters
 from translate.training.configure import from_dict
 from translate.training.models.oasis import class_balance, labelmix, segmentation_loss
@@ -102,17 +103,14 @@ def test_two_codes_give_two_images_of_one_map_and_the_same_code_the_same():
     assert (a - b).abs().mean() > 1e-3
     with pytest.raises(ValueError, match=r"z: expected shape \(1, 8\)"):
         net(hot, torch.zeros(1, 4))
-    quiet = build_generator("oasis", CLASSES, 3, ngf=4, noise_dim=0, hidden=8).eval()
-    with torch.no_grad():
-        assert torch.equal(quiet(hot), quiet(hot))  # no noise: the map alone decides
 
 
 def test_bad_options_are_refused_naming_them():
-    with pytest.raises(ValueError, match="noise_dim: 0 .* got -1"):
-        build_generator("oasis", CLASSES, noise_dim=-1)
+    with pytest.raises(ValueError, match=r"noise_dim: at least 1 \(for none, use spade\), got 0"):
+        build_generator("oasis", CLASSES, noise_dim=0)
     with pytest.raises(ValueError, match="classes: .* got 1"):
         build_discriminator("oasis", 3, classes=1)
-    with pytest.raises(ValueError, match="unknown option.*'num_upsampling'"):
+    with pytest.raises(ValueError, match="num_upsampling: unknown option for generator 'oasis'"):
         build_generator("oasis", CLASSES, num_upsampling=5)
     with pytest.raises(ValueError, match="norm"):
         build_generator("oasis", CLASSES, ngf=2, hidden=2, norm="group")
@@ -167,7 +165,8 @@ def _config(root: Path) -> dict:
     return {
         "model": "oasis",
         "data": {
-            "root": str(root), "label_nc": CLASSES, "num_workers": 0, "val_size": 2,
+            "root": str(root), "label_nc": CLASSES, "segmenter_steps": 2,
+            "num_workers": 0, "val_size": 2,
             "preprocess": {"mode": "crop", "crop_size": 64},
         },
         # narrow SPADE convolutions and a short code: the paper's 128 and 64 cost seconds
@@ -180,6 +179,10 @@ def _config(root: Path) -> dict:
 
 def test_oasis_trains_resumes_exactly_and_its_run_converts_label_maps(tmp_path):
     data = _label_data(tmp_path / "data")
+    # Both runs load the cached segmenter (validation's mIoU): one run that trains it in
+    # process ends a few bits off one that loads it (seen on CPU, cause not found: every
+    # RNG is restored), which the bit-exact comparison would take for a resume bug.
+    load_or_train(data, CLASSES, options=SegmenterOptions(steps=2), progress=False)
     full, _ = resumed_run(_config(data), tmp_path / "runs", half=1)
     assert full.ema is not None  # the paper's generator average, on by default
     out = tmp_path / "out"

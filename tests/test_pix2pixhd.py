@@ -100,7 +100,7 @@ def _config(root: Path, labels: bool = True, **loss: Any) -> dict[str, Any]:
         "model": "pix2pixhd",
         "data": {
             "root": str(root),
-            **({"label_nc": CLASSES} if labels else {}),
+            **({"label_nc": CLASSES, "segmenter_steps": 2} if labels else {}),
             "preprocess": {"mode": "crop", "crop_size": 64},
             "num_workers": 0,
             "val_size": 2,

@@ -58,6 +58,7 @@ def spade(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         "data": {
             "root": str(root),
             "label_nc": CLASSES,
+            "segmenter_steps": 2,
             "preprocess": {"mode": "crop", "crop_size": SIZE},
             "num_workers": 0,
             "val_size": 2,

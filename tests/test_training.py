@@ -282,12 +282,12 @@ def test_full_disk_at_the_first_checkpoint_says_there_is_nothing_to_resume(
     [
         ("train.max_steps=-1", "'train.max_steps': must be at least 1, got -1"),
         ("train.max_minutes=0", "'train.max_minutes': must be a positive number of minutes"),
-        ("generator.options.ngf=-4", "'generator.options.ngf': must be at least 1, got -4"),
+        ("generator.options.ngf=-4", "'generator.options.ngf': must be 0 or more, got -4"),
         (
             "generator.options.ngf='24'",
             "'generator.options.ngf': expected int (like the default 64), got '24'",
         ),
-        ("discriminator.options.n_layers=0", "'discriminator.options.n_layers': must be at"),
+        ("discriminator.options.n_layers=0", "n_layers must be >= 1; got 0"),
     ],
 )
 def test_invalid_settings_name_their_key(
@@ -793,7 +793,9 @@ def test_validation_scores_the_whole_split_up_to_val_size(
     scored: list[int] = []
     add = metrics.PairedScores.add
     monkeypatch.setattr(
-        metrics.PairedScores, "add", lambda self, o, t: (scored.append(len(o)), add(self, o, t))
+        metrics.PairedScores,
+        "add",
+        lambda self, o, t, *rest: (scored.append(len(o)), add(self, o, t, *rest)),
     )
     config = tiny("pix2pix", tmp_path / "d")
     del config["data"]["val_size"]

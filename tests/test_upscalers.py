@@ -74,7 +74,7 @@ def test_compact_options_reach_the_network():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"scale": 0}, "scale: must be at least 1, got 0"),
+        ({"scale": 0}, "scale must be a positive integer"),
         ({"act": "gelu"}, "act must be one of prelu, relu, leakyrelu"),
         ({"out_channels": 1}, "out_channels must equal in_channels"),
     ],

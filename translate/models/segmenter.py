@@ -19,10 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -130,29 +132,39 @@ def train(
 ) -> Segmenter:  # fmt: skip
     """A :class:`Segmenter` trained on ``dataset``'s images against their ids: cross
     entropy, the ignore id left out, ``options.steps`` Adam steps (on the CPU: the caller's
-    global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(options.seed)
-        net = Segmenter(classes, options.width)
-        loader = DataLoader(
-            dataset,
-            batch_size=options.batch,
-            shuffle=True,
-            drop_last=len(dataset) >= options.batch,
-            generator=torch.Generator().manual_seed(options.seed),
-        )
-        optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
-        ignore = -100 if labels.ignore is None else labels.ignore  # -100: cross_entropy's none
-        batches = iter(())
-        for _ in tqdm(range(options.steps), desc="segmenter", unit="step", disable=not progress):
-            batch = next(batches, None)
-            if batch is None:  # another pass over the shuffled data
-                batches = iter(loader)
-                batch = next(batches)
-            loss = F.cross_entropy(net(batch["target"]), batch["labels"], ignore_index=ignore)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    global RNGs, torch's and the augmentations' Python and NumPy ones, are left as they were,
+    so a training run that trains it at its first validation resumes exactly)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            random.seed(options.seed)  # the crops and flips
+            np.random.seed(options.seed)
+            net = Segmenter(classes, options.width)
+            loader = DataLoader(
+                dataset,
+                batch_size=options.batch,
+                shuffle=True,
+                drop_last=len(dataset) >= options.batch,
+                generator=torch.Generator().manual_seed(options.seed),
+            )
+            optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
+            ignore = -100 if labels.ignore is None else labels.ignore  # -100: cross_entropy's none
+            batches = iter(())
+            for _ in tqdm(
+                range(options.steps), desc="segmenter", unit="step", disable=not progress
+            ):
+                batch = next(batches, None)
+                if batch is None:  # another pass over the shuffled data
+                    batches = iter(loader)
+                    batch = next(batches)
+                loss = F.cross_entropy(net(batch["target"]), batch["labels"], ignore_index=ignore)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
     return net.eval().requires_grad_(False)
 
 

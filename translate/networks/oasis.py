@@ -29,7 +29,8 @@ class OASISGenerator(Generator):
     convolution to ``16 ngf`` channels; then six SPADE residual blocks (``16, 16, 8, 4, 2,
     1`` times ``ngf`` out) conditioned on the map and noise, with a x2 nearest upsampling
     between blocks; last, leaky ReLU and a 3x3 convolution to ``out_channels`` with tanh.
-    Sides a multiple of 32; output the input's size. ``noise_dim`` 0: the label map alone.
+    Sides a multiple of 32; output the input's size. ``noise_dim`` is at least 1: a
+    generator of the label map alone is ``spade``.
     """
 
     input_kind = "labels"
@@ -45,8 +46,8 @@ class OASISGenerator(Generator):
         norm: str = "batch",
     ):
         super().__init__()
-        if noise_dim < 0:
-            raise ValueError(f"noise_dim: 0 (no noise) or more, got {noise_dim}")
+        if noise_dim < 1:  # OASIS without noise is SPADE's generator
+            raise ValueError(f"noise_dim: at least 1 (for none, use spade), got {noise_dim}")
         self.noise_dim = noise_dim
         conditions = in_channels + noise_dim
         self.fc = nn.Conv2d(conditions, 16 * ngf, 3, padding=1)
@@ -76,16 +77,15 @@ class OASISGenerator(Generator):
         """The image of label map ``x`` (NCHW, sides a multiple of 32) under code ``z``
         (``(N, noise_dim)``; None: drawn with ``torch.randn``); ``layers`` and
         ``with_output`` as for every :class:`Generator`."""
-        if self.noise_dim:
-            if z is None:
-                z = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
-            elif z.shape != (x.shape[0], self.noise_dim):
-                raise ValueError(
-                    f"z: expected shape {(x.shape[0], self.noise_dim)} (images, noise_dim), "
-                    f"got {tuple(z.shape)}"
-                )
-            noise = z.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
-            x = torch.cat([x, noise], 1)
+        if z is None:
+            z = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
+        elif z.shape != (x.shape[0], self.noise_dim):
+            raise ValueError(
+                f"z: expected shape {(x.shape[0], self.noise_dim)} (images, noise_dim), "
+                f"got {tuple(z.shape)}"
+            )
+        noise = z.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        x = torch.cat([x, noise], 1)
         return super().forward(x, layers, with_output)
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:

@@ -114,13 +114,13 @@ class Registry:
                 self._own_init.add(name)
 
     def register(
-        self, *names: str, **defaults: Any
+        self, *names: str, common: bool = True, **defaults: Any
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register ``builder`` under ``names``; ``defaults`` override its own defaults, so one
-        constructor serves several named variants."""
+        constructor serves several named variants; ``common`` as for :meth:`declare`."""
 
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
-            self._add(builder, names, defaults)
+            self._add(builder, names, defaults, common)
             return builder
 
         return decorator
@@ -196,8 +196,9 @@ class Registry:
                     f"{key}: expected {type(default).__name__} (like the default "
                     f"{default!r}), got {value!r}"
                 )
-            if type(default) is int and value < min(default, 1):
-                raise ValueError(f"{key}: must be at least {min(default, 1)}, got {value}")
+            # a count or a size is never negative; the constructor checks where 0 is wrong
+            if type(default) is int and value < 0:
+                raise ValueError(f"{key}: must be 0 or more, got {value}")
 
     def build(self, name: str, **kwargs: Any) -> Any:
         self.check_options(name, kwargs)

@@ -15,6 +15,7 @@ from translate.core import metrics
 from translate.core.runtime import Precision
 from translate.data.gpu_augment import DiffAugment
 from translate.models.model_file import GeneratorSpec
+from translate.models.segmenter import SegmenterOptions, load_or_train
 from translate.networks import build_discriminator
 from translate.training.config import Config
 from translate.training.distributed import GradientReducer
@@ -116,6 +117,19 @@ class Validation:
     # a label model's input ids (NHW, the batch's ``labels``), which the trainer's
     # ``validation_scores()`` reads when it is a ``metrics.LabelScores`` (mIoU)
     labels: torch.Tensor | None = None
+
+
+def label_scores(config: Config) -> metrics.PairedScores:
+    """A label trainer's validation scores: :class:`metrics.PairedScores`, plus the mIoU and
+    pixel accuracy of a segmenter on the outputs (:class:`metrics.LabelScores`, the real
+    images' as the ceiling) on label data with ``data.segmenter_steps``; the segmenter is
+    trained on the first call for these files and cached beside them."""
+    d = config.data
+    if not d.label_nc or not d.segmenter_steps or d.single_image is not None:
+        return metrics.PairedScores()
+    options = SegmenterOptions(steps=d.segmenter_steps)
+    segmenter = load_or_train(d.root, d.label_nc, d.labels, options)
+    return metrics.LabelScores(segmenter, d.label_nc, d.labels.ignore, real=True)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,10 @@ class DataConfig:
     label_nc: int | None = None
     labels: Labels = field(default_factory=Labels)  # ignore id, class names and colours
     instances: bool = False  # label maps: add the boundaries of instance maps in inst/
+    # label maps: Adam steps of the segmenter whose mIoU on the outputs validation reports
+    # (trained once on the training images, cached beside them: translate.models.segmenter);
+    # 0: no mIoU
+    segmenter_steps: int = 400
 
     def source(self) -> str:
         """What the run trains on, in words (the run summary's ``dataset``)."""
@@ -374,6 +378,11 @@ def label_count(config: Config) -> int:
 
 def _check_labels(data: DataConfig) -> None:
     """A label section needs the number of classes, and names or colours one per class."""
+    if data.segmenter_steps < 0:
+        raise ValueError(
+            f"config key 'data.segmenter_steps': a number of steps, 0 for no mIoU, got "
+            f"{data.segmenter_steps}"
+        )
     if data.label_nc is not None:
         data.labels.check_count(data.label_nc)
         return

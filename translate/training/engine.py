@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -833,15 +833,18 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         """The run summary that generator files store as ``training`` (``translate info``)."""
+        data = self.config.data
         return {
             "model": self.config.model,
             "epochs": self.epoch_number,
             "steps": self.step,
-            "dataset": self.config.data.source(),
+            "dataset": data.source(),
             "best_val": self.evaluator.best,
             **({"baseline_val": self.evaluator.baseline} if self.evaluator.baseline else {}),
-            "val_split": self.config.data.val_split,
+            "val_split": data.val_split,
             "val_images": self.evaluator.val_images,
+            # a label model's class names and colours: serve's paint tab shows them
+            **({"labels": asdict(data.labels)} if data.label_nc else {}),
             **self.runtime.describe(),  # device, precision, threads
         }
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from translate.core import metrics
 from translate.data.labels import colorize
 from translate.networks import build_discriminator
-from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
 from translate.training.config import Config
 from translate.training.specs.oasis import OASISSpec
 
@@ -99,10 +99,11 @@ class OASIS(OASISSpec, Trainer):
         else:
             fake = self.G(maps).float()
         images = {"input": colorize(maps, self.palette), "output": fake, "target": real}
-        return Validation(images, fake, real, realness(self.D(real)), realness(self.D(fake)))
+        d_real, d_fake = realness(self.D(real)), realness(self.D(fake))
+        return Validation(images, fake, real, d_real, d_fake, labels=batch["labels"])
 
     def validation_scores(self) -> metrics.PairedScores:
-        return metrics.PairedScores()
+        return label_scores(self.config)
 
 
 def class_balance(hot: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ class Pix2Pix(Pix2PixSpec, Trainer):
         # Discriminator: real pairs against generated pairs.
         with stepper.autocast():
             loss_d, pred_real = self.discriminator_loss(
-                self.D, _pair(real_a, real_b), _pair(real_a, fake_b)
+                self.D, conditional_pair(real_a, real_b), conditional_pair(real_a, fake_b)
             )
         stepper.update("D", loss_d)
         if not update_g:
@@ -46,7 +46,7 @@ class Pix2Pix(Pix2PixSpec, Trainer):
 
         # Generator: fool the updated discriminator and stay close to the target.
         with frozen(self.D), stepper.autocast():
-            loss_gan = self.adversarial_loss(self.D, _pair(real_a, fake_b), pred_real)
+            loss_gan = self.adversarial_loss(self.D, conditional_pair(real_a, fake_b), pred_real)
             loss_l1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.loss.lambda_l1
         stepper.update("G", loss_gan + loss_l1)
         return {"D": loss_d.detach(), "G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
@@ -55,8 +55,8 @@ class Pix2Pix(Pix2PixSpec, Trainer):
     def validate(self, batch: dict[str, Any]) -> Validation:
         real_a, real_b = batch["input"], batch["target"]
         fake_b = self.G(real_a).float()
-        d_real = self.D(_pair(real_a, real_b))
-        d_fake = self.D(_pair(real_a, fake_b))
+        d_real = self.D(conditional_pair(real_a, real_b))
+        d_fake = self.D(conditional_pair(real_a, fake_b))
         images = {"input": real_a, "output": fake_b, "target": real_b}
         return Validation(images, fake_b, real_b, d_real, d_fake)
 
@@ -64,7 +64,7 @@ class Pix2Pix(Pix2PixSpec, Trainer):
         return metrics.PairedScores()
 
 
-def _pair(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+def conditional_pair(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """The discriminator's input: the condition beside the image, the condition brought to
     the image's size where the generator's output is a multiple of its input's."""
     if condition.shape[-2:] != image.shape[-2:]:

@@ -20,9 +20,9 @@ from translate.core import metrics
 from translate.data.labels import colorize
 from translate.models.model_file import GeneratorSpec
 from translate.networks.registry import GENERATORS
-from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
 from translate.training.config import Config
-from translate.training.models.pix2pix import _pair
+from translate.training.models.pix2pix import conditional_pair
 from translate.training.perceptual import perceptual_loss
 from translate.training.specs.pix2pixhd import Pix2PixHDSpec
 
@@ -66,7 +66,7 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         was_training = self.D.training
         try:
             with torch.no_grad():
-                self.D.eval()(_pair(real_a, real_b))
+                self.D.eval()(conditional_pair(real_a, real_b))
         except ValueError as exc:
             if "more than 1 value per channel" not in str(exc):
                 raise
@@ -113,7 +113,7 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             # Discriminator: real pairs against generated pairs, at every scale.
             with stepper.autocast():
                 loss_d, pred_real = self.discriminator_loss(
-                    self.D, _pair(real_a, real_b), _pair(real_a, fake_b)
+                    self.D, conditional_pair(real_a, real_b), conditional_pair(real_a, fake_b)
                 )
             stepper.update("D", loss_d)
             if not update_g:
@@ -122,7 +122,9 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             # Generator: fool the updated discriminator, match its features on real pairs.
             losses = {}
             with frozen(self.D), stepper.autocast():
-                losses["G_GAN"] = self.adversarial_loss(self.D, _pair(real_a, fake_b), pred_real)
+                losses["G_GAN"] = self.adversarial_loss(
+                    self.D, conditional_pair(real_a, fake_b), pred_real
+                )
                 if self.perceptual is not None:
                     perceptual = self.perceptual.to(fake_b.device)  # outside the module tree
                     losses["G_VGG"] = (
@@ -139,17 +141,17 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         global generator trains alone, the grid adds its own outputs (``global``)."""
         real_a, real_b = batch["input"], batch["target"]
         fake_b = self.G(real_a).float()
-        d_real = self.D(_pair(real_a, real_b))
-        d_fake = self.D(_pair(real_a, fake_b))
+        d_real = self.D(conditional_pair(real_a, real_b))
+        d_fake = self.D(conditional_pair(real_a, fake_b))
         d = self.config.data
         shown = colorize(real_a, d.labels.palette(d.label_nc)) if d.label_nc else real_a
         images = {"input": shown, "output": fake_b, "target": real_b}
         if self.steps and self.stage(self.steps - 1) == GLOBAL:  # the step just taken
             images["global"] = self.G.global_only(self.G.downsample(real_a)).float()
-        return Validation(images, fake_b, real_b, d_real, d_fake)
+        return Validation(images, fake_b, real_b, d_real, d_fake, labels=batch.get("labels"))
 
     def validation_scores(self) -> metrics.PairedScores:
-        return metrics.PairedScores()
+        return label_scores(self.config)
 
     def extra_state(self) -> dict[str, Any]:
         return {"steps": self.steps}

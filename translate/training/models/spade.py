@@ -18,9 +18,9 @@ import torch
 
 from translate.core import metrics
 from translate.data.labels import colorize
-from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
 from translate.training.config import Config, label_count
-from translate.training.models.pix2pix import _pair
+from translate.training.models.pix2pix import conditional_pair
 from translate.training.perceptual import perceptual_loss
 from translate.training.specs.spade import SPADESpec
 
@@ -70,7 +70,7 @@ class SPADE(SPADESpec, Trainer):
         # Discriminator: real (label map, image) pairs against generated ones, hinge.
         with stepper.autocast():
             loss_d, pred_real = self.discriminator_loss(
-                self.D, _pair(labels, real), _pair(labels, fake)
+                self.D, conditional_pair(labels, real), conditional_pair(labels, fake)
             )
         stepper.update("D", loss_d)
         if not update_g:
@@ -79,7 +79,7 @@ class SPADE(SPADESpec, Trainer):
         # Generator: fool the updated D, match its features on the real pair, and the rest.
         out = {"D": loss_d.detach()}
         with frozen(self.D), stepper.autocast():
-            loss_g = self.adversarial_loss(self.D, _pair(labels, fake), pred_real)
+            loss_g = self.adversarial_loss(self.D, conditional_pair(labels, fake), pred_real)
             out["G_GAN"] = loss_g.detach()
             if self.perceptual is not None:
                 perceptual = self.perceptual.to(real.device)  # the engine moves the module tree
@@ -96,10 +96,10 @@ class SPADE(SPADESpec, Trainer):
     def validate(self, batch: dict[str, Any]) -> Validation:
         labels, real = batch["input"], batch["target"]
         fake = (self.G(labels, self.G.encode_style(real)) if self.style else self.G(labels)).float()
-        d_real = self.D(_pair(labels, real))
-        d_fake = self.D(_pair(labels, fake))
+        d_real = self.D(conditional_pair(labels, real))
+        d_fake = self.D(conditional_pair(labels, fake))
         images = {"input": colorize(labels, self.palette), "output": fake, "target": real}
-        return Validation(images, fake, real, d_real, d_fake)
+        return Validation(images, fake, real, d_real, d_fake, labels=batch["labels"])
 
     def validation_scores(self) -> metrics.PairedScores:
-        return metrics.PairedScores()
+        return label_scores(self.config)
