@@ -90,7 +90,8 @@ def test_test_extra_is_built_from_every_other_extra() -> None:
     extras = _extras()
     own = [r for r in extras["test"] if _normalize(r.name) == "translate"]
     assert len(own) == 1, "the test extra names translate[...] once"
-    assert own[0].extras == set(extras) - {"test"}
+    # openvino aside: with it loaded, a long test process crashed later (setup.cfg)
+    assert own[0].extras == set(extras) - {"test", "openvino"}
     others = {_normalize(r.name) for name, reqs in extras.items() if name != "test" for r in reqs}
     copied = {_normalize(r.name) for r in extras["test"]} & others
     assert not copied, f"listed in the test extra and in another extra: {copied}"

@@ -88,9 +88,6 @@ _EXTRAS = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "ope
 # Calibration images an int8 model is quantized with: the first ones of the folder, enough
 # for stable min/max ranges without reading a whole data set each time the model loads.
 CALIBRATION_IMAGES = 16
-# Input shapes OpenVINO compiles a static model for (faster than the dynamic one, each
-# compile costs a fraction of a second); further shapes share the dynamic model.
-_STATIC_SHAPES = 4
 
 
 def weights_sha256(module: nn.Module) -> str:
@@ -329,11 +326,11 @@ class OpenVinoGenerator(nn.Module):
     with as many threads as torch (``INFERENCE_NUM_THREADS``) and ``precision``'s inference
     precision.
 
-    What a call costs besides the model is cut: the first :data:`_STATIC_SHAPES` input
-    shapes each get a model compiled for that shape (static shapes run faster than the
-    dynamic model, which the others share), the input array is shared with OpenVINO rather
-    than copied, and each thread that calls it keeps its own infer request per model (the
-    server translates in worker threads; a request runs one inference at a time).
+    One model compiled with dynamic sizes serves every shape; each thread that calls it
+    keeps its own infer request (the server translates in worker threads; a request runs
+    one inference at a time). Static models per input shape and a shared input array were
+    tried: they corrupted the heap of a process that went on to other work (a test suite
+    crashed later in unrelated code), so they are left out.
     """
 
     def __init__(self, onnx_path: Path, precision: Precision) -> None:
@@ -350,41 +347,20 @@ class OpenVinoGenerator(nn.Module):
             # One image at a time as fast as it goes: the Translator batches for itself.
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.core = openvino.Core()
-        self.dynamic = self._compile(None)
-        self.static: dict[tuple[int, ...], Any] = {}
-        self._lock = threading.Lock()
-        self._requests = threading.local()
-
-    def _compile(self, shape: tuple[int, ...] | None) -> Any:
-        """The model compiled for input ``shape`` (None: dynamic batch, height and width)."""
+        core = openvino.Core()
         try:
-            read = self.core.read_model(self.path)
-            if shape is not None:
-                read.reshape({0: list(shape)})
-            return self.core.compile_model(read, "CPU", self.config)
+            self.compiled = core.compile_model(core.read_model(self.path), "CPU", self.config)
         except RuntimeError as exc:  # OpenVINO raises its parse errors as RuntimeError
             raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
-
-    def _compiled(self, shape: tuple[int, ...]) -> Any:
-        with self._lock:
-            compiled = self.static.get(shape)
-            if compiled is None and len(self.static) < _STATIC_SHAPES:
-                compiled = self.static[shape] = self._compile(shape)
-        return self.dynamic if compiled is None else compiled
+        self._requests = threading.local()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        array = x.detach().float().cpu().contiguous().numpy()  # no copy when it already is
-        compiled = self._compiled(tuple(array.shape))
-        requests = getattr(self._requests, "by_model", None)
-        if requests is None:
-            requests = self._requests.by_model = {}
-        request = requests.get(id(compiled))
+        request = getattr(self._requests, "request", None)
         if request is None:
-            request = requests[id(compiled)] = compiled.create_infer_request()
-        # The input is read in place; the result is a copy (share_outputs off), since the
-        # request's output buffer is reused by its next call.
-        return torch.from_numpy(request.infer({0: array}, share_inputs=True)[0]).to(x.device)
+            request = self._requests.request = self.compiled.create_infer_request()
+        array = x.detach().float().cpu().contiguous().numpy()
+        # The result is a copy (share_outputs is off): the request's buffer is reused.
+        return torch.from_numpy(request.infer({0: array})[0]).to(x.device)
 
 
 def _save_openvino(openvino: Any, onnx_path: Path, folder: Path) -> None:

@@ -1,0 +1,158 @@
+"""SPADE, OASIS, pix2pixHD and Pix2Pix on the same label maps at equal wall time, one core
+each, scored the same way (issue 30's first goal).
+
+    translate prepare worldmaps-labels datasets/worldmaps-labels
+    python tools/labels_equal_time.py --out runs/labels_equal_time --minutes 8
+    python tools/labels_equal_time.py --out runs/labels_equal_time --score-only
+
+Each trainer runs ``translate train`` on its config (``configs/worldmaps_spade.yaml``,
+``worldmaps_oasis.yaml``, ``worldmaps_labels_pix2pixhd.yaml``, and
+``worldmaps_labels_pix2pix.yaml``, which reads the label maps as the colour images their
+palettes draw, as pix2pix takes facades' labels) with ``train.max_minutes`` set to
+``--minutes``, pinned to one core with one thread, two at a time, a constant learning rate
+and only the final evaluation (as ``tools/unpaired_equal_time.py``, whose launcher this
+reuses).
+
+Scores, on the ``val`` split, which no run trains or selects on: each run's last generator
+converts ``val/A`` (``translate convert``; OASIS with its default seed), then
+
+- mIoU and pixel accuracy of a segmenter run on the outputs against the label maps they
+  came from (``translate.models.segmenter``: trained once on the ``train`` split's real
+  images, cached beside the data; it is trained before the runs start, so none pays for it
+  in its minutes). The ``real images`` row is the segmenter on ``val/B``: the ceiling;
+- PSNR and SSIM against ``val/B`` (``translate evaluate``), and FID/KID with
+  ``--inception-weights`` (none can be downloaded here).
+
+The report (``equal_time.md``, ``equal_time.json``) lands in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
+
+from sr_side_by_side import machine, one_core_env, uptime  # noqa: E402
+from unpaired_equal_time import Entry, _cell, evaluate, pace, train_all  # noqa: E402
+
+TRAINERS = (
+    Entry("SPADE", "configs/worldmaps_spade.yaml"),
+    Entry("OASIS", "configs/worldmaps_oasis.yaml"),
+    Entry("Pix2Pix", "configs/worldmaps_labels_pix2pix.yaml"),
+    Entry("pix2pixHD", "configs/worldmaps_labels_pix2pixhd.yaml"),
+)
+COLUMNS = (  # key, heading, digits
+    ("steps", "steps", 0),
+    ("s_per_step", "s/step", 3),
+    ("miou", "mIoU", 3),
+    ("pixel_accuracy", "pixel acc.", 3),
+    ("psnr", "PSNR dB", 2),
+    ("ssim", "SSIM", 3),
+    ("fid", "FID", 1),
+    ("kid", "KID", 4),
+)
+
+
+def segmenter(data: Path) -> tuple[Any, int, Any]:
+    """The cached segmenter of ``data`` (trained here on first use), its classes and labels."""
+    from translate.data.labels import read_labels_file
+    from translate.models.segmenter import load_or_train
+
+    classes, labels = read_labels_file(data / "labels.yaml")
+    return load_or_train(data, classes, labels), classes, labels
+
+
+def segmentation(images: Path, data: Path) -> dict[str, float]:
+    """mIoU and pixel accuracy of the segmenter on ``images`` (named as ``val/A``'s maps)
+    against those maps."""
+    import torch
+
+    from translate.core.metrics import confusion_matrix, segmentation_scores
+    from translate.data.images import list_images, read_image, read_label_map
+
+    net, classes, labels = segmenter(data)
+    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    for label_path in list_images(data / "val" / "A"):
+        image = next(images.glob(label_path.stem + ".*"))
+        x = torch.from_numpy(read_image(image, channels=3)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            predicted = net(x.float() / 127.5 - 1).argmax(1)[0]
+        truth = torch.from_numpy(read_label_map(label_path, classes, labels.ignore).astype("int64"))
+        confusion += confusion_matrix(predicted, truth, classes, labels.ignore)
+    return segmentation_scores(confusion)
+
+
+def score(entry: Entry, args: argparse.Namespace) -> dict[str, Any]:
+    run_dir, outputs = args.out / entry.name, args.out / f"{entry.name}_val"
+    command = [sys.executable, "-m", "translate.cli", "convert",
+               str(run_dir / "generator_latest.safetensors"), str(args.data / "val" / "A"),
+               str(outputs), "--overwrite", "--device", "cpu", "--no-progress"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=one_core_env(), cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"convert with {entry.name} failed: {done.stderr.strip()}")
+    paired = evaluate(outputs, args.data / "val" / "B", args.weights)
+    return {**pace(run_dir), **segmentation(outputs, args.data), **paired}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['minutes']:g} minutes per trainer, one core each ({report['machine']['cpu']}, "
+        f"{report['machine']['cpu flags']}); load before: {report['uptime_before']}; after: "
+        f"{report['uptime_after']}",
+        "",
+        "| trainer | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for name, scores in report["rows"].items():
+        cells = [_cell(scores.get(key), digits) for key, _, digits in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "datasets" / "worldmaps-labels")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=8.0, help="per trainer")
+    parser.add_argument("--cores", default="0,1", help="cores of the trainers started together")
+    parser.add_argument("--inception-weights", dest="weights", type=Path, default=None)
+    parser.add_argument("--only", default="", help="comma-separated trainer names (all)")
+    parser.add_argument("--score-only", action="store_true", help="score the runs in --out")
+    args = parser.parse_args(argv)
+    args.data, args.out = args.data.resolve(), args.out.resolve()
+    if not (args.data / "labels.yaml").is_file():
+        raise SystemExit(f"{args.data}: no labels.yaml; run `translate prepare worldmaps-labels`")
+    names = [n for n in args.only.split(",") if n]
+    entries = tuple(e for e in TRAINERS if not names or e.name in names)
+    if not entries:
+        raise SystemExit(f"--only: none of {', '.join(e.name for e in TRAINERS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report_path = args.out / "equal_time.json"
+    segmenter(args.data)  # trained (once) before any run's clock starts
+    if args.score_only:
+        report = json.loads(report_path.read_text())
+    else:
+        report = {"minutes": args.minutes, "machine": machine(), "uptime_before": uptime()}
+        train_all(entries, [int(c) for c in args.cores.split(",")], args)
+        report["uptime_after"] = uptime()
+        report_path.write_text(json.dumps(report, indent=2))  # --score-only starts here
+    rows = {e.name: score(e, args) for e in entries}
+    real = args.data / "val" / "B"
+    rows["real images (the ceiling)"] = {**segmentation(real, args.data),
+                                         **evaluate(real, real, args.weights)}  # fmt: skip
+    report["rows"] = rows
+    report_path.write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (args.out / "equal_time.md").write_text(table)
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()
