@@ -136,6 +136,9 @@ def _fit(make_config: Callable[[], Config], run_dir: Path, resume: bool, no_prog
         raise click.ClickException(
             f"{folder}: {exc.strerror}; training stopped at step {engine.step}, {after}"
         ) from exc
+    from translate.training.distributed import leave_distributed
+
+    leave_distributed()
     if engine.stopped_by is not None:
         if engine.ranks.main:
             click.echo(

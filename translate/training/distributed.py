@@ -37,6 +37,14 @@ def init_distributed(device: str, timeout: float = 1800.0) -> Ranks:
     return Ranks(dist.get_rank(), dist.get_world_size(), ranks.local_rank)
 
 
+def leave_distributed() -> None:
+    """Leave the process group once a run is over: a gloo group left to the interpreter's
+    exit can abort a rank after its work is done ("terminate called without an active
+    exception" from a thread of the group), failing a run that finished."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shared_store_warning(environ: Mapping[str, str] = os.environ) -> str | None:
     """A warning when torchrun may restart the group (``--max-restarts``) while the workers
     share its rendezvous store (its default): that store keeps the dead group's addresses,
