@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
 
 from sr_side_by_side import machine, one_core_env, uptime  # noqa: E402
-from unpaired_equal_time import Entry, _cell, evaluate, pace, train_all  # noqa: E402
+from unpaired_equal_time import Entry, evaluate, markdown, pace, train_all  # noqa: E402
 
 TRAINERS = (
     Entry("SPADE", "configs/worldmaps_spade.yaml"),
@@ -100,21 +100,6 @@ def score(entry: Entry, args: argparse.Namespace) -> dict[str, Any]:
     return {**pace(run_dir), **segmentation(outputs, args.data), **paired}
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['minutes']:g} minutes per trainer, one core each ({report['machine']['cpu']}, "
-        f"{report['machine']['cpu flags']}); load before: {report['uptime_before']}; after: "
-        f"{report['uptime_after']}",
-        "",
-        "| trainer | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
-    ]
-    for name, scores in report["rows"].items():
-        cells = [_cell(scores.get(key), digits) for key, _, digits in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "datasets" / "worldmaps-labels")
@@ -148,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          **evaluate(real, real, args.weights)}  # fmt: skip
     report["rows"] = rows
     report_path.write_text(json.dumps(report, indent=2))
-    table = markdown(report)
+    table = markdown(report, COLUMNS)
     (args.out / "equal_time.md").write_text(table)
     print(table)
     return report

@@ -164,18 +164,19 @@ COLUMNS = (  # key, heading, digits
 )
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The table: one row per trainer, then doing nothing."""
+def markdown(report: dict[str, Any], columns: tuple[tuple[str, str, int], ...] = COLUMNS) -> str:
+    """The table: one row per trainer, then doing nothing; ``columns``: (key, heading,
+    digits) of each column."""
     lines = [
         f"{report['minutes']:g} minutes per trainer, one core each ({report['machine']['cpu']}, "
         f"{report['machine']['cpu flags']}); load before: {report['uptime_before']}; after: "
         f"{report['uptime_after']}",
         "",
-        "| trainer | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        "| trainer | " + " | ".join(h for _, h, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for name, scores in report["rows"].items():
-        cells = [_cell(scores.get(key), digits) for key, _, digits in COLUMNS]
+        cells = [_cell(scores.get(key), digits) for key, _, digits in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

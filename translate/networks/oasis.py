@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from translate.networks.features import Generator
-from translate.networks.spade import SPADEResnetBlock
+from translate.networks.spade import SPADEResnetBlock, spectral_norm_blocks
 
 
 class OASISGenerator(Generator):
@@ -56,10 +56,7 @@ class OASISGenerator(Generator):
             SPADEResnetBlock(a * ngf, b * ngf, conditions, hidden, norm)
             for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
-        for block in self.blocks:
-            for name in ("conv_0", "conv_1", "conv_s"):
-                if hasattr(block, name):
-                    setattr(block, name, spectral_norm(getattr(block, name)))
+        spectral_norm_blocks(self.blocks)
         self.conv_img = nn.Conv2d(ngf, out_channels, 3, padding=1)
         self.tanh = nn.Tanh()
 

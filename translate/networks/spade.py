@@ -103,6 +103,15 @@ class StyleEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
+def spectral_norm_blocks(blocks: nn.ModuleList) -> None:
+    """Spectral norm on the convolutions of SPADE residual blocks (not on their SPADE
+    layers), as the SPADE and OASIS authors' generators have it."""
+    for block in blocks:
+        for name in ("conv_0", "conv_1", "conv_s"):
+            if hasattr(block, name):
+                setattr(block, name, _spectral_norm(getattr(block, name)))
+
+
 class SPADEGenerator(Generator):
     """SPADE's generator: the label map, downsampled to ``1 / 2**num_upsampling`` of its
     sides by nearest neighbour, through a 3x3 convolution to ``16 ngf`` channels; then seven
@@ -166,10 +175,7 @@ class SPADEGenerator(Generator):
         self.upsample_before = [False, True, num_upsampling == 6, True, True, True, True]
         init_weights(self, init, init_gain)
         if spectral_norm:
-            for block in self.blocks:
-                for name in ("conv_0", "conv_1", "conv_s"):
-                    if hasattr(block, name):
-                        setattr(block, name, _spectral_norm(getattr(block, name)))
+            spectral_norm_blocks(self.blocks)
             convs = self.encoder.convs if style_dim else []
             for i, layer in enumerate(convs):
                 if isinstance(layer, nn.Conv2d):

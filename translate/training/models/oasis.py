@@ -20,7 +20,7 @@ from translate.core import metrics
 from translate.data.labels import colorize
 from translate.networks import build_discriminator
 from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
-from translate.training.config import Config
+from translate.training.config import Config, label_count
 from translate.training.specs.oasis import OASISSpec
 
 D_MULTIPLE = 64  # OASIS's discriminator halves the sides six times
@@ -30,7 +30,7 @@ class OASIS(OASISSpec, Trainer):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         data, d = config.data, config.discriminator
-        self.label_nc: int = data.label_nc  # type: ignore[assignment]  # checked by the data
+        self.label_nc = label_count(config)
         self.palette = data.labels.palette(self.label_nc)
         in_ch = self.label_nc + int(data.instances)  # the instance edges: one more channel
         self.spec = self.generator_spec(in_ch, data.output_channels)
