@@ -206,10 +206,19 @@ class Registry:
         common = {} if name in self._own_init else self._common
         built = self.get(name)(**{k: v for k, v in options.items() if k not in common})
         if common:
-            module, _, qualname = self._finish.partition(":")  # type: ignore[union-attr]
-            finish = getattr(importlib.import_module(module), qualname)
-            finish(built, **{k: options.get(k, v) for k, v in common.items()})
+            self._apply_finish(built, options)
         return built
+
+    def finish_like(self, module: nn.Module, name: str, options: dict[str, Any]) -> None:
+        """Apply ``finish`` to ``module`` with the common options that ``build(name,
+        **options)`` applies (the registry's, for a name that initialises itself): a module
+        trained beside that network (CUT's patch sampler) starts as the network does."""
+        self._apply_finish(module, {**self._lookup(name)[1], **options})
+
+    def _apply_finish(self, built: Any, options: dict[str, Any]) -> None:
+        module, _, qualname = self._finish.partition(":")  # type: ignore[union-attr]
+        finish = getattr(importlib.import_module(module), qualname)
+        finish(built, **{k: options.get(k, v) for k, v in self._common.items()})
 
 
 def build_generator(
