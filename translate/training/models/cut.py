@@ -109,9 +109,6 @@ class CUT(CUTSpec, SemanticTrainer, Trainer):
             "D": (parameters(self.D), optim.lr_d),
         }
 
-    def generators(self) -> dict[str, tuple[Any, nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
-
     def nce_loss(self, source: torch.Tensor, output: torch.Tensor, flipped: bool) -> torch.Tensor:
         """PatchNCE between ``source`` and what G made of it, averaged over the layers
         (unweighted: ``loss.lambda_nce`` is the caller's).

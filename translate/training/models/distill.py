@@ -321,9 +321,6 @@ class Distill(DistillSpec, Trainer):
             nets["adapters"] = (parameters(self.adapters), optim.lr_g)
         return nets
 
-    def generators(self) -> dict[str, tuple[Any, nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
-
     @torch.no_grad()
     def teach(self, source: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teacher's output and features (at the taps, when they are distilled)."""

@@ -20,7 +20,7 @@ from translate.core import metrics
 from translate.data.labels import colorize
 from translate.models.model_file import GeneratorSpec
 from translate.networks.registry import GENERATORS
-from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores
 from translate.training.config import Config
 from translate.training.models.pix2pix import conditional_pair
 from translate.training.perceptual import perceptual_loss
@@ -39,6 +39,8 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         if "input_kind" in GENERATORS.options(g.name):  # pix2pixhd's takes either
             options["input_kind"] = "labels" if labels else "image"
         self.spec = GeneratorSpec.declared(g.name, in_ch, d.output_channels, options)
+        # one optimizer over the whole G: Adam leaves alone the parameters a stage gives no
+        # gradient (the enhancers while the global trains, and the reverse)
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + d.output_channels)
         perceptual = None
@@ -79,15 +81,6 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             ) from None
         finally:
             self.D.train(was_training)
-
-    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
-        # one optimizer over the whole generator: Adam leaves alone the parameters a stage
-        # gives no gradient (the enhancers while the global trains, and the reverse)
-        optim = self.config.optim
-        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
-
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     def _inputs(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's input and target: at the global generator's resolution in its stage."""
