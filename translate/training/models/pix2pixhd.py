@@ -89,9 +89,6 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
             return self.G.downsample(real_a), self.G.downsample(real_b)
         return real_a, real_b
 
-    def _generate(self, real_a: torch.Tensor, stage: str) -> torch.Tensor:
-        return self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
-
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
     ) -> dict[str, torch.Tensor]:
@@ -101,7 +98,7 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         fixed = frozen(self.G.global_net) if stage == FIXED_GLOBAL else contextlib.nullcontext()
         with fixed:
             with stepper.autocast(), torch.set_grad_enabled(update_g):
-                fake_b = self._generate(real_a, stage)
+                fake_b = self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
 
             # Discriminator: real pairs against generated pairs, at every scale.
             with stepper.autocast():
