@@ -249,7 +249,7 @@ def test_realesrgan_options() -> None:
         build_degradation("realesrgan", 4, kernel_list=["box"])
     with pytest.raises(
         ValueError,
-        match=r"^blur_sigma3: unknown .* mean 'blur_sigma' or 'blur_sigma2'.*valid options: blur_ke",
+        match=r"^blur_sigma3: unknown .* mean 'blur_sigma' or 'blur_sigma2'.*options: blur_k",
     ):
         build_degradation("realesrgan", 4, blur_sigma3=[1, 2])
     with pytest.raises(ValueError, match=r"^sinc_prob: expected float \(like the default 0.1\)"):
