@@ -141,6 +141,26 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home / "hub"
 
 
+# The backends that run an export; openvino only where its extra is installed.
+EXPORTED = [
+    "onnxruntime",
+    pytest.param(
+        "openvino",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("openvino") is None, reason="needs the openvino extra"
+        ),
+    ),
+]
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own empty TRANSLATE_HOME (caches, downloads)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRANSLATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One torch thread while the test runs; a module of training tests asks for it with

@@ -4,7 +4,6 @@ and batches work as on torch, within a grey level (onnxruntime) or two (openvino
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import EXPORTED
 from PIL import Image
 
 from translate.cli import main
@@ -30,22 +30,7 @@ from translate.networks.eval_mode import EvalMode
 pytest.importorskip("onnxruntime")
 
 FP32 = {"device": "cpu", "precision": "fp32"}
-# The backends that run an export; openvino only where its extra is installed.
-EXPORTED = [
-    "onnxruntime",
-    pytest.param(
-        "openvino",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("openvino") is None, reason="needs the openvino extra"
-        ),
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    """Each test its own empty cache."""
-    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("own_home")  # each test its own empty cache
 
 
 def _grey_levels(a, b):
@@ -287,7 +272,7 @@ def test_serve_translates_an_upload_on_an_exported_backend(scaled_model, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", EXPORTED)
-def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, tmp_path, backend):
+def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, own_home, backend):
     """Two processes export at once: each writes its own temporary file (or, for openvino,
     folder) and renames it."""
     script = (
@@ -295,11 +280,9 @@ def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, tmp
         "t = Translator.load(sys.argv[1], backend=sys.argv[2]); "
         "print(t(np.zeros((20, 20, 3), np.uint8)).shape)"
     )
-    env = {**os.environ, "TRANSLATE_HOME": str(tmp_path / "home")}
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(tiny_generator_file), backend],
-            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -310,9 +293,9 @@ def test_concurrent_first_uses_leave_one_complete_graph(tiny_generator_file, tmp
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
         assert out.strip() == "(20, 20, 3)"
-    (cached,) = (tmp_path / "home" / "onnx").iterdir()
+    (cached,) = (own_home / "onnx").iterdir()
     assert cached.suffix == ".onnx"
     if backend == "openvino":
-        (folder,) = (tmp_path / "home" / "openvino").iterdir()  # no temporary folder left
+        (folder,) = (own_home / "openvino").iterdir()  # no temporary folder left
         assert sorted(p.name for p in folder.iterdir()) == ["model.bin", "model.xml"]
     Translator.load(tiny_generator_file, backend=backend)  # the graph is whole

@@ -3,13 +3,13 @@ first images of --calibrate (convert's default: its input folder), cached by the
 and the calibration's hashes with the PSNR it kept, refused under --min-psnr; and
 ``--backend auto``'s rule."""
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import EXPORTED
 from PIL import Image
 
 from translate.cli import main
@@ -24,21 +24,7 @@ from translate.networks.eval_mode import EvalMode
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-BACKENDS = [
-    "onnxruntime",
-    pytest.param(
-        "openvino",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("openvino") is None, reason="needs the openvino extra"
-        ),
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    """Each test its own empty cache."""
-    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("own_home")  # each test its own empty cache
 
 
 @pytest.fixture
@@ -73,7 +59,7 @@ def _int8_graphs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", EXPORTED)
 def test_int8_demo_outputs_stay_within_the_threshold_of_fp32(images, tmp_path, backend):
     """The refusal threshold is the tolerance: an int8 model that kept less than 40 dB
     (an RMS error of 2.5 grey levels) against fp32 on the calibration images is not run,

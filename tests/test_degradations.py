@@ -58,7 +58,9 @@ def test_bicubic_clamps_overshoot() -> None:
 def test_unknown_name_and_option_are_named() -> None:
     with pytest.raises(ValueError, match=r"'lanczos'; valid names: bicubic, realesrgan"):
         build_degradation("lanczos", 4)
-    with pytest.raises(ValueError, match=r"'sigma' for degradation 'bicubic'; valid options: none"):
+    with pytest.raises(
+        ValueError, match=r"^sigma: unknown option for degradation 'bicubic'; valid options: none"
+    ):
         build_degradation("bicubic", 4, sigma=1.0)
 
 
@@ -245,8 +247,13 @@ def test_realesrgan_options() -> None:
         build_degradation("realesrgan", 4, resize_prob2=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"kernel_list: expected a list of iso"):
         build_degradation("realesrgan", 4, kernel_list=["box"])
-    with pytest.raises(ValueError, match=r"'blur_sigma3'.*valid options: blur_kernel_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"^blur_sigma3: unknown .* mean 'blur_sigma' or 'blur_sigma2'.*options: blur_k",
+    ):
         build_degradation("realesrgan", 4, blur_sigma3=[1, 2])
+    with pytest.raises(ValueError, match=r"^sinc_prob: expected float \(like the default 0.1\)"):
+        build_degradation("realesrgan", 4, sinc_prob="often")
     with pytest.raises(ValueError, match=r"hr: the realesrgan degradation takes 1 or 3"):
         build_degradation("realesrgan", 4)(torch.rand(1, 4, 32, 32), torch.tensor([0]))
 

@@ -80,10 +80,9 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+def server(own_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     with Server() as srv:
         monkeypatch.setenv("TRANSLATE_MIRROR", srv.url)
-        monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
         yield srv
 
 
@@ -184,14 +183,13 @@ def test_archive_with_paths_outside_the_target_is_refused(
 
 
 def test_offline_names_the_url_and_the_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, own_home: Path
 ) -> None:
     monkeypatch.setenv("TRANSLATE_MIRROR", "http://127.0.0.1:9")  # discard port: refused
-    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
     code, output = _run("prepare", "download", "horse2zebra", "--root", str(tmp_path))
     assert code == 1
     assert "cannot reach http://127.0.0.1:9/cyclegan/datasets/horse2zebra.zip" in output
-    assert f"put it at {tmp_path / 'home' / 'downloads' / 'horse2zebra.zip'}" in output
+    assert f"put it at {own_home / 'downloads' / 'horse2zebra.zip'}" in output
     write_image(tmp_path / "in" / "x.png", np.zeros((8, 8, 3), np.uint8))
     code, output = _run("convert", "style_monet", str(tmp_path / "in"), str(tmp_path / "out"))
     assert code == 1 and "/cyclegan/pretrained_models/style_monet.pth" in output

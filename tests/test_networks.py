@@ -370,6 +370,11 @@ def test_common_options_are_every_names_and_applied_after_building():
     net = registry.build("ux", ngf=2, num_downs=2)
     weight = net.model.model[0].weight.flatten(1) / 0.02  # orthogonal rows, init's gain
     assert torch.allclose(weight @ weight.T, torch.eye(len(weight)), atol=1e-5)
+    # a module trained beside a network (CUT's patch sampler) starts as that network does
+    beside = torch.nn.Linear(64, 4)
+    registry.finish_like(beside, "ux", {})
+    weight = beside.weight / 0.02
+    assert torch.allclose(weight @ weight.T, torch.eye(4), atol=1e-5)
 
 
 def test_a_constructor_taking_a_common_option_must_say_it_initialises_itself():

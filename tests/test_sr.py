@@ -292,7 +292,7 @@ def test_degradation_keys_are_checked_before_any_data_is_read(tmp_path: Path) ->
     missing = tmp_path / "nowhere"
     with pytest.raises(ValueError, match="'data.degradation': unknown degradation 'blurry'"):
         from_dict(sr_config(missing, data={"degradation": "blurry"}))
-    with pytest.raises(ValueError, match="'data.degradation_options': unknown option"):
+    with pytest.raises(ValueError, match="'data.degradation_options': sigma: unknown option"):
         from_dict(sr_config(missing, data={"degradation_options": {"sigma": 2}}))
     with pytest.raises(ValueError, match="'data.degradation': model 'pix2pix' trains on paired"):
         from_dict({"model": "pix2pix", "data": {"root": str(missing), "degradation": "bicubic"}})

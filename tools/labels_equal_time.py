@@ -70,22 +70,20 @@ def segmenter(data: Path) -> tuple[Any, int, Any]:
 
 def segmentation(images: Path, data: Path) -> dict[str, float]:
     """mIoU and pixel accuracy of the segmenter on ``images`` (named as ``val/A``'s maps)
-    against those maps."""
+    against those maps, as training's ``LabelScores``."""
     import torch
 
-    from translate.core.metrics import confusion_matrix, segmentation_scores
+    from translate.core.metrics import LabelScores
     from translate.data.images import list_images, read_image, read_label_map
 
     net, classes, labels = segmenter(data)
-    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    scores = LabelScores(net, classes, labels.ignore)
     for label_path in list_images(data / "val" / "A"):
-        image = next(images.glob(label_path.stem + ".*"))
-        x = torch.from_numpy(read_image(image, channels=3)).permute(2, 0, 1)[None]
-        with torch.no_grad():
-            predicted = net(x.float() / 127.5 - 1).argmax(1)[0]
-        truth = torch.from_numpy(read_label_map(label_path, classes, labels.ignore).astype("int64"))
-        confusion += confusion_matrix(predicted, truth, classes, labels.ignore)
-    return segmentation_scores(confusion)
+        image = read_image(next(images.glob(label_path.stem + ".*")), channels=3)
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+        truth = read_label_map(label_path, classes, labels.ignore).astype("int64")
+        scores.add(x, x, torch.from_numpy(truth)[None])  # the paired scores are evaluate's
+    return {k: v for k, v in scores.result().items() if k in ("miou", "pixel_accuracy")}
 
 
 def score(entry: Entry, args: argparse.Namespace) -> dict[str, Any]:

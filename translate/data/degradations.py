@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translate.core.options import check_options
+
 __all__ = [
     "DEGRADATIONS", "KERNELS", "Bicubic", "Degradation", "RealESRGAN", "add_gaussian_noise",
     "add_poisson_noise", "bicubic_upscale", "blur_kernel", "build_degradation",
@@ -39,12 +41,7 @@ class Degradation(nn.Module):
         super().__init__()
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
             raise ValueError(f"scale: expected an integer >= 1, got {scale!r}")
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(map(repr, unknown))} for degradation "
-                f"{self.name!r}; valid options: {', '.join(self.defaults) or 'none'}"
-            )
+        check_options(options, self.defaults, f"degradation {self.name!r}")
         self.scale = scale
         self.options = {**self.defaults, **options}
 

@@ -23,12 +23,11 @@ def _color(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return (x - mean) * (rand[:, 2] + 0.5) + mean
 
 
-def _translation(
-    x: torch.Tensor, gen: torch.Generator | None, ratio: float = 0.125
-) -> torch.Tensor:
+def _translation(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     n = x.shape[0]
-    # Shifts in normalized coordinates (2 = full width); nearest sampling keeps pixels intact.
-    shift = (torch.rand(n, 2, device=x.device, generator=gen) * 2 - 1) * ratio * 2
+    # Shifts of up to 1/8 of a side, in normalized coordinates (2 = full width); nearest
+    # sampling keeps pixels intact.
+    shift = (torch.rand(n, 2, device=x.device, generator=gen) * 2 - 1) * 0.125 * 2
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, :, 2] = shift.to(x.dtype)
@@ -36,8 +35,9 @@ def _translation(
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
-def _cutout(x: torch.Tensor, gen: torch.Generator | None, ratio: float = 0.5) -> torch.Tensor:
+def _cutout(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     n, _, h, w = x.shape
+    ratio = 0.5  # the square cut out: half of each side
     centre = torch.rand(n, 2, 1, device=x.device, generator=gen)
     ys = torch.linspace(0, 1, h, device=x.device).view(1, h, 1)
     xs = torch.linspace(0, 1, w, device=x.device).view(1, 1, w)

@@ -31,11 +31,6 @@ class LabelMapError(ImageReadError):
     of range): a training set stops on it rather than skip it as unreadable."""
 
 
-def set_max_image_pixels(n: int | None) -> None:
-    """Set the decompression-bomb limit (None turns it off)."""
-    Image.MAX_IMAGE_PIXELS = n
-
-
 def _to_8bit(img: Image.Image) -> Image.Image:
     # 16-bit and float modes: PIL's convert("L") clips instead of scaling, so scale by hand.
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):

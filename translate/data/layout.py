@@ -120,9 +120,6 @@ class Layout:
         }  # fmt: skip
         return titles.get(self.name, self.name)
 
-    def has(self, split: str) -> bool:
-        return split in self.splits
-
     def split_names(self) -> str:
         return ", ".join(
             "'.' (the folder itself)" if s == ROOT_SPLIT else repr(s) for s in self.splits

@@ -121,11 +121,6 @@ class Pix2PixHDGenerator(Generator):
         # the paper's: each coarser input is the finer one averaged over 3x3, stride 2
         self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
-    @property
-    def global_factor(self) -> int:
-        """How many times smaller the global generator's input is than the network's."""
-        return 2**self.n_local_enhancers
-
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as the global generator sees it: average-pooled once per enhancer (a trainer
         brings the inputs and targets of the global stage to that size with this)."""

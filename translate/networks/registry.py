@@ -12,13 +12,14 @@ the package's own networks are declared at the end of this file: it is their one
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from translate.core.options import check_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -172,33 +173,9 @@ class Registry:
             ) from None
 
     def check_options(self, name: str, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` for an unknown name or option, a value whose type differs
-        from the option's default (``ngf: "24"``), or an int option (a count or a size)
-        below 1, or below 0 where the default is 0; the message starts with the option."""
-        valid = self._parameters(name)
-        for key, value in options.items():
-            if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-                hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-                raise ValueError(
-                    f"{key}: unknown option for {self.kind} {name!r}; {hint}valid options: "
-                    f"{', '.join(self.options(name))}"
-                )
-            default = valid[key]
-            if default is EMPTY or default is None:
-                continue
-            # bool is an int subclass, and an int may stand for a float, not the reverse.
-            expected = (float, int) if type(default) is float else type(default)
-            if isinstance(value, bool) is not isinstance(default, bool) or not isinstance(
-                value, expected
-            ):
-                raise ValueError(
-                    f"{key}: expected {type(default).__name__} (like the default "
-                    f"{default!r}), got {value!r}"
-                )
-            # a count or a size is never negative; the constructor checks where 0 is wrong
-            if type(default) is int and value < 0:
-                raise ValueError(f"{key}: must be 0 or more, got {value}")
+        """Raise ``ValueError`` for an unknown name or an option
+        :func:`~translate.core.options.check_options` refuses."""
+        check_options(options, self._parameters(name), f"{self.kind} {name!r}", self.options(name))
 
     def build(self, name: str, **kwargs: Any) -> Any:
         self.check_options(name, kwargs)
@@ -206,10 +183,19 @@ class Registry:
         common = {} if name in self._own_init else self._common
         built = self.get(name)(**{k: v for k, v in options.items() if k not in common})
         if common:
-            module, _, qualname = self._finish.partition(":")  # type: ignore[union-attr]
-            finish = getattr(importlib.import_module(module), qualname)
-            finish(built, **{k: options.get(k, v) for k, v in common.items()})
+            self._apply_finish(built, options)
         return built
+
+    def finish_like(self, module: nn.Module, name: str, options: dict[str, Any]) -> None:
+        """Apply ``finish`` to ``module`` with the common options that ``build(name,
+        **options)`` applies (the registry's, for a name that initialises itself): a module
+        trained beside that network (CUT's patch sampler) starts as the network does."""
+        self._apply_finish(module, {**self._lookup(name)[1], **options})
+
+    def _apply_finish(self, built: Any, options: dict[str, Any]) -> None:
+        module, _, qualname = self._finish.partition(":")  # type: ignore[union-attr]
+        finish = getattr(importlib.import_module(module), qualname)
+        finish(built, **{k: options.get(k, v) for k, v in self._common.items()})
 
 
 def build_generator(

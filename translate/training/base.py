@@ -184,12 +184,15 @@ class Trainer(TrainerSpec, nn.Module):
 
     def optimizers(self) -> dict[str, tuple[list[nn.Parameter], float]]:
         """``{name: (parameters, learning rate)}``: one Adam optimizer (and scheduler) per
-        name; ``train_step`` updates them by name through the :class:`Stepper`."""
-        raise NotImplementedError
+        name; ``train_step`` updates them by name through the :class:`Stepper`. The default:
+        ``self.G`` at ``optim.lr_g`` and ``self.D`` at ``optim.lr_d``."""
+        optim = self.config.optim
+        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
 
     def generators(self) -> dict[str, tuple[GeneratorSpec, nn.Module]]:
-        """``{direction: (spec, module)}`` for the generator file."""
-        raise NotImplementedError
+        """``{direction: (spec, module)}`` for the generator file; the default: ``self.G``
+        (built from ``self.spec``) as ``AtoB``."""
+        return {"AtoB": (self.spec, self.G)}
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True

@@ -127,6 +127,12 @@ class LossConfig:
     gan_mode: str = "vanilla"  # a GAN objective: vanilla, lsgan, hinge, wgangp
     gp_weight: float = 10.0  # wgangp
     feature_matching: float = 0.0  # weight; needs a multiscale discriminator
+    non_negative: typing.ClassVar[tuple[str, ...]] = ()  # a subclass's keys refused below 0
+
+    def __post_init__(self) -> None:
+        for key in self.non_negative:
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must be 0 or more, got {getattr(self, key)}")
 
 
 @dataclass

@@ -85,8 +85,6 @@ def monitor_warnings(
     stats: dict[str, float],
     history: Sequence[float] = (),
     collapse_ratio: float = COLLAPSE_RATIO,
-    overpower_accuracy: float = OVERPOWER_ACCURACY,
-    fooled_accuracy: float = FOOLED_ACCURACY,
     step: int | None = None,
 ) -> list[str]:
     """Human-readable warnings for the stats of :func:`monitor_batch`; empty when healthy
@@ -95,8 +93,8 @@ def monitor_warnings(
     - mode collapse: ``diversity_ratio < collapse_ratio``, when ``history`` (the ratios of
       the earlier evaluations, oldest first) shows it was healthy before or has been low for
       ``COLLAPSE_GRACE`` evaluations in a row;
-    - D overpowering G: ``d_acc_real`` and ``d_acc_fake`` both above ``overpower_accuracy``;
-    - G fooling D: ``d_acc_fake < fooled_accuracy``.
+    - D overpowering G: ``d_acc_real`` and ``d_acc_fake`` both above ``OVERPOWER_ACCURACY``;
+    - G fooling D: ``d_acc_fake < FOOLED_ACCURACY``.
     Missing keys are skipped.
     """
     if step is not None and step < WARMUP_STEPS:
@@ -117,7 +115,7 @@ def monitor_warnings(
     if (
         acc_real is not None
         and acc_fake is not None
-        and min(acc_real, acc_fake) > overpower_accuracy
+        and min(acc_real, acc_fake) > OVERPOWER_ACCURACY
     ):
         out.append(
             f"discriminator overpowers the generator: it is right on {acc_real:.0%} of real and "
@@ -125,7 +123,7 @@ def monitor_warnings(
             "term, lower them, e.g. CUT's loss.lambda_nce; a lower optim.lr_d did not help "
             "CUT, and DiffAugment cost it its content: docs/tips.md)"
         )
-    if acc_fake is not None and acc_fake < fooled_accuracy:
+    if acc_fake is not None and acc_fake < FOOLED_ACCURACY:
         out.append(
             f"generator fools the discriminator: it calls only {acc_fake:.0%} of fake patches "
             f"fake (try a higher D learning rate or more D steps)"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.networks.layers import init_weights
+from translate.networks.registry import GENERATORS
 from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.semantic import SemanticTrainer, semantic_term
@@ -98,8 +98,8 @@ class CUT(CUTSpec, SemanticTrainer, Trainer):
         finally:
             self.G.train()
         self.F = PatchSampler([f.shape[1] for f in features], loss.mlp_units)
-        options = self.config.generator.options
-        init_weights(self.F, options.get("init", "normal"), options.get("init_gain", 0.02))
+        g = self.config.generator
+        GENERATORS.finish_like(self.F, g.name, g.options)  # the generator's init
 
     def optimizers(self) -> dict[str, tuple[list[nn.Parameter], float]]:
         optim = self.config.optim
@@ -108,9 +108,6 @@ class CUT(CUTSpec, SemanticTrainer, Trainer):
             "F": (parameters(self.F), optim.lr_g),
             "D": (parameters(self.D), optim.lr_d),
         }
-
-    def generators(self) -> dict[str, tuple[Any, nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     def nce_loss(self, source: torch.Tensor, output: torch.Tensor, flipped: bool) -> torch.Tensor:
         """PatchNCE between ``source`` and what G made of it, averaged over the layers

@@ -43,7 +43,6 @@ from translate.core.process import Ranks
 from translate.models.model_file import GeneratorSpec
 from translate.networks import count_macs
 from translate.networks.eval_mode import set_eval_mode
-from translate.networks.layers import init_weights
 from translate.networks.registry import GENERATORS
 from translate.training.base import (
     Prepared,
@@ -276,8 +275,8 @@ class Distill(DistillSpec, Trainer):
         self.adapters = nn.ModuleList(
             nn.Conv2d(s.shape[1], t.shape[1], 1) for s, t in zip(student, teacher, strict=True)
         )
-        options = self.config.generator.options
-        init_weights(self.adapters, options.get("init", "normal"), options.get("init_gain", 0.02))
+        g = self.config.generator
+        GENERATORS.finish_like(self.adapters, g.name, g.options)  # the generator's init
 
     def _pair_taps(self, student: list[tuple[int, ...]], teacher: list[tuple[int, ...]]) -> None:
         """Set ``loss.teacher_layers`` (config.yaml records it, so a resume pairs the same
@@ -321,9 +320,6 @@ class Distill(DistillSpec, Trainer):
         if self.adapters is not None:
             nets["adapters"] = (parameters(self.adapters), optim.lr_g)
         return nets
-
-    def generators(self) -> dict[str, tuple[Any, nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     @torch.no_grad()
     def teach(self, source: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

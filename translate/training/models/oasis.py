@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from translate.core import metrics
 from translate.data.labels import colorize
 from translate.networks import build_discriminator
-from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores
 from translate.training.config import Config, label_count
 from translate.training.specs.oasis import OASISSpec
 
@@ -47,13 +47,6 @@ class OASIS(OASISSpec, Trainer):
                 f"discriminator needs sides divisible by {D_MULTIPLE}; set "
                 f"data.preprocess.crop_size (or size_multiple) to a multiple of {D_MULTIPLE}"
             )
-
-    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
-        optim = self.config.optim
-        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
-
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True

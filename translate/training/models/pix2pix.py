@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from translate.core import metrics
-from translate.training.base import Stepper, Trainer, Validation, frozen, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen
 from translate.training.config import Config
 from translate.training.specs.pix2pix import Pix2PixSpec
 
@@ -20,13 +20,6 @@ class Pix2Pix(Pix2PixSpec, Trainer):
         self.spec = self.generator_spec(in_ch, out_ch)
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + out_ch)
-
-    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
-        optim = self.config.optim
-        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
-
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True

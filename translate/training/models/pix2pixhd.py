@@ -20,7 +20,7 @@ from translate.core import metrics
 from translate.data.labels import colorize
 from translate.models.model_file import GeneratorSpec
 from translate.networks.registry import GENERATORS
-from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores
 from translate.training.config import Config
 from translate.training.models.pix2pix import conditional_pair
 from translate.training.perceptual import perceptual_loss
@@ -39,6 +39,8 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         if "input_kind" in GENERATORS.options(g.name):  # pix2pixhd's takes either
             options["input_kind"] = "labels" if labels else "image"
         self.spec = GeneratorSpec.declared(g.name, in_ch, d.output_channels, options)
+        # one optimizer over the whole G: Adam leaves alone the parameters a stage gives no
+        # gradient (the enhancers while the global trains, and the reverse)
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + d.output_channels)
         perceptual = None
@@ -80,24 +82,12 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         finally:
             self.D.train(was_training)
 
-    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
-        # one optimizer over the whole generator: Adam leaves alone the parameters a stage
-        # gives no gradient (the enhancers while the global trains, and the reverse)
-        optim = self.config.optim
-        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
-
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
-
     def _inputs(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's input and target: at the global generator's resolution in its stage."""
         real_a, real_b = batch["input"], batch["target"]
         if stage == GLOBAL:
             return self.G.downsample(real_a), self.G.downsample(real_b)
         return real_a, real_b
-
-    def _generate(self, real_a: torch.Tensor, stage: str) -> torch.Tensor:
-        return self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True
@@ -108,7 +98,7 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         fixed = frozen(self.G.global_net) if stage == FIXED_GLOBAL else contextlib.nullcontext()
         with fixed:
             with stepper.autocast(), torch.set_grad_enabled(update_g):
-                fake_b = self._generate(real_a, stage)
+                fake_b = self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
 
             # Discriminator: real pairs against generated pairs, at every scale.
             with stepper.autocast():

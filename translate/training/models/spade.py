@@ -18,7 +18,7 @@ import torch
 
 from translate.core import metrics
 from translate.data.labels import colorize
-from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores, parameters
+from translate.training.base import Stepper, Trainer, Validation, frozen, label_scores
 from translate.training.config import Config, label_count
 from translate.training.models.pix2pix import conditional_pair
 from translate.training.perceptual import perceptual_loss
@@ -35,7 +35,8 @@ class SPADE(SPADESpec, Trainer):
         self.spec = self.generator_spec(in_ch, out_ch)
         self.G = self.spec.build()
         self.D = self.build_discriminator(in_ch + out_ch)
-        # a style encoder (SPADE's style_dim): codes of the targets in training
+        # a style encoder (SPADE's style_dim): codes of the targets in training, part of G
+        # (its optimizer), trained by the same loss
         self.style = getattr(self.G, "noise_dim", 0) > 0 and hasattr(self.G, "style_posterior")
         self.palette = data.labels.palette(classes)
         perceptual = None
@@ -43,14 +44,6 @@ class SPADE(SPADESpec, Trainer):
             perceptual = perceptual_loss(loss.perceptual_weights, loss.perceptual_layers)
         # Outside the module tree: frozen, so not in checkpoints, optimizers or the average.
         self.__dict__["perceptual"] = perceptual
-
-    def optimizers(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
-        optim = self.config.optim
-        # G's parameters include its style encoder's, trained by the same loss
-        return {"G": (parameters(self.G), optim.lr_g), "D": (parameters(self.D), optim.lr_d)}
-
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
 
     def train_step(
         self, batch: dict[str, Any], stepper: Stepper, update_g: bool = True

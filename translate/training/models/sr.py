@@ -81,9 +81,6 @@ class SuperResolution(SRSpec, Trainer):
             nets["D"] = (parameters(self.D), optim.lr_d)
         return nets
 
-    def generators(self) -> dict[str, tuple[Any, torch.nn.Module]]:
-        return {"AtoB": (self.spec, self.G)}
-
     @torch.no_grad()
     def low_resolution(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's LR input: the paired one, or its HR target degraded per item's seed."""

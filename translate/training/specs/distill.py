@@ -32,11 +32,10 @@ class DistillLoss(LossConfig):
     # resolution (match_taps) and filled in at the start
     teacher_layers: list[int] | None = None
     compression: float = 20.0  # default student width: teacher MACs / student MACs >= this
+    non_negative = ("lambda_teacher", "lambda_distill", "lambda_gan", "lambda_target")
 
     def __post_init__(self) -> None:
-        for key in ("lambda_teacher", "lambda_distill", "lambda_gan", "lambda_target"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be 0 or more; got {getattr(self, key)}")
+        super().__post_init__()
         if self.compression < 1:
             raise ValueError(f"compression must be at least 1; got {self.compression}")
         taps = self.teacher_layers

@@ -37,11 +37,7 @@ class Pix2PixHDLoss(LossConfig):
     global_steps: int = 0
     # then steps of the whole at full resolution with the global generator frozen
     fix_global_steps: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("lambda_perceptual", "global_steps", "fix_global_steps"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+    non_negative = ("lambda_perceptual", "global_steps", "fix_global_steps")
 
 
 @TRAINERS.declare_spec("pix2pixhd", "translate.training.models.pix2pixhd:Pix2PixHD")

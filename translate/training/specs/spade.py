@@ -33,11 +33,7 @@ class SPADELoss(LossConfig):
     # KL of the style codes to N(0, I), summed over a code, averaged over the batch; only
     # with a style encoder (generator.options.style_dim)
     lambda_kld: float = 0.05
-
-    def __post_init__(self) -> None:
-        for key in ("feature_matching", "lambda_vgg", "lambda_kld"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+    non_negative = ("feature_matching", "lambda_vgg", "lambda_kld")
 
 
 @TRAINERS.declare_spec("spade", "translate.training.models.spade:SPADE")

@@ -36,11 +36,10 @@ class SRLoss(LossConfig):
     # the terms whose HR target is unsharp-masked first (usm_sharpen): Real-ESRGAN trains
     # [l1, perceptual] against sharpened targets (l1_gt_usm, percep_gt_usm; gan_gt_usm off)
     usm_target: list[str] = field(default_factory=list)
+    non_negative = ("lambda_l1", "lambda_gan", "lambda_perceptual")
 
     def __post_init__(self) -> None:
-        for key in ("lambda_l1", "lambda_gan", "lambda_perceptual"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        super().__post_init__()
         unknown = [t for t in self.usm_target if t not in USM_TERMS]
         if unknown:
             raise ValueError(
