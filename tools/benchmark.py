@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from tqdm import tqdm
 
 import translate
 from translate import Translator, convert_folder
+from translate.conversion.convert import model_threads
 from translate.conversion.video import convert_video
 from translate.core.atomic import atomic_write_text
 from translate.core.runtime import Precision, cpu_info, resolve_device
@@ -675,6 +677,41 @@ def backend_case(
     return row
 
 
+# The demo's converter as `translate convert demo IN OUT` runs it: with its defaults (the
+# model on all threads but one, precision auto, PNGs at zlib level 1), and as it ran before
+# they changed (ab84310: the model on torch's own threads, `--backend torch --precision
+# fp32`, PNGs at level 6). -> (Translator options, convert_folder options, model_threads)
+CONVERT_SETTINGS = {
+    "defaults": ({}, {}, True),
+    "before: fp32, png 6": ({"precision": "fp32"}, {"png_compression": 6}, False),
+}
+
+
+def convert_settings_case(settings: str, folder: str) -> dict[str, Any]:
+    """``convert_folder`` images/s of the demo over ``folder`` with ``CONVERT_SETTINGS``'s
+    options and threads, model load included and no warm-up, as on the command line."""
+    translating, writing, fewer_threads = CONVERT_SETTINGS[settings]
+    count = len(list(Path(folder).glob("*.png")))
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        if fewer_threads:
+            stack.enter_context(model_threads())
+        start = time.perf_counter()
+        translator = Translator.load("demo", device="cpu", **translating)
+        summary = convert_folder(folder, Path(tmp, "out"), translator, progress=False, **writing)
+        seconds = time.perf_counter() - start
+        threads = torch.get_num_threads()
+    if summary.converted != count:
+        raise RuntimeError(f"convert_folder converted {summary.converted} of {count}")
+    return {
+        "precision": translator.precision.name,
+        "threads": threads,
+        "load": load,
+        "png level": writing.get("png_compression", ConvertOptions().png_compression),
+        "convert img/s": count / seconds,
+    }
+
+
 def png_folder(root: Path, count: int, size: int) -> Path:
     """``count`` photo-like size x size PNGs in ``root``/in, the converter's input."""
     rng = np.random.default_rng(1)
@@ -768,9 +805,14 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     torch_fp32 = {
         (r["model"], r["threads"]): r
         for r in backends
-        if (r["backend"], r["precision"]) == ("torch", "fp32")
+        if (r.get("backend"), r["precision"]) == ("torch", "fp32")
     }
+    before = [r for r in backends if r.get("convert") == "before: fp32, png 6"]
     for row in backends:
+        if "convert" in row:  # the converter's settings against its settings before
+            if before:
+                row["convert vs before"] = row["convert img/s"] / before[0]["convert img/s"]
+            continue
         base = torch_fp32.get((row["model"], row["threads"]))
         if base is not None:
             row["speed-up vs torch fp32"] = base["p50 ms"] / row["p50 ms"]
@@ -920,6 +962,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 kwargs = {"threads": threads, "size": args.size, "quick": args.quick,
                           "folder": str(folder) if converts else None}  # fmt: skip
                 cases.append(("backends", label, backend_case, {**label, **kwargs}))
+    if folder is not None and "demo" in (args.models or BACKEND_MODELS):
+        for settings in CONVERT_SETTINGS:
+            cases.append(("backends", {"model": "demo", "convert": settings},
+                          convert_settings_case, {"settings": settings,
+                                                  "folder": str(folder)}))  # fmt: skip
     if "ray" in only:  # the same folder locally and on 1 and 2 actors, in this run
         for actors in (0, 1, 2):
             label = {"runner": "ray" if actors else "local", "actors": actors or "-"}
