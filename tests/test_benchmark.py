@@ -52,6 +52,7 @@ def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, 
     threads = benchmark.torch.get_num_threads()
     argv = ["--quick", "--device", "cpu", "--size", "32", "--only", "backends"]
     more = ["--models", "demo", "--models", "student", "--threads", "1", "--threads", "2"]
+    more += ["--skip-compiled"]  # compiling takes minutes on 2 cores (tests/test_compile.py)
     results = benchmark.main([*argv, *more, "--convert-images", "3"])
     assert benchmark.torch.get_num_threads() == threads  # set inside the case only
     rows = {

@@ -21,8 +21,8 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   audio) against the bare forward pass of the same student, batch and precision;
 - backends: the demo model, the distilled student and ``demo-sr`` (256 -> 1024) through the
   Translator per inference backend and precision (``BACKENDS``: torch fp32, bf16 where
-  native, onnxruntime and openvino in fp32 and int8, openvino bf16 where native) on 1 and 2
-  threads (``--threads``): batch-1 latency and frames/s, and for the demo ``convert_folder``
+  native, torch bf16 with ``--compile`` where g++ is, onnxruntime and openvino in fp32 and
+  int8, openvino bf16 where native) on 1 and 2 threads (``--threads``): batch-1 latency and frames/s, and for the demo ``convert_folder``
   images/s over one folder of ``--convert-images`` PNGs (192; made once per run). Each row
   has its threads and the load average when it started; the machine line names the CPU's
   SIMD flags. int8 models are calibrated on 8 images like the converted ones, with no
@@ -108,9 +108,10 @@ REALTIME = {
 }
 # The Translator's backends side by side: (backend, precision); bf16 only where native.
 BACKENDS = [
-    ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
-    ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
+    ("torch", "fp32"), ("torch", "bf16"), ("torch compiled", "bf16"), ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
 ]  # fmt: skip
+COMPILED = "torch compiled"  # the torch backend with --compile (torch.compile; needs g++)
 # The backends section's models: the bundled demo, the distilled student, the bundled x4.
 BACKEND_MODELS = ("demo", "student", "demo-sr")
 CALIBRATION_IMAGES = 8
@@ -656,13 +657,17 @@ def backend_case(
                 for i in range(CALIBRATION_IMAGES):
                     write_image(Path(tmp, "cal", f"{i}.png"), smooth_image(rng, size, size))
                 int8 = {"calibrate": str(Path(tmp, "cal")), "min_psnr": 0.0}
+            compiles = backend == COMPILED
             translator = Translator(
                 _generator_file(model, Path(tmp)), device="cpu", precision=precision,
-                backend=backend, batch_size=1, **int8,
+                backend="torch" if compiles else backend, batch_size=1, compile=compiles, **int8,
             )  # fmt: skip
             image = torch.from_numpy(smooth_image(rng, size, size)).permute(2, 0, 1)
+            start = time.perf_counter()
+            translator.translate_tensor(image)  # compiles, exports or warms up
+            first = time.perf_counter() - start
             timed = latencies(lambda: translator.translate_tensor(image), "cpu", warmup, iters)
-            row = {"threads": threads, "load": load, **timed}
+            row = {"threads": threads, "load": load, "first call s": first, **timed}
             if translator.int8 is not None:
                 row["int8 PSNR"] = translator.int8.psnr
             if folder is not None:
@@ -857,6 +862,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="backends: CPU threads (repeatable); default: 1 and 2",
     )
     parser.add_argument(
+        "--skip-compiled",
+        action="store_true",
+        help="backends: leave out the torch.compile rows (each compiles for 10-60 s first)",
+    )
+    parser.add_argument(
         "--convert-images",
         type=int,
         default=192,
@@ -952,6 +962,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         package = OPTIONAL_BACKENDS.get(backend)
         if package is not None and importlib.util.find_spec(package) is None:
             print(f"backends: {backend} skipped ({package} is not installed)", file=sys.stderr)
+            continue
+        if backend == COMPILED and (args.skip_compiled or shutil.which("g++") is None):
             continue
         if precision not in [*precisions("cpu"), "int8"]:  # the CPU, whatever --device says
             continue

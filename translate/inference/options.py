@@ -179,6 +179,13 @@ class TranslatorOptions:
     backend: str = option(
         "torch", BACKEND_HELP, check=OneOf(BACKENDS), record=lambda translator: translator.backend
     )
+    compile: bool = option(
+        False,
+        "--backend torch: run the generator through torch.compile (inductor; on the CPU it "
+        "needs g++). Faster in bf16 on the CPU, but the first call at each input size "
+        "compiles for 10-60 s: for long runs of one size (a camera, a large folder).",
+        record=True,
+    )
     calibrate: str | None = option(
         None,
         "--precision int8: a folder of images like those to translate; its first 16 (sorted) "

@@ -26,7 +26,7 @@ from torch import nn
 
 from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import ImageReadError, image_to_array, label_array, read_image
-from translate.inference.backends import backend_runner, resolve_backend
+from translate.inference.backends import backend_runner, check_compile, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.models.model_file import LoadedModel
@@ -122,6 +122,8 @@ class Translator:
         self.backend, self.device, self.precision = resolve_backend(
             options.backend, options.device, options.precision, self.eval_mode, supported
         )
+        if options.compile:
+            check_compile(self.backend, self.device, bool(self.eval_mode.dropout))
         self.direction = direction = options.direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -146,6 +148,8 @@ class Translator:
                 model, direction, self.eval_mode, self.generator, self.backend, self.precision,
                 options.calibrate, options.min_psnr, chosen=options.backend == "auto",
             )  # fmt: skip
+        if options.compile:
+            runner = torch.compile(runner, dynamic=False)
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 
