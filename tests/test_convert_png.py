@@ -117,3 +117,18 @@ def test_the_model_gets_all_threads_but_one(monkeypatch):
             assert threads == 2  # the user's count stands
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_folder_from_before_the_level_was_recorded_resumes_at_level_6(model, src, tmp_path):
+    dst = tmp_path / "out"
+    assert _cli(model, src, dst, "--precision", "fp32", "--png-compression", "6").exit_code == 0
+    path = dst / MANIFEST_NAME
+    record = json.loads(path.read_text())
+    del record["options"]["png_compression"], record["options"]["compile"]  # as written before
+    path.write_text(json.dumps(record))
+    (dst / "1.png").unlink()
+
+    refused = _cli(model, src, dst, "--precision", "fp32")
+    assert refused.exit_code == 1 and "png_compression 1 here, 6 there" in refused.output
+    resumed = _cli(model, src, dst, "--precision", "fp32", "--png-compression", "6")
+    assert resumed.exit_code == 0 and "converted 1, skipped 1" in resumed.output

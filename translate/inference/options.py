@@ -119,6 +119,7 @@ class Meta:
     serve: bool = False
     record: bool | Callable[[Any], Any] = False
     changes_pixels: bool = False
+    unrecorded: Any = None
 
 
 def option(
@@ -130,6 +131,7 @@ def option(
     serve: bool = False,
     record: bool | Callable[[Any], Any] = False,
     changes_pixels: bool = False,
+    unrecorded: Any = None,
 ) -> Any:
     """A dataclass field that is an inference option.
 
@@ -138,9 +140,11 @@ def option(
     ``translate serve``'s translate request; ``record``: the manifest records it, as the
     value (True) or as ``record(owner)`` of what the group configures (the resolved value: a
     :class:`Translator` for its options); ``changes_pixels``: a source that does not take the
-    option's group fails its files when it is set, instead of ignoring it.
+    option's group fails its files when it is set, instead of ignoring it; ``unrecorded``:
+    what a manifest written before the option was recorded meant (the behaviour then), so
+    that a rerun into an older folder compares against it.
     """
-    meta = Meta(help, check, cli, serve, record, changes_pixels)
+    meta = Meta(help, check, cli, serve, record, changes_pixels, unrecorded)
     return field(default=default, metadata={"option": meta})
 
 
@@ -185,6 +189,7 @@ class TranslatorOptions:
         "needs g++). Faster in bf16 on the CPU, but the first call at each input size "
         "compiles for 10-60 s: for long runs of one size (a camera, a large folder).",
         record=True,
+        unrecorded=False,
     )
     calibrate: str | None = option(
         None,
@@ -341,6 +346,7 @@ class ImageOptions(Checked):
         "smaller files by about a tenth): encoding is the largest cost after the model.",
         check=Range(0, 9),
         record=True,
+        unrecorded=6,  # PIL's default, which the converter wrote with before
     )
     resize_shorter: int | None = option(
         None,
@@ -409,6 +415,16 @@ def recorded(options: Any, owner: Any = None) -> dict[str, Any]:
         elif record:
             out[f.name] = getattr(options, f.name)
     return out
+
+
+def unrecorded(*groups: type[Any]) -> dict[str, Any]:
+    """The recorded fields of ``groups`` that older manifests lack, and what they meant."""
+    return {
+        f.name: meta(f).unrecorded
+        for cls in groups
+        for f in dataclasses.fields(cls)
+        if meta(f).record and meta(f).unrecorded is not None
+    }
 
 
 def pixel_options_set(options: Any, cls: type[Any]) -> list[str]:
