@@ -22,11 +22,13 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 - backends: the demo model, the distilled student and ``demo-sr`` (256 -> 1024) through the
   Translator per inference backend and precision (``BACKENDS``: torch fp32, bf16 where
   native, torch bf16 with ``--compile`` where g++ is, onnxruntime and openvino in fp32 and
-  int8, openvino bf16 where native) on 1 and 2 threads (``--threads``): batch-1 latency and frames/s, and for the demo ``convert_folder``
-  images/s over one folder of ``--convert-images`` PNGs (192; made once per run). Each row
-  has its threads and the load average when it started; the machine line names the CPU's
-  SIMD flags. int8 models are calibrated on 8 images like the converted ones, with no
-  PSNR floor (the student's weights are random), and the row gives the PSNR kept.
+  int8, openvino bf16 where native) on 1 and 2 threads (``--threads``): batch-1 latency and
+  frames/s, and for the demo ``convert_folder`` images/s over one folder of
+  ``--convert-images`` PNGs (192; made once per run), and the converter's defaults against
+  its settings before them (``CONVERT_SETTINGS``). Each row has its threads and the load
+  average when it started; the machine line names the CPU's SIMD flags. int8 models are
+  calibrated on 8 images like the converted ones, with no PSNR floor (the student's weights
+  are random), and the row gives the PSNR kept.
   ``--models`` picks the models: the whole section takes about 12 minutes on 2 cores.
 - distributed: our pix2pix step on 2 gloo ranks of the CPU, gradients all-reduced during
   backward (``train.overlap_grad_reduce``, the default) against one flat all-reduce after it.
