@@ -52,11 +52,16 @@ def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, 
     threads = benchmark.torch.get_num_threads()
     argv = ["--quick", "--device", "cpu", "--size", "32", "--only", "backends"]
     more = ["--models", "demo", "--models", "student", "--threads", "1", "--threads", "2"]
+    more += ["--skip-compiled"]  # compiling takes minutes on 2 cores (tests/test_compile.py)
     results = benchmark.main([*argv, *more, "--convert-images", "3"])
     assert benchmark.torch.get_num_threads() == threads  # set inside the case only
     rows = {
-        (r["model"], r["backend"], r["precision"], r["threads"]): r for r in results["backends"]
+        (r["model"], r["backend"], r["precision"], r["threads"]): r
+        for r in results["backends"]
+        if "backend" in r
     }
+    converts = [r["convert"] for r in results["backends"] if "convert" in r]
+    assert converts == list(benchmark.CONVERT_SETTINGS)
     runs = {("torch", p) for p in benchmark.precisions("cpu")}
     runs |= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
     if benchmark.importlib.util.find_spec("openvino") is not None:  # an optional extra
@@ -73,6 +78,28 @@ def test_backends_section_names_the_cpu_flags(benchmark, monkeypatch, tmp_path, 
     assert f"cpu flags: {flags}," in out and "demo converting 3 PNGs" in out
     cpu = benchmark.cpu_info()
     assert ("avx512_bf16" in flags.split()) == ("avx512_bf16" in cpu.flags)
+
+
+def test_converter_defaults_against_the_converter_before(benchmark, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    folder = benchmark.png_folder(tmp_path, 2, 32)
+    threads = benchmark.torch.get_num_threads()
+    rows = [
+        {"model": "demo", "convert": name, **benchmark.convert_settings_case(name, str(folder))}
+        for name in benchmark.CONVERT_SETTINGS
+    ]
+    assert benchmark.torch.get_num_threads() == threads  # set inside the case only
+    results = {"backends": rows}
+    benchmark.add_ratios(results)
+    defaults, before = rows
+    assert (before["precision"], before["png level"], before["threads"]) == ("fp32", 6, threads)
+    auto = "bf16" if benchmark.cpu_info().native_bf16 else "fp32"
+    assert (defaults["precision"], defaults["png level"]) == (auto, 1)
+    assert defaults["threads"] == max(1, threads - 1)
+    assert before["convert vs before"] == 1.0
+    assert defaults["convert vs before"] == pytest.approx(
+        defaults["convert img/s"] / before["convert img/s"]
+    )
 
 
 @pytest.mark.slow  # seven networks, three backends: a minute on an idle 2-core CPU

@@ -71,6 +71,12 @@ def test_each_input_kind_comes_back_as_the_same_kind_with_the_same_values(transl
     assert out_float.dtype == torch.float32 and out_float.shape == (1, 3, 24, 40)
     assert out_float.min() >= 0 and out_float.max() <= 1
     assert torch.allclose(out_float[0] * 255, out_u8.float(), atol=0.51)
+    # The value conversion works in place on its own copy, never on the caller's input.
+    given = nchw_float.clone()
+    translator(nchw_float)
+    gray = np.ascontiguousarray(arr[..., 0]).astype(np.float32) / 255
+    translator(gray)
+    assert torch.equal(nchw_float, given) and np.array_equal(gray * 255, arr[..., 0])
 
 
 def test_output_matches_the_generator_on_a_padded_input(rgb_model, translator):

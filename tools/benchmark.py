@@ -21,12 +21,14 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
   audio) against the bare forward pass of the same student, batch and precision;
 - backends: the demo model, the distilled student and ``demo-sr`` (256 -> 1024) through the
   Translator per inference backend and precision (``BACKENDS``: torch fp32, bf16 where
-  native, onnxruntime and openvino in fp32 and int8, openvino bf16 where native) on 1 and 2
-  threads (``--threads``): batch-1 latency and frames/s, and for the demo ``convert_folder``
-  images/s over one folder of ``--convert-images`` PNGs (192; made once per run). Each row
-  has its threads and the load average when it started; the machine line names the CPU's
-  SIMD flags. int8 models are calibrated on 8 images like the converted ones, with no
-  PSNR floor (the student's weights are random), and the row gives the PSNR kept.
+  native, torch bf16 with ``--compile`` where g++ is, onnxruntime and openvino in fp32 and
+  int8, openvino bf16 where native) on 1 and 2 threads (``--threads``): batch-1 latency and
+  frames/s, and for the demo ``convert_folder`` images/s over one folder of
+  ``--convert-images`` PNGs (192; made once per run), and the converter's defaults against
+  its settings before them (``CONVERT_SETTINGS``). Each row has its threads and the load
+  average when it started; the machine line names the CPU's SIMD flags. int8 models are
+  calibrated on 8 images like the converted ones, with no PSNR floor (the student's weights
+  are random), and the row gives the PSNR kept.
   ``--models`` picks the models: the whole section takes about 12 minutes on 2 cores.
 - distributed: our pix2pix step on 2 gloo ranks of the CPU, gradients all-reduced during
   backward (``train.overlap_grad_reduce``, the default) against one flat all-reduce after it.
@@ -53,6 +55,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,7 @@ from tqdm import tqdm
 
 import translate
 from translate import Translator, convert_folder
+from translate.conversion.convert import model_threads
 from translate.conversion.video import convert_video
 from translate.core.atomic import atomic_write_text
 from translate.core.runtime import Precision, cpu_info, resolve_device
@@ -106,9 +110,10 @@ REALTIME = {
 }
 # The Translator's backends side by side: (backend, precision); bf16 only where native.
 BACKENDS = [
-    ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
-    ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
+    ("torch", "fp32"), ("torch", "bf16"), ("torch compiled", "bf16"), ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
 ]  # fmt: skip
+COMPILED = "torch compiled"  # the torch backend with --compile (torch.compile; needs g++)
 # The backends section's models: the bundled demo, the distilled student, the bundled x4.
 BACKEND_MODELS = ("demo", "student", "demo-sr")
 CALIBRATION_IMAGES = 8
@@ -654,13 +659,17 @@ def backend_case(
                 for i in range(CALIBRATION_IMAGES):
                     write_image(Path(tmp, "cal", f"{i}.png"), smooth_image(rng, size, size))
                 int8 = {"calibrate": str(Path(tmp, "cal")), "min_psnr": 0.0}
+            compiles = backend == COMPILED
             translator = Translator(
                 _generator_file(model, Path(tmp)), device="cpu", precision=precision,
-                backend=backend, batch_size=1, **int8,
+                backend="torch" if compiles else backend, batch_size=1, compile=compiles, **int8,
             )  # fmt: skip
             image = torch.from_numpy(smooth_image(rng, size, size)).permute(2, 0, 1)
+            start = time.perf_counter()
+            translator.translate_tensor(image)  # compiles, exports or warms up
+            first = time.perf_counter() - start
             timed = latencies(lambda: translator.translate_tensor(image), "cpu", warmup, iters)
-            row = {"threads": threads, "load": load, **timed}
+            row = {"threads": threads, "load": load, "first call s": first, **timed}
             if translator.int8 is not None:
                 row["int8 PSNR"] = translator.int8.psnr
             if folder is not None:
@@ -673,6 +682,41 @@ def backend_case(
     finally:
         torch.set_num_threads(previous)
     return row
+
+
+# The demo's converter as `translate convert demo IN OUT` runs it: with its defaults (the
+# model on all threads but one, precision auto, PNGs at zlib level 1), and as it ran before
+# they changed (ab84310: the model on torch's own threads, `--backend torch --precision
+# fp32`, PNGs at level 6). -> (Translator options, convert_folder options, model_threads)
+CONVERT_SETTINGS = {
+    "defaults": ({}, {}, True),
+    "before: fp32, png 6": ({"precision": "fp32"}, {"png_compression": 6}, False),
+}
+
+
+def convert_settings_case(settings: str, folder: str) -> dict[str, Any]:
+    """``convert_folder`` images/s of the demo over ``folder`` with ``CONVERT_SETTINGS``'s
+    options and threads, model load included and no warm-up, as on the command line."""
+    translating, writing, fewer_threads = CONVERT_SETTINGS[settings]
+    count = len(list(Path(folder).glob("*.png")))
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        if fewer_threads:
+            stack.enter_context(model_threads())
+        start = time.perf_counter()
+        translator = Translator.load("demo", device="cpu", **translating)
+        summary = convert_folder(folder, Path(tmp, "out"), translator, progress=False, **writing)
+        seconds = time.perf_counter() - start
+        threads = torch.get_num_threads()
+    if summary.converted != count:
+        raise RuntimeError(f"convert_folder converted {summary.converted} of {count}")
+    return {
+        "precision": translator.precision.name,
+        "threads": threads,
+        "load": load,
+        "png level": writing.get("png_compression", ConvertOptions().png_compression),
+        "convert img/s": count / seconds,
+    }
 
 
 def png_folder(root: Path, count: int, size: int) -> Path:
@@ -768,9 +812,14 @@ def add_ratios(results: dict[str, list[dict[str, Any]]]) -> None:
     torch_fp32 = {
         (r["model"], r["threads"]): r
         for r in backends
-        if (r["backend"], r["precision"]) == ("torch", "fp32")
+        if (r.get("backend"), r["precision"]) == ("torch", "fp32")
     }
+    before = [r for r in backends if r.get("convert") == "before: fp32, png 6"]
     for row in backends:
+        if "convert" in row:  # the converter's settings against its settings before
+            if before:
+                row["convert vs before"] = row["convert img/s"] / before[0]["convert img/s"]
+            continue
         base = torch_fp32.get((row["model"], row["threads"]))
         if base is not None:
             row["speed-up vs torch fp32"] = base["p50 ms"] / row["p50 ms"]
@@ -813,6 +862,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=int,
         action="append",
         help="backends: CPU threads (repeatable); default: 1 and 2",
+    )
+    parser.add_argument(
+        "--skip-compiled",
+        action="store_true",
+        help="backends: leave out the torch.compile rows (each compiles for 10-60 s first)",
     )
     parser.add_argument(
         "--convert-images",
@@ -911,6 +965,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if package is not None and importlib.util.find_spec(package) is None:
             print(f"backends: {backend} skipped ({package} is not installed)", file=sys.stderr)
             continue
+        if backend == COMPILED and (args.skip_compiled or shutil.which("g++") is None):
+            continue
         if precision not in [*precisions("cpu"), "int8"]:  # the CPU, whatever --device says
             continue
         for model in args.models or BACKEND_MODELS:
@@ -920,6 +976,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 kwargs = {"threads": threads, "size": args.size, "quick": args.quick,
                           "folder": str(folder) if converts else None}  # fmt: skip
                 cases.append(("backends", label, backend_case, {**label, **kwargs}))
+    if folder is not None and "demo" in (args.models or BACKEND_MODELS):
+        for settings in CONVERT_SETTINGS:
+            cases.append(("backends", {"model": "demo", "convert": settings},
+                          convert_settings_case, {"settings": settings,
+                                                  "folder": str(folder)}))  # fmt: skip
     if "ray" in only:  # the same folder locally and on 1 and 2 actors, in this run
         for actors in (0, 1, 2):
             label = {"runner": "ray" if actors else "local", "actors": actors or "-"}

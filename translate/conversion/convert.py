@@ -18,12 +18,13 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -46,7 +47,14 @@ from translate.inference.options import ConvertOptions, ImageOptions
 from translate.inference.translator import Translator
 from translate.models.model_file import LoadedModel
 
-__all__ = ["ConvertOptions", "ConvertSummary", "IMAGES", "convert_folder", "shard"]
+__all__ = [
+    "ConvertOptions",
+    "ConvertSummary",
+    "IMAGES",
+    "convert_folder",
+    "shard",
+    "model_threads",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -153,7 +161,7 @@ class ImageSource:
             output = to_8bit(output)
         quality = options.quality if fmt and fmt.quality else None
         icc = decoded.info.icc_profile if fmt and fmt.icc else None
-        write_image(dst, output, quality, icc)
+        write_image(dst, output, quality, icc, options.png_compression)
 
     def convert(self, jobs: list[Job], run: Run) -> None:
         _convert_images(self, jobs, run)
@@ -184,6 +192,25 @@ def convert_folder(
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     translator = model if isinstance(model, Translator) else Translator.load(model)
     return run_conversion(Path(src), Path(dst), translator, options, (IMAGES,))
+
+
+@contextmanager
+def model_threads() -> Iterator[int]:
+    """Within the block, the model has all of torch's threads but one, left to decoding and
+    encoding, unless ``OMP_NUM_THREADS`` chose the count; yields the count. ``translate
+    convert`` loads the model inside it (onnxruntime and openvino take torch's count then).
+
+    On 2 cores the model on one thread and the codec pools on the other convert faster
+    than the model on both, whose threads wait on each other whenever an encoder holds a
+    core (docs/benchmarks-backends.md).
+    """
+    before = torch.get_num_threads()
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, before - 1))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
@@ -305,7 +332,9 @@ def _translate_rows(
                     return
                 if row_writer is None:
                     channels = rows.shape[2] if rows.ndim == 3 else 1
-                    rows_png = png_rows(job.dst, height, width, channels, rows.dtype, icc)
+                    rows_png = png_rows(
+                        job.dst, height, width, channels, rows.dtype, icc, options.png_compression
+                    )
                     row_writer = stack.enter_context(rows_png)
                 row_writer(rows)
 

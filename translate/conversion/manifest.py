@@ -13,7 +13,7 @@ from typing import Any
 
 from translate.core.atomic import atomic_write_text
 from translate.inference.backends import weights_sha256
-from translate.inference.options import recorded
+from translate.inference.options import ConvertOptions, TranslatorOptions, recorded, unrecorded
 from translate.inference.translator import Translator
 
 MANIFEST_NAME = "translate-convert.json"
@@ -51,6 +51,9 @@ def claim(folder: Path, record: dict[str, Any], overwrite: bool) -> None:
         raise ValueError(
             f"{path}: unreadable manifest ({exc}); remove it or use --overwrite"
         ) from exc
+    if isinstance(found, dict) and isinstance(found.get("options"), dict):
+        # Options recorded since the manifest was written: what they meant then.
+        found["options"] = {**unrecorded(TranslatorOptions, ConvertOptions), **found["options"]}
     if found == record:
         return
     if found is not None and not overwrite:

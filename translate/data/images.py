@@ -366,9 +366,11 @@ def write_image(
     array: np.ndarray,
     quality: int | None = None,
     icc_profile: bytes | None = None,
+    png_compression: int | None = None,
 ) -> None:
     """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix.
     PNG and TIFF also take uint16 (16 bits a sample; gray, RGB or RGBA).
+    ``png_compression``: a PNG's zlib level, 0-9 (None: the encoder's default, 6 in PIL).
 
     ``icc_profile`` is embedded where the format holds one and its colour space (RGB or
     gray) is the image's; otherwise it is left out rather than mislabel the pixels (16-bit
@@ -379,7 +381,7 @@ def write_image(
         arr = arr[:, :, 0]
     if arr.dtype == np.uint16 and Path(path).suffix.lower() in DEEP_SUFFIXES:
         if arr.ndim == 3:
-            atomic_write_bytes(path, _cv2_encode(path, arr))
+            atomic_write_bytes(path, _cv2_encode(path, arr, png_compression))
             return
         arr = arr.astype("<u2")  # PIL's I;16 is little-endian
     elif arr.dtype != np.uint8:
@@ -396,6 +398,8 @@ def write_image(
         raise ValueError(f"{path}: unknown image format for suffix {Path(path).suffix!r}")
     if icc_profile is not None and fmt in _ICC_FORMATS and _icc_fits(icc_profile, img.mode):
         kwargs["icc_profile"] = icc_profile
+    if png_compression is not None and fmt == "PNG":
+        kwargs["compress_level"] = png_compression
     # Encoded in memory first: atomic_write_bytes then knows the size the file must have.
     encoded = io.BytesIO()
     img.save(encoded, format=fmt, **kwargs)
@@ -407,15 +411,20 @@ _ICC_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-def _cv2_encode(path: str | os.PathLike[str], arr: np.ndarray) -> bytes:
-    """16-bit RGB(A) ``arr`` encoded as ``path``'s suffix says (PIL holds no such mode)."""
+def _cv2_encode(
+    path: str | os.PathLike[str], arr: np.ndarray, png_compression: int | None = None
+) -> bytes:
+    """16-bit RGB(A) ``arr`` encoded as ``path``'s suffix says (PIL holds no such mode);
+    ``png_compression``: a PNG's zlib level (None: OpenCV's default, 1)."""
     import cv2
 
     if arr.shape[2] not in (3, 4):
         raise ValueError(
             f"{path}: 16-bit images are gray, RGB or RGBA, not {arr.shape[2]} channels"
         )
-    ok, data = cv2.imencode(Path(path).suffix.lower(), arr[..., [2, 1, 0, 3][: arr.shape[2]]])
+    params = [] if png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+    bgr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]
+    ok, data = cv2.imencode(Path(path).suffix.lower(), bgr, params)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode a 16-bit image as {Path(path).suffix}")
     return data.tobytes()
@@ -450,6 +459,7 @@ def png_rows(
     channels: int,
     dtype: np.dtype | type = np.uint8,
     icc_profile: bytes | None = None,
+    compression: int = -1,
 ) -> Iterator[Callable[[np.ndarray], None]]:
     """Write a PNG image a band of rows at a time: yields ``write(rows)``, which takes
     the next rows (HW or HWC, uint8 or uint16 as ``dtype``) and compresses them onto the
@@ -457,7 +467,8 @@ def png_rows(
     block ends with all ``height`` rows written, else not at all.
 
     Each row is filtered with PNG's Sub filter (each byte less the one a pixel to its
-    left), which suits photographs, and zlib-compressed as one stream.
+    left), which suits photographs, and zlib-compressed as one stream at level
+    ``compression`` (0-9; -1: zlib's default, 6).
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.uint8, np.uint16) or channels not in _PNG_COLOUR:
@@ -474,7 +485,7 @@ def png_rows(
         out.write(_png_chunk(b"IHDR", header))
         if icc_profile is not None and _icc_fits(icc_profile, "L" if channels < 3 else "RGB"):
             out.write(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
-        stream = zlib.compressobj()
+        stream = zlib.compressobj(compression)
         pending = bytearray()
 
         def write(rows: np.ndarray) -> None:

@@ -157,6 +157,24 @@ def resolve_backend(
     return backend, cpu, resolve_precision(runs[0] if precision == "auto" else precision, cpu)
 
 
+def check_compile(backend: str, device: torch.device, dropout: bool) -> None:
+    """Refuse ``--compile`` (``ValueError`` naming it) where it cannot run. It runs the torch
+    module through ``torch.compile``, whose inductor fuses the small operators between the
+    convolutions that eager mode runs one by one; it compiles at each input size's first
+    call."""
+    if backend != "torch":
+        raise ValueError(
+            f"--compile compiles the torch module; --backend {backend} runs its own graph: "
+            "use --backend torch, or leave --compile out"
+        )
+    if dropout:
+        raise ValueError("--compile: dropout is seeded per image eagerly; use --no-dropout")
+    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++")):
+        raise ValueError(
+            "--compile needs a C++ compiler on the CPU (g++): install one, or leave --compile out"
+        )
+
+
 def _auto_backend(
     device: str | torch.device,
     precision: str,

@@ -40,6 +40,10 @@ CODEC = "h264"  # the default video encoder
 # The default --min-psnr of int8 models, in dB: an RMS difference from fp32's outputs of 1%
 # of the range (about 2.5 grey levels).
 MIN_PSNR = 40.0
+# The zlib level PNG outputs are written with: 1 (OpenCV's default too) takes about half the
+# encoding time of 6 (PIL's default) for files about 12% larger, the pixels the same; PNG
+# encoding is the converter's largest cost after the model.
+PNG_COMPRESSION = 1
 
 
 class OptionError(ValueError):
@@ -115,6 +119,7 @@ class Meta:
     serve: bool = False
     record: bool | Callable[[Any], Any] = False
     changes_pixels: bool = False
+    unrecorded: Any = None
 
 
 def option(
@@ -126,6 +131,7 @@ def option(
     serve: bool = False,
     record: bool | Callable[[Any], Any] = False,
     changes_pixels: bool = False,
+    unrecorded: Any = None,
 ) -> Any:
     """A dataclass field that is an inference option.
 
@@ -134,9 +140,11 @@ def option(
     ``translate serve``'s translate request; ``record``: the manifest records it, as the
     value (True) or as ``record(owner)`` of what the group configures (the resolved value: a
     :class:`Translator` for its options); ``changes_pixels``: a source that does not take the
-    option's group fails its files when it is set, instead of ignoring it.
+    option's group fails its files when it is set, instead of ignoring it; ``unrecorded``:
+    what a manifest written before the option was recorded meant (the behaviour then), so
+    that a rerun into an older folder compares against it.
     """
-    meta = Meta(help, check, cli, serve, record, changes_pixels)
+    meta = Meta(help, check, cli, serve, record, changes_pixels, unrecorded)
     return field(default=default, metadata={"option": meta})
 
 
@@ -174,6 +182,14 @@ class TranslatorOptions:
     )
     backend: str = option(
         "torch", BACKEND_HELP, check=OneOf(BACKENDS), record=lambda translator: translator.backend
+    )
+    compile: bool = option(
+        False,
+        "--backend torch: run the generator through torch.compile (inductor; on the CPU it "
+        "needs g++). Faster in bf16 on the CPU, but the first call at each input size "
+        "compiles for 10-60 s: for long runs of one size (a camera, a large folder).",
+        record=True,
+        unrecorded=False,
     )
     calibrate: str | None = option(
         None,
@@ -323,6 +339,15 @@ class ImageOptions(Checked):
         record=lambda options: canonical(options.format),
     )
     quality: int = option(95, "JPEG/WebP quality.", check=Range(1, 100), record=True)
+    png_compression: int = option(
+        PNG_COMPRESSION,
+        "PNG zlib level, 0 (none) to 9 (smallest files); the pixels are the same at every "
+        "level. The default 1 (OpenCV's too) encodes in about half the time of 6 (PIL's, "
+        "smaller files by about a tenth): encoding is the largest cost after the model.",
+        check=Range(0, 9),
+        record=True,
+        unrecorded=6,  # PIL's default, which the converter wrote with before
+    )
     resize_shorter: int | None = option(
         None,
         "Resize so the shorter side is N (bilinear, as torchvision's Resize(N)) first.",
@@ -390,6 +415,16 @@ def recorded(options: Any, owner: Any = None) -> dict[str, Any]:
         elif record:
             out[f.name] = getattr(options, f.name)
     return out
+
+
+def unrecorded(*groups: type[Any]) -> dict[str, Any]:
+    """The recorded fields of ``groups`` that older manifests lack, and what they meant."""
+    return {
+        f.name: meta(f).unrecorded
+        for cls in groups
+        for f in dataclasses.fields(cls)
+        if meta(f).record and meta(f).unrecorded is not None
+    }
 
 
 def pixel_options_set(options: Any, cls: type[Any]) -> list[str]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from translate.core.runtime import PRECISIONS, resolve_device
 from translate.data.images import ImageReadError, image_to_array, label_array, read_image
-from translate.inference.backends import backend_runner, resolve_backend
+from translate.inference.backends import backend_runner, check_compile, resolve_backend
 from translate.inference.options import TranslatorOptions
 from translate.inference.padding import PadToMultiple
 from translate.models.model_file import LoadedModel
@@ -122,6 +122,8 @@ class Translator:
         self.backend, self.device, self.precision = resolve_backend(
             options.backend, options.device, options.precision, self.eval_mode, supported
         )
+        if options.compile:
+            check_compile(self.backend, self.device, bool(self.eval_mode.dropout))
         self.direction = direction = options.direction
         self.spec = model.specs[direction]
         self.in_channels = self.spec.in_channels
@@ -146,6 +148,8 @@ class Translator:
                 model, direction, self.eval_mode, self.generator, self.backend, self.precision,
                 options.calibrate, options.min_psnr, chosen=options.backend == "auto",
             )  # fmt: skip
+        if options.compile:
+            runner = torch.compile(runner, dynamic=False)
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
 
@@ -362,10 +366,12 @@ class Translator:
         gray). Per pixel, so a band of rows gives those rows of the whole image's input."""
         low, high = self._range_of(x.dtype)
         floats = x.is_floating_point()
-        x = x.to(self.device, non_blocking=True).float()
+        # One new tensor, the rest in place: each fresh image-sized tensor costs page faults
+        # that took as long as the arithmetic (the converter's profile).
+        x = x.to(self.device, torch.float32, non_blocking=True, copy=True)
         if floats:
             _check_range(x, low, high)
-        x = ((x - low) / (high - low)).clamp(0, 1)
+        x = x.sub_(low).div_(high - low).clamp_(0, 1)
         alpha = None
         # As training does: composite onto white and keep alpha aside, unless the model
         # takes every channel given (RGBA in: alpha is data).
@@ -373,22 +379,24 @@ class Translator:
             x, alpha = x[:, :-1], x[:, -1:]
             x = x * alpha + (1 - alpha)
         gray = x.shape[1] == 1
-        return _match_channels(x, self.in_channels) * 2 - 1, alpha, gray
+        matched = _match_channels(x, self.in_channels)
+        # Gray expanded to RGB is a view whose channels share memory: written anew.
+        return (matched.mul_(2).sub_(1) if matched is x else matched * 2 - 1), alpha, gray
 
     def _model_output(
         self, y: torch.Tensor, alpha: torch.Tensor | None, gray: bool, dtype: torch.dtype
     ) -> torch.Tensor:
         """The generator's output in [-1, 1] (and the alpha at its size) -> values of
         ``dtype`` in the input's range, gray again where the input was."""
-        y = y.add(1).div(2).clamp(0, 1)
+        y = y.add(1).div_(2).clamp_(0, 1)  # a new tensor, then in place (_model_input)
         if gray and self.in_channels == self.out_channels:
             y = _match_channels(y, 1)  # gray in, gray out: the replicated channels go again
         if alpha is not None:
             y = torch.cat([y, alpha], dim=1)
         low, high = self._range_of(dtype)
-        y = y * (high - low) + low
+        y = y.mul_(high - low).add_(low)
         # Integers round half up, as PIL/torchvision pipelines do (torch.round: half to even).
-        return y.to(dtype) if dtype.is_floating_point else (y + 0.5).floor().to(dtype)
+        return y.to(dtype) if dtype.is_floating_point else y.add_(0.5).floor_().to(dtype)
 
     def _alpha_rows(self, arr: np.ndarray, start: int, end: int) -> torch.Tensor | None:
         """The alpha of output rows ``start:end`` (None without one) as the whole image's

@@ -47,7 +47,12 @@ from translate.data.images import (
     unreadable_reason,
 )
 from translate.inference.memory import MemoryBudget
-from translate.inference.options import OptionError, TranslatorOptions, query_values
+from translate.inference.options import (
+    PNG_COMPRESSION,
+    OptionError,
+    TranslatorOptions,
+    query_values,
+)
 from translate.inference.translator import Translator
 
 STATIC = Path(__file__).parent / "static"
@@ -230,11 +235,13 @@ def _check_pixels(source: Path | io.BytesIO, name: str, max_pixels: int) -> None
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", quality: int | None = None) -> bytes:
-    """An HWC (or HW) uint8 array as PNG or JPEG bytes."""
+    """An HWC (or HW) uint8 array as PNG (at convert's default zlib level) or JPEG bytes."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     buffer = io.BytesIO()
-    options = {} if quality is None else {"quality": quality}
+    options = {"compress_level": PNG_COMPRESSION} if fmt == "PNG" else {}
+    if quality is not None:
+        options["quality"] = quality
     Image.fromarray(image).save(buffer, format=fmt, **options)
     return buffer.getvalue()
 

@@ -1,0 +1,134 @@
+"""The converter's speed settings: the PNG zlib level (--png-compression) and the model's
+threads (all of torch's but one, left to the codecs)."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from translate.cli import main
+from translate.conversion.convert import convert_folder, model_threads
+from translate.conversion.manifest import MANIFEST_NAME
+from translate.data.images import png_rows, write_image
+from translate.inference.options import PNG_COMPRESSION, OptionError
+from translate.models.model_file import GeneratorSpec, save_generators
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, {"ngf": 4, "n_blocks": 1})
+    path = tmp_path_factory.mktemp("model") / "g.safetensors"
+    save_generators(path, {"AtoB": (spec, spec.build())})
+    return path
+
+
+@pytest.fixture
+def src(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    y, x = np.mgrid[0:48, 0:48]
+    for i in range(2):  # smooth, so that the zlib level shows in the size
+        arr = np.stack([x * 5, y * 5, (x + y + 20 * i) % 256], axis=2).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    return folder
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, ["convert", *map(str, args), "--no-progress"])
+
+
+def _pixels(folder):
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def test_png_level_keeps_the_pixels_and_is_recorded(model, src, tmp_path):
+    fast, small = tmp_path / "fast", tmp_path / "small"
+    assert _cli(model, src, fast, "--precision", "fp32").exit_code == 0
+    assert _cli(model, src, small, "--precision", "fp32", "--png-compression", "9").exit_code == 0
+    assert PNG_COMPRESSION == 1
+    records = [json.loads((d / MANIFEST_NAME).read_text())["options"] for d in (fast, small)]
+    assert [r["png_compression"] for r in records] == [1, 9]
+    pixels = _pixels(fast)
+    assert pixels.keys() == _pixels(small).keys() and len(pixels) == 2
+    for name, arr in _pixels(small).items():
+        np.testing.assert_array_equal(arr, pixels[name])
+    size = sum(p.stat().st_size for p in fast.glob("*.png"))
+    assert size > sum(p.stat().st_size for p in small.glob("*.png"))
+
+    # Another level into the same folder is another conversion, as for --quality.
+    refused = _cli(model, src, small, "--precision", "fp32")
+    assert refused.exit_code == 1 and "png_compression 1 here, 9 there" in refused.output
+
+
+def test_level_6_writes_the_bytes_pil_wrote_before(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    write_image(tmp_path / "a.png", arr, png_compression=6)
+    before = io.BytesIO()
+    Image.fromarray(arr).save(before, format="PNG")  # PIL's default: what convert wrote
+    assert (tmp_path / "a.png").read_bytes() == before.getvalue()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_rows_and_16_bit_colour_take_the_level(tmp_path, dtype):
+    cv2 = pytest.importorskip("cv2")
+    arr = (np.arange(32 * 40 * 3).reshape(32, 40, 3) % 200).astype(dtype)
+    sizes = {}
+    for level in (0, 9):
+        with png_rows(tmp_path / f"rows{level}.png", 32, 40, 3, dtype, compression=level) as write:
+            write(arr[:16])
+            write(arr[16:])
+        write_image(tmp_path / f"whole{level}.png", arr, png_compression=level)
+        for kind in ("rows", "whole"):
+            path = tmp_path / f"{kind}{level}.png"
+            read = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1]
+            np.testing.assert_array_equal(read, arr)
+            sizes[kind, level] = path.stat().st_size
+    # Level 0 stores the filtered rows, 9 compresses them.
+    assert sizes["rows", 0] > sizes["rows", 9] and sizes["whole", 0] > sizes["whole", 9]
+
+
+def test_a_bad_level_is_one_line(model, src, tmp_path):
+    result = _cli(model, src, tmp_path / "out", "--png-compression", "10")
+    assert result.exit_code == 2 and "--png-compression" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(OptionError, match="png_compression: must be at most 9, got 10"):
+        convert_folder(src, tmp_path / "out", model, png_compression=10)
+
+
+def test_the_model_gets_all_threads_but_one(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with model_threads() as threads:
+            assert threads == torch.get_num_threads() == 1  # the other core encodes
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        with model_threads() as threads:
+            assert threads == 1  # never none
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        with model_threads() as threads:
+            assert threads == 2  # the user's count stands
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_folder_from_before_the_level_was_recorded_resumes_at_level_6(model, src, tmp_path):
+    dst = tmp_path / "out"
+    assert _cli(model, src, dst, "--precision", "fp32", "--png-compression", "6").exit_code == 0
+    path = dst / MANIFEST_NAME
+    record = json.loads(path.read_text())
+    del record["options"]["png_compression"], record["options"]["compile"]  # as written before
+    path.write_text(json.dumps(record))
+    (dst / "1.png").unlink()
+
+    refused = _cli(model, src, dst, "--precision", "fp32")
+    assert refused.exit_code == 1 and "png_compression 1 here, 6 there" in refused.output
+    resumed = _cli(model, src, dst, "--precision", "fp32", "--png-compression", "6")
+    assert resumed.exit_code == 0 and "converted 1, skipped 1" in resumed.output
