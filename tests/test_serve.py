@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -601,6 +602,32 @@ def test_cli_prints_one_url_and_needs_a_token_beyond_loopback(
     assert "missing.safetensors: no such file" in result.output
     result = runner.invoke(main, ["serve", "demo", "--device", "tpu", "--port", "0"])
     assert result.exit_code == 1 and "device 'tpu'" in result.output
+
+
+def test_serve_runs_every_translator_at_the_precision_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    from translate.apps.serve import models as models_module
+
+    built = []
+
+    class Recorded(Models):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: None)
+    monkeypatch.setattr(models_module, "Models", Recorded)
+    runner = CliRunner()
+    command = ["serve", "demo", "--port", "0", "--device", "cpu"]
+    result = runner.invoke(main, [*command, "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    # a request's own options come on top of the command's
+    assert built[-1].translator("demo", "AtoB", tile=64).precision.name == "fp32"
+    result = runner.invoke(main, [*command, "--calibrate", str(tmp_path)])
+    assert result.exit_code == 2 and "Error: --calibrate is for --precision int8" in result.output
 
 
 def test_a_bad_tls_file_is_one_line_before_any_url(

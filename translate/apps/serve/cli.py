@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
 
 from translate.core.errors import user_errors
-from translate.inference.options import TranslatorOptions, click_options
+from translate.inference.options import OptionError, TranslatorOptions, click_options, split
 
 LOOPBACK_NAMES = ("localhost",)
+# The translator options the command sets for every model; a request sets its own on top.
+SERVED_OPTIONS = ("device", "precision", "backend", "compile", "calibrate", "min_psnr")
 
 
 def is_loopback(host: str) -> bool:
@@ -38,7 +41,7 @@ def is_loopback(host: str) -> bool:
     default=None,
     help="Required on every request. Default: none on loopback, a random one otherwise.",
 )
-@click_options(TranslatorOptions, only=("device", "backend"))
+@click_options(TranslatorOptions, only=SERVED_OPTIONS)
 @click.option(
     "--queue",
     type=click.IntRange(min=0),
@@ -72,13 +75,12 @@ def serve(
     host: str,
     port: int,
     token: str | None,
-    device: str,
-    backend: str,
     queue: int,
     max_upload_mb: float,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
     max_pixels: int | None,
+    **translating: Any,
 ) -> None:
     """Serve a web page to try MODELS on images and the camera, and to watch training.
 
@@ -97,13 +99,17 @@ def serve(
             'pip install -e ".[serve]"'
         ) from exc
 
+    try:
+        split(translating, TranslatorOptions)
+    except OptionError as exc:
+        raise click.UsageError(exc.for_cli()) from exc
     loopback = is_loopback(host)
     if token is None and not loopback:
         token = secrets.token_urlsafe(16)
     with user_errors():
         if ssl_certfile is not None:
             check_tls(ssl_certfile, ssl_keyfile)
-        served = Models(models, device=device, backend=backend)
+        served = Models(models, **translating)
         watched = Runs(runs) if runs is not None else None
     app = create_app(
         served,

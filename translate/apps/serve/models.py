@@ -129,11 +129,17 @@ class Models:
     """The models named at start, by the name they were given (``demo``, a path, ...)."""
 
     def __init__(
-        self, sources: Sequence[str], device: str = "auto", backend: str = "torch"
+        self,
+        sources: Sequence[str],
+        device: str = "auto",
+        backend: str = "torch",
+        **options: Any,
     ) -> None:
+        """``options``: other ``TranslatorOptions`` fields every translator takes (precision,
+        compile, calibrate, min_psnr); a request's own options come on top."""
         if not sources:
             raise ValueError("name at least one model to serve (e.g. demo)")
-        self.device, self.backend = device, backend
+        self.device, self.backend, self.options = device, backend, options
         # Loaded on the CPU, moved to the device once by the first translator.
         self.files: dict[str, LoadedModel] = {src: load_model(src) for src in sources}
         self._translators: OrderedDict[tuple[Any, ...], Translator] = OrderedDict()
@@ -205,7 +211,7 @@ class Models:
                 direction=direction,
                 tile=tile,
                 batch_size=1,
-                **options,
+                **{**self.options, **options},
             )
             if len(self._translators) > TRANSLATORS_KEPT:
                 self._translators.popitem(last=False)
