@@ -20,6 +20,7 @@ from translate.conversion.manifest import MANIFEST_NAME
 from translate.inference.export import export_generator
 from translate.inference.translator import Translator
 from translate.models.loading import load_model
+from translate.networks import count_parameters
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +185,22 @@ def test_paint_endpoint_answers_the_image_and_refuses_bad_maps(client, toy: Path
     image = np.asarray(Image.open(io.BytesIO(answer.content)))
     expected = Translator.load(toy, device="cpu", seed=5)(labels)
     assert np.array_equal(image, expected)
+    # the page's JPEG: the same image but for the encoding's small loss (on regions of a
+    # class, as painted: JPEG blurs a pixel-by-pixel pattern more)
+    regions = np.kron(ids(size=(4, 4)), np.ones((8, 8), np.uint8))
+    jpeg = client.post(
+        "/api/paint",
+        params={"model": model, "seed": 5, "format": "jpeg"},
+        content=png_bytes(regions),
+    )
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+    lossy = np.asarray(Image.open(io.BytesIO(jpeg.content))).astype(int)
+    exact = Translator.load(toy, device="cpu", seed=5)(regions)
+    assert lossy.shape == exact.shape and np.abs(lossy - exact).mean() < 3
+    webp = client.post(
+        "/api/paint", params={"model": model, "format": "webp"}, content=png_bytes(labels)
+    )
+    assert webp.status_code == 400 and "'format'" in webp.json()["error"]
     # a palette upload through /api/translate is the same map: indices, not colours
     palette = Image.fromarray(labels, "P")
     palette.putpalette([v for i in range(256) for v in (255 - i, 3 * i % 256, 7)])
@@ -232,4 +249,10 @@ def test_the_paint_benchmark_times_round_trips(toy: Path) -> None:
         arrays = [np.asarray(Image.open(io.BytesIO(m))) for m in maps]
         assert arrays[0].max() < CLASSES and not np.array_equal(arrays[0], arrays[2])
         result = tool.run(str(toy), 32, 3)
-    assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]
+        assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]
+        assert result["parameters"] == count_parameters(load_model(toy).generators["AtoB"])
+        # the default model: a spade of the demo's size, within 1% of its parameters
+        demo = load_model("demo").generators["AtoB"]
+        printed = tool.main(["--size", "32", "--requests", "2", "--format", "png"])
+    assert abs(printed["parameters"] / count_parameters(demo) - 1) < 0.01
+    assert printed["format"] == "png"
