@@ -117,6 +117,45 @@ def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_p
     assert not np.array_equal(styled, outputs[1]) and not np.array_equal(styled, outputs[2])
 
 
+def test_each_map_gets_noise_of_the_seed_and_its_path_in_full_partial_and_resumed_runs(
+    toy: Path, tmp_path: Path
+) -> None:
+    maps = tmp_path / "maps"
+    (maps / "sub").mkdir(parents=True)
+    for rel in ("a.png", "b.png", "sub/a.png"):  # one map three times
+        Image.fromarray(ids(), "L").save(maps / rel)
+
+    def convert(out: Path, *extra: str) -> dict[str, bytes]:
+        args = ["convert", str(toy), str(maps), str(out), "--device", "cpu", "--seed", "3"]
+        result = CliRunner().invoke(main, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
+
+    full = convert(tmp_path / "full")
+    # the same map, three paths: three codes, so three images
+    assert len(set(full.values())) == 3
+    manifest = json.loads((tmp_path / "full" / MANIFEST_NAME).read_text())
+    assert manifest["options"]["seed"] == 3 and "path" in manifest["options"]["noise"]
+    # a partial run (one file listed) and a resumed one (an output lost) give the same bytes
+    listed = tmp_path / "list.txt"
+    listed.write_text("sub/a.png\n")
+    assert convert(tmp_path / "part", "--files-from", str(listed)) == {
+        "sub/a.png": full["sub/a.png"]
+    }
+    (tmp_path / "full" / "b.png").unlink()
+    assert convert(tmp_path / "full") == full
+    # the Translator: a name's code whatever the batch, none given: the seed's for all
+    translator = Translator.load(toy, device="cpu", seed=3)
+    arrays = [ids(), ids(), ids(1)]
+    named = translator.translate_batch(arrays, ["a.png", "b.png", "a.png"])
+    expected = np.asarray(Image.open(io.BytesIO(full["a.png"])))
+    assert np.array_equal(named[0], expected) and not np.array_equal(named[1], expected)
+    assert np.array_equal(translator.translate_batch([ids()], ["a.png"])[0], expected)
+    assert np.array_equal(translator(ids()), translator.translate_batch(arrays)[1])
+    with pytest.raises(ValueError, match="names: 1 for 3 images"):
+        translator.translate_batch(arrays, ["a.png"])
+
+
 def test_a_video_of_label_maps_converts_and_a_colour_video_is_refused(
     toy: Path, tmp_path: Path
 ) -> None:
