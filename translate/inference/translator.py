@@ -140,14 +140,12 @@ class Translator:
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
-        if self.noise_dim:  # no exported graph takes the code: torch runs it, auto included
-            self.backend, self.int8 = "torch", None
-            runner: nn.Module = _WithCode(self.generator, self._code(options))
-        else:
-            self.backend, runner, self.int8 = backend_runner(
-                model, direction, self.eval_mode, self.generator, self.backend, self.precision,
-                options.calibrate, options.min_psnr, chosen=options.backend == "auto",
-            )  # fmt: skip
+        self.backend, runner, self.int8 = backend_runner(
+            model, direction, self.eval_mode, self.generator, self.backend, self.precision,
+            options.calibrate, options.min_psnr, chosen=options.backend == "auto",
+        )  # fmt: skip
+        if self.noise_dim:  # the code goes in beside each image (an exported graph's z)
+            runner = _WithCode(runner, self._code(options))
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
         # What a named image's own code replaces: the seed's (not a style's, which is asked for).
@@ -558,7 +556,7 @@ class _WithCode(nn.Module):
 
 
 def _check_code_options(generator: nn.Module, noise_dim: int, options: TranslatorOptions) -> None:
-    """``ValueError`` in one line for a code the model cannot take or a backend cannot feed."""
+    """``ValueError`` in one line for a code the model cannot take or int8 cannot feed."""
     if options.style is not None and not (noise_dim and hasattr(generator, "encode_style")):
         raise ValueError(
             f"style {options.style}: this model has no style encoder; drop the style (a model "
@@ -567,12 +565,7 @@ def _check_code_options(generator: nn.Module, noise_dim: int, options: Translato
     if noise_dim and options.precision == "int8":
         raise ValueError(
             f"precision int8: this model takes a noise code (noise_dim {noise_dim}), which "
-            "no int8 graph has an input for; use fp32, bf16 or auto"
-        )
-    if noise_dim and options.backend not in ("torch", "auto"):
-        raise ValueError(
-            f"backend {options.backend}: this model takes a noise code (noise_dim "
-            f"{noise_dim}), which its exported graph has no input for; use the torch backend"
+            "int8 calibration does not feed; use fp32, bf16 or auto"
         )
 
 
