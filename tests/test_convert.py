@@ -120,11 +120,11 @@ def test_interrupted_run_leaves_no_partial_files_and_resumes(model, folder, tmp_
     real_translate = Translator.translate_batch
     calls = []
 
-    def translate_then_interrupt(self, images):
+    def translate_then_interrupt(self, images, names=None):
         calls.append(len(images))
         if len(calls) == 3:  # Ctrl-C while the model runs on the third image
             raise KeyboardInterrupt
-        return real_translate(self, images)
+        return real_translate(self, images, names)
 
     monkeypatch.setattr(Translator, "translate_batch", translate_then_interrupt)
     with pytest.raises(KeyboardInterrupt):

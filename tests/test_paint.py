@@ -20,6 +20,8 @@ from translate.conversion.manifest import MANIFEST_NAME
 from translate.inference.export import export_generator
 from translate.inference.translator import Translator
 from translate.models.loading import load_model
+from translate.models.model_file import GeneratorSpec, save_generators
+from translate.networks import count_parameters
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +74,74 @@ def test_a_style_image_sets_the_code_through_encode_style(toy: Path, tmp_path: P
     assert not np.array_equal(*outputs)
 
 
-def test_style_and_exported_backends_are_refused_in_one_line(toy: Path, tmp_path: Path) -> None:
+def test_a_style_without_encoder_and_torchscript_of_noise_are_refused_in_one_line(
+    toy: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match=r"^style .*no style encoder; drop the style") as info:
         Translator.load("demo", device="cpu", style=str(tmp_path / "any.png"))
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match=r"^style: .*missing\.png: file not found$"):
         Translator.load(toy, device="cpu", style=str(tmp_path / "missing.png"))
-    with pytest.raises(ValueError, match=r"^backend onnxruntime: .*noise_dim 3.*torch backend$"):
-        Translator.load(toy, device="cpu", backend="onnxruntime")
-    with pytest.raises(ValueError, match=r"^this model takes a noise code \(noise_dim 3\)"):
+    with pytest.raises(ValueError, match=r"^this model takes a noise code \(noise_dim 3\).*onnx"):
         export_generator(load_model(toy), tmp_path / "toy.pt")
     assert not (tmp_path / "toy.pt").exists()
+
+
+def test_a_noise_models_onnx_graph_takes_the_code_and_gives_torchs_image(
+    toy: Path, tmp_path: Path
+) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = load_model(toy)
+    path = export_generator(model, tmp_path / "toy.onnx", "onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input", "z"]
+    x = torch.nn.functional.one_hot(torch.from_numpy(ids(size=(12, 16))).long(), CLASSES)
+    x = x.permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1) * 2 - 1
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
+    got = session.run(None, {"input": x.numpy(), "z": z.numpy()})[0]
+    with torch.no_grad():
+        expected = model.generators["AtoB"](x, z=z).numpy()
+    assert np.abs(got - expected).max() < 1e-5 and np.abs(got[0] - got[1]).max() > 0.01
+    # the backends feed it the seed's code, or each named map's, as torch does
+    labels, maps = ids(), [ids(), ids(1)]
+    torch_run = Translator.load(toy, device="cpu", seed=3)
+    onnx_run = Translator.load(toy, device="cpu", seed=3, backend="onnxruntime")
+    assert onnx_run.backend == "onnxruntime"
+    assert np.abs(onnx_run(labels).astype(int) - torch_run(labels)).max() <= 1
+    names = ["a.png", "b.png"]
+    pairs = zip(
+        onnx_run.translate_batch(maps, names), torch_run.translate_batch(maps, names), strict=True
+    )
+    for got_map, want in pairs:
+        assert np.abs(got_map.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("oasis", {"ngf": 2, "hidden": 4, "noise_dim": 3}), ("spade", {"ngf": 2, "hidden": 4})],
+)
+def test_spectral_norm_generators_export_to_onnx(name: str, options: dict, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    spec = GeneratorSpec.declared(name, 5, 3, options)
+    torch.manual_seed(0)
+    net = spec.build().eval()
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, net)})
+    loaded = load_model(tmp_path / "g.safetensors")
+    # the export checks itself against torch, codes included, at three sizes and two batches
+    assert export_generator(loaded, tmp_path / "g.onnx", "onnx").is_file()
+    # the weights it baked were a rebuilt copy's: the model's own keep their spectral norm
+    assert hasattr(loaded.generators["AtoB"].blocks[0].conv_0, "parametrizations")
+
+
+def test_spade_with_a_style_encoder_is_not_exported_and_says_why(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    spec = GeneratorSpec.declared("spade", 5, 3, {"ngf": 2, "hidden": 4, "style_dim": 4})
+    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, spec.build())})
+    with pytest.raises(
+        ValueError, match=r"spade cannot be exported to ONNX \(.*\); translate it on torch$"
+    ):
+        export_generator(load_model(tmp_path / "g.safetensors"), tmp_path / "g.onnx", "onnx")
+    assert not (tmp_path / "g.onnx").exists()
 
 
 def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_path: Path) -> None:
@@ -114,6 +173,45 @@ def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_p
     assert manifest["options"]["seed"] is None
     styled = np.asarray(Image.open(out / "m0.png"))
     assert not np.array_equal(styled, outputs[1]) and not np.array_equal(styled, outputs[2])
+
+
+def test_each_map_gets_noise_of_the_seed_and_its_path_in_full_partial_and_resumed_runs(
+    toy: Path, tmp_path: Path
+) -> None:
+    maps = tmp_path / "maps"
+    (maps / "sub").mkdir(parents=True)
+    for rel in ("a.png", "b.png", "sub/a.png"):  # one map three times
+        Image.fromarray(ids(), "L").save(maps / rel)
+
+    def convert(out: Path, *extra: str) -> dict[str, bytes]:
+        args = ["convert", str(toy), str(maps), str(out), "--device", "cpu", "--seed", "3"]
+        result = CliRunner().invoke(main, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
+
+    full = convert(tmp_path / "full")
+    # the same map, three paths: three codes, so three images
+    assert len(set(full.values())) == 3
+    manifest = json.loads((tmp_path / "full" / MANIFEST_NAME).read_text())
+    assert manifest["options"]["seed"] == 3 and "path" in manifest["options"]["noise"]
+    # a partial run (one file listed) and a resumed one (an output lost) give the same bytes
+    listed = tmp_path / "list.txt"
+    listed.write_text("sub/a.png\n")
+    assert convert(tmp_path / "part", "--files-from", str(listed)) == {
+        "sub/a.png": full["sub/a.png"]
+    }
+    (tmp_path / "full" / "b.png").unlink()
+    assert convert(tmp_path / "full") == full
+    # the Translator: a name's code whatever the batch, none given: the seed's for all
+    translator = Translator.load(toy, device="cpu", seed=3)
+    arrays = [ids(), ids(), ids(1)]
+    named = translator.translate_batch(arrays, ["a.png", "b.png", "a.png"])
+    expected = np.asarray(Image.open(io.BytesIO(full["a.png"])))
+    assert np.array_equal(named[0], expected) and not np.array_equal(named[1], expected)
+    assert np.array_equal(translator.translate_batch([ids()], ["a.png"])[0], expected)
+    assert np.array_equal(translator(ids()), translator.translate_batch(arrays)[1])
+    with pytest.raises(ValueError, match="names: 1 for 3 images"):
+        translator.translate_batch(arrays, ["a.png"])
 
 
 def test_a_video_of_label_maps_converts_and_a_colour_video_is_refused(
@@ -184,6 +282,22 @@ def test_paint_endpoint_answers_the_image_and_refuses_bad_maps(client, toy: Path
     image = np.asarray(Image.open(io.BytesIO(answer.content)))
     expected = Translator.load(toy, device="cpu", seed=5)(labels)
     assert np.array_equal(image, expected)
+    # the page's JPEG: the same image but for the encoding's small loss (on regions of a
+    # class, as painted: JPEG blurs a pixel-by-pixel pattern more)
+    regions = np.kron(ids(size=(4, 4)), np.ones((8, 8), np.uint8))
+    jpeg = client.post(
+        "/api/paint",
+        params={"model": model, "seed": 5, "format": "jpeg"},
+        content=png_bytes(regions),
+    )
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+    lossy = np.asarray(Image.open(io.BytesIO(jpeg.content))).astype(int)
+    exact = Translator.load(toy, device="cpu", seed=5)(regions)
+    assert lossy.shape == exact.shape and np.abs(lossy - exact).mean() < 3
+    webp = client.post(
+        "/api/paint", params={"model": model, "format": "webp"}, content=png_bytes(labels)
+    )
+    assert webp.status_code == 400 and "'format'" in webp.json()["error"]
     # a palette upload through /api/translate is the same map: indices, not colours
     palette = Image.fromarray(labels, "P")
     palette.putpalette([v for i in range(256) for v in (255 - i, 3 * i % 256, 7)])
@@ -232,4 +346,10 @@ def test_the_paint_benchmark_times_round_trips(toy: Path) -> None:
         arrays = [np.asarray(Image.open(io.BytesIO(m))) for m in maps]
         assert arrays[0].max() < CLASSES and not np.array_equal(arrays[0], arrays[2])
         result = tool.run(str(toy), 32, 3)
-    assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]
+        assert result["requests"] == 3 and 0 < result["p50_ms"] <= result["max_ms"]
+        assert result["parameters"] == count_parameters(load_model(toy).generators["AtoB"])
+        # the default model: a spade of the demo's size, within 1% of its parameters
+        demo = load_model("demo").generators["AtoB"]
+        printed = tool.main(["--size", "32", "--requests", "2", "--format", "png"])
+    assert abs(printed["parameters"] / count_parameters(demo) - 1) < 0.01
+    assert printed["format"] == "png"

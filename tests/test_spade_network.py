@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from translate.models.model_file import declared_geometry
 from translate.networks import build_generator, count_parameters
@@ -104,3 +105,46 @@ def test_the_style_encoder_is_the_papers_and_the_code_starts_the_generator() -> 
         net(hot, z, layers=[0])
     with pytest.raises(ValueError, match=r"takes no code \(style_dim 0\)"):
         build_generator("spade", in_channels=labels, ngf=ngf, hidden=hidden)(hot, z)
+
+
+def _reference_spade(norm: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SPADE as the paper writes it, each step a new tensor: what the in-place one must equal."""
+    labels = F.interpolate(labels, size=x.shape[-2:], mode="nearest")
+    shared = norm.mlp_shared(labels)
+    return norm.param_free_norm(x) * (1 + norm.mlp_gamma(shared)) + norm.mlp_beta(shared)
+
+
+def _reference_generate(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    out = net.fc(F.interpolate(x, size=(h // net.size_multiple, w // net.size_multiple)))
+    for up, block in zip(net.upsample_before, net.blocks, strict=True):
+        if up:
+            out = F.interpolate(out, scale_factor=2.0, mode="nearest")
+        shortcut = (
+            block.conv_s(_reference_spade(block.norm_s, out, x)) if block.learned_shortcut else out
+        )
+        dx = block.conv_0(F.leaky_relu(_reference_spade(block.norm_0, out, x), 0.2))
+        out = shortcut + block.conv_1(F.leaky_relu(_reference_spade(block.norm_1, dx, x), 0.2))
+    return net.tanh(net.conv_img(F.leaky_relu(out, 0.2)))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_in_place_steps_and_shared_resizes_compute_the_papers_values(precision: str) -> None:
+    torch.manual_seed(0)
+    net = build_generator("spade", in_channels=5, ngf=2, hidden=4).eval()
+    for module in net.modules():  # running statistics a trained model would have
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2)
+    ids = torch.randint(0, 5, (2, 64, 96))
+    hot = F.one_hot(ids, 5).permute(0, 3, 1, 2).float()
+    bf16 = precision == "bf16"
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.no_grad():
+        expected = _reference_generate(net, hot)
+        assert torch.equal(net(hot), expected)  # the same bits: the same operations
+        with torch.enable_grad():  # training keeps what the gradients need
+            assert torch.equal(net(hot), expected)
+    net.train()
+    hot.requires_grad_(True)
+    net(hot).sum().backward()  # no in-place step overwrites a value the graph needs
+    assert hot.grad is not None and hot.grad.abs().sum() > 0

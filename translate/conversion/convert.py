@@ -338,7 +338,7 @@ def _translate_rows(
                     row_writer = stack.enter_context(rows_png)
                 row_writer(rows)
 
-            run.translator.translate_rows(image, write, on_tile)
+            run.translator.translate_rows(image, write, on_tile, job.name)
     except Exception as exc:  # one file's failure is reported, never fatal
         why = error_reason(exc, job.dst)
         if isinstance(exc, OSError):  # disk full, permissions
@@ -358,7 +358,9 @@ def _translate(
 ) -> list[tuple[_Decoded, np.ndarray]]:
     """(item, output) for a same-size batch; a failure fails the whole batch."""
     try:
-        outputs = model.translate_batch([item.image for item in batch])
+        outputs = model.translate_batch(
+            [item.image for item in batch], [item.job.name for item in batch]
+        )
     except Exception as exc:  # e.g. a device error: report, go on
         for item in batch:
             fail(item.job.src, f"translation failed ({exc})")

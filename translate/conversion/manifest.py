@@ -20,12 +20,16 @@ MANIFEST_NAME = "translate-convert.json"
 # 2: each image in its own pass and dropout seeded per image (outputs of format 1 could
 # depend on batching, so a folder of them is not resumed).
 FORMAT = "translate.convert/2"
+# How a noise model's outputs drew their codes (a folder of one code for all is not resumed).
+NOISE = "per image, from the seed and its path under INPUT"
 
 
 def describe(translator: Translator, *output_options: Any) -> dict[str, Any]:
     """What decides the outputs' pixels: the model, and the recorded fields of its options
     (resolved: the precision ``auto`` became) and of each output option group given."""
     options = recorded(translator.options, translator)
+    if translator.per_image_noise:
+        options["noise"] = NOISE
     for group in output_options:
         options.update(recorded(group))
     return {

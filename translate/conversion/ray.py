@@ -134,8 +134,10 @@ class _ConvertWorker:
         run = Run(self.translator, self.options, self.budget, Ranks(), summary, self.file_record)
         for noun, source in self.sources.items():
             jobs = [
-                Job(Path(src), Path(dst))
-                for src, dst, kind in zip(batch["src"], batch["dst"], batch["source"], strict=True)
+                Job(Path(src), Path(dst), str(name))
+                for src, dst, name, kind in zip(
+                    batch["src"], batch["dst"], batch["name"], batch["source"], strict=True
+                )
                 if kind == noun
             ]
             if jobs:
@@ -184,7 +186,7 @@ def convert_on_ray(
     prepared = prepare_conversion(src, dst, translator, options, sources, inputs)
     summary = prepared.summary
     rows = [
-        {"src": str(job.src), "dst": str(job.dst), "source": noun}
+        {"src": str(job.src), "dst": str(job.dst), "name": job.name, "source": noun}
         for noun, jobs in prepared.todo.items()
         for job in jobs
     ]

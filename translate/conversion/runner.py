@@ -51,10 +51,12 @@ class ConvertSummary:
 
 @dataclass
 class Job:
-    """One input file and where its translation goes."""
+    """One input file, where its translation goes and its name: its path under the input
+    folder (a noise model draws its code from the seed and the name)."""
 
     src: Path
     dst: Path
+    name: str
 
 
 @dataclass
@@ -278,7 +280,7 @@ def _plan_jobs(
             failures.append((path, f"same output {out} as {first_writer[key]}"))
             continue
         first_writer[key] = path
-        jobs[source.noun].append(Job(path, out))
+        jobs[source.noun].append(Job(path, out, path.relative_to(root).as_posix()))
     return Plan(jobs, failures, scan.not_files, one_file)
 
 

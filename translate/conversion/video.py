@@ -90,6 +90,7 @@ class VideoSource:
                 bar=bar,
                 budget=run.budget,
                 record=run.file_record,
+                name=job.name,
             )
         except VideoError as exc:
             run.fail(job.src, str(exc).removeprefix(f"{job.src}: "))
@@ -138,12 +139,15 @@ def convert_video(
     bar: tqdm | None = None,
     budget: MemoryBudget | None = None,
     record: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> int:
     """Translate one video file into ``dst`` (its suffix picks the container); return the
     number of frames. ``crf``: the encoder's constant rate factor (lower is better quality;
     None keeps the encoder's default, 23 for H.264). ``budget``: frames too large for it fail
     the video before any is translated, and a batch holds only as many as fit. ``record``:
-    a conversion manifest stored in the container's comment (:func:`read_record`)."""
+    a conversion manifest stored in the container's comment (:func:`read_record`).
+    ``name``: the video's (its path under the input folder): a noise model draws the code
+    all its frames share from the seed and the name (None: the seed's code)."""
     src, dst = Path(src), Path(dst)
     _require_av()
     if dst.suffix.lower() not in MUXERS:
@@ -179,7 +183,8 @@ def convert_video(
 
         def translate() -> None:
             try:
-                images = translator.translate_batch([read(f) for f in batch])
+                names = None if name is None else [name] * len(batch)
+                images = translator.translate_batch([read(f) for f in batch], names)
             except Exception as exc:  # e.g. out of memory: this video fails, the next one runs
                 raise VideoError(f"{src}: translation failed near frame {frames} ({exc})") from exc
             encoder.write(images, batch)

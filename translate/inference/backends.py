@@ -307,7 +307,8 @@ class OnnxRuntimeGenerator(nn.Module):
 
     The Translator wraps it in :class:`PadToMultiple` with the generator's spec, as the
     torch module, so it pads the input before it (the graph's own padding then has none to
-    add, and inputs smaller than the multiple are edge-padded as on torch).
+    add, and inputs smaller than the multiple are edge-padded as on torch). A noise model's
+    graph takes its code as ``z``, as the generator does.
     """
 
     def __init__(self, path: Path) -> None:
@@ -325,8 +326,10 @@ class OnnxRuntimeGenerator(nn.Module):
         except Exception as exc:  # onnxruntime's own classes: InvalidProtobuf, Fail, ...
             raise _unreadable(self.path, "ONNX graph", exc) from exc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         feed = {"input": x.detach().float().cpu().contiguous().numpy()}
+        if z is not None:
+            feed["z"] = z.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, feed)[0]).to(x.device)
 
 
@@ -372,13 +375,15 @@ class OpenVinoGenerator(nn.Module):
             raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
         self._requests = threading.local()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
-        array = x.detach().float().cpu().contiguous().numpy()
+        feed = {0: x.detach().float().cpu().contiguous().numpy()}
+        if z is not None:  # a noise model's code: the graph's second input
+            feed[1] = z.detach().float().cpu().contiguous().numpy()
         # The result is a copy (share_outputs is off): the request's buffer is reused.
-        return torch.from_numpy(request.infer({0: array})[0]).to(x.device)
+        return torch.from_numpy(request.infer(feed)[0]).to(x.device)
 
 
 def _save_openvino(openvino: Any, onnx_path: Path, folder: Path) -> None:

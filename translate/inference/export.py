@@ -5,7 +5,9 @@ Exports take any batch size, height and width: the graph reflect-pads to the gen
 A generator that declares a ``scale`` outputs ``scale`` times its input's sides (the ONNX
 graph names them ``2*height`` and ``2*width`` for 2x), and any channel counts it declares.
 They are checked against PyTorch at sizes that need padding before they are written: an
-export that does not match is never left on disk.
+export that does not match is never left on disk. A generator with a noise input
+(``noise_dim``) exports to ONNX with its code as the graph's second input, ``z``
+(``batch x noise_dim``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from translate.core.atomic import atomic_path
 from translate.core.extras import needs_extra
-from translate.inference.padding import PadToMultiple
+from translate.inference.padding import PadToMultiple, PadToMultipleWithCode
 from translate.models.describe import describe
-from translate.models.model_file import LoadedModel, generator_counts
+from translate.models.model_file import GeneratorSpec, LoadedModel, generator_counts
 from translate.networks.eval_mode import set_eval_mode
 
 FORMATS = ("torchscript", "onnx")
@@ -57,11 +60,11 @@ def export_generator(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError("--opset only applies to --format onnx")
-    noise_dim = getattr(model.generators[direction], "noise_dim", 0)
-    if noise_dim:
+    noise_dim = int(getattr(model.generators[direction], "noise_dim", 0) or 0)
+    if noise_dim and fmt != "onnx":
         raise ValueError(
-            f"this model takes a noise code (noise_dim {noise_dim}), which an exported graph "
-            "has no input for; translate it with translate convert (--seed, --style)"
+            f"this model takes a noise code (noise_dim {noise_dim}): export it with --format "
+            "onnx, whose graph takes the code as its second input (z)"
         )
     mode = model.eval_mode.override(norm_stats, dropout)
     if mode.dropout and fmt == "onnx":
@@ -69,11 +72,14 @@ def export_generator(
             "dropout at test time exports to TorchScript only (onnxruntime's dropout cannot "
             "be checked against PyTorch's); pass --no-dropout or --format torchscript"
         )
-    net = PadToMultiple(
-        copy.deepcopy(model.generators[direction]).cpu().float(), model.specs[direction]
+    generator = model.generators[direction]
+    copied = (
+        _baked(model.specs[direction], generator) if fmt == "onnx" else copy.deepcopy(generator)
     )
+    wrapper = PadToMultipleWithCode if noise_dim else PadToMultiple
+    net = wrapper(copied.cpu().float(), model.specs[direction])
     set_eval_mode(net, mode)  # the wrapper too: the ONNX exporter restores modes from it
-    inputs = _check_inputs(net.multiple, model.specs[direction].in_channels)
+    inputs = _check_inputs(net.multiple, model.specs[direction].in_channels, noise_dim)
     out = Path(out)
     with atomic_path(out) as tmp:
         if fmt == "torchscript":
@@ -87,22 +93,52 @@ def export_generator(
                     f"({reason}); export it with --format onnx"
                 ) from exc
         else:
-            run = _export_onnx(net, inputs[0], tmp, opset)
+            try:
+                run = _export_onnx(net, inputs[0], tmp, opset)
+            except torch.onnx.errors.OnnxExporterError as exc:  # an operator it cannot trace
+                reason = str(exc).strip().splitlines()[0]
+                raise ValueError(
+                    f"{out}: {model.specs[direction].name} cannot be exported to ONNX "
+                    f"({reason}); translate it on torch"
+                ) from exc
         _verify(net, run, inputs, out, fmt)
     return out
 
 
-def _check_inputs(multiple: int, channels: int) -> list[torch.Tensor]:
+def _baked(spec: GeneratorSpec, generator: nn.Module) -> nn.Module:
+    """A copy of ``generator`` whose parametrized weights (spectral norm) are plain weights
+    of the values they have now: ONNX has no operator (vdot) to compute them in the graph.
+    Built anew from ``spec``: a deep copy would share each parametrized module's class with
+    the original, which removing the parametrization edits."""
+    if not any(parametrize.is_parametrized(m) for m in generator.modules()):
+        return copy.deepcopy(generator)
+    baked = spec.build()
+    baked.load_state_dict(generator.state_dict())
+    for module in baked.modules():
+        for name in list(getattr(module, "parametrizations", {})):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return baked
+
+
+def _check_inputs(
+    multiple: int, channels: int, noise_dim: int = 0
+) -> list[tuple[torch.Tensor, ...]]:
     """The trace input and two more of other batch sizes and shapes; the last two are no
-    multiple of ``multiple``, so the padding inside the export is checked too."""
+    multiple of ``multiple``, so the padding inside the export is checked too. Each with a
+    code per image where the generator takes one (``noise_dim``)."""
     side = multiple * math.ceil(32 / multiple)
     generator = torch.Generator().manual_seed(0)
     shapes = [(1, channels, side, side), (2, channels, side + multiple + 1, side - 1)]
     shapes.append((1, channels, side + 3, side + multiple // 2 + 2))
-    return [torch.rand(shape, generator=generator) * 2 - 1 for shape in shapes]
+    inputs = []
+    for shape in shapes:
+        x = torch.rand(shape, generator=generator) * 2 - 1
+        z = torch.randn(shape[0], noise_dim, generator=generator)
+        inputs.append((x, z) if noise_dim else (x,))
+    return inputs
 
 
-def _export_torchscript(net: nn.Module, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+def _export_torchscript(net: nn.Module, path: Path) -> Callable[..., torch.Tensor]:
     with warnings.catch_warnings():
         # torch >= 2.10 marks TorchScript deprecated; the format is what was asked for, and
         # the notice would only tell a `translate export` user to rewrite our code.
@@ -113,8 +149,8 @@ def _export_torchscript(net: nn.Module, path: Path) -> Callable[[torch.Tensor], 
 
 
 def _export_onnx(
-    net: nn.Module, example: torch.Tensor, path: Path, opset: int | None
-) -> Callable[[torch.Tensor], torch.Tensor]:
+    net: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int | None
+) -> Callable[..., torch.Tensor]:
     with needs_extra("onnx", "ONNX export"):
         import onnx
         import onnxruntime
@@ -123,6 +159,7 @@ def _export_onnx(
     axes = {0: "batch", 2: "height", 3: "width"}
     scale = int(getattr(net, "scale", 1))
     out_axes = axes if scale == 1 else {0: "batch", 2: f"{scale}*height", 3: f"{scale}*width"}
+    names = ["input", "z"][: len(example)]  # z: a noise model's code
     # The TorchScript-based exporter takes dynamic_axes and works with every supported
     # torch; the dynamo exporter would also need onnxscript.
     legacy = (
@@ -136,36 +173,40 @@ def _export_onnx(
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         torch.onnx.export(
             net,
-            (example,),
+            example,
             str(path),
-            input_names=["input"],
+            input_names=names,
             output_names=["output"],
-            dynamic_axes={"input": axes, "output": out_axes},
+            dynamic_axes={"input": axes, "z": {0: "batch"}, "output": out_axes}
+            if len(example) > 1
+            else {"input": axes, "output": out_axes},
             opset_version=opset,
             **legacy,
         )
     onnx.checker.check_model(str(path))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        feed = {name: arg.numpy() for name, arg in zip(names, args, strict=True)}
+        return torch.from_numpy(session.run(None, feed)[0])
 
     return run
 
 
 def _verify(
     net: nn.Module,
-    run: Callable[[torch.Tensor], torch.Tensor],
-    inputs: list[torch.Tensor],
+    run: Callable[..., torch.Tensor],
+    inputs: list[tuple[torch.Tensor, ...]],
     out: Path,
     fmt: str,
 ) -> None:
-    for x in inputs:
+    for args in inputs:
+        x = args[0]
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # the same dropout masks, when dropout is on
-            expected = net(x)
+            expected = net(*args)
             torch.manual_seed(0)
-            got = run(x)
+            got = run(*args)
         diff = (got - expected).abs().max().item() if got.shape == expected.shape else float("inf")
         if not diff <= TOLERANCE:
             raise ValueError(

@@ -26,10 +26,25 @@ class PadToMultiple(nn.Module):
         self.scale = spec.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        y = self.generator(self.pad(x))
+        return y[..., : h * self.scale, : w * self.scale]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w, m = x.shape[-2], x.shape[-1], self.multiple
         ph, pw = (m - h % m) % m, (m - w % m) % m  # no negative modulo: TorchScript, ONNX
         if ph > 0 or pw > 0 or torch.jit.is_tracing():  # a traced graph (ONNX) always pads
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y = self.generator(x.contiguous(memory_format=torch.channels_last))
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+class PadToMultipleWithCode(PadToMultiple):
+    """:class:`PadToMultiple` of a generator with a noise input: ``forward(x, z)`` hands the
+    code ``z`` (``(N, noise_dim)``) on as the generator's ``z``, so the ONNX graph of a noise
+    model takes it as its second input."""
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        h, w = x.shape[-2], x.shape[-1]
+        y = self.generator(self.pad(x), z=z)
         return y[..., : h * self.scale, : w * self.scale]

@@ -92,7 +92,9 @@ class Translator:
     A generator with a noise input (its ``noise_dim``, taken as ``forward(x, z=...)``) gets
     one code for every image: drawn from ``seed`` (default 0, so conversions are reproducible
     unless another seed is asked for), or, with ``style`` (an image file), its
-    ``encode_style``. The same seed (or style) and input give the same output.
+    ``encode_style``; an image given a name (``translate_batch``'s ``names``) gets its own
+    code, drawn from ``seed`` and the name. The same seed (or style), name and input give
+    the same output.
 
     ``backend``: ``torch`` (eager), ``onnxruntime`` (the generator's ONNX export, cached
     under ``TRANSLATE_HOME/onnx`` on first use; CPU and fp32 only, no dropout) or
@@ -140,18 +142,23 @@ class Translator:
         self.size_multiple = self.spec.size_multiple
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         # What runs the forward pass; the torch module stays for hashing and memory probes.
-        if self.noise_dim:  # no exported graph takes the code: torch runs it, auto included
-            self.backend, self.int8 = "torch", None
-            runner: nn.Module = _WithCode(self.generator, self._code(options))
-        else:
-            self.backend, runner, self.int8 = backend_runner(
-                model, direction, self.eval_mode, self.generator, self.backend, self.precision,
-                options.calibrate, options.min_psnr, chosen=options.backend == "auto",
-            )  # fmt: skip
+        self.backend, runner, self.int8 = backend_runner(
+            model, direction, self.eval_mode, self.generator, self.backend, self.precision,
+            options.calibrate, options.min_psnr, chosen=options.backend == "auto",
+        )  # fmt: skip
         if options.compile:
             runner = torch.compile(runner, dynamic=False)
+        if self.noise_dim:  # the code goes in beside each image (an exported graph's z)
+            runner = _WithCode(runner, self._code(options))
         self.padded = PadToMultiple(runner, self.spec)
         self.model = model
+        # What a named image's own code replaces: the seed's (not a style's, which is asked for).
+        self._drawn = runner if self.noise_dim and options.style is None else None
+
+    @property
+    def per_image_noise(self) -> bool:
+        """Whether a named image gets its own code (a noise input, and no ``style``)."""
+        return self._drawn is not None
 
     def int8_record(self) -> dict[str, Any] | None:
         """The manifest's record of an int8 model's calibration: how many images, and the
@@ -219,24 +226,34 @@ class Translator:
             f"Translator takes a PIL image, a numpy array or a torch tensor, got {type(image)}"
         )
 
-    def translate_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def translate_batch(
+        self, images: Sequence[np.ndarray], names: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
         """Translate HW or HWC arrays (uint8, uint16 or float in ``value_range``); same-size
         ones of one dtype run together, ``batch_size`` at a time.
 
         An extra channel after the gray or RGB ones (LA, RGBA) is alpha: it is kept.
+        ``names``, one per image: a model with a noise input draws each image's code from
+        ``seed`` and its name (convert gives the path under its input folder, so a resumed
+        or partial run gives an image the code a full run does); without, every image gets
+        the seed's code (serve's paint tab: the look stays as the map changes).
         """
+        if names is not None and len(names) != len(images):
+            raise ValueError(f"names: {len(names)} for {len(images)} images; give one each")
         groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for i, arr in enumerate(images):
             _check_array(arr)
-            groups[(arr.shape, arr.dtype)].append(i)
+            name = names[i] if names is not None and self.per_image_noise else None
+            groups[(arr.shape, arr.dtype, name)].append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(images)
-        for (shape, _), indices in groups.items():
+        for (shape, _, name), indices in groups.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])
                 if len(shape) == 2:
                     batch = batch[..., None]
-                result = self.translate_tensor(torch.from_numpy(batch).permute(0, 3, 1, 2))
+                with self._code_of(name):
+                    result = self.translate_tensor(torch.from_numpy(batch).permute(0, 3, 1, 2))
                 result = result.permute(0, 2, 3, 1).numpy()
                 for i, arr in zip(chunk, result, strict=True):
                     out[i] = arr[..., 0] if len(shape) == 2 and arr.shape[-1] == 1 else arr
@@ -282,6 +299,7 @@ class Translator:
         image: np.ndarray,
         write: Callable[[np.ndarray], None],
         on_tile: Callable[[int, int], None] | None = None,
+        name: str | None = None,
     ) -> None:
         """Translate one HW or HWC array (as :meth:`translate_batch` takes) and hand its
         output to ``write`` a band of finished rows at a time, top to bottom: the array
@@ -290,12 +308,13 @@ class Translator:
         Where the image :meth:`streams`, one row of tiles is translated at a time and the
         float buffers hold that band only (its tiles blended as in memory), so the memory
         follows the tile and the width, not the height; else the image is one pass and one
-        band. ``on_tile(done, total)`` is called after each pass.
+        band. ``on_tile(done, total)`` is called after each pass. ``name``: the image's, as
+        ``translate_batch``'s ``names``.
         """
         _check_array(image)
         height, width = image.shape[:2]
         if not self.streams(height, width):
-            write(self.translate_batch([image])[0])
+            write(self.translate_batch([image], None if name is None else [name])[0])
             if on_tile is not None:
                 on_tile(1, 1)
             return
@@ -310,7 +329,7 @@ class Translator:
             seed = dropout_seed(self._model_input(_nchw(arr))[0], self.seed)
         out = weight = None
         start = 0  # the output row the band's buffers begin at
-        with self._masks(seed):
+        with self._masks(seed), self._code_of(name):
             for i, top in enumerate(tops):
                 x, _, gray = self._model_input(_nchw(arr[top : top + th]))
                 rows = (top + th) * s - start  # the band reaches the bottom of this tile row
@@ -345,8 +364,7 @@ class Translator:
         noise drawn on the CPU from a generator seeded with ``seed`` (so the same seed gives
         the same code on every device)."""
         if options.style is None:
-            rng = torch.Generator().manual_seed(options.seed)
-            return torch.randn(1, self.noise_dim, generator=rng).to(self.device)
+            return self._noise(options.seed)
         try:
             style = read_image(options.style, channels=self.out_channels)
         except ImageReadError as exc:  # its message starts with the path
@@ -359,6 +377,24 @@ class Translator:
                 f"(1, {self.noise_dim}) (its noise_dim)"
             )
         return code
+
+    def _noise(self, seed: int) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(seed)
+        return torch.randn(1, self.noise_dim, generator=rng).to(self.device)
+
+    @contextlib.contextmanager
+    def _code_of(self, name: str | None) -> Iterator[None]:
+        """The code of the image ``name`` (drawn from ``seed`` and the name) in place of the
+        seed's while it runs; None, or a model without a drawn code: as it is."""
+        if name is None or not self.per_image_noise:
+            yield
+            return
+        seed_code = self._drawn.code
+        self._drawn.code = self._noise(name_seed(self.seed, name))
+        try:
+            yield
+        finally:
+            self._drawn.code = seed_code
 
     def _model_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """NCHW values (uint8, uint16, float in ``value_range``) -> (the model's input in
@@ -528,7 +564,7 @@ class _WithCode(nn.Module):
 
 
 def _check_code_options(generator: nn.Module, noise_dim: int, options: TranslatorOptions) -> None:
-    """``ValueError`` in one line for a code the model cannot take or a backend cannot feed."""
+    """``ValueError`` in one line for a code the model cannot take or int8 cannot feed."""
     if options.style is not None and not (noise_dim and hasattr(generator, "encode_style")):
         raise ValueError(
             f"style {options.style}: this model has no style encoder; drop the style (a model "
@@ -537,19 +573,23 @@ def _check_code_options(generator: nn.Module, noise_dim: int, options: Translato
     if noise_dim and options.precision == "int8":
         raise ValueError(
             f"precision int8: this model takes a noise code (noise_dim {noise_dim}), which "
-            "no int8 graph has an input for; use fp32, bf16 or auto"
-        )
-    if noise_dim and options.backend not in ("torch", "auto"):
-        raise ValueError(
-            f"backend {options.backend}: this model takes a noise code (noise_dim "
-            f"{noise_dim}), which its exported graph has no input for; use the torch backend"
+            "int8 calibration does not feed; use fp32, bf16 or auto"
         )
 
 
 def dropout_seed(image: torch.Tensor, seed: int) -> int:
     """The seed of an image's dropout masks: a hash of the run's ``seed`` and its pixels."""
+    return _hashed(seed, image.detach().float().cpu().contiguous().numpy().tobytes())
+
+
+def name_seed(seed: int, name: str) -> int:
+    """The seed of a named image's noise code: a hash of the run's ``seed`` and the name."""
+    return _hashed(seed, name.encode())
+
+
+def _hashed(seed: int, data: bytes) -> int:
     digest = hashlib.sha256(seed.to_bytes(8, "little", signed=True))
-    digest.update(image.detach().float().cpu().contiguous().numpy().tobytes())
+    digest.update(data)
     return int.from_bytes(digest.digest()[:8], "little")
 
 

@@ -26,7 +26,8 @@ class SPADE(nn.Module):
     """``norm(x) * (1 + gamma(labels)) + beta(labels)``: a normalisation without learned
     parameters (``batch``, the paper's, or ``instance``), then a per-pixel scale and shift
     from the label map resized to ``x`` by nearest neighbour (ids are never blended) through
-    a shared 3x3 convolution of ``hidden`` channels and ReLU."""
+    a shared 3x3 convolution of ``hidden`` channels and ReLU. ``labels`` at ``x``'s size are
+    taken as they are (a block resizes them once for its layers)."""
 
     def __init__(self, channels: int, label_channels: int, hidden: int = 128, norm: str = "batch"):
         super().__init__()
@@ -41,9 +42,15 @@ class SPADE(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         normalized = self.param_free_norm(x)
-        labels = F.interpolate(labels, size=x.shape[-2:], mode="nearest")
+        if labels.shape[-2:] != x.shape[-2:]:
+            labels = F.interpolate(labels, size=x.shape[-2:], mode="nearest")
         shared = self.mlp_shared(labels)
-        return normalized * (1 + self.mlp_gamma(shared)) + self.mlp_beta(shared)
+        # The same operations in place on the fresh buffers they make: at full resolution
+        # these image-sized passes cost as much as the convolutions. A graph keeps
+        # ``normalized`` for gamma's gradient: only without one is it overwritten.
+        scale = self.mlp_gamma(shared).add_(1)
+        out = normalized * scale if torch.is_grad_enabled() else normalized.mul_(scale)
+        return out.add_(self.mlp_beta(shared))
 
 
 class SPADEResnetBlock(nn.Module):
@@ -63,10 +70,13 @@ class SPADEResnetBlock(nn.Module):
         self.conv_1 = nn.Conv2d(middle, fout, 3, padding=1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # Its SPADE layers share x's size: the map is resized once for all of them.
+        if labels.shape[-2:] != x.shape[-2:]:
+            labels = F.interpolate(labels, size=x.shape[-2:], mode="nearest")
         shortcut = self.conv_s(self.norm_s(x, labels)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, labels), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, labels), 0.2))
-        return shortcut + dx
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, labels), 0.2, inplace=True))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, labels), 0.2, inplace=True))
+        return dx.add_(shortcut)
 
 
 class StyleEncoder(nn.Module):
