@@ -66,7 +66,7 @@ LIVE_QUALITY = 85
 # 4x as long on a 256 px image, for 13% fewer bytes), or as JPEG, which the paint tab asks
 # for as it redraws at each stroke: a fortieth of that PNG's time, at quality 95.
 REPLY_FORMATS = {
-    "png": ("PNG", {"compress_level": 1}),
+    "png": ("PNG", {}),
     "jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
 }
 # Browsers keep cookies per host, not per port: each server's token cookie is named after
@@ -241,22 +241,14 @@ def _check_pixels(source: Path | io.BytesIO, name: str, max_pixels: int) -> None
         )
 
 
-<<<<<<< HEAD
-def encode(image: np.ndarray, fmt: str = "PNG", quality: int | None = None) -> bytes:
-    """An HWC (or HW) uint8 array as PNG (at convert's default zlib level) or JPEG bytes."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    buffer = io.BytesIO()
-    options = {"compress_level": PNG_COMPRESSION} if fmt == "PNG" else {}
-    if quality is not None:
-        options["quality"] = quality
-=======
 def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
-    """An HWC (or HW) uint8 array as PNG or JPEG bytes (``options``: PIL's for ``fmt``)."""
+    """An HWC (or HW) uint8 array as PNG or JPEG bytes (``options``: PIL's for ``fmt``; a PNG
+    at convert's default zlib level unless they say otherwise)."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if fmt == "PNG":
+        options = {"compress_level": PNG_COMPRESSION, **options}
     buffer = io.BytesIO()
->>>>>>> paint2
     Image.fromarray(image).save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
