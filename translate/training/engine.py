@@ -72,20 +72,6 @@ FEW_VAL_IMAGES = 8
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
-def select_device(name: str, ranks: Ranks) -> torch.device:
-    """``auto`` trains on CUDA when there is a GPU, else on the CPU (not MPS); under
-    torchrun each rank takes its own GPU."""
-    try:
-        device = resolve_device(name, use="train")
-    except ValueError as exc:
-        raise ValueError(f"config key 'train.device': {exc}") from exc
-    if device.type == "cuda":
-        if ranks.world_size > 1:
-            device = torch.device("cuda", ranks.local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
 @dataclass(frozen=True)
 class Runtime:
     """Where and how the run executes: its ranks, device, precision, CPU threads and memory
@@ -102,7 +88,15 @@ class Runtime:
         """Join torchrun's process group (if any), then pick the device, precision and
         threads."""
         ranks = init_distributed(train.device, train.dist_timeout)
-        device = select_device(train.device, ranks)
+        # auto trains on CUDA when there is a GPU, else on the CPU (not MPS)
+        try:
+            device = resolve_device(train.device, use="train")
+        except ValueError as exc:
+            raise ValueError(f"config key 'train.device': {exc}") from exc
+        if device.type == "cuda":
+            if ranks.world_size > 1:  # under torchrun each rank takes its own GPU
+                device = torch.device("cuda", ranks.local_rank)
+            torch.cuda.set_device(device)
         precision = resolve_precision(
             train.precision, device, use="train", key="config key 'train.precision'"
         )
@@ -116,20 +110,6 @@ class Runtime:
         with, so config.yaml says it and a resumed run continues with the same."""
         train.device, train.precision = str(self.device), self.precision.name
         train.threads = self.threads
-
-    def describe(self) -> dict[str, Any]:
-        """What the generator files' training summary records of the run's runtime."""
-        return {
-            "device": str(self.device),
-            "precision": self.precision.name,
-            "threads": self.threads,
-        }
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def check_sizes(config: Config, model: Trainer, sample: dict[str, Any]) -> None:
@@ -558,7 +538,9 @@ class Engine:
         self.ranks, self.device = runtime.ranks, runtime.device
         if elastic:
             resume = self._restarted()
-        seed_everything(config.train.seed)
+        random.seed(config.train.seed)
+        np.random.seed(config.train.seed)
+        torch.manual_seed(config.train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
         self.model = build_model(trainer, prepared, val_set[0], runtime)
@@ -625,8 +607,7 @@ class Engine:
         ``stopped_by`` then holds the signal number.
         """
         with self.stop:
-            if self._max_steps_end_the_run():
-                self._warn_decay_never_starts()
+            self._warn_decay_never_starts()
             bar = self._bar()
             self.time.start()
             try:
@@ -668,19 +649,14 @@ class Engine:
             self.timed_out = any_rank(self.time.passed(), self.device, self.ranks.world_size)
         return self.timed_out
 
-    def _max_steps_end_the_run(self) -> bool:
-        max_steps = self.config.train.max_steps
-        return max_steps is not None and max_steps < (
-            self.total_epochs * self.sampler.batches_per_epoch()
-        )
-
     def _warn_decay_never_starts(self) -> None:
         """A run that ``train.max_steps`` stops before the learning rate decays trains at the
         full rate throughout, which the schedule's numbers alone hide."""
         start, steps = decay_start(self.config.schedule), self.config.train.max_steps
-        assert steps is not None  # called when max_steps ends the run
+        if steps is None or start is None or not self.ranks.main:
+            return
         last_epoch = math.ceil(steps / self.sampler.batches_per_epoch())  # 1-based
-        if start is None or last_epoch > start or not self.ranks.main:
+        if last_epoch > start:
             return
         s = self.config.schedule
         tqdm.write(
@@ -787,10 +763,7 @@ class Engine:
         plateau = self.config.schedule.policy == "plateau"
         metric = self._plateau_metric() if plateau else None
         for scheduler in self.schedulers.values():
-            if plateau:
-                scheduler.step(metric)
-            else:
-                scheduler.step()
+            scheduler.step(metric) if plateau else scheduler.step()
         self.epoch += 1
         self.epoch_batches = 0
         self.epoch_window = LossMeans()
@@ -845,7 +818,9 @@ class Engine:
             "val_images": self.evaluator.val_images,
             # a label model's class names and colours: serve's paint tab shows them
             **({"labels": asdict(data.labels)} if data.label_nc else {}),
-            **self.runtime.describe(),  # device, precision, threads
+            "device": str(self.runtime.device),
+            "precision": self.runtime.precision.name,
+            "threads": self.runtime.threads,
         }
 
     def preprocessing(self) -> InputSpec:
@@ -856,12 +831,9 @@ class Engine:
     def save_generators(self, path: Path) -> None:
         """Write the generator file ``path`` (in the run directory) from the current weights."""
         save_generators(
-            path,
-            self.model.generators(),
-            self.preprocessing(),
-            self.summary(),
+            path, self.model.generators(), self.preprocessing(), self.summary(),
             eval_mode=self.evaluator.eval_mode,
-        )
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs: networks, optimizers, schedulers, step, RNG states."""
@@ -900,32 +872,29 @@ class Engine:
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""
         try:
-            self._restore(state, path)
+            try:
+                self.model.load_state_dict(state["model"])
+            except RuntimeError as exc:
+                raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
+            self.model.load_extra_state(state["extra"], self.device)
+            s = self.stepper
+            for name, optimizer in s.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+                self.schedulers[name].load_state_dict(state["schedulers"][name])
+                s.scalers[name].load_state_dict(state["scalers"][name])
+            self.step, self.epoch = state["step"], state["epoch"]
+            self.epoch_batches = state["epoch_batches"]
+            self.time.before = state["run_seconds"]
+            self.evaluator.load_state_dict(state)
+            self.log_window.load_state_dict(state["loss_window"], self.device)
+            self.epoch_window.load_state_dict(state["epoch_window"], self.device)
+            set_rng_state(state["rng"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:
+                tqdm.write(f"{path}: no weight average (trained without train.ema); it starts now")
         except KeyError as exc:
             raise ValueError(
                 f"{path}: no {exc} entry: written by another version of translate or damaged; "
                 "resume from a checkpoint of this version, or start the run again"
             ) from None
-
-    def _restore(self, state: dict[str, Any], path: Path) -> None:
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
-        self.model.load_extra_state(state["extra"], self.device)
-        s = self.stepper
-        for name, optimizer in s.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
-            s.scalers[name].load_state_dict(state["scalers"][name])
-        self.step, self.epoch = state["step"], state["epoch"]
-        self.epoch_batches = state["epoch_batches"]
-        self.time.before = state["run_seconds"]
-        self.evaluator.load_state_dict(state)
-        self.log_window.load_state_dict(state["loss_window"], self.device)
-        self.epoch_window.load_state_dict(state["epoch_window"], self.device)
-        set_rng_state(state["rng"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        elif self.ema is not None:
-            tqdm.write(f"{path}: no weight average (trained without train.ema); it starts now")
