@@ -35,14 +35,16 @@ from translate.models.model_file import InputSpec, declared_geometry
 # quadratic time and a full-size copy of every image.
 DIVERSITY_SAMPLES = 128
 DIVERSITY_SIDE = 256
+FEATURE_BATCH = 16  # images per Inception forward pass
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _spread(total: int, samples: int) -> set[int]:
-    if total <= samples:
-        return set(range(total))
-    return {round(i * (total - 1) / (samples - 1)) for i in range(samples)}
+def spread_items(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``total`` items (all of them when fewer)."""
+    if total <= count:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
 class SetScores:
@@ -52,16 +54,9 @@ class SetScores:
     the whole set.
     """
 
-    def __init__(
-        self,
-        total: int,
-        extractor: FeatureExtractor | None = None,
-        batch_size: int = 16,
-        diversity_samples: int = DIVERSITY_SAMPLES,
-    ) -> None:
+    def __init__(self, total: int, extractor: FeatureExtractor | None = None) -> None:
         self.extractor = extractor
-        self.batch_size = batch_size
-        self.keep = _spread(total, diversity_samples)
+        self.keep = set(spread_items(total, DIVERSITY_SAMPLES))
         self.count = 0
         self.kept: list[torch.Tensor] = []
         self.pending: list[torch.Tensor] = []
@@ -77,7 +72,7 @@ class SetScores:
                 if self.pending and self.pending[0].shape != image.shape:
                     self._extract()
                 self.pending.append(image)
-                if len(self.pending) >= self.batch_size:
+                if len(self.pending) >= FEATURE_BATCH:
                     self._extract()
             self.count += 1
 
@@ -253,11 +248,6 @@ def noise_diversity(
     return sum(found) / len(found)
 
 
-def spread_items(total: int, count: int) -> list[int]:
-    """``count`` indices spread evenly over ``total`` items (all of them when fewer)."""
-    return sorted(_spread(total, count))
-
-
 def check_scaled_targets(dataset: PairedFolder) -> None:
     """Refuse a pair whose target is not ``dataset.scale`` times its input (header sizes
     only): the dataset would resize it to fit, and the scores would be of that resize."""
@@ -339,7 +329,6 @@ def score_pairs(
     extractor: FeatureExtractor | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    progress: bool = True,
     paired: PairedScores | None = None,
 ) -> dict[str, float]:
     """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``, a label
@@ -347,7 +336,7 @@ def score_pairs(
     extractor. ``pairs``: (output, target) or, for ``LabelScores``, (output, target, ids)."""
     paired = paired or PairedScores()
     outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
-    with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
+    with tqdm(total=total, desc="scoring", unit="img") as bar:
         for output, target, *labels in pairs:
             paired.add(output, target, *labels)
             outputs.add(output)
@@ -364,7 +353,6 @@ def score_sets(
     extractor: FeatureExtractor | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    progress: bool = True,
 ) -> dict[str, float]:
     """Diversity of ``outputs`` and, against an unpaired ``targets`` set, FID/KID."""
     scored = []
@@ -373,7 +361,7 @@ def score_sets(
             continue
         total, images = source
         scores = SetScores(total, extractor if targets is not None else None)
-        for image in tqdm(images, total=total, desc=name, unit="img", disable=not progress):
+        for image in tqdm(images, total=total, desc=name, unit="img"):
             scores.add(image)
         scored.append(scores)
     result: dict[str, float] = {"images": scored[0].count}
