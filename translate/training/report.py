@@ -33,10 +33,6 @@ MAX_WARNINGS_SHOWN = 50  # a long collapsed run repeats itself; metrics.jsonl ha
 _HEADER = 14  # pixels of column labels above a sample grid
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def utf8_text(data: bytes, where: str) -> str:
     """``data`` decoded; bytes that are not UTF-8 are a ``ValueError`` naming ``where``."""
     try:
@@ -70,7 +66,7 @@ def _series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[fl
     by_key: dict[str, dict[int, float]] = {}
     for record in records:
         for key, value in record.items():
-            if key in ("step", "epoch") or not _is_number(value):
+            if key in ("step", "epoch") or type(value) not in (int, float):
                 continue
             by_key.setdefault(key, {})[int(record["step"])] = float(value)
     return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in by_key.items()}
@@ -173,12 +169,9 @@ class RunReport:
     """The run directory's human-readable side; every method is a no-op when disabled."""
 
     def __init__(
-        self,
-        run_dir: str | os.PathLike[str],
-        enabled: bool = True,
-        tensorboard: bool = True,
+        self, run_dir: str | os.PathLike[str], enabled: bool = True, tensorboard: bool = True,
         resume_step: int | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``resume_step``: the run continues from that step's checkpoint; what an earlier
         attempt logged after it is dropped (metrics.jsonl, sample grids, TensorBoard), since
         the resumed run logs those steps again."""
@@ -222,11 +215,7 @@ class RunReport:
                 self._file.flush()
 
     def log(
-        self,
-        step: int,
-        epoch: int,
-        metrics: dict[str, float],
-        warnings: Sequence[str] = (),
+        self, step: int, epoch: int, metrics: dict[str, float], warnings: Sequence[str] = ()
     ) -> None:
         """Append one record to metrics.jsonl (flushed at once) and to TensorBoard.
 
