@@ -96,25 +96,17 @@ def read_image_with_info(
         )
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-    path = Path(path)
     deep = None
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
-            if keep_16bit and channels is None and _is_16bit_colour(img):
-                # PIL decodes 16-bit RGB(A) to 8 bits: OpenCV keeps them (BGR order).
-                fh.seek(0)
-                deep = cv2_decode(fh.read())
-                deep = _oriented(deep[..., [2, 1, 0, 3][: deep.shape[2]]], img)
-            else:
-                img = ImageOps.exif_transpose(img)
-                img.load()
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: image too large ({exc})") from exc
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (fh, img):
+        info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
+        if keep_16bit and channels is None and _is_16bit_colour(img):
+            # PIL decodes 16-bit RGB(A) to 8 bits: OpenCV keeps them (BGR order).
+            fh.seek(0)
+            deep = cv2_decode(fh.read())
+            deep = _oriented(deep[..., [2, 1, 0, 3][: deep.shape[2]]], img)
+        else:
+            img = ImageOps.exif_transpose(img)
+            img.load()
     if deep is not None:
         return np.ascontiguousarray(deep), info
     if keep_16bit and channels is None and img.mode in ("I;16", "I;16B", "I;16L"):
@@ -173,20 +165,14 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     """The header of the image file at ``path`` (no pixels decoded: a PNG's orientation is
     read from an eXIf chunk before its pixels, where writers put it); ``ImageReadError``
     (starting with the path) when it cannot be read."""
-    path = Path(path)
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            width, height = img.size
-            # Image's own getexif: a PNG's decodes every pixel to look for an eXIf chunk
-            # after them (tripling a conversion's decoding); this reads what precedes them.
-            if Image.Image.getexif(img).get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
-                width, height = height, width
-            deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
-            samples = len(img.getbands()) * (2 if deep else 1)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt headers
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (_, img):
+        width, height = img.size
+        # Image's own getexif: a PNG's decodes every pixel to look for an eXIf chunk
+        # after them (tripling a conversion's decoding); this reads what precedes them.
+        if Image.Image.getexif(img).get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+            width, height = height, width
+        deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
+        samples = len(img.getbands()) * (2 if deep else 1)
     return ImageHeader(height, width, height * width * samples)
 
 
@@ -264,15 +250,9 @@ def read_label_map(
 ) -> np.ndarray:
     """:func:`label_array` of the file at ``path``, EXIF orientation applied (a transpose:
     no interpolation); errors start with the path."""
-    path = Path(path)
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except ImageReadError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (_, img):
+        img = ImageOps.exif_transpose(img)
+        img.load()
     try:
         return label_array(img, classes, str(path), ignore, key)
     except ValueError as exc:
@@ -309,6 +289,21 @@ def _open_regular(path: Path) -> io.BufferedReader:
         os.close(fd)
         raise ImageReadError(f"{path}: not a regular file ({kind})")
     return os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def _pil_open(path: Path) -> Iterator[tuple[io.BufferedReader, Image.Image]]:
+    """The regular file ``path`` and PIL's image of it; whatever fails in the block is an
+    ``ImageReadError`` starting with the path."""
+    try:
+        with _open_regular(path) as fh, Image.open(fh) as img:
+            yield fh, img
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large ({exc})") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
 
 
 def unreadable_reason(exc: Exception) -> str:
