@@ -44,14 +44,7 @@ from translate.models.model_file import GeneratorSpec
 from translate.networks import count_macs
 from translate.networks.eval_mode import set_eval_mode
 from translate.networks.registry import GENERATORS
-from translate.training.base import (
-    Prepared,
-    Stepper,
-    Trainer,
-    Validation,
-    frozen,
-    parameters,
-)
+from translate.training.base import Prepared, Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.specs.distill import DistillSpec, DistillUnpairedSpec, load_teacher
 
