@@ -83,13 +83,6 @@ def metric_panel(key: str) -> str | None:
     return "losses"
 
 
-def _scale_y(ax: Any, values: list[float]) -> None:
-    # Weighted terms (pix2pix's 100 x L1) dwarf the GAN losses on a linear axis.
-    finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) > 10 * min(finite):
-        ax.set_yscale("log")
-
-
 def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     """Write a PNG of the loss curves vs step, and validation/monitoring panels when logged.
 
@@ -118,8 +111,10 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) ->
             for key, (steps, values) in curves.items():
                 ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None, lw=1)
             ax.set_title(title)
-            if title == "losses":
-                _scale_y(ax, [v for _, values in curves.values() for v in values])
+            finite = [v for _, values in curves.values() for v in values if math.isfinite(v)]
+            # weighted terms (pix2pix's 100 x L1) dwarf the GAN losses on a linear axis
+            if title == "losses" and finite and 0 < min(finite) < max(finite) / 10:
+                ax.set_yscale("log")
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
             if curves and list(curves) != [title]:
