@@ -35,19 +35,10 @@ from translate.core.process import Ranks
 from translate.core.run_dir import RunDir
 from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
-from translate.models.model_file import (
-    CHECKPOINT_KEY,
-    InputSpec,
-    checkpoint_entry,
-    save_generators,
-)
+from translate.models.model_file import CHECKPOINT_KEY, InputSpec, checkpoint_entry, save_generators
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
 from translate.training.base import Prepared, Stepper, Trainer
-from translate.training.checkpoint import (
-    Checkpointer,
-    rng_state,
-    set_rng_state,
-)
+from translate.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from translate.training.config import Config, TrainConfig
 from translate.training.datasets import build_datasets
 from translate.training.distributed import (
@@ -104,12 +95,6 @@ class Runtime:
             torch.set_num_threads(train.threads)
         channels_last = train.channels_last and device.type == "cuda"
         return cls(ranks, device, precision, torch.get_num_threads(), channels_last)
-
-    def record(self, train: TrainConfig) -> None:
-        """Replace ``auto`` (and an unset thread count) in ``train`` by what the run runs
-        with, so config.yaml says it and a resumed run continues with the same."""
-        train.device, train.precision = str(self.device), self.precision.name
-        train.threads = self.threads
 
 
 def check_sizes(config: Config, model: Trainer, sample: dict[str, Any]) -> None:
@@ -234,12 +219,11 @@ class StopRequest:
         self.signal = signum
 
     def __enter__(self) -> StopRequest:
-        if hasattr(signal, "SIGTERM"):
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread: leave signals alone
-                    break
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                break
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -458,19 +442,15 @@ class Evaluator:
         # the comparison in the direction that is better: negated where higher is
         sign = -1 if model.best_higher else 1
         best = self.best.get(model.best_metric, sign * math.inf)
-        improved = sign * self._best_metric(values) < sign * best
+        if model.best_metric not in values:
+            raise ValueError(
+                f"trainer {self.config.model!r}: its best_metric {model.best_metric!r} is not "
+                f"among the validation values ({', '.join(values) or 'none'})"
+            )
+        improved = sign * values[model.best_metric] < sign * best
         if improved:
             self.best = {**values, "step": step, "epoch": epoch}
         return Evaluation(samples, values, monitor, warnings, improved, first_baseline)
-
-    def _best_metric(self, values: dict[str, float]) -> float:
-        metric = self.model.best_metric
-        if metric not in values:
-            raise ValueError(
-                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
-                f"validation values ({', '.join(values) or 'none'})"
-            )
-        return values[metric]
 
     def _choose_eval_mode(self, running_l1: float, stop: StopRequest | None) -> dict[str, float]:
         """Score the validation set again as the reference tests (each image's batch norm
@@ -534,7 +514,10 @@ class Engine:
         prepared = trainer.prepare(config)
         self.config = config = prepared.config
         self.runtime = runtime = Runtime.resolve(config.train)
-        runtime.record(config.train)
+        # auto and an unset thread count replaced by what the run runs with, so config.yaml
+        # says it and a resumed run continues with the same
+        config.train.device, config.train.precision = str(runtime.device), runtime.precision.name
+        config.train.threads = runtime.threads
         self.ranks, self.device = runtime.ranks, runtime.device
         if elastic:
             resume = self._restarted()
@@ -608,7 +591,14 @@ class Engine:
         """
         with self.stop:
             self._warn_decay_never_starts()
-            bar = self._bar()
+            # the run's one progress bar: steps to the end of the run, with tqdm's estimate
+            # of the time left (the epoch is in its description)
+            steps = self.total_epochs * self.sampler.batches_per_epoch()
+            bar = tqdm(
+                desc=self._epoch_desc(), initial=self.step, unit="step", dynamic_ncols=True,
+                total=min(steps, self.config.train.max_steps or steps),
+                disable=not (self.progress and self.ranks.main),
+            )  # fmt: skip
             self.time.start()
             try:
                 while (
@@ -666,21 +656,6 @@ class Engine:
             "schedule.decay_epochs",
             file=sys.stderr,
         )
-
-    @property
-    def total_steps(self) -> int:
-        """The steps the run takes: the schedule's, or ``train.max_steps`` when fewer."""
-        steps = self.total_epochs * self.sampler.batches_per_epoch()
-        max_steps = self.config.train.max_steps
-        return steps if max_steps is None else min(steps, max_steps)
-
-    def _bar(self) -> tqdm:
-        """The run's one progress bar: steps to the end of the run, with tqdm's estimate of
-        the time left (the epoch is in its description)."""
-        return tqdm(
-            desc=self._epoch_desc(), initial=self.step, total=self.total_steps, unit="step",
-            disable=not (self.progress and self.ranks.main), dynamic_ncols=True,
-        )  # fmt: skip
 
     def _epoch_desc(self) -> str:
         return f"epoch {self.epoch + 1}/{self.total_epochs}"
@@ -760,18 +735,15 @@ class Engine:
         tqdm.write(f"{where}{' ' + what if what else ''}: {listed}", file=sys.stderr)
 
     def _end_epoch(self) -> None:
-        plateau = self.config.schedule.policy == "plateau"
-        metric = self._plateau_metric() if plateau else None
+        metric = None  # plateau: the trainer's metric of the epoch's mean losses, on every rank
+        if self.config.schedule.policy == "plateau":
+            total = self.model.plateau_metric(self.epoch_window.means())
+            metric = mean_over_ranks(total, self.device, self.ranks.world_size)
         for scheduler in self.schedulers.values():
-            scheduler.step(metric) if plateau else scheduler.step()
+            scheduler.step() if metric is None else scheduler.step(metric)
         self.epoch += 1
         self.epoch_batches = 0
         self.epoch_window = LossMeans()
-
-    def _plateau_metric(self) -> float:
-        """The trainer's plateau metric of the epoch's mean losses, the same on every rank."""
-        total = self.model.plateau_metric(self.epoch_window.means())
-        return mean_over_ranks(total, self.device, self.ranks.world_size)
 
     # --- evaluation -----------------------------------------------------------------------
 
