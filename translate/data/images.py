@@ -44,10 +44,6 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-
-
 # The channel counts an image file can supply: gray, gray+alpha, RGB, RGBA.
 FILE_CHANNELS = (1, 2, 3, 4)
 
@@ -198,20 +194,11 @@ def label_array(
             f"this image is {img.mode}"
         )
     ids = np.asarray(img)
-    check_label_ids(ids, classes, where, ignore, key)
-    return ids
-
-
-def check_label_ids(
-    ids: np.ndarray, classes: int, where: str, ignore: int | None = None, key: str | None = None
-) -> None:
-    """``ValueError`` naming ``where``, the largest id out of range and ``key`` when an id is
-    ``classes`` or more and not ``ignore``."""
     bad = ids[ids >= classes]
     if ignore is not None:
         bad = bad[bad != ignore]
     if not bad.size:
-        return
+        return ids
     limit = f"{key} {classes}" if key else f"the model's {classes} classes"
     unlabelled = "" if ignore is None else f", or the ignore id {ignore}"
     raise ValueError(
@@ -317,12 +304,6 @@ def unreadable_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def is_gray(img: Image.Image) -> bool:
-    """Whether ``img`` is a gray image (with or without alpha), whatever its bit depth."""
-    bands = img.getbands()
-    return bands[0] in ("L", "I", "F", "1") and len(bands) <= 2
-
-
 def image_to_array(
     img: Image.Image,
     channels: int | None = 3,
@@ -330,8 +311,9 @@ def image_to_array(
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
     """A PIL image already in memory as :func:`read_image` would return it."""
-    if channels is None:
-        channels = 1 if is_gray(img) else 3
+    if channels is None:  # 1 for gray (with or without alpha, any bit depth), else 3
+        bands = img.getbands()
+        channels = 1 if bands[0] in ("L", "I", "F", "1") and len(bands) <= 2 else 3
     if channels in (2, 4):  # the alpha channel is data: kept, opaque where there is none
         arr = image_to_array(img, channels - 1, "keep", background)
         if arr.shape[2] < channels:
@@ -339,7 +321,7 @@ def image_to_array(
         return arr
     img = _to_8bit(img)
     alpha_band = None
-    if _has_alpha(img):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha_band = rgba.getchannel("A")
         if alpha == "composite":
@@ -529,17 +511,12 @@ class FileScan:
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
     """All image files under ``root``, recursive and sorted; hidden entries are skipped."""
-    return list_files(root, is_image_path)
-
-
-def list_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> list[Path]:
-    """The files under ``root`` whose paths ``accept`` takes, recursive and sorted; hidden
-    folders are skipped."""
-    return scan_files(root, accept).files
+    return scan_files(root, is_image_path).files
 
 
 def scan_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> FileScan:
-    """:func:`list_files` that also names the accepted entries that are not regular files."""
+    """The files under ``root`` whose paths ``accept`` takes, recursive and sorted (hidden
+    folders skipped), and the accepted entries that are not regular files."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
