@@ -38,6 +38,8 @@ DIVERSITY_SIDE = 256
 FEATURE_BATCH = 16  # images per Inception forward pass
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+# No autocast, whatever the device: a disabled autocast is the same on every device type.
+FP32 = Precision("fp32", "cpu")
 
 
 def spread_items(total: int, count: int) -> list[int]:
@@ -144,14 +146,13 @@ def model_images(
     direction: str = "AtoB",
     batch_size: int = 8,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, target) batches of ``generator`` run over a paired dataset's ``split``.
 
     ``preprocess`` is a generator file's preprocessing, applied without random crop or flip;
     ``precision``: the autocast the generator runs under (default fp32).
     """
-    precision = precision or Precision("fp32", torch.device(device).type)
     dataset = PairedFolder(
         data_root,
         split=split,
@@ -197,12 +198,11 @@ def label_model_images(
     dataset: LabelFolder,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
     """(output, image, label ids) batches of a label ``generator`` run over ``dataset``
     (:func:`label_dataset`). A generator with ``noise_dim`` draws its z from torch's RNG,
     seeded here with 0 (and restored after), so the scores repeat."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     devices = [device] if torch.device(device).type == "cuda" else []
 
@@ -222,14 +222,13 @@ def noise_diversity(
     inputs: Iterable[torch.Tensor],
     samples: int = 4,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> float:
     """How much the outputs of one input differ under different noise: for each input (CHW,
     a one-hot label map), ``samples`` outputs of ``generator(x, z)`` under z drawn from a
     generator seeded by the input's index, their mean pairwise L1 in [-1, 1] pixel units
     (:func:`translate.core.metrics.diversity`), averaged over the inputs. 0 for a generator
     that ignores z. The generator declares ``noise_dim`` (> 0)."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     if samples < 2:
         raise ValueError(f"diversity samples: expected 2 or more, got {samples}")
     noise_dim = int(getattr(generator, "noise_dim", 0))
@@ -272,14 +271,13 @@ def degraded_images(
     split: str = "val",
     channels: int = 3,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, HR) of a super-resolution ``generator`` over the whole HR images of an
     ``hr`` folder's ``split`` (Set5, Set14: ``test``), each LR input made from its image by
     the ``degradation`` (``bicubic``: the benchmarks' LR), seeded by the image's index as in
     training's validation. Images are cut to a multiple of the scale times the generator's
     size multiple, as the benchmarks crop them to the scale."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     scale = declared_geometry(generator)["scale"]
     multiple = scale * getattr(generator, "size_multiple", 1)
     dataset = HRFolder(data_root, split, Preprocess(mode="none"), channels, multiple, train=False)
