@@ -645,9 +645,10 @@ class Engine:
         start, steps = decay_start(self.config.schedule), self.config.train.max_steps
         if steps is None or start is None or not self.ranks.main:
             return
-        last_epoch = math.ceil(steps / self.sampler.batches_per_epoch())  # 1-based
-        if last_epoch > start:
-            return
+        per_epoch = self.sampler.batches_per_epoch()
+        last_epoch = math.ceil(steps / per_epoch)  # 1-based
+        if steps >= self.total_epochs * per_epoch or last_epoch > start:
+            return  # train.max_steps does not end the run, or ends it after the decay starts
         s = self.config.schedule
         tqdm.write(
             f"warning: train.max_steps {steps} ends the run in epoch {last_epoch} of "
