@@ -35,6 +35,7 @@ from translate.core.process import Ranks
 from translate.core.run_dir import RunDir
 from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
+from translate.data.transforms import UNCROPPED_MODES
 from translate.models.model_file import CHECKPOINT_KEY, InputSpec, checkpoint_entry, save_generators
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
 from translate.training.base import Prepared, Stepper, Trainer
@@ -60,7 +61,6 @@ VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the firs
 # Fewer validation images than this get a warning at the start: their mean score swings
 # with every image (one flat 64 px crop scored 54 dB PSNR-Y).
 FEW_VAL_IMAGES = 8
-CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,14 @@ def check_sizes(config: Config, model: Trainer, sample: dict[str, Any]) -> None:
     """Refuse image sizes the generator cannot take (U-Net depth vs crop size)."""
     multiple = max(getattr(g, "size_multiple", 1) for _, g in model.generators().values())
     pre, name = config.data.preprocess, config.generator.name
-    if pre.mode in CROPPING_MODES and pre.crop_size % multiple:
+    if pre.mode not in UNCROPPED_MODES and pre.crop_size % multiple:
         raise ValueError(
             f"config key 'data.preprocess.crop_size': {pre.crop_size} is not a multiple of "
             f"{multiple}, which generator {name!r} needs (a U-Net needs 2**num_downs); "
             f"use a crop size of {max(multiple, pre.crop_size // multiple * multiple)} "
             "or a shallower generator"
         )
-    if pre.mode not in CROPPING_MODES and pre.size_multiple % multiple:
+    if pre.mode in UNCROPPED_MODES and pre.size_multiple % multiple:
         raise ValueError(
             f"config key 'data.preprocess.size_multiple': {pre.size_multiple} is not a "
             f"multiple of {multiple}, which generator {name!r} needs"
@@ -364,7 +364,7 @@ class Evaluator:
         tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
         if self.val_images >= FEW_VAL_IMAGES or data.single_image is not None:
             return  # (one image is all that single-image training has to show)
-        crops = data.preprocess.mode in CROPPING_MODES
+        crops = data.preprocess.mode not in UNCROPPED_MODES
         each = f", one centre crop of {data.preprocess.crop_size} px each" if crops else ""
         if self.val_images < len(self.val_set):
             fix = f"raise data.val_size (now {data.val_size})"
