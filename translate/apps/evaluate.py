@@ -81,15 +81,15 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
     raise click.UsageError(f"the model has no {direction} generator")
 
 
+FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
 @click.command()
-@click.option(
-    "--outputs",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of generated images.",
-)
+@click.option("--outputs", type=FOLDER, help="Folder of generated images.")
 @click.option(
     "--targets",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FOLDER,
     help="Folder of ground truth (matched to --outputs by relative path and name).",
 )
 @click.option(
@@ -98,11 +98,7 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
     help="Treat --outputs and --targets as two unmatched sets: FID/KID and diversity.",
 )
 @click.option("--model", "model_source", help="Model file, run directory or bundled name.")
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Paired dataset root to run --model over.",
-)
+@click.option("--data", type=FOLDER, help="Paired dataset root to run --model over.")
 @click.option("--split", default="val", show_default=True, help="Split of --data.")
 @click.option(
     "--degradation",
@@ -110,21 +106,18 @@ def _choose_generator(generators: dict[str, torch.nn.Module], direction: str) ->
     "Set5 with --split test) with this degradation (bicubic, realesrgan).",
 )
 @click.option(
-    "--direction",
-    type=click.Choice(DIRECTIONS),
-    default="AtoB",
-    show_default=True,
+    "--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
     help="Which side of --data is the input.",
-)
+)  # fmt: skip
 @click.option(
     "--inception-weights",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="Inception-v3 state dict (torchvision or pytorch-fid) for FID/KID.",
 )
 @click.option(
     "--labels",
     "labels_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="A label --model's classes and ignore id: a YAML file's data.label_nc and "
     "data.labels (the run's config.yaml, a data set's labels.yaml). Default: --data's "
     "labels.yaml, else the model's input channels, no ignore id.",

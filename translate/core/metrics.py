@@ -24,14 +24,18 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
     return (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()
 
 
-def ssim(output: torch.Tensor, target: torch.Tensor, window: int = 11) -> float:
-    """Structural similarity (Gaussian 11x11 window) with images mapped to [0, 1]."""
+def _ssim(x: torch.Tensor, y: torch.Tensor, **options: object) -> float:
+    """kornia's SSIM, its Gaussian 11x11 window cut to an odd side no larger than the image."""
     # kornia (half a second to import) once something is scored, not when training starts
-    from kornia.metrics import ssim as _ssim
+    from kornia.metrics import ssim
 
-    side = min(output.shape[-2:])
-    window = min(window, side if side % 2 else side - 1)  # odd, and no larger than the image
-    return _ssim(_to_unit(output), _to_unit(target), window).mean().item()
+    side = min(x.shape[-2:])
+    return ssim(x, y, min(11, side if side % 2 else side - 1), **options).mean().item()
+
+
+def ssim(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Structural similarity (Gaussian 11x11 window) with images mapped to [0, 1]."""
+    return _ssim(_to_unit(output), _to_unit(target))
 
 
 def diversity(images: torch.Tensor) -> float:
@@ -77,12 +81,8 @@ def psnr_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> float
 def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> float:
     """SSIM of the Y channels (11x11 Gaussian window, sigma 1.5, valid positions only, as
     BasicSR computes it), ``border`` pixels cropped off each side."""
-    from kornia.metrics import ssim as _ssim  # as in ssim(): kornia once something is scored
-
     y_out, y_target = _crop(luma(output), border), _crop(luma(target), border)
-    side = min(y_out.shape[-2:])
-    window = min(11, side if side % 2 else side - 1)
-    return _ssim(y_out, y_target, window, max_val=255.0, padding="valid").mean().item()
+    return _ssim(y_out, y_target, max_val=255.0, padding="valid")
 
 
 # Smooth cells change by SMOOTH_LEVELS (from, to) grey levels of 8-bit Y from their
@@ -114,10 +114,8 @@ def smooth_areas(
     change = torch.stack([(cells - n).abs() for n in neighbours]).amax(0)[0, 0]
     smooth = (change >= levels[0]) & (change <= levels[1])
     mask = torch.zeros(y.shape[-2:], dtype=torch.bool)
-    rows, cols = smooth.shape
-    mask[: rows * block, : cols * block] = smooth.repeat_interleave(block, 0).repeat_interleave(
-        block, 1
-    )
+    smooth = smooth.repeat_interleave(block, 0).repeat_interleave(block, 1)
+    mask[: smooth.shape[0], : smooth.shape[1]] = smooth
     return mask
 
 

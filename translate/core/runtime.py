@@ -185,26 +185,19 @@ def resolve_precision(
         raise ValueError(f"{key}: fp16 needs a CUDA device (got {device}); use bf16 or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"{key}: this GPU does not support bf16; use fp16 or fp32")
-    if precision == "bf16" and device.type == "cpu":
-        warn_emulated_bf16(key)
+    emulated = precision == "bf16" and device.type == "cpu" and not cpu_info().native_bf16
+    if emulated and "bf16" not in _warned:  # once per process
+        _warned.add("bf16")
+        warnings.warn(
+            f"{key}: bf16 on a CPU without native bf16 ({cpu_info().describe()}): expect it to run "
+            "10-15x slower than fp32; use fp32 or auto",
+            SlowPrecisionWarning,
+            stacklevel=2,
+        )
     return Precision(precision, device.type)
 
 
-_warned: set[str] = set()
-
-
-def warn_emulated_bf16(key: str = "--precision") -> None:
-    """Once per process: bf16 asked for on a CPU that only emulates it."""
-    cpu = cpu_info()
-    if cpu.native_bf16 or "bf16" in _warned:
-        return
-    _warned.add("bf16")
-    warnings.warn(
-        f"{key}: bf16 on a CPU without native bf16 ({cpu.describe()}): expect it to run "
-        "10-15x slower than fp32; use fp32 or auto",
-        SlowPrecisionWarning,
-        stacklevel=3,
-    )
+_warned: set[str] = set()  # the warnings given
 
 
 # --- memory --------------------------------------------------------------------------------

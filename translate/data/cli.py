@@ -69,20 +69,10 @@ def prepare() -> None:
 @prepare.command("worldmaps")
 @click.argument("out", type=click.Path(file_okay=False), default="datasets/worldmaps")
 @tile_grid_options
-@click.option(
-    "--target",
-    type=click.Choice([m for m in MAPS if m != "satellite"]),
-    default="relief",
-    show_default=True,
-)
-@click.option(
-    "--layout",
-    "layouts",
-    type=click.Choice(LAYOUTS),
-    multiple=True,
-    default=("aligned", "unpaired"),
-    show_default=True,
-)
+@click.option("--target", type=click.Choice([m for m in MAPS if m != "satellite"]),
+              default="relief", show_default=True)  # fmt: skip
+@click.option("--layout", "layouts", type=click.Choice(LAYOUTS), multiple=True,
+              default=("aligned", "unpaired"), show_default=True)  # fmt: skip
 @val_every_option
 def worldmaps(
     out: str, tile_size: int, width: int, target: str, layouts: tuple[str, ...], val_every: int
@@ -390,12 +380,9 @@ def _check_labels(
 
 
 def _check_instances(
-    base: Path,
-    layouts: list[Layout],
-    asked: bool,
-    sizes: dict[Path, tuple[int, int]],
+    base: Path, layouts: list[Layout], asked: bool, sizes: dict[Path, tuple[int, int]],
     problems: list[str],
-) -> None:
+) -> None:  # fmt: skip
     """Per split of the A/ B/ folders, when ``asked`` or an ``inst/`` folder exists: the
     instances per map; a missing, unreadable or mis-sized instance map goes to ``problems``."""
     folders = next((x for x in layouts if x.name == "folders"), None)

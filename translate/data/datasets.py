@@ -178,7 +178,7 @@ class PairedFolder(_SkipsBadFiles):
                 f"{self.root}: aligned A|B files hold same-size halves; a scale-{scale} "
                 "generator needs its pairs in A/ and B/ folders, B at scale times A"
             )
-        self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
+        self.pairs = pairs[: max_dataset_size or None]
         self.transform = (
             build_transform(self.preprocess, train)
             if scale == 1
@@ -288,7 +288,7 @@ class LabelFolder(_SkipsBadFiles):
         pairs = [(a, b) for a, b in pairs if a in sizes and b in sizes]
         if not pairs:
             raise DatasetError(f"{self.root}: no label maps found for split {split!r}")
-        self.pairs = pairs[:max_dataset_size] if max_dataset_size else pairs
+        self.pairs = pairs[: max_dataset_size or None]
         self.instances = _instance_maps(layout.dirs(split)[0], self.pairs) if instances else None
         self.transform = build_transform(pre, train)
 
@@ -357,7 +357,7 @@ class UnpairedFolder(_SkipsBadFiles):
             files = list(_header_sizes(_select(files, holdout), str(folder)))
             if not files:
                 raise DatasetError(f"{folder}: no images found for split {split!r} domain {d}")
-            domains.append(files[:max_dataset_size] if max_dataset_size else files)
+            domains.append(files[: max_dataset_size or None])
         self.paths_a, self.paths_b = domains
         # Each domain gets its own crop and flip: the images are unrelated.
         self.transform = build_transform(self.preprocess, train)
@@ -421,8 +421,7 @@ class HRFolder(_SkipsBadFiles):
         sizes = _header_sizes(_select(layout.images(split), holdout), str(self.root))
         if not sizes:
             raise DatasetError(f"{self.root}: no images found for split {split!r}")
-        files = list(sizes)
-        self.paths = files[:max_dataset_size] if max_dataset_size else files
+        self.paths = list(sizes)[: max_dataset_size or None]
         if pre.mode == "crop":
             _refuse_smaller_than_crop({p: sizes[p] for p in self.paths}, pre.crop_size, multiple)
 

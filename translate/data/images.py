@@ -44,10 +44,6 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-
-
 # The channel counts an image file can supply: gray, gray+alpha, RGB, RGBA.
 FILE_CHANNELS = (1, 2, 3, 4)
 
@@ -96,25 +92,17 @@ def read_image_with_info(
         )
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-    path = Path(path)
     deep = None
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
-            if keep_16bit and channels is None and _is_16bit_colour(img):
-                # PIL decodes 16-bit RGB(A) to 8 bits: OpenCV keeps them (BGR order).
-                fh.seek(0)
-                deep = cv2_decode(fh.read())
-                deep = _oriented(deep[..., [2, 1, 0, 3][: deep.shape[2]]], img)
-            else:
-                img = ImageOps.exif_transpose(img)
-                img.load()
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: image too large ({exc})") from exc
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (fh, img):
+        info = ImageInfo(getattr(img, "n_frames", 1), img.info.get("icc_profile") or None)
+        if keep_16bit and channels is None and _is_16bit_colour(img):
+            # PIL decodes 16-bit RGB(A) to 8 bits: OpenCV keeps them (BGR order).
+            fh.seek(0)
+            deep = cv2_decode(fh.read())
+            deep = _oriented(deep[..., [2, 1, 0, 3][: deep.shape[2]]], img)
+        else:
+            img = ImageOps.exif_transpose(img)
+            img.load()
     if deep is not None:
         return np.ascontiguousarray(deep), info
     if keep_16bit and channels is None and img.mode in ("I;16", "I;16B", "I;16L"):
@@ -173,20 +161,14 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     """The header of the image file at ``path`` (no pixels decoded: a PNG's orientation is
     read from an eXIf chunk before its pixels, where writers put it); ``ImageReadError``
     (starting with the path) when it cannot be read."""
-    path = Path(path)
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            width, height = img.size
-            # Image's own getexif: a PNG's decodes every pixel to look for an eXIf chunk
-            # after them (tripling a conversion's decoding); this reads what precedes them.
-            if Image.Image.getexif(img).get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
-                width, height = height, width
-            deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
-            samples = len(img.getbands()) * (2 if deep else 1)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt headers
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (_, img):
+        width, height = img.size
+        # Image's own getexif: a PNG's decodes every pixel to look for an eXIf chunk
+        # after them (tripling a conversion's decoding); this reads what precedes them.
+        if Image.Image.getexif(img).get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+            width, height = height, width
+        deep = _is_16bit_colour(img) or img.mode.startswith("I") or img.mode == "F"
+        samples = len(img.getbands()) * (2 if deep else 1)
     return ImageHeader(height, width, height * width * samples)
 
 
@@ -212,20 +194,11 @@ def label_array(
             f"this image is {img.mode}"
         )
     ids = np.asarray(img)
-    check_label_ids(ids, classes, where, ignore, key)
-    return ids
-
-
-def check_label_ids(
-    ids: np.ndarray, classes: int, where: str, ignore: int | None = None, key: str | None = None
-) -> None:
-    """``ValueError`` naming ``where``, the largest id out of range and ``key`` when an id is
-    ``classes`` or more and not ``ignore``."""
     bad = ids[ids >= classes]
     if ignore is not None:
         bad = bad[bad != ignore]
     if not bad.size:
-        return
+        return ids
     limit = f"{key} {classes}" if key else f"the model's {classes} classes"
     unlabelled = "" if ignore is None else f", or the ignore id {ignore}"
     raise ValueError(
@@ -264,15 +237,9 @@ def read_label_map(
 ) -> np.ndarray:
     """:func:`label_array` of the file at ``path``, EXIF orientation applied (a transpose:
     no interpolation); errors start with the path."""
-    path = Path(path)
-    try:
-        with _open_regular(path) as fh, Image.open(fh) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except ImageReadError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+    with _pil_open(Path(path)) as (_, img):
+        img = ImageOps.exif_transpose(img)
+        img.load()
     try:
         return label_array(img, classes, str(path), ignore, key)
     except ValueError as exc:
@@ -311,6 +278,21 @@ def _open_regular(path: Path) -> io.BufferedReader:
     return os.fdopen(fd, "rb")
 
 
+@contextlib.contextmanager
+def _pil_open(path: Path) -> Iterator[tuple[io.BufferedReader, Image.Image]]:
+    """The regular file ``path`` and PIL's image of it; whatever fails in the block is an
+    ``ImageReadError`` starting with the path."""
+    try:
+        with _open_regular(path) as fh, Image.open(fh) as img:
+            yield fh, img
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large ({exc})") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageReadError(f"{path}: not a readable image ({unreadable_reason(exc)})") from exc
+
+
 def unreadable_reason(exc: Exception) -> str:
     """Why PIL could not read an image, in words a user can act on: for a file of no format
     it knows, PIL's own words name the file handle it read from, not the file."""
@@ -322,12 +304,6 @@ def unreadable_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def is_gray(img: Image.Image) -> bool:
-    """Whether ``img`` is a gray image (with or without alpha), whatever its bit depth."""
-    bands = img.getbands()
-    return bands[0] in ("L", "I", "F", "1") and len(bands) <= 2
-
-
 def image_to_array(
     img: Image.Image,
     channels: int | None = 3,
@@ -335,8 +311,9 @@ def image_to_array(
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
     """A PIL image already in memory as :func:`read_image` would return it."""
-    if channels is None:
-        channels = 1 if is_gray(img) else 3
+    if channels is None:  # 1 for gray (with or without alpha, any bit depth), else 3
+        bands = img.getbands()
+        channels = 1 if bands[0] in ("L", "I", "F", "1") and len(bands) <= 2 else 3
     if channels in (2, 4):  # the alpha channel is data: kept, opaque where there is none
         arr = image_to_array(img, channels - 1, "keep", background)
         if arr.shape[2] < channels:
@@ -344,7 +321,7 @@ def image_to_array(
         return arr
     img = _to_8bit(img)
     alpha_band = None
-    if _has_alpha(img):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha_band = rgba.getchannel("A")
         if alpha == "composite":
@@ -545,17 +522,12 @@ class FileScan:
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
     """All image files under ``root``, recursive and sorted; hidden entries are skipped."""
-    return list_files(root, is_image_path)
-
-
-def list_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> list[Path]:
-    """The files under ``root`` whose paths ``accept`` takes, recursive and sorted; hidden
-    folders are skipped."""
-    return scan_files(root, accept).files
+    return scan_files(root, is_image_path).files
 
 
 def scan_files(root: str | os.PathLike[str], accept: Callable[[Path], bool]) -> FileScan:
-    """:func:`list_files` that also names the accepted entries that are not regular files."""
+    """The files under ``root`` whose paths ``accept`` takes, recursive and sorted (hidden
+    folders skipped), and the accepted entries that are not regular files."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")

@@ -120,17 +120,15 @@ class Layout:
         }  # fmt: skip
         return titles.get(self.name, self.name)
 
-    def split_names(self) -> str:
-        return ", ".join(
-            "'.' (the folder itself)" if s == ROOT_SPLIT else repr(s) for s in self.splits
-        )
-
     def dirs(self, split: str) -> tuple[Path, Path]:
         """The A and B folders of ``split``; an unknown split names the splits present."""
         if split not in self.splits:
+            present = ", ".join(
+                "'.' (the folder itself)" if s == ROOT_SPLIT else repr(s) for s in self.splits
+            )
             raise DatasetError(
                 f"{self.root}: no split {split!r} in its {self.title} layout "
-                f"(splits present: {self.split_names() or 'none'})"
+                f"(splits present: {present or 'none'})"
             )
         return self.splits[split]
 
@@ -237,10 +235,6 @@ def hold_out(files: list[T], held: bool) -> list[T]:
     return [f for i, f in enumerate(files) if (i % every == every - 1) == held]
 
 
-def _holds_images(folder: Path) -> bool:
-    return any(is_image_path(Path(f)) for _, _, files in os.walk(folder) for f in files)
-
-
 def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layout]:
     """Every layout found in ``root``: unpaired, then A/ B/ folders, then aligned files and,
     with ``hr``, the same folders read as high-resolution images.
@@ -280,7 +274,9 @@ def detect_layouts(root: str | os.PathLike[str], hr: bool = False) -> list[Layou
     aligned = {
         n: (d, d)
         for n, d in subdirs.items()
-        if n not in claimed and (n in SPLIT_NAMES or _holds_images(d))
+        # a split name, or any folder with images somewhere under it
+        if n not in claimed
+        and (n in SPLIT_NAMES or any(is_image_path(Path(f)) for *_, fs in os.walk(d) for f in fs))
     }
     if _root_images(root):
         aligned[ROOT_SPLIT] = (root, root)

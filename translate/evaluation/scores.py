@@ -35,14 +35,18 @@ from translate.models.model_file import InputSpec, declared_geometry
 # quadratic time and a full-size copy of every image.
 DIVERSITY_SAMPLES = 128
 DIVERSITY_SIDE = 256
+FEATURE_BATCH = 16  # images per Inception forward pass
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+# No autocast, whatever the device: a disabled autocast is the same on every device type.
+FP32 = Precision("fp32", "cpu")
 
 
-def _spread(total: int, samples: int) -> set[int]:
-    if total <= samples:
-        return set(range(total))
-    return {round(i * (total - 1) / (samples - 1)) for i in range(samples)}
+def spread_items(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``total`` items (all of them when fewer)."""
+    if total <= count:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
 class SetScores:
@@ -52,16 +56,9 @@ class SetScores:
     the whole set.
     """
 
-    def __init__(
-        self,
-        total: int,
-        extractor: FeatureExtractor | None = None,
-        batch_size: int = 16,
-        diversity_samples: int = DIVERSITY_SAMPLES,
-    ) -> None:
+    def __init__(self, total: int, extractor: FeatureExtractor | None = None) -> None:
         self.extractor = extractor
-        self.batch_size = batch_size
-        self.keep = _spread(total, diversity_samples)
+        self.keep = set(spread_items(total, DIVERSITY_SAMPLES))
         self.count = 0
         self.kept: list[torch.Tensor] = []
         self.pending: list[torch.Tensor] = []
@@ -77,7 +74,7 @@ class SetScores:
                 if self.pending and self.pending[0].shape != image.shape:
                     self._extract()
                 self.pending.append(image)
-                if len(self.pending) >= self.batch_size:
+                if len(self.pending) >= FEATURE_BATCH:
                     self._extract()
             self.count += 1
 
@@ -149,14 +146,13 @@ def model_images(
     direction: str = "AtoB",
     batch_size: int = 8,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, target) batches of ``generator`` run over a paired dataset's ``split``.
 
     ``preprocess`` is a generator file's preprocessing, applied without random crop or flip;
     ``precision``: the autocast the generator runs under (default fp32).
     """
-    precision = precision or Precision("fp32", torch.device(device).type)
     dataset = PairedFolder(
         data_root,
         split=split,
@@ -202,12 +198,11 @@ def label_model_images(
     dataset: LabelFolder,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
     """(output, image, label ids) batches of a label ``generator`` run over ``dataset``
     (:func:`label_dataset`). A generator with ``noise_dim`` draws its z from torch's RNG,
     seeded here with 0 (and restored after), so the scores repeat."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     devices = [device] if torch.device(device).type == "cuda" else []
 
@@ -227,14 +222,13 @@ def noise_diversity(
     inputs: Iterable[torch.Tensor],
     samples: int = 4,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> float:
     """How much the outputs of one input differ under different noise: for each input (CHW,
     a one-hot label map), ``samples`` outputs of ``generator(x, z)`` under z drawn from a
     generator seeded by the input's index, their mean pairwise L1 in [-1, 1] pixel units
     (:func:`translate.core.metrics.diversity`), averaged over the inputs. 0 for a generator
     that ignores z. The generator declares ``noise_dim`` (> 0)."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     if samples < 2:
         raise ValueError(f"diversity samples: expected 2 or more, got {samples}")
     noise_dim = int(getattr(generator, "noise_dim", 0))
@@ -251,11 +245,6 @@ def noise_diversity(
     if not found:
         raise ValueError("diversity needs at least one input")
     return sum(found) / len(found)
-
-
-def spread_items(total: int, count: int) -> list[int]:
-    """``count`` indices spread evenly over ``total`` items (all of them when fewer)."""
-    return sorted(_spread(total, count))
 
 
 def check_scaled_targets(dataset: PairedFolder) -> None:
@@ -282,14 +271,13 @@ def degraded_images(
     split: str = "val",
     channels: int = 3,
     device: str | torch.device = "cpu",
-    precision: Precision | None = None,
+    precision: Precision = FP32,
 ) -> tuple[int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """(output, HR) of a super-resolution ``generator`` over the whole HR images of an
     ``hr`` folder's ``split`` (Set5, Set14: ``test``), each LR input made from its image by
     the ``degradation`` (``bicubic``: the benchmarks' LR), seeded by the image's index as in
     training's validation. Images are cut to a multiple of the scale times the generator's
     size multiple, as the benchmarks crop them to the scale."""
-    precision = precision or Precision("fp32", torch.device(device).type)
     scale = declared_geometry(generator)["scale"]
     multiple = scale * getattr(generator, "size_multiple", 1)
     dataset = HRFolder(data_root, split, Preprocess(mode="none"), channels, multiple, train=False)
@@ -339,7 +327,6 @@ def score_pairs(
     extractor: FeatureExtractor | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    progress: bool = True,
     paired: PairedScores | None = None,
 ) -> dict[str, float]:
     """L1/PSNR/SSIM (or the scores ``paired`` keeps, e.g. SR's ``SRScores``, a label
@@ -347,7 +334,7 @@ def score_pairs(
     extractor. ``pairs``: (output, target) or, for ``LabelScores``, (output, target, ids)."""
     paired = paired or PairedScores()
     outputs, targets = SetScores(total, extractor), SetScores(total, extractor)
-    with tqdm(total=total, desc="scoring", unit="img", disable=not progress) as bar:
+    with tqdm(total=total, desc="scoring", unit="img") as bar:
         for output, target, *labels in pairs:
             paired.add(output, target, *labels)
             outputs.add(output)
@@ -364,7 +351,6 @@ def score_sets(
     extractor: FeatureExtractor | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    progress: bool = True,
 ) -> dict[str, float]:
     """Diversity of ``outputs`` and, against an unpaired ``targets`` set, FID/KID."""
     scored = []
@@ -373,7 +359,7 @@ def score_sets(
             continue
         total, images = source
         scores = SetScores(total, extractor if targets is not None else None)
-        for image in tqdm(images, total=total, desc=name, unit="img", disable=not progress):
+        for image in tqdm(images, total=total, desc=name, unit="img"):
             scores.add(image)
         scored.append(scores)
     result: dict[str, float] = {"images": scored[0].count}

@@ -15,7 +15,7 @@ import os
 import struct
 from typing import Any
 
-from translate.data.transforms import Preprocess
+from translate.data.transforms import UNCROPPED_MODES, Preprocess
 from translate.models.loading import resolve_model_path
 
 # Generators and their exports map [-1, 1] NCHW float tensors to the same: what callers feed.
@@ -106,7 +106,7 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def _native_size(transforms: Preprocess) -> str:
     """The image size the generator saw in training, in words."""
-    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+    if transforms.mode not in UNCROPPED_MODES:
         size = transforms.crop_size
         return f"trained on {size}x{size} crops; any size runs (padded to the size multiple)"
     if transforms.mode == "scale_width":

@@ -38,7 +38,7 @@ from torch import nn
 
 from translate.core.atomic import atomic_write_bytes
 from translate.core.choices import DIRECTIONS
-from translate.data.transforms import Preprocess
+from translate.data.transforms import UNCROPPED_MODES, Preprocess
 from translate.networks import GENERATORS, build_generator, count_macs, count_parameters
 from translate.networks.eval_mode import EvalMode
 
@@ -242,7 +242,7 @@ def generator_counts(
     training crop (or scaled width), else 256 as in the papers, rounded up to the size
     multiple the network pads to."""
     multiple = spec.resolved(module).size_multiple
-    if transforms.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+    if transforms.mode not in UNCROPPED_MODES:
         side = transforms.crop_size
     elif transforms.mode == "scale_width":
         side = transforms.load_size

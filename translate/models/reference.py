@@ -168,12 +168,9 @@ def _is_state_dict(obj: dict[Any, Any]) -> bool:
 
 
 def _strip_prefixes(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
+    while key.startswith(PREFIXES):
         for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix) :], True
+            key = key.removeprefix(prefix)
     return key.replace("._orig_mod.", ".")
 
 

@@ -12,12 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from translate.networks.layers import (
-    BlurDownsample,
-    MinibatchStdDev,
-    conv_bias,
-    norm_layer,
-)
+from translate.networks.layers import BlurDownsample, MinibatchStdDev, conv_bias, norm_layer
 
 
 class PatchDiscriminator(nn.Module):

@@ -11,12 +11,7 @@ import torch
 from torch import nn
 
 from translate.networks.features import Generator
-from translate.networks.layers import (
-    BlurDownsample,
-    BlurUpsample,
-    conv_bias,
-    norm_layer,
-)
+from translate.networks.layers import BlurDownsample, BlurUpsample, conv_bias, norm_layer
 
 # 2**16 px: a side no image reaches; deeper U-Nets only nest (and recurse) past Python's limit.
 MAX_NUM_DOWNS = 16

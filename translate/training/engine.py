@@ -35,19 +35,11 @@ from translate.core.process import Ranks
 from translate.core.run_dir import RunDir
 from translate.core.runtime import Precision, resolve_device, resolve_precision
 from translate.data.layout import HOLDOUT
-from translate.models.model_file import (
-    CHECKPOINT_KEY,
-    InputSpec,
-    checkpoint_entry,
-    save_generators,
-)
+from translate.data.transforms import UNCROPPED_MODES
+from translate.models.model_file import CHECKPOINT_KEY, InputSpec, checkpoint_entry, save_generators
 from translate.networks.eval_mode import EvalMode, has_batch_norm, set_eval_mode
 from translate.training.base import Prepared, Stepper, Trainer
-from translate.training.checkpoint import (
-    Checkpointer,
-    rng_state,
-    set_rng_state,
-)
+from translate.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from translate.training.config import Config, TrainConfig
 from translate.training.datasets import build_datasets
 from translate.training.distributed import (
@@ -69,21 +61,6 @@ VAL_CHUNK = 8  # validation images per forward pass (README: stopping); the firs
 # Fewer validation images than this get a warning at the start: their mean score swings
 # with every image (one flat 64 px crop scored 54 dB PSNR-Y).
 FEW_VAL_IMAGES = 8
-CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
-
-
-def select_device(name: str, ranks: Ranks) -> torch.device:
-    """``auto`` trains on CUDA when there is a GPU, else on the CPU (not MPS); under
-    torchrun each rank takes its own GPU."""
-    try:
-        device = resolve_device(name, use="train")
-    except ValueError as exc:
-        raise ValueError(f"config key 'train.device': {exc}") from exc
-    if device.type == "cuda":
-        if ranks.world_size > 1:
-            device = torch.device("cuda", ranks.local_rank)
-        torch.cuda.set_device(device)
-    return device
 
 
 @dataclass(frozen=True)
@@ -102,7 +79,15 @@ class Runtime:
         """Join torchrun's process group (if any), then pick the device, precision and
         threads."""
         ranks = init_distributed(train.device, train.dist_timeout)
-        device = select_device(train.device, ranks)
+        # auto trains on CUDA when there is a GPU, else on the CPU (not MPS)
+        try:
+            device = resolve_device(train.device, use="train")
+        except ValueError as exc:
+            raise ValueError(f"config key 'train.device': {exc}") from exc
+        if device.type == "cuda":
+            if ranks.world_size > 1:  # under torchrun each rank takes its own GPU
+                device = torch.device("cuda", ranks.local_rank)
+            torch.cuda.set_device(device)
         precision = resolve_precision(
             train.precision, device, use="train", key="config key 'train.precision'"
         )
@@ -111,39 +96,19 @@ class Runtime:
         channels_last = train.channels_last and device.type == "cuda"
         return cls(ranks, device, precision, torch.get_num_threads(), channels_last)
 
-    def record(self, train: TrainConfig) -> None:
-        """Replace ``auto`` (and an unset thread count) in ``train`` by what the run runs
-        with, so config.yaml says it and a resumed run continues with the same."""
-        train.device, train.precision = str(self.device), self.precision.name
-        train.threads = self.threads
-
-    def describe(self) -> dict[str, Any]:
-        """What the generator files' training summary records of the run's runtime."""
-        return {
-            "device": str(self.device),
-            "precision": self.precision.name,
-            "threads": self.threads,
-        }
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def check_sizes(config: Config, model: Trainer, sample: dict[str, Any]) -> None:
     """Refuse image sizes the generator cannot take (U-Net depth vs crop size)."""
     multiple = max(getattr(g, "size_multiple", 1) for _, g in model.generators().values())
     pre, name = config.data.preprocess, config.generator.name
-    if pre.mode in CROPPING_MODES and pre.crop_size % multiple:
+    if pre.mode not in UNCROPPED_MODES and pre.crop_size % multiple:
         raise ValueError(
             f"config key 'data.preprocess.crop_size': {pre.crop_size} is not a multiple of "
             f"{multiple}, which generator {name!r} needs (a U-Net needs 2**num_downs); "
             f"use a crop size of {max(multiple, pre.crop_size // multiple * multiple)} "
             "or a shallower generator"
         )
-    if pre.mode not in CROPPING_MODES and pre.size_multiple % multiple:
+    if pre.mode in UNCROPPED_MODES and pre.size_multiple % multiple:
         raise ValueError(
             f"config key 'data.preprocess.size_multiple': {pre.size_multiple} is not a "
             f"multiple of {multiple}, which generator {name!r} needs"
@@ -254,12 +219,11 @@ class StopRequest:
         self.signal = signum
 
     def __enter__(self) -> StopRequest:
-        if hasattr(signal, "SIGTERM"):
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread: leave signals alone
-                    break
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                break
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -400,7 +364,7 @@ class Evaluator:
         tqdm.write(f"validation: {self.val_images} {what} ({where})", file=sys.stderr)
         if self.val_images >= FEW_VAL_IMAGES or data.single_image is not None:
             return  # (one image is all that single-image training has to show)
-        crops = data.preprocess.mode in CROPPING_MODES
+        crops = data.preprocess.mode not in UNCROPPED_MODES
         each = f", one centre crop of {data.preprocess.crop_size} px each" if crops else ""
         if self.val_images < len(self.val_set):
             fix = f"raise data.val_size (now {data.val_size})"
@@ -478,19 +442,15 @@ class Evaluator:
         # the comparison in the direction that is better: negated where higher is
         sign = -1 if model.best_higher else 1
         best = self.best.get(model.best_metric, sign * math.inf)
-        improved = sign * self._best_metric(values) < sign * best
+        if model.best_metric not in values:
+            raise ValueError(
+                f"trainer {self.config.model!r}: its best_metric {model.best_metric!r} is not "
+                f"among the validation values ({', '.join(values) or 'none'})"
+            )
+        improved = sign * values[model.best_metric] < sign * best
         if improved:
             self.best = {**values, "step": step, "epoch": epoch}
         return Evaluation(samples, values, monitor, warnings, improved, first_baseline)
-
-    def _best_metric(self, values: dict[str, float]) -> float:
-        metric = self.model.best_metric
-        if metric not in values:
-            raise ValueError(
-                f"trainer {self.config.model!r}: its best_metric {metric!r} is not among the "
-                f"validation values ({', '.join(values) or 'none'})"
-            )
-        return values[metric]
 
     def _choose_eval_mode(self, running_l1: float, stop: StopRequest | None) -> dict[str, float]:
         """Score the validation set again as the reference tests (each image's batch norm
@@ -554,11 +514,16 @@ class Engine:
         prepared = trainer.prepare(config)
         self.config = config = prepared.config
         self.runtime = runtime = Runtime.resolve(config.train)
-        runtime.record(config.train)
+        # auto and an unset thread count replaced by what the run runs with, so config.yaml
+        # says it and a resumed run continues with the same
+        config.train.device, config.train.precision = str(runtime.device), runtime.precision.name
+        config.train.threads = runtime.threads
         self.ranks, self.device = runtime.ranks, runtime.device
         if elastic:
             resume = self._restarted()
-        seed_everything(config.train.seed)
+        random.seed(config.train.seed)
+        np.random.seed(config.train.seed)
+        torch.manual_seed(config.train.seed)
 
         self.train_set, val_set, config.data.val_split = build_datasets(config)
         self.model = build_model(trainer, prepared, val_set[0], runtime)
@@ -625,9 +590,15 @@ class Engine:
         ``stopped_by`` then holds the signal number.
         """
         with self.stop:
-            if self._max_steps_end_the_run():
-                self._warn_decay_never_starts()
-            bar = self._bar()
+            self._warn_decay_never_starts()
+            # the run's one progress bar: steps to the end of the run, with tqdm's estimate
+            # of the time left (the epoch is in its description)
+            steps = self.total_epochs * self.sampler.batches_per_epoch()
+            bar = tqdm(
+                desc=self._epoch_desc(), initial=self.step, unit="step", dynamic_ncols=True,
+                total=min(steps, self.config.train.max_steps or steps),
+                disable=not (self.progress and self.ranks.main),
+            )  # fmt: skip
             self.time.start()
             try:
                 while (
@@ -668,20 +639,16 @@ class Engine:
             self.timed_out = any_rank(self.time.passed(), self.device, self.ranks.world_size)
         return self.timed_out
 
-    def _max_steps_end_the_run(self) -> bool:
-        max_steps = self.config.train.max_steps
-        return max_steps is not None and max_steps < (
-            self.total_epochs * self.sampler.batches_per_epoch()
-        )
-
     def _warn_decay_never_starts(self) -> None:
         """A run that ``train.max_steps`` stops before the learning rate decays trains at the
         full rate throughout, which the schedule's numbers alone hide."""
         start, steps = decay_start(self.config.schedule), self.config.train.max_steps
-        assert steps is not None  # called when max_steps ends the run
-        last_epoch = math.ceil(steps / self.sampler.batches_per_epoch())  # 1-based
-        if start is None or last_epoch > start or not self.ranks.main:
+        if steps is None or start is None or not self.ranks.main:
             return
+        per_epoch = self.sampler.batches_per_epoch()
+        last_epoch = math.ceil(steps / per_epoch)  # 1-based
+        if steps >= self.total_epochs * per_epoch or last_epoch > start:
+            return  # train.max_steps does not end the run, or ends it after the decay starts
         s = self.config.schedule
         tqdm.write(
             f"warning: train.max_steps {steps} ends the run in epoch {last_epoch} of "
@@ -690,21 +657,6 @@ class Engine:
             "schedule.decay_epochs",
             file=sys.stderr,
         )
-
-    @property
-    def total_steps(self) -> int:
-        """The steps the run takes: the schedule's, or ``train.max_steps`` when fewer."""
-        steps = self.total_epochs * self.sampler.batches_per_epoch()
-        max_steps = self.config.train.max_steps
-        return steps if max_steps is None else min(steps, max_steps)
-
-    def _bar(self) -> tqdm:
-        """The run's one progress bar: steps to the end of the run, with tqdm's estimate of
-        the time left (the epoch is in its description)."""
-        return tqdm(
-            desc=self._epoch_desc(), initial=self.step, total=self.total_steps, unit="step",
-            disable=not (self.progress and self.ranks.main), dynamic_ncols=True,
-        )  # fmt: skip
 
     def _epoch_desc(self) -> str:
         return f"epoch {self.epoch + 1}/{self.total_epochs}"
@@ -784,21 +736,15 @@ class Engine:
         tqdm.write(f"{where}{' ' + what if what else ''}: {listed}", file=sys.stderr)
 
     def _end_epoch(self) -> None:
-        plateau = self.config.schedule.policy == "plateau"
-        metric = self._plateau_metric() if plateau else None
+        metric = None  # plateau: the trainer's metric of the epoch's mean losses, on every rank
+        if self.config.schedule.policy == "plateau":
+            total = self.model.plateau_metric(self.epoch_window.means())
+            metric = mean_over_ranks(total, self.device, self.ranks.world_size)
         for scheduler in self.schedulers.values():
-            if plateau:
-                scheduler.step(metric)
-            else:
-                scheduler.step()
+            scheduler.step() if metric is None else scheduler.step(metric)
         self.epoch += 1
         self.epoch_batches = 0
         self.epoch_window = LossMeans()
-
-    def _plateau_metric(self) -> float:
-        """The trainer's plateau metric of the epoch's mean losses, the same on every rank."""
-        total = self.model.plateau_metric(self.epoch_window.means())
-        return mean_over_ranks(total, self.device, self.ranks.world_size)
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -845,7 +791,9 @@ class Engine:
             "val_images": self.evaluator.val_images,
             # a label model's class names and colours: serve's paint tab shows them
             **({"labels": asdict(data.labels)} if data.label_nc else {}),
-            **self.runtime.describe(),  # device, precision, threads
+            "device": str(self.runtime.device),
+            "precision": self.runtime.precision.name,
+            "threads": self.runtime.threads,
         }
 
     def preprocessing(self) -> InputSpec:
@@ -856,12 +804,9 @@ class Engine:
     def save_generators(self, path: Path) -> None:
         """Write the generator file ``path`` (in the run directory) from the current weights."""
         save_generators(
-            path,
-            self.model.generators(),
-            self.preprocessing(),
-            self.summary(),
+            path, self.model.generators(), self.preprocessing(), self.summary(),
             eval_mode=self.evaluator.eval_mode,
-        )
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs: networks, optimizers, schedulers, step, RNG states."""
@@ -900,32 +845,29 @@ class Engine:
     def restore(self, state: dict[str, Any], path: Path) -> None:
         """Continue from ``state``, as read from the checkpoint ``path``."""
         try:
-            self._restore(state, path)
+            try:
+                self.model.load_state_dict(state["model"])
+            except RuntimeError as exc:
+                raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
+            self.model.load_extra_state(state["extra"], self.device)
+            s = self.stepper
+            for name, optimizer in s.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+                self.schedulers[name].load_state_dict(state["schedulers"][name])
+                s.scalers[name].load_state_dict(state["scalers"][name])
+            self.step, self.epoch = state["step"], state["epoch"]
+            self.epoch_batches = state["epoch_batches"]
+            self.time.before = state["run_seconds"]
+            self.evaluator.load_state_dict(state)
+            self.log_window.load_state_dict(state["loss_window"], self.device)
+            self.epoch_window.load_state_dict(state["epoch_window"], self.device)
+            set_rng_state(state["rng"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:
+                tqdm.write(f"{path}: no weight average (trained without train.ema); it starts now")
         except KeyError as exc:
             raise ValueError(
                 f"{path}: no {exc} entry: written by another version of translate or damaged; "
                 "resume from a checkpoint of this version, or start the run again"
             ) from None
-
-    def _restore(self, state: dict[str, Any], path: Path) -> None:
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: the networks do not fit this config ({exc})") from exc
-        self.model.load_extra_state(state["extra"], self.device)
-        s = self.stepper
-        for name, optimizer in s.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
-            s.scalers[name].load_state_dict(state["scalers"][name])
-        self.step, self.epoch = state["step"], state["epoch"]
-        self.epoch_batches = state["epoch_batches"]
-        self.time.before = state["run_seconds"]
-        self.evaluator.load_state_dict(state)
-        self.log_window.load_state_dict(state["loss_window"], self.device)
-        self.epoch_window.load_state_dict(state["epoch_window"], self.device)
-        set_rng_state(state["rng"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        elif self.ema is not None:
-            tqdm.write(f"{path}: no weight average (trained without train.ema); it starts now")

@@ -33,10 +33,6 @@ MAX_WARNINGS_SHOWN = 50  # a long collapsed run repeats itself; metrics.jsonl ha
 _HEADER = 14  # pixels of column labels above a sample grid
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def utf8_text(data: bytes, where: str) -> str:
     """``data`` decoded; bytes that are not UTF-8 are a ``ValueError`` naming ``where``."""
     try:
@@ -70,7 +66,7 @@ def _series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[fl
     by_key: dict[str, dict[int, float]] = {}
     for record in records:
         for key, value in record.items():
-            if key in ("step", "epoch") or not _is_number(value):
+            if key in ("step", "epoch") or type(value) not in (int, float):
                 continue
             by_key.setdefault(key, {})[int(record["step"])] = float(value)
     return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in by_key.items()}
@@ -85,13 +81,6 @@ def metric_panel(key: str) -> str | None:
     if key in MONITOR_KEYS:
         return "monitoring"
     return "losses"
-
-
-def _scale_y(ax: Any, values: list[float]) -> None:
-    # Weighted terms (pix2pix's 100 x L1) dwarf the GAN losses on a linear axis.
-    finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) > 10 * min(finite):
-        ax.set_yscale("log")
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
@@ -122,8 +111,10 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike[str]) ->
             for key, (steps, values) in curves.items():
                 ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None, lw=1)
             ax.set_title(title)
-            if title == "losses":
-                _scale_y(ax, [v for _, values in curves.values() for v in values])
+            finite = [v for _, values in curves.values() for v in values if math.isfinite(v)]
+            # weighted terms (pix2pix's 100 x L1) dwarf the GAN losses on a linear axis
+            if title == "losses" and finite and 0 < min(finite) < max(finite) / 10:
+                ax.set_yscale("log")
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
             if curves and list(curves) != [title]:
@@ -173,12 +164,9 @@ class RunReport:
     """The run directory's human-readable side; every method is a no-op when disabled."""
 
     def __init__(
-        self,
-        run_dir: str | os.PathLike[str],
-        enabled: bool = True,
-        tensorboard: bool = True,
+        self, run_dir: str | os.PathLike[str], enabled: bool = True, tensorboard: bool = True,
         resume_step: int | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``resume_step``: the run continues from that step's checkpoint; what an earlier
         attempt logged after it is dropped (metrics.jsonl, sample grids, TensorBoard), since
         the resumed run logs those steps again."""
@@ -222,11 +210,7 @@ class RunReport:
                 self._file.flush()
 
     def log(
-        self,
-        step: int,
-        epoch: int,
-        metrics: dict[str, float],
-        warnings: Sequence[str] = (),
+        self, step: int, epoch: int, metrics: dict[str, float], warnings: Sequence[str] = ()
     ) -> None:
         """Append one record to metrics.jsonl (flushed at once) and to TensorBoard.
 

@@ -44,28 +44,13 @@ from translate.models.model_file import GeneratorSpec
 from translate.networks import count_macs
 from translate.networks.eval_mode import set_eval_mode
 from translate.networks.registry import GENERATORS
-from translate.training.base import (
-    Prepared,
-    Stepper,
-    Trainer,
-    Validation,
-    frozen,
-    parameters,
-)
+from translate.training.base import Prepared, Stepper, Trainer, Validation, frozen, parameters
 from translate.training.config import Config
 from translate.training.specs.distill import DistillSpec, DistillUnpairedSpec, load_teacher
 
 MAC_SIZE = (256, 256)  # where the default student's MAC budget is counted
 WIDEST = 256  # the widest ngf the default student is searched up to
 NARROWEST = 4  # the narrowest default student: below it a student barely learns
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,7 +70,11 @@ def load_frozen_teacher(config: Config) -> Teacher:
     the data's channels; any mismatch is a ``ValueError`` naming the key and the file."""
     loss, data = config.loss, config.data
     teacher_file, path = load_teacher(loss.teacher)
-    digest = file_sha256(path)
+    sha256 = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha256.update(chunk)
+    digest = sha256.hexdigest()
     if loss.teacher_sha256 and loss.teacher_sha256 != digest:
         raise ValueError(
             f"config key 'loss.teacher': {path} changed since this run started (SHA-256 "
