@@ -59,30 +59,38 @@ def conv_bias(norm: str) -> bool:
     return norm != "batch"
 
 
+def on_meta(net: nn.Module) -> bool:
+    """Whether ``net`` was built on the meta device (model_file.check_weights' shape check).
+    Initialisers skip such a network: its tensors hold no values, and a random fill of a meta
+    tensor imports torch._dynamo, 1.5 s of every model load."""
+    return any(p.is_meta for p in net.parameters())
+
+
 def init_weights(
     net: nn.Module, init: str = "normal", init_gain: float = 0.02, spectral_norm: bool = False
 ) -> nn.Module:
     """Initialise convolutions as the reference code does (N(0, 0.02) by default); then, with
     ``spectral_norm``, put spectral norm on every 2-d convolution (the registries' finish)."""
     check_choice("init", init, INITS)
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            # Spectral norm moves the weight to a parametrization; init the original.
-            weight = getattr(module, "parametrizations", None)
-            weight = weight.weight.original if weight is not None else module.weight
-            if init == "normal":
-                nn.init.normal_(weight, 0.0, init_gain)
-            elif init == "xavier":
-                nn.init.xavier_normal_(weight, gain=init_gain)
-            elif init == "kaiming":
-                nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
-            else:
-                nn.init.orthogonal_(weight, gain=init_gain)
-            if module.bias is not None:
+    if not on_meta(net):
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+                # Spectral norm moves the weight to a parametrization; init the original.
+                weight = getattr(module, "parametrizations", None)
+                weight = weight.weight.original if weight is not None else module.weight
+                if init == "normal":
+                    nn.init.normal_(weight, 0.0, init_gain)
+                elif init == "xavier":
+                    nn.init.xavier_normal_(weight, gain=init_gain)
+                elif init == "kaiming":
+                    nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
+                else:
+                    nn.init.orthogonal_(weight, gain=init_gain)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d) and module.affine:
+                nn.init.normal_(module.weight, 1.0, init_gain)
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d) and module.affine:
-            nn.init.normal_(module.weight, 1.0, init_gain)
-            nn.init.zeros_(module.bias)
     if spectral_norm:
         for module in list(net.modules()):
             for name, child in list(module.named_children()):

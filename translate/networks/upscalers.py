@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate.networks.features import Generator
-from translate.networks.layers import check_choice
+from translate.networks.layers import check_choice, on_meta
 
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 
@@ -126,7 +126,7 @@ class SRVGGNetCompact(Generator):
         self.body = nn.ModuleList(layers)
         self.upsampler = nn.PixelShuffle(scale)
         self.residual = UpsampledResidual(scale, skip)
-        if init == "kaiming":
+        if init == "kaiming" and not on_meta(self):
             self._init_kaiming(act)
 
     def _init_kaiming(self, act: str) -> None:
@@ -159,7 +159,9 @@ class ResidualDenseBlock(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         # ESRGAN's initialisation: Kaiming, scaled by 0.1, so the deep residual stack starts
         # close to the identity.
-        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+        for conv in (
+            () if on_meta(self) else (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5)
+        ):
             nn.init.kaiming_normal_(conv.weight)
             with torch.no_grad():
                 conv.weight.mul_(0.1)
