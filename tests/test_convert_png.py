@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from translate.cli import main
-from translate.conversion.convert import convert_folder, model_threads
+from translate.conversion.convert import convert_folder
 from translate.conversion.manifest import MANIFEST_NAME
 from translate.data.images import png_rows, write_image
 from translate.inference.options import PNG_COMPRESSION, OptionError
@@ -98,25 +98,6 @@ def test_a_bad_level_is_one_line(model, src, tmp_path):
     assert "Traceback" not in result.output
     with pytest.raises(OptionError, match="png_compression: must be at most 9, got 10"):
         convert_folder(src, tmp_path / "out", model, png_compression=10)
-
-
-def test_the_model_gets_all_threads_but_one(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with model_threads() as threads:
-            assert threads == torch.get_num_threads() == 1  # the other core encodes
-        assert torch.get_num_threads() == 2
-        torch.set_num_threads(1)
-        with model_threads() as threads:
-            assert threads == 1  # never none
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        torch.set_num_threads(2)
-        with model_threads() as threads:
-            assert threads == 2  # the user's count stands
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_a_folder_from_before_the_level_was_recorded_resumes_at_level_6(model, src, tmp_path):

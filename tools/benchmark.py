@@ -55,7 +55,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,6 @@ from tqdm import tqdm
 
 import translate
 from translate import Translator, convert_folder
-from translate.conversion.convert import model_threads
 from translate.conversion.video import convert_video
 from translate.core.atomic import atomic_write_text
 from translate.core.runtime import Precision, cpu_info, resolve_device
@@ -684,25 +682,23 @@ def backend_case(
     return row
 
 
-# The demo's converter as `translate convert demo IN OUT` runs it: with its defaults (the
-# model on all threads but one, precision auto, PNGs at zlib level 1), and as it ran before
-# they changed (ab84310: the model on torch's own threads, `--backend torch --precision
-# fp32`, PNGs at level 6). -> (Translator options, convert_folder options, model_threads)
+# The demo's converter as `translate convert demo IN OUT` runs it: with its defaults
+# (precision auto, PNGs at zlib level 1), and with the settings it ran at before they
+# changed (ab84310: `--backend torch --precision fp32`, PNGs at level 6).
+# -> (Translator options, convert_folder options)
 CONVERT_SETTINGS = {
-    "defaults": ({}, {}, True),
-    "before: fp32, png 6": ({"precision": "fp32"}, {"png_compression": 6}, False),
+    "defaults": ({}, {}),
+    "before: fp32, png 6": ({"precision": "fp32"}, {"png_compression": 6}),
 }
 
 
 def convert_settings_case(settings: str, folder: str) -> dict[str, Any]:
     """``convert_folder`` images/s of the demo over ``folder`` with ``CONVERT_SETTINGS``'s
-    options and threads, model load included and no warm-up, as on the command line."""
-    translating, writing, fewer_threads = CONVERT_SETTINGS[settings]
+    options, model load included and no warm-up, as on the command line."""
+    translating, writing = CONVERT_SETTINGS[settings]
     count = len(list(Path(folder).glob("*.png")))
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        if fewer_threads:
-            stack.enter_context(model_threads())
+    with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         translator = Translator.load("demo", device="cpu", **translating)
         summary = convert_folder(folder, Path(tmp, "out"), translator, progress=False, **writing)

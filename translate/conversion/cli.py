@@ -104,7 +104,7 @@ def convert(
     converts its share; with --ray, a pool of Ray actors converts the files (same outputs,
     manifest and exit codes). Exit code 1 when any image or video failed.
     """
-    from translate.conversion.convert import IMAGES, model_threads
+    from translate.conversion.convert import IMAGES
     from translate.conversion.runner import listed_inputs, run_conversion, writes_one_file
     from translate.conversion.video import VIDEOS
     from translate.core.process import Ranks
@@ -131,9 +131,8 @@ def convert(
     with user_errors():
         inputs = listed_inputs(input, files_from, pattern)
         if ray_address is None:
-            with model_threads():
-                translator = Translator.load(model, translating, arch=arch, norm=norm)
-                summary = run_conversion(input, output, translator, writing, sources, inputs)
+            translator = Translator.load(model, translating, arch=arch, norm=norm)
+            summary = run_conversion(input, output, translator, writing, sources, inputs)
         else:
             from translate.conversion.ray import convert_on_ray
 

@@ -18,13 +18,12 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -53,7 +52,6 @@ __all__ = [
     "IMAGES",
     "convert_folder",
     "shard",
-    "model_threads",
 ]
 
 T = TypeVar("T")
@@ -192,25 +190,6 @@ def convert_folder(
     # Loaded even when every output exists: a wrong model or option is an error, not a no-op.
     translator = model if isinstance(model, Translator) else Translator.load(model)
     return run_conversion(Path(src), Path(dst), translator, options, (IMAGES,))
-
-
-@contextmanager
-def model_threads() -> Iterator[int]:
-    """Within the block, the model has all of torch's threads but one, left to decoding and
-    encoding, unless ``OMP_NUM_THREADS`` chose the count; yields the count. ``translate
-    convert`` loads the model inside it (onnxruntime and openvino take torch's count then).
-
-    On 2 cores the model on one thread and the codec pools on the other convert faster
-    than the model on both, whose threads wait on each other whenever an encoder holds a
-    core (docs/benchmarks-backends.md).
-    """
-    before = torch.get_num_threads()
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, before - 1))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
