@@ -60,15 +60,6 @@ COMPARISONS: dict[str, tuple[tuple[Entry, ...], Callable[..., dict[str, Any]]]] 
         unpaired_equal_time.score,
     ),
 }
-COLUMNS = (  # key, heading, digits
-    ("steps", "steps", 0),
-    ("s_per_step", "s/step", 3),
-    ("miou", "mIoU", 3),
-    ("pixel_accuracy", "pixel acc.", 3),
-    ("psnr", "PSNR dB", 2),
-    ("ssim", "SSIM", 3),
-    ("fid", "FID", 1),
-)
 
 
 def compare(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +82,7 @@ def compare(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
         real = data / "val" / "B"
         report["rows"]["real images (the ceiling)"] = labels_equal_time.segmentation(real, data)
     report_path.write_text(json.dumps(report, indent=2))
-    table = markdown(report, COLUMNS)
+    table = markdown(report, labels_equal_time.COLUMNS)
     (run.out / "equal_time.md").write_text(table)
     print(f"## {name}\n\n{table}")
     return report
