@@ -38,8 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
 
-from sr_side_by_side import machine, one_core_env, uptime  # noqa: E402
-from unpaired_equal_time import Entry, evaluate, markdown, pace, train_all  # noqa: E402
+from sr_side_by_side import one_core_env  # noqa: E402
+from unpaired_equal_time import Entry, evaluate, markdown, pace, trained  # noqa: E402
 
 TRAINERS = (
     Entry("SPADE", "configs/worldmaps_spade.yaml"),
@@ -118,13 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     report_path = args.out / "equal_time.json"
     segmenter(args.data)  # trained (once) before any run's clock starts
-    if args.score_only:
-        report = json.loads(report_path.read_text())
-    else:
-        report = {"minutes": args.minutes, "machine": machine(), "uptime_before": uptime()}
-        train_all(entries, [int(c) for c in args.cores.split(",")], args)
-        report["uptime_after"] = uptime()
-        report_path.write_text(json.dumps(report, indent=2))  # --score-only starts here
+    report = trained(entries, args)
     rows = {e.name: score(e, args) for e in entries}
     real = args.data / "val" / "B"
     rows["real images (the ceiling)"] = {**segmentation(real, args.data),

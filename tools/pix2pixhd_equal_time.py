@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
 
 import labels_equal_time  # noqa: E402
 import unpaired_equal_time  # noqa: E402
-from sr_side_by_side import machine, uptime  # noqa: E402
-from unpaired_equal_time import Entry, markdown, train_all  # noqa: E402
+from unpaired_equal_time import Entry, markdown, trained  # noqa: E402
 
 LABELS_512 = "configs/worldmaps_labels_pix2pixhd_512.yaml"
 FROM_THE_START = ("loss.global_steps=0", "loss.fix_global_steps=0")  # the whole net at 512 px
@@ -70,13 +69,7 @@ def compare(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     report_path = run.out / "equal_time.json"
     if name == "coarse-to-fine":
         labels_equal_time.segmenter(data)  # trained (once) before any run's clock starts
-    if args.score_only:
-        report = json.loads(report_path.read_text())
-    else:
-        report = {"minutes": args.minutes, "machine": machine(), "uptime_before": uptime()}
-        train_all(entries, [int(c) for c in args.cores.split(",")], run)
-        report["uptime_after"] = uptime()
-        report_path.write_text(json.dumps(report, indent=2))  # --score-only starts here
+    report = trained(entries, run)
     report["rows"] = {e.name: score(e, run) for e in entries}
     if name == "coarse-to-fine":
         real = data / "val" / "B"

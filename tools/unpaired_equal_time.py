@@ -113,6 +113,19 @@ def train_all(entries: tuple[Entry, ...], cores: list[int], args: argparse.Names
                 raise SystemExit(f"{entry.name} failed (exit code {code}):\n{tail}")
 
 
+def trained(entries: tuple[Entry, ...], args: argparse.Namespace) -> dict[str, Any]:
+    """The report of ``entries``' runs in ``args.out``: with ``--score-only`` the one saved
+    when they were trained, else train them now (``train_all``) and save it."""
+    path = args.out / "equal_time.json"
+    if args.score_only:
+        return json.loads(path.read_text())
+    report = {"minutes": args.minutes, "machine": machine(), "uptime_before": uptime()}
+    train_all(entries, [int(c) for c in args.cores.split(",")], args)
+    report["uptime_after"] = uptime()
+    path.write_text(json.dumps(report, indent=2))  # --score-only starts here
+    return report
+
+
 def pace(run_dir: Path) -> dict[str, Any]:
     """Steps reached and seconds per step (the run's wall time over its steps), from the
     newest checkpoint."""
@@ -201,12 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--only: none of {', '.join(e.name for e in TRAINERS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     report_path = args.out / "equal_time.json"
-    if args.score_only:
-        report = json.loads(report_path.read_text())
-    else:
-        report = {"minutes": args.minutes, "machine": machine(), "uptime_before": uptime()}
-        train_all(entries, [int(c) for c in args.cores.split(",")], args)
-        report["uptime_after"] = uptime()
+    report = trained(entries, args)
     rows = {e.name: score(e, args) for e in entries}
     rows["identity (testA as it is)"] = evaluate(args.data / "testA", args.data / "testB",
                                                  args.weights)  # fmt: skip
