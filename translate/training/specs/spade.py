@@ -9,15 +9,7 @@ from dataclasses import dataclass, field
 from translate.data.layout import LABELS
 from translate.training.config import LossConfig
 from translate.training.specs import TRAINERS, TrainerSpec
-
-# The authors' VGGLoss: the first ReLU of each of VGG19's five blocks, deeper ones weighted more.
-SPADE_LAYERS = {
-    "relu1_1": 1 / 32,
-    "relu2_1": 1 / 16,
-    "relu3_1": 1 / 8,
-    "relu4_1": 1 / 4,
-    "relu5_1": 1.0,
-}
+from translate.training.specs.pix2pixhd import VGG_LAYERS
 
 
 @dataclass
@@ -28,8 +20,8 @@ class SPADELoss(LossConfig):
     # a local file (none can be downloaded here), off without one
     lambda_vgg: float = 10.0
     perceptual_weights: str | None = None  # torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth)
-    # VGG19 layers and their weights: the authors' VGGLoss
-    perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(SPADE_LAYERS))
+    # VGG19 layers and their weights: the authors' VGGLoss, pix2pixHD's
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: dict(VGG_LAYERS))
     # KL of the style codes to N(0, I), summed over a code, averaged over the batch; only
     # with a style encoder (generator.options.style_dim)
     lambda_kld: float = 0.05
