@@ -10,6 +10,8 @@ from torch import nn
 from translate.models.model_file import GeneratorSpec, save_generators
 from translate.networks import GENERATORS
 from translate.networks.features import Generator
+from translate.networks.oasis import with_noise
+from translate.networks.spade import noise_code
 
 NAME = "toy_noise_labels_test"
 CLASSES = 4
@@ -48,10 +50,7 @@ class ToyNoiseLabels(Generator):
         layers: list[int] | None = None,
         with_output: bool = False,
     ) -> torch.Tensor:
-        if z is None:
-            z = torch.randn(x.shape[0], NOISE, device=x.device)
-        planes = z[:, :, None, None].expand(-1, -1, *x.shape[-2:])
-        return super().forward(torch.cat([x, planes.to(x.dtype)], 1), layers, with_output)
+        return super().forward(with_noise(x, noise_code(x, z, NOISE)), layers, with_output)
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.tanh(self.mix(self.body(self.join(x))))

@@ -19,7 +19,13 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from translate.networks.features import Generator
-from translate.networks.spade import SPADEResnetBlock, spectral_norm_blocks
+from translate.networks.spade import SPADEResnetBlock, noise_code, spectral_norm_blocks
+
+
+def with_noise(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The label maps ``x`` with their codes ``z`` (N, noise_dim) replicated over the pixels
+    after them: OASIS's "3D noise"."""
+    return torch.cat([x, z.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
 
 
 class OASISGenerator(Generator):
@@ -74,16 +80,7 @@ class OASISGenerator(Generator):
         """The image of label map ``x`` (NCHW, sides a multiple of 32) under code ``z``
         (``(N, noise_dim)``; None: drawn with ``torch.randn``); ``layers`` and
         ``with_output`` as for every :class:`Generator`."""
-        if z is None:
-            z = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
-        elif z.shape != (x.shape[0], self.noise_dim):
-            raise ValueError(
-                f"z: expected shape {(x.shape[0], self.noise_dim)} (images, noise_dim), "
-                f"got {tuple(z.shape)}"
-            )
-        noise = z.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
-        x = torch.cat([x, noise], 1)
-        return super().forward(x, layers, with_output)
+        return super().forward(with_noise(x, noise_code(x, z, self.noise_dim)), layers, with_output)
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         """The image of ``x``, the label map with the noise channels already after it."""

@@ -113,6 +113,18 @@ class StyleEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
+def noise_code(x: torch.Tensor, z: torch.Tensor | None, noise_dim: int) -> torch.Tensor:
+    """The code of the label maps ``x``: ``z``, checked to be ``(N, noise_dim)``, or drawn
+    from torch's global RNG (``torch.randn``) when None."""
+    if z is None:
+        return torch.randn(x.shape[0], noise_dim, device=x.device, dtype=x.dtype)
+    if z.shape != (x.shape[0], noise_dim):
+        raise ValueError(
+            f"z: expected shape {(x.shape[0], noise_dim)} (images, noise_dim), got {tuple(z.shape)}"
+        )
+    return z
+
+
 def spectral_norm_blocks(blocks: nn.ModuleList) -> None:
     """Spectral norm on the convolutions of SPADE residual blocks (not on their SPADE
     layers), as the SPADE and OASIS authors' generators have it."""
@@ -220,9 +232,9 @@ class SPADEGenerator(Generator):
                 raise ValueError("z: this SPADE generator takes no code (style_dim 0)")
             out = self.fc(F.interpolate(x, size=grid))
         else:
-            if z is None:
-                z = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
-            out = self.fc(z).view(x.shape[0], -1, self.grid, self.grid)
+            out = self.fc(noise_code(x, z, self.noise_dim)).view(
+                x.shape[0], -1, self.grid, self.grid
+            )
             if out.shape[-2:] != grid:
                 out = F.interpolate(out, size=grid, mode="bilinear")
         for up, block in zip(self.upsample_before, self.blocks, strict=True):
