@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,19 +208,33 @@ def test_paint_a_stroke_and_the_synthesised_image_changes(
         assert [b.text for b in swatches] == ["sea", "land", "hill", "ice"]
         swatches[2].click()
         canvas = driver.find_element(By.ID, "paint-canvas")
-        frames = int(out.get_attribute("data-frames"))
+
+        def redrawn(after: Callable[[], None], why: str) -> None:
+            """Do ``after``, then wait for a new frame whose image differs from the last."""
+            frames, shown = (
+                int(out.get_attribute("data-frames")),
+                driver.execute_script(image_bytes, out),
+            )
+            after()
+            wait(
+                driver,
+                lambda d: (
+                    int(out.get_attribute("data-frames")) > frames
+                    and driver.execute_script(image_bytes, out) != shown
+                ),
+                why,
+            )
+
         # a stroke across the canvas's middle, from its left third to its right third
-        ActionChains(driver).move_to_element_with_offset(
-            canvas, -100, 0
-        ).click_and_hold().move_by_offset(60, 0).move_by_offset(60, 0).move_by_offset(
-            60, 0
-        ).release().perform()
-        wait(
-            driver,
-            lambda d: (
-                int(out.get_attribute("data-frames")) > frames
-                and driver.execute_script(image_bytes, out) != before
-            ),
+        redrawn(
+            ActionChains(driver)
+            .move_to_element_with_offset(canvas, -100, 0)
+            .click_and_hold()
+            .move_by_offset(60, 0)
+            .move_by_offset(60, 0)
+            .move_by_offset(60, 0)
+            .release()
+            .perform,
             "the image did not change after the stroke",
         )
         # the map holds the picked class under the stroke and class 0 away from it
@@ -230,17 +244,7 @@ def test_paint_a_stroke_and_the_synthesised_image_changes(
         assert painted[middle : middle + 3] == hill
         assert painted[corner : corner + 3] != hill
         # a new seed is new noise for the same map
-        after = driver.execute_script(image_bytes, out)
-        frames = int(out.get_attribute("data-frames"))
-        driver.find_element(By.ID, "new-noise").click()
-        wait(
-            driver,
-            lambda d: (
-                int(out.get_attribute("data-frames")) > frames
-                and driver.execute_script(image_bytes, out) != after
-            ),
-            "new noise did not change the image",
-        )
+        redrawn(driver.find_element(By.ID, "new-noise").click, "new noise did not change the image")
         assert driver.find_element(By.ID, "paint-error").get_attribute("hidden")
         # an upload (palette indices, not its colours) replaces the map, at its own size
         ids = np.zeros((30, 40), np.uint8)
