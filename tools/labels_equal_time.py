@@ -29,7 +29,6 @@ The report (``equal_time.md``, ``equal_time.json``) lands in ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
 
 from sr_side_by_side import one_core_env  # noqa: E402
-from unpaired_equal_time import Entry, evaluate, markdown, pace, trained  # noqa: E402
+from unpaired_equal_time import (  # noqa: E402
+    Entry,
+    arguments,
+    evaluate,
+    pace,
+    saved,
+    selected,
+    trained,
+)
 
 TRAINERS = (
     Entry("SPADE", "configs/worldmaps_spade.yaml"),
@@ -99,35 +106,19 @@ def score(entry: Entry, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "datasets" / "worldmaps-labels")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=8.0, help="per trainer")
-    parser.add_argument("--cores", default="0,1", help="cores of the trainers started together")
-    parser.add_argument("--inception-weights", dest="weights", type=Path, default=None)
-    parser.add_argument("--only", default="", help="comma-separated trainer names (all)")
-    parser.add_argument("--score-only", action="store_true", help="score the runs in --out")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, ROOT / "datasets" / "worldmaps-labels", 8.0).parse_args(argv)
     args.data, args.out = args.data.resolve(), args.out.resolve()
     if not (args.data / "labels.yaml").is_file():
         raise SystemExit(f"{args.data}: no labels.yaml; run `translate prepare worldmaps-labels`")
-    names = [n for n in args.only.split(",") if n]
-    entries = tuple(e for e in TRAINERS if not names or e.name in names)
-    if not entries:
-        raise SystemExit(f"--only: none of {', '.join(e.name for e in TRAINERS)}")
+    entries = selected(TRAINERS, args.only)
     args.out.mkdir(parents=True, exist_ok=True)
-    report_path = args.out / "equal_time.json"
     segmenter(args.data)  # trained (once) before any run's clock starts
     report = trained(entries, args)
     rows = {e.name: score(e, args) for e in entries}
     real = args.data / "val" / "B"
     rows["real images (the ceiling)"] = {**segmentation(real, args.data),
                                          **evaluate(real, real, args.weights)}  # fmt: skip
-    report["rows"] = rows
-    report_path.write_text(json.dumps(report, indent=2))
-    table = markdown(report, COLUMNS)
-    (args.out / "equal_time.md").write_text(table)
-    print(table)
+    print(saved(report, rows, args.out, COLUMNS))
     return report
 
 

@@ -28,7 +28,6 @@ Each comparison's report (``equal_time.md``, ``equal_time.json``) lands in ``--o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tools"))  # tools/ is no package
 
 import labels_equal_time  # noqa: E402
 import unpaired_equal_time  # noqa: E402
-from unpaired_equal_time import Entry, markdown, trained  # noqa: E402
+from unpaired_equal_time import Entry, saved, trained  # noqa: E402
 
 LABELS_512 = "configs/worldmaps_labels_pix2pixhd_512.yaml"
 FROM_THE_START = ("loss.global_steps=0", "loss.fix_global_steps=0")  # the whole net at 512 px
@@ -66,18 +65,14 @@ def compare(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     entries, score = COMPARISONS[name]
     run = argparse.Namespace(**{**vars(args), "data": data, "out": args.out / name})
     run.out.mkdir(parents=True, exist_ok=True)
-    report_path = run.out / "equal_time.json"
     if name == "coarse-to-fine":
         labels_equal_time.segmenter(data)  # trained (once) before any run's clock starts
     report = trained(entries, run)
-    report["rows"] = {e.name: score(e, run) for e in entries}
+    rows = {e.name: score(e, run) for e in entries}
     if name == "coarse-to-fine":
         real = data / "val" / "B"
-        report["rows"]["real images (the ceiling)"] = labels_equal_time.segmentation(real, data)
-    report_path.write_text(json.dumps(report, indent=2))
-    table = markdown(report, labels_equal_time.COLUMNS)
-    (run.out / "equal_time.md").write_text(table)
-    print(f"## {name}\n\n{table}")
+        rows["real images (the ceiling)"] = labels_equal_time.segmentation(real, data)
+    print(f"## {name}\n\n{saved(report, rows, run.out, labels_equal_time.COLUMNS)}")
     return report
 
 

@@ -194,35 +194,57 @@ def markdown(report: dict[str, Any], columns: tuple[tuple[str, str, int], ...] =
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "datasets" / "worldmaps")
+def arguments(doc: str, data: Path, minutes: float) -> argparse.ArgumentParser:
+    """The options of an equal-time comparison (this one's and tools/labels_equal_time's):
+    ``doc``'s first paragraph as the description, ``data`` and ``minutes`` the defaults."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=data)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=10.0, help="per trainer")
+    parser.add_argument("--minutes", type=float, default=minutes, help="per trainer")
     parser.add_argument("--cores", default="0,1", help="cores of the trainers started together")
     parser.add_argument("--inception-weights", dest="weights", type=Path, default=None)
     parser.add_argument("--only", default="", help="comma-separated trainer names (all)")
     parser.add_argument("--score-only", action="store_true", help="score the runs in --out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def selected(trainers: tuple[Entry, ...], only: str) -> tuple[Entry, ...]:
+    """The trainers ``--only`` names (comma-separated; empty: all)."""
+    names = [n for n in only.split(",") if n]
+    entries = tuple(e for e in trainers if not names or e.name in names)
+    if not entries:
+        raise SystemExit(f"--only: none of {', '.join(e.name for e in trainers)}")
+    return entries
+
+
+def saved(
+    report: dict[str, Any],
+    rows: dict[str, Any],
+    out: Path,
+    columns: tuple[tuple[str, str, int], ...] = COLUMNS,
+) -> str:
+    """The report with its ``rows`` written to ``out``/equal_time.json and its table to
+    ``out``/equal_time.md; returns the table."""
+    report["rows"] = rows
+    (out / "equal_time.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report, columns)
+    (out / "equal_time.md").write_text(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = arguments(__doc__, ROOT / "datasets" / "worldmaps", 10.0).parse_args(argv)
     args.data, args.out = args.data.resolve(), args.out.resolve()
     for split in ("trainA", "trainB", "testA", "testB"):
         if not (args.data / split).is_dir():
             raise SystemExit(f"{args.data / split}: missing; run `translate prepare worldmaps`")
-    names = [n for n in args.only.split(",") if n]
-    entries = tuple(e for e in TRAINERS if not names or e.name in names)
-    if not entries:
-        raise SystemExit(f"--only: none of {', '.join(e.name for e in TRAINERS)}")
+    entries = selected(TRAINERS, args.only)
     args.out.mkdir(parents=True, exist_ok=True)
-    report_path = args.out / "equal_time.json"
     report = trained(entries, args)
     rows = {e.name: score(e, args) for e in entries}
     rows["identity (testA as it is)"] = evaluate(args.data / "testA", args.data / "testB",
                                                  args.weights)  # fmt: skip
-    report["rows"] = rows
-    report_path.write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (args.out / "equal_time.md").write_text(table)
-    print(table)
+    print(saved(report, rows, args.out))
     return report
 
 
