@@ -135,3 +135,33 @@ def test_feature_taps_match_the_teachers_stages():
     # Tap 12 is entry 12 of the network: the residual stream after three separable blocks.
     expected = student.model[:13](x)
     assert torch.equal(s_feats[2], expected)
+
+
+def test_the_shuffle_student_runs_no_layer_at_full_resolution():
+    net = translate.build_generator("shuffle_resnet", in_channels=1, out_channels=4, ngf=4)
+    assert net.size_multiple == 4
+    sides: list[int] = []
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda m, args, out: sides.append(args[0].shape[-1]))
+    out = net(torch.randn(2, 1, 20, 12) * 5)
+    assert out.shape == (2, 4, 20, 12) and out.abs().max() <= 1
+    # Every convolution at a quarter of the side (5: the blocks' reflection-padded 3), but
+    # the last, at half.
+    assert set(sides) == {3, 5, 6} and sides.index(6) == len(sides) - 1
+    assert len(_depthwise(net)) == 2 * 6
+    # ngf 8, the worldmaps student: 0.173 GMAC at 256 px, 1.9x fewer than the mobile one.
+    student = translate.build_generator("shuffle_resnet", ngf=8)
+    assert count_parameters(student) == 40_492
+    assert count_macs(student, (3, 256, 256)) == 173_015_040
+    with pytest.raises(ValueError, match="n_blocks: must be 0 or more"):
+        translate.build_generator("shuffle_resnet", n_blocks=-1)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_shuffle_student_exports(tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    spec = GeneratorSpec("shuffle_resnet", 3, 3, {"ngf": 2, "n_blocks": 2, "init_gain": 0.3})
+    model = LoadedModel({"AtoB": spec.build().eval()}, {"AtoB": spec})
+    assert export_generator(model, tmp_path / f"g.{fmt}", fmt).stat().st_size > 0

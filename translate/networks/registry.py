@@ -234,6 +234,7 @@ GENERATORS.declare(
     n_blocks=6,
     mobile=True,
 )
+GENERATORS.declare("translate.networks.generators:ShuffleResnetGenerator", "shuffle_resnet")
 GENERATORS.declare("translate.networks.generators:UnetGenerator", "unet_256", "unet")
 GENERATORS.declare("translate.networks.generators:UnetGenerator", "unet_128", num_downs=7)
 GENERATORS.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg_compact", common=False)
