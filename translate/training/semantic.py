@@ -19,14 +19,13 @@ trainer keeps it out of the module tree: in no state dict, optimizer or weight a
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.core.torch_file import is_torchscript
+from translate.core.torch_file import is_torchscript, load_torchscript
 from translate.models.loading import load_model, resolve_model_path
 from translate.training.base import Prepared
 from translate.training.config import Config
@@ -39,10 +38,7 @@ def load_task_model(source: str) -> nn.Module:
     try:
         path = Path(source)
         if path.is_file() and is_torchscript(path):  # under any name (.pt, .ts, .jit)
-            with warnings.catch_warnings():
-                # torch >= 2.10 marks TorchScript deprecated; it is the format asked for
-                warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
-                net = torch.jit.load(str(path), map_location="cpu")
+            net = load_torchscript(path)
         else:
             loaded = load_model(resolve_model_path(source))
             if len(loaded.generators) != 1:
