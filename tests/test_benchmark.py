@@ -26,7 +26,9 @@ def test_quick_realtime_and_video_sections(benchmark, monkeypatch, tmp_path):
 
     backends = [*benchmark.precisions("cpu"), "onnx"]
     rows = {(r["model"], r["backend"]): r for r in results["realtime"]}
-    assert set(rows) == {(m, b) for m in ("student", "resnet_9blocks", "demo") for b in backends}
+    assert set(rows) == {
+        (m, b) for m in ("student", "mobile_student", "resnet_9blocks", "demo") for b in backends
+    }
     for row in rows.values():
         assert 0 < row["p50 ms"] <= row["p95 ms"]
         assert row["frames/s"] > 0

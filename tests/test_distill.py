@@ -261,7 +261,7 @@ def test_worldmaps_distill_config_loads() -> None:
 
     config = load_config(CONFIGS / "worldmaps_distill.yaml")
     assert config.model == "distill" and config.loss.teacher.endswith(".safetensors")
-    assert config.generator.name == "mobile_resnet_9blocks"
+    assert config.generator.name == "shuffle_resnet"
     teacher = load_config(CONFIGS / "worldmaps_teacher.yaml")
     assert teacher.generator.name == "resnet_9blocks"
 
@@ -280,6 +280,24 @@ def test_a_six_block_student_pairs_its_taps_with_the_teachers(
     config["loss"]["teacher_layers"] = [9, 12, 15, 21]  # 21: the first upsampling, 2x larger
     with pytest.raises(ValueError, match=r"'loss.teacher_layers': the teacher's tap 21 is"):
         make_engine(config, tmp_path / "mismatch")
+
+
+def test_the_student_s_trunk_gives_the_default_taps(
+    data: Path, teacher: Path, tmp_path: Path
+) -> None:
+    """Unset distill_layers are the student's trunk taps, recorded in config.yaml; a student
+    without a residual trunk (a U-Net) is told to list its taps."""
+    config = distill(teacher, data)
+    config["generator"] = {"name": "shuffle_resnet", "options": {"ngf": 2}}
+    t = make_engine(config, tmp_path / "shuffle")
+    assert t.config.loss.distill_layers == [3, 5, 7, 9]  # the stem, blocks 2, 4 and 6
+    losses = t.model.train_step(next(iter(t.loader)), t.stepper)
+    assert torch.isfinite(losses["G_distill"]) and losses["G_distill"] > 0
+    recorded = yaml.safe_load((tmp_path / "shuffle" / "config.yaml").read_text())
+    assert recorded["loss"]["distill_layers"] == [3, 5, 7, 9]
+    config["generator"] = {"name": "unet_256", "options": {"ngf": 2, "num_downs": 4}}
+    with pytest.raises(ValueError, match=r"'loss.distill_layers': the student unet_256 has no"):
+        make_engine(config, tmp_path / "unet")
 
 
 def test_the_stage_resolves_what_the_trainer_receives(

@@ -165,3 +165,22 @@ def test_the_shuffle_student_exports(tmp_path, fmt):
     spec = GeneratorSpec("shuffle_resnet", 3, 3, {"ngf": 2, "n_blocks": 2, "init_gain": 0.3})
     model = LoadedModel({"AtoB": spec.build().eval()}, {"AtoB": spec})
     assert export_generator(model, tmp_path / f"g.{fmt}", fmt).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "taps"),
+    [
+        ("resnet_9blocks", {}, [9, 12, 15, 18]),
+        ("mobile_resnet_6blocks", {}, [9, 11, 13, 15]),
+        ("resnet_9blocks", {"antialias": True}, [11, 14, 17, 20]),
+        ("mobile_resnet", {"n_blocks": 1}, [9, 10]),
+        ("shuffle_resnet", {}, [3, 5, 7, 9]),
+        ("unet_256", {}, []),
+    ],
+)
+def test_trunk_taps_are_the_trunk_input_and_its_thirds(name, options, taps):
+    net = translate.build_generator(name, ngf=2, **options)
+    assert net.trunk_taps() == taps
+    if taps:  # the first is the block's input, the others block outputs
+        blocks = [type(net.model[i]).__name__ for i in taps]
+        assert blocks[0] != "ResnetBlock" and set(blocks[1:]) == {"ResnetBlock"}

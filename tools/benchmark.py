@@ -14,12 +14,12 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 - data loader: ``PairedFolder`` + ``DataLoader`` images/s against the training step's rate;
 - unpaired: our ``train_step`` of CUT and FastCUT against our CycleGAN step (``UNPAIRED``),
   iterations/s and peak memory, per precision (bf16 on every CPU, native or not).
-- real time: latency (p50, p95) and frames/s at batch 1 of the mobile student, resnet_9blocks
-  and the demo U-Net, in fp32, bf16 (where native) and through the ONNX export on
+- real time: latency (p50, p95) and frames/s at batch 1 of the real-time student, the mobile
+  student it replaced, resnet_9blocks and the demo U-Net, in fp32, bf16 (where native) and through the ONNX export on
   onnxruntime (``REALTIME``);
 - video: ``convert_video`` frames/s end to end (decode, translate, encode an H.264 clip with
   audio) against the bare forward pass of the same student, batch and precision;
-- backends: the demo model, the distilled student and ``demo-sr`` (256 -> 1024) through the
+- backends: the demo model, the distilled students and ``demo-sr`` (256 -> 1024) through the
   Translator per inference backend and precision (``BACKENDS``: torch fp32, bf16 where
   native, torch bf16 with ``--compile`` where g++ is, onnxruntime and openvino in fp32 and
   int8, openvino bf16 where native) on 1 and 2 threads (``--threads``): batch-1 latency and
@@ -93,16 +93,18 @@ UNPAIRED = {
 }
 
 
-# The real-time models: the student `translate distill` sized from the worldmaps teacher
-# (configs/worldmaps_distill.yaml: ngf 8), the reference-width teacher architecture, and the
-# bundled demo U-Net.
-STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
+# The real-time models: the student configs/worldmaps_distill.yaml distills (shuffle_resnet,
+# ngf 8), the mobile_resnet_9blocks student of that width it replaced, the reference-width
+# teacher architecture, and the bundled demo U-Net.
+STUDENT = GeneratorSpec("shuffle_resnet", 3, 3, {"ngf": 8})
+MOBILE_STUDENT = GeneratorSpec("mobile_resnet_9blocks", 3, 3, {"ngf": 8})
 SECTIONS = (
     "training", "converter", "loader", "unpaired", "realtime", "video", "backends", "ray",
     "distributed", "sr",
 )  # fmt: skip
 REALTIME = {
     "student": STUDENT,
+    "mobile_student": MOBILE_STUDENT,
     "resnet_9blocks": GeneratorSpec("resnet_9blocks", 3, 3, {}),
     "demo": "demo",
 }
@@ -112,8 +114,8 @@ BACKENDS = [
     ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
 ]  # fmt: skip
 COMPILED = "torch compiled"  # the torch backend with --compile (torch.compile; needs g++)
-# The backends section's models: the bundled demo, the distilled student, the bundled x4.
-BACKEND_MODELS = ("demo", "student", "demo-sr")
+# The backends section's models: the bundled demo, the distilled students, the bundled x4.
+BACKEND_MODELS = ("demo", "student", "mobile_student", "demo-sr")
 CALIBRATION_IMAGES = 8
 OPTIONAL_BACKENDS = {"onnxruntime": "onnxruntime", "openvino": "openvino"}  # -> its package
 # The CPU flags that decide these figures: vector width, fused multiply-add, int8/bf16 dots.
@@ -851,7 +853,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--models",
         choices=BACKEND_MODELS,
         action="append",
-        help="backends: measure only this model (repeatable); default: all three",
+        help="backends: measure only this model (repeatable); default: all",
     )
     parser.add_argument(
         "--threads",

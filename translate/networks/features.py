@@ -43,6 +43,12 @@ class Generator(nn.Module):
         registration order, unless a generator overrides it with coarser points."""
         return [m for m in self.modules() if next(m.children(), None) is None]
 
+    def trunk_taps(self) -> list[int]:
+        """Tap points along the residual trunk, where a generator has one: its input and
+        the blocks a third, two thirds and all the way along (the stages GAN Compression
+        distills); empty where there is none."""
+        return []
+
     def forward(
         self, x: torch.Tensor, layers: list[int] | None = None, with_output: bool = False
     ) -> torch.Tensor:

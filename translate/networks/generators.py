@@ -71,6 +71,17 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+def trunk_taps(model: nn.Sequential) -> list[int]:
+    """:meth:`Generator.trunk_taps` of a generator whose tap points are the entries of
+    ``model``: the entry before its first :class:`ResnetBlock`, then the blocks ``n/3``,
+    ``2n/3`` and ``n`` (``[9, 12, 15, 18]`` in a 9-block ResNet)."""
+    blocks = [i for i, m in enumerate(model) if isinstance(m, ResnetBlock)]
+    if not blocks:
+        return []
+    n = len(blocks)
+    return sorted({blocks[0] - 1, *(blocks[k * n // 3 - 1] for k in (1, 2, 3) if k * n >= 3)})
+
+
 def stage_widths(ngf: int, widths: list[int] | None) -> list[int]:
     """Channel widths ``[stem, downsampled, residual, block inner]`` from ``ngf`` (``ngf``,
     ``2 ngf``, ``4 ngf``, ``4 ngf``) or from an explicit list of 3 or 4 widths; the decoder
@@ -154,6 +165,9 @@ class ResnetGenerator(Generator):
     def tap_points(self) -> list[nn.Module]:
         return list(self.model)
 
+    def trunk_taps(self) -> list[int]:
+        return trunk_taps(self.model)
+
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
@@ -205,6 +219,9 @@ class ShuffleResnetGenerator(Generator):
 
     def tap_points(self) -> list[nn.Module]:
         return list(self.model)
+
+    def trunk_taps(self) -> list[int]:
+        return trunk_taps(self.model)
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

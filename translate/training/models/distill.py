@@ -185,7 +185,8 @@ class Distill(DistillSpec, Trainer):
     @classmethod
     def prepare(cls, config: Config) -> Prepared:
         """The teacher, loaded and frozen, and a copy of ``config`` recording its SHA-256
-        and (unless given) the student's ``ngf`` that ``loss.compression`` asks for."""
+        and (unless given) the student's ``ngf`` that ``loss.compression`` asks for and its
+        taps to distill (its trunk's)."""
         config = copy.deepcopy(config)
         loss, g = config.loss, config.generator
         teacher = load_frozen_teacher(config)
@@ -198,6 +199,14 @@ class Distill(DistillSpec, Trainer):
             if ngf < NARROWEST:
                 narrowed, ngf = ngf, NARROWEST
             g.options["ngf"] = ngf
+        if loss.lambda_distill and loss.distill_layers is None:
+            loss.distill_layers = GeneratorSpec(g.name, *channels, g.options).build().trunk_taps()
+            if not loss.distill_layers:
+                raise ValueError(
+                    f"config key 'loss.distill_layers': the student {g.name} has no residual "
+                    "trunk to take default taps from; list its tap points to distill, or set "
+                    "loss.lambda_distill to 0"
+                )
         if Ranks.from_env().main:
             student_macs = generator_macs(g.name, g.options, channels)
             if narrowed is not None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,10 @@ class DistillLoss(LossConfig):
     lambda_distill: float = 1.0  # feature MSE through the 1x1 adapters (0: no adapters)
     lambda_gan: float = 1.0  # weight of the GAN term (against real target-domain images)
     lambda_target: float = 10.0  # L1 to the ground truth (paired data only)
-    # Tap points compared: the second downsampling and residual blocks 3, 6 and 9 of a
-    # (mobile) 9-block ResNet, the stages GAN Compression distills.
-    distill_layers: list[int] = field(default_factory=lambda: [9, 12, 15, 18])
+    # The student's tap points compared; unset: its trunk_taps (the residual trunk's input
+    # and blocks n/3, 2n/3 and n, the stages GAN Compression distills: [9, 12, 15, 18] in a
+    # 9-block (mobile) ResNet), filled in at the start
+    distill_layers: list[int] | None = None
     # the teacher's taps; unset: the same where their resolutions match, else paired by
     # resolution (match_taps) and filled in at the start
     teacher_layers: list[int] | None = None
@@ -38,11 +39,9 @@ class DistillLoss(LossConfig):
         super().__post_init__()
         if self.compression < 1:
             raise ValueError(f"compression must be at least 1; got {self.compression}")
-        taps = self.teacher_layers
-        if taps is not None and len(taps) != len(self.distill_layers):
-            raise ValueError(
-                f"teacher_layers {taps} must pair up with distill_layers {self.distill_layers}"
-            )
+        taps, student = self.teacher_layers, self.distill_layers
+        if taps is not None and student is not None and len(taps) != len(student):
+            raise ValueError(f"teacher_layers {taps} must pair up with distill_layers {student}")
 
 
 @TRAINERS.declare_spec("distill", "translate.training.models.distill:Distill")
