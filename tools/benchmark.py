@@ -15,8 +15,8 @@ memory is its own (CPU: the child's peak RSS, Python and torch included; CUDA:
 - unpaired: our ``train_step`` of CUT and FastCUT against our CycleGAN step (``UNPAIRED``),
   iterations/s and peak memory, per precision (bf16 on every CPU, native or not).
 - real time: latency (p50, p95) and frames/s at batch 1 of the real-time student, the mobile
-  student it replaced, resnet_9blocks and the demo U-Net, in fp32, bf16 (where native) and through the ONNX export on
-  onnxruntime (``REALTIME``);
+  student it replaced, resnet_9blocks and the demo U-Net, in fp32, bf16 (where native) and
+  through the ONNX export on onnxruntime (``REALTIME``);
 - video: ``convert_video`` frames/s end to end (decode, translate, encode an H.264 clip with
   audio) against the bare forward pass of the same student, batch and precision;
 - backends: the demo model, the distilled students and ``demo-sr`` (256 -> 1024) through the
