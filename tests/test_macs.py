@@ -40,6 +40,7 @@ def test_scales_with_area_and_leaves_the_network_alone():
         ("mobile_resnet_9blocks", {}, 256, 11_066_671_104),
         ("mobile_resnet_9blocks", {"ngf": 16}, 256, 954_728_448),
         ("unet_256", {"norm": "batch"}, 256, 6_048_186_368),
+        ("shuffle_resnet", {}, 256, 6_316_621_824),
         # Super-resolution, as in docs/super-resolution-networks.md: 256x256 in, 1024x1024 out.
         # Per input pixel 3*64*9 + 16 * 64*64*9 + 64*48*9 = 619,200 MACs.
         ("srvgg_compact", {"scale": 4, "num_conv": 16}, 256, 619_200 * 256 * 256),
