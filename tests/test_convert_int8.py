@@ -1,22 +1,23 @@
 """`convert --precision int8`: the generator's ONNX graph quantized on first use with the
-first images of --calibrate (convert's default: its input folder), cached by the weights'
-and the calibration's hashes with the PSNR it kept, refused under --min-psnr; and
-``--backend auto``'s rule."""
+first images of --calibrate (convert's default: its input folder), by onnxruntime's
+quantizer for onnxruntime and NNCF for openvino, cached by the weights' and the
+calibration's hashes with the PSNR it kept, refused under --min-psnr; and ``--backend
+auto``'s rule."""
 
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import EXPORTED
 from PIL import Image
 
 from translate.cli import main
 from translate.conversion.manifest import MANIFEST_NAME
 from translate.core.metrics import psnr
 from translate.inference import backends
-from translate.inference.backends import resolve_backend
+from translate.inference.backends import int8_cache_path, resolve_backend
 from translate.inference.options import OptionError, TranslatorOptions
 from translate.inference.translator import Translator
 from translate.networks.eval_mode import EvalMode
@@ -25,6 +26,18 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 pytestmark = pytest.mark.usefixtures("own_home")  # each test its own empty cache
+
+# openvino's int8 model is NNCF's: its tests need both packages of the openvino extra.
+INT8_BACKENDS = [
+    "onnxruntime",
+    pytest.param(
+        "openvino",
+        marks=pytest.mark.skipif(
+            not all(importlib.util.find_spec(name) for name in ("openvino", "nncf")),
+            reason="needs the openvino extra (openvino, nncf)",
+        ),
+    ),
+]
 
 
 @pytest.fixture
@@ -54,12 +67,15 @@ def _outputs(folder):
     )
 
 
-def _int8_graphs(tmp_path):
+def _int8_graphs(tmp_path, backend="onnxruntime"):
+    """The int8 models in the cache: onnxruntime's QDQ graphs or NNCF's OpenVINO models."""
+    if backend == "openvino":
+        return sorted((tmp_path / "home" / "openvino").glob("*-int8-*-nncf/model.xml"))
     return sorted((tmp_path / "home" / "onnx").glob("*-int8-*.onnx"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", EXPORTED)
+@pytest.mark.parametrize("backend", INT8_BACKENDS)
 def test_int8_demo_outputs_stay_within_the_threshold_of_fp32(images, tmp_path, backend):
     """The refusal threshold is the tolerance: an int8 model that kept less than 40 dB
     (an RMS error of 2.5 grey levels) against fp32 on the calibration images is not run,
@@ -80,19 +96,23 @@ def test_int8_demo_outputs_stay_within_the_threshold_of_fp32(images, tmp_path, b
     assert options["calibrate"]["images"] == 4 and options["calibrate"]["psnr"] >= 40
 
 
+@pytest.mark.parametrize("backend", INT8_BACKENDS)
 def test_the_int8_graph_is_cached_and_its_quality_checked_again(
-    tiny_generator_file, images, tmp_path
+    tiny_generator_file, images, tmp_path, backend
 ):
-    args = ("--precision", "int8", "--backend", "onnxruntime", "--calibrate", str(images))
+    args = ("--precision", "int8", "--backend", backend, "--calibrate", str(images))
     code, lines = _convert(tiny_generator_file, images, tmp_path / "a", *args)
     assert code == 0, lines
-    assert any(line.startswith("quantizing the ONNX graph to int8, once") for line in lines)
-    [graph] = _int8_graphs(tmp_path)
+    quantizer = {"onnxruntime": "the ONNX graph to int8", "openvino": "the model to int8 with NNCF"}
+    assert any(line.startswith(f"quantizing {quantizer[backend]}, once") for line in lines)
+    assert not any("Statistics collection" in line for line in lines)  # NNCF's progress bars
+    [graph] = _int8_graphs(tmp_path, backend)
+    assert [p.name for p in graph.parent.parent.iterdir() if p.name.startswith(".")] == []
     made = graph.stat().st_mtime_ns
     code, lines = _convert(tiny_generator_file, images, tmp_path / "b", *args)
     assert code == 0, lines
     assert not any(line.startswith("quantizing") for line in lines)  # reused,
-    assert _int8_graphs(tmp_path) == [graph] and graph.stat().st_mtime_ns == made
+    assert _int8_graphs(tmp_path, backend) == [graph] and graph.stat().st_mtime_ns == made
     assert torch.equal(_outputs(tmp_path / "a"), _outputs(tmp_path / "b"))
     # and a stricter threshold refuses the cached graph by its recorded quality.
     code, lines = _convert(tiny_generator_file, images, tmp_path / "c", *args, "--min-psnr", "200")
@@ -102,21 +122,37 @@ def test_the_int8_graph_is_cached_and_its_quality_checked_again(
     (images / "4.png").write_bytes((images / "0.png").read_bytes())
     code, lines = _convert(tiny_generator_file, images, tmp_path / "d", *args)
     assert code == 0, lines
-    assert len(_int8_graphs(tmp_path)) == 2
+    assert len(_int8_graphs(tmp_path, backend)) == 2
 
 
+@pytest.mark.parametrize("backend", INT8_BACKENDS)
 def test_an_int8_model_under_min_psnr_is_refused_and_not_cached(
-    tiny_generator_file, images, tmp_path
+    tiny_generator_file, images, tmp_path, backend
 ):
     code, lines = _convert(
         tiny_generator_file, images, tmp_path / "out", "--precision", "int8",
-        "--backend", "onnxruntime", "--min-psnr", "200",
+        "--backend", backend, "--min-psnr", "200",
     )  # fmt: skip
     assert code != 0
     assert any(f"--calibrate {images}: the int8 model keeps " in line for line in lines), lines
     assert any("under --min-psnr 200; nothing written" in line for line in lines)
-    assert _int8_graphs(tmp_path) == []
+    assert _int8_graphs(tmp_path, backend) == []
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_each_backends_int8_model_is_named_by_the_weights_and_the_calibration(scaled_model):
+    def cached(backend, inputs):
+        return int8_cache_path(scaled_model, "AtoB", EvalMode(), inputs, backend)
+
+    calibration = [np.zeros((1, 4, 8, 8), np.float32)]
+    ort, ov = cached("onnxruntime", calibration), cached("openvino", calibration)
+    # onnxruntime's QDQ graph in the ONNX cache; NNCF's model in OpenVINO's under a name of
+    # its own (not that of the folder the QDQ graph was once converted into for OpenVINO).
+    assert (ort.parent.name, ort.suffix) == ("onnx", ".onnx")
+    assert (ov.parent.parent.name, ov.name) == ("openvino", "model.xml")
+    assert ov.parent.name == f"{ort.stem}-nncf"
+    other = cached("openvino", [np.ones((1, 4, 8, 8), np.float32)])
+    assert other != ov and other.parent.name.split("-int8-")[0] == ort.stem.split("-int8-")[0]
 
 
 def test_int8_options_that_do_not_fit_are_refused_in_one_line():

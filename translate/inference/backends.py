@@ -15,13 +15,15 @@ width, in fp32 or (on a CPU with native bf16) bf16. The IR's two files are writt
 private temporary folder that is renamed into place whole, so concurrent first uses never
 see half of one.
 
-``--precision int8`` runs that graph quantized (:mod:`translate.inference.quantize`) on
-onnxruntime or openvino: the first :data:`CALIBRATION_IMAGES` images of the
-``calibrate`` folder (sorted) set its ranges, and the int8 graph is cached as
-``TRANSLATE_HOME/onnx/<weights SHA-256>-<variant>-int8-<calibration SHA-256>.onnx`` with the
-PSNR it keeps against fp32 on them in its metadata, so a cache hit reports and checks the
-same quality without quantizing again. A graph under ``min_psnr`` is refused (and, when
-first made, not cached).
+``--precision int8`` runs that graph quantized (:mod:`translate.inference.quantize`): the
+first :data:`CALIBRATION_IMAGES` images of the ``calibrate`` folder (sorted) set its
+ranges. onnxruntime runs onnxruntime's QDQ graph, cached as ``TRANSLATE_HOME/onnx/<weights
+SHA-256>-<variant>-int8-<calibration SHA-256>.onnx``; openvino runs NNCF's OpenVINO model
+(faster there), cached as ``TRANSLATE_HOME/openvino/<the same name>-nncf/model.xml``
+(written as the converted fp32 model is). Each keeps the PSNR it reached against fp32 on
+those images (the graph's metadata, the model's runtime info), so a cache hit reports and
+checks the same quality without quantizing again. A model under ``min_psnr`` is refused
+(and, when first made, not cached).
 
 ``auto`` picks onnxruntime where it is installed and the run is one it does as torch would
 (the CPU, fp32 or int8, no dropout, a model that does not declare its own precisions): the
@@ -69,6 +71,7 @@ from translate.inference.quantize import (
     calibration_inputs,
     calibration_sha256,
     quantize_onnx,
+    quantize_openvino,
     refuse_under,
     stored_quality,
 )
@@ -223,7 +226,7 @@ def backend_runner(
                     "--precision int8 needs --calibrate FOLDER: images like those it will "
                     "translate, to set the int8 ranges with and measure the quality kept"
                 )
-            path, quality = cached_int8(model, direction, eval_mode, calibrate, min_psnr)
+            path, quality = cached_int8(model, direction, eval_mode, calibrate, min_psnr, backend)
         else:
             path = cached_onnx(model, direction, eval_mode)
     except Exception as exc:  # auto falls back on any failure to export
@@ -233,6 +236,8 @@ def backend_runner(
         return "torch", generator, None
     if backend == "onnxruntime":
         return backend, OnnxRuntimeGenerator(path), quality
+    if quality is None:  # fp32 or bf16: the ONNX graph converted
+        path = cached_openvino(path)
     return backend, OpenVinoGenerator(path, precision), quality
 
 
@@ -274,30 +279,60 @@ def cached_onnx(model: LoadedModel, direction: str, eval_mode: EvalMode) -> Path
     return path
 
 
+def int8_cache_path(
+    model: LoadedModel, direction: str, eval_mode: EvalMode, inputs: list[Any], backend: str
+) -> Path:
+    """Where ``backend``'s int8 model of ``model``'s ``direction`` generator calibrated on
+    ``inputs`` is cached: onnxruntime's QDQ graph, or NNCF's OpenVINO ``model.xml``."""
+    name = f"{_cache_name(model, direction, eval_mode)}-int8-{calibration_sha256(inputs)[:12]}"
+    if backend == "openvino":
+        return translate_home() / "openvino" / f"{name}-nncf" / "model.xml"
+    return translate_home() / "onnx" / f"{name}.onnx"
+
+
 def cached_int8(
     model: LoadedModel,
     direction: str,
     eval_mode: EvalMode,
     calibrate: str | os.PathLike[str],
     min_psnr: float,
+    backend: str,
 ) -> tuple[Path, Int8Quality]:
-    """The cached int8 graph of ``model``'s ``direction`` generator calibrated on the first
-    :data:`CALIBRATION_IMAGES` images of ``calibrate``, quantized if missing, and its
-    quality (said on stderr); ``ValueError`` when that is under ``min_psnr`` dB."""
+    """``backend``'s cached int8 model of ``model``'s ``direction`` generator calibrated on
+    the first :data:`CALIBRATION_IMAGES` images of ``calibrate`` (:func:`int8_cache_path`),
+    quantized if missing, and its quality (said on stderr); ``ValueError`` when that is
+    under ``min_psnr`` dB."""
     channels = model.specs[direction].in_channels
     inputs = calibration_inputs(calibrate, channels, CALIBRATION_IMAGES)
-    name = f"{_cache_name(model, direction, eval_mode)}-int8-{calibration_sha256(inputs)[:12]}"
-    path = translate_home() / "onnx" / f"{name}.onnx"
+    path = int8_cache_path(model, direction, eval_mode, inputs, backend)
     what = f"--calibrate {calibrate}"
     if path.is_file():
         quality = stored_quality(path)
         refuse_under(quality, min_psnr, what, "not used")
     else:
         fp32 = cached_onnx(model, direction, eval_mode)
-        print(f"quantizing the ONNX graph to int8, once: {path}", file=sys.stderr)
-        quality = quantize_onnx(fp32, inputs, path, min_psnr, what)
+        if backend == "openvino":
+            print(f"quantizing the model to int8 with NNCF, once: {path}", file=sys.stderr)
+            _save_openvino(path.parent, quantize_openvino(fp32, inputs, min_psnr, what))
+            quality = stored_quality(path)
+        else:
+            print(f"quantizing the ONNX graph to int8, once: {path}", file=sys.stderr)
+            quality = quantize_onnx(fp32, inputs, path, min_psnr, what)
     print(f"int8 model: {quality.describe()}", file=sys.stderr)
     return path, quality
+
+
+def cached_openvino(onnx_path: Path) -> Path:
+    """The cached OpenVINO model (``model.xml``) converted from the graph ``onnx_path``,
+    converted if missing."""
+    path = _openvino_folder(onnx_path) / "model.xml"
+    if not path.is_file():
+        with needs_extra("openvino", "--backend openvino"):
+            import openvino
+        print(f"converting the ONNX graph to OpenVINO, once: {path}", file=sys.stderr)
+        # fp32 weights as the graph has them: the inference precision is chosen at compile.
+        _save_openvino(path.parent, openvino.convert_model(onnx_path))
+    return path
 
 
 class OnnxRuntimeGenerator(nn.Module):
@@ -342,10 +377,10 @@ def _unreadable(path: Path, what: str, exc: Exception) -> ValueError:
 
 
 class OpenVinoGenerator(nn.Module):
-    """The OpenVINO model converted (once, cached) from the graph at ``onnx_path`` on
-    OpenVINO's CPU plugin, called like the generator (as :class:`OnnxRuntimeGenerator`),
-    with as many threads as torch (``INFERENCE_NUM_THREADS``) and ``precision``'s inference
-    precision.
+    """The cached OpenVINO model at ``path`` (``model.xml``: converted from the ONNX graph,
+    or NNCF's int8 model) on OpenVINO's CPU plugin, called like the generator (as
+    :class:`OnnxRuntimeGenerator`), with as many threads as torch (``INFERENCE_NUM_THREADS``)
+    and ``precision``'s inference precision.
 
     One model compiled with dynamic sizes serves every shape; each thread that calls it
     keeps its own infer request (the server translates in worker threads; a request runs
@@ -354,14 +389,11 @@ class OpenVinoGenerator(nn.Module):
     crashed later in unrelated code), so they are left out.
     """
 
-    def __init__(self, onnx_path: Path, precision: Precision) -> None:
+    def __init__(self, path: Path, precision: Precision) -> None:
         super().__init__()
         with needs_extra("openvino", "--backend openvino"):
             import openvino
-        self.path = _openvino_folder(onnx_path) / "model.xml"
-        if not self.path.is_file():
-            print(f"converting the ONNX graph to OpenVINO, once: {self.path}", file=sys.stderr)
-            _save_openvino(openvino, onnx_path, self.path.parent)
+        self.path = path
         self.config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision.name],
@@ -386,17 +418,16 @@ class OpenVinoGenerator(nn.Module):
         return torch.from_numpy(request.infer(feed)[0]).to(x.device)
 
 
-def _save_openvino(openvino: Any, onnx_path: Path, folder: Path) -> None:
-    """Convert ``onnx_path`` to an OpenVINO model in ``folder``, all or nothing: both files
-    are written and fsynced in a temporary folder beside it, which is renamed into place.
-    When another process renamed its own first, that one (the same model) is kept."""
+def _save_openvino(folder: Path, model: Any) -> None:
+    """Save the OpenVINO ``model`` in ``folder``, all or nothing: both files are written
+    and fsynced in a temporary folder beside it, which is renamed into place. When another
+    process renamed its own first, that one (the same model) is kept."""
+    import openvino  # installed: the caller made ``model`` with it
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        # fp32 weights as the graph has them: the inference precision is chosen at compile.
-        openvino.save_model(
-            openvino.convert_model(onnx_path), tmp / "model.xml", compress_to_fp16=False
-        )
+        openvino.save_model(model, tmp / "model.xml", compress_to_fp16=False)
         for written in tmp.iterdir():
             with open(written, "rb") as file:
                 os.fsync(file.fileno())

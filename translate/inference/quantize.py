@@ -1,22 +1,26 @@
-"""int8 ONNX models: a generator's ONNX export quantized after training with calibration
-images the user gives, and kept only if its outputs stay close to fp32's.
+"""int8 models: a generator's ONNX export quantized after training with calibration images
+the user gives, and kept only if its outputs stay close to fp32's.
 
 onnxruntime's static quantizer writes the graph in QDQ form (QuantizeLinear and
 DequantizeLinear around each quantized operator), which onnxruntime runs with int8 kernels
-(VNNI where the CPU has it) and OpenVINO reads as an int8 model: weights int8 per output
-channel, activations uint8 with ranges measured on the calibration images (min/max). How
-much the quantization cost is measured on those same images: the PSNR of the int8
-graph's outputs against the fp32 graph's.
+(VNNI where the CPU has it) and OpenVINO also reads: weights int8 per output channel,
+activations uint8 with ranges measured on the calibration images (min/max). For OpenVINO,
+NNCF (its own quantizer) quantizes the OpenVINO model instead, symmetric int8 weights and
+activations (its performance preset), which OpenVINO's CPU plugin fuses into int8
+convolutions: on the demo it ran 1.4-1.6x the QDQ graph on OpenVINO, under load
+(docs/benchmarks-backends.md). How much the quantization cost is measured on the same
+images: the PSNR of the int8 model's outputs against the fp32 graph's on the same runtime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +104,7 @@ def quantize_onnx(
             def get_next(self) -> dict[str, np.ndarray] | None:
                 return {"input": x} if (x := next(self.left, None)) is not None else None
 
-        with _quiet_root_logger():
+        with _quiet():
             quantization.quantize_static(
                 str(fp32),
                 str(int8),
@@ -111,25 +115,76 @@ def quantize_onnx(
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=quantization.CalibrationMethod.MinMax,
             )
-        sessions = [
-            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        fp32_run, int8_run = (
+            _runs(onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
             for path in (fp32, int8)
-        ]
-        scores = []
-        for x in inputs:
-            expected, got = (torch.from_numpy(s.run(None, {"input": x})[0]) for s in sessions)
-            scores.append(psnr(got, expected))
-        quality = Int8Quality(float(np.mean(scores)), min(scores), len(scores))
+        )
+        quality = measure_quality(fp32_run, int8_run, inputs)
         refuse_under(quality, min_psnr, what, "nothing written")
         graph = onnx.load(str(int8))
-        recorded = {f"{_PROP}{key}": str(value) for key, value in asdict(quality).items()}
-        onnx.helper.set_model_props(graph, {**_props(graph), **recorded})
+        onnx.helper.set_model_props(graph, {**_props(graph), **_recorded(quality)})
         atomic_write_bytes(out, graph.SerializeToString())
     return quality
 
 
-# The metadata keys an int8 graph keeps its quality under (``translate.int8.psnr``, ...).
+def _runs(session: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime session as a function of the graph's image input."""
+    return lambda x: session.run(None, {"input": x})[0]
+
+
+def quantize_openvino(fp32: Path, inputs: list[np.ndarray], min_psnr: float, what: str) -> Any:
+    """The fp32 ONNX graph ``fp32`` as an OpenVINO model quantized by NNCF with the
+    calibration ``inputs`` (all of them), its quality kept in the model's runtime info
+    (:func:`stored_quality` reads it back once the caller saved it); ``ValueError`` naming
+    ``what`` when its mean PSNR against the fp32 model on OpenVINO is under ``min_psnr``."""
+    with needs_extra("openvino", "--backend openvino --precision int8"):
+        import nncf
+        import openvino
+    core = openvino.Core()
+    with _quiet("nncf"):
+        int8 = nncf.quantize(
+            core.read_model(fp32),
+            nncf.Dataset(inputs),
+            # Symmetric activations: the mixed preset's asymmetric ones ran no faster and
+            # kept a lowest PSNR of 34 dB on the demo's samples against 40.
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(inputs),
+        )
+    # fp32 named: OpenVINO's CPU plugin would otherwise run bf16 where the CPU has it.
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
+    fp32_run, int8_run = (
+        _infers(core.compile_model(model, "CPU", config).create_infer_request())
+        for model in (core.read_model(fp32), int8)
+    )
+    quality = measure_quality(fp32_run, int8_run, inputs)
+    refuse_under(quality, min_psnr, what, "nothing written")
+    for key, value in _recorded(quality).items():
+        int8.set_rt_info(value, key)
+    return int8
+
+
+def _infers(request: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """An OpenVINO infer request as a function of the model's image input."""
+    return lambda x: request.infer({0: x})[0].copy()  # a copy: the request reuses its buffer
+
+
+def measure_quality(
+    fp32: Callable[[np.ndarray], np.ndarray],
+    int8: Callable[[np.ndarray], np.ndarray],
+    inputs: list[np.ndarray],
+) -> Int8Quality:
+    """How close ``int8``'s outputs are to ``fp32``'s on ``inputs``."""
+    scores = [psnr(torch.from_numpy(int8(x)), torch.from_numpy(fp32(x))) for x in inputs]
+    return Int8Quality(float(np.mean(scores)), min(scores), len(scores))
+
+
+# The metadata keys an int8 graph keeps its quality under (``translate.int8.psnr``, ...):
+# an ONNX graph's metadata properties, an OpenVINO model's runtime info.
 _PROP = "translate.int8."
+
+
+def _recorded(quality: Int8Quality) -> dict[str, str]:
+    return {f"{_PROP}{key}": str(value) for key, value in asdict(quality).items()}
 
 
 def _props(graph: Any) -> dict[str, str]:
@@ -137,10 +192,18 @@ def _props(graph: Any) -> dict[str, str]:
 
 
 def stored_quality(path: Path) -> Int8Quality:
-    """The quality :func:`quantize_onnx` recorded in the int8 graph at ``path``."""
-    with needs_extra("onnx", "--precision int8"):
-        import onnx
-    props = _props(onnx.load(str(path), load_external_data=False))
+    """The quality :func:`quantize_onnx` recorded in the int8 graph at ``path`` (``.onnx``),
+    or :func:`quantize_openvino` in the OpenVINO model (``model.xml``)."""
+    if path.suffix == ".xml":
+        with needs_extra("openvino", "--backend openvino --precision int8"):
+            import openvino
+        model = openvino.Core().read_model(path)
+        keys = [f"{_PROP}{key}" for key in ("psnr", "lowest", "images")]
+        props = {key: model.get_rt_info(key).astype(str) for key in keys if model.has_rt_info(key)}
+    else:
+        with needs_extra("onnx", "--precision int8"):
+            import onnx
+        props = _props(onnx.load(str(path), load_external_data=False))
     try:
         return Int8Quality(
             float(props[f"{_PROP}psnr"]),
@@ -174,17 +237,19 @@ def calibration_sha256(inputs: list[np.ndarray]) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizer logs its advice on the root logger (run its pre-processing
-    first; a bias it expected as an initializer); the PSNR measured after it is what says
-    whether the model is good, so those warnings would only bury the one line printed."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+def _quiet(logger: str | None = None) -> Iterator[None]:
+    """A quantizer's advice and progress hushed: onnxruntime's logs on the root logger (run
+    its pre-processing first; a bias it expected as an initializer), NNCF's on its own
+    (``"nncf"``) and draws progress bars on stdout. The PSNR measured after it is what says
+    whether the model is good, so they would only bury the one line printed."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
-        root.setLevel(level)
+        log.setLevel(level)
 
 
 def calibration_inputs(
