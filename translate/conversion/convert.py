@@ -2,12 +2,13 @@
 
 Decoding runs in a thread pool ahead of the model, encoding in another behind it (PIL and
 zlib release the GIL while they work), so the three overlap; decoded images wait in
-per-size buckets so that same-size images share a batch. Each file's header is checked
-against the memory budget before its pixels are decoded, and the read-ahead is bounded by
-the decoded bytes as well as by count. An image cut into tiles (``--tile``) is translated
-one row of tiles at a time and its finished rows are written as they come (PNG), or
-gathered in a uint8/uint16 canvas for formats written whole, so no whole-image float
-buffer exists; the progress bar advances per tile.
+per-size buckets so that same-size images share a batch. On the CPU, a translator that
+threads may share translates one image per torch thread, side by side, each on one.
+Each file's header is checked against the memory budget before its pixels are decoded,
+and the read-ahead is bounded by the decoded bytes as well as by count. An image cut into
+tiles (``--tile``) is translated one row of tiles at a time and its finished rows are
+written as they come (PNG), or gathered in a uint8/uint16 canvas for formats written
+whole, so no whole-image float buffer exists; the progress bar advances per tile.
 Every output is written atomically and an existing output is skipped unless ``overwrite``,
 so an interrupted run is resumed by running it again.
 """
@@ -199,9 +200,9 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     batch_size = run.translator.batch_size
     workers = min(8, os.cpu_count() or 1) if options.workers is None else max(1, options.workers)
     desc = "convert" if run.ranks.world_size == 1 else f"convert (rank {run.ranks.rank})"
-    # One image per torch thread, each pass on one thread: at 256 px two passes side by side
-    # ran 1.3x the images/s of one pass on two threads, whose threads wait for each other at
-    # every layer (docs/convert.md, "Speed"). Other translators run on this thread.
+    # One image per torch thread, each pass on one thread: one pass on two threads waits at
+    # every layer for the slower one (under load the converter spent 5x the CPU time per
+    # image that way, idle not yet measured). Other translators run on this thread.
     threads = torch.get_num_threads()
     lanes = threads if run.translator.reentrant else 1
     with (
