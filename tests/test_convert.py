@@ -1,4 +1,5 @@
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -314,3 +315,23 @@ def test_16_bit_colour_is_turned_upright_as_pil_turns_8_bit(tmp_path, orientatio
         assert np.array_equal(images._oriented(arr, img), upright)
     header = images.read_header(tmp_path / "o.png")
     assert (header.height, header.width, header.nbytes) == (*upright.shape[:2], 5 * 7 * 3)
+
+
+@pytest.mark.parametrize(("changes", "where"), [({}, "translate"), ({"dropout": True}, "Main")])
+def test_images_run_side_by_side_only_where_threads_may_share_the_translator(
+    model, folder, tmp_path, monkeypatch, changes, where
+):
+    """A plain translator runs on the translating threads; with dropout (its masks seed the
+    global generator) the images run one at a time on the caller's thread."""
+    threads = set()
+    real = Translator.translate_batch
+
+    def recorded(self, images, names=None):
+        threads.add(threading.current_thread().name.split("_")[0].removesuffix("Thread"))
+        return real(self, images, names)
+
+    monkeypatch.setattr(Translator, "translate_batch", recorded)
+    translator = Translator.load(model, device="cpu", **changes)
+    assert translator.reentrant == (not changes)
+    summary = convert_folder(folder, tmp_path / "out", translator, progress=False)
+    assert summary.converted == 4 and threads == {where}

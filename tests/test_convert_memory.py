@@ -3,6 +3,8 @@ naming --tile, or translated in smaller batches; never left to the OS to kill.""
 
 import contextlib
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -69,26 +71,49 @@ def test_an_image_over_max_pixels_fails_naming_tile_and_tiles_get_through(model,
     assert sorted(p.name for p in (tmp_path / "b").glob("*.png")) == ["0.png", "1.png"]
 
 
-def test_same_size_images_share_a_pass_only_as_far_as_they_fit(model, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("threads", "parts"), [(1, [2, 2]), (2, [1, 1, 1, 1])])
+def test_same_size_images_share_a_pass_only_as_far_as_they_fit(
+    model, tmp_path, monkeypatch, threads, parts
+):
+    """Two images fit the budget: one thread gives them one pass; two threads translate
+    one image each side by side, never more than two at once."""
     src = _images(tmp_path / "in", 4, 32)
     full = convert_folder(
         src, tmp_path / "full", Translator.load(model, device="cpu", batch_size=4), progress=False
     )
-    passes = []
+    passes, held, most = [], [0], [0]
+    lock = threading.Lock()
     real = Translator.translate_batch
-    monkeypatch.setattr(
-        Translator,
-        "translate_batch",
-        lambda self, images, names=None: passes.append(len(images)) or real(self, images, names),
-    )
-    summary = convert_folder(
-        src,
-        tmp_path / "out",
-        Translator.load(model, device="cpu", batch_size=4),
-        progress=False,
-        max_pixels=2 * 32 * 32 + 100,
-    )
-    assert full.converted == summary.converted == 4 and passes == [2, 2]
+
+    def counted(self, images, names=None):
+        with lock:
+            passes.append(len(images))
+            held[0] += len(images)
+            most[0] = max(most[0], held[0])
+        time.sleep(0.05)  # long enough for a second thread's pass to overlap
+        try:
+            return real(self, images, names)
+        finally:
+            with lock:
+                held[0] -= len(images)
+
+    monkeypatch.setattr(Translator, "translate_batch", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        summary = convert_folder(
+            src,
+            tmp_path / "out",
+            Translator.load(model, device="cpu", batch_size=4),
+            progress=False,
+            max_pixels=2 * 32 * 32 + 100,
+        )
+        # The translating threads' one thread each is theirs: a thread started later has all.
+        with ThreadPoolExecutor(1) as later:
+            assert later.submit(torch.get_num_threads).result() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert full.converted == summary.converted == 4 and passes == parts and most[0] == 2
     for i in range(4):
         a = np.asarray(Image.open(tmp_path / "full" / f"{i}.png"))
         assert np.array_equal(a, np.asarray(Image.open(tmp_path / "out" / f"{i}.png")))

@@ -3,6 +3,7 @@ threads (all of torch's but one, left to the codecs)."""
 
 import io
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 from translate.cli import main
 from translate.conversion.convert import convert_folder
 from translate.conversion.manifest import MANIFEST_NAME
+from translate.data import images
 from translate.data.images import png_rows, write_image
 from translate.inference.options import PNG_COMPRESSION, OptionError
 from translate.models.model_file import GeneratorSpec, save_generators
@@ -57,7 +59,10 @@ def test_png_level_keeps_the_pixels_and_is_recorded(model, src, tmp_path):
     assert pixels.keys() == _pixels(small).keys() and len(pixels) == 2
     for name, arr in _pixels(small).items():
         np.testing.assert_array_equal(arr, pixels[name])
-    size = sum(p.stat().st_size for p in fast.glob("*.png"))
+    # Level 0 stores the filtered rows, 9 compresses them most.
+    stored = tmp_path / "stored"
+    assert _cli(model, src, stored, "--precision", "fp32", "--png-compression", "0").exit_code == 0
+    size = sum(p.stat().st_size for p in stored.glob("*.png"))
     assert size > sum(p.stat().st_size for p in small.glob("*.png"))
 
     # Another level into the same folder is another conversion, as for --quality.
@@ -113,3 +118,27 @@ def test_a_folder_from_before_the_level_was_recorded_resumes_at_level_6(model, s
     assert refused.exit_code == 1 and "png_compression 1 here, 6 there" in refused.output
     resumed = _cli(model, src, dst, "--precision", "fp32", "--png-compression", "6")
     assert resumed.exit_code == 0 and "converted 1, skipped 1" in resumed.output
+
+
+@pytest.mark.parametrize("kind", ["whole", "rows"])
+def test_level_1_deflates_8_bit_samples_with_run_length_matches(tmp_path, monkeypatch, kind):
+    """Level 1 (the default) writes smaller files with zlib's Z_RLE strategy than with its
+    default one on a photo-like image (smooth shapes and grain), the pixels the same."""
+    rng = np.random.default_rng(0)
+    shapes = np.repeat(np.repeat(rng.integers(0, 200, (4, 4, 3)), 16, 0), 16, 1)
+    arr = (shapes + rng.integers(0, 24, (64, 64, 3))).astype(np.uint8)
+
+    def write(path):
+        if kind == "rows":
+            with png_rows(path, 64, 64, 3, compression=1) as rows:
+                rows(arr)
+        else:
+            write_image(path, arr, png_compression=1)
+
+    write(tmp_path / "rle.png")
+    monkeypatch.setattr(images, "png_strategy", lambda level, dtype: zlib.Z_DEFAULT_STRATEGY)
+    write(tmp_path / "default.png")
+    for name in ("rle.png", "default.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), arr)
+    assert (tmp_path / "rle.png").stat().st_size < (tmp_path / "default.png").stat().st_size
+    assert images.png_strategy(1, np.uint16) == images.png_strategy(6, np.uint8)

@@ -2,12 +2,13 @@
 
 Decoding runs in a thread pool ahead of the model, encoding in another behind it (PIL and
 zlib release the GIL while they work), so the three overlap; decoded images wait in
-per-size buckets so that same-size images share a batch. Each file's header is checked
-against the memory budget before its pixels are decoded, and the read-ahead is bounded by
-the decoded bytes as well as by count. An image cut into tiles (``--tile``) is translated
-one row of tiles at a time and its finished rows are written as they come (PNG), or
-gathered in a uint8/uint16 canvas for formats written whole, so no whole-image float
-buffer exists; the progress bar advances per tile.
+per-size buckets so that same-size images share a batch. On the CPU, a translator that
+threads may share translates one image per torch thread, side by side, each on one.
+Each file's header is checked against the memory budget before its pixels are decoded,
+and the read-ahead is bounded by the decoded bytes as well as by count. An image cut into
+tiles (``--tile``) is translated one row of tiles at a time and its finished rows are
+written as they come (PNG), or gathered in a uint8/uint16 canvas for formats written
+whole, so no whole-image float buffer exists; the progress bar advances per tile.
 Every output is written atomically and an existing output is skipped unless ``overwrite``,
 so an interrupted run is resumed by running it again.
 """
@@ -18,12 +19,13 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -198,9 +200,15 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     batch_size = run.translator.batch_size
     workers = min(8, os.cpu_count() or 1) if options.workers is None else max(1, options.workers)
     desc = "convert" if run.ranks.world_size == 1 else f"convert (rank {run.ranks.rank})"
+    # One image per torch thread, each pass on one thread: one pass on two threads waits at
+    # every layer for the slower one (under load the converter spent 5x the CPU time per
+    # image that way, idle not yet measured). Other translators run on this thread.
+    threads = torch.get_num_threads()
+    lanes = threads if run.translator.reentrant else 1
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
+        _single_threaded_pool(lanes, threads) as translators,
         tqdm(
             total=len(jobs), unit="img", desc=desc, disable=not options.progress, bar_format=_BAR
         ) as bar,
@@ -220,18 +228,28 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
             return source.read(job, options, classes, refuse)
 
         writes: deque[tuple[_Decoded, Future[None]]] = deque()
+        translating: deque[tuple[list[_Decoded], Future[list[np.ndarray]]]] = deque()
+
+        def written() -> None:
+            """The oldest translation's outputs handed to the encoders, in input order."""
+            part, future = translating.popleft()
+            for item, out in _translated(part, future, fail):
+                writes.append((item, writers.submit(source.write, item, out, options)))
+
         # Decoded images wait for the model: a quarter of the pass's budget of them at most.
         decoded = _ordered_map(
-            readers, read, jobs, ahead=max(2 * batch_size, 2 * workers),
+            readers, read, jobs, ahead=max(2 * batch_size, 2 * workers, 2 * lanes),
             weigh=_decoded_bytes, limit=budget.limit / 4,
         )  # fmt: skip
         for batch in _same_size_batches(decoded, fail, batch_size, pending=4 * batch_size):
             height, width = batch[0].image.shape[:2]
             if run.translator.streams(height, width):
+                while translating:  # the pool's passes end before a tiled one starts
+                    written()
                 for item in batch:
-                    written = _translate_rows(source, item, run, bar, writers, fail)
-                    if written is not None:
-                        writes.append((item, written))
+                    tiled = _translate_rows(source, item, run, bar, writers, fail)
+                    if tiled is not None:
+                        writes.append((item, tiled))
             else:
                 # Refused before it runs: the OS would kill the whole run, not fail one file.
                 too_large = _refusal(run, batch[0].job, height, width)
@@ -240,13 +258,38 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
                         fail(item.job.src, too_large)
                     continue
                 fits = budget.images_per_pass(height, width)
-                for part in (batch[i : i + fits] for i in range(0, len(batch), fits)):
-                    for item, out in _translate(run.translator, part, fail):
-                        writes.append((item, writers.submit(source.write, item, out, options)))
+                # Passes side by side share the budget: each takes its share of it, and
+                # images that fit only fewer at a time run here on every thread.
+                pool = translators if translators is not None and fits >= lanes else None
+                share = fits // lanes if pool is not None else fits
+                for part in (batch[i : i + share] for i in range(0, len(batch), share)):
+                    while translating and (pool is None or len(translating) >= lanes):
+                        written()
+                    translating.append((part, _submit(pool, run.translator, part)))
             while len(writes) > 2 * batch_size + workers:
                 _finish(writes.popleft(), summary, bar, fail)
+        while translating:
+            written()
         while writes:
             _finish(writes.popleft(), summary, bar, fail)
+
+
+@contextmanager
+def _single_threaded_pool(lanes: int, threads: int) -> Iterator[ThreadPoolExecutor | None]:
+    """``lanes`` translating threads of one torch thread each (None for one lane: the
+    caller's thread translates, on all of torch's threads). torch's thread count is per
+    thread once set, but a new thread starts at the count set last, so ``threads`` is set
+    again on the way out for threads started later."""
+    if lanes == 1:
+        yield None
+        return
+    try:
+        with ThreadPoolExecutor(
+            lanes, thread_name_prefix="translate", initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(threads)
 
 
 # tqdm's default bar, with the count of images to one decimal: tiles advance it by fractions.
@@ -332,22 +375,42 @@ def _translate_rows(
     return writers.submit(source.write, item, canvas, options)
 
 
-def _translate(
-    model: Translator, batch: list[_Decoded], fail: Callable[[Path, str], None]
-) -> list[tuple[_Decoded, np.ndarray]]:
-    """(item, output) for a same-size batch; a failure fails the whole batch."""
+def _submit(
+    pool: ThreadPoolExecutor | None, model: Translator, part: list[_Decoded]
+) -> Future[list[np.ndarray]]:
+    """The translation of a same-size ``part`` by ``pool``, or now on this thread (None)."""
+    if pool is not None:
+        return pool.submit(_translate, model, part)
+    done: Future[list[np.ndarray]] = Future()
     try:
-        outputs = model.translate_batch(
-            [item.image for item in batch], [item.job.name for item in batch]
+        done.set_result(_translate(model, part))
+    except Exception as exc:  # raised where the result is read (_translated)
+        done.set_exception(exc)
+    return done
+
+
+def _translate(model: Translator, part: list[_Decoded]) -> list[np.ndarray]:
+    """The outputs of a same-size ``part``; its decoded pixels are let go."""
+    try:
+        return model.translate_batch(
+            [item.image for item in part], [item.job.name for item in part]
         )
+    finally:
+        for item in part:
+            item.image = None
+
+
+def _translated(
+    part: list[_Decoded], future: Future[list[np.ndarray]], fail: Callable[[Path, str], None]
+) -> list[tuple[_Decoded, np.ndarray]]:
+    """(item, output) for a translated ``part``; a failure fails the whole part."""
+    try:
+        outputs = future.result()
     except Exception as exc:  # e.g. a device error: report, go on
-        for item in batch:
+        for item in part:
             fail(item.job.src, f"translation failed ({exc})")
         return []
-    finally:
-        for item in batch:
-            item.image = None
-    return list(zip(batch, outputs, strict=True))
+    return list(zip(part, outputs, strict=True))
 
 
 def _resize_and_crop(image: np.ndarray, shorter: int | None, crop: int | None) -> np.ndarray:

@@ -151,6 +151,7 @@ class Translator:
         if self.noise_dim:  # the code goes in beside each image (an exported graph's z)
             runner = _WithCode(runner, self._code(options))
         self.padded = PadToMultiple(runner, self.spec)
+        self.compiled = options.compile
         self.model = model
         # What a named image's own code replaces: the seed's (not a style's, which is asked for).
         self._drawn = runner if self.noise_dim and options.style is None else None
@@ -159,6 +160,21 @@ class Translator:
     def per_image_noise(self) -> bool:
         """Whether a named image gets its own code (a noise input, and no ``style``)."""
         return self._drawn is not None
+
+    @property
+    def reentrant(self) -> bool:
+        """Whether several threads may translate with this translator at once (the
+        converter runs one image per CPU thread): the eager torch backend on the CPU, with
+        no dropout (its masks seed the global random generator) and no per-image noise
+        code (swapped into the shared module while its image runs). Compiled graphs and
+        the other backends (each with its own thread pool) are left to one caller."""
+        return (
+            self.backend == "torch"
+            and self.device.type == "cpu"
+            and not self.compiled
+            and not self.eval_mode.dropout
+            and not self.per_image_noise
+        )
 
     def int8_record(self) -> dict[str, Any] | None:
         """The manifest's record of an int8 model's calibration: how many images, and the
