@@ -7,8 +7,8 @@ DequantizeLinear around each quantized operator), which onnxruntime runs with in
 activations uint8 with ranges measured on the calibration images (min/max). For OpenVINO,
 NNCF (its own quantizer) quantizes the OpenVINO model instead, symmetric int8 weights and
 activations (its performance preset), which OpenVINO's CPU plugin fuses into int8
-convolutions: on the demo it ran 1.4-1.6x the QDQ graph on OpenVINO, under load
-(docs/benchmarks-backends.md). How much the quantization cost is measured on the same
+convolutions: on the demo it ran 1.4x the QDQ graph on OpenVINO and 2x onnxruntime's
+fp32 graph (docs/benchmarks-backends.md). How much the quantization cost is measured on the same
 images: the PSNR of the int8 model's outputs against the fp32 graph's on the same runtime.
 """
 
