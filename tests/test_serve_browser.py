@@ -190,8 +190,10 @@ def test_paint_a_stroke_and_the_synthesised_image_changes(
     save_toy(toy, labels={"names": ["sea", "land", "hill", "ice"]})
     label_model = Models([str(toy)], device="cpu")
     pixels = "return Array.from(arguments[0].getContext('2d').getImageData(0, 0, 256, 256).data)"
+    # null while the image is between two sources (a newer reply loading)
     image_bytes = (
         "const c = document.createElement('canvas'); const img = arguments[0];"
+        "if (!img.complete || !img.naturalWidth) return null;"
         "c.width = img.naturalWidth; c.height = img.naturalHeight;"
         "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
         "return Array.from(g.getImageData(0, 0, c.width, c.height).data)"
@@ -202,7 +204,7 @@ def test_paint_a_stroke_and_the_synthesised_image_changes(
         wait(driver, lambda d: nav.is_displayed(), "no paint tab for a label model")
         out = driver.find_element(By.ID, "paint-out")
         wait(driver, lambda d: int(out.get_attribute("data-frames")) >= 1, "no first image")
-        before = driver.execute_script(image_bytes, out)
+        before = wait(driver, lambda d: driver.execute_script(image_bytes, out), "no image")
         assert len(before) == 256 * 256 * 4
         swatches = driver.find_elements(By.CSS_SELECTOR, "#palette .swatch")
         assert [b.text for b in swatches] == ["sea", "land", "hill", "ice"]
@@ -211,16 +213,14 @@ def test_paint_a_stroke_and_the_synthesised_image_changes(
 
         def redrawn(after: Callable[[], None], why: str) -> None:
             """Do ``after``, then wait for a new frame whose image differs from the last."""
-            frames, shown = (
-                int(out.get_attribute("data-frames")),
-                driver.execute_script(image_bytes, out),
-            )
+            frames = int(out.get_attribute("data-frames"))
+            shown = wait(driver, lambda d: driver.execute_script(image_bytes, out), "no image")
             after()
             wait(
                 driver,
                 lambda d: (
                     int(out.get_attribute("data-frames")) > frames
-                    and driver.execute_script(image_bytes, out) != shown
+                    and driver.execute_script(image_bytes, out) not in (None, shown)
                 ),
                 why,
             )

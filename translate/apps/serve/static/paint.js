@@ -131,11 +131,16 @@ async function sendMap() {
     paint.shown = seq;
     if (paint.url) URL.revokeObjectURL(paint.url);
     const out = $("paint-out");
-    out.src = paint.url = URL.createObjectURL(blob);
-    out.dataset.frames = Number(out.dataset.frames) + 1;
+    const url = paint.url = URL.createObjectURL(blob);
+    out.src = url;
     $("paint-error").hidden = true;
     $("paint-ms").textContent = (performance.now() - start).toFixed(0);
     $("paint-model-ms").textContent = response.headers.get("X-Model-Ms");
+    // Counted once decoded, so the count says what is on screen; a newer reply may
+    // replace this one first, and then that one is counted.
+    if (await out.decode().then(() => out.src === url, () => false)) {
+      out.dataset.frames = Number(out.dataset.frames) + 1;
+    }
   } catch (error) {
     if (error.status === 503) return;  // the server is busy; the stroke's end sends again
     $("paint-error").textContent = error.message;
