@@ -151,7 +151,6 @@ class Translator:
         if self.noise_dim:  # the code goes in beside each image (an exported graph's z)
             runner = _WithCode(runner, self._code(options))
         self.padded = PadToMultiple(runner, self.spec)
-        self.compiled = options.compile
         self.model = model
         # What a named image's own code replaces: the seed's (not a style's, which is asked for).
         self._drawn = runner if self.noise_dim and options.style is None else None
@@ -171,7 +170,7 @@ class Translator:
         return (
             self.backend == "torch"
             and self.device.type == "cpu"
-            and not self.compiled
+            and not self.options.compile
             and not self.eval_mode.dropout
             and not self.per_image_noise
         )
