@@ -97,7 +97,21 @@ def stage_widths(ngf: int, widths: list[int] | None) -> list[int]:
     return widths if len(widths) == 4 else [*widths, widths[2]]
 
 
-class ResnetGenerator(Generator):
+class SequentialGenerator(Generator):
+    """A generator that is one ``nn.Sequential``, ``model``: its tap points are the entries
+    of ``model`` (a residual block is one, as the reference CUT counts them)."""
+
+    def tap_points(self) -> list[nn.Module]:
+        return list(self.model)
+
+    def trunk_taps(self) -> list[int]:
+        return trunk_taps(self.model)
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ResnetGenerator(SequentialGenerator):
     """ResNet encoder-decoder (CycleGAN's): 7x7 stem, two stride-2 downsamplings,
     ``n_blocks`` residual blocks (depthwise-separable with ``mobile``, GAN Compression's
     students), two upsamplings; blurred (the CUT reference's default) with ``antialias``.
@@ -162,17 +176,8 @@ class ResnetGenerator(Generator):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(stem, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
-    def tap_points(self) -> list[nn.Module]:
-        return list(self.model)
 
-    def trunk_taps(self) -> list[int]:
-        return trunk_taps(self.model)
-
-    def generate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-class ShuffleResnetGenerator(Generator):
+class ShuffleResnetGenerator(SequentialGenerator):
     """A real-time student: the image folded 4x into channels (``PixelUnshuffle``), a 3x3
     convolution, ``n_blocks`` separable residual blocks (the mobile ResNet's) at a quarter
     of the side, then two stages of a 3x3 convolution and a 2x ``PixelShuffle`` back.
@@ -216,15 +221,6 @@ class ShuffleResnetGenerator(Generator):
             nn.PixelShuffle(2),
             nn.Tanh(),
         )
-
-    def tap_points(self) -> list[nn.Module]:
-        return list(self.model)
-
-    def trunk_taps(self) -> list[int]:
-        return trunk_taps(self.model)
-
-    def generate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
 
 
 class UnetSkipBlock(nn.Module):
