@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from translate.core.atomic import atomic_write_bytes
+from translate.core.torch_file import torchscript_allowed
 from translate.data.images import list_images, read_image, write_image
 from translate.data.worldmaps import load_map, tile_grid
 
@@ -142,9 +142,7 @@ class TaskModel(nn.Module):
 def save_task_model(model: nn.Module, path: Path) -> None:
     """``model`` wrapped by :class:`TaskModel`, as TorchScript, written atomically."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # torch >= 2.10 marks TorchScript deprecated; it is the format loss.task_model reads
-        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+    with torchscript_allowed():  # the format loss.task_model reads
         torch.jit.save(torch.jit.script(TaskModel(model).eval()), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 

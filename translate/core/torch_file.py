@@ -16,6 +16,8 @@ import pickle
 import pickletools
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,6 +47,16 @@ def is_torchscript(path: str | os.PathLike[str]) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+@contextmanager
+def torchscript_allowed() -> Iterator[None]:
+    """Without the notice torch >= 2.10 gives on every ``torch.jit`` call (TorchScript is
+    deprecated): where TorchScript is the format asked for, the notice would only tell a
+    user to rewrite our code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        yield
+
+
 def load_torchscript(path: str | os.PathLike[str], kind: str = "TorchScript module") -> Any:
     """``torch.jit.load(path)`` on the CPU, after :func:`check_sizes`; an unreadable file is a
     one-line ``ValueError`` starting with ``path``. TorchScript runs no Python, so loading
@@ -52,9 +64,7 @@ def load_torchscript(path: str | os.PathLike[str], kind: str = "TorchScript modu
     path = Path(path)
     try:
         check_sizes(path)
-        with warnings.catch_warnings():
-            # torch >= 2.10 marks TorchScript deprecated; it is the format of the file given
-            warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        with torchscript_allowed():
             return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, OSError, zipfile.BadZipFile) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

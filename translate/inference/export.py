@@ -27,6 +27,7 @@ from torch.nn.utils import parametrize
 
 from translate.core.atomic import atomic_path
 from translate.core.extras import needs_extra
+from translate.core.torch_file import torchscript_allowed
 from translate.inference.padding import PadToMultiple, PadToMultipleWithCode
 from translate.models.describe import describe
 from translate.models.model_file import GeneratorSpec, LoadedModel, generator_counts
@@ -139,10 +140,7 @@ def _check_inputs(
 
 
 def _export_torchscript(net: nn.Module, path: Path) -> Callable[..., torch.Tensor]:
-    with warnings.catch_warnings():
-        # torch >= 2.10 marks TorchScript deprecated; the format is what was asked for, and
-        # the notice would only tell a `translate export` user to rewrite our code.
-        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+    with torchscript_allowed():
         # Scripting, not tracing: the module keeps no sizes from an example input.
         torch.jit.save(torch.jit.script(net), str(path))
         return torch.jit.load(str(path), map_location="cpu")
