@@ -132,10 +132,10 @@ def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
 
 def test_each_stage_trains_its_part_and_a_resumed_run_lands_in_its_stage(tmp_path: Path) -> None:
     _label_set(tmp_path / "data")
-    config = _config(tmp_path / "data")
+    config = _config(tmp_path / "data", fix_global_steps=2)
     engine = make_engine(config, tmp_path / "run")
     parts = [weights(engine)]
-    for steps in (2, 3, 4):  # the global stage, the global frozen, the whole
+    for steps in (2, 4, 5):  # the global stage, the global frozen, the whole
         staged = copy.deepcopy(config)
         staged["train"]["max_steps"] = steps
         engine = make_engine(staged, tmp_path / "run", resume=steps > 2)
@@ -151,8 +151,24 @@ def test_each_stage_trains_its_part_and_a_resumed_run_lands_in_its_stage(tmp_pat
         else:
             assert "global" not in images
     assert _changed(parts[0], parts[1]) == {"global_net", "global_out"}
+    # two steps: the first moves only the enhancers' output layer, which starts at zero
     assert _changed(parts[1], parts[2]) == {"front", "back", "out"}
-    assert _changed(parts[2], parts[3]) == {"global_net", "front", "back", "out"}
+    assert _changed(parts[2], parts[3]) == {"global_net", "global_out", "front", "back", "out"}
+
+
+def test_the_whole_network_starts_from_the_global_generators_image() -> None:
+    """``residual``: before any step after the switch, the whole network's image is the global
+    stage's, upsampled; the paper's layout (``residual=False``) starts from a random one."""
+    torch.manual_seed(0)
+    x = torch.rand(1, CLASSES, 64, 64)
+    for residual in (True, False):
+        net = build_generator("pix2pixhd", in_channels=CLASSES, ngf=8, residual=residual)
+        with torch.no_grad():
+            logits = net.global_out(net.global_net(net.downsample(x)))
+            upsampled = torch.tanh(
+                torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear")
+            )
+            assert torch.allclose(net(x), upsampled, atol=1e-6) == residual
 
 
 # a checkpoint in the global stage, and one after the switch (the global generator frozen)

@@ -10,16 +10,22 @@ generator alone first, at its own resolution, then the whole:
 :meth:`Pix2PixHDGenerator.global_only` runs that first stage with the same modules, through
 an output layer of the global generator's own, so a trainer switches stages without
 rebuilding the network.
+
+With ``residual`` (this project's default, not the paper's), the whole network's image is
+the global generator's own, upsampled, plus the enhancers' detail, whose output convolution
+starts at zero: at the switch the whole network draws what the global stage learnt instead
+of what a random enhancer makes of it (ControlNet's zero convolution, ProGAN's fade-in).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from translate.networks.features import Generator
 from translate.networks.generators import ResnetBlock
-from translate.networks.layers import check_choice, conv_bias, norm_layer
+from translate.networks.layers import check_choice, conv_bias, init_weights, norm_layer
 
 INPUT_KINDS = ("labels", "image")
 
@@ -53,7 +59,9 @@ def _up(width: int, norm: str) -> list[nn.Module]:
 
 
 def _to_image(width: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh())
+    """The 7x7 convolution to the image, before the tanh (which the generator applies: the
+    residual image adds before it)."""
+    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7))
 
 
 class Pix2PixHDGenerator(Generator):
@@ -73,6 +81,11 @@ class Pix2PixHDGenerator(Generator):
     Norms: instance (the paper's), ``batch`` or ``none``. Sides a multiple of
     ``2**(n_downsample_global + n_local_enhancers)``; output the input's size, in [-1, 1].
     With no enhancer it is the global generator alone, ending in ``global_out``.
+
+    ``residual``: the image is ``tanh(out(...) + up(global_out(...)))``, the global
+    generator's output layer (before its tanh) upsampled bilinearly to the full size, and
+    ``out`` starts at zero; False: the paper's, ``tanh(out(...))``. Weights ``init``
+    (``normal``) with ``init_gain`` (0.02), the reference's, as the other generators.
     """
 
     def __init__(
@@ -86,6 +99,9 @@ class Pix2PixHDGenerator(Generator):
         n_blocks_local: int = 3,
         norm: str = "instance",
         input_kind: str = "labels",
+        residual: bool = True,
+        init: str = "normal",
+        init_gain: float = 0.02,
     ) -> None:
         super().__init__()
         check_choice("input_kind", input_kind, INPUT_KINDS)
@@ -99,6 +115,7 @@ class Pix2PixHDGenerator(Generator):
                 raise ValueError(f"{key} must be 0 or more; got {value}")
         self.input_kind = input_kind
         self.n_local_enhancers = n_local_enhancers
+        self.residual = residual and n_local_enhancers > 0
         self.size_multiple = 2 ** (n_downsample_global + n_local_enhancers)
         width = ngf * 2**n_local_enhancers
         layers = _stem(in_channels, width, norm)
@@ -120,6 +137,10 @@ class Pix2PixHDGenerator(Generator):
         self.out = _to_image(ngf, out_channels) if n_local_enhancers else None
         # the paper's: each coarser input is the finer one averaged over 3x3, stride 2
         self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        init_weights(self, init, init_gain)
+        if self.residual:  # the enhancers' detail starts at zero (after the common init)
+            nn.init.zeros_(self.out[1].weight)
+            nn.init.zeros_(self.out[1].bias)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as the global generator sees it: average-pooled once per enhancer (a trainer
@@ -132,7 +153,7 @@ class Pix2PixHDGenerator(Generator):
         """The global generator alone, with its own output layer, on ``x`` at its resolution
         (``downsample`` of a full-resolution input): the first stage of the coarse-to-fine
         training."""
-        return self.global_out(self.global_net(x))
+        return torch.tanh(self.global_out(self.global_net(x)))
 
     def tap_points(self) -> list[nn.Module]:
         """The global generator's layers, then each enhancer's front and back, then the
@@ -149,6 +170,12 @@ class Pix2PixHDGenerator(Generator):
         for _ in range(self.n_local_enhancers):
             inputs.append(self.pool(inputs[-1]))
         features = self.global_net(inputs[-1])
+        coarse = self.global_out(features) if self.residual else None
         for n, (front, back) in enumerate(zip(self.front, self.back, strict=True)):
             features = back(front(inputs[-2 - n]) + features)
-        return self.out(features)
+        image = self.out(features)
+        if coarse is not None:
+            image = image + F.interpolate(
+                coarse, size=image.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return torch.tanh(image)

@@ -241,7 +241,7 @@ GENERATORS.declare("translate.networks.upscalers:SRVGGNetCompact", "srvgg_compac
 GENERATORS.declare("translate.networks.upscalers:RRDBNet", "rrdbnet", common=False)
 GENERATORS.declare("translate.networks.spade:SPADEGenerator", "spade", common=False)
 GENERATORS.declare("translate.networks.oasis:OASISGenerator", "oasis", init="xavier")
-GENERATORS.declare("translate.networks.pix2pixhd:Pix2PixHDGenerator", "pix2pixhd")
+GENERATORS.declare("translate.networks.pix2pixhd:Pix2PixHDGenerator", "pix2pixhd", common=False)
 
 DISCRIMINATORS = Registry(
     "discriminator",

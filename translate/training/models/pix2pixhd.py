@@ -95,7 +95,9 @@ class Pix2PixHD(Pix2PixHDSpec, Trainer):
         stage = self.stage()
         self.steps += 1
         real_a, real_b = self._inputs(batch, stage)
-        fixed = frozen(self.G.global_net) if stage == FIXED_GLOBAL else contextlib.nullcontext()
+        fixed = contextlib.nullcontext()
+        if stage == FIXED_GLOBAL:  # the global generator, its output layer included, settled
+            fixed = frozen(self.G.global_net, self.G.global_out)
         with fixed:
             with stepper.autocast(), torch.set_grad_enabled(update_g):
                 fake_b = self.G.global_only(real_a) if stage == GLOBAL else self.G(real_a)
