@@ -138,9 +138,9 @@ def test_the_openvino_model_is_reused_and_a_failed_conversion_leaves_nothing(
 
 def test_openvino_takes_torchs_thread_count_and_runs_fp32(scaled_model, one_thread):
     openvino = pytest.importorskip("openvino")
-    runner = Translator(scaled_model, backend="openvino").padded.generator
-    assert int(runner.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
-    assert runner.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    compiled = Translator(scaled_model, backend="openvino").padded.generator.compiled.get()
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
     # one model with dynamic sizes serves every shape
     translator = Translator(scaled_model, backend="openvino", **FP32)
     reference = Translator(scaled_model, **FP32)
@@ -148,6 +148,43 @@ def test_openvino_takes_torchs_thread_count_and_runs_fp32(scaled_model, one_thre
     for side in range(8, 28, 4):
         image = rng.integers(0, 256, (side, 12, 4), dtype=np.uint8)
         assert _grey_levels(translator(image), reference(image)) <= 2
+
+
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_the_converters_lanes_give_the_bytes_of_one_lane(
+    tiny_generator_file, tmp_path, monkeypatch, backend
+):
+    """On two torch threads the converter runs two images side by side, each on one
+    thread (onnxruntime: a one-thread session; openvino: a model of two one-thread
+    streams), and writes what one lane on both threads writes; a single caller still
+    runs on both."""
+    src = _folder(tmp_path / "in", count=6)
+    translator = Translator.load(tiny_generator_file, backend=backend, batch_size=2)
+    assert translator.reentrant and torch.get_num_threads() == 2
+    threads = set()
+    real = Translator.translate_batch
+
+    def recorded(self, images, names=None):
+        threads.add(torch.get_num_threads())
+        return real(self, images, names)
+
+    monkeypatch.setattr(Translator, "translate_batch", recorded)
+    convert_folder(src, tmp_path / "lanes", translator, progress=False)
+    assert threads == {1}
+    monkeypatch.setattr(Translator, "reentrant", False)
+    convert_folder(src, tmp_path / "one", translator, progress=False)
+    assert threads == {1, 2}
+    for i in range(6):
+        lanes, one = (np.asarray(Image.open(tmp_path / d / f"{i}.png")) for d in ("lanes", "one"))
+        assert np.array_equal(lanes, one)
+    runner = translator.padded.generator
+    made = (runner.sessions if backend == "onnxruntime" else runner.compiled).made
+    assert sorted(made) == [1, 2]
+    if backend == "openvino":
+        assert [int(made[t].get_property("NUM_STREAMS")) for t in (1, 2)] == [2, 1]
+        assert [int(made[t].get_property("INFERENCE_NUM_THREADS")) for t in (1, 2)] == [2, 2]
+    else:
+        assert [made[t].get_session_options().intra_op_num_threads for t in (1, 2)] == [1, 2]
 
 
 @pytest.mark.parametrize(

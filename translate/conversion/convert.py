@@ -3,7 +3,8 @@
 Decoding runs in a thread pool ahead of the model, encoding in another behind it (PIL and
 zlib release the GIL while they work), so the three overlap; decoded images wait in
 per-size buckets so that same-size images share a batch. On the CPU, a translator that
-threads may share translates one image per torch thread, side by side, each on one.
+threads may share (on any backend) translates one image per torch thread, side by side,
+each on one.
 Each file's header is checked against the memory budget before its pixels are decoded,
 and the read-ahead is bounded by the decoded bytes as well as by count. An image cut into
 tiles (``--tile``) is translated one row of tiles at a time and its finished rows are
@@ -202,7 +203,9 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     desc = "convert" if run.ranks.world_size == 1 else f"convert (rank {run.ranks.rank})"
     # One image per torch thread, each pass on one thread: one pass on two threads waits at
     # every layer for the slower one (idle on 2 cores, with PNG's Z_RLE beside it, the
-    # demo's 192 PNGs went from 51.7 to 68.1 images/s). Other translators run on this thread.
+    # demo's 192 PNGs went from 51.7 to 68.1 images/s on torch). The onnxruntime and
+    # openvino runners follow each lane's torch thread count as the torch module does
+    # (Translator.reentrant). Other translators run on this thread, on every thread.
     threads = torch.get_num_threads()
     lanes = threads if run.translator.reentrant else 1
     with (

@@ -47,7 +47,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -337,8 +337,14 @@ def cached_openvino(onnx_path: Path) -> Path:
 
 class OnnxRuntimeGenerator(nn.Module):
     """A generator's cached ONNX graph (``path``: fp32 or int8) on onnxruntime, called like
-    the generator: NCHW float in [-1, 1] to its output, on the input's device, with as many
-    threads as torch.
+    the generator: NCHW float in [-1, 1] to its output, on the input's device, on as many
+    threads as the calling thread's torch (as the torch module runs).
+
+    A session's intra-op thread count is fixed when it is made, so there is one session per
+    thread count that calls (made on first use): the converter's lanes, each on one torch
+    thread, share the one-thread session (``run`` is thread-safe) and each runs its image
+    on its own thread, where one session on every thread would run one image at a time
+    (two threads per small convolution wait on each other at every layer).
 
     The Translator wraps it in :class:`PadToMultiple` with the generator's spec, as the
     torch module, so it pads the input before it (the graph's own padding then has none to
@@ -351,21 +357,43 @@ class OnnxRuntimeGenerator(nn.Module):
         with needs_extra("onnx", "--backend onnxruntime"):
             import onnxruntime
         self.path = path
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime's own classes: InvalidProtobuf, Fail, ...
-            raise _unreadable(self.path, "ONNX graph", exc) from exc
+
+        def session(threads: int) -> Any:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            try:
+                return onnxruntime.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime's own classes: InvalidProtobuf, Fail, ...
+                raise _unreadable(self.path, "ONNX graph", exc) from exc
+
+        self.sessions = _PerThreadCount(session)
+        self.sessions.get()  # an unreadable graph fails here, not at the first image
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         feed = {"input": x.detach().float().cpu().contiguous().numpy()}
         if z is not None:
             feed["z"] = z.detach().float().cpu().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, feed)[0]).to(x.device)
+        return torch.from_numpy(self.sessions.get().run(None, feed)[0]).to(x.device)
+
+
+class _PerThreadCount:
+    """What ``make(threads)`` returns, made once per torch thread count of the threads that
+    ask (:meth:`get`), under a lock: the converter's lanes ask at once."""
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self.make = make
+        self.made: dict[int, Any] = {}
+        self.lock = threading.Lock()
+
+    def get(self) -> Any:
+        threads = torch.get_num_threads()
+        with self.lock:
+            if threads not in self.made:
+                self.made[threads] = self.make(threads)
+            return self.made[threads]
 
 
 def _unreadable(path: Path, what: str, exc: Exception) -> ValueError:
@@ -379,14 +407,19 @@ def _unreadable(path: Path, what: str, exc: Exception) -> ValueError:
 class OpenVinoGenerator(nn.Module):
     """The cached OpenVINO model at ``path`` (``model.xml``: converted from the ONNX graph,
     or NNCF's int8 model) on OpenVINO's CPU plugin, called like the generator (as
-    :class:`OnnxRuntimeGenerator`), with as many threads as torch (``INFERENCE_NUM_THREADS``)
-    and ``precision``'s inference precision.
+    :class:`OnnxRuntimeGenerator`), with ``precision``'s inference precision, on as many
+    threads as the calling thread's torch.
 
-    One model compiled with dynamic sizes serves every shape; each thread that calls it
-    keeps its own infer request (the server translates in worker threads; a request runs
-    one inference at a time). Static models per input shape and a shared input array were
-    tried: they corrupted the heap of a process that went on to other work (a test suite
-    crashed later in unrelated code), so they are left out.
+    The model is compiled once per thread count that calls it, with dynamic sizes, so one
+    compiled model serves every shape. It is built for ``threads`` (torch's count when it
+    is made): a caller on that many threads or more gets one stream of them, as fast as
+    one image goes (the Translator batches for itself); callers on fewer threads, such as
+    the converter's lanes on one thread each, share a model of ``threads // theirs``
+    streams, one per lane, each running its own image on its own threads. Each calling
+    thread keeps its own infer request per compiled model (a request runs one inference
+    at a time; the server translates in worker threads too). Static models per input shape
+    and a shared input array were tried: they corrupted the heap of a process that went on
+    to other work (a test suite crashed later in unrelated code), so they are left out.
     """
 
     def __init__(self, path: Path, precision: Precision) -> None:
@@ -394,23 +427,38 @@ class OpenVinoGenerator(nn.Module):
         with needs_extra("openvino", "--backend openvino"):
             import openvino
         self.path = path
-        self.config: dict[str, Any] = {
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision.name],
-            # One image at a time as fast as it goes: the Translator batches for itself.
-            "PERFORMANCE_HINT": "LATENCY",
-        }
+        self.threads = torch.get_num_threads()
         core = openvino.Core()
         try:
-            self.compiled = core.compile_model(core.read_model(self.path), "CPU", self.config)
+            model = core.read_model(self.path)
         except RuntimeError as exc:  # OpenVINO raises its parse errors as RuntimeError
             raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
+
+        def compiled(threads: int) -> Any:
+            streams = max(1, self.threads // threads)
+            config: dict[str, Any] = {
+                "INFERENCE_NUM_THREADS": streams * threads,
+                "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision.name],
+            }
+            # An explicit stream count overrides what a performance hint would choose.
+            config.update(
+                {"NUM_STREAMS": streams} if streams > 1 else {"PERFORMANCE_HINT": "LATENCY"}
+            )
+            try:
+                return core.compile_model(model, "CPU", config)
+            except RuntimeError as exc:
+                raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
+
+        self.compiled = _PerThreadCount(compiled)
+        self.compiled.get()  # an unreadable model fails here, not at the first image
         self._requests = threading.local()
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        request = getattr(self._requests, "request", None)
+        compiled = self.compiled.get()
+        requests = self._requests.__dict__.setdefault("by_model", {})  # id -> its request
+        request = requests.get(id(compiled))
         if request is None:
-            request = self._requests.request = self.compiled.create_infer_request()
+            request = requests[id(compiled)] = compiled.create_infer_request()
         feed = {0: x.detach().float().cpu().contiguous().numpy()}
         if z is not None:  # a noise model's code: the graph's second input
             feed[1] = z.detach().float().cpu().contiguous().numpy()

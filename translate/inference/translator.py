@@ -162,14 +162,14 @@ class Translator:
 
     @property
     def reentrant(self) -> bool:
-        """Whether several threads may translate with this translator at once (the
-        converter runs one image per CPU thread): the eager torch backend on the CPU, with
-        no dropout (its masks seed the global random generator) and no per-image noise
-        code (swapped into the shared module while its image runs). Compiled graphs and
-        the other backends (each with its own thread pool) are left to one caller."""
+        """Whether several threads may translate with this translator at once, each pass on
+        its calling thread's torch threads (the converter runs one image per CPU thread,
+        each on one): on the CPU, on every backend (the onnxruntime and openvino runners
+        keep a session or stream per lane), with no dropout (its masks seed the global
+        random generator) and no per-image noise code (swapped into the shared module while
+        its image runs). Compiled graphs are left to one caller."""
         return (
-            self.backend == "torch"
-            and self.device.type == "cpu"
+            self.device.type == "cpu"
             and not self.options.compile
             and not self.eval_mode.dropout
             and not self.per_image_noise
