@@ -367,6 +367,31 @@ def test_installed_weights_are_the_default_and_their_absence_says_how(
     assert "FID" not in CliRunner().invoke(evaluate, args[:2]).stdout  # one set: no FID
 
 
+def test_no_fid_skips_found_weights_and_keeps_the_other_scores(
+    folders, inception_file, monkeypatch
+):
+    root, _, _ = folders
+    args = ["--outputs", str(root / "outputs"), "--targets", str(root / "targets")]
+    without_weights = _json(args)
+    monkeypatch.setattr(inception_module, "packaged_weights", lambda: inception_file)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("--no-fid built the Inception network")
+
+    monkeypatch.setattr(inception_module, "load_inception", refused)
+    assert _json([*args, "--no-fid"]) == without_weights
+    result = CliRunner().invoke(evaluate, [*args, "--no-fid"])
+    assert result.exit_code == 0 and "FID" not in result.stdout
+    assert "not measured" not in result.stderr  # skipped as asked: no advice to install
+    result = CliRunner().invoke(
+        evaluate, [*args, "--no-fid", "--inception-weights", str(inception_file)]
+    )
+    assert (
+        result.exit_code == 2
+        and "--no-fid skips FID/KID: drop --inception-weights" in result.output
+    )
+
+
 def test_model_on_paired_dataset(tmp_path):
     spec = GeneratorSpec("resnet_6blocks", options={"ngf": 4, "n_blocks": 1})
     generator = spec.build().eval()

@@ -10,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 import pytest
 import torch
@@ -28,6 +29,10 @@ STEPS = 6
 # read them and wait on a peer that is gone (pytorch/pytorch#135712; here ~1 restart in 3 on
 # 2 loaded cores). translate warns when it runs restartable that way (docs/scaling-out.md).
 RESTARTABLE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+# The agents log their steps (rendezvous, its result, workers started, exit barrier), so
+# the tail of a failed or hung run's output shows where each one stopped.
+AGENT_LOG = {"LOGLEVEL": "INFO"}
+TAIL_LINES = 100
 
 
 def _free_port() -> int:
@@ -51,7 +56,10 @@ def two_nodes(config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 def _config(data: Path, tmp_path: Path) -> Path:
     config = tiny(
-        "pix2pix", data, train={"batch_size": 2, "max_steps": STEPS, "device": "cpu"},
+        # A rank waiting on a gone or unreachable peer fails with torch's own error within
+        # the test's timeout, not after the default 1800 s (a healthy wait here is seconds).
+        "pix2pix", data,
+        train={"batch_size": 2, "max_steps": STEPS, "device": "cpu", "dist_timeout": 90},
         log={"every": 1, "eval_every": 1000, "checkpoint_every": 2, "tensorboard": False},
     )  # fmt: skip
     path = tmp_path / "config.yaml"
@@ -59,36 +67,90 @@ def _config(data: Path, tmp_path: Path) -> Path:
     return path
 
 
-def _torchrun(launch: list[str], config: Path, run_dir: Path, **env: str) -> list[Any]:
-    """Start one torchrun agent; the caller waits for it."""
+def _torchrun(
+    launch: list[str], config: Path, run_dir: Path, log: IO[str], **env: str
+) -> subprocess.Popen:
+    """Start one torchrun agent, its output and its workers' in ``log``; the caller waits."""
     environ = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-               "OMP_NUM_THREADS": "1", **RESTARTABLE, **env}  # fmt: skip
+               "OMP_NUM_THREADS": "1", **RESTARTABLE, **AGENT_LOG, **env}  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", *launch, str(ENTRY), "train"]
     command += [str(config), "--run-dir", str(run_dir), "--no-progress"]
-    return subprocess.Popen(  # a session of its own: the agent and its workers, killed together
-        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    return subprocess.Popen(
+        command, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _run(
     agents: list[list[str]], config: Path, run_dir: Path, timeout: float = 240, **env: str
 ) -> list[str]:
-    procs = [_torchrun(launch, config, run_dir, **env) for launch in agents]
-    try:
-        outputs = [proc.communicate(timeout=timeout)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):  # all of it already exited
-                os.killpg(proc.pid, signal.SIGKILL)
-    assert all(proc.returncode == 0 for proc in procs), "\n".join(outputs)
-    return outputs
+    """Run the agents to their end and return their outputs. Each writes to a file next to
+    ``run_dir`` (a pipe left unread while the test waits on another agent could fill and
+    stall it); if one fails or they outlast ``timeout``, the error holds each one's tail."""
+    logs = [run_dir.parent / f"{run_dir.name}.agent{i}.log" for i in range(len(agents))]
+    with contextlib.ExitStack() as files:
+        outs = [files.enter_context(log.open("w")) for log in logs]
+        procs = [
+            _torchrun(a, config, run_dir, out, **env) for a, out in zip(agents, outs, strict=True)
+        ]
+        deadline = time.monotonic() + timeout
+        try:
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):  # reported below
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0))
+        finally:
+            hung = [proc.poll() is None for proc in procs]
+            for proc in procs:
+                if proc.poll() is None:  # not reaped, so its pid is still its own
+                    _kill_tree(proc.pid)
+                    proc.wait()
+    if any(hung) or any(proc.returncode for proc in procs):
+        statuses = [
+            f"still running after {timeout:g} s, killed"
+            if stuck
+            else f"exit code {proc.returncode}"
+            for proc, stuck in zip(procs, hung, strict=True)
+        ]
+        pytest.fail("\n".join(map(_tail, logs, statuses)))
+    return [log.read_text() for log in logs]
+
+
+def _tail(log: Path, status: str) -> str:
+    lines = log.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+    return "\n".join([f"--- {log} ({status}), its last {len(lines)} lines:", *lines])
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the process group of ``pid`` and of each of its descendants. torchrun starts
+    every worker in a session of its own, so the agent's group alone leaves the workers
+    running (waiting on their gone peers until ``train.dist_timeout``) after it is killed."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that exited meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+    tree = {pid}
+    while grown := {child for child, parent in parents.items() if parent in tree} - tree:
+        tree |= grown  # read before any kill: a killed agent's workers lose their parent
+    groups = set()
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):  # already exited
+            groups.add(os.getpgid(member))
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
 
 
 def _two_nodes(max_restarts: int = 0) -> list[list[str]]:
+    """Both agents try to host the rendezvous store: without ``--rdzv-conf is_host``, torch
+    has every agent whose endpoint is an address of its machine host it, and 127.0.0.1 is
+    one to both. That is no race: the kernel lets one bind the port, and the other, refused
+    (EADDRINUSE), joins as a client (torch's c10d_rendezvous_backend._create_tcp_store).
+    ``--local-addr`` keeps the runner's host name out of it: torch hands the workers the rank
+    0 agent's address to meet at, by default this machine's FQDN, which a runner can resolve
+    to an address its workers cannot reach, a wait of ``train.dist_timeout``."""
     endpoint = f"127.0.0.1:{_free_port()}"
     launch = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
-    launch += ["--rdzv-endpoint", endpoint, "--rdzv-id", "test"]
+    launch += ["--rdzv-endpoint", endpoint, "--rdzv-id", "test", "--local-addr", "127.0.0.1"]
     launch += ["--max-restarts", str(max_restarts), "--monitor-interval", "0.2"]
     return [launch, launch]
 

