@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import tool_module
+from conftest import EXPORTED, tool_module
 from noise_generator import CLASSES, save_toy
 from PIL import Image
 
@@ -102,18 +102,27 @@ def test_a_noise_models_onnx_graph_takes_the_code_and_gives_torchs_image(
     with torch.no_grad():
         expected = model.generators["AtoB"](x, z=z).numpy()
     assert np.abs(got - expected).max() < 1e-5 and np.abs(got[0] - got[1]).max() > 0.01
-    # the backends feed it the seed's code, or each named map's, as torch does
+
+
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_the_export_backends_feed_the_seeds_code_or_each_maps_as_torch(
+    toy: Path, backend: str
+) -> None:
+    pytest.importorskip("onnxruntime")
     labels, maps = ids(), [ids(), ids(1)]
     torch_run = Translator.load(toy, device="cpu", seed=3)
-    onnx_run = Translator.load(toy, device="cpu", seed=3, backend="onnxruntime")
-    assert onnx_run.backend == "onnxruntime"
-    assert np.abs(onnx_run(labels).astype(int) - torch_run(labels)).max() <= 1
+    exported = Translator.load(toy, device="cpu", seed=3, backend=backend)
+    assert exported.backend == backend
+    assert np.abs(exported(labels).astype(int) - torch_run(labels)).max() <= 1
     names = ["a.png", "b.png"]
     pairs = zip(
-        onnx_run.translate_batch(maps, names), torch_run.translate_batch(maps, names), strict=True
+        exported.translate_batch(maps, names), torch_run.translate_batch(maps, names), strict=True
     )
     for got_map, want in pairs:
         assert np.abs(got_map.astype(int) - want).max() <= 1
+    # another seed is another code: the graph's z input is read, not left at a default
+    other = Translator.load(toy, device="cpu", seed=4, backend=backend)
+    assert np.abs(other(labels).astype(int) - exported(labels)).max() > 1
 
 
 @pytest.mark.parametrize(
