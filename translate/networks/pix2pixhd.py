@@ -64,6 +64,17 @@ def _to_image(width: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7))
 
 
+class _Finish(nn.Module):
+    """The image in [-1, 1]: tanh of the output layer's, with the coarser stage's image
+    (before its tanh) added first, upsampled, where one is given (``residual``)."""
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor | None = None) -> torch.Tensor:
+        if coarse is not None:
+            size = image.shape[-2:]
+            image = image + F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+        return torch.tanh(image)
+
+
 class Pix2PixHDGenerator(Generator):
     """pix2pixHD's generator for ``in_channels`` inputs (one-hot classes, plus the
     instance-boundary channel when there is one, or image channels with ``input_kind``
@@ -137,6 +148,7 @@ class Pix2PixHDGenerator(Generator):
         self.out = _to_image(ngf, out_channels) if n_local_enhancers else None
         # the paper's: each coarser input is the finer one averaged over 3x3, stride 2
         self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.finish = _Finish()
         init_weights(self, init, init_gain)
         if self.residual:  # the enhancers' detail starts at zero (after the common init)
             nn.init.zeros_(self.out[1].weight)
@@ -153,15 +165,15 @@ class Pix2PixHDGenerator(Generator):
         """The global generator alone, with its own output layer, on ``x`` at its resolution
         (``downsample`` of a full-resolution input): the first stage of the coarse-to-fine
         training."""
-        return torch.tanh(self.global_out(self.global_net(x)))
+        return self.finish(self.global_out(self.global_net(x)))
 
     def tap_points(self) -> list[nn.Module]:
         """The global generator's layers, then each enhancer's front and back, then the
-        output layer."""
+        output layer and the image."""
         if not self.n_local_enhancers:
-            return [*self.global_net, *self.global_out]
+            return [*self.global_net, *self.global_out, self.finish]
         stages = [m for pair in zip(self.front, self.back, strict=True) for m in pair]
-        return [*self.global_net, *stages, *self.out]
+        return [*self.global_net, *stages, *self.out, self.finish]
 
     def generate(self, x: torch.Tensor) -> torch.Tensor:
         if not self.n_local_enhancers:
@@ -173,9 +185,4 @@ class Pix2PixHDGenerator(Generator):
         coarse = self.global_out(features) if self.residual else None
         for n, (front, back) in enumerate(zip(self.front, self.back, strict=True)):
             features = back(front(inputs[-2 - n]) + features)
-        image = self.out(features)
-        if coarse is not None:
-            image = image + F.interpolate(
-                coarse, size=image.shape[-2:], mode="bilinear", align_corners=False
-            )
-        return torch.tanh(image)
+        return self.finish(self.out(features), coarse)
