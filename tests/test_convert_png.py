@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageCms
 
 from translate.cli import main
 from translate.conversion.convert import convert_folder
@@ -142,3 +142,25 @@ def test_level_1_deflates_8_bit_samples_with_run_length_matches(tmp_path, monkey
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), arr)
     assert (tmp_path / "rle.png").stat().st_size < (tmp_path / "default.png").stat().st_size
     assert images.png_strategy(1, np.uint16) == images.png_strategy(6, np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((20, 30), np.uint8), ((20, 30, 3), np.uint8), ((20, 30, 4), np.uint8),
+     ((20, 30), np.uint16), ((20, 30, 3), np.uint16)],
+)  # fmt: skip
+def test_level_1_images_are_written_as_png_rows_writes_them(tmp_path, shape, dtype):
+    """At the fast level a whole image goes through png_rows (PNG's Sub filter on every row,
+    not PIL's per-row search of five filters): its bytes, the pixels and the profile kept."""
+    arr = np.random.default_rng(0).integers(0, 200, shape).astype(dtype)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = profile if len(shape) == 3 else None  # an RGB profile fits colour images only
+    write_image(tmp_path / "whole.png", arr, icc_profile=icc, png_compression=PNG_COMPRESSION)
+    channels = shape[2] if len(shape) == 3 else 1
+    with png_rows(tmp_path / "rows.png", *shape[:2], channels, dtype, icc, 1) as rows:
+        rows(arr)
+    assert (tmp_path / "whole.png").read_bytes() == (tmp_path / "rows.png").read_bytes()
+    read = Image.open(tmp_path / "whole.png")
+    if dtype == np.uint8:  # PIL reads 16-bit colour as 8 bits
+        np.testing.assert_array_equal(np.asarray(read), arr)
+        assert read.info.get("icc_profile") == icc

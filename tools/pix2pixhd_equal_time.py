@@ -66,12 +66,14 @@ def compare(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     run = argparse.Namespace(**{**vars(args), "data": data, "out": args.out / name})
     run.out.mkdir(parents=True, exist_ok=True)
     if name == "coarse-to-fine":
-        labels_equal_time.segmenter(data)  # trained (once) before any run's clock starts
+        labels_equal_time.segmenter(data, args.segmenter_steps)  # once, before any clock
     report = trained(entries, run)
     rows = {e.name: score(e, run) for e in entries}
     if name == "coarse-to-fine":
         real = data / "val" / "B"
-        rows["real images (the ceiling)"] = labels_equal_time.segmentation(real, data)
+        rows["real images (the ceiling)"] = labels_equal_time.segmentation(
+            real, data, args.segmenter_steps
+        )
     print(f"## {name}\n\n{saved(report, rows, run.out, labels_equal_time.COLUMNS)}")
     return report
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cores", default="0,1", help="the two runs' cores")
     parser.add_argument("--inception-weights", dest="weights", type=Path, default=None)
     parser.add_argument("--only", choices=sorted(COMPARISONS), help="one comparison (both)")
+    parser.add_argument("--segmenter-steps", type=int, default=None, help="(the default's)")
     parser.add_argument("--score-only", action="store_true", help="score the runs in --out")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()

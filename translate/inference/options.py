@@ -31,6 +31,7 @@ from translate.core.choices import (
     INFERENCE_PRECISIONS,
     NORM_STATS,
 )
+from translate.data.images import FAST_PNG
 from translate.inference.formats import canonical, format_choices
 
 # Pixels neighbouring tiles share by default, at most a quarter of the tile so that any tile
@@ -40,10 +41,9 @@ CODEC = "h264"  # the default video encoder
 # The default --min-psnr of int8 models, in dB: an RMS difference from fp32's outputs of 1%
 # of the range (about 2.5 grey levels).
 MIN_PSNR = 40.0
-# The zlib level PNG outputs are written with: 1 (OpenCV's default too) takes about half the
-# encoding time of 6 (PIL's default) for files about 12% larger, the pixels the same; PNG
-# encoding is the converter's largest cost after the model.
-PNG_COMPRESSION = 1
+# The zlib level PNG outputs are written with: the fast one (1, OpenCV's default too), the
+# pixels the same at every level; PNG encoding is the converter's largest cost after the model.
+PNG_COMPRESSION = FAST_PNG
 
 
 class OptionError(ValueError):
