@@ -111,6 +111,7 @@ def _config(root: Path, labels: bool = True, **loss: Any) -> dict[str, Any]:
                 "n_downsample_global": 2,
                 "n_blocks_global": 1,
                 "n_blocks_local": 1,
+                "residual": True,  # the whole starts from the global image: zero-started out
             },
         },  # fmt: skip
         "discriminator": {"options": {"ndf": 4, "n_layers": 2, "num_scales": 2}},

@@ -11,10 +11,12 @@ generator alone first, at its own resolution, then the whole:
 an output layer of the global generator's own, so a trainer switches stages without
 rebuilding the network.
 
-With ``residual`` (this project's default, not the paper's), the whole network's image is
-the global generator's own, upsampled, plus the enhancers' detail, whose output convolution
-starts at zero: at the switch the whole network draws what the global stage learnt instead
-of what a random enhancer makes of it (ControlNet's zero convolution, ProGAN's fade-in).
+With ``residual`` (an option of this project, not the paper's layout), the whole network's
+image is the global generator's own, upsampled, plus the enhancers' detail, whose output
+convolution starts at zero: at the switch the whole network draws what the global stage
+learnt instead of what a random enhancer makes of it (ControlNet's zero convolution,
+ProGAN's fade-in). Trained whole from the first step it did worse on worldmaps' images
+(docs/trainers/pix2pixhd.md), so the paper's layout is the default.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Pix2PixHDGenerator(Generator):
 
     ``residual``: the image is ``tanh(out(...) + up(global_out(...)))``, the global
     generator's output layer (before its tanh) upsampled bilinearly to the full size, and
-    ``out`` starts at zero; False: the paper's, ``tanh(out(...))``. Weights ``init``
+    ``out`` starts at zero; False (the default): the paper's, ``tanh(out(...))``. Weights ``init``
     (``normal``) with ``init_gain`` (0.02), the reference's, as the other generators.
     """
 
@@ -110,7 +112,7 @@ class Pix2PixHDGenerator(Generator):
         n_blocks_local: int = 3,
         norm: str = "instance",
         input_kind: str = "labels",
-        residual: bool = True,
+        residual: bool = False,
         init: str = "normal",
         init_gain: float = 0.02,
     ) -> None:
