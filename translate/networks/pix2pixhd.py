@@ -97,8 +97,9 @@ class Pix2PixHDGenerator(Generator):
 
     ``residual``: the image is ``tanh(out(...) + up(global_out(...)))``, the global
     generator's output layer (before its tanh) upsampled bilinearly to the full size, and
-    ``out`` starts at zero; False (the default): the paper's, ``tanh(out(...))``. Weights ``init``
-    (``normal``) with ``init_gain`` (0.02), the reference's, as the other generators.
+    ``out`` starts at zero; False (the default): the paper's, ``tanh(out(...))``. Weights
+    ``init`` (``normal``) with ``init_gain`` (0.02), the reference's, as the other
+    generators.
     """
 
     def __init__(
