@@ -411,10 +411,10 @@ class OpenVinoGenerator(nn.Module):
     threads as the calling thread's torch.
 
     The model is compiled once per thread count that calls it, with dynamic sizes, so one
-    compiled model serves every shape. It is built for ``threads`` (torch's count when it
-    is made): a caller on that many threads or more gets one stream of them, as fast as
-    one image goes (the Translator batches for itself); callers on fewer threads, such as
-    the converter's lanes on one thread each, share a model of ``threads // theirs``
+    compiled model serves every shape. It is built for torch's thread count when it is
+    made: a caller on that many threads or more gets one stream of them, as fast as one
+    image goes (the Translator batches for itself); callers on fewer threads, such as the
+    converter's lanes on one thread each, share a model of ``that count // theirs``
     streams, one per lane, each running its own image on its own threads. Each calling
     thread keeps its own infer request per compiled model (a request runs one inference
     at a time; the server translates in worker threads too). Static models per input shape
@@ -427,7 +427,7 @@ class OpenVinoGenerator(nn.Module):
         with needs_extra("openvino", "--backend openvino"):
             import openvino
         self.path = path
-        self.threads = torch.get_num_threads()
+        total = torch.get_num_threads()  # the threads the lanes' streams share
         core = openvino.Core()
         try:
             model = core.read_model(self.path)
@@ -435,7 +435,7 @@ class OpenVinoGenerator(nn.Module):
             raise _unreadable(self.path.parent, "OpenVINO model", exc) from exc
 
         def compiled(threads: int) -> Any:
-            streams = max(1, self.threads // threads)
+            streams = max(1, total // threads)
             config: dict[str, Any] = {
                 "INFERENCE_NUM_THREADS": streams * threads,
                 "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision.name],
