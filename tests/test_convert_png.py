@@ -120,13 +120,18 @@ def test_a_folder_from_before_the_level_was_recorded_resumes_at_level_6(model, s
     assert resumed.exit_code == 0 and "converted 1, skipped 1" in resumed.output
 
 
-@pytest.mark.parametrize("kind", ["whole", "rows"])
-def test_level_1_deflates_8_bit_samples_with_run_length_matches(tmp_path, monkeypatch, kind):
-    """Level 1 (the default) writes smaller files with zlib's Z_RLE strategy than with its
-    default one on a photo-like image (smooth shapes and grain), the pixels the same."""
+def _photo_like(height: int, width: int) -> np.ndarray:
+    """Smooth shapes of 16 px and grain."""
     rng = np.random.default_rng(0)
-    shapes = np.repeat(np.repeat(rng.integers(0, 200, (4, 4, 3)), 16, 0), 16, 1)
-    arr = (shapes + rng.integers(0, 24, (64, 64, 3))).astype(np.uint8)
+    shapes = rng.integers(0, 200, (height // 16, width // 16, 3)).repeat(16, 0).repeat(16, 1)
+    return (shapes + rng.integers(0, 24, (height, width, 3))).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["whole", "rows"])
+def test_level_1_deflates_with_isa_l_into_files_no_larger_than_zlibs(tmp_path, monkeypatch, kind):
+    """Level 1 (the default) deflates with ISA-L, here no larger than zlib's level 1 on a
+    photo-like image (smooth shapes and grain), the pixels the same."""
+    arr = _photo_like(64, 64)
 
     def write(path):
         if kind == "rows":
@@ -135,13 +140,28 @@ def test_level_1_deflates_8_bit_samples_with_run_length_matches(tmp_path, monkey
         else:
             write_image(path, arr, png_compression=1)
 
-    write(tmp_path / "rle.png")
-    monkeypatch.setattr(images, "png_strategy", lambda level, dtype: zlib.Z_DEFAULT_STRATEGY)
-    write(tmp_path / "default.png")
-    for name in ("rle.png", "default.png"):
+    write(tmp_path / "isal.png")
+    monkeypatch.setattr(images, "_deflater", lambda level: zlib.compressobj(level))
+    write(tmp_path / "zlib.png")
+    for name in ("isal.png", "zlib.png"):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), arr)
-    assert (tmp_path / "rle.png").stat().st_size < (tmp_path / "default.png").stat().st_size
-    assert images.png_strategy(1, np.uint16) == images.png_strategy(6, np.uint8)
+    isal, plain = ((tmp_path / name).read_bytes() for name in ("isal.png", "zlib.png"))
+    assert isal != plain and len(isal) <= len(plain)
+
+
+@pytest.mark.parametrize("level", [1, 6])
+def test_a_pngs_bytes_do_not_depend_on_the_bands_its_rows_come_in(tmp_path, monkeypatch, level):
+    """ISA-L's output depends on how its input is split: png_rows hands it blocks of one
+    size whatever the bands (here several blocks, bands that straddle them)."""
+    monkeypatch.setattr(images, "_DEFLATE_BLOCK", 1000)
+    arr = _photo_like(128, 80)
+    for bands in ([128], [1] * 128, [7, 13, 108]):
+        with png_rows(tmp_path / f"{len(bands)}.png", 128, 80, 3, compression=level) as rows:
+            for band in np.split(arr, np.cumsum(bands)[:-1]):
+                rows(band)
+    whole = (tmp_path / "1.png").read_bytes()
+    assert (tmp_path / "128.png").read_bytes() == whole == (tmp_path / "3.png").read_bytes()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "1.png")), arr)
 
 
 @pytest.mark.parametrize(

@@ -44,17 +44,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import multiprocessing
 import os
 import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +190,27 @@ def latencies(fn: Callable[[], Any], device: str, warmup: int, iters: int) -> di
     }
 
 
+# Runs one case in a fresh interpreter: imports this script and writes the case's row as JSON.
+_CASE = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); import benchmark; "
+    "row = getattr(benchmark, sys.argv[2])(**json.loads(sys.argv[3])); "
+    "open(sys.argv[4], 'w').write(json.dumps(row))"
+)
+
+
 def isolated(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """Run ``fn(**kwargs)`` in a fresh process (spawned, so CUDA and peak RSS start clean)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, **kwargs).result()
+    """Run ``fn(**kwargs)`` in a fresh process, so CUDA and peak RSS start clean.
+
+    A plain interpreter, not multiprocessing's spawn: a spawned child imports this script,
+    and torch with it, while multiprocessing prepares it, and OpenVINO then ran the demo at
+    half speed on one thread there, with 150 ms stalls on two (why is not known; a process
+    that imports torch as it starts, as this one does, runs it at full speed).
+    """
+    with tempfile.TemporaryDirectory(prefix="benchmark-case-") as folder:
+        row = Path(folder) / "row.json"
+        args = [str(Path(__file__).parent), fn.__name__, json.dumps(kwargs), str(row)]
+        subprocess.run([sys.executable, "-c", _CASE, *args], check=True)
+        return json.loads(row.read_text())
 
 
 def precisions(device: str) -> list[str]:

@@ -202,7 +202,7 @@ def _convert_images(source: ImageSource, jobs: list[Job], run: Run) -> None:
     workers = min(8, os.cpu_count() or 1) if options.workers is None else max(1, options.workers)
     desc = "convert" if run.ranks.world_size == 1 else f"convert (rank {run.ranks.rank})"
     # One image per torch thread, each pass on one thread: one pass on two threads waits at
-    # every layer for the slower one (idle on 2 cores, with PNG's Z_RLE beside it, the
+    # every layer for the slower one (idle on 2 cores, with level-1 PNGs beside it, the
     # demo's 192 PNGs went from 51.7 to 68.1 images/s on torch). The onnxruntime and
     # openvino runners follow each lane's torch thread count as the torch module does
     # (Translator.reentrant). Other translators run on this thread, on every thread.
