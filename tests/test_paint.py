@@ -12,12 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import EXPORTED, tool_module
-from noise_generator import CLASSES, save_toy
+from noise_generator import CLASSES, NOISE, save_toy
 from PIL import Image
 
 from translate.cli import main
 from translate.conversion.manifest import MANIFEST_NAME
-from translate.inference.export import export_generator
+from translate.inference.export import TOLERANCE, export_generator
 from translate.inference.translator import Translator
 from translate.models.loading import load_model
 from translate.models.model_file import GeneratorSpec, save_generators
@@ -28,6 +28,21 @@ from translate.networks import count_parameters
 def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("noise") / "noise.safetensors"
     save_toy(path, labels={"names": ["sea", "land", "hill", "ice"]})
+    return path
+
+
+@pytest.fixture(scope="module")
+def styled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SPADE with a style encoder on the toy's classes and code length, its weights
+    spread (init gain 1, the code's linear layer ten times that) so that codes show."""
+    path = tmp_path_factory.mktemp("styled") / "spade.safetensors"
+    options = {"ngf": 2, "hidden": 4, "style_dim": NOISE, "init_gain": 1.0}
+    spec = GeneratorSpec.declared("spade", CLASSES, 3, options)
+    torch.manual_seed(0)
+    net = spec.build()
+    with torch.no_grad():
+        net.fc.weight.mul_(10)
+    save_generators(path, {"AtoB": (spec, net)})
     return path
 
 
@@ -87,31 +102,35 @@ def test_a_style_without_encoder_and_torchscript_of_noise_are_refused_in_one_lin
     assert not (tmp_path / "toy.pt").exists()
 
 
+@pytest.mark.parametrize("model_file", ["toy", "styled"])
 def test_a_noise_models_onnx_graph_takes_the_code_and_gives_torchs_image(
-    toy: Path, tmp_path: Path
+    model_file: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    model = load_model(toy)
-    path = export_generator(model, tmp_path / "toy.onnx", "onnx")
+    model = load_model(request.getfixturevalue(model_file))
+    path = export_generator(model, tmp_path / "g.onnx", "onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input", "z"]
-    x = torch.nn.functional.one_hot(torch.from_numpy(ids(size=(12, 16))).long(), CLASSES)
+    # 32x64: a grid of 1x2 for SPADE, whose code map is resized from 8x8 to it
+    x = torch.nn.functional.one_hot(torch.from_numpy(ids(size=(32, 64))).long(), CLASSES)
     x = x.permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1) * 2 - 1
-    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(2, NOISE, generator=torch.Generator().manual_seed(1))
     got = session.run(None, {"input": x.numpy(), "z": z.numpy()})[0]
-    with torch.no_grad():
+    with torch.no_grad():  # the model's own generator: spectral norm baked as it computes it
         expected = model.generators["AtoB"](x, z=z).numpy()
-    assert np.abs(got - expected).max() < 1e-5 and np.abs(got[0] - got[1]).max() > 0.01
+    assert np.abs(got - expected).max() < TOLERANCE and np.abs(got[0] - got[1]).max() > 0.01
 
 
+@pytest.mark.parametrize("model_file", ["toy", "styled"])
 @pytest.mark.parametrize("backend", EXPORTED)
-def test_the_export_backends_feed_the_seeds_code_or_each_maps_as_torch(
-    toy: Path, backend: str
+def test_the_export_backends_feed_the_seeds_code_each_maps_or_the_styles_as_torch(
+    model_file: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path, own_home: Path
 ) -> None:
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")  # own_home: an export of this code, not a cached one
+    model = request.getfixturevalue(model_file)
     labels, maps = ids(), [ids(), ids(1)]
-    torch_run = Translator.load(toy, device="cpu", seed=3)
-    exported = Translator.load(toy, device="cpu", seed=3, backend=backend)
+    torch_run = Translator.load(model, device="cpu", seed=3)
+    exported = Translator.load(model, device="cpu", seed=3, backend=backend)
     assert exported.backend == backend
     assert np.abs(exported(labels).astype(int) - torch_run(labels)).max() <= 1
     names = ["a.png", "b.png"]
@@ -121,8 +140,15 @@ def test_the_export_backends_feed_the_seeds_code_or_each_maps_as_torch(
     for got_map, want in pairs:
         assert np.abs(got_map.astype(int) - want).max() <= 1
     # another seed is another code: the graph's z input is read, not left at a default
-    other = Translator.load(toy, device="cpu", seed=4, backend=backend)
+    other = Translator.load(model, device="cpu", seed=4, backend=backend)
     assert np.abs(other(labels).astype(int) - exported(labels)).max() > 1
+    # a style image's code (encode_style, on torch) goes in as the seed's does
+    style = tmp_path / "style.png"
+    Image.fromarray(np.full((6, 5, 3), 20, np.uint8)).save(style)
+    styled = Translator.load(model, device="cpu", style=str(style), backend=backend)(labels)
+    want = Translator.load(model, device="cpu", style=str(style))(labels)
+    assert np.abs(styled.astype(int) - want).max() <= 1
+    assert np.abs(styled.astype(int) - exported(labels)).max() > 1
 
 
 @pytest.mark.parametrize(
@@ -140,17 +166,6 @@ def test_spectral_norm_generators_export_to_onnx(name: str, options: dict, tmp_p
     assert export_generator(loaded, tmp_path / "g.onnx", "onnx").is_file()
     # the weights it baked were a rebuilt copy's: the model's own keep their spectral norm
     assert hasattr(loaded.generators["AtoB"].blocks[0].conv_0, "parametrizations")
-
-
-def test_spade_with_a_style_encoder_is_not_exported_and_says_why(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    spec = GeneratorSpec.declared("spade", 5, 3, {"ngf": 2, "hidden": 4, "style_dim": 4})
-    save_generators(tmp_path / "g.safetensors", {"AtoB": (spec, spec.build())})
-    with pytest.raises(
-        ValueError, match=r"spade cannot be exported to ONNX \(.*\); translate it on torch$"
-    ):
-        export_generator(load_model(tmp_path / "g.safetensors"), tmp_path / "g.onnx", "onnx")
-    assert not (tmp_path / "g.onnx").exists()
 
 
 def test_convert_seed_writes_one_image_per_map_and_seeds_differ(toy: Path, tmp_path: Path) -> None:

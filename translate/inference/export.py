@@ -110,10 +110,12 @@ def _baked(spec: GeneratorSpec, generator: nn.Module) -> nn.Module:
     """A copy of ``generator`` whose parametrized weights (spectral norm) are plain weights
     of the values they have now: ONNX has no operator (vdot) to compute them in the graph.
     Built anew from ``spec``: a deep copy would share each parametrized module's class with
-    the original, which removing the parametrization edits."""
+    the original, which removing the parametrization edits. In eval mode: in training mode
+    spectral norm would take one more power iteration, and its weights would no longer be
+    the ones the model computes."""
     if not any(parametrize.is_parametrized(m) for m in generator.modules()):
         return copy.deepcopy(generator)
-    baked = spec.build()
+    baked = spec.build().eval()
     baked.load_state_dict(generator.state_dict())
     for module in baked.modules():
         for name in list(getattr(module, "parametrizations", {})):

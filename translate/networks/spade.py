@@ -11,6 +11,8 @@ label map leaves open: the generator starts from that code instead of the map.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,9 +182,10 @@ class SPADEGenerator(Generator):
         self.size_multiple = 2**num_upsampling
         if style_dim:
             self.noise_dim = style_dim
-            self.grid = StyleEncoder.SIDE // self.size_multiple
+            grid = StyleEncoder.SIDE // self.size_multiple
+            self.code_map = (16 * ngf, grid, grid)  # the shape the code's linear layer fills
             self.encoder = StyleEncoder(out_channels, ngf, style_dim)
-            self.fc: nn.Module = nn.Linear(style_dim, 16 * ngf * self.grid**2)
+            self.fc: nn.Module = nn.Linear(style_dim, math.prod(self.code_map))
         else:
             self.fc = nn.Conv2d(in_channels, 16 * ngf, 3, padding=1)
         widths = [16, 16, 16, 16, 8, 4, 2, 1]  # head, middle 0, middle 1, up 0 to 3
@@ -232,11 +235,12 @@ class SPADEGenerator(Generator):
                 raise ValueError("z: this SPADE generator takes no code (style_dim 0)")
             out = self.fc(F.interpolate(x, size=grid))
         else:
-            out = self.fc(noise_code(x, z, self.noise_dim)).view(
-                x.shape[0], -1, self.grid, self.grid
-            )
+            out = self.fc(noise_code(x, z, self.noise_dim)).unflatten(1, self.code_map)
             if out.shape[-2:] != grid:
                 out = F.interpolate(out, size=grid, mode="bilinear")
+                # The sizes it has, its channel count a constant: the ONNX exporter knows no
+                # size of a resize's output, and the batch norm after needs the channels.
+                out = out.reshape(out.shape[0], self.code_map[0], *out.shape[2:])
         for up, block in zip(self.upsample_before, self.blocks, strict=True):
             if up:
                 out = F.interpolate(out, scale_factor=2.0, mode="nearest")
