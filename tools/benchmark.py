@@ -203,9 +203,9 @@ def isolated(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]
 
     A plain interpreter, not multiprocessing's spawn: a spawned child imports this script,
     and torch with it, while multiprocessing prepares it, and OpenVINO then ran the demo at
-    half speed on one thread there, with 150 ms stalls on two (why is not known; a process
-    that imports torch as it starts, as this one does, runs it at full speed).
-    """
+    half speed on two threads there, with 150 ms stalls through the Translator (why is not
+    known; a process that imports torch as it starts, as this one does, runs it at full
+    speed)."""
     with tempfile.TemporaryDirectory(prefix="benchmark-case-") as folder:
         row = Path(folder) / "row.json"
         args = [str(Path(__file__).parent), fn.__name__, json.dumps(kwargs), str(row)]
