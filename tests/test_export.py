@@ -171,3 +171,17 @@ def test_a_scaled_generator_exports_at_its_scale(tmp_path, scaled_model, fmt):
             got = run(x)
         assert got.shape == (shape[0], 3, 2 * shape[2], 2 * shape[3])
         assert (got - converter(x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("norm_stats", [None, "batch"])
+def test_a_generator_whose_deepest_layers_are_one_pixel_at_one_multiple_exports(
+    tmp_path, norm_stats
+):
+    """SPADE pads to multiples of 32 and normalises by the input's statistics (instance
+    norm; batch norm with norm_stats=batch): traced at 32 px its deepest grid is 1x1, which
+    torch refuses to normalise, so the export traces at two multiples."""
+    pytest.importorskip("onnxruntime")
+    spec = GeneratorSpec.declared("spade", 5, 3, {"ngf": 2, "norm": "instance"})
+    assert spec.size_multiple == 32
+    out = export_generator(_model(spec), tmp_path / "g.onnx", "onnx", norm_stats=norm_stats)
+    assert out.stat().st_size > 0

@@ -128,8 +128,10 @@ def _check_inputs(
 ) -> list[tuple[torch.Tensor, ...]]:
     """The trace input and two more of other batch sizes and shapes; the last two are no
     multiple of ``multiple``, so the padding inside the export is checked too. Each with a
-    code per image where the generator takes one (``noise_dim``)."""
-    side = multiple * math.ceil(32 / multiple)
+    code per image where the generator takes one (``noise_dim``). The trace input is two
+    multiples a side at least: at one, the deepest layers are 1x1, where an instance norm
+    (or a batch norm on the input's statistics) has nothing to normalise and refuses."""
+    side = multiple * max(2, math.ceil(32 / multiple))
     generator = torch.Generator().manual_seed(0)
     shapes = [(1, channels, side, side), (2, channels, side + multiple + 1, side - 1)]
     shapes.append((1, channels, side + 3, side + multiple // 2 + 2))
