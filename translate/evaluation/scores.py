@@ -223,12 +223,14 @@ def noise_diversity(
     samples: int = 4,
     device: str | torch.device = "cpu",
     precision: Precision = FP32,
+    distance: metrics.Distance | None = None,
 ) -> float:
     """How much the outputs of one input differ under different noise: for each input (CHW,
     a one-hot label map), ``samples`` outputs of ``generator(x, z)`` under z drawn from a
-    generator seeded by the input's index, their mean pairwise L1 in [-1, 1] pixel units
-    (:func:`translate.core.metrics.diversity`), averaged over the inputs. 0 for a generator
-    that ignores z. The generator declares ``noise_dim`` (> 0)."""
+    generator seeded by the input's index, their mean pairwise ``distance`` (default L1 in
+    [-1, 1] pixel units; :func:`translate.core.metrics.diversity`), averaged over the
+    inputs. 0 for a generator that ignores z. The generator declares ``noise_dim`` (> 0);
+    the same inputs give the same outputs whatever the distance."""
     if samples < 2:
         raise ValueError(f"diversity samples: expected 2 or more, got {samples}")
     noise_dim = int(getattr(generator, "noise_dim", 0))
@@ -241,7 +243,7 @@ def noise_diversity(
             batch = x[None].expand(samples, *x.shape).to(device)
             with precision.autocast():
                 outputs = generator(batch, z.to(device))
-            found.append(metrics.diversity(outputs.float().clamp(-1, 1).cpu()))
+            found.append(metrics.diversity(outputs.float().clamp(-1, 1).cpu(), distance))
     if not found:
         raise ValueError("diversity needs at least one input")
     return sum(found) / len(found)
