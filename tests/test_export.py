@@ -185,3 +185,27 @@ def test_a_generator_whose_deepest_layers_are_one_pixel_at_one_multiple_exports(
     assert spec.size_multiple == 32
     out = export_generator(_model(spec), tmp_path / "g.onnx", "onnx", norm_stats=norm_stats)
     assert out.stat().st_size > 0
+
+
+def test_a_pixel_unshuffle_exports_as_space_to_depth_and_leaves_the_model_as_it_was(tmp_path):
+    """torch exports pixel_unshuffle as a 6-D transpose; the graph has ONNX's SpaceToDepth
+    instead, the next convolution's input channels reordered to match, its outputs torch's,
+    and the model itself untouched."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    spec = GeneratorSpec("shuffle_resnet", options={"ngf": 4, "n_blocks": 1})
+    model = _model(spec)
+    before = {k: v.clone() for k, v in model.generators["AtoB"].state_dict().items()}
+    out = export_generator(model, tmp_path / "g.onnx", "onnx")
+    nodes = onnx.load(str(out)).graph.node
+    assert "SpaceToDepth" in [n.op_type for n in nodes]
+    assert all(len(a.ints) < 6 for n in nodes if n.op_type == "Transpose" for a in n.attribute)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+    def run(x):
+        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+    for shape in SIZES:
+        assert _max_diff(run, model.generators["AtoB"], shape) <= 1e-4
+    after = model.generators["AtoB"].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -78,8 +78,9 @@ from translate.inference.quantize import (
 from translate.models.model_file import LoadedModel
 from translate.networks.eval_mode import EvalMode
 
-# Bumped when the cached graphs change for the same weights (another export wrapper).
-_CACHE_FORMAT = 2
+# Bumped when the cached graphs change for the same weights (another export wrapper;
+# 3: PixelUnshuffle exported as SpaceToDepth).
+_CACHE_FORMAT = 3
 # The precisions each backend other than torch runs ("auto" is the first).
 _PRECISIONS = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 # OpenVINO's names for them (its CPU plugin picks bf16 by itself on a CPU with native bf16
