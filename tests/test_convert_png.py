@@ -15,8 +15,8 @@ from translate.cli import main
 from translate.conversion.convert import convert_folder
 from translate.conversion.manifest import MANIFEST_NAME
 from translate.data import images
-from translate.data.images import png_rows, write_image
-from translate.inference.options import PNG_COMPRESSION, OptionError
+from translate.data.images import FAST_PNG, png_rows, write_image
+from translate.inference.options import ConvertOptions, OptionError
 from translate.models.model_file import GeneratorSpec, save_generators
 
 
@@ -52,7 +52,7 @@ def test_png_level_keeps_the_pixels_and_is_recorded(model, src, tmp_path):
     fast, small = tmp_path / "fast", tmp_path / "small"
     assert _cli(model, src, fast, "--precision", "fp32").exit_code == 0
     assert _cli(model, src, small, "--precision", "fp32", "--png-compression", "9").exit_code == 0
-    assert PNG_COMPRESSION == 1
+    assert ConvertOptions().png_compression == FAST_PNG == 1
     records = [json.loads((d / MANIFEST_NAME).read_text())["options"] for d in (fast, small)]
     assert [r["png_compression"] for r in records] == [1, 9]
     pixels = _pixels(fast)
@@ -175,7 +175,7 @@ def test_level_1_images_are_written_as_png_rows_writes_them(tmp_path, shape, dty
     arr = np.random.default_rng(0).integers(0, 200, shape).astype(dtype)
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     icc = profile if len(shape) == 3 else None  # an RGB profile fits colour images only
-    write_image(tmp_path / "whole.png", arr, icc_profile=icc, png_compression=PNG_COMPRESSION)
+    write_image(tmp_path / "whole.png", arr, icc_profile=icc, png_compression=FAST_PNG)
     channels = shape[2] if len(shape) == 3 else 1
     with png_rows(tmp_path / "rows.png", *shape[:2], channels, dtype, icc, 1) as rows:
         rows(arr)

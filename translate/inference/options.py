@@ -41,9 +41,6 @@ CODEC = "h264"  # the default video encoder
 # The default --min-psnr of int8 models, in dB: an RMS difference from fp32's outputs of 1%
 # of the range (about 2.5 grey levels).
 MIN_PSNR = 40.0
-# The zlib level PNG outputs are written with: the fast one (1, OpenCV's default too), the
-# pixels the same at every level; PNG encoding is the converter's largest cost after the model.
-PNG_COMPRESSION = FAST_PNG
 
 
 class OptionError(ValueError):
@@ -340,7 +337,7 @@ class ImageOptions(Checked):
     )
     quality: int = option(95, "JPEG/WebP quality.", check=Range(1, 100), record=True)
     png_compression: int = option(
-        PNG_COMPRESSION,
+        FAST_PNG,
         "PNG zlib level, 0 (none) to 9 (smallest files); the pixels are the same at every "
         "level. The default 1 (PNG's Sub filter on every row, ISA-L's deflate) encodes a "
         "256 px image in about a tenth of the time of 6 (PIL's default), for files about "

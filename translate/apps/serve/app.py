@@ -38,6 +38,7 @@ from translate.apps.serve.runs import RunNotFound, Runs
 from translate.conversion.convert import error_reason
 from translate.core.extras import MissingExtra, needs_extra
 from translate.data.images import (
+    FAST_PNG,
     IMAGE_EXTENSIONS,
     ImageReadError,
     image_to_array,
@@ -48,7 +49,6 @@ from translate.data.images import (
 )
 from translate.inference.memory import MemoryBudget
 from translate.inference.options import (
-    PNG_COMPRESSION,
     OptionError,
     TranslatorOptions,
     query_values,
@@ -247,7 +247,7 @@ def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if fmt == "PNG":
-        options = {"compress_level": PNG_COMPRESSION, **options}
+        options = {"compress_level": FAST_PNG, **options}
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=fmt, **options)
     return buffer.getvalue()
