@@ -15,7 +15,7 @@ from translate.cli import main
 from translate.conversion.convert import convert_folder
 from translate.conversion.manifest import MANIFEST_NAME
 from translate.data import images
-from translate.data.images import FAST_PNG, png_rows, write_image
+from translate.data.images import FAST_PNG, png_bytes, png_rows, write_image
 from translate.inference.options import ConvertOptions, OptionError
 from translate.models.model_file import GeneratorSpec, save_generators
 
@@ -171,7 +171,8 @@ def test_a_pngs_bytes_do_not_depend_on_the_bands_its_rows_come_in(tmp_path, monk
 )  # fmt: skip
 def test_level_1_images_are_written_as_png_rows_writes_them(tmp_path, shape, dtype):
     """At the fast level a whole image goes through png_rows (PNG's Sub filter on every row,
-    not PIL's per-row search of five filters): its bytes, the pixels and the profile kept."""
+    not PIL's per-row search of five filters): its bytes, the pixels and the profile kept;
+    png_bytes (the server's replies) gives the same bytes in memory."""
     arr = np.random.default_rng(0).integers(0, 200, shape).astype(dtype)
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     icc = profile if len(shape) == 3 else None  # an RGB profile fits colour images only
@@ -180,6 +181,7 @@ def test_level_1_images_are_written_as_png_rows_writes_them(tmp_path, shape, dty
     with png_rows(tmp_path / "rows.png", *shape[:2], channels, dtype, icc, 1) as rows:
         rows(arr)
     assert (tmp_path / "whole.png").read_bytes() == (tmp_path / "rows.png").read_bytes()
+    assert png_bytes(arr, icc) == (tmp_path / "whole.png").read_bytes()
     read = Image.open(tmp_path / "whole.png")
     if dtype == np.uint8:  # PIL reads 16-bit colour as 8 bits
         np.testing.assert_array_equal(np.asarray(read), arr)

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from isal import isal_zlib
@@ -479,69 +479,99 @@ def png_rows(
     ``compression`` (0-9; -1: zlib's default, 6) by :func:`_deflater`'s compressor, in
     blocks of the same size whatever the bands, so the bytes are those of a whole image.
     """
+    with (
+        atomic_open(path) as out,
+        _png_stream(out, path, height, width, channels, dtype, icc_profile, compression) as write,
+    ):
+        yield write
+
+
+def png_bytes(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """An HW or HWC image (uint8 or uint16, 1-4 channels) as a PNG's bytes at the fast level,
+    written as :func:`png_rows` writes a file (the server's replies)."""
+    buffer = io.BytesIO()
+    channels = arr.shape[2] if arr.ndim == 3 else 1
+    with _png_stream(
+        buffer, "PNG", *arr.shape[:2], channels, arr.dtype, icc_profile, FAST_PNG
+    ) as write:
+        write(arr)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _png_stream(
+    out: BinaryIO,
+    name: str | os.PathLike[str],
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype | type,
+    icc_profile: bytes | None,
+    compression: int,
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """:func:`png_rows`' writer onto the open binary file ``out``; errors name ``name``."""
     dtype = np.dtype(dtype)
     if dtype not in (np.uint8, np.uint16) or channels not in _PNG_COLOUR:
         raise ValueError(
-            f"{path}: PNG holds 1-4 channels of uint8 or uint16, not {channels} of {dtype}"
+            f"{name}: PNG holds 1-4 channels of uint8 or uint16, not {channels} of {dtype}"
         )
     pixel = channels * dtype.itemsize
     written = 0
-    with atomic_open(path) as out:
-        out.write(b"\x89PNG\r\n\x1a\n")
-        header = struct.pack(
-            ">IIBBBBB", width, height, 8 * dtype.itemsize, _PNG_COLOUR[channels], 0, 0, 0
-        )
-        out.write(_png_chunk(b"IHDR", header))
-        if icc_profile is not None and _icc_fits(icc_profile, "L" if channels < 3 else "RGB"):
-            out.write(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
-        stream = _deflater(compression)
-        filtered_bytes = bytearray()  # filtered rows not yet compressed
-        pending = bytearray()  # compressed bytes not yet written
+    out.write(b"\x89PNG\r\n\x1a\n")
+    header = struct.pack(
+        ">IIBBBBB", width, height, 8 * dtype.itemsize, _PNG_COLOUR[channels], 0, 0, 0
+    )
+    out.write(_png_chunk(b"IHDR", header))
+    if icc_profile is not None and _icc_fits(icc_profile, "L" if channels < 3 else "RGB"):
+        out.write(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
+    stream = _deflater(compression)
+    filtered_bytes = bytearray()  # filtered rows not yet compressed
+    pending = bytearray()  # compressed bytes not yet written
 
-        def deflate(final: bool) -> None:
-            start = 0
-            while len(filtered_bytes) - start >= _DEFLATE_BLOCK:
-                with memoryview(filtered_bytes)[start : start + _DEFLATE_BLOCK] as block:
-                    pending.extend(stream.compress(block))
-                start += _DEFLATE_BLOCK
-            if final:
-                with memoryview(filtered_bytes)[start:] as rest:
-                    pending.extend(stream.compress(rest) + stream.flush())
-                start = len(filtered_bytes)
-            del filtered_bytes[:start]
-            if final or len(pending) >= _IDAT_SIZE:
-                out.write(_png_chunk(b"IDAT", bytes(pending)))
-                pending.clear()
+    def deflate(final: bool) -> None:
+        start = 0
+        while len(filtered_bytes) - start >= _DEFLATE_BLOCK:
+            with memoryview(filtered_bytes)[start : start + _DEFLATE_BLOCK] as block:
+                pending.extend(stream.compress(block))
+            start += _DEFLATE_BLOCK
+        if final:
+            with memoryview(filtered_bytes)[start:] as rest:
+                pending.extend(stream.compress(rest) + stream.flush())
+            start = len(filtered_bytes)
+        del filtered_bytes[:start]
+        if final or len(pending) >= _IDAT_SIZE:
+            out.write(_png_chunk(b"IDAT", bytes(pending)))
+            pending.clear()
 
-        def write(rows: np.ndarray) -> None:
-            nonlocal written
-            rows = np.asarray(rows)
-            if (
-                rows.dtype != dtype
-                or rows.shape[1:2] != (width,)
-                or rows.size != len(rows) * width * channels
-            ):
-                raise ValueError(
-                    f"{path}: rows of {width} x {channels} {dtype} expected, got "
-                    f"{rows.shape} {rows.dtype}"
-                )
-            if written + len(rows) > height:
-                raise ValueError(f"{path}: more than the {height} rows declared")
-            raw = np.ascontiguousarray(rows, dtype=dtype.newbyteorder(">")).view(np.uint8)
-            raw = raw.reshape(len(rows), width * pixel)
-            filtered = np.empty((len(rows), 1 + width * pixel), np.uint8)
-            filtered[:, 0] = 1  # Sub
-            filtered[:, 1 : 1 + pixel] = raw[:, :pixel]
-            np.subtract(raw[:, pixel:], raw[:, :-pixel], out=filtered[:, 1 + pixel :])
-            filtered_bytes.extend(filtered.data)
-            deflate(final=False)
-            written += len(rows)
+    def write(rows: np.ndarray) -> None:
+        nonlocal written
+        rows = np.asarray(rows)
+        if (
+            rows.dtype != dtype
+            or rows.shape[1:2] != (width,)
+            or rows.size != len(rows) * width * channels
+        ):
+            raise ValueError(
+                f"{name}: rows of {width} x {channels} {dtype} expected, got "
+                f"{rows.shape} {rows.dtype}"
+            )
+        if written + len(rows) > height:
+            raise ValueError(f"{name}: more than the {height} rows declared")
+        raw = np.ascontiguousarray(rows, dtype=dtype.newbyteorder(">")).view(np.uint8)
+        raw = raw.reshape(len(rows), width * pixel)
+        filtered = np.empty((len(rows), 1 + width * pixel), np.uint8)
+        filtered[:, 0] = 1  # Sub
+        filtered[:, 1 : 1 + pixel] = raw[:, :pixel]
+        np.subtract(raw[:, pixel:], raw[:, :-pixel], out=filtered[:, 1 + pixel :])
+        filtered_bytes.extend(filtered.data)
+        deflate(final=False)
+        written += len(rows)
 
-        yield write
-        if written != height:
-            raise ValueError(f"{path}: {written} of {height} rows written")
-        deflate(final=True)
-        out.write(_png_chunk(b"IEND", b""))
+    yield write
+    if written != height:
+        raise ValueError(f"{name}: {written} of {height} rows written")
+    deflate(final=True)
+    out.write(_png_chunk(b"IEND", b""))
 
 
 def _icc_fits(profile: bytes, mode: str) -> bool:
