@@ -393,12 +393,9 @@ def _label_model_scores(
     result = scores.score_pairs(*outputs, extractor, paired=paired, **common)
     if getattr(generator, "noise_dim", 0):
         maps, samples = diversity
-        inputs = [dataset[i]["input"] for i in scores.spread_items(len(dataset), maps)]
-        result["diversity_noise"] = scores.noise_diversity(
-            generator, inputs, samples, device, precision
-        )
-        if lpips is not None:  # the same outputs again (z is seeded per map), in LPIPS
-            result["diversity_lpips"] = scores.noise_diversity(
-                generator, inputs, samples, device, precision, distance=lpips
-            )
+        inputs = (dataset[i]["input"] for i in scores.spread_items(len(dataset), maps))
+        outputs = scores.noise_outputs(generator, inputs, samples, device, precision)
+        result["diversity_noise"] = scores.mean_diversity(outputs)
+        if lpips is not None:  # the same outputs, in LPIPS
+            result["diversity_lpips"] = scores.mean_diversity(outputs, lpips)
     return result

@@ -225,12 +225,23 @@ def noise_diversity(
     precision: Precision = FP32,
     distance: metrics.Distance | None = None,
 ) -> float:
-    """How much the outputs of one input differ under different noise: for each input (CHW,
-    a one-hot label map), ``samples`` outputs of ``generator(x, z)`` under z drawn from a
-    generator seeded by the input's index, their mean pairwise ``distance`` (default L1 in
-    [-1, 1] pixel units; :func:`translate.core.metrics.diversity`), averaged over the
-    inputs. 0 for a generator that ignores z. The generator declares ``noise_dim`` (> 0);
-    the same inputs give the same outputs whatever the distance."""
+    """How much the outputs of one input differ under different noise: the mean pairwise
+    ``distance`` (default L1 in [-1, 1] pixel units; :func:`translate.core.metrics.diversity`)
+    of each input's :func:`noise_outputs`, averaged over the inputs. 0 for a generator that
+    ignores z."""
+    return mean_diversity(noise_outputs(generator, inputs, samples, device, precision), distance)
+
+
+def noise_outputs(
+    generator: torch.nn.Module,
+    inputs: Iterable[torch.Tensor],
+    samples: int = 4,
+    device: str | torch.device = "cpu",
+    precision: Precision = FP32,
+) -> list[torch.Tensor]:
+    """For each input (CHW, a one-hot label map), ``samples`` outputs of ``generator(x, z)``
+    under z drawn from a generator seeded by the input's index (float, in [-1, 1], on the
+    CPU): the same inputs give the same outputs. The generator declares ``noise_dim``."""
     if samples < 2:
         raise ValueError(f"diversity samples: expected 2 or more, got {samples}")
     noise_dim = int(getattr(generator, "noise_dim", 0))
@@ -243,10 +254,15 @@ def noise_diversity(
             batch = x[None].expand(samples, *x.shape).to(device)
             with precision.autocast():
                 outputs = generator(batch, z.to(device))
-            found.append(metrics.diversity(outputs.float().clamp(-1, 1).cpu(), distance))
-    if not found:
+            found.append(outputs.float().clamp(-1, 1).cpu())
+    return found
+
+
+def mean_diversity(outputs: list[torch.Tensor], distance: metrics.Distance | None = None) -> float:
+    """The mean over ``outputs`` (batches, one per input) of each one's diversity."""
+    if not outputs:
         raise ValueError("diversity needs at least one input")
-    return sum(found) / len(found)
+    return sum(metrics.diversity(batch, distance) for batch in outputs) / len(outputs)
 
 
 def check_scaled_targets(dataset: PairedFolder) -> None:
