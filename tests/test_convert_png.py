@@ -170,9 +170,9 @@ def test_a_pngs_bytes_do_not_depend_on_the_bands_its_rows_come_in(tmp_path, monk
      ((20, 30), np.uint16), ((20, 30, 3), np.uint16)],
 )  # fmt: skip
 def test_level_1_images_are_written_as_png_rows_writes_them(tmp_path, shape, dtype):
-    """At the fast level a whole image goes through png_rows (PNG's Sub filter on every row,
-    not PIL's per-row search of five filters): its bytes, the pixels and the profile kept;
-    png_bytes (the server's replies) gives the same bytes in memory."""
+    """At the fast level a whole image goes through png_rows' writer (PNG's Sub filter on
+    every row, not PIL's per-row search of five filters): its bytes, the pixels and the
+    profile kept; png_bytes (the server's replies) gives the same bytes in memory."""
     arr = np.random.default_rng(0).integers(0, 200, shape).astype(dtype)
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     icc = profile if len(shape) == 3 else None  # an RGB profile fits colour images only

@@ -350,7 +350,7 @@ def write_image(
     """Write an HWC (or HW) uint8 array atomically; the format comes from the suffix.
     PNG and TIFF also take uint16 (16 bits a sample; gray, RGB or RGBA).
     ``png_compression``: a PNG's zlib level, 0-9 (None: the encoder's default, 6 in PIL);
-    at level 1 (``FAST_PNG``) :func:`png_rows` writes it, with PNG's Sub filter on every row.
+    at level 1 (``FAST_PNG``) :func:`png_bytes` encodes it, with PNG's Sub filter on every row.
 
     ``icc_profile`` is embedded where the format holds one and its colour space (RGB or
     gray) is the image's; otherwise it is left out rather than mislabel the pixels (16-bit
@@ -365,9 +365,7 @@ def write_image(
         # png_rows' Sub filter alone, both deflating with zlib, for files 4 % larger); at the
         # fast level, speed is the point, and png_rows deflates with ISA-L (_deflater). PIL
         # writes the other levels.
-        channels = arr.shape[2] if arr.ndim == 3 else 1
-        with png_rows(path, *arr.shape[:2], channels, arr.dtype, icc_profile, FAST_PNG) as rows:
-            rows(arr)
+        atomic_write_bytes(path, png_bytes(arr, icc_profile, path))
         return
     if arr.dtype == np.uint16 and Path(path).suffix.lower() in DEEP_SUFFIXES:
         if arr.ndim == 3:
@@ -486,13 +484,16 @@ def png_rows(
         yield write
 
 
-def png_bytes(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+def png_bytes(
+    arr: np.ndarray, icc_profile: bytes | None = None, name: str | os.PathLike[str] = "PNG"
+) -> bytes:
     """An HW or HWC image (uint8 or uint16, 1-4 channels) as a PNG's bytes at the fast level,
-    written as :func:`png_rows` writes a file (the server's replies)."""
+    as :func:`png_rows` writes them (a whole image at that level, the server's replies);
+    errors name ``name``."""
     buffer = io.BytesIO()
     channels = arr.shape[2] if arr.ndim == 3 else 1
     with _png_stream(
-        buffer, "PNG", *arr.shape[:2], channels, arr.dtype, icc_profile, FAST_PNG
+        buffer, name, *arr.shape[:2], channels, arr.dtype, icc_profile, FAST_PNG
     ) as write:
         write(arr)
     return buffer.getvalue()
