@@ -214,3 +214,36 @@ def test_a_restartable_launch_on_the_shared_store_is_warned() -> None:
     assert shared_store_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
     assert shared_store_warning({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) is None
     assert shared_store_warning({}) is None
+
+
+# A rank as the training command runs one, cut to what holds the group: join, build an
+# optimizer (torch.optim imports torch.distributed.nn on first use), leave; then the names of
+# this process's threads that belong to gloo.
+_RANK_THAT_LEAVES = """
+import os, torch
+from translate.training.distributed import init_distributed, leave_distributed
+init_distributed("cpu", timeout=60)
+torch.optim.Adam([torch.nn.Parameter(torch.ones(1))])
+leave_distributed()
+tasks = [f"/proc/self/task/{t}/comm" for t in os.listdir("/proc/self/task")]
+print([name for name in (open(t).read().strip() for t in tasks) if "gloo" in name])
+"""
+
+
+def test_leaving_the_group_stops_its_threads() -> None:
+    """Left, the group is gone with its gloo threads, not kept for the interpreter's exit to
+    tear down: there, it aborted a finished rank now and then (SIGABRT)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK_THAT_LEAVES],
+            env={**env, "RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0]
+    assert outputs == ["[]\n", "[]\n"]

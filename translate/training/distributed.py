@@ -27,6 +27,14 @@ def init_distributed(device: str, timeout: float = 1800.0) -> Ranks:
     if ranks.world_size == 1:
         return ranks
     if not dist.is_initialized():
+        # Imported before the group exists: torch.distributed.nn's functions take
+        # group.WORLD as a default argument, so importing it later (torch.optim does, through
+        # torch._dynamo, when the first optimizer is built) pins the group past
+        # destroy_process_group. Its gloo threads then met the interpreter's teardown, which
+        # aborted a finished rank now and then (SIGABRT, "terminate called without an
+        # active exception").
+        import torch.distributed.nn  # noqa: F401
+
         use_cuda = device != "cpu" and torch.cuda.is_available()
         if use_cuda:  # NCCL binds each process to the GPU current when it starts
             torch.cuda.set_device(ranks.local_rank)
